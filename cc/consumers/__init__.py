@@ -1,0 +1,1 @@
+"""Queue consumers of the Cluster controller role, one module per queue."""

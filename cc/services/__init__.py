@@ -1,0 +1,1 @@
+"""Business logic of the Cluster controller role."""

@@ -1,0 +1,105 @@
+"""The cluster's servers: registration (kept here and passed up to the CLC), their status, and commands to them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from cc.models import ClusterNode
+from luhyaapi.bus import Bus, RetryLater
+from luhyaapi.client import RoleClient
+from luhyaapi.messages import Command, CommandRequest, HostRegistration, Message, NodeStatus, ServerRegistration
+from luhyaapi.queues import CLC_STATUS, node_commands
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_ROLES = ("nc", "sc")
+
+
+class UnknownNode(LookupError):
+    """No server of that name has registered with this cluster controller."""
+
+
+class WrongCluster(ValueError):
+    """A server asked to join a cluster other than this controller's, or a role that does not report to a CC."""
+
+
+def _clc_client() -> RoleClient:
+    config = settings.EDUCLOUD
+    return RoleClient(config.clc_url, config.cloud_key, sender=config.name)
+
+
+def register_cluster_server(registration: ServerRegistration) -> ClusterNode:
+    """Keep an NC/SC of this cluster and announce it to the CLC (``RemoteError`` if the CLC cannot be reached)."""
+    config = settings.EDUCLOUD
+    if registration.role not in CLUSTER_ROLES:
+        raise WrongCluster(f"role {registration.role} registers with the CLC, not with a cluster controller")
+    if registration.cluster != config.cluster:
+        raise WrongCluster(f"this cluster controller serves cluster {config.cluster!r}, not {registration.cluster!r}")
+    capacity = registration.capacity
+    node, _ = ClusterNode.objects.update_or_create(
+        role=registration.role, name=registration.name,
+        defaults={"ip": registration.ip, "mac": registration.mac, "api_url": registration.api_url,
+                  "cpus": capacity.cpus, "memory_mb": capacity.memory_mb, "disk_mb": capacity.disk_mb,
+                  "last_seen": datetime.now(tz=timezone.utc)})
+    _clc_client().post("/clc/api/1.0/register/server/", registration.model_dump(mode="json"))
+    return node
+
+
+def register_cluster_host(registration: HostRegistration) -> None:
+    """Announce a classroom PC of this cluster to the CLC."""
+    config = settings.EDUCLOUD
+    if registration.cluster != config.cluster:
+        raise WrongCluster(f"this cluster controller serves cluster {config.cluster!r}, not {registration.cluster!r}")
+    _clc_client().post("/clc/api/1.0/register/host/", registration.model_dump(mode="json"))
+
+
+def queue_node_command(bus: Bus, node_name: str, request: CommandRequest) -> Command:
+    """Put a command on the node's own queue; the node runs it and reports through status."""
+    if not ClusterNode.objects.filter(role="nc", name=node_name).exists():
+        raise UnknownNode(f"node controller {node_name!r} has not registered with cluster {settings.EDUCLOUD.cluster!r}")
+    command = Command(op=request.op, tid=request.tid, paras=request.paras)
+    bus.publish(node_commands(node_name), command)
+    logger.info("commands: %s queued for %s as %s", command.op, node_name, command.msg_id)
+    return command
+
+
+class NodeStatusRelay:
+    """Keeps the cluster's view of its nodes current and passes every report up to the CLC unchanged.
+
+    The table is written only when a node's address or capacity changes, or at most every ``touch_seconds``.
+    """
+
+    def __init__(self, upstream: Bus, touch_seconds: float = 60.0) -> None:
+        self.upstream = upstream
+        self.touch_seconds = touch_seconds
+        self._written: dict[tuple[str, str], tuple[tuple, float]] = {}
+
+    def relay(self, messages: list[Message]) -> None:
+        now = time.time()
+        try:
+            for message in messages:
+                if isinstance(message, NodeStatus) and message.role in CLUSTER_ROLES:
+                    self._note(message, now)
+        except DatabaseError as exc:
+            raise RetryLater(f"cluster database unavailable: {exc}") from exc
+        for message in messages:
+            self.upstream.publish(CLC_STATUS, message)
+
+    def _note(self, report: NodeStatus, now: float) -> None:
+        key = (report.role, report.name)
+        digest = (report.ip, report.mac, report.api_url, report.capacity)
+        written = self._written.get(key)
+        if written and written[0] == digest and now - written[1] < self.touch_seconds:
+            return
+        ClusterNode.objects.update_or_create(
+            role=report.role, name=report.name,
+            defaults={"ip": report.ip, "mac": report.mac, "api_url": report.api_url, "cpus": report.capacity.cpus,
+                      "memory_mb": report.capacity.memory_mb, "disk_mb": report.capacity.disk_mb,
+                      "free_memory_mb": report.free.memory_mb, "free_disk_mb": report.free.disk_mb,
+                      "last_seen": datetime.fromtimestamp(now, tz=timezone.utc)})
+        self._written[key] = (digest, now)

@@ -1,0 +1,1 @@
+"""Cloud controller: accounts, records, the admin console and the cloud's status."""

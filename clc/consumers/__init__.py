@@ -1,0 +1,1 @@
+"""Queue consumers of the cloud controller, one module per queue."""

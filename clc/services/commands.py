@@ -1,0 +1,41 @@
+"""Sending commands down to nodes: the CLC asks the node's cluster controller, which queues it for the node."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+from luhyaapi.client import RemoteError, RoleClient
+from luhyadb.choices import LivenessChoices, RoleChoices
+from luhyadb.models import Server
+
+logger = logging.getLogger(__name__)
+
+
+class CommandError(Exception):
+    """A command could not be sent; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def send_node_command(node_name: str, op: str, paras: dict | None = None) -> dict:
+    """Queue command ``op`` for NC ``node_name`` through its cluster's CC; return the CC's answer (``msg_id``)."""
+    node = Server.objects.filter(role=RoleChoices.NC, name=node_name).first()
+    if node is None:
+        raise CommandError(404, f"no node controller named {node_name!r}")
+    controller = (Server.objects.filter(role=RoleChoices.CC, cluster=node.cluster, state=LivenessChoices.ONLINE)
+                  .exclude(api_url="").first())
+    if controller is None:
+        raise CommandError(409, f"cluster {node.cluster!r} of node {node_name!r} has no online cluster controller")
+    config = settings.EDUCLOUD
+    client = RoleClient(controller.api_url, config.cloud_key, sender=config.name)
+    try:
+        answer = client.post(f"/cc/api/1.0/nodes/{node_name}/commands/", {"op": op, "paras": paras or {}})
+    except RemoteError as exc:
+        logger.warning("commands: %s for %s via cc %s failed: %s", op, node_name, controller.name, exc)
+        raise CommandError(502, f"cluster controller {controller.name} did not take the command: {exc.detail}") from exc
+    logger.info("commands: %s queued for %s via cc %s (%s)", op, node_name, controller.name, answer.get("msg_id"))
+    return answer

@@ -1,0 +1,257 @@
+"""Folding status reports into the cache and the database, marking silent servers offline, and reading it back.
+
+The cache holds the latest report of everything (key ``status:<kind>:<id>``); the database is written only when a
+record changes (new server, other address or capacity, state) and, for liveness, at most every
+``db_touch_seconds`` per server, so that thousands of identical heartbeats cost one cache write each.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from django.core.cache import cache
+from django.db import DatabaseError, transaction
+
+from luhyaapi.bus import RetryLater
+from luhyaapi.ids import InvalidId, TaskId
+from luhyaapi.messages import HostStatus, InsStatus, Message, NodeStatus, ServerRegistration, TaskStatus
+from luhyadb.choices import InstanceStateChoices, LivenessChoices
+from luhyadb.models import Host, Instance, Server, TaskTransaction
+
+logger = logging.getLogger(__name__)
+
+CACHE_TTL_SECONDS = 2 * 24 * 3600
+
+
+def server_key(role: str, name: str) -> str:
+    return f"status:server:{role}:{name}"
+
+
+def host_key(mac: str) -> str:
+    return f"status:host:{mac.replace(':', '')}"
+
+
+def task_key(tid: str) -> str:
+    return f"status:task:{tid}"
+
+
+def instance_key(insid: str) -> str:
+    return f"status:instance:{insid}"
+
+
+def as_datetime(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+
+
+@dataclass
+class _Seen:
+    """What the folder remembers of one server or host between reports."""
+
+    pk: int
+    last_seen: float
+    interval: float
+    state: str
+    digest: tuple
+    db_touched: float
+
+
+def server_fields(report: NodeStatus | ServerRegistration) -> dict:
+    capacity = report.capacity
+    fields = {"ip": report.ip, "mac": report.mac, "cluster": report.cluster, "api_url": report.api_url,
+              "cpus": capacity.cpus, "memory_mb": capacity.memory_mb, "disk_mb": capacity.disk_mb}
+    if isinstance(report, NodeStatus):
+        fields["heartbeat_seconds"] = report.interval
+        fields.update(free_cpus=report.free.cpus, free_memory_mb=report.free.memory_mb,
+                      free_disk_mb=report.free.disk_mb, cpu_usage=report.cpu_usage)
+    else:
+        fields["heartbeat_seconds"] = report.heartbeat_seconds
+    return fields
+
+
+def _server_digest(report: NodeStatus) -> tuple:
+    return (report.ip, report.mac, report.cluster, report.api_url, report.interval, report.capacity)
+
+
+def _host_fields(report: HostStatus) -> dict:
+    return {"name": report.name, "ip": report.ip, "cluster": report.cluster, "memory_mb": report.memory_mb,
+            "disk_mb": report.disk_mb, "heartbeat_seconds": report.interval}
+
+
+class StatusFolder:
+    """Folds batches of status messages; one instance per CLC status daemon (it keeps liveness in memory).
+
+    ``fold`` and ``sweep`` may be called from different threads. Database failures raise ``RetryLater`` so the
+    bus redelivers the batch instead of parking good messages.
+    """
+
+    def __init__(self, *, missed_heartbeats: int, db_touch_seconds: float, clock=time.time) -> None:
+        self.missed_heartbeats = missed_heartbeats
+        self.db_touch_seconds = db_touch_seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._servers: dict[str, _Seen] = {}
+        self._hosts: dict[str, _Seen] = {}
+        self._tasks: dict[str, tuple] = {}
+        self._instances: dict[str, str] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        """Start from the database, so a restarted daemon still marks offline what stopped while it was down."""
+        now = self.clock()
+        for server in Server.objects.all():
+            seen = server.last_seen.timestamp() if server.last_seen else now
+            self._servers[server_key(server.role, server.name)] = _Seen(
+                server.pk, seen, server.heartbeat_seconds, server.state, (), seen)
+        for host in Host.objects.all():
+            seen = host.last_seen.timestamp() if host.last_seen else now
+            self._hosts[host_key(host.mac)] = _Seen(host.pk, seen, host.heartbeat_seconds, host.state, (), seen)
+        self._loaded = True
+
+    def fold(self, messages: list[Message]) -> None:
+        """Fold a batch: every message into the cache, and changes into the database (one transaction)."""
+        latest: dict[str, Message] = {}
+        for message in messages:
+            key = self._key(message)
+            if key is not None and (key not in latest or latest[key].sent_at <= message.sent_at):
+                latest[key] = message
+        try:
+            with self._lock, transaction.atomic():
+                if not self._loaded:
+                    self._load()
+                now = self.clock()
+                entries: dict[str, dict] = {}
+                touched_servers: list[Server] = []
+                touched_hosts: list[Host] = []
+                for key, message in latest.items():
+                    entry = message.model_dump(mode="json") | {"folded_at": now, "last_seen": now}
+                    if isinstance(message, NodeStatus):
+                        entry["state"] = self._fold_server(key, message, now, touched_servers)
+                    elif isinstance(message, HostStatus):
+                        entry["state"] = self._fold_host(key, message, now, touched_hosts)
+                    elif isinstance(message, TaskStatus):
+                        self._fold_task(message)
+                    elif isinstance(message, InsStatus):
+                        self._fold_instance(message)
+                    entries[key] = entry
+                if touched_servers:
+                    Server.objects.bulk_update(touched_servers, ["last_seen", "free_cpus", "free_memory_mb",
+                                                                 "free_disk_mb", "cpu_usage"], batch_size=500)
+                if touched_hosts:
+                    Host.objects.bulk_update(touched_hosts, ["last_seen"], batch_size=500)
+        except DatabaseError as exc:
+            self._loaded = False
+            raise RetryLater(f"database unavailable: {exc}") from exc
+        cache.set_many(entries, timeout=CACHE_TTL_SECONDS)
+
+    @staticmethod
+    def _key(message: Message) -> str | None:
+        if isinstance(message, NodeStatus):
+            return server_key(message.role, message.name)
+        if isinstance(message, HostStatus):
+            return host_key(message.mac)
+        if isinstance(message, TaskStatus):
+            return task_key(message.tid)
+        if isinstance(message, InsStatus):
+            return instance_key(message.insid)
+        logger.warning("status: ignoring a %s message on the status queue", message.type)
+        return None
+
+    def _fold_server(self, key: str, report: NodeStatus, now: float, touched: list[Server]) -> str:
+        state = LivenessChoices.ONLINE if report.state == "online" else LivenessChoices.STOPPED
+        digest = _server_digest(report)
+        seen = self._servers.get(key)
+        if seen is None or seen.state != state or seen.digest != digest:
+            fields = server_fields(report) | {"state": state, "last_seen": as_datetime(now)}
+            server, created = Server.objects.update_or_create(role=report.role, name=report.name, defaults=fields)
+            if created:
+                logger.info("status: new server %s:%s at %s added", report.role, report.name, report.ip)
+            elif seen is not None and seen.state != state:
+                logger.info("status: server %s:%s is %s", report.role, report.name, state)
+            self._servers[key] = _Seen(server.pk, now, report.interval, state, digest, now)
+            return state
+        seen.last_seen = now
+        if now - seen.db_touched >= self.db_touch_seconds:
+            seen.db_touched = now
+            touched.append(Server(pk=seen.pk, last_seen=as_datetime(now), free_cpus=report.free.cpus,
+                                  free_memory_mb=report.free.memory_mb, free_disk_mb=report.free.disk_mb,
+                                  cpu_usage=report.cpu_usage))
+        return state
+
+    def _fold_host(self, key: str, report: HostStatus, now: float, touched: list[Host]) -> str:
+        state = LivenessChoices.ONLINE if report.state == "online" else LivenessChoices.STOPPED
+        digest = tuple(_host_fields(report).items())
+        seen = self._hosts.get(key)
+        if seen is None or seen.state != state or seen.digest != digest:
+            host, created = Host.objects.update_or_create(
+                mac=report.mac, defaults=_host_fields(report) | {"state": state, "last_seen": as_datetime(now)})
+            if created:
+                logger.info("status: new host %s (%s) added", report.name, report.mac)
+            self._hosts[key] = _Seen(host.pk, now, report.interval, state, digest, now)
+            return state
+        seen.last_seen = now
+        if now - seen.db_touched >= self.db_touch_seconds:
+            seen.db_touched = now
+            touched.append(Host(pk=seen.pk, last_seen=as_datetime(now)))
+        return state
+
+    def _fold_task(self, report: TaskStatus) -> None:
+        values = {"phase": report.phase, "state": report.state, "progress": report.progress,
+                  "vmstatus": report.vmstatus, "message": report.errormsg, "failed": report.failed,
+                  "done": report.done}
+        if report.ccip:
+            values["ccip"] = report.ccip
+        if report.ncip:
+            values["ncip"] = report.ncip
+        signature = tuple(values.items())
+        if self._tasks.get(report.tid) == signature:
+            return
+        if not TaskTransaction.objects.filter(tid=report.tid).update(**values):
+            try:
+                tid = TaskId.parse(report.tid)
+            except InvalidId as exc:
+                logger.warning("status: task status for unknown, malformed tid %r: %s", report.tid, exc)
+                return
+            TaskTransaction.objects.create(tid=report.tid, src_image_id=tid.src, dst_image_id=tid.dst,
+                                           instance_id=tid.ins, **values)
+        self._tasks[report.tid] = signature
+
+    def _fold_instance(self, report: InsStatus) -> None:
+        if self._instances.get(report.insid) == report.state:
+            return
+        if report.state not in InstanceStateChoices.values:
+            logger.warning("status: instance %s reported unknown state %r", report.insid, report.state)
+            return
+        if not Instance.objects.filter(instance_id=report.insid).update(state=report.state, node=report.node):
+            logger.warning("status: status of unknown instance %s from %s", report.insid, report.node)
+        self._instances[report.insid] = report.state
+
+    def sweep(self) -> list[str]:
+        """Mark offline every server and host silent for ``missed_heartbeats`` intervals; return their keys."""
+        with self._lock:
+            if not self._loaded:
+                self._load()
+            now = self.clock()
+            gone = {kind: [(key, seen) for key, seen in table.items()
+                           if seen.state == LivenessChoices.ONLINE
+                           and now - seen.last_seen > seen.interval * self.missed_heartbeats]
+                    for kind, table in (("server", self._servers), ("host", self._hosts))}
+            if not gone["server"] and not gone["host"]:
+                return []
+            with transaction.atomic():
+                Server.objects.filter(pk__in=[seen.pk for _, seen in gone["server"]]).update(
+                    state=LivenessChoices.OFFLINE)
+                Host.objects.filter(pk__in=[seen.pk for _, seen in gone["host"]]).update(state=LivenessChoices.OFFLINE)
+            keys = [key for pairs in gone.values() for key, _ in pairs]
+            for pairs in gone.values():
+                for key, seen in pairs:
+                    seen.state = LivenessChoices.OFFLINE
+                    logger.warning("status: %s missed %d heartbeats; marked offline", key, self.missed_heartbeats)
+            cached = cache.get_many(keys)
+            cache.set_many({key: entry | {"state": LivenessChoices.OFFLINE} for key, entry in cached.items()},
+                           timeout=CACHE_TTL_SECONDS)
+            return keys
+

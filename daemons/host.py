@@ -1,0 +1,73 @@
+"""Running one host: the web server (waitress, threads) and the daemons of its roles, stopped by SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from django.core.management.base import CommandError
+
+from luhyaapi.config import Config
+
+from daemons.roles import build_workers
+
+logger = logging.getLogger(__name__)
+
+
+def _serve(config: Config) -> threading.Thread:
+    from waitress.server import create_server
+
+    from educloud.wsgi import application
+
+    server = create_server(application, host=config.listen_host, port=config.listen_port, threads=16,
+                           ident="educloud", channel_timeout=120)
+    thread = threading.Thread(target=server.run, name="web", daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host if host != "0.0.0.0" else "127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the web server did not start listening on {host}:{port}")
+
+
+def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], only: set[str] | None = None) -> None:
+    """Serve and run until a signal arrives; daemons start after the web server answers (they register over it)."""
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        logger.info("host: signal %s received; stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if serve_web:
+        _serve(config)
+        _wait_for_port(config.listen_host, config.listen_port)
+        log(f"eduCloud {config.name} ({', '.join(config.roles)}) listening on http://{config.listen_host}:"
+            f"{config.listen_port}/")
+    workers, _heartbeats = build_workers(config, stop)
+    if only:
+        unknown = only - {worker.name for worker in workers}
+        if unknown:
+            raise CommandError(f"no daemon named {', '.join(sorted(unknown))} on this host; "
+                               f"there are {', '.join(worker.name for worker in workers)}")
+        workers = [worker for worker in workers if worker.name in only]
+    for worker in workers:
+        worker.start()
+    log(f"daemons running: {', '.join(worker.name for worker in workers)}")
+    while not stop.wait(1.0):
+        pass
+    for worker in workers:
+        worker.join(timeout=10)
+    log("stopped")

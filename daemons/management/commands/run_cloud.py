@@ -1,0 +1,19 @@
+"""``manage.py run_cloud``: this host's web server and daemons in one process (the all-in-one way to run)."""
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from daemons.host import run_host
+
+
+class Command(BaseCommand):
+    help = "Initialise if needed, then serve the web API and run every daemon of this host's roles until stopped."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-init", action="store_true", help="skip the idempotent init_cloud step")
+
+    def handle(self, *args, no_init: bool, **options):
+        if not no_init:
+            call_command("init_cloud", stdout=self.stdout)
+        run_host(settings.EDUCLOUD, serve_web=True, log=self.stdout.write)

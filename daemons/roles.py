@@ -1,0 +1,73 @@
+"""Which background loops each role runs, wired to this host's bus and configuration."""
+
+from __future__ import annotations
+
+import threading
+
+from luhyaapi.bus import get_bus
+from luhyaapi.config import Config
+from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
+
+from daemons.heartbeat import HeartbeatPublisher
+from daemons.worker import Worker
+
+SWEEP_FRACTION = 0.5
+
+
+def _consume(bus, queue: str, consumer, **options):
+    def loop(stop: threading.Event) -> None:
+        bus.consume(queue, consumer.consume, stop, **options)
+
+    return loop
+
+
+def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
+    from clc.consumers.clc_status import ClcStatusConsumer
+    from clc.services.status import StatusFolder
+
+    folder = StatusFolder(missed_heartbeats=config.missed_heartbeats, db_touch_seconds=config.db_touch_seconds)
+
+    def sweep(stop: threading.Event) -> None:
+        # Sweep several times per heartbeat so an offline server is noticed soon after its last missed beat.
+        while not stop.wait(max(0.2, config.heartbeat_seconds * SWEEP_FRACTION)):
+            folder.sweep()
+
+    bus = get_bus(config.cloud_bus_url)
+    return [Worker("clc-status", _consume(bus, CLC_STATUS, ClcStatusConsumer(folder), max_batch=500), stop),
+            Worker("clc-sweeper", sweep, stop)]
+
+
+def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
+    from cc.consumers.cc_status import CcStatusConsumer
+    from cc.services.nodes import NodeStatusRelay
+
+    relay = NodeStatusRelay(get_bus(config.cloud_bus_url), touch_seconds=config.db_touch_seconds)
+    return [Worker("cc-status", _consume(get_bus(config.bus_url), cc_status(config.cluster),
+                                         CcStatusConsumer(relay), max_batch=200), stop)]
+
+
+def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPublisher) -> list[Worker]:
+    from nc.consumers.nc_cmd import NcCommandConsumer
+
+    return [Worker("nc-commands", _consume(get_bus(config.bus_url), node_commands(config.name),
+                                           NcCommandConsumer(heartbeat), max_batch=1), stop)]
+
+
+def status_bus_url(role: str, config: Config) -> str:
+    """The bus a role heartbeats on: nc and sc on their cluster's bus, other roles on the cloud's."""
+    return config.bus_url if role in ("nc", "sc") else config.cloud_bus_url
+
+
+def build_workers(config: Config, stop: threading.Event) -> tuple[list[Worker], dict[str, HeartbeatPublisher]]:
+    """Every loop of every role this host runs (consumers first, so nothing heartbeats into an unread queue)."""
+    workers: list[Worker] = []
+    heartbeats = {role: HeartbeatPublisher(role, config, get_bus(status_bus_url(role, config)))
+                  for role in config.roles}
+    if config.has_role("clc"):
+        workers += _clc_workers(config, stop)
+    if config.has_role("cc"):
+        workers += _cc_workers(config, stop)
+    if config.has_role("nc"):
+        workers += _nc_workers(config, stop, heartbeats["nc"])
+    workers += [Worker(f"{role}-heartbeat", heartbeat.run, stop) for role, heartbeat in heartbeats.items()]
+    return workers, heartbeats

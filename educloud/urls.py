@@ -1,0 +1,12 @@
+"""URLs: the admin site plus, for each role this host runs, its pages and its API under ``/<role>/api/1.0/``."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [path("admin/", admin.site.urls)]
+for role in settings.EDUCLOUD.roles:
+    urlpatterns.append(path(f"{role}/api/1.0/", include(f"{role}.api.urls")))
+if settings.EDUCLOUD.has_role("clc"):
+    urlpatterns += [path("clc/", include("clc.urls")), path("", RedirectView.as_view(url="/clc/", permanent=False))]

@@ -1,0 +1,42 @@
+"""API building blocks every role shares: the error format, request validation against shared schemas, ping."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from pydantic import BaseModel, ValidationError
+from rest_framework import exceptions, permissions
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from luhyaapi.validators import InvalidValue
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus a JSON body for every error (``{"detail": ...}`` or ``{field: [messages]}``)."""
+    if isinstance(exc, InvalidValue):
+        exc = exceptions.ValidationError({exc.field: [exc.message]})
+    return drf_exception_handler(exc, context)
+
+
+def validated(schema: type[BaseModel], data) -> BaseModel:
+    """Validate request data against a shared pydantic schema; errors become a 400 naming each field."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        fields: dict[str, list[str]] = {}
+        for error in exc.errors():
+            fields.setdefault(".".join(map(str, error["loc"])) or "non_field_errors", []).append(error["msg"])
+        raise exceptions.ValidationError(fields) from None
+
+
+class PingView(APIView):
+    """``GET /<role>/api/1.0/ping/``: answers for every role, unauthenticated, with who is answering."""
+
+    role = ""
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    def get(self, request):
+        config = settings.EDUCLOUD
+        return Response({"role": self.role, "name": config.name, "cluster": config.cluster, "roles": config.roles})

@@ -1,0 +1,55 @@
+"""The REST client one role uses to call another: every request signed with the cloud key."""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+import requests
+
+from luhyaapi.signing import sign_headers
+
+logger = logging.getLogger(__name__)
+
+
+class RemoteError(RuntimeError):
+    """A call to another role failed: unreachable (``status`` 0) or answered with an error status."""
+
+    def __init__(self, url: str, status: int, detail: str) -> None:
+        super().__init__(f"{url}: {status or 'unreachable'}: {detail}")
+        self.url = url
+        self.status = status
+        self.detail = detail
+
+
+class RoleClient:
+    """Signed JSON calls to one role's API at ``base_url`` (e.g. ``http://10.0.0.2:8000``)."""
+
+    def __init__(self, base_url: str, key: str, sender: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self.sender = sender
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def request(self, method: str, path: str, payload: dict | None = None) -> dict:
+        url = self.base_url + path
+        body = json.dumps(payload).encode() if payload is not None else b""
+        signed_path = urlsplit(url).path + (f"?{urlsplit(url).query}" if urlsplit(url).query else "")
+        headers = sign_headers(self.key, self.sender, method, signed_path, body)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self._session.request(method, url, data=body or None, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise RemoteError(url, 0, str(exc)) from exc
+        if response.status_code >= 400:
+            raise RemoteError(url, response.status_code, response.text[:500])
+        return response.json() if response.content else {}
+
+    def get(self, path: str) -> dict:
+        return self.request("GET", path)
+
+    def post(self, path: str, payload: dict) -> dict:
+        return self.request("POST", path, payload)

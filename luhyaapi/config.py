@@ -1,0 +1,278 @@
+"""Per-host configuration: one INI file plus ``EDUCLOUD_*`` environment overrides, validated at start.
+
+The file is ``$EDUCLOUD_CONF`` or ``/etc/educloud/educloud.conf``. Each setting is ``section.key`` in the file and
+``EDUCLOUD_SECTION_KEY`` in the environment (``EDUCLOUD_ROLES`` is accepted for ``host.roles``). The notes' peer files
+``clc.conf`` and ``cc.conf`` (``IP='x.x.x.x'``) in ``host.peer_config_dir`` give the boss addresses when
+``cloud.clc_url``/``cloud.cc_url`` are not set. Any missing or wrong setting raises ``ConfigError`` naming it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from luhyaapi.validators import InvalidValue, validate_ip, validate_mac, validate_name
+
+ROLES = ("clc", "walrus", "cc", "nc", "sc", "watch")
+DEFAULT_CONF = "/etc/educloud/educloud.conf"
+DEFAULT_PEER_DIR = "/storage/config"
+
+# (section, key) -> default; None means required.
+SETTINGS: dict[tuple[str, str], str | None] = {
+    ("host", "name"): None,
+    ("host", "roles"): None,
+    ("host", "ip"): "127.0.0.1",
+    ("host", "mac"): "",
+    ("host", "cluster"): "cluster1",
+    ("host", "data_dir"): None,
+    ("host", "listen"): "127.0.0.1:8000",
+    ("host", "peer_config_dir"): DEFAULT_PEER_DIR,
+    ("host", "debug"): "false",
+    ("cloud", "key"): None,
+    ("cloud", "clc_url"): "",
+    ("cloud", "cc_url"): "",
+    ("cloud", "heartbeat_seconds"): "300",
+    ("cloud", "missed_heartbeats"): "3",
+    ("cloud", "db_touch_seconds"): "60",
+    ("database", "url"): "sqlite:///{data_dir}/educloud.sqlite3",
+    ("bus", "url"): "memory://",
+    ("bus", "cloud_url"): "",
+    ("cache", "url"): "locmem://",
+}
+
+
+class ConfigError(ImproperlyConfigured):
+    """A setting is missing or wrong; the message names the setting and the environment variable."""
+
+
+def env_name(section: str, key: str) -> str:
+    return f"EDUCLOUD_{section.upper()}_{key.upper()}"
+
+
+def _setting_error(section: str, key: str, message: str) -> ConfigError:
+    return ConfigError(f"setting {section}.{key} ({env_name(section, key)}): {message}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated settings of one host."""
+
+    name: str
+    roles: tuple[str, ...]
+    ip: str
+    mac: str
+    cluster: str
+    data_dir: Path
+    listen_host: str
+    listen_port: int
+    debug: bool
+    cloud_key: str
+    clc_url: str
+    cc_url: str
+    heartbeat_seconds: float
+    missed_heartbeats: int
+    db_touch_seconds: float
+    database_url: str
+    bus_url: str
+    cloud_bus_url: str
+    cache_url: str
+    source: str = field(default="")
+
+    @property
+    def api_url(self) -> str:
+        """The base URL other roles use to reach this host's REST API."""
+        return f"http://{self.ip}:{self.listen_port}"
+
+    @property
+    def offline_after_seconds(self) -> float:
+        return self.heartbeat_seconds * self.missed_heartbeats
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+def read_peer_ip(path: Path) -> str | None:
+    """Read the notes' ``IP='x.x.x.x'`` peer file (also the original INI form ``[server] IP=``)."""
+    if not path.is_file():
+        return None
+    match = re.search(r"^\s*IP\s*=\s*['\"]?([^'\"\s]+)['\"]?\s*$", path.read_text(), re.MULTILINE)
+    if not match:
+        raise ConfigError(f"peer file {path}: no line IP='x.x.x.x'")
+    try:
+        return validate_ip(match[1], "IP")
+    except InvalidValue as exc:
+        raise ConfigError(f"peer file {path}: {exc}") from None
+
+
+def _raw_values(path: str | None, environ: os._Environ | dict) -> tuple[dict[tuple[str, str], str], str]:
+    parser = configparser.ConfigParser(interpolation=None)
+    source = ""
+    if path:
+        if not Path(path).is_file():
+            raise ConfigError(f"configuration file {path} (EDUCLOUD_CONF) does not exist")
+        parser.read(path)
+        source = path
+        known_sections = {section for section, _ in SETTINGS}
+        for section in parser.sections():
+            if section not in known_sections:
+                raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(sorted(known_sections))}")
+            for key in parser[section]:
+                if (section, key) not in SETTINGS:
+                    raise ConfigError(f"{path}: unknown setting {section}.{key}")
+    values: dict[tuple[str, str], str] = {}
+    for (section, key), default in SETTINGS.items():
+        value = environ.get(env_name(section, key))
+        if value is None and (section, key) == ("host", "roles"):
+            value = environ.get("EDUCLOUD_ROLES")
+        if value is None and parser.has_option(section, key):
+            value = parser.get(section, key)
+        if value is None:
+            value = default
+        if value is None:
+            raise _setting_error(section, key, "is required but not set")
+        values[(section, key)] = value.strip()
+    return values, source
+
+
+def _parse_url(section: str, key: str, value: str, schemes: tuple[str, ...]) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        raise _setting_error(section, key, f"unsupported URL {value!r}; use one of {', '.join(s + '://' for s in schemes)}")
+    return value
+
+
+def _parse_number(section: str, key: str, value: str, kind: type, minimum: float) -> float:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise _setting_error(section, key, f"{value!r} is not a number") from None
+    if number < minimum:
+        raise _setting_error(section, key, f"{value!r} is below the minimum {minimum}")
+    return number
+
+
+def load_config(environ: os._Environ | dict | None = None) -> Config:
+    """Load and validate this host's configuration; raise ConfigError naming the first wrong setting."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("EDUCLOUD_CONF") or (DEFAULT_CONF if Path(DEFAULT_CONF).is_file() else None)
+    raw, source = _raw_values(path, environ)
+
+    def get(section: str, key: str) -> str:
+        return raw[(section, key)]
+
+    try:
+        name = validate_name(get("host", "name"), "host.name")
+        ip = validate_ip(get("host", "ip"), "host.ip")
+        mac = validate_mac(get("host", "mac"), "host.mac") if get("host", "mac") else ""
+        cluster = validate_name(get("host", "cluster"), "host.cluster")
+    except InvalidValue as exc:
+        section, key = exc.field.split(".")
+        raise _setting_error(section, key, exc.message) from None
+
+    roles = tuple(role.strip() for role in get("host", "roles").split(",") if role.strip())
+    unknown = [role for role in roles if role not in ROLES]
+    if not roles or unknown:
+        raise _setting_error("host", "roles", f"{get('host', 'roles')!r}: roles must be a comma list of {', '.join(ROLES)}")
+
+    data_dir = Path(get("host", "data_dir")).expanduser().resolve()
+    listen_host, _, listen_port = get("host", "listen").rpartition(":")
+    port = int(_parse_number("host", "listen", listen_port, int, 1)) if listen_port.isdigit() else 0
+    if not listen_host or not 0 < port < 65536:
+        raise _setting_error("host", "listen", f"{get('host', 'listen')!r} is not HOST:PORT")
+
+    key = get("cloud", "key")
+    if len(key) < 16:
+        raise _setting_error("cloud", "key", "must be at least 16 characters (it signs every node-to-node call)")
+
+    peer_dir = Path(get("host", "peer_config_dir"))
+    clc_url = get("cloud", "clc_url")
+    if not clc_url and (peer_ip := read_peer_ip(peer_dir / "clc.conf")):
+        clc_url = f"http://{peer_ip}"
+    cc_url = get("cloud", "cc_url")
+    if not cc_url and (peer_ip := read_peer_ip(peer_dir / "cc.conf")):
+        cc_url = f"http://{peer_ip}"
+    if not clc_url and "clc" in roles:
+        clc_url = f"http://{ip}:{port}"
+    if not cc_url and "cc" in roles:
+        cc_url = f"http://{ip}:{port}"
+    needs_clc = [r for r in roles if r in ("walrus", "cc")]
+    if needs_clc and not clc_url:
+        raise _setting_error("cloud", "clc_url", f"is required for role {needs_clc[0]} (or put IP='x.x.x.x' in {peer_dir}/clc.conf)")
+    needs_cc = [r for r in roles if r in ("nc", "sc")]
+    if needs_cc and not cc_url:
+        raise _setting_error("cloud", "cc_url", f"is required for role {needs_cc[0]} (or put IP='x.x.x.x' in {peer_dir}/cc.conf)")
+    for url_key, url in (("clc_url", clc_url), ("cc_url", cc_url)):
+        if url:
+            _parse_url("cloud", url_key, url, ("http", "https"))
+
+    database_url = _parse_url("database", "url", get("database", "url").replace("{data_dir}", str(data_dir)),
+                              ("sqlite", "mysql"))
+    bus_url = _parse_url("bus", "url", get("bus", "url"), ("memory", "amqp", "amqps"))
+    cloud = get("bus", "cloud_url")
+    cloud_bus_url = _parse_url("bus", "cloud_url", cloud, ("memory", "amqp", "amqps")) if cloud else bus_url
+
+    return Config(
+        name=name,
+        roles=roles,
+        ip=ip,
+        mac=mac,
+        cluster=cluster,
+        data_dir=data_dir,
+        listen_host=listen_host,
+        listen_port=port,
+        debug=get("host", "debug").lower() in ("1", "true", "yes", "on"),
+        cloud_key=key,
+        clc_url=clc_url.rstrip("/"),
+        cc_url=cc_url.rstrip("/"),
+        heartbeat_seconds=_parse_number("cloud", "heartbeat_seconds", get("cloud", "heartbeat_seconds"), float, 0.1),
+        missed_heartbeats=int(_parse_number("cloud", "missed_heartbeats", get("cloud", "missed_heartbeats"), int, 1)),
+        db_touch_seconds=_parse_number("cloud", "db_touch_seconds", get("cloud", "db_touch_seconds"), float, 0),
+        database_url=database_url,
+        bus_url=bus_url,
+        cloud_bus_url=cloud_bus_url,
+        cache_url=_parse_url("cache", "url", get("cache", "url"), ("locmem", "memcached")),
+        source=source,
+    )
+
+
+def django_database(url: str) -> dict:
+    """Translate ``sqlite:///path`` or ``mysql://user:pass@host:port/name`` into a Django DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": "/" + parts.path.lstrip("/"),
+                # IMMEDIATE: a writer waits for the lock instead of failing at once when
+                # threads (web and daemons of one host) write together; WAL lets readers go on meanwhile.
+                "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE",
+                            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}}
+    name = parts.path.lstrip("/")
+    if not name:
+        raise _setting_error("database", "url", f"{url!r} names no database (mysql://user@host:port/NAME)")
+    return {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": name,
+        "USER": parts.username or "root",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": str(parts.port or 3306),
+        "OPTIONS": {"charset": "utf8mb4"},
+        "TEST": {"NAME": f"test_{name}", "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+    }
+
+
+def django_cache(url: str) -> dict:
+    """Translate ``locmem://`` or ``memcached://host:port`` into a Django CACHES entry."""
+    parts = urlsplit(url)
+    if parts.scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "educloud",
+                "OPTIONS": {"MAX_ENTRIES": 1_000_000}}
+    return {
+        "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+        "LOCATION": f"{parts.hostname or '127.0.0.1'}:{parts.port or 11211}",
+        "OPTIONS": {"no_delay": True, "ignore_exc": False, "connect_timeout": 2, "timeout": 5},
+    }

@@ -1,0 +1,192 @@
+"""Typed, versioned messages of the notes (cmd, taskstatus, nodestatus, hoststatus, insstatus) and their JSON form.
+
+Every message carries ``type`` (the notes' name), ``version``, a unique ``msg_id`` and ``sent_at`` (epoch seconds).
+``decode`` turns bytes from a queue back into the right class and raises ``InvalidMessage`` for anything else.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from luhyaapi.validators import MAC_RE, NAME_RE
+
+Name = Annotated[str, Field(pattern=NAME_RE.pattern)]
+Mac = Annotated[str, Field(pattern=r"^$|" + MAC_RE.pattern)]
+Role = Literal["clc", "walrus", "cc", "nc", "sc", "watch"]
+Phase = Literal["init", "preparing", "editing", "submitting", "failed"]
+
+
+class InvalidMessage(ValueError):
+    """Bytes that are not a valid eduCloud message; the text says why (it goes into the dead-letter reason)."""
+
+
+def _new_msg_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Message(BaseModel):
+    """Fields every message has."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    msg_id: str = Field(default_factory=_new_msg_id, pattern=r"^[0-9a-f]{32}$")
+    sent_at: float = Field(default_factory=time.time)
+
+
+class Resources(BaseModel):
+    """Amounts of CPU, memory and disk (capacity or free)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpus: float = Field(ge=0)
+    memory_mb: int = Field(ge=0)
+    disk_mb: int = Field(ge=0)
+
+
+class VmInfo(BaseModel):
+    """One VM as a node reports it (the original ``vm_data`` entries)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    insid: str
+    state: str
+    memory_mb: int = 0
+    cpus: int = 0
+
+
+class Command(Message):
+    """A command sent down (clc -> cc -> nc). Idempotent by ``key``: a redelivery must do no harm."""
+
+    type: Literal["cmd"] = "cmd"
+    op: str = Field(pattern=r"^[a-z]+(?:/[a-z_]+)*$")
+    tid: str = ""
+    paras: dict = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.tid}:{self.op}" if self.tid else self.msg_id
+
+
+class TaskStatus(Message):
+    """Progress of a task (the notes 6.1.3): phase and state, percent done, the VM's status, an error text."""
+
+    type: Literal["taskstatus"] = "taskstatus"
+    tid: str = Field(min_length=1, max_length=128)
+    phase: Phase
+    state: str = Field(max_length=32)
+    progress: int = Field(default=0, ge=0, le=100)
+    vmstatus: str = ""
+    errormsg: str = ""
+    failed: bool = False
+    done: bool = False
+    ccip: str = ""
+    ncip: str = ""
+
+
+class NodeStatus(Message):
+    """A server's heartbeat (clc, walrus, cc, nc, sc, watch): identity, capacity, free resources, services, VMs."""
+
+    type: Literal["nodestatus"] = "nodestatus"
+    role: Role
+    name: Name
+    ip: str
+    mac: Mac = ""
+    cluster: Name
+    api_url: str = ""
+    interval: float = Field(gt=0)
+    seq: int = Field(ge=0)
+    state: Literal["online", "stopping"] = "online"
+    capacity: Resources
+    free: Resources
+    cpu_usage: float = Field(default=0, ge=0, le=100)
+    services: dict[str, str] = Field(default_factory=dict)
+    vms: list[VmInfo] = Field(default_factory=list)
+    last_command: str = ""
+
+
+class HostStatus(Message):
+    """A classroom PC's heartbeat (LVD host): identity, resources and its runtime options."""
+
+    type: Literal["hoststatus"] = "hoststatus"
+    name: Name
+    ip: str
+    mac: Annotated[str, Field(pattern=MAC_RE.pattern)]
+    cluster: Name
+    interval: float = Field(gt=0)
+    seq: int = Field(ge=0)
+    memory_mb: int = Field(default=0, ge=0)
+    disk_mb: int = Field(default=0, ge=0)
+    state: Literal["online", "stopping"] = "online"
+
+
+class InsStatus(Message):
+    """An instance's state as its node sees it."""
+
+    type: Literal["insstatus"] = "insstatus"
+    insid: str = Field(pattern=r"^ins-[0-9a-f]{8}$")
+    node: Name
+    state: str = Field(max_length=32)
+    vmstatus: str = ""
+
+
+AnyMessage = Annotated[Union[Command, TaskStatus, NodeStatus, HostStatus, InsStatus], Field(discriminator="type")]
+MESSAGE_CLASSES: tuple[type[Message], ...] = (Command, TaskStatus, NodeStatus, HostStatus, InsStatus)
+_ADAPTER: TypeAdapter = TypeAdapter(AnyMessage)
+
+
+def encode(message: Message) -> bytes:
+    """The JSON bytes of a message, as they travel on every bus."""
+    return message.model_dump_json().encode()
+
+
+def decode(body: bytes) -> Message:
+    """Parse JSON bytes into the message class named by ``type``; raise InvalidMessage with the reason."""
+    try:
+        return _ADAPTER.validate_json(body)
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        raise InvalidMessage(f"invalid message: {errors}") from None
+
+
+class ServerRegistration(BaseModel):
+    """What a server sends to its boss when it starts (REST ``register/server/``); not a bus message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Role
+    name: Name
+    ip: str
+    mac: Mac = ""
+    cluster: Name
+    api_url: str = Field(default="", pattern=r"^$|^https?://[A-Za-z0-9.:\[\]-]+$")
+    heartbeat_seconds: float = Field(gt=0)
+    capacity: Resources
+
+
+class HostRegistration(BaseModel):
+    """What a classroom PC sends to its CC when it powers on (REST ``register/host/``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Name
+    ip: str
+    mac: Annotated[str, Field(pattern=MAC_RE.pattern)]
+    cluster: Name
+    heartbeat_seconds: float = Field(gt=0)
+    memory_mb: int = Field(default=0, ge=0)
+    disk_mb: int = Field(default=0, ge=0)
+
+
+class CommandRequest(BaseModel):
+    """A command asked for over REST (``nodes/<name>/commands/`` on CLC and CC)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op: str = Field(pattern=r"^[a-z]+(?:/[a-z_]+)*$", max_length=64)
+    tid: str = Field(default="", max_length=128)
+    paras: dict = Field(default_factory=dict)

@@ -1,0 +1,49 @@
+"""Strict patterns for every name or address that may reach a command line, a queue name or a path."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+OWNER_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")
+
+
+class InvalidValue(ValueError):
+    """A value failed validation; ``field`` names the offending field for error messages."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def validate_name(value: str, field: str = "name") -> str:
+    """A host, server or cluster name: lower-case letters, digits and inner dashes, 1-63 characters."""
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise InvalidValue(field, f"{value!r} is not a valid name (lower-case letters, digits and '-', 1-63 chars)")
+    return value
+
+
+def validate_mac(value: str, field: str = "mac") -> str:
+    """A MAC address, returned in lower case with colons."""
+    normalized = value.strip().lower().replace("-", ":") if isinstance(value, str) else ""
+    if not MAC_RE.match(normalized):
+        raise InvalidValue(field, f"{value!r} is not a MAC address (expected like '52:54:00:12:34:56')")
+    return normalized
+
+
+def validate_ip(value: str, field: str = "ip") -> str:
+    """An IPv4 or IPv6 address in its canonical text form."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except (ValueError, TypeError):
+        raise InvalidValue(field, f"{value!r} is not an IP address") from None
+
+
+def validate_owner_path(value: str, field: str = "path") -> str:
+    """A dotted owner-group path such as ``edu.cloud.longyou.school``; any depth, no empty parts."""
+    if not isinstance(value, str) or len(value) > 255 or not OWNER_PATH_RE.match(value):
+        raise InvalidValue(field, f"{value!r} is not an owner-group path (dotted words like 'edu.school.class')")
+    return value

@@ -1,0 +1,58 @@
+"""Django admin pages for every record of the cloud."""
+
+from django.contrib import admin
+
+from luhyadb.models import Host, Image, Instance, OwnerGroup, OwnerGroupPermission, Server, TaskTransaction, VMType
+
+
+class OwnerGroupPermissionInline(admin.TabularInline):
+    model = OwnerGroupPermission
+    extra = 0
+
+
+@admin.register(OwnerGroup)
+class OwnerGroupAdmin(admin.ModelAdmin):
+    list_display = ("name", "path", "description")
+    search_fields = ("name", "path")
+    inlines = (OwnerGroupPermissionInline,)
+
+
+@admin.register(Server)
+class ServerAdmin(admin.ModelAdmin):
+    list_display = ("name", "role", "ip", "cluster", "state", "last_seen", "cpus", "memory_mb", "free_memory_mb",
+                    "disk_mb", "free_disk_mb")
+    list_filter = ("role", "state", "cluster")
+    search_fields = ("name", "ip", "mac")
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    list_display = ("name", "mac", "ip", "cluster", "location", "owner_group", "state", "last_seen")
+    list_filter = ("state", "cluster", "auto_sync", "offline_enabled", "is_pad")
+    search_fields = ("name", "mac", "ip", "location")
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ("name", "image_id", "version", "os_type", "arch", "usage", "owner_group", "size_bytes", "pub_date")
+    list_filter = ("os_type", "usage", "arch")
+    search_fields = ("name", "image_id", "description")
+
+
+@admin.register(Instance)
+class InstanceAdmin(admin.ModelAdmin):
+    list_display = ("name", "instance_id", "kind", "image", "vm_type", "owner_group", "state", "cluster", "node")
+    list_filter = ("kind", "state", "persistent")
+    search_fields = ("name", "instance_id")
+
+
+@admin.register(TaskTransaction)
+class TaskTransactionAdmin(admin.ModelAdmin):
+    list_display = ("tid", "phase", "state", "progress", "vmstatus", "failed", "done", "ccip", "ncip", "updated")
+    list_filter = ("phase", "failed", "done")
+    search_fields = ("tid", "user")
+
+
+@admin.register(VMType)
+class VMTypeAdmin(admin.ModelAdmin):
+    list_display = ("name", "cpus", "memory_mb", "disk_gb")

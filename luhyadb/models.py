@@ -1,0 +1,236 @@
+"""Models of the cloud's records (the notes' eduServer, host, image, instance and task tables, owner-groups, VM types).
+
+Names and addresses are validated on the way in (``full_clean`` and the API serializers) with the same patterns
+``luhyaapi.validators`` applies before anything reaches a command line.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from luhyaapi.ids import InvalidId, validate_id
+from luhyaapi.validators import InvalidValue, validate_mac, validate_name, validate_owner_path
+from luhyadb.choices import (
+    ArchChoices,
+    InstanceKindChoices,
+    InstanceStateChoices,
+    LivenessChoices,
+    OsTypeChoices,
+    PhaseChoices,
+    ResourceTypeChoices,
+    RoleChoices,
+    UsageChoices,
+)
+
+
+def _as_django_error(check, value, *args) -> None:
+    try:
+        check(value, *args)
+    except (InvalidValue, InvalidId) as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def name_validator(value: str) -> None:
+    _as_django_error(validate_name, value)
+
+
+def mac_validator(value: str) -> None:
+    _as_django_error(validate_mac, value)
+
+
+def owner_path_validator(value: str) -> None:
+    _as_django_error(validate_owner_path, value)
+
+
+def validate_image_id(value: str) -> None:
+    _as_django_error(validate_id, value, "image")
+
+
+def validate_instance_id(value: str) -> None:
+    _as_django_error(validate_id, value, "instance")
+
+
+class OwnerGroup(models.Model):
+    """An owner-group: a dotted authority path (``edu.cloud.school.class``); accounts of a path reach its subtree."""
+
+    name = models.CharField(max_length=100, unique=True)
+    path = models.CharField(max_length=255, unique=True, validators=[owner_path_validator])
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("path",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.path})"
+
+
+class OwnerGroupPermission(models.Model):
+    """What an owner-group may do with one resource type: any of read/write/execute/create/delete (all = full)."""
+
+    owner_group = models.ForeignKey(OwnerGroup, on_delete=models.CASCADE, related_name="permissions")
+    resource_type = models.CharField(max_length=20, choices=ResourceTypeChoices.choices)
+    read = models.BooleanField(default=False)
+    write = models.BooleanField(default=False)
+    execute = models.BooleanField(default=False)
+    create = models.BooleanField(default=False)
+    delete = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("owner_group", "resource_type"), name="one_permission_per_type")]
+        ordering = ("owner_group", "resource_type")
+
+    @property
+    def is_full(self) -> bool:
+        return self.read and self.write and self.execute and self.create and self.delete
+
+    def __str__(self) -> str:
+        bits = "".join(flag[0] if getattr(self, flag) else "-" for flag in ("read", "write", "execute", "create", "delete"))
+        return f"{self.owner_group.path}: {self.resource_type} {bits}"
+
+
+class Server(models.Model):
+    """A server of one role (clc, walrus, cc, nc, sc, watch). Added when it first registers or heartbeats;
+    ``state`` goes offline after the configured number of missed heartbeats."""
+
+    name = models.CharField(max_length=63, validators=[name_validator])
+    role = models.CharField(max_length=10, choices=RoleChoices.choices)
+    ip = models.GenericIPAddressField()
+    mac = models.CharField(max_length=17, blank=True, validators=[mac_validator])
+    cluster = models.CharField(max_length=63, validators=[name_validator])
+    api_url = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=10, choices=LivenessChoices.choices, default=LivenessChoices.ONLINE)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    heartbeat_seconds = models.FloatField(default=300)
+    cpus = models.FloatField(default=0)
+    memory_mb = models.BigIntegerField(default=0)
+    disk_mb = models.BigIntegerField(default=0)
+    free_cpus = models.FloatField(default=0)
+    free_memory_mb = models.BigIntegerField(default=0)
+    free_disk_mb = models.BigIntegerField(default=0)
+    cpu_usage = models.FloatField(default=0)
+    registered_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("role", "name"), name="one_server_per_role_and_name")]
+        ordering = ("role", "name")
+        indexes = [models.Index(fields=("state", "role"))]
+
+    def __str__(self) -> str:
+        return f"{self.role}:{self.name}"
+
+
+class Host(models.Model):
+    """A classroom PC that runs local desktops (LVD); it adds itself when it powers on."""
+
+    name = models.CharField(max_length=63, validators=[name_validator])
+    mac = models.CharField(max_length=17, unique=True, validators=[mac_validator])
+    ip = models.GenericIPAddressField()
+    location = models.CharField(max_length=200, blank=True)
+    cluster = models.CharField(max_length=63, validators=[name_validator])
+    owner_group = models.ForeignKey(OwnerGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="hosts")
+    memory_mb = models.BigIntegerField(default=0)
+    disk_mb = models.BigIntegerField(default=0)
+    auto_sync = models.BooleanField(default=True)
+    auto_poweroff = models.BooleanField(default=False)
+    offline_enabled = models.BooleanField(default=True)
+    is_pad = models.BooleanField(default=False)
+    state = models.CharField(max_length=10, choices=LivenessChoices.choices, default=LivenessChoices.ONLINE)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    heartbeat_seconds = models.FloatField(default=300)
+
+    class Meta:
+        ordering = ("cluster", "name")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.mac})"
+
+
+class VMType(models.Model):
+    """A named size of VM: CPUs, memory, disk."""
+
+    name = models.CharField(max_length=40, unique=True)
+    cpus = models.PositiveSmallIntegerField()
+    memory_mb = models.PositiveIntegerField()
+    disk_gb = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ("memory_mb", "cpus")
+        verbose_name = "VM type"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cpus} CPU, {self.memory_mb} MB, {self.disk_gb} GB)"
+
+
+class Image(models.Model):
+    """A VM image with the notes' properties. ``version`` is bumped on every submit of a modified image."""
+
+    image_id = models.CharField(max_length=12, unique=True, validators=[validate_image_id])
+    name = models.CharField(max_length=100)
+    os_type = models.CharField(max_length=20, choices=OsTypeChoices.choices, default=OsTypeChoices.LINUX)
+    arch = models.PositiveSmallIntegerField(choices=ArchChoices.choices, default=ArchChoices.BITS64)
+    usage = models.CharField(max_length=10, choices=UsageChoices.choices, default=UsageChoices.DESKTOP)
+    owner_group = models.ForeignKey(OwnerGroup, on_delete=models.PROTECT, related_name="images")
+    description = models.TextField(blank=True)
+    version = models.CharField(max_length=20, default="1.0.0")
+    pub_date = models.DateTimeField(auto_now_add=True)
+    size_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version} ({self.image_id})"
+
+
+class Instance(models.Model):
+    """A defined VM (virtual server, remote or local desktop) made from an image; persistent ones keep their disk."""
+
+    instance_id = models.CharField(max_length=12, unique=True, validators=[validate_instance_id])
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=3, choices=InstanceKindChoices.choices)
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="instances")
+    vm_type = models.ForeignKey(VMType, on_delete=models.PROTECT, related_name="instances")
+    owner_group = models.ForeignKey(OwnerGroup, on_delete=models.PROTECT, related_name="instances")
+    persistent = models.BooleanField(default=False)
+    cluster = models.CharField(max_length=63, blank=True, validators=[name_validator])
+    node = models.CharField(max_length=63, blank=True, validators=[name_validator])
+    state = models.CharField(max_length=12, choices=InstanceStateChoices.choices, default=InstanceStateChoices.DEFINED)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.instance_id})"
+
+
+class TaskTransaction(models.Model):
+    """The notes' ectaskTransaction: one row per tid (``srcid:dstid:insid``), every phase/state change written here
+    so that a restarted daemon or a reloaded page finds it."""
+
+    tid = models.CharField(max_length=40, unique=True)
+    src_image_id = models.CharField(max_length=12)
+    dst_image_id = models.CharField(max_length=12)
+    instance_id = models.CharField(max_length=12)
+    user = models.CharField(max_length=150, blank=True)
+    phase = models.CharField(max_length=12, choices=PhaseChoices.choices, default=PhaseChoices.INIT)
+    state = models.CharField(max_length=32, default="init")
+    progress = models.PositiveSmallIntegerField(default=0)
+    vmstatus = models.CharField(max_length=32, blank=True)
+    ccip = models.CharField(max_length=45, blank=True)
+    ncip = models.CharField(max_length=45, blank=True)
+    message = models.TextField(blank=True)
+    failed = models.BooleanField(default=False)
+    done = models.BooleanField(default=False)
+    runtime_option = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-updated",)
+        verbose_name = "task"
+
+    def __str__(self) -> str:
+        return f"{self.tid} {self.phase}/{self.state} {self.progress}%"

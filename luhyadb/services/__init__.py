@@ -1,0 +1,1 @@
+"""Services over the cloud's records that every host may need."""

@@ -1,0 +1,1 @@
+"""Node controller: runs VMs through a hypervisor driver and reports on them."""

@@ -1,0 +1,1 @@
+"""REST API of the Node controller role under /nc/api/1.0/."""

@@ -1,0 +1,1 @@
+"""Queue consumers of the Node controller role, one module per queue."""

@@ -1,0 +1,19 @@
+"""The node controller's own records."""
+
+from django.db import models
+
+
+class CommandRecord(models.Model):
+    """A command this node has taken, keyed so that a redelivered command is not run twice."""
+
+    key = models.CharField(max_length=200, unique=True)
+    op = models.CharField(max_length=64)
+    msg_id = models.CharField(max_length=32)
+    received_at = models.DateTimeField(auto_now_add=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-received_at",)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.key}"

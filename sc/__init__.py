@@ -1,0 +1,1 @@
+"""Storage controller: volumes for instances and WebDAV shares."""

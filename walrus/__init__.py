@@ -1,0 +1,1 @@
+"""Walrus: the image store."""

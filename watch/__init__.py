@@ -1,0 +1,1 @@
+"""Cloudwatch: metrics of hosts and instances, alarms and scaling data."""
