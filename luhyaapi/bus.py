@@ -73,6 +73,10 @@ class Bus(ABC):
     def purge(self, queue: str) -> None:
         """Drop every message waiting on ``queue`` and on its dead-letter queue."""
 
+    @abstractmethod
+    def delete(self, queue: str) -> None:
+        """Remove ``queue`` and its dead-letter queue with whatever they hold (a decommissioned node's queue)."""
+
     def close(self) -> None:
         """Release connections; the bus may be used again afterwards (it reconnects)."""
 
@@ -156,14 +160,22 @@ class InProcessBus(Bus):
                 dead = self.handle_batch(queue, handler, batch)
             except RetryLater as exc:
                 logger.warning("bus: %s handler asked to retry later: %s", queue, exc)
-                with self._cond:
-                    self._queues[queue].extendleft(reversed(batch))
+                self._requeue(queue, batch)
                 stop.wait(1.0)
                 continue
+            except BaseException:
+                # The consumer dies (interrupt, exit): like an unacknowledged batch on RabbitMQ, it goes back.
+                self._requeue(queue, batch)
+                raise
             if dead:
                 _log_dead(queue, dead)
                 with self._cond:
                     self._dead[queue].extend(dead)
+
+    def _requeue(self, queue: str, batch: list[bytes]) -> None:
+        with self._cond:
+            self._queues[queue].extendleft(reversed(batch))
+            self._cond.notify_all()
 
     def take_dead_letters(self, queue: str, limit: int = 1000) -> list[DeadLetter]:
         with self._cond:
@@ -174,6 +186,11 @@ class InProcessBus(Bus):
         with self._cond:
             self._queues[queue].clear()
             self._dead[queue].clear()
+
+    def delete(self, queue: str) -> None:
+        with self._cond:
+            self._queues.pop(queue, None)
+            self._dead.pop(queue, None)
 
 
 _RECOVERABLE = (pika.exceptions.AMQPError, OSError)
@@ -321,6 +338,16 @@ class RabbitMQBus(Bus):
             channel.queue_purge(dead_letters(queue))
         finally:
             _close_quietly(channel.connection)
+
+    def delete(self, queue: str) -> None:
+        channel = self._connect()
+        try:
+            channel.queue_delete(queue)
+            channel.queue_delete(dead_letters(queue))
+        finally:
+            _close_quietly(channel.connection)
+        if getattr(self._local, "declared", None):
+            self._local.declared.discard(queue)
 
     def close(self) -> None:
         self._drop_publisher()

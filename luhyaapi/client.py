@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from luhyaapi.signing import sign_headers
+from luhyaapi.signing import canonical_path, sign_headers
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ class RoleClient:
     def request(self, method: str, path: str, payload: dict | None = None) -> dict:
         url = self.base_url + path
         body = json.dumps(payload).encode() if payload is not None else b""
-        signed_path = urlsplit(url).path + (f"?{urlsplit(url).query}" if urlsplit(url).query else "")
-        headers = sign_headers(self.key, self.sender, method, signed_path, body)
+        parts = urlsplit(url)
+        headers = sign_headers(self.key, self.sender, method, canonical_path(parts.path, parts.query), body)
         if payload is not None:
             headers["Content-Type"] = "application/json"
         try:

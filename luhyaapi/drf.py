@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 
-from luhyaapi.signing import HEADER_SIGNATURE, SignatureError, verify
+from luhyaapi.signing import HEADER_SIGNATURE, SignatureError, canonical_path, verify
 
 logger = logging.getLogger("educloud.security")
 
@@ -33,8 +33,8 @@ class SignedRequestAuthentication(authentication.BaseAuthentication):
         if HEADER_SIGNATURE not in headers:
             return None
         try:
-            sender = verify(settings.EDUCLOUD.cloud_key, django_request.method, django_request.get_full_path(),
-                            django_request.body, headers)
+            path = canonical_path(django_request.path, django_request.META.get("QUERY_STRING", ""))
+            sender = verify(settings.EDUCLOUD.cloud_key, django_request.method, path, django_request.body, headers)
         except SignatureError as exc:
             logger.warning("refused %s %s from %s (sender %r): %s", django_request.method,
                            django_request.get_full_path(), django_request.META.get("REMOTE_ADDR"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from urllib.parse import unquote
 
 HEADER_SIGNATURE = "X-Educloud-Signature"
 HEADER_TIMESTAMP = "X-Educloud-Timestamp"
@@ -19,6 +20,11 @@ class SignatureError(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def canonical_path(path: str, query: str = "") -> str:
+    """The form of a request path that both sides sign: percent-decoded, with the raw query string if any."""
+    return unquote(path) + (f"?{query}" if query else "")
 
 
 def signature(key: str, method: str, path: str, timestamp: str, body: bytes) -> str:

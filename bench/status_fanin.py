@@ -1,0 +1,769 @@
+"""Status fan-in benchmark: N simulated nodes heartbeat through real RabbitMQ into the real CLC status daemon.
+
+For each N (default 100, 1,000 and 10,000) the script
+
+1. makes a fresh data dir with a fresh SQLite database (copied from one template made once by ``manage.py
+   init_cloud``) or, with ``--database mysql``, a fresh MariaDB database; purges ``clc.status``; empties the cache;
+2. starts the real daemon as its own process: ``manage.py run_daemons --only clc-status,clc-sweeper``;
+3. starts publisher processes (``multiprocessing``, a few threads each, one RabbitMQ connection per thread) that
+   simulate the N nodes: node ``bench-NNNNN`` (role ``nc``, cluster ``bench``) publishes a ``NodeStatus`` with
+   ``seq`` 1, 2, 3 ... every ``--interval`` seconds, the N nodes spread evenly over the interval, through
+   ``luhyaapi.bus.RabbitMQBus.publish`` (publisher confirms, as a real node does);
+4. warms up until every node is in the cache (the first round creates N ``Server`` rows) and at least one interval
+   has passed, then measures a window of ``--seconds`` while sampling the cache every ``--sample-every`` seconds
+   with Django's own cache API (``cache.get_many`` of every node's ``status:server:nc:<name>`` key);
+5. stops everything it started (publishers, daemon, and memcached at the end), also on error or Ctrl-C.
+
+What is measured in the window (definitions are printed with the results):
+
+- published/s: messages whose publish (confirm included) ended in the window, per second; target = N / interval;
+- folded/s: the sum over nodes of the advance of the cached ``seq`` between the first and the last sample of the
+  window, per second (a message superseded inside one batch counts as folded: its newer copy is in the cache);
+- fold latency ("staleness"): for every new (node, seq) seen by the sampler, ``folded_at - sent_at``: how long a
+  published heartbeat took to reach the cache (``folded_at`` is stamped when the daemon starts folding the batch;
+  ``visible`` is the time of the first sample that saw it minus ``sent_at``, an upper bound that overstates by up
+  to one sample period);
+- entry age: at each sample, ``now - sent_at`` of every cached entry; with a healthy daemon it stays at most about
+  interval + latency; ``stale`` is the share of entries older than interval + 2 s (a newer heartbeat was due);
+- CPU: ``psutil`` CPU times (user + system) over the window divided by the window's wall time, for the daemon,
+  the publishers, RabbitMQ (``beam.smp``, read only), memcached and this process; "% core" is of one core,
+  "% machine" of all cores;
+- publisher lag: how late publishes started compared to their schedule (tells whether the publishers kept up).
+
+Run (from the repository root, RabbitMQ at 127.0.0.1:5672, memcached installed; takes about 4-6 minutes):
+
+    .venv/bin/python bench/status_fanin.py
+    .venv/bin/python bench/status_fanin.py --nodes 10000 --seconds 45 --interval 5
+    .venv/bin/python bench/status_fanin.py --nodes 1000 --database mysql --json /tmp/fanin.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+QUEUE = "clc.status"  # replaced by luhyaapi.queues.CLC_STATUS once imported (kept here for the spawned children)
+DEFAULT_BUS_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+CLOUD_KEY = "bench-status-fanin-key-0123456789"
+DAEMONS = "clc-status,clc-sweeper"
+STALE_MARGIN_SECONDS = 2.0
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Publisher processes (spawned: they import only luhyaapi.bus and luhyaapi.messages, not Django)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def node_name(index: int) -> str:
+    return f"bench-{index:05d}"
+
+
+def _publish_thread(nodes: list[int], n_total: int, interval: float, t0: float, t_end: float, bus_url: str,
+                    queue: str, stop, out: list, errors: list) -> None:
+    from luhyaapi.bus import RabbitMQBus
+    from luhyaapi.messages import NodeStatus, Resources
+
+    bus = RabbitMQBus(bus_url, publish_retry_seconds=10.0)
+    capacity = Resources(cpus=16, memory_mb=65536, disk_mb=1_000_000)
+    free = Resources(cpus=12, memory_mb=49152, disk_mb=800_000)
+    # One record per publish: scheduled time, start and end of the publish call (wall clock, as sent_at is).
+    due_log, start_log, end_log = array.array("d"), array.array("d"), array.array("d")
+    offsets = [t0 + interval * index / n_total for index in nodes]
+    rounds = 0
+    try:
+        while not stop.is_set():
+            for index, offset in zip(nodes, offsets, strict=True):
+                due = offset + rounds * interval
+                if due >= t_end or stop.is_set():
+                    return
+                wait = due - time.time()
+                if wait > 0 and stop.wait(wait):
+                    return
+                started = time.time()
+                status = NodeStatus(role="nc", name=node_name(index), ip=f"10.{index >> 16 & 255}.{index >> 8 & 255}."
+                                    f"{index & 255}", cluster="bench", api_url="", interval=interval,
+                                    seq=rounds + 1, capacity=capacity, free=free, cpu_usage=25.0,
+                                    services={"daemon": "running"})
+                bus.publish(queue, status)
+                due_log.append(due)
+                start_log.append(started)
+                end_log.append(time.time())
+            rounds += 1
+    except Exception as exc:  # reported to the parent, which prints it
+        errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        out.append((due_log.tobytes(), start_log.tobytes(), end_log.tobytes()))
+        bus.close()
+
+
+def publisher_main(nodes: list[int], n_total: int, interval: float, t0: float, t_end: float, bus_url: str,
+                   queue: str, threads: int, stop, results) -> None:
+    """One publisher process: ``threads`` threads, each with its own connection, each owning a share of ``nodes``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through ``stop``
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    out: list = []
+    errors: list = []
+    shares = [nodes[k::threads] for k in range(threads)]
+    workers = [threading.Thread(target=_publish_thread, daemon=True,
+                                args=(share, n_total, interval, t0, t_end, bus_url, queue, stop, out, errors))
+               for share in shares if share]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=max(1.0, t_end - time.time() + 30))
+    results.put({"pid": os.getpid(), "records": list(out), "errors": errors})
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Helpers of the parent process
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values, q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+class Processes:
+    """Everything this script started, stopped in reverse order whatever happens."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, object]] = []
+
+    def add(self, name: str, proc) -> None:
+        self.items.append((name, proc))
+
+    def stop(self, name_or_proc) -> None:
+        for item in list(self.items):
+            if item[0] == name_or_proc or item[1] is name_or_proc:
+                self.items.remove(item)
+                _stop_one(*item)
+
+    def stop_all(self) -> None:
+        while self.items:
+            _stop_one(*self.items.pop())
+
+
+def _stop_one(name: str, proc) -> None:
+    try:
+        if isinstance(proc, subprocess.Popen):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    log(f"{name} (pid {proc.pid}) did not stop on SIGTERM; killing it")
+                    proc.kill()
+                    proc.wait(timeout=10)
+        else:  # multiprocessing.Process
+            proc.join(timeout=15)
+            if proc.is_alive():
+                log(f"{name} (pid {proc.pid}) did not stop; terminating it")
+                proc.terminate()
+                proc.join(timeout=10)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(timeout=5)
+    except Exception as exc:  # never let one stubborn process keep the others running
+        log(f"could not stop {name}: {exc!r}")
+
+
+def base_env(data_dir: Path, conf: Path, peer_dir: Path, args, cache_url: str, database_url: str) -> dict:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EDUCLOUD_")}
+    env.update({
+        "EDUCLOUD_CONF": str(conf),
+        "EDUCLOUD_HOST_NAME": "benchclc",
+        "EDUCLOUD_ROLES": "clc",
+        "EDUCLOUD_HOST_DATA_DIR": str(data_dir),
+        "EDUCLOUD_HOST_PEER_CONFIG_DIR": str(peer_dir),
+        "EDUCLOUD_CLOUD_KEY": CLOUD_KEY,
+        "EDUCLOUD_BUS_URL": args.bus_url,
+        "EDUCLOUD_CACHE_URL": cache_url,
+        "EDUCLOUD_DATABASE_URL": database_url,
+        "EDUCLOUD_CLOUD_HEARTBEAT_SECONDS": str(args.interval),
+        "EDUCLOUD_CLOUD_DB_TOUCH_SECONDS": str(args.db_touch),
+        "DJANGO_SETTINGS_MODULE": "educloud.settings",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def run_manage(env: dict, *command: str, timeout: float = 300) -> None:
+    result = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def wait_for_line(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {proc.returncode}; its log:\n{path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"the daemon did not print {text!r} within {timeout:.0f}s; its log:\n{path.read_text()[-3000:]}")
+
+
+def cpu_seconds(proc) -> float:
+    try:
+        times = proc.cpu_times()
+        return times.user + times.system
+    except Exception:
+        return math.nan
+
+
+def find_rabbitmq():
+    import psutil
+
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "beam.smp":
+            return proc
+    return None
+
+
+class QueueDepth:
+    """Reads how many messages wait on the status queue (a passive declare; read only)."""
+
+    def __init__(self, url: str, queue: str) -> None:
+        import pika
+
+        self.queue = queue
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+
+    def __call__(self) -> int:
+        try:
+            return self.channel.queue_declare(self.queue, passive=True).method.message_count
+        except Exception:
+            return -1
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except Exception:
+            pass
+
+
+@dataclass
+class Result:
+    nodes: int
+    interval: float
+    target_rate: float
+    publishers: str = ""
+    warmup_seconds: float = math.nan
+    warmed_up: bool = False
+    window_seconds: float = math.nan
+    published_rate: float = math.nan
+    folded_rate: float = math.nan
+    folds_seen: int = 0
+    latency_p50: float = math.nan
+    latency_p99: float = math.nan
+    latency_max: float = math.nan
+    visible_p50: float = math.nan
+    visible_p99: float = math.nan
+    age_p50: float = math.nan
+    age_p99: float = math.nan
+    stale_share: float = math.nan
+    missing_end: int = 0
+    backlog_start: int = -1
+    backlog_end: int = -1
+    backlog_max: int = -1
+    pub_lag_p50: float = math.nan
+    pub_lag_p99: float = math.nan
+    pub_late_share: float = math.nan
+    publish_call_p50_ms: float = math.nan
+    cpu: dict = field(default_factory=dict)
+    machine_busy: float = math.nan
+    daemon_rss_mb: float = math.nan
+    sample_cost_ms: float = math.nan
+    samples: int = 0
+    errors: list = field(default_factory=list)
+
+    @property
+    def published_ratio(self) -> float:
+        return self.published_rate / self.target_rate
+
+    @property
+    def folded_ratio(self) -> float:
+        return self.folded_rate / self.target_rate
+
+    @property
+    def goal_met(self) -> bool:
+        return (self.warmed_up and self.folded_ratio >= 0.98 and self.latency_p99 < 2.0 and self.stale_share < 0.01
+                and not self.errors)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def auto_publishers(rate: float) -> tuple[int, int]:
+    """Processes and threads per process: one publish with confirm costs ~0.35 ms of CPU in pika and one
+    connection does at most ~900/s, so give every ~500 msg/s its own process (at most 4) and use 2 threads each."""
+    processes = max(1, min(4, math.ceil(rate / 500)))
+    threads = 1 if rate <= 200 else 2
+    return processes, threads
+
+
+def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Path | None, memcached_url: str,
+            conf: Path, peer_dir: Path) -> Result:
+    import psutil
+    from django.core.cache import cache
+
+    from clc.services.status import server_key
+    from luhyaapi.bus import RabbitMQBus
+
+    interval = args.interval
+    result = Result(nodes=n_nodes, interval=interval, target_rate=n_nodes / interval)
+    run_dir = workdir / f"run-{n_nodes}"
+    data_dir = run_dir / "data"
+    data_dir.mkdir(parents=True)
+    if args.database == "mysql":
+        db_name = f"bench_fanin_{os.getpid()}_{n_nodes}"
+        database_url = f"{args.mysql_url.rstrip('/')}/{db_name}"
+        _mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`", f"CREATE DATABASE `{db_name}` CHARACTER SET utf8mb4")
+    else:
+        db_name = ""
+        database_url = f"sqlite:///{data_dir / 'educloud.sqlite3'}"
+        with sqlite3.connect(template_db) as source, sqlite3.connect(data_dir / "educloud.sqlite3") as target:
+            source.backup(target)
+    env = base_env(data_dir, conf, peer_dir, args, memcached_url, database_url)
+    try:
+        if args.database == "mysql":
+            log(f"N={n_nodes}: creating tables in MariaDB database {db_name}")
+            run_manage(env, "init_cloud")
+
+        bus = RabbitMQBus(args.bus_url)
+        bus.purge(QUEUE)
+        bus.close()
+        cache.clear()
+
+        daemon_log = run_dir / "daemon.log"
+        with open(daemon_log, "wb") as out:
+            daemon = subprocess.Popen([sys.executable, "manage.py", "run_daemons", "--only", DAEMONS], cwd=ROOT,
+                                      env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        procs.add(f"daemon N={n_nodes}", daemon)
+        wait_for_line(daemon_log, "daemons running", daemon, timeout=60)
+        daemon_ps = psutil.Process(daemon.pid)
+
+        processes, threads = (args.publishers, args.threads) if args.publishers else auto_publishers(
+            result.target_rate)
+        processes = min(processes, n_nodes)
+        result.publishers = f"{processes}x{threads}"
+        ctx = mp.get_context("spawn")
+        stop = ctx.Event()
+        results_queue = ctx.Queue()
+        t0 = time.time() + 2.0 + 0.3 * processes  # leaves the spawned children time to import
+        t_end = t0 + args.warmup_max + args.seconds + 2 * interval
+        publishers = []
+        for k in range(processes):
+            share = list(range(k + 1, n_nodes + 1, processes))  # node k+1, k+1+P, ... so every process spreads
+            proc = ctx.Process(target=publisher_main, name=f"publisher-{k}", daemon=True,
+                               args=(share, n_nodes, interval, t0, t_end, args.bus_url, QUEUE, threads, stop,
+                                     results_queue))
+            proc.start()
+            procs.add(f"publisher-{k} N={n_nodes}", proc)
+            publishers.append(proc)
+        log(f"N={n_nodes}: daemon pid {daemon.pid}, {processes} publisher process(es) x {threads} thread(s), "
+            f"target {result.target_rate:.0f} msg/s, heartbeat every {interval:g}s")
+
+        names = [node_name(i) for i in range(1, n_nodes + 1)]
+        keys = [server_key("nc", name) for name in names]
+        depth = QueueDepth(args.bus_url, QUEUE)
+        rabbit = find_rabbitmq()
+        memcached_ps = psutil.Process(args._memcached_pid) if args._memcached_pid else None
+        me = psutil.Process()
+
+        def snapshot():
+            return {"daemon": cpu_seconds(daemon_ps),
+                    "publishers": sum(cpu_seconds(psutil.Process(p.pid)) for p in publishers if p.is_alive()),
+                    "rabbitmq": cpu_seconds(rabbit) if rabbit else math.nan,
+                    "memcached": cpu_seconds(memcached_ps) if memcached_ps else math.nan,
+                    "bench": cpu_seconds(me),
+                    "machine": psutil.cpu_times(), "wall": time.monotonic()}
+
+        # --- sampling loop: warm-up, then the window -----------------------------------------------------------
+        last_seq: dict[str, int] = {}
+        latencies: list[float] = []
+        visible: list[float] = []
+        ages: list[float] = []
+        stale = present_total = 0
+        sample_costs: list[float] = []
+        depths: list[int] = []
+        window_start = window_end = None
+        start_seq: dict[str, int] = {}
+        start_snapshot = end_snapshot = None
+        warmup_deadline = t0 + args.warmup_max
+        next_sample = t0 + args.sample_every
+        hard_deadline = t0 + args.warmup_max + args.seconds + 30
+        while time.time() < hard_deadline:
+            delay = next_sample - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            next_sample += args.sample_every
+            if daemon.poll() is not None:
+                raise RuntimeError(f"the daemon exited with {daemon.returncode}; see {daemon_log}")
+            asked = time.time()
+            entries = cache.get_many(keys)
+            now = time.time()
+            sample_costs.append(now - asked)
+            in_window = window_start is not None
+            for key, entry in entries.items():
+                seq = entry["seq"]
+                if seq != last_seq.get(key):
+                    last_seq[key] = seq
+                    if in_window:
+                        latencies.append(entry["folded_at"] - entry["sent_at"])
+                        visible.append(now - entry["sent_at"])
+                if in_window:
+                    age = now - entry["sent_at"]
+                    ages.append(age)
+                    stale += age > interval + STALE_MARGIN_SECONDS
+            if in_window:
+                present_total += len(entries)
+                depths.append(depth())
+                result.samples += 1
+                if now >= window_start + args.seconds:
+                    window_end = now
+                    end_snapshot = snapshot()
+                    result.missing_end = n_nodes - len(entries)
+                    result.backlog_end = depths[-1]
+                    end_seq = {key: entry["seq"] for key, entry in entries.items()}
+                    break
+            elif (len(entries) == n_nodes and now >= t0 + interval + 1) or now >= warmup_deadline:
+                result.warmed_up = len(entries) == n_nodes
+                result.warmup_seconds = now - t0
+                window_start = now
+                start_snapshot = snapshot()
+                start_seq = {key: entry["seq"] for key, entry in entries.items()}
+                result.backlog_start = depth()
+                log(f"N={n_nodes}: warm-up {'done' if result.warmed_up else 'CUT SHORT'} after "
+                    f"{result.warmup_seconds:.1f}s ({len(entries)}/{n_nodes} nodes in the cache, "
+                    f"{result.backlog_start} waiting); measuring {args.seconds:g}s")
+        else:
+            raise RuntimeError("the sampling loop ran out of time")
+        depth.close()
+        try:
+            result.daemon_rss_mb = daemon_ps.memory_info().rss / 2**20
+        except psutil.Error:
+            pass
+
+        # --- stop the publishers and collect their records --------------------------------------------------------
+        stop.set()
+        records, errors = [], []
+        for _ in publishers:
+            try:
+                message = results_queue.get(timeout=30)
+            except Exception:
+                errors.append("a publisher sent no result")
+                continue
+            records.extend(message["records"])
+            errors.extend(message["errors"])
+        for proc in publishers:
+            procs.stop(proc)
+        procs.stop(daemon)
+        result.errors = errors
+
+        # --- figures ---------------------------------------------------------------------------------------------
+        wall = window_end - window_start
+        result.window_seconds = wall
+        result.folded_rate = sum(end_seq.get(key, 0) - start_seq.get(key, 0) for key in keys) / wall
+        result.folds_seen = len(latencies)
+        lags, calls, published = [], [], 0
+        for due_b, start_b, end_b in records:
+            due, start, end = (array.array("d", b) for b in (due_b, start_b, end_b))
+            for d, s, e in zip(due, start, end, strict=True):
+                if window_start <= e < window_end:
+                    published += 1
+                if window_start <= s < window_end:
+                    lags.append(s - d)
+                    calls.append(e - s)
+        result.published_rate = published / wall
+        result.pub_lag_p50, result.pub_lag_p99 = percentile(lags, 50), percentile(lags, 99)
+        result.pub_late_share = sum(lag > 1.0 for lag in lags) / len(lags) if lags else math.nan
+        result.publish_call_p50_ms = percentile(calls, 50) * 1000
+        result.latency_p50, result.latency_p99 = percentile(latencies, 50), percentile(latencies, 99)
+        result.latency_max = max(latencies) if latencies else math.nan
+        result.visible_p50, result.visible_p99 = percentile(visible, 50), percentile(visible, 99)
+        result.age_p50, result.age_p99 = percentile(ages, 50), percentile(ages, 99)
+        result.stale_share = stale / present_total if present_total else math.nan
+        result.backlog_max = max(depths) if depths else -1
+        result.sample_cost_ms = statistics.median(sample_costs) * 1000
+        cpu_wall = end_snapshot["wall"] - start_snapshot["wall"]
+        for name in ("daemon", "publishers", "rabbitmq", "memcached", "bench"):
+            result.cpu[name] = (end_snapshot[name] - start_snapshot[name]) / cpu_wall
+        before, after = start_snapshot["machine"], end_snapshot["machine"]
+        busy = sum(after) - sum(before) - (after.idle - before.idle) - (getattr(after, "iowait", 0)
+                                                                          - getattr(before, "iowait", 0))
+        result.machine_busy = busy / (sum(after) - sum(before))
+        return result
+    finally:
+        if args.database == "mysql" and db_name and not args.keep:
+            try:
+                _mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`")
+            except Exception as exc:
+                log(f"could not drop {db_name}: {exc!r}")
+
+
+def _mysql(url: str, *statements: str) -> None:
+    from urllib.parse import urlsplit
+
+    import MySQLdb
+
+    parts = urlsplit(url)
+    connection = MySQLdb.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+                                 user=parts.username or "root", password=parts.password or "")
+    try:
+        cursor = connection.cursor()
+        for statement in statements:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------------------------
+
+DEFINITIONS = f"""\
+Definitions (window = the measured seconds after warm-up):
+  target      N / interval: the heartbeats the nodes must send per second
+  published   publishes (with broker confirm) that ended in the window, per second; ratio = published / target
+  folded      sum over nodes of the advance of the cached seq across the window, per second; ratio = folded / target
+  latency     "staleness": folded_at - sent_at of every new (node, seq) the sampler saw in the window, i.e. how long
+              a heartbeat took from the node to the cache (visible = first sample that saw it - sent_at, <= latency
+              + one sample period)
+  age         now - sent_at of every cached entry at every sample; healthy: <= interval + latency
+  stale       share of sampled entries older than interval + {STALE_MARGIN_SECONDS:g}s (a newer heartbeat was due)
+  backlog     messages waiting on clc.status (start/max/end of the window)
+  CPU         CPU seconds / wall seconds over the window: % of one core (machine has {os.cpu_count()} cores);
+              machine = all cores busy share
+  pub lag     how late publishes started versus their schedule (p99); late = share more than 1 s late
+  goal        folded >= 98% of target, latency p99 < 2 s, < 1% stale entries, warm-up completed"""
+
+
+def fmt(value: float, spec: str = ".2f", suffix: str = "") -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:{spec}}{suffix}"
+
+
+def print_report(results: list[Result]) -> None:
+    print()
+    print(DEFINITIONS)
+    print()
+    header = ("N", "target/s", "published/s (ratio)", "folded/s (ratio)", "latency p50/p99/max s", "visible p50/p99 s",
+              "age p50/p99 s", "stale", "backlog start/max/end", "warm-up s", "goal")
+    rows = []
+    for r in results:
+        rows.append((f"{r.nodes:,}", f"{r.target_rate:,.0f}",
+                     f"{r.published_rate:,.0f} ({fmt(r.published_ratio)})",
+                     f"{r.folded_rate:,.0f} ({fmt(r.folded_ratio)})",
+                     f"{fmt(r.latency_p50, '.3f')}/{fmt(r.latency_p99, '.3f')}/{fmt(r.latency_max, '.2f')}",
+                     f"{fmt(r.visible_p50)}/{fmt(r.visible_p99)}",
+                     f"{fmt(r.age_p50)}/{fmt(r.age_p99)}",
+                     fmt(r.stale_share * 100, ".1f", "%"),
+                     f"{r.backlog_start:,}/{r.backlog_max:,}/{r.backlog_end:,}",
+                     f"{fmt(r.warmup_seconds, '.1f')}{'' if r.warmed_up else ' (cut)'}",
+                     "MET" if r.goal_met else "not met"))
+    _table(header, rows)
+    print()
+    header = ("N", "daemon CPU %core (%machine)", "publishers %core", "rabbitmq %core", "memcached %core",
+              "bench %core", "machine busy", "daemon RSS MB", "publishers", "pub lag p50/p99 s", "late",
+              "publish call p50 ms", "sample ms")
+    rows = []
+    for r in results:
+        cores = os.cpu_count() or 1
+        rows.append((f"{r.nodes:,}", f"{fmt(r.cpu.get('daemon', math.nan) * 100, '.1f')} "
+                     f"({fmt(r.cpu.get('daemon', math.nan) * 100 / cores, '.1f')})",
+                     fmt(r.cpu.get("publishers", math.nan) * 100, ".1f"),
+                     fmt(r.cpu.get("rabbitmq", math.nan) * 100, ".1f"),
+                     fmt(r.cpu.get("memcached", math.nan) * 100, ".1f"),
+                     fmt(r.cpu.get("bench", math.nan) * 100, ".1f"),
+                     fmt(r.machine_busy * 100, ".0f", "%"), fmt(r.daemon_rss_mb, ".0f"), r.publishers,
+                     f"{fmt(r.pub_lag_p50, '.3f')}/{fmt(r.pub_lag_p99, '.3f')}",
+                     fmt(r.pub_late_share * 100, ".1f", "%"), fmt(r.publish_call_p50_ms, ".2f"),
+                     fmt(r.sample_cost_ms, ".0f")))
+    _table(header, rows)
+    for r in results:
+        for error in r.errors:
+            print(f"N={r.nodes}: publisher error: {error}")
+        if r.folded_ratio < 0.98 and r.published_ratio < 0.98:
+            print(f"N={r.nodes}: the publishers reached only {r.published_ratio:.0%} of the target: the load "
+                  f"generator, not only the daemon, was a limit on this machine")
+        elif r.folded_ratio < 0.98:
+            print(f"N={r.nodes}: the daemon folded {r.folded_ratio:.0%} of the target while the publishers kept up: "
+                  f"the daemon is the limit")
+
+
+def _table(header, rows) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    line = "  ".join(f"{{:>{w}}}" for w in widths)
+    print(line.format(*header))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line.format(*row))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", default="100,1000,10000", help="comma list of node counts (default 100,1000,10000)")
+    parser.add_argument("--seconds", type=float, default=30, help="measured seconds per N after warm-up (default 30)")
+    parser.add_argument("--interval", type=float, default=5, help="heartbeat interval of every node (default 5)")
+    parser.add_argument("--warmup-max", type=float, default=60,
+                        help="longest warm-up: the window starts then even if not every node is cached (default 60)")
+    parser.add_argument("--sample-every", type=float, default=1.0, help="cache sampling period, s (default 1)")
+    parser.add_argument("--publishers", type=int, default=0, help="publisher processes (default: by rate, at most 4)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per publisher process with --publishers")
+    parser.add_argument("--db-touch", type=float, default=60,
+                        help="EDUCLOUD_CLOUD_DB_TOUCH_SECONDS of the daemon (default 60, the product default)")
+    parser.add_argument("--database", choices=("sqlite", "mysql"), default="sqlite")
+    parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306")
+    parser.add_argument("--bus-url", default=DEFAULT_BUS_URL)
+    parser.add_argument("--memcached", default=shutil.which("memcached") or "/usr/bin/memcached")
+    parser.add_argument("--memcached-port", type=int, default=0, help="default: a free port")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (daemon logs, databases)")
+    args = parser.parse_args(argv)
+    args.node_counts = [int(n.replace("_", "")) for n in args.nodes.split(",") if n.strip()]
+    if not args.node_counts or min(args.node_counts) < 1 or max(args.node_counts) > 99_999:
+        parser.error("--nodes: counts from 1 to 99999")
+    if args.seconds <= 0 or args.interval <= 0 or args.sample_every <= 0:
+        parser.error("--seconds, --interval and --sample-every must be positive")
+    if args.sample_every >= args.interval:
+        parser.error("--sample-every must be shorter than --interval (or folds go unseen)")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    procs = Processes()
+    workdir = Path(tempfile.mkdtemp(prefix="educloud-fanin-"))
+    conf = workdir / "educloud.conf"
+    conf.write_text("# empty: the benchmark configures everything through EDUCLOUD_* variables\n")
+    peer_dir = workdir / "no-peers"
+    peer_dir.mkdir()
+    args._memcached_pid = None
+
+    def on_term(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    results: list[Result] = []
+    try:
+        port = args.memcached_port or free_port()
+        command = [args.memcached, "-p", str(port), "-l", "127.0.0.1", "-m", "512", "-U", "0"]
+        if os.geteuid() == 0:
+            command[1:1] = ["-u", "root"]
+        memcached = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.add("memcached", memcached)
+        args._memcached_pid = memcached.pid
+        memcached_url = f"memcached://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or memcached.poll() is not None:
+                    raise RuntimeError(f"memcached did not start on port {port}") from None
+                time.sleep(0.05)
+        log(f"memcached pid {memcached.pid} on 127.0.0.1:{port}; work dir {workdir}")
+
+        template_dir = workdir / "template"
+        template_db = None
+        env = base_env(template_dir, conf, peer_dir, args, memcached_url,
+                       f"sqlite:///{template_dir / 'educloud.sqlite3'}")
+        if args.database == "sqlite":
+            log("creating the template database (manage.py init_cloud)")
+            run_manage(env, "init_cloud")
+            template_db = template_dir / "educloud.sqlite3"
+        # This process reads the cache through Django, configured like the daemon.
+        os.environ.update({key: value for key, value in env.items() if key.startswith(("EDUCLOUD_", "DJANGO_"))})
+        template_dir.mkdir(exist_ok=True)
+        import django
+
+        django.setup()
+        global QUEUE
+        from luhyaapi.queues import CLC_STATUS
+
+        QUEUE = CLC_STATUS
+
+        for n_nodes in args.node_counts:
+            try:
+                result = run_one(n_nodes, args, procs, workdir, template_db, memcached_url, conf, peer_dir)
+            finally:
+                for name, proc in list(procs.items):
+                    if name != "memcached":
+                        procs.stop(proc)
+            results.append(result)
+            log(f"N={n_nodes}: published {result.published_rate:,.0f}/s, folded {result.folded_rate:,.0f}/s of "
+                f"{result.target_rate:,.0f}/s; latency p50 {fmt(result.latency_p50, '.3f')}s p99 "
+                f"{fmt(result.latency_p99, '.3f')}s; daemon CPU {result.cpu['daemon'] * 100:.0f}% of a core")
+        print_report(results)
+        if args.json:
+            Path(args.json).write_text(json.dumps([r.__dict__ | {"goal_met": r.goal_met} for r in results],
+                                                  indent=2, default=str))
+        return 0
+    except KeyboardInterrupt:
+        log("interrupted; stopping everything started")
+        if results:
+            print_report(results)
+        return 130
+    finally:
+        procs.stop_all()
+        try:
+            from luhyaapi.bus import RabbitMQBus
+
+            RabbitMQBus(args.bus_url, publish_retry_seconds=1).purge(QUEUE)
+        except Exception:
+            pass
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

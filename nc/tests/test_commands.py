@@ -1,0 +1,40 @@
+"""The node runs each command once, and parks the ones it does not know."""
+
+import pytest
+
+from luhyaapi.messages import Command
+from nc.models import CommandRecord
+from nc.services.commands import UnknownCommand, execute_command
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db]
+
+
+class Reporter:
+    def __init__(self):
+        self.reports = []
+
+    def report_now(self, last_command=""):
+        self.reports.append(last_command)
+
+
+def test_a_status_report_command_makes_the_node_report_at_once():
+    reporter = Reporter()
+    command = Command(op="status/report")
+    assert execute_command(command, reporter) is True
+    assert reporter.reports == [command.msg_id]
+    assert CommandRecord.objects.get(key=command.key).done_at is not None
+
+
+def test_a_redelivered_command_is_not_run_twice():
+    reporter = Reporter()
+    command = Command(op="status/report", tid="img-0000000a:img-0000000a:ins-0000000b")
+    assert execute_command(command, reporter) is True
+    redelivered = Command.model_validate_json(command.model_dump_json())
+    assert execute_command(redelivered, reporter) is False
+    assert reporter.reports == [command.msg_id]
+
+
+def test_an_unknown_command_is_refused_and_not_recorded():
+    with pytest.raises(UnknownCommand, match="image/explode"):
+        execute_command(Command(op="image/explode"), Reporter())
+    assert not CommandRecord.objects.exists()

@@ -1,0 +1,156 @@
+"""The roles' REST APIs: ping, registration, status, node commands, and refusal of unsigned or bad calls."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from luhyaapi.bus import get_bus
+from luhyaapi.client import RoleClient
+from luhyaapi.queues import node_commands
+from luhyadb.models import Host, Server
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+REGISTRATION = {"role": "nc", "name": "nc-7", "ip": "10.0.0.7", "mac": "52:54:00:00:00:07", "cluster": "cluster1",
+                "api_url": "http://10.0.0.7:8000", "heartbeat_seconds": 5,
+                "capacity": {"cpus": 4, "memory_mb": 8192, "disk_mb": 100000}}
+
+
+@pytest.mark.parametrize("role", ["clc", "walrus", "cc", "nc", "sc", "watch"])
+def test_every_role_answers_ping(client, role):
+    response = client.get(f"/{role}/api/1.0/ping/")
+    assert response.status_code == 200
+    assert response.json()["role"] == role
+
+
+def test_status_refuses_an_unsigned_call_with_401_and_a_json_body(client):
+    response = client.get("/clc/api/1.0/status/")
+    assert response.status_code == 401
+    assert "detail" in response.json()
+
+
+def test_status_refuses_a_wrongly_signed_call_with_403_and_logs_it(signed_client, caplog):
+    response = signed_client.get("/clc/api/1.0/status/", key="not-the-cloud-key-at-all")
+    assert response.status_code == 403
+    assert "wrong signature" in response.json()["detail"]
+    assert any("refused GET /clc/api/1.0/status/" in record.getMessage() for record in caplog.records)
+
+
+def test_status_lists_registered_servers_and_hosts_for_signed_calls(signed_client):
+    assert signed_client.post("/clc/api/1.0/register/server/", REGISTRATION).status_code == 201
+    host = {"name": "pc-1", "ip": "192.168.0.10", "mac": "52:54:00:00:01:01", "cluster": "lvd",
+            "heartbeat_seconds": 300, "memory_mb": 4096, "disk_mb": 1000}
+    assert signed_client.post("/clc/api/1.0/register/host/", host).status_code == 201
+    status = signed_client.get("/clc/api/1.0/status/").json()
+    (server,) = [s for s in status["services"] if s["name"] == "nc-7"]
+    assert (server["role"], server["state"], server["memory_mb"], server["cluster"]) == ("nc", "online", 8192,
+                                                                                         "cluster1")
+    assert server["age_seconds"] is not None
+    assert [h["name"] for h in status["hosts"]] == ["pc-1"]
+
+
+def test_status_filters_and_paginates(signed_client):
+    for n in range(5):
+        signed_client.post("/clc/api/1.0/register/server/", REGISTRATION | {"name": f"nc-{n}"})
+    signed_client.post("/clc/api/1.0/register/server/", REGISTRATION | {"role": "walrus", "name": "store"})
+    page = signed_client.get("/clc/api/1.0/status/?role=nc&limit=2&offset=2").json()
+    assert (page["count"], [s["name"] for s in page["services"]]) == (5, ["nc-2", "nc-3"])
+
+
+@pytest.mark.parametrize("query, field", [("role=dancer", "role"), ("limit=0", "limit"), ("limit=x", "limit"),
+                                          ("state=sleepy", "state")])
+def test_status_names_a_bad_query_parameter(signed_client, query, field):
+    response = signed_client.get(f"/clc/api/1.0/status/?{query}")
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_status_is_open_to_staff_sessions_but_not_to_other_users(client):
+    user_model = get_user_model()
+    user_model.objects.create_user("pupil", password="pw-pupil-123")
+    client.login(username="pupil", password="pw-pupil-123")
+    assert client.get("/clc/api/1.0/status/").status_code == 403
+    user_model.objects.create_user("teacher", password="pw-teacher-123", is_staff=True)
+    client.login(username="teacher", password="pw-teacher-123")
+    assert client.get("/clc/api/1.0/status/").status_code == 200
+
+
+def test_registration_refuses_unsigned_calls(client):
+    response = client.post("/clc/api/1.0/register/server/", REGISTRATION, content_type="application/json")
+    assert response.status_code == 401
+    assert not Server.objects.exists()
+
+
+@pytest.mark.parametrize("field, value", [("name", "nc 7; reboot"), ("name", "../etc"), ("role", "dancer"),
+                                          ("mac", "zz"), ("heartbeat_seconds", 0), ("api_url", "javascript:x")])
+def test_registration_names_the_bad_field(signed_client, field, value):
+    response = signed_client.post("/clc/api/1.0/register/server/", REGISTRATION | {field: value})
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Server.objects.exists()
+
+
+def test_an_nc_registers_with_its_cc_which_announces_it_to_the_clc(live_server, cloud_at):
+    config = cloud_at(live_server.url)
+    client = RoleClient(live_server.url, config.cloud_key, sender="nc-7")
+    assert client.post("/cc/api/1.0/register/server/", REGISTRATION)["name"] == "nc-7"
+    from cc.models import ClusterNode
+
+    assert ClusterNode.objects.get(name="nc-7").ip == "10.0.0.7"
+    assert Server.objects.get(role="nc", name="nc-7").state == "online"
+
+
+def test_a_cc_refuses_a_node_of_another_cluster(live_server, cloud_at):
+    config = cloud_at(live_server.url)
+    client = RoleClient(live_server.url, config.cloud_key, sender="nc-7")
+    from luhyaapi.client import RemoteError
+
+    with pytest.raises(RemoteError) as error:
+        client.post("/cc/api/1.0/register/server/", REGISTRATION | {"cluster": "elsewhere"})
+    assert error.value.status == 409
+
+
+def test_a_classroom_pc_registers_through_its_cc(live_server, cloud_at):
+    config = cloud_at(live_server.url)
+    client = RoleClient(live_server.url, config.cloud_key, sender="pc-1")
+    client.post("/cc/api/1.0/register/host/", {"name": "pc-1", "ip": "192.168.0.10", "mac": "52:54:00:00:01:01",
+                                               "cluster": "cluster1", "heartbeat_seconds": 300})
+    assert Host.objects.get(mac="52:54:00:00:01:01").name == "pc-1"
+
+
+def test_a_command_for_a_node_goes_clc_to_cc_to_the_nodes_queue(live_server, cloud_at):
+    config = cloud_at(live_server.url)
+    client = RoleClient(live_server.url, config.cloud_key, sender="nc-7")
+    client.post("/cc/api/1.0/register/server/", REGISTRATION)
+    client.post("/clc/api/1.0/register/server/", REGISTRATION | {"role": "cc", "name": "cc-1",
+                                                                 "api_url": live_server.url})
+    answer = client.post("/clc/api/1.0/nodes/nc-7/commands/", {"op": "status/report"})
+    assert answer["op"] == "status/report"
+
+    bus = get_bus(settings.EDUCLOUD.bus_url)
+    got = []
+    stop = threading.Event()
+
+    def take(messages):
+        got.extend(messages)
+        stop.set()
+
+    bus.consume(node_commands("nc-7"), take, stop, max_wait=0.05)
+    assert [(m.op, m.msg_id) for m in got] == [("status/report", answer["msg_id"])]
+
+
+def test_a_command_for_an_unknown_node_is_a_404(signed_client):
+    response = signed_client.post("/clc/api/1.0/nodes/nc-404/commands/", {"op": "status/report"})
+    assert response.status_code == 404
+    assert "nc-404" in response.json()["detail"]
+
+
+def test_a_command_with_a_hostile_node_name_or_op_is_a_400(signed_client):
+    assert signed_client.post("/clc/api/1.0/nodes/NC;reboot/commands/", {"op": "status/report"}).status_code == 400
+    response = signed_client.post("/clc/api/1.0/nodes/nc-1/commands/", {"op": "status/report; reboot"})
+    assert response.status_code == 400
+    assert "op" in response.json()

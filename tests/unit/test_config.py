@@ -1,0 +1,95 @@
+"""Configuration: file plus environment, the notes' peer files, and a clear error naming each wrong setting."""
+
+import pytest
+
+from luhyaapi.config import ConfigError, django_cache, django_database, load_config
+
+BASE = {
+    "EDUCLOUD_HOST_NAME": "node-1",
+    "EDUCLOUD_ROLES": "nc",
+    "EDUCLOUD_HOST_DATA_DIR": "/tmp/educloud-config-test",
+    "EDUCLOUD_CLOUD_KEY": "k" * 32,
+    "EDUCLOUD_CLOUD_CC_URL": "http://10.0.0.1:8000",
+    "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent",
+}
+
+
+def env(**changes):
+    values = dict(BASE)
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return values
+
+
+def test_embedded_defaults_are_sqlite_in_process_bus_and_local_memory_cache():
+    config = load_config(env())
+    assert config.database_url == "sqlite:////tmp/educloud-config-test/educloud.sqlite3"
+    assert config.bus_url == config.cloud_bus_url == "memory://"
+    assert config.cache_url == "locmem://"
+    assert django_database(config.database_url)["ENGINE"] == "django.db.backends.sqlite3"
+    assert django_cache(config.cache_url)["BACKEND"].endswith("LocMemCache")
+
+
+def test_production_urls_map_to_mysql_rabbitmq_and_memcached():
+    config = load_config(env(EDUCLOUD_DATABASE_URL="mysql://root@127.0.0.1:3306/educloud",
+                             EDUCLOUD_BUS_URL="amqp://guest:guest@127.0.0.1:5672/%2F",
+                             EDUCLOUD_CACHE_URL="memcached://127.0.0.1:11211"))
+    database = django_database(config.database_url)
+    assert (database["ENGINE"], database["NAME"], database["HOST"], database["PORT"]) == (
+        "django.db.backends.mysql", "educloud", "127.0.0.1", "3306")
+    assert django_cache(config.cache_url)["BACKEND"].endswith("PyMemcacheCache")
+    assert django_cache(config.cache_url)["LOCATION"] == "127.0.0.1:11211"
+
+
+def test_file_values_are_read_and_environment_overrides_them(tmp_path):
+    conf = tmp_path / "educloud.conf"
+    conf.write_text("[host]\nname = from-file\nroles = clc\ndata_dir = /tmp/x\n[cloud]\nkey = " + "f" * 20 +
+                    "\nheartbeat_seconds = 60\n")
+    config = load_config({"EDUCLOUD_CONF": str(conf), "EDUCLOUD_CLOUD_HEARTBEAT_SECONDS": "5"})
+    assert config.name == "from-file"
+    assert config.roles == ("clc",)
+    assert config.heartbeat_seconds == 5.0
+    assert config.source == str(conf)
+
+
+def test_notes_peer_files_give_the_boss_addresses(tmp_path):
+    (tmp_path / "cc.conf").write_text("IP='10.1.2.3'\n")
+    (tmp_path / "clc.conf").write_text("[server]\nIP=10.9.9.9\n")
+    config = load_config(env(EDUCLOUD_CLOUD_CC_URL=None, EDUCLOUD_HOST_PEER_CONFIG_DIR=str(tmp_path)))
+    assert config.cc_url == "http://10.1.2.3"
+    assert config.clc_url == "http://10.9.9.9"
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"EDUCLOUD_HOST_NAME": None}, "host.name (EDUCLOUD_HOST_NAME): is required"),
+    ({"EDUCLOUD_ROLES": "nc,dancer"}, "host.roles"),
+    ({"EDUCLOUD_HOST_NAME": "Bad Name"}, "host.name"),
+    ({"EDUCLOUD_HOST_IP": "10.0.0.300"}, "host.ip"),
+    ({"EDUCLOUD_HOST_MAC": "zz:00"}, "host.mac"),
+    ({"EDUCLOUD_CLOUD_KEY": "short"}, "cloud.key"),
+    ({"EDUCLOUD_CLOUD_CC_URL": None}, "cloud.cc_url (EDUCLOUD_CLOUD_CC_URL): is required for role nc"),
+    ({"EDUCLOUD_BUS_URL": "kafka://x"}, "bus.url"),
+    ({"EDUCLOUD_DATABASE_URL": "postgres://x/y"}, "database.url"),
+    ({"EDUCLOUD_CACHE_URL": "redis://x"}, "cache.url"),
+    ({"EDUCLOUD_HOST_LISTEN": "nowhere"}, "host.listen"),
+    ({"EDUCLOUD_CLOUD_HEARTBEAT_SECONDS": "often"}, "cloud.heartbeat_seconds"),
+])
+def test_a_missing_or_wrong_setting_fails_naming_it(changes, named):
+    with pytest.raises(ConfigError) as error:
+        load_config(env(**changes))
+    assert named in str(error.value)
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(env(EDUCLOUD_CONF=str(tmp_path / "missing.conf")))
+
+
+def test_unknown_settings_in_the_file_are_refused(tmp_path):
+    conf = tmp_path / "educloud.conf"
+    conf.write_text("[host]\nnmae = typo\n")
+    with pytest.raises(ConfigError, match="unknown setting host.nmae"):
+        load_config(env(EDUCLOUD_CONF=str(conf)))
