@@ -406,10 +406,15 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
 
         names = [node_name(i) for i in range(1, n_nodes + 1)]
         keys = [server_key("nc", name) for name in names]
+        reader = CacheReader(cache, keys, memcached_url)
+        step = max(1, n_nodes // args.sample_nodes) if args.sample_nodes else 1
+        sub_keys = keys[::step]
+        result.sampled_nodes = len(sub_keys)
         depth = QueueDepth(args.bus_url, QUEUE)
         rabbit = find_rabbitmq()
         memcached_ps = psutil.Process(args._memcached_pid) if args._memcached_pid else None
         me = psutil.Process()
+        daemon_cpu_t0 = cpu_seconds(daemon_ps)
 
         def snapshot():
             return {"daemon": cpu_seconds(daemon_ps),
@@ -420,6 +425,8 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
                     "machine": psutil.cpu_times(), "wall": time.monotonic()}
 
         # --- sampling loop: warm-up, then the window -----------------------------------------------------------
+        # Every tick reads the sampled nodes; the whole set is read at the start and at the end of the window
+        # (for the seq advance of every node) and when the sampled nodes suggest the warm-up is over.
         last_seq: dict[str, int] = {}
         latencies: list[float] = []
         visible: list[float] = []
@@ -429,6 +436,7 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
         depths: list[int] = []
         window_start = window_end = None
         start_seq: dict[str, int] = {}
+        end_seq: dict[str, int] = {}
         start_snapshot = end_snapshot = None
         warmup_deadline = t0 + args.warmup_max
         next_sample = t0 + args.sample_every
@@ -437,11 +445,11 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
             delay = next_sample - time.time()
             if delay > 0:
                 time.sleep(delay)
-            next_sample += args.sample_every
+            next_sample = max(next_sample + args.sample_every, time.time())
             if daemon.poll() is not None:
                 raise RuntimeError(f"the daemon exited with {daemon.returncode}; see {daemon_log}")
             asked = time.time()
-            entries = cache.get_many(keys)
+            entries = reader.get(sub_keys)
             now = time.time()
             sample_costs.append(now - asked)
             in_window = window_start is not None
@@ -461,25 +469,32 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
                 depths.append(depth())
                 result.samples += 1
                 if now >= window_start + args.seconds:
-                    window_end = now
+                    everything = reader.get(keys)
+                    window_end = time.time()
                     end_snapshot = snapshot()
-                    result.missing_end = n_nodes - len(entries)
+                    result.missing_end = n_nodes - len(everything)
                     result.backlog_end = depths[-1]
-                    end_seq = {key: entry["seq"] for key, entry in entries.items()}
+                    end_seq = {key: entry["seq"] for key, entry in everything.items()}
                     break
-            elif (len(entries) == n_nodes and now >= t0 + interval + 1) or now >= warmup_deadline:
-                result.warmed_up = len(entries) == n_nodes
-                result.warmup_seconds = now - t0
-                window_start = now
+            elif (len(entries) == len(sub_keys) and now >= t0 + interval + 1) or now >= warmup_deadline:
+                everything = reader.get(keys)
+                if len(everything) < n_nodes and time.time() < warmup_deadline:
+                    continue
+                window_start = time.time()
                 start_snapshot = snapshot()
-                start_seq = {key: entry["seq"] for key, entry in entries.items()}
+                result.warmed_up = len(everything) == n_nodes
+                result.warmup_seconds = window_start - t0
+                result.warmup_daemon_cpu = start_snapshot["daemon"] - daemon_cpu_t0
+                start_seq = {key: entry["seq"] for key, entry in everything.items()}
                 result.backlog_start = depth()
                 log(f"N={n_nodes}: warm-up {'done' if result.warmed_up else 'CUT SHORT'} after "
-                    f"{result.warmup_seconds:.1f}s ({len(entries)}/{n_nodes} nodes in the cache, "
-                    f"{result.backlog_start} waiting); measuring {args.seconds:g}s")
+                    f"{result.warmup_seconds:.1f}s ({len(everything)}/{n_nodes} nodes in the cache, "
+                    f"{result.backlog_start} waiting, daemon used {result.warmup_daemon_cpu:.1f} CPU s); "
+                    f"measuring {args.seconds:g}s")
         else:
             raise RuntimeError("the sampling loop ran out of time")
         depth.close()
+        reader.close()
         try:
             result.daemon_rss_mb = daemon_ps.memory_info().rss / 2**20
         except psutil.Error:

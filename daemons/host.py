@@ -56,6 +56,9 @@ def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], onl
         _wait_for_port(config.listen_host, config.listen_port)
         log(f"eduCloud {config.name} ({', '.join(config.roles)}) listening on http://{config.listen_host}:"
             f"{config.listen_port}/")
+        if config.has_role("clc"):
+            log(f"log in to the admin console at http://{config.ip}:{config.listen_port}/clc/ as the administrator "
+                f"(first password: {config.data_dir / 'admin-password'})")
     workers, _heartbeats = build_workers(config, stop)
     if only:
         unknown = only - {worker.name for worker in workers}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what eduCloud needs on a fresh Debian machine and starts the all-in-one cloud: all six roles, web and
+# daemons in one process, with the embedded defaults (SQLite, in-process bus, local-memory cache).
+# Settings: var/allinone/educloud.conf (written on the first start); EDUCLOUD_LISTEN=0.0.0.0:8000 to serve the LAN.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$EDUCLOUD_ROOT"
+
+ensure_packages python3 python3-venv python3-dev default-libmysqlclient-dev pkg-config build-essential
+ensure_venv requirements.txt
+
+DATA="${EDUCLOUD_DATA:-$EDUCLOUD_ROOT/var/allinone}"
+CONF="${EDUCLOUD_CONF:-$DATA/educloud.conf}"
+LISTEN="${EDUCLOUD_LISTEN:-127.0.0.1:8000}"
+if [ ! -f "$CONF" ]; then
+  mkdir -p "$DATA"
+  say "writing a new configuration to $CONF"
+  key="$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+  cat > "$CONF" <<CONF
+# eduCloud all-in-one host: every role, embedded defaults. See docs/configuration.md for every setting.
+[host]
+name = $(hostname -s | tr 'A-Z_.' 'a-z--' | cut -c1-63)
+roles = clc,walrus,cc,nc,sc,watch
+data_dir = $DATA
+listen = $LISTEN
+[cloud]
+key = $key
+heartbeat_seconds = 60
+CONF
+  chmod 600 "$CONF"
+fi
+export EDUCLOUD_CONF="$CONF"
+say "starting eduCloud (Ctrl-C stops it)"
+exec "$VENV/bin/python" manage.py run_cloud

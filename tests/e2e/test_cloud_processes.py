@@ -1,0 +1,136 @@
+"""End to end: CLC, CC and two NCs as separate processes on loopback over RabbitMQ, MariaDB and memcached.
+
+They register and heartbeat until all are online in ``/clc/api/1.0/status/``; a command goes CLC -> CC -> NC and
+comes back as status; a killed NC goes offline after three missed heartbeats; after a RabbitMQ restart the daemons
+reconnect and commands and heartbeats flow again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from luhyaapi.client import RemoteError, RoleClient
+from tests.rabbitmq import scratch_vhost, start_broker, stop_broker
+from tests.services import RoleProcess, memcached, scratch_mariadb_database
+
+pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.broker_restart]
+
+KEY = "e2e-cloud-key-0123456789"
+HEARTBEAT = 1.0
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("cloud")
+    with scratch_vhost("educloud-e2e") as bus_url, scratch_mariadb_database("educloud_e2e") as db_url, \
+            memcached() as cache_url:
+        common = {"cloud": {"key": KEY, "heartbeat_seconds": str(HEARTBEAT), "missed_heartbeats": "3",
+                            "db_touch_seconds": "5"},
+                  "bus": {"url": bus_url}}
+        clc = RoleProcess(workdir, "clc-1", "clc", common | {"database": {"url": db_url},
+                                                            "cache": {"url": cache_url}})
+        clc.start().wait_listening()
+        cc = RoleProcess(workdir, "cc-1", "cc", common | {"cloud": common["cloud"] | {"clc_url": clc.url}})
+        cc.start().wait_listening()
+        ncs = [RoleProcess(workdir, f"nc-{n}", "nc", common | {"cloud": common["cloud"] | {"cc_url": cc.url}})
+               for n in (1, 2)]
+        for nc in ncs:
+            nc.start()
+        processes = {"clc-1": clc, "cc-1": cc, "nc-1": ncs[0], "nc-2": ncs[1]}
+        try:
+            for nc in ncs:
+                nc.wait_listening()
+            yield processes
+        finally:
+            for process in processes.values():
+                process.stop()
+            for process in processes.values():
+                print(f"----- {process.name} log -----\n{process.tail(25)}")
+
+
+def _client(cloud) -> RoleClient:
+    return RoleClient(cloud["clc-1"].url, KEY, sender="e2e-test")
+
+
+def _status(cloud) -> dict[str, dict]:
+    return {f"{s['role']}:{s['name']}": s for s in _client(cloud).get("/clc/api/1.0/status/")["services"]}
+
+
+def _wait(cloud, predicate, what: str, timeout: float = 60) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            status = _status(cloud)
+        except RemoteError:
+            status = {}
+        if predicate(status):
+            return status
+        time.sleep(0.25)
+    pytest.fail(f"timed out waiting for {what}; last status: "
+                f"{ {key: (s['state'], s['age_seconds']) for key, s in status.items()} }")
+
+
+def _states(status, *keys):
+    return [status.get(key, {}).get("state") for key in keys]
+
+
+ALL = ("clc:clc-1", "cc:cc-1", "nc:nc-1", "nc:nc-2")
+
+
+def test_all_roles_register_and_show_online(cloud):
+    status = _wait(cloud, lambda s: _states(s, *ALL) == ["online"] * 4, "all four roles online")
+    nc1 = status["nc:nc-1"]
+    assert nc1["cluster"] == "cluster1"
+    assert nc1["memory_mb"] > 0 and nc1["free_memory_mb"] > 0
+    assert nc1["age_seconds"] < 3 * HEARTBEAT + 2
+    assert nc1["api_url"] == cloud["nc-1"].url
+
+
+def test_the_cloud_refuses_unsigned_and_wrongly_signed_calls(cloud):
+    import requests
+
+    assert requests.get(cloud["clc-1"].url + "/clc/api/1.0/status/", timeout=5).status_code == 401
+    with pytest.raises(RemoteError) as error:
+        RoleClient(cloud["clc-1"].url, "some-other-cloud-key-000", sender="intruder").get("/clc/api/1.0/status/")
+    assert error.value.status == 403
+    with pytest.raises(RemoteError) as error:
+        RoleClient(cloud["cc-1"].url, "some-other-cloud-key-000", sender="intruder").post(
+            "/cc/api/1.0/nodes/nc-1/commands/", {"op": "status/report"})
+    assert error.value.status == 403
+
+
+def _command_round_trip(cloud, node: str) -> None:
+    answer = _client(cloud).post(f"/clc/api/1.0/nodes/{node}/commands/", {"op": "status/report"})
+    _wait(cloud, lambda s: s.get(f"nc:{node}", {}).get("last_command") == answer["msg_id"],
+          f"{node} to run command {answer['msg_id']}", timeout=30)
+
+
+def test_a_command_goes_down_to_a_node_and_its_effect_comes_back_up(cloud):
+    _wait(cloud, lambda s: _states(s, *ALL) == ["online"] * 4, "all four roles online")
+    _command_round_trip(cloud, "nc-1")
+    _command_round_trip(cloud, "nc-2")
+
+
+def test_a_killed_node_goes_offline_and_the_others_stay_online(cloud):
+    _wait(cloud, lambda s: _states(s, *ALL) == ["online"] * 4, "all four roles online")
+    cloud["nc-2"].kill()
+    killed_at = time.monotonic()
+    status = _wait(cloud, lambda s: _states(s, "nc:nc-2") == ["offline"], "nc-2 to go offline", timeout=30)
+    assert time.monotonic() - killed_at >= 2 * HEARTBEAT
+    assert _states(status, "clc:clc-1", "cc:cc-1", "nc:nc-1") == ["online"] * 3
+
+
+def test_daemons_reconnect_after_a_rabbitmq_restart_and_nothing_after_it_is_lost(cloud):
+    before = _wait(cloud, lambda s: _states(s, "nc:nc-1") == ["online"], "nc-1 online")["nc:nc-1"]
+    stop_broker()
+    try:
+        time.sleep(2)
+    finally:
+        start_broker()
+    # Heartbeats published after the restart reach the CLC again...
+    _wait(cloud, lambda s: s["nc:nc-1"]["state"] == "online" and s["nc:nc-1"]["age_seconds"] < 2 * HEARTBEAT
+          and s["nc:nc-1"]["last_seen"] > before["last_seen"] + 2, "fresh heartbeats from nc-1", timeout=60)
+    # ...and so do commands, down through the CC's bus and back up as status.
+    _command_round_trip(cloud, "nc-1")

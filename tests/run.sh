@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs eduCloud's whole suite:
+#   1. unit and integration tests on the embedded defaults (SQLite, in-process bus, local-memory cache), with the
+#      bus contract also against RabbitMQ;
+#   2. the database-backed tests again on MariaDB with memcached;
+#   3. the broker-restart test and the end-to-end test (CLC, CC and two NCs as processes on RabbitMQ + MariaDB +
+#      memcached).
+# Extra arguments go to every pytest run (e.g. -x, -k name).
+set -uo pipefail
+source "$(dirname "$0")/../deploy/lib.sh"
+cd "$EDUCLOUD_ROOT"
+set -e
+
+ensure_packages python3 python3-venv python3-dev default-libmysqlclient-dev pkg-config build-essential memcached
+ensure_venv requirements-test.txt
+
+# RabbitMQ and MariaDB: use the running ones; on a machine without them, install and start them.
+if ! port_open 5672; then
+  ensure_packages rabbitmq-server
+  say "starting RabbitMQ"
+  as_root rabbitmq-server -detached
+  wait_port 5672 90 RabbitMQ
+fi
+if ! port_open 3306; then
+  ensure_packages mariadb-server
+  say "starting MariaDB"
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  wait_port 3306 60 MariaDB
+fi
+
+ARTIFACTS="$EDUCLOUD_ROOT/tests/artifacts"
+rm -rf "$ARTIFACTS" && mkdir -p "$ARTIFACTS"
+MEMCACHED_PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+say "starting memcached on 127.0.0.1:$MEMCACHED_PORT"
+memcached -u "$(id -un)" -l 127.0.0.1 -p "$MEMCACHED_PORT" -m 64 &
+MEMCACHED_PID=$!
+trap 'kill $MEMCACHED_PID 2>/dev/null || true' EXIT
+wait_port "$MEMCACHED_PORT" 10 memcached
+export EDUCLOUD_TEST_MEMCACHED="127.0.0.1:$MEMCACHED_PORT"
+set +e
+
+status=0
+run() {
+  local label="$1"; shift
+  say "$label"
+  "$VENV/bin/python" -m pytest --junitxml="$ARTIFACTS/$label.xml" "$@"
+  local code=$?
+  # 5 means pytest collected no test: that is a failure of the suite, not a pass.
+  if [ $code -ne 0 ]; then echo "$label: pytest exited with $code" >&2; status=1; fi
+}
+
+run sqlite -m "not e2e and not broker_restart" "$@"
+EDUCLOUD_DATABASE_URL="mysql://root@127.0.0.1:3306/educloud" EDUCLOUD_CACHE_URL="memcached://$EDUCLOUD_TEST_MEMCACHED" \
+  run mariadb -m "database" "$@"
+run e2e -m "e2e or broker_restart" "$@"
+
+"$VENV/bin/python" tests/summary.py "$ARTIFACTS"/*.xml || status=1
+exit $status
