@@ -280,6 +280,32 @@ class QueueDepth:
             pass
 
 
+class CacheReader:
+    """Reads the daemon's cache entries: the keys are Django's own (``cache.make_key``, so prefix and version are
+    the daemon's) and the values are decoded with the serde Django's PyMemcacheCache uses (pickle). A plain
+    pymemcache client is used instead of ``cache.get_many`` because Django's path costs ~35 us per key (key
+    validation and the pure-Python murmur3 of pymemcache's HashClient), which would steal CPU from the daemon."""
+
+    def __init__(self, cache, keys: list[str], memcached_url: str) -> None:
+        from urllib.parse import urlsplit
+
+        from pymemcache import serde
+        from pymemcache.client.base import Client
+
+        parts = urlsplit(memcached_url)
+        self.client = Client((parts.hostname, parts.port), serde=serde.pickle_serde, allow_unicode_keys=True,
+                             connect_timeout=2, timeout=10, no_delay=True)
+        self.real = {key: cache.make_key(key) for key in keys}
+        self.back = {real: key for key, real in self.real.items()}
+
+    def get(self, keys: list[str]) -> dict[str, dict]:
+        found = self.client.get_many([self.real[key] for key in keys])
+        return {self.back[real]: value for real, value in found.items()}
+
+    def close(self) -> None:
+        self.client.close()
+
+
 @dataclass
 class Result:
     nodes: int
@@ -288,6 +314,8 @@ class Result:
     publishers: str = ""
     warmup_seconds: float = math.nan
     warmed_up: bool = False
+    warmup_daemon_cpu: float = math.nan
+    sampled_nodes: int = 0
     window_seconds: float = math.nan
     published_rate: float = math.nan
     folded_rate: float = math.nan
@@ -548,6 +576,9 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
         busy = sum(after) - sum(before) - (after.idle - before.idle) - (getattr(after, "iowait", 0)
                                                                           - getattr(before, "iowait", 0))
         result.machine_busy = busy / (sum(after) - sum(before))
+        # CPU of everything else on the machine (other users' jobs, the kernel's own threads), in cores.
+        known = sum(value for value in result.cpu.values() if not math.isnan(value))
+        result.cpu["other"] = result.machine_busy * (os.cpu_count() or 1) - known
         return result
     finally:
         if args.database == "mysql" and db_name and not args.keep:
@@ -590,6 +621,10 @@ Definitions (window = the measured seconds after warm-up):
   backlog     messages waiting on clc.status (start/max/end of the window)
   CPU         CPU seconds / wall seconds over the window: % of one core (machine has {os.cpu_count()} cores);
               machine = all cores busy share
+  other       CPU of everything else on the machine (other jobs, kernel threads): if large, the figures are
+              disturbed by load that is not the benchmark's
+  sampled     latency, age and stale come from every sample of an evenly spread subset of the nodes
+              (--sample-nodes); published and folded count every node
   pub lag     how late publishes started versus their schedule (p99); late = share more than 1 s late
   goal        folded >= 98% of target, latency p99 < 2 s, < 1% stale entries, warm-up completed"""
 
@@ -619,8 +654,8 @@ def print_report(results: list[Result]) -> None:
     _table(header, rows)
     print()
     header = ("N", "daemon CPU %core (%machine)", "publishers %core", "rabbitmq %core", "memcached %core",
-              "bench %core", "machine busy", "daemon RSS MB", "publishers", "pub lag p50/p99 s", "late",
-              "publish call p50 ms", "sample ms")
+              "bench %core", "other %core", "machine busy", "warm-up daemon CPU s", "daemon RSS MB", "publishers", "pub lag p50/p99 s", "late",
+              "publish call p50 ms", "sample ms (nodes)")
     rows = []
     for r in results:
         cores = os.cpu_count() or 1
@@ -630,10 +665,11 @@ def print_report(results: list[Result]) -> None:
                      fmt(r.cpu.get("rabbitmq", math.nan) * 100, ".1f"),
                      fmt(r.cpu.get("memcached", math.nan) * 100, ".1f"),
                      fmt(r.cpu.get("bench", math.nan) * 100, ".1f"),
-                     fmt(r.machine_busy * 100, ".0f", "%"), fmt(r.daemon_rss_mb, ".0f"), r.publishers,
+                     fmt(r.cpu.get("other", math.nan) * 100, ".1f"),
+                     fmt(r.machine_busy * 100, ".0f", "%"), fmt(r.warmup_daemon_cpu, ".1f"), fmt(r.daemon_rss_mb, ".0f"), r.publishers,
                      f"{fmt(r.pub_lag_p50, '.3f')}/{fmt(r.pub_lag_p99, '.3f')}",
                      fmt(r.pub_late_share * 100, ".1f", "%"), fmt(r.publish_call_p50_ms, ".2f"),
-                     fmt(r.sample_cost_ms, ".0f")))
+                     f"{fmt(r.sample_cost_ms, '.0f')} ({r.sampled_nodes:,})"))
     _table(header, rows)
     for r in results:
         for error in r.errors:
@@ -669,6 +705,9 @@ def parse_args(argv=None):
     parser.add_argument("--warmup-max", type=float, default=60,
                         help="longest warm-up: the window starts then even if not every node is cached (default 60)")
     parser.add_argument("--sample-every", type=float, default=1.0, help="cache sampling period, s (default 1)")
+    parser.add_argument("--sample-nodes", type=int, default=2000,
+                        help="nodes read at every sample, evenly spread (0 = all; every node is read at the start "
+                             "and end of the window anyway; default 2000)")
     parser.add_argument("--publishers", type=int, default=0, help="publisher processes (default: by rate, at most 4)")
     parser.add_argument("--threads", type=int, default=2, help="threads per publisher process with --publishers")
     parser.add_argument("--db-touch", type=float, default=60,

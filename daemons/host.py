@@ -11,9 +11,8 @@ from collections.abc import Callable
 
 from django.core.management.base import CommandError
 
-from luhyaapi.config import Config
-
 from daemons.roles import build_workers
+from luhyaapi.config import Config
 
 logger = logging.getLogger(__name__)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 
+from daemons.heartbeat import HeartbeatPublisher
+from daemons.worker import Worker
 from luhyaapi.bus import get_bus
 from luhyaapi.config import Config
 from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
-
-from daemons.heartbeat import HeartbeatPublisher
-from daemons.worker import Worker
 
 SWEEP_FRACTION = 0.5
 

@@ -143,7 +143,8 @@ def _raw_values(path: str | None, environ: os._Environ | dict) -> tuple[dict[tup
 def _parse_url(section: str, key: str, value: str, schemes: tuple[str, ...]) -> str:
     scheme = urlsplit(value).scheme
     if scheme not in schemes:
-        raise _setting_error(section, key, f"unsupported URL {value!r}; use one of {', '.join(s + '://' for s in schemes)}")
+        known = ", ".join(s + "://" for s in schemes)
+        raise _setting_error(section, key, f"unsupported URL {value!r}; use one of {known}")
     return value
 
 
@@ -178,7 +179,8 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
     roles = tuple(role.strip() for role in get("host", "roles").split(",") if role.strip())
     unknown = [role for role in roles if role not in ROLES]
     if not roles or unknown:
-        raise _setting_error("host", "roles", f"{get('host', 'roles')!r}: roles must be a comma list of {', '.join(ROLES)}")
+        raise _setting_error("host", "roles",
+                             f"{get('host', 'roles')!r}: roles must be a comma list of {', '.join(ROLES)}")
 
     data_dir = Path(get("host", "data_dir")).expanduser().resolve()
     listen_host, _, listen_port = get("host", "listen").rpartition(":")
@@ -203,10 +205,12 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         cc_url = f"http://{ip}:{port}"
     needs_clc = [r for r in roles if r in ("walrus", "cc")]
     if needs_clc and not clc_url:
-        raise _setting_error("cloud", "clc_url", f"is required for role {needs_clc[0]} (or put IP='x.x.x.x' in {peer_dir}/clc.conf)")
+        raise _setting_error("cloud", "clc_url",
+                             f"is required for role {needs_clc[0]} (or put IP='x.x.x.x' in {peer_dir}/clc.conf)")
     needs_cc = [r for r in roles if r in ("nc", "sc")]
     if needs_cc and not cc_url:
-        raise _setting_error("cloud", "cc_url", f"is required for role {needs_cc[0]} (or put IP='x.x.x.x' in {peer_dir}/cc.conf)")
+        raise _setting_error("cloud", "cc_url",
+                             f"is required for role {needs_cc[0]} (or put IP='x.x.x.x' in {peer_dir}/cc.conf)")
     for url_key, url in (("clc_url", clc_url), ("cc_url", cc_url)):
         if url:
             _parse_url("cloud", url_key, url, ("http", "https"))

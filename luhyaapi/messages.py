@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -134,7 +134,7 @@ class InsStatus(Message):
     vmstatus: str = ""
 
 
-AnyMessage = Annotated[Union[Command, TaskStatus, NodeStatus, HostStatus, InsStatus], Field(discriminator="type")]
+AnyMessage = Annotated[Command | TaskStatus | NodeStatus | HostStatus | InsStatus, Field(discriminator="type")]
 MESSAGE_CLASSES: tuple[type[Message], ...] = (Command, TaskStatus, NodeStatus, HostStatus, InsStatus)
 _ADAPTER: TypeAdapter = TypeAdapter(AnyMessage)
 

@@ -32,7 +32,8 @@ def signature(key: str, method: str, path: str, timestamp: str, body: bytes) -> 
     return hmac.new(key.encode(), payload, hashlib.sha256).hexdigest()
 
 
-def sign_headers(key: str, sender: str, method: str, path: str, body: bytes, now: float | None = None) -> dict[str, str]:
+def sign_headers(key: str, sender: str, method: str, path: str, body: bytes,
+                 now: float | None = None) -> dict[str, str]:
     """The headers that make a request acceptable to every role of the same cloud."""
     timestamp = str(int(now if now is not None else time.time()))
     return {

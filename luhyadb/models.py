@@ -85,7 +85,8 @@ class OwnerGroupPermission(models.Model):
         return self.read and self.write and self.execute and self.create and self.delete
 
     def __str__(self) -> str:
-        bits = "".join(flag[0] if getattr(self, flag) else "-" for flag in ("read", "write", "execute", "create", "delete"))
+        flags = ("read", "write", "execute", "create", "delete")
+        bits = "".join(flag[0] if getattr(self, flag) else "-" for flag in flags)
         return f"{self.owner_group.path}: {self.resource_type} {bits}"
 
 

@@ -7,11 +7,16 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cc.services.nodes import (UnknownNode, WrongCluster, queue_node_command, register_cluster_host,
-                               register_cluster_server)
+from cc.services.nodes import (
+    UnknownNode,
+    WrongCluster,
+    queue_node_command,
+    register_cluster_host,
+    register_cluster_server,
+)
+from luhyaapi.api import validated
 from luhyaapi.bus import get_bus
 from luhyaapi.client import RemoteError
-from luhyaapi.api import validated
 from luhyaapi.drf import IsSignedNode
 from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
 from luhyaapi.validators import validate_name
@@ -58,7 +63,8 @@ class NodeCommandView(APIView):
     def post(self, request, name: str):
         validate_name(name, "name")
         try:
-            command = queue_node_command(get_bus(settings.EDUCLOUD.bus_url), name, validated(CommandRequest, request.data))
+            command = queue_node_command(get_bus(settings.EDUCLOUD.bus_url), name,
+                                         validated(CommandRequest, request.data))
         except UnknownNode as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         return Response({"msg_id": command.msg_id, "op": command.op}, status=status.HTTP_202_ACCEPTED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -45,7 +45,7 @@ def register_cluster_server(registration: ServerRegistration) -> ClusterNode:
         role=registration.role, name=registration.name,
         defaults={"ip": registration.ip, "mac": registration.mac, "api_url": registration.api_url,
                   "cpus": capacity.cpus, "memory_mb": capacity.memory_mb, "disk_mb": capacity.disk_mb,
-                  "last_seen": datetime.now(tz=timezone.utc)})
+                  "last_seen": datetime.now(tz=UTC)})
     _clc_client().post("/clc/api/1.0/register/server/", registration.model_dump(mode="json"))
     return node
 
@@ -61,7 +61,8 @@ def register_cluster_host(registration: HostRegistration) -> None:
 def queue_node_command(bus: Bus, node_name: str, request: CommandRequest) -> Command:
     """Put a command on the node's own queue; the node runs it and reports through status."""
     if not ClusterNode.objects.filter(role="nc", name=node_name).exists():
-        raise UnknownNode(f"node controller {node_name!r} has not registered with cluster {settings.EDUCLOUD.cluster!r}")
+        cluster = settings.EDUCLOUD.cluster
+        raise UnknownNode(f"node controller {node_name!r} has not registered with cluster {cluster!r}")
     command = Command(op=request.op, tid=request.tid, paras=request.paras)
     bus.publish(node_commands(node_name), command)
     logger.info("commands: %s queued for %s as %s", command.op, node_name, command.msg_id)
@@ -101,5 +102,5 @@ class NodeStatusRelay:
             defaults={"ip": report.ip, "mac": report.mac, "api_url": report.api_url, "cpus": report.capacity.cpus,
                       "memory_mb": report.capacity.memory_mb, "disk_mb": report.capacity.disk_mb,
                       "free_memory_mb": report.free.memory_mb, "free_disk_mb": report.free.disk_mb,
-                      "last_seen": datetime.fromtimestamp(now, tz=timezone.utc)})
+                      "last_seen": datetime.fromtimestamp(now, tz=UTC)})
         self._written[key] = (digest, now)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
-from nc.models import CommandRecord
 from luhyaapi.messages import Command
+from nc.models import CommandRecord
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def execute_command(command: Command, reporter: StatusReporter) -> bool:
         logger.info("commands: %s (%s) already done at %s; skipped", command.op, command.key, record.done_at)
         return False
     handler(command, reporter)
-    record.done_at = datetime.now(tz=timezone.utc)
+    record.done_at = datetime.now(tz=UTC)
     record.save(update_fields=["done_at"])
     logger.info("commands: %s (%s) done", command.op, command.msg_id)
     return True

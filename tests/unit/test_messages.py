@@ -4,8 +4,19 @@ import json
 
 import pytest
 
-from luhyaapi.messages import (MESSAGE_CLASSES, Command, HostStatus, InsStatus, InvalidMessage, NodeStatus, Resources,
-                               TaskStatus, VmInfo, decode, encode)
+from luhyaapi.messages import (
+    MESSAGE_CLASSES,
+    Command,
+    HostStatus,
+    InsStatus,
+    InvalidMessage,
+    NodeStatus,
+    Resources,
+    TaskStatus,
+    VmInfo,
+    decode,
+    encode,
+)
 
 SAMPLES = {
     Command: Command(op="status/report", tid="img-0000000a:img-0000000a:ins-0000000b", paras={"force": True}),

@@ -10,7 +10,8 @@ class Command(BaseCommand):
     help = "Run the heartbeats and queue consumers of this host's roles until stopped (SIGTERM or Ctrl-C)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--only", default="", help="comma list of daemon names to run (e.g. clc-status,clc-sweeper)")
+        parser.add_argument("--only", default="",
+                            help="comma list of daemon names to run (e.g. clc-status,clc-sweeper)")
 
     def handle(self, *args, only: str, **options):
         names = {name.strip() for name in only.split(",") if name.strip()}
