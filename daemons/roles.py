@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from daemons.heartbeat import HeartbeatPublisher
 from daemons.worker import Worker
@@ -11,6 +12,7 @@ from luhyaapi.config import Config
 from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
 
 SWEEP_FRACTION = 0.5
+REFRESH_SECONDS = 30.0
 
 
 def _consume(bus, queue: str, consumer, **options):
@@ -28,7 +30,12 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
 
     def sweep(stop: threading.Event) -> None:
         # Sweep several times per heartbeat so an offline server is noticed soon after its last missed beat.
-        while not stop.wait(max(0.2, config.heartbeat_seconds * SWEEP_FRACTION)):
+        period = max(0.2, config.heartbeat_seconds * SWEEP_FRACTION)
+        last_refresh = time.monotonic()
+        while not stop.wait(period):
+            if time.monotonic() - last_refresh >= REFRESH_SECONDS:
+                folder.refresh()
+                last_refresh = time.monotonic()
             folder.sweep()
 
     bus = get_bus(config.cloud_bus_url)

@@ -100,16 +100,26 @@ class StatusFolder:
         self._loaded = False
 
     def _load(self) -> None:
-        """Start from the database, so a restarted daemon still marks offline what stopped while it was down."""
+        """Learn the servers and hosts of the database this folder does not know yet: at start, so a restarted
+        daemon still marks offline what stopped while it was down, and later, for those that registered over REST
+        (in another process) but never sent a heartbeat."""
         now = self.clock()
-        for server in Server.objects.all():
-            seen = server.last_seen.timestamp() if server.last_seen else now
-            self._servers[server_key(server.role, server.name)] = _Seen(
-                server.pk, seen, server.heartbeat_seconds, server.state, (), seen)
-        for host in Host.objects.all():
-            seen = host.last_seen.timestamp() if host.last_seen else now
-            self._hosts[host_key(host.mac)] = _Seen(host.pk, seen, host.heartbeat_seconds, host.state, (), seen)
+        for server in Server.objects.only("pk", "role", "name", "last_seen", "heartbeat_seconds", "state"):
+            key = server_key(server.role, server.name)
+            if key not in self._servers:
+                seen = server.last_seen.timestamp() if server.last_seen else now
+                self._servers[key] = _Seen(server.pk, seen, server.heartbeat_seconds, server.state, (), seen)
+        for host in Host.objects.only("pk", "mac", "last_seen", "heartbeat_seconds", "state"):
+            key = host_key(host.mac)
+            if key not in self._hosts:
+                seen = host.last_seen.timestamp() if host.last_seen else now
+                self._hosts[key] = _Seen(host.pk, seen, host.heartbeat_seconds, host.state, (), seen)
         self._loaded = True
+
+    def refresh(self) -> None:
+        """Pick up servers and hosts added to the database by others since the last look."""
+        with self._lock:
+            self._load()
 
     def fold(self, messages: list[Message]) -> None:
         """Fold a batch: every message into the cache, and changes into the database (one transaction)."""

@@ -8,8 +8,9 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from clc.services.registry import register_server
 from clc.services.status import StatusFolder, host_key, server_key, task_key
-from luhyaapi.messages import HostStatus, NodeStatus, Resources, TaskStatus
+from luhyaapi.messages import HostStatus, NodeStatus, Resources, ServerRegistration, TaskStatus
 from luhyadb.models import Host, Server, TaskTransaction
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
@@ -121,6 +122,16 @@ def test_a_restarted_daemon_still_marks_offline_what_fell_silent_while_it_was_do
     restarted = StatusFolder(missed_heartbeats=3, db_touch_seconds=60, clock=clock)
     assert restarted.sweep() == [server_key("nc", "nc-1")]
     assert Server.objects.get(name="nc-1").state == "offline"
+
+
+def test_a_server_that_registered_but_never_heartbeats_goes_offline_too(folder, clock):
+    folder.fold([heartbeat(name="nc-1", interval=5)])
+    register_server(ServerRegistration(role="walrus", name="store", ip="10.0.0.9", cluster="c1",
+                                       heartbeat_seconds=5, capacity=Resources(cpus=1, memory_mb=1, disk_mb=1)))
+    folder.refresh()
+    clock.now = Server.objects.get(name="store").last_seen.timestamp() + 16
+    assert server_key("walrus", "store") in folder.sweep()
+    assert Server.objects.get(name="store").state == "offline"
 
 
 def test_task_status_is_cached_and_every_state_change_written_to_the_task_record(folder):
