@@ -49,6 +49,9 @@ run() {
   if [ $code -ne 0 ]; then echo "$label: pytest exited with $code" >&2; status=1; fi
 }
 
+say "lint (ruff)"
+"$VENV/bin/ruff" check . || { echo "lint: ruff found problems" >&2; status=1; }
+
 run sqlite -m "not e2e and not broker_restart" "$@"
 EDUCLOUD_DATABASE_URL="mysql://root@127.0.0.1:3306/educloud" EDUCLOUD_CACHE_URL="memcached://$EDUCLOUD_TEST_MEMCACHED" \
   run mariadb -m "database" "$@"
