@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 
-from luhyaapi.signing import HEADER_SIGNATURE, SignatureError, canonical_path, verify
+from luhyaapi.signing import (
+    HEADER_CONTENT_SHA256,
+    HEADER_SIGNATURE,
+    UNSIGNED_PAYLOAD,
+    SignatureError,
+    canonical_path,
+    verify,
+)
 
 logger = logging.getLogger("educloud.security")
 
@@ -25,7 +32,9 @@ class SignedNode:
 
 
 class SignedRequestAuthentication(authentication.BaseAuthentication):
-    """Accept requests signed with the cloud key; refuse and log stale (401) or wrongly signed (403) ones."""
+    """Accept requests signed with the cloud key; refuse and log stale (401) or wrongly signed (403) ones.
+    A view with ``unsigned_payload = True`` (a streamed upload) accepts a body signed as UNSIGNED-PAYLOAD, so the
+    body is never read into memory here."""
 
     def authenticate(self, request):
         django_request = request._request
@@ -34,7 +43,11 @@ class SignedRequestAuthentication(authentication.BaseAuthentication):
             return None
         try:
             path = canonical_path(django_request.path, django_request.META.get("QUERY_STRING", ""))
-            sender = verify(settings.EDUCLOUD.cloud_key, django_request.method, path, django_request.body, headers)
+            view = (request.parser_context or {}).get("view")
+            streamed = (getattr(view, "unsigned_payload", False)
+                        and headers.get(HEADER_CONTENT_SHA256) == UNSIGNED_PAYLOAD)
+            body = None if streamed else django_request.body
+            sender = verify(settings.EDUCLOUD.cloud_key, django_request.method, path, body, headers)
         except SignatureError as exc:
             logger.warning("refused %s %s from %s (sender %r): %s", django_request.method,
                            django_request.get_full_path(), django_request.META.get("REMOTE_ADDR"),

@@ -11,6 +11,7 @@ PREFIXES = {
     "instance": "ins",
     "volume": "vol",
     "server": "srv",
+    "upload": "upl",
     "host": "hst",
     "task": "tsk",
 }

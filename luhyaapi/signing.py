@@ -1,4 +1,9 @@
-"""HMAC signatures of node-to-node REST calls: over method, path (with query), timestamp and the body's sha256."""
+"""HMAC signatures of node-to-node REST calls: over method, path (with query), timestamp and the body's sha256.
+
+A streamed upload cannot be hashed before it is sent, so its request may sign ``UNSIGNED-PAYLOAD`` in place of the
+body's hash (header ``X-Educloud-Content-Sha256``), like S3. Only views that declare ``unsigned_payload = True``
+accept that, and they check the data's integrity themselves (walrus compares the whole file's sha256).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from urllib.parse import unquote
 HEADER_SIGNATURE = "X-Educloud-Signature"
 HEADER_TIMESTAMP = "X-Educloud-Timestamp"
 HEADER_SENDER = "X-Educloud-Sender"
+HEADER_CONTENT_SHA256 = "X-Educloud-Content-Sha256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 MAX_SKEW_SECONDS = 300
 
 
@@ -27,24 +34,29 @@ def canonical_path(path: str, query: str = "") -> str:
     return unquote(path) + (f"?{query}" if query else "")
 
 
-def signature(key: str, method: str, path: str, timestamp: str, body: bytes) -> str:
-    payload = "\n".join((method.upper(), path, timestamp, hashlib.sha256(body).hexdigest())).encode()
+def signature(key: str, method: str, path: str, timestamp: str, body_hash: str) -> str:
+    payload = "\n".join((method.upper(), path, timestamp, body_hash)).encode()
     return hmac.new(key.encode(), payload, hashlib.sha256).hexdigest()
 
 
-def sign_headers(key: str, sender: str, method: str, path: str, body: bytes,
+def sign_headers(key: str, sender: str, method: str, path: str, body: bytes | None,
                  now: float | None = None) -> dict[str, str]:
-    """The headers that make a request acceptable to every role of the same cloud."""
+    """The headers that make a request acceptable to every role of the same cloud; ``body=None`` signs a streamed
+    body as ``UNSIGNED-PAYLOAD``."""
     timestamp = str(int(now if now is not None else time.time()))
+    body_hash = UNSIGNED_PAYLOAD if body is None else hashlib.sha256(body).hexdigest()
     return {
         HEADER_SENDER: sender,
         HEADER_TIMESTAMP: timestamp,
-        HEADER_SIGNATURE: signature(key, method, path, timestamp, body),
+        HEADER_CONTENT_SHA256: body_hash,
+        HEADER_SIGNATURE: signature(key, method, path, timestamp, body_hash),
     }
 
 
-def verify(key: str, method: str, path: str, body: bytes, headers: dict[str, str], now: float | None = None) -> str:
-    """Return the sender of a correctly signed, fresh request; raise SignatureError (401 unsigned/stale, 403 wrong)."""
+def verify(key: str, method: str, path: str, body: bytes | None, headers: dict[str, str],
+           now: float | None = None) -> str:
+    """Return the sender of a correctly signed, fresh request; raise SignatureError (401 unsigned/stale, 403 wrong).
+    ``body=None`` means the view accepts an ``UNSIGNED-PAYLOAD`` body (it is not read here)."""
     sent = headers.get(HEADER_SIGNATURE)
     timestamp = headers.get(HEADER_TIMESTAMP)
     sender = headers.get(HEADER_SENDER, "")
@@ -56,6 +68,12 @@ def verify(key: str, method: str, path: str, body: bytes, headers: dict[str, str
         raise SignatureError(401, f"bad timestamp {timestamp!r}") from None
     if skew > MAX_SKEW_SECONDS:
         raise SignatureError(401, f"stale request (clock skew {skew:.0f}s > {MAX_SKEW_SECONDS}s)")
-    if not hmac.compare_digest(sent, signature(key, method, path, timestamp, body)):
+    if body is None:
+        body_hash = headers.get(HEADER_CONTENT_SHA256, "")
+        if body_hash != UNSIGNED_PAYLOAD:
+            raise SignatureError(401, f"a streamed body must be signed as {UNSIGNED_PAYLOAD}")
+    else:
+        body_hash = hashlib.sha256(body).hexdigest()
+    if not hmac.compare_digest(sent, signature(key, method, path, timestamp, body_hash)):
         raise SignatureError(403, "wrong signature")
     return sender

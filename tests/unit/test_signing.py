@@ -43,3 +43,21 @@ def test_a_signature_cannot_be_replayed_on_another_path():
     with pytest.raises(SignatureError):
         verify(KEY, "GET", "/clc/api/1.0/status/?role=nc", b"", headers, now=1000)
     assert HEADER_SIGNATURE in headers
+
+
+def test_a_streamed_body_may_be_signed_as_unsigned_payload_where_the_view_allows_it():
+    headers = sign_headers(KEY, "nc-1", "PUT", "/walrus/api/1.0/uploads/x/data", None, now=1000)
+    assert verify(KEY, "PUT", "/walrus/api/1.0/uploads/x/data", None, headers, now=1000) == "nc-1"
+
+
+def test_an_unsigned_payload_is_refused_where_the_body_must_be_signed():
+    headers = sign_headers(KEY, "nc-1", "POST", "/p", None, now=1000)
+    with pytest.raises(SignatureError) as error:
+        verify(KEY, "POST", "/p", b"anything", headers, now=1000)
+    assert error.value.status == 403
+
+
+def test_a_view_that_streams_still_refuses_a_body_hash_it_cannot_check():
+    headers = sign_headers(KEY, "nc-1", "PUT", "/p", b"data", now=1000)
+    with pytest.raises(SignatureError, match="UNSIGNED-PAYLOAD"):
+        verify(KEY, "PUT", "/p", None, headers, now=1000)
