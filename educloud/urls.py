@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+handler404 = "luhyaapi.api.not_found"
 urlpatterns = [path("admin/", admin.site.urls)]
 for role in settings.EDUCLOUD.roles:
     urlpatterns.append(path(f"{role}/api/1.0/", include(f"{role}.api.urls")))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from pydantic import BaseModel, ValidationError
 from rest_framework import exceptions, permissions
 from rest_framework.response import Response
@@ -40,3 +44,13 @@ class PingView(APIView):
     def get(self, request):
         config = settings.EDUCLOUD
         return Response({"role": self.role, "name": config.name, "cluster": config.cluster, "roles": config.roles})
+
+
+_API_PATH = re.compile(r"^/[a-z]+/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 for a URL no route matches: JSON under ``/<role>/api/``, Django's page elsewhere."""
+    if _API_PATH.match(request.path):
+        return JsonResponse({"detail": f"no such API endpoint: {request.path}"}, status=404)
+    return page_not_found(request, exception)

@@ -77,3 +77,16 @@ def verify(key: str, method: str, path: str, body: bytes | None, headers: dict[s
     if not hmac.compare_digest(sent, signature(key, method, path, timestamp, body_hash)):
         raise SignatureError(403, "wrong signature")
     return sender
+
+
+def make_upload_token(key: str, upload_id: str, expires: int) -> str:
+    """A pre-signed token that lets a browser send the data of one upload until ``expires`` (epoch seconds)."""
+    return hmac.new(key.encode(), f"upload:{upload_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def verify_upload_token(key: str, upload_id: str, token: str, expires: str, now: float | None = None) -> None:
+    """Raise SignatureError unless ``token`` is this upload's, made with ``key``, and not expired (401 either way)."""
+    if not expires.isdigit() or int(expires) < (now if now is not None else time.time()):
+        raise SignatureError(401, "upload token expired or malformed")
+    if not hmac.compare_digest(token, make_upload_token(key, upload_id, int(expires))):
+        raise SignatureError(401, "wrong upload token")

@@ -47,3 +47,23 @@ def validate_owner_path(value: str, field: str = "path") -> str:
     if not isinstance(value, str) or len(value) > 255 or not OWNER_PATH_RE.match(value):
         raise InvalidValue(field, f"{value!r} is not an owner-group path (dotted words like 'edu.school.class')")
     return value
+
+
+_DISPLAY_NAME_FORBIDDEN = set("/\\;&|$`<>'\"*?!{}[]~#%\x7f")
+
+
+def validate_display_name(value: str, field: str = "name", max_length: int = 100) -> str:
+    """A human-readable name (an image's, say): letters of any script, digits, spaces and ``-_.,()+:@``; never a
+    path (no ``/``, ``\\`` or ``..``), a control character or a shell metacharacter. Returned stripped."""
+    if not isinstance(value, str):
+        raise InvalidValue(field, "must be text")
+    stripped = value.strip()
+    if not stripped or len(stripped) > max_length:
+        raise InvalidValue(field, f"must be 1 to {max_length} characters")
+    bad = sorted({char for char in stripped if char in _DISPLAY_NAME_FORBIDDEN or ord(char) < 32})
+    if bad:
+        shown = ", ".join(repr(char) for char in bad)
+        raise InvalidValue(field, f"may not contain {shown} (no paths, control characters or shell metacharacters)")
+    if ".." in stripped:
+        raise InvalidValue(field, "may not contain '..'")
+    return stripped

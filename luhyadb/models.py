@@ -176,12 +176,35 @@ class Image(models.Model):
     version = models.CharField(max_length=20, default="1.0.0")
     pub_date = models.DateTimeField(auto_now_add=True)
     size_bytes = models.BigIntegerField(default=0)
+    current_version = models.PositiveIntegerField(default=0, help_text="walrus version in use; 0 = no file yet")
 
     class Meta:
         ordering = ("name",)
 
     def __str__(self) -> str:
         return f"{self.name} {self.version} ({self.image_id})"
+
+    def get_absolute_url(self) -> str:
+        return f"/clc/images/{self.image_id}/"
+
+
+class ImageVersion(models.Model):
+    """One file version of an image as stored in walrus; the image's ``current_version`` names the one in use."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    label = models.CharField(max_length=20, help_text="the notes' version text, e.g. 1.0.3")
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    format = models.CharField(max_length=10)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("image", "number"), name="one_image_version_per_number")]
+        ordering = ("image", "-number")
+
+    def __str__(self) -> str:
+        return f"{self.image.image_id} v{self.number} ({self.label})"
 
 
 class Instance(models.Model):

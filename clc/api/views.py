@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from rest_framework import exceptions, status
+from rest_framework import exceptions, filters, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clc.api.serializers import ImageSerializer, UploadCompleteSerializer, UploadStartSerializer
 from clc.services.commands import CommandError, send_node_command
+from clc.services.images import ImageError, create_image, delete_image, finish_upload, start_upload
 from clc.services.registry import cloud_status, register_host, register_server
+from clc.services.tasks import TaskNotFound, task_status
 from luhyaapi.api import validated
 from luhyaapi.drf import IsSignedNode
+from luhyaapi.ids import InvalidId, validate_id
 from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
 from luhyaapi.validators import validate_name
 from luhyadb.choices import LivenessChoices, RoleChoices
+from luhyadb.models import Image
 
 
 def _int_param(request, name: str, default: int, low: int, high: int) -> int:
@@ -73,3 +79,59 @@ class NodeCommandView(APIView):
         except CommandError as exc:
             return Response({"detail": str(exc)}, status=exc.status)
         return Response(answer, status=status.HTTP_202_ACCEPTED)
+
+
+class ImageViewSet(viewsets.ModelViewSet):
+    """Images: list (``?search=``, paginated), create, get, change properties, delete (409 while in use), and
+    their file uploads (``uploads/`` to start one, ``uploads/<upload_id>/complete/`` to finish it)."""
+
+    queryset = Image.objects.select_related("owner_group").prefetch_related("versions")
+    serializer_class = ImageSerializer
+    lookup_field = "image_id"
+    lookup_value_regex = "[^/]+"
+    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    search_fields = ["name", "description", "image_id"]
+    ordering_fields = ["name", "pub_date", "size_bytes"]
+
+    def get_object(self):
+        try:
+            validate_id(self.kwargs["image_id"], "image")
+        except InvalidId as exc:
+            raise exceptions.ValidationError({"image_id": [str(exc)]}) from None
+        return super().get_object()
+
+    def perform_create(self, serializer):
+        serializer.instance = create_image(**serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        delete_image(instance)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, ImageError):
+            return Response({"detail": str(exc)}, status=exc.status)
+        return super().handle_exception(exc)
+
+    @action(detail=True, methods=["post"], url_path="uploads")
+    def start_upload(self, request, image_id: str):
+        request_data = UploadStartSerializer(data=request.data)
+        request_data.is_valid(raise_exception=True)
+        upload = start_upload(self.get_object(), **request_data.validated_data)
+        return Response(upload, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"], url_path=r"uploads/(?P<upload_id>[^/]+)/complete")
+    def complete_upload(self, request, image_id: str, upload_id: str):
+        UploadCompleteSerializer(data={"upload_id": upload_id}).is_valid(raise_exception=True)
+        version = finish_upload(self.get_object(), upload_id)
+        return Response(ImageSerializer(version.image).data, status=status.HTTP_201_CREATED)
+
+
+class TaskView(APIView):
+    """``GET tasks/<tid>/``: a task's record with its live progress from the status cache."""
+
+    def get(self, request, tid: str):
+        if len(tid) > 128 or not tid.replace(":", "").replace("-", "").isalnum():
+            raise exceptions.ValidationError({"tid": ["not a task id (srcid:dstid:insid)"]})
+        try:
+            return Response(task_status(tid))
+        except TaskNotFound as exc:
+            raise exceptions.NotFound(str(exc)) from None

@@ -3,7 +3,14 @@
 import pytest
 
 from luhyaapi.queues import cc_status, node_commands
-from luhyaapi.validators import InvalidValue, validate_ip, validate_mac, validate_name, validate_owner_path
+from luhyaapi.validators import (
+    InvalidValue,
+    validate_display_name,
+    validate_ip,
+    validate_mac,
+    validate_name,
+    validate_owner_path,
+)
 
 HOSTILE = ["", "../etc", "/abs", "a b", "a;reboot", "a$(id)", "a`id`", "a|b", "a\x00b", "A", "-a", "a-", "a" * 64,
            "a\nb", "a.b"]
@@ -46,3 +53,16 @@ def test_owner_paths_are_dotted_words_of_any_depth():
     for bad in ("edu..school", ".edu", "edu.", "edu school", "edu/school", "edu.*"):
         with pytest.raises(InvalidValue):
             validate_owner_path(bad)
+
+
+@pytest.mark.parametrize("value", ["../etc/passwd", "/etc/passwd", "a\x00b", "win; reboot", "x$(id)", "x`id`",
+                                   "a|b", "a > b", "..", "a\\b", "tab\there", "", "   ", "x" * 101])
+def test_hostile_display_names_are_refused(value):
+    with pytest.raises(InvalidValue):
+        validate_display_name(value)
+
+
+@pytest.mark.parametrize("value", ["Windows 10 (class A)", "Ubuntu 24.04 LTS", "数学课桌面", "lab-1_v2, final+",
+                                   "a@b:c"])
+def test_ordinary_display_names_pass(value):
+    assert validate_display_name(value) == value

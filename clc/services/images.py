@@ -1,0 +1,124 @@
+"""Images on the CLC: their records and properties, and their file versions kept by walrus."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.ids import new_id
+from luhyaapi.signing import make_upload_token
+from luhyadb.choices import LivenessChoices, RoleChoices
+from luhyadb.models import Image, ImageVersion, Instance, Server, TaskTransaction
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_TOKEN_SECONDS = 24 * 3600
+
+
+class ImageError(Exception):
+    """An image operation was refused; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def walrus_client() -> RoleClient:
+    """A signed client for the cloud's walrus (the most recently seen online one)."""
+    walrus = (Server.objects.filter(role=RoleChoices.WALRUS, state=LivenessChoices.ONLINE).exclude(api_url="")
+              .order_by("-last_seen").first())
+    if walrus is None:
+        raise ImageError(503, "no walrus (image store) is online; check the system status page")
+    config = settings.EDUCLOUD
+    return RoleClient(walrus.api_url, config.cloud_key, sender=config.name, timeout=60)
+
+
+def _walrus_call(method: str, path: str, payload: dict | None = None) -> dict:
+    try:
+        return walrus_client().request(method, path, payload)
+    except RemoteError as exc:
+        status = exc.status if 400 <= exc.status < 500 else 502
+        raise ImageError(status, f"walrus refused {method} {path}: {exc.detail}") from exc
+
+
+def create_image(**properties) -> Image:
+    """Record a new image (no file yet: upload one with ``start_upload`` / ``finish_upload``)."""
+    return Image.objects.create(image_id=new_id("image"), **properties)
+
+
+def users_of(image: Image) -> list[str]:
+    """What keeps an image from being deleted: its instances and its unfinished tasks."""
+    users = [f"instance {instance_id}" for instance_id in
+             Instance.objects.filter(image=image).values_list("instance_id", flat=True)[:10]]
+    tasks = TaskTransaction.objects.filter(Q(src_image_id=image.image_id) | Q(dst_image_id=image.image_id),
+                                           done=False, failed=False)
+    users += [f"task {tid}" for tid in tasks.values_list("tid", flat=True)[:10]]
+    return users
+
+
+def delete_image(image: Image) -> None:
+    """Delete an image and all its files; refused (409) while an instance or an unfinished task uses it."""
+    users = users_of(image)
+    if users:
+        raise ImageError(409, f"image {image.image_id} is in use by {', '.join(users)}")
+    if image.current_version:
+        try:
+            walrus_client().request("DELETE", f"/walrus/api/1.0/images/{image.image_id}/")
+        except RemoteError as exc:
+            if exc.status != 404:
+                raise ImageError(502, f"walrus could not delete the files of {image.image_id}: {exc.detail}") from exc
+    image.delete()
+    logger.info("images: %s deleted", image.image_id)
+
+
+def start_upload(image: Image, size: int, sha256: str = "") -> dict:
+    """Open an upload of a new file version in walrus; returns its id and a pre-signed data URL for a browser."""
+    payload = {"image_id": image.image_id, "size": size}
+    if sha256:
+        payload["sha256"] = sha256
+    upload = _walrus_call("POST", "/walrus/api/1.0/uploads/", payload)
+    expires = int(time.time()) + UPLOAD_TOKEN_SECONDS
+    token = make_upload_token(settings.EDUCLOUD.cloud_key, upload["upload_id"], expires)
+    upload["data_url"] = (f"/walrus/api/1.0/uploads/{upload['upload_id']}/data"
+                          f"?token={token}&expires={expires}")
+    upload["walrus_url"] = walrus_client().base_url
+    return upload
+
+
+def next_label(label: str) -> str:
+    """The notes' version text after a new submit: ``1.0.3`` -> ``1.0.4``."""
+    parts = label.split(".")
+    if not parts[-1].isdigit():
+        return label + ".1"
+    return ".".join(parts[:-1] + [str(int(parts[-1]) + 1)])
+
+
+@transaction.atomic
+def record_version(image: Image, stored: dict) -> ImageVersion:
+    """Record a version walrus has stored (its answer to ``complete/``) and make it the image's current one."""
+    image = Image.objects.select_for_update().get(pk=image.pk)
+    label = image.version if not image.versions.exists() else next_label(image.version)
+    version, _ = ImageVersion.objects.update_or_create(
+        image=image, number=stored["version"],
+        defaults={"label": label, "size_bytes": stored["size"], "sha256": stored["sha256"],
+                  "format": stored["format"]})
+    image.current_version = version.number
+    image.version = label
+    image.size_bytes = version.size_bytes
+    image.save(update_fields=["current_version", "version", "size_bytes"])
+    logger.info("images: %s version %s (%s, %d bytes) is current", image.image_id, version.number, label,
+                version.size_bytes)
+    return version
+
+
+def finish_upload(image: Image, upload_id: str) -> ImageVersion:
+    """Complete a finished upload in walrus (it checks size and sha256) and record the new version."""
+    stored = _walrus_call("POST", f"/walrus/api/1.0/uploads/{upload_id}/complete/", {})
+    if stored.get("image_id") != image.image_id:
+        raise ImageError(409, f"upload {upload_id} belongs to {stored.get('image_id')}, not {image.image_id}")
+    return record_version(image, stored)
