@@ -39,8 +39,8 @@ def signed_client(client):
 def cloud_at(settings):
     """Point this host's configuration at a running server (for calls one role makes to another)."""
 
-    def point(url: str):
-        settings.EDUCLOUD = replace(settings.EDUCLOUD, clc_url=url, cc_url=url)
+    def point(url: str, **changes):
+        settings.EDUCLOUD = replace(settings.EDUCLOUD, clc_url=url, cc_url=url, walrus_url=url, **changes)
         return settings.EDUCLOUD
 
     return point

@@ -12,7 +12,7 @@ from luhyaapi.bus import Bus, BusUnavailable
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.config import Config
 from luhyaapi.hostinfo import capacity_and_free
-from luhyaapi.messages import NodeStatus, ServerRegistration
+from luhyaapi.messages import Message, NodeStatus, ServerRegistration
 from luhyaapi.queues import boss_status_queue
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ class HeartbeatPublisher:
                           interval=self.config.heartbeat_seconds, seq=self.seq + 1, state=state, capacity=capacity,
                           free=free, cpu_usage=usage, services={"daemon": "running"},
                           last_command=self._last_command)
+
+    def publish(self, message: Message) -> None:
+        """Send a report (task progress, say) to this role's boss on the same queue as the heartbeat."""
+        self.bus.publish(self.queue, message)
 
     def report_now(self, last_command: str = "") -> None:
         if last_command:

@@ -54,9 +54,17 @@ def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
 
 def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPublisher) -> list[Worker]:
     from nc.consumers.nc_cmd import NcCommandConsumer
+    from nc.services.commands import resume_unfinished
 
-    return [Worker("nc-commands", _consume(get_bus(config.bus_url), node_commands(config.name),
-                                           NcCommandConsumer(heartbeat), max_batch=1), stop)]
+    consume = _consume(get_bus(config.bus_url), node_commands(config.name), NcCommandConsumer(heartbeat),
+                       max_batch=1)
+
+    def commands(stop: threading.Event) -> None:
+        # Long commands a killed or restarted node had taken go on first (their downloads resume).
+        resume_unfinished(heartbeat)
+        consume(stop)
+
+    return [Worker("nc-commands", commands, stop)]
 
 
 def status_bus_url(role: str, config: Config) -> str:

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from luhyaapi.ids import InvalidId
 from luhyaapi.validators import InvalidValue
 
 
@@ -20,6 +21,8 @@ def exception_handler(exc, context):
     """DRF's handler, plus a JSON body for every error (``{"detail": ...}`` or ``{field: [messages]}``)."""
     if isinstance(exc, InvalidValue):
         exc = exceptions.ValidationError({exc.field: [exc.message]})
+    elif isinstance(exc, InvalidId):
+        exc = exceptions.ValidationError({"id": [str(exc)]})
     return drf_exception_handler(exc, context)
 
 

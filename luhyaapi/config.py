@@ -34,9 +34,11 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("host", "listen"): "127.0.0.1:8000",
     ("host", "peer_config_dir"): DEFAULT_PEER_DIR,
     ("host", "debug"): "false",
+    ("host", "image_cache_gb"): "200",
     ("cloud", "key"): None,
     ("cloud", "clc_url"): "",
     ("cloud", "cc_url"): "",
+    ("cloud", "walrus_url"): "",
     ("cloud", "heartbeat_seconds"): "300",
     ("cloud", "missed_heartbeats"): "3",
     ("cloud", "db_touch_seconds"): "60",
@@ -75,6 +77,8 @@ class Config:
     cloud_key: str
     clc_url: str
     cc_url: str
+    walrus_url: str
+    image_cache_bytes: int
     heartbeat_seconds: float
     missed_heartbeats: int
     db_touch_seconds: float
@@ -211,7 +215,9 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
     if needs_cc and not cc_url:
         raise _setting_error("cloud", "cc_url",
                              f"is required for role {needs_cc[0]} (or put IP='x.x.x.x' in {peer_dir}/cc.conf)")
-    for url_key, url in (("clc_url", clc_url), ("cc_url", cc_url)):
+    # Walrus usually lives beside the CLC (as in the original design), so that is where it is looked for by default.
+    walrus_url = get("cloud", "walrus_url") or clc_url
+    for url_key, url in (("clc_url", clc_url), ("cc_url", cc_url), ("walrus_url", walrus_url)):
         if url:
             _parse_url("cloud", url_key, url, ("http", "https"))
 
@@ -234,6 +240,9 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         cloud_key=key,
         clc_url=clc_url.rstrip("/"),
         cc_url=cc_url.rstrip("/"),
+        walrus_url=walrus_url.rstrip("/"),
+        image_cache_bytes=int(_parse_number("host", "image_cache_gb", get("host", "image_cache_gb"), float, 0.001)
+                              * 2**30),
         heartbeat_seconds=_parse_number("cloud", "heartbeat_seconds", get("cloud", "heartbeat_seconds"), float, 0.1),
         missed_heartbeats=int(_parse_number("cloud", "missed_heartbeats", get("cloud", "missed_heartbeats"), int, 1)),
         db_touch_seconds=_parse_number("cloud", "db_touch_seconds", get("cloud", "db_touch_seconds"), float, 0),

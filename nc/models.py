@@ -9,6 +9,7 @@ class CommandRecord(models.Model):
     key = models.CharField(max_length=200, unique=True)
     op = models.CharField(max_length=64)
     msg_id = models.CharField(max_length=32)
+    body = models.JSONField(default=dict, help_text="the command as received, to run it again after a restart")
     received_at = models.DateTimeField(auto_now_add=True)
     done_at = models.DateTimeField(null=True, blank=True)
 

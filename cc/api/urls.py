@@ -11,4 +11,5 @@ urlpatterns = [
     path("register/server/", views.RegisterServerView.as_view(), name="register-server"),
     path("register/host/", views.RegisterHostView.as_view(), name="register-host"),
     path("nodes/<str:name>/commands/", views.NodeCommandView.as_view(), name="node-commands"),
+    path("images/<str:image_id>/versions/<str:version>/data", views.ImageDataView.as_view(), name="image-data"),
 ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
-from rest_framework import status
+from django.http import StreamingHttpResponse
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cc.services.image_cache import ImageUnavailable, cluster_cache
 from cc.services.nodes import (
     UnknownNode,
     WrongCluster,
@@ -18,7 +20,10 @@ from luhyaapi.api import validated
 from luhyaapi.bus import get_bus
 from luhyaapi.client import RemoteError
 from luhyaapi.drf import IsSignedNode
+from luhyaapi.ids import validate_id
+from luhyaapi.imagecache import CacheFull
 from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
+from luhyaapi.ranges import RangeNotSatisfiable, parse_range
 from luhyaapi.validators import validate_name
 
 
@@ -68,3 +73,38 @@ class NodeCommandView(APIView):
         except UnknownNode as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         return Response({"msg_id": command.msg_id, "op": command.op}, status=status.HTTP_202_ACCEPTED)
+
+
+class ImageDataView(APIView):
+    """``GET images/<image_id>/versions/<n|current>/data`` (signed, from the cluster's NCs): the image file from the
+    cluster cache, fetched from walrus once and streamed to every NC that asks meanwhile; ``Range`` resumes."""
+
+    def get(self, request, image_id: str, version: str):
+        validate_id(image_id, "image")
+        if version != "current" and not (version.isdigit() and int(version) > 0):
+            raise exceptions.ValidationError({"version": ["a version number or 'current'"]})
+        cache = cluster_cache()
+        try:
+            info = cache.describe(image_id, version)
+            cached, fetch = cache.open(info)
+        except ImageUnavailable as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        except CacheFull as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_507_INSUFFICIENT_STORAGE)
+        try:
+            span = parse_range(request.headers.get("Range"), info.size)
+        except RangeNotSatisfiable as exc:
+            response = Response({"detail": str(exc)}, status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE)
+            response["Content-Range"] = f"bytes */{info.size}"
+            return response
+        first, last = span if span else (0, info.size - 1)
+        response = StreamingHttpResponse(cache.read(cached, fetch, first, last), status=206 if span else 200,
+                                         content_type="application/octet-stream")
+        response["Content-Length"] = str(last - first + 1)
+        response["Accept-Ranges"] = "bytes"
+        response["ETag"] = f'"{info.sha256}"'
+        response["X-Educloud-Sha256"] = info.sha256
+        response["X-Educloud-Version"] = str(info.version)
+        if span:
+            response["Content-Range"] = f"bytes {first}-{last}/{info.size}"
+        return response

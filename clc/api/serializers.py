@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from luhyaapi.validators import InvalidValue, validate_display_name
+from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name
 from luhyadb.models import Image, ImageVersion, OwnerGroup
 
 
@@ -49,3 +49,8 @@ class UploadStartSerializer(serializers.Serializer):
 
 class UploadCompleteSerializer(serializers.Serializer):
     upload_id = serializers.RegexField(r"^upl-[0-9a-f]{8}$")
+
+
+class PrepareSerializer(serializers.Serializer):
+    node = serializers.RegexField(NAME_RE.pattern)
+    version = serializers.IntegerField(min_value=1, required=False)

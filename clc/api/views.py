@@ -7,9 +7,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clc.api.serializers import ImageSerializer, UploadCompleteSerializer, UploadStartSerializer
+from clc.api.serializers import ImageSerializer, PrepareSerializer, UploadCompleteSerializer, UploadStartSerializer
 from clc.services.commands import CommandError, send_node_command
-from clc.services.images import ImageError, create_image, delete_image, finish_upload, start_upload
+from clc.services.images import ImageError, create_image, delete_image, finish_upload, prepare_on_node, start_upload
 from clc.services.registry import cloud_status, register_host, register_server
 from clc.services.tasks import TaskNotFound, task_status
 from luhyaapi.api import validated
@@ -117,6 +117,15 @@ class ImageViewSet(viewsets.ModelViewSet):
         request_data.is_valid(raise_exception=True)
         upload = start_upload(self.get_object(), **request_data.validated_data)
         return Response(upload, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"], url_path="prepare")
+    def prepare(self, request, image_id: str):
+        """Pull the image into a node's cache (``{"node": "nc-1", "version": 2}``); follow ``tasks/<tid>/``."""
+        request_data = PrepareSerializer(data=request.data)
+        request_data.is_valid(raise_exception=True)
+        task = prepare_on_node(self.get_object(), request_data.validated_data["node"],
+                               request_data.validated_data.get("version"))
+        return Response({"tid": task.tid, "phase": task.phase, "state": task.state}, status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"], url_path=r"uploads/(?P<upload_id>[^/]+)/complete")
     def complete_upload(self, request, image_id: str, upload_id: str):

@@ -21,7 +21,7 @@ class CommandError(Exception):
         self.status = status
 
 
-def send_node_command(node_name: str, op: str, paras: dict | None = None) -> dict:
+def send_node_command(node_name: str, op: str, paras: dict | None = None, tid: str = "") -> dict:
     """Queue command ``op`` for NC ``node_name`` through its cluster's CC; return the CC's answer (``msg_id``)."""
     node = Server.objects.filter(role=RoleChoices.NC, name=node_name).first()
     if node is None:
@@ -33,7 +33,7 @@ def send_node_command(node_name: str, op: str, paras: dict | None = None) -> dic
     config = settings.EDUCLOUD
     client = RoleClient(controller.api_url, config.cloud_key, sender=config.name)
     try:
-        answer = client.post(f"/cc/api/1.0/nodes/{node_name}/commands/", {"op": op, "paras": paras or {}})
+        answer = client.post(f"/cc/api/1.0/nodes/{node_name}/commands/", {"op": op, "tid": tid, "paras": paras or {}})
     except RemoteError as exc:
         logger.warning("commands: %s for %s via cc %s failed: %s", op, node_name, controller.name, exc)
         raise CommandError(502, f"cluster controller {controller.name} did not take the command: {exc.detail}") from exc

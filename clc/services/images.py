@@ -9,8 +9,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from clc.services.commands import CommandError, send_node_command
 from luhyaapi.client import RemoteError, RoleClient
-from luhyaapi.ids import new_id
+from luhyaapi.ids import TaskId, new_id
 from luhyaapi.signing import make_upload_token
 from luhyadb.choices import LivenessChoices, RoleChoices
 from luhyadb.models import Image, ImageVersion, Instance, Server, TaskTransaction
@@ -116,9 +117,36 @@ def record_version(image: Image, stored: dict) -> ImageVersion:
     return version
 
 
+@transaction.atomic
+def prepare_on_node(image: Image, node_name: str, number: int | None = None) -> TaskTransaction:
+    """Start pulling an image version (default: the current one) into a node's cache: walrus -> CC -> NC. The task
+    record is written first, and the command sent after the commit; progress then arrives as task status."""
+    number = number or image.current_version
+    version = image.versions.filter(number=number).first()
+    if version is None:
+        raise ImageError(409, f"image {image.image_id} has no version {number or '(no file uploaded yet)'}")
+    tid = TaskId.new(image.image_id)
+    task = TaskTransaction.objects.create(
+        tid=str(tid), src_image_id=tid.src, dst_image_id=tid.dst, instance_id=tid.ins, phase="preparing",
+        state="init", runtime_option={"node": node_name, "version": number})
+    paras = {"image_id": image.image_id, "version": number, "sha256": version.sha256, "size": version.size_bytes}
+
+    def send() -> None:
+        try:
+            send_node_command(node_name, "image/prepare", paras, tid=str(tid))
+        except CommandError as exc:
+            TaskTransaction.objects.filter(pk=task.pk).update(phase="failed", failed=True, message=str(exc))
+            logger.warning("images: could not ask %s to prepare %s: %s", node_name, image.image_id, exc)
+
+    transaction.on_commit(send)
+    return task
+
+
 def finish_upload(image: Image, upload_id: str) -> ImageVersion:
     """Complete a finished upload in walrus (it checks size and sha256) and record the new version."""
     stored = _walrus_call("POST", f"/walrus/api/1.0/uploads/{upload_id}/complete/", {})
     if stored.get("image_id") != image.image_id:
         raise ImageError(409, f"upload {upload_id} belongs to {stored.get('image_id')}, not {image.image_id}")
-    return record_version(image, stored)
+    version = record_version(image, stored)
+    image.refresh_from_db()
+    return version

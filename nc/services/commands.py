@@ -1,13 +1,18 @@
-"""Running the commands that arrive on this node's queue, each at most once."""
+"""Running the commands that arrive on this node's queue, each at most once, long ones in the background and
+resumed after a restart of the node."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from luhyaapi.messages import Command
+from django.db import close_old_connections
+
+from luhyaapi.messages import Command, Message
 from nc.models import CommandRecord
 
 logger = logging.getLogger(__name__)
@@ -17,32 +22,84 @@ class StatusReporter(Protocol):
     def report_now(self, last_command: str = "") -> None:
         """Publish this node's status at once."""
 
+    def publish(self, message: Message) -> None:
+        """Send a report (task progress) up to the cluster controller."""
+
 
 class UnknownCommand(ValueError):
     """The op is not one this node knows; the message is parked on the dead-letter queue."""
+
+
+@dataclass(frozen=True)
+class Handler:
+    run: Callable[[Command, StatusReporter], None]
+    background: bool = False
 
 
 def _report_status(command: Command, reporter: StatusReporter) -> None:
     reporter.report_now(last_command=command.msg_id)
 
 
-HANDLERS: dict[str, Callable[[Command, StatusReporter], None]] = {
-    "status/report": _report_status,
+def _prepare_image(command: Command, reporter: StatusReporter) -> None:
+    from nc.services.images import prepare_image
+
+    prepare_image(command, reporter.publish)
+
+
+HANDLERS: dict[str, Handler] = {
+    "status/report": Handler(_report_status),
+    "image/prepare": Handler(_prepare_image, background=True),
 }
 
 
+def _finish(record: CommandRecord) -> None:
+    record.done_at = datetime.now(tz=UTC)
+    record.save(update_fields=["done_at"])
+
+
+def _run(handler: Handler, command: Command, reporter: StatusReporter, record: CommandRecord) -> None:
+    if not handler.background:
+        handler.run(command, reporter)
+        _finish(record)
+        return
+
+    def in_background() -> None:
+        try:
+            handler.run(command, reporter)
+            _finish(record)
+        except Exception:
+            # The handler reports its own failure as task status; the record stays open so a restart retries it.
+            logger.exception("commands: %s (%s) failed", command.op, command.key)
+        finally:
+            close_old_connections()
+
+    threading.Thread(target=in_background, name=f"cmd-{command.op}-{command.msg_id[:8]}", daemon=True).start()
+
+
 def execute_command(command: Command, reporter: StatusReporter) -> bool:
-    """Run ``command`` unless a command with the same key already ran; return whether it ran."""
+    """Run ``command`` unless a command with the same key already ran or runs; return whether it was started."""
     handler = HANDLERS.get(command.op)
     if handler is None:
         raise UnknownCommand(f"unknown command {command.op!r}; known: {', '.join(sorted(HANDLERS))}")
-    record, created = CommandRecord.objects.get_or_create(key=command.key,
-                                                          defaults={"op": command.op, "msg_id": command.msg_id})
-    if not created and record.done_at is not None:
-        logger.info("commands: %s (%s) already done at %s; skipped", command.op, command.key, record.done_at)
+    record, created = CommandRecord.objects.get_or_create(
+        key=command.key, defaults={"op": command.op, "msg_id": command.msg_id, "body": command.model_dump(mode="json")})
+    if not created:
+        logger.info("commands: %s (%s) already taken at %s; skipped", command.op, command.key, record.received_at)
         return False
-    handler(command, reporter)
-    record.done_at = datetime.now(tz=UTC)
-    record.save(update_fields=["done_at"])
-    logger.info("commands: %s (%s) done", command.op, command.msg_id)
+    _run(handler, command, reporter, record)
+    logger.info("commands: %s (%s) %s", command.op, command.msg_id, "started" if handler.background else "done")
     return True
+
+
+def resume_unfinished(reporter: StatusReporter) -> int:
+    """Start again the background commands a previous run of this node took but did not finish."""
+    resumed = 0
+    for record in CommandRecord.objects.filter(done_at__isnull=True):
+        handler = HANDLERS.get(record.op)
+        if handler is None or not handler.background:
+            continue
+        command = Command.model_validate(record.body)
+        logger.info("commands: resuming %s (%s) after a restart", command.op, command.key)
+        _run(handler, command, reporter, record)
+        resumed += 1
+    return resumed

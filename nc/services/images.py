@@ -1,0 +1,77 @@
+"""Images on a node: pulled from the cluster cache into this node's verified cache, with progress reported up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+
+from luhyaapi.ids import validate_id
+from luhyaapi.imagecache import CachedFile, CacheFull, VerifiedFileCache
+from luhyaapi.messages import Command, Message, TaskStatus
+from luhyaapi.transfer import ChecksumMismatch, TransferError, download, throttled
+
+logger = logging.getLogger(__name__)
+
+# Task progress goes up at most this often per transfer, so thousands of transfers cannot flood the status queues.
+PROGRESS_PER_SECOND = 2.0
+
+
+def node_cache() -> VerifiedFileCache:
+    config = settings.EDUCLOUD
+    return VerifiedFileCache(config.data_dir / "nc" / "images", config.image_cache_bytes)
+
+
+def _in_use(_path) -> bool:
+    # No VM runs from the cache yet (instances arrive with the hypervisor drivers); until then nothing is pinned.
+    return False
+
+
+def fetch_image(image_id: str, version: int, sha256: str, size: int,
+                progress: Callable[[int, int], None] | None = None) -> CachedFile:
+    """The verified image version in this node's cache, pulled from the cluster cache if it is not there (a
+    partial earlier pull resumes). A copy that arrives corrupt is fetched once more before giving up."""
+    cache = node_cache()
+    cached = cache.lookup(image_id, version, sha256)
+    if cached is not None:
+        return cached
+    cache.make_room(size, in_use=_in_use)
+    config = settings.EDUCLOUD
+    url = f"{config.cc_url}/cc/api/1.0/images/{image_id}/versions/{version}/data"
+    path = cache.path(image_id, version)
+    for attempt in (1, 2):
+        try:
+            download(url, path, key=config.cloud_key, sender=config.name, expected_sha256=sha256, progress=progress)
+            return cache.adopt(image_id, version, sha256)
+        except ChecksumMismatch:
+            if attempt == 2:
+                raise
+            logger.warning("images: %s version %d arrived corrupt; fetching it again", image_id, version)
+    raise AssertionError("unreachable")
+
+
+def prepare_image(command: Command, publish: Callable[[Message], None]) -> None:
+    """``image/prepare``: bring an image version into this node's cache, reporting ``preparing/downloading`` with
+    its progress and then ``done``, or ``failed`` with the reason."""
+    paras = command.paras
+    image_id = validate_id(str(paras.get("image_id", "")), "image")
+    version, sha256, size = int(paras["version"]), str(paras["sha256"]), int(paras["size"])
+    ncip = settings.EDUCLOUD.ip
+
+    def report(state: str, progress: int, **extra) -> None:
+        publish(TaskStatus(tid=command.tid, phase="preparing", state=state, progress=progress, ncip=ncip, **extra))
+
+    def on_progress(done: int, total: int) -> None:
+        report("downloading", min(99, done * 100 // total) if total else 0)
+
+    report("downloading", 0)
+    try:
+        cached = fetch_image(image_id, version, sha256, size, throttled(on_progress, PROGRESS_PER_SECOND))
+    except (TransferError, CacheFull, OSError) as exc:
+        logger.error("images: preparing %s version %d failed: %s", image_id, version, exc)
+        publish(TaskStatus(tid=command.tid, phase="failed", state="init", progress=0, failed=True, errormsg=str(exc),
+                           ncip=ncip))
+        return
+    report("done", 100, done=True)
+    logger.info("images: %s version %d ready at %s", image_id, version, cached.path)

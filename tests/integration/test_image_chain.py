@@ -1,0 +1,167 @@
+"""The image chain walrus -> CC cluster cache -> NC cache: one walrus download shared by every NC that asks at once,
+progress reported up to the CLC's task record, corrupt cache files detected and fetched again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+
+import pytest
+
+import cc.services.image_cache as cluster_cache_module
+from clc.services.images import create_image, finish_upload, prepare_on_node, start_upload
+from clc.services.status import StatusFolder
+from clc.services.tasks import task_status
+from luhyaapi.bus import get_bus
+from luhyaapi.imagecache import sha256_of
+from luhyaapi.messages import Command
+from luhyaapi.queues import node_commands
+from luhyaapi.transfer import download, upload_file
+from luhyadb.models import OwnerGroup, Server
+from nc.consumers.nc_cmd import NcCommandConsumer
+from nc.services.images import fetch_image, node_cache
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+SIZE = 24 * 1024 * 1024 + 123
+
+
+@pytest.fixture
+def cloud(live_server, cloud_at, tmp_path, monkeypatch):
+    """One host running every role (the live server), with walrus registered and a fresh cluster cache."""
+    config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio")
+    monkeypatch.setattr(cluster_cache_module, "_cache", None)
+    for role in ("walrus", "cc"):
+        Server.objects.create(name="aio", role=role, ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
+                              state="online")
+    Server.objects.create(name="aio", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
+    from cc.models import ClusterNode
+
+    ClusterNode.objects.create(name="aio", role="nc", ip="127.0.0.1")
+    return config
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / "disk.raw"
+    path.write_bytes(os.urandom(SIZE))
+    return path
+
+
+@pytest.fixture
+def uploaded(cloud, image_file):
+    image = create_image(name="Lab desktop", owner_group=OwnerGroup.objects.create(name="root", path="edu"))
+    upload = start_upload(image, SIZE)
+    upload_file(cloud.walrus_url, cloud.cloud_key, "test", image_file, image.image_id, upload_id=upload["upload_id"])
+    version = finish_upload(image, upload["upload_id"])
+    assert version.sha256 == sha256_of(image_file)
+    return image, version
+
+
+def test_many_nodes_pulling_one_image_at_once_share_one_walrus_download(cloud, uploaded, tmp_path, monkeypatch):
+    image, version = uploaded
+    fetches = []
+    real_download = cluster_cache_module.download
+
+    def slow_counted_download(url, dest, **kwargs):
+        fetches.append(url)
+        time.sleep(0.5)  # every node's request arrives while the one walrus download is still under way
+        return real_download(url, dest, **kwargs)
+
+    monkeypatch.setattr(cluster_cache_module, "download", slow_counted_download)
+    url = f"{cloud.cc_url}/cc/api/1.0/images/{image.image_id}/versions/{version.number}/data"
+    results: dict[int, str] = {}
+
+    def pull(n: int) -> None:
+        results[n] = download(url, tmp_path / f"nc-{n}.img", key=cloud.cloud_key, sender=f"nc-{n}",
+                              expected_sha256=version.sha256)
+
+    pullers = [threading.Thread(target=pull, args=(n,)) for n in range(6)]
+    for puller in pullers:
+        puller.start()
+    for puller in pullers:
+        puller.join(timeout=120)
+    assert results == {n: version.sha256 for n in range(6)}
+    assert len(fetches) == 1
+    assert all(sha256_of(tmp_path / f"nc-{n}.img") == version.sha256 for n in range(6))
+
+
+def test_a_node_prepares_an_image_and_the_clc_task_shows_its_progress_to_done(cloud, uploaded):
+    image, version = uploaded
+    folder = StatusFolder(missed_heartbeats=3, db_touch_seconds=60)
+    reports = []
+
+    class Reporter:
+        def report_now(self, last_command=""):
+            pass
+
+        def publish(self, message):
+            reports.append(message)
+            folder.fold([message])
+
+    task = prepare_on_node(image, "aio")
+    bus = get_bus(cloud.bus_url)
+    taken: list[Command] = []
+    stop = threading.Event()
+    bus.consume(node_commands("aio"), lambda batch: (taken.extend(batch), stop.set()), stop)
+    NcCommandConsumer(Reporter()).consume(taken)
+
+    deadline = time.monotonic() + 60
+    while not task_status(task.tid).get("done") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = task_status(task.tid)
+    assert (status["phase"], status["state"], status["progress"], status["done"]) == ("preparing", "done", 100, True)
+    assert reports[0].state == "downloading"
+    assert len(reports) < 30, "progress must be reported at a bounded rate"
+    cached = node_cache().lookup(image.image_id, version.number, version.sha256)
+    assert cached is not None and sha256_of(cached.path) == version.sha256
+
+
+def _corrupt(path) -> None:
+    with open(path, "r+b") as file:
+        file.seek(SIZE // 2)
+        byte = file.read(1)
+        file.seek(SIZE // 2)
+        file.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_a_corrupted_node_cache_file_is_detected_and_fetched_again(cloud, uploaded):
+    image, version = uploaded
+    first = fetch_image(image.image_id, version.number, version.sha256, version.size_bytes)
+    _corrupt(first.path)
+    assert sha256_of(first.path) != version.sha256
+    again = fetch_image(image.image_id, version.number, version.sha256, version.size_bytes)
+    assert sha256_of(again.path) == version.sha256
+
+
+def test_a_corrupted_cluster_cache_file_is_detected_and_fetched_again(cloud, uploaded, tmp_path):
+    image, version = uploaded
+    url = f"{cloud.cc_url}/cc/api/1.0/images/{image.image_id}/versions/{version.number}/data"
+    download(url, tmp_path / "first.img", key=cloud.cloud_key, sender="nc-1", expected_sha256=version.sha256)
+    cached = cluster_cache_module.cluster_cache().files.path(image.image_id, version.number)
+    _corrupt(cached)
+    assert download(url, tmp_path / "second.img", key=cloud.cloud_key, sender="nc-1",
+                    expected_sha256=version.sha256) == version.sha256
+    assert sha256_of(cached) == version.sha256
+
+
+def test_the_cluster_cache_refuses_a_hostile_image_id(cloud, signed_client):
+    response = signed_client.get("/cc/api/1.0/images/img-0000000a;ls/versions/1/data")
+    assert response.status_code == 400
+    assert signed_client.get("/cc/api/1.0/images/img-0000000a/versions/..;/data").status_code == 400
+
+
+def test_a_partial_download_of_a_node_resumes_from_where_it_stopped(cloud, uploaded, tmp_path):
+    image, version = uploaded
+    url = f"{cloud.cc_url}/cc/api/1.0/images/{image.image_id}/versions/{version.number}/data"
+    dest = tmp_path / "resumed.img"
+    with open(tmp_path / "resumed.img.part", "wb") as part:
+        part.write(open(cloud.data_dir / "walrus" / "images" / image.image_id / f"{version.number}.img", "rb")
+                   .read(SIZE // 3))
+    seen = []
+    assert download(url, dest, key=cloud.cloud_key, sender="nc-1", expected_sha256=version.sha256,
+                    progress=lambda done, total: seen.append(done)) == version.sha256
+    assert seen[0] > SIZE // 3
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == version.sha256

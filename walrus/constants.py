@@ -1,0 +1,14 @@
+"""Sizes and limits of the image store."""
+
+MiB = 1024 * 1024
+
+# Reads and writes of image data go in pieces this large: big enough that the per-call cost (a syscall, a hash
+# update) is small against the copy, small enough that many transfers at once stay within a school server's memory.
+IO_CHUNK_BYTES = 1 * MiB
+DOWNLOAD_CHUNK_BYTES = 4 * MiB
+
+# During one long PUT the received offset is saved this often, so a crash of the server loses at most this much.
+CHECKPOINT_BYTES = 64 * MiB
+
+# Disk images of schools' desktops and servers are tens of GB; refuse sizes beyond reason before any disk is used.
+MAX_IMAGE_BYTES = 4 * 1024 * 1024 * MiB

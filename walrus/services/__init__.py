@@ -1,0 +1,1 @@
+"""Business logic of the Walrus role: the image store."""
