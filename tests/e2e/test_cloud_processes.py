@@ -6,11 +6,14 @@ reconnect and commands and heartbeats flow again."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 
 import pytest
 
 from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.transfer import upload_file
 from tests.rabbitmq import scratch_vhost, start_broker, stop_broker
 from tests.services import RoleProcess, memcached, scratch_mariadb_database
 
@@ -28,7 +31,7 @@ def cloud(tmp_path_factory):
         common = {"cloud": {"key": KEY, "heartbeat_seconds": str(HEARTBEAT), "missed_heartbeats": "3",
                             "db_touch_seconds": "5"},
                   "bus": {"url": bus_url}}
-        clc = RoleProcess(workdir, "clc-1", "clc", common | {"database": {"url": db_url},
+        clc = RoleProcess(workdir, "clc-1", "clc,walrus", common | {"database": {"url": db_url},
                                                             "cache": {"url": cache_url}})
         clc.start().wait_listening()
         cc = RoleProcess(workdir, "cc-1", "cc", common | {"cloud": common["cloud"] | {"clc_url": clc.url}})
@@ -76,11 +79,13 @@ def _states(status, *keys):
     return [status.get(key, {}).get("state") for key in keys]
 
 
-ALL = ("clc:clc-1", "cc:cc-1", "nc:nc-1", "nc:nc-2")
+ALL = ("clc:clc-1", "walrus:clc-1", "cc:cc-1", "nc:nc-1", "nc:nc-2")
 
 
 def test_all_roles_register_and_show_online(cloud):
-    status = _wait(cloud, lambda s: _states(s, *ALL) == ["online"] * 4, "all four roles online")
+    # Online once registered; the free resources arrive with the first heartbeat after it.
+    status = _wait(cloud, lambda s: _states(s, *ALL) == ["online"] * len(ALL)
+                   and s["nc:nc-1"]["free_memory_mb"] > 0, "every role online and nc-1's first heartbeat")
     nc1 = status["nc:nc-1"]
     assert nc1["cluster"] == "cluster1"
     assert nc1["memory_mb"] > 0 and nc1["free_memory_mb"] > 0
@@ -108,18 +113,45 @@ def _command_round_trip(cloud, node: str) -> None:
 
 
 def test_a_command_goes_down_to_a_node_and_its_effect_comes_back_up(cloud):
-    _wait(cloud, lambda s: _states(s, *ALL) == ["online"] * 4, "all four roles online")
+    _wait(cloud, lambda s: _states(s, *ALL) == ["online"] * len(ALL), "every role online")
     _command_round_trip(cloud, "nc-1")
     _command_round_trip(cloud, "nc-2")
 
 
+def test_an_image_uploaded_to_walrus_is_prepared_on_a_node_through_the_cluster_cache(cloud, tmp_path):
+    _wait(cloud, lambda s: _states(s, "walrus:clc-1", "nc:nc-1") == ["online"] * 2, "walrus and nc-1 online")
+    client = _client(cloud)
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(os.urandom(9 * 1024 * 1024 + 7))
+    image = client.post("/clc/api/1.0/images/", {"name": "E2E desktop", "os_type": "linux", "arch": 64,
+                                                 "usage": "desktop", "owner_group": "edu"})
+    upload = client.post(f"/clc/api/1.0/images/{image['image_id']}/uploads/", {"size": disk.stat().st_size})
+    upload_file(cloud["clc-1"].url, KEY, "e2e-test", disk, image["image_id"], upload_id=upload["upload_id"])
+    stored = client.post(f"/clc/api/1.0/images/{image['image_id']}/uploads/{upload['upload_id']}/complete/", {})
+    assert stored["current_version"] == 1
+    assert stored["versions"][0]["sha256"] == hashlib.sha256(disk.read_bytes()).hexdigest()
+
+    task = client.post(f"/clc/api/1.0/images/{image['image_id']}/prepare/", {"node": "nc-1"})
+    deadline = time.monotonic() + 60
+    status = {}
+    while time.monotonic() < deadline:
+        status = client.get(f"/clc/api/1.0/tasks/{task['tid']}/")
+        if status["done"] or status["failed"]:
+            break
+        time.sleep(0.2)
+    assert (status["phase"], status["state"], status["progress"], status["done"]) == ("preparing", "done", 100, True)
+    cached = cloud["nc-1"].dir / "nc" / "images" / image["image_id"] / "1.img"
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == stored["versions"][0]["sha256"]
+    assert (cloud["cc-1"].dir / "cc" / "images" / image["image_id"] / "1.img").exists()
+
+
 def test_a_killed_node_goes_offline_and_the_others_stay_online(cloud):
-    _wait(cloud, lambda s: _states(s, *ALL) == ["online"] * 4, "all four roles online")
+    _wait(cloud, lambda s: _states(s, *ALL) == ["online"] * len(ALL), "every role online")
     cloud["nc-2"].kill()
     killed_at = time.monotonic()
     status = _wait(cloud, lambda s: _states(s, "nc:nc-2") == ["offline"], "nc-2 to go offline", timeout=30)
     assert time.monotonic() - killed_at >= 2 * HEARTBEAT
-    assert _states(status, "clc:clc-1", "cc:cc-1", "nc:nc-1") == ["online"] * 3
+    assert _states(status, "clc:clc-1", "walrus:clc-1", "cc:cc-1", "nc:nc-1") == ["online"] * 4
 
 
 def test_daemons_reconnect_after_a_rabbitmq_restart_and_nothing_after_it_is_lost(cloud):

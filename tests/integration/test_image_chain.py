@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+import requests
+from django.core.management import CommandError, call_command
 
 import cc.services.image_cache as cluster_cache_module
 from clc.services.images import create_image, finish_upload, prepare_on_node, start_upload
@@ -19,7 +21,7 @@ from luhyaapi.imagecache import sha256_of
 from luhyaapi.messages import Command
 from luhyaapi.queues import node_commands
 from luhyaapi.transfer import download, upload_file
-from luhyadb.models import OwnerGroup, Server
+from luhyadb.models import Image, OwnerGroup, Server
 from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.services.images import fetch_image, node_cache
 
@@ -165,3 +167,38 @@ def test_a_partial_download_of_a_node_resumes_from_where_it_stopped(cloud, uploa
                     progress=lambda done, total: seen.append(done)) == version.sha256
     assert seen[0] > SIZE // 3
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == version.sha256
+
+
+def test_the_upload_command_registers_an_image_and_shows_progress(cloud, image_file, capsys):
+    OwnerGroup.objects.create(name="root", path="edu")
+    call_command("upload_image", str(image_file), "--name", "Maths lab", "--usage", "desktop")
+    out, err = capsys.readouterr()
+    image = Image.objects.get(name="Maths lab")
+    assert f"{image.image_id} version 1 (1.0.0)" in out
+    assert "100.0%" in err and "MiB/s" in err
+    assert image.versions.get().sha256 == sha256_of(image_file)
+
+
+def test_the_upload_command_resumes_an_interrupted_upload(cloud, image_file, capsys):
+    image = create_image(name="Resumed", owner_group=OwnerGroup.objects.create(name="root", path="edu"))
+    upload = start_upload(image, SIZE)
+    first_piece = image_file.read_bytes()[: 5 * 1024 * 1024]
+    response = requests.put(f"{cloud.walrus_url}{upload['data_url']}&offset=0", data=first_piece, timeout=30)
+    assert response.json()["offset"] == len(first_piece)
+    call_command("upload_image", str(image_file), "--image", image.image_id, "--resume", upload["upload_id"])
+    out, _err = capsys.readouterr()
+    assert f"{image.image_id} version 1" in out
+    assert image.versions.get().sha256 == sha256_of(image_file)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["/nonexistent/disk.img"], "no such file"),
+    (["{file}", "--resume", "upl-0000000a"], "--resume needs --image"),
+    (["{file}", "--name", "../../etc/passwd"], "name"),
+    (["{file}", "--image", "img-0000000a;ls"], "not an eduCloud id"),
+    (["{file}", "--owner-group", "no.such"], "no owner-group"),
+])
+def test_the_upload_command_explains_bad_input_without_a_traceback(cloud, image_file, arguments, message):
+    OwnerGroup.objects.create(name="root", path="edu")
+    with pytest.raises(CommandError, match=message):
+        call_command("upload_image", *[a.replace("{file}", str(image_file)) for a in arguments])
