@@ -2,7 +2,17 @@
 
 from django.contrib import admin
 
-from luhyadb.models import Host, Image, Instance, OwnerGroup, OwnerGroupPermission, Server, TaskTransaction, VMType
+from luhyadb.models import (
+    Host,
+    Image,
+    ImageVersion,
+    Instance,
+    OwnerGroup,
+    OwnerGroupPermission,
+    Server,
+    TaskTransaction,
+    VMType,
+)
 
 
 class OwnerGroupPermissionInline(admin.TabularInline):
@@ -32,8 +42,16 @@ class HostAdmin(admin.ModelAdmin):
     search_fields = ("name", "mac", "ip", "location")
 
 
+class ImageVersionInline(admin.TabularInline):
+    model = ImageVersion
+    extra = 0
+    readonly_fields = ("number", "label", "size_bytes", "sha256", "format", "created")
+    can_delete = False
+
+
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
+    inlines = (ImageVersionInline,)
     list_display = ("name", "image_id", "version", "os_type", "arch", "usage", "owner_group", "size_bytes", "pub_date")
     list_filter = ("os_type", "usage", "arch")
     search_fields = ("name", "image_id", "description")

@@ -40,7 +40,11 @@ class ProgressBar:
         filled = int(self.width * fraction)
         elapsed = max(now - self.started, 1e-6)
         speed = (done - self.first_done) / elapsed
-        left = (total - done) / speed if speed > 0 else 0
+        if speed > 0:
+            left = int((total - done) / speed)
+            eta = f"{_size(speed)}/s {left // 60:d}:{left % 60:02d} left"
+        else:
+            eta = "starting"
         line = (f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}% "
-                f"{_size(done)}/{_size(total)} {_size(speed)}/s {int(left) // 60:d}:{int(left) % 60:02d} left ")
+                f"{_size(done)}/{_size(total)} {eta} ")
         self.write(line + ("\n" if done >= total else ""))
