@@ -40,10 +40,11 @@ def scratch_mariadb_database(prefix: str = "educloud_test"):
 
 
 @contextmanager
-def memcached():
-    """The memcached the test command started (EDUCLOUD_TEST_MEMCACHED=host:port), or one started here."""
+def memcached(private: bool = False):
+    """The memcached the test command started (EDUCLOUD_TEST_MEMCACHED=host:port), or, when there is none or a
+    ``private`` one is asked for (so no other test's keys can be seen), one started here."""
     address = os.environ.get("EDUCLOUD_TEST_MEMCACHED")
-    if address:
+    if address and not private:
         yield f"memcached://{address}"
         return
     binary = shutil.which("memcached")

@@ -27,7 +27,7 @@ HEARTBEAT = 1.0
 def cloud(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cloud")
     with scratch_vhost("educloud-e2e") as bus_url, scratch_mariadb_database("educloud_e2e") as db_url, \
-            memcached() as cache_url:
+            memcached(private=True) as cache_url:
         common = {"cloud": {"key": KEY, "heartbeat_seconds": str(HEARTBEAT), "missed_heartbeats": "3",
                             "db_touch_seconds": "5"},
                   "bus": {"url": bus_url}}
