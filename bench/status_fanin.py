@@ -3,38 +3,43 @@
 For each N (default 100, 1,000 and 10,000) the script
 
 1. makes a fresh data dir with a fresh SQLite database (copied from one template made once by ``manage.py
-   init_cloud``) or, with ``--database mysql``, a fresh MariaDB database; purges ``clc.status``; empties the cache;
+   init_cloud``) or, with ``--database mysql``, a fresh MariaDB database (dropped afterwards); purges
+   ``clc.status``; empties the cache (one memcached that the script starts on a free port for the whole run);
 2. starts the real daemon as its own process: ``manage.py run_daemons --only clc-status,clc-sweeper``;
 3. starts publisher processes (``multiprocessing``, a few threads each, one RabbitMQ connection per thread) that
    simulate the N nodes: node ``bench-NNNNN`` (role ``nc``, cluster ``bench``) publishes a ``NodeStatus`` with
    ``seq`` 1, 2, 3 ... every ``--interval`` seconds, the N nodes spread evenly over the interval, through
-   ``luhyaapi.bus.RabbitMQBus.publish`` (publisher confirms, as a real node does);
-4. warms up until every node is in the cache (the first round creates N ``Server`` rows) and at least one interval
-   has passed, then measures a window of ``--seconds`` while sampling the cache every ``--sample-every`` seconds
-   with Django's own cache API (``cache.get_many`` of every node's ``status:server:nc:<name>`` key);
-5. stops everything it started (publishers, daemon, and memcached at the end), also on error or Ctrl-C.
+   ``luhyaapi.bus.RabbitMQBus.publish`` (a publisher confirm per message, as a real node does; ``--publish-mode
+   unconfirmed`` is a cheaper load generator for telling the daemon's limit from the load generator's);
+4. waits until the daemon has caught up (every node in the cache, under 0.5 s of heartbeats queued) and, by
+   default, until the window can hold the daemon's database liveness pass (``db_touch_seconds`` after the first
+   heartbeats), then measures ``--seconds``: every ``--sample-every`` seconds it reads the cache entries of an evenly
+   spread subset of the nodes (``--sample-nodes``), and every node's entry at the start and end of the window, with
+   the keys Django's cache uses (``cache.make_key`` of ``status:server:nc:<name>``);
+5. stops everything it started (publishers, daemon, memcached), also on error, Ctrl-C or SIGTERM; children also
+   get SIGTERM from the kernel if this process dies (PR_SET_PDEATHSIG).
 
-What is measured in the window (definitions are printed with the results):
+What is measured in the window (the definitions are printed with the results):
 
-- published/s: messages whose publish (confirm included) ended in the window, per second; target = N / interval;
-- folded/s: the sum over nodes of the advance of the cached ``seq`` between the first and the last sample of the
-  window, per second (a message superseded inside one batch counts as folded: its newer copy is in the cache);
-- fold latency ("staleness"): for every new (node, seq) seen by the sampler, ``folded_at - sent_at``: how long a
-  published heartbeat took to reach the cache (``folded_at`` is stamped when the daemon starts folding the batch;
-  ``visible`` is the time of the first sample that saw it minus ``sent_at``, an upper bound that overstates by up
-  to one sample period);
-- entry age: at each sample, ``now - sent_at`` of every cached entry; with a healthy daemon it stays at most about
-  interval + latency; ``stale`` is the share of entries older than interval + 2 s (a newer heartbeat was due);
-- CPU: ``psutil`` CPU times (user + system) over the window divided by the window's wall time, for the daemon,
-  the publishers, RabbitMQ (``beam.smp``, read only), memcached and this process; "% core" is of one core,
-  "% machine" of all cores;
-- publisher lag: how late publishes started compared to their schedule (tells whether the publishers kept up).
+- published/s: publishes (confirm included) that ended in the window; target = N / interval;
+- folded/s: the sum over nodes of the advance of the cached ``seq`` across the window (a heartbeat superseded
+  inside one batch counts as folded: its newer copy is in the cache);
+- latency, the cache's staleness: ``folded_at - sent_at`` of every new (node, seq) seen by the sampler, i.e. how
+  long a published heartbeat took to reach the cache (``visible`` = first sample that saw it - ``sent_at``);
+- entry age: ``now - sent_at`` of the cached entries at every sample (healthy: at most interval + latency); stale =
+  share older than interval + 2 s;
+- CPU: ``psutil`` CPU time over the window / wall time, for the daemon, the publishers, RabbitMQ (``beam.smp``,
+  read only), memcached, this process and everything else, in % of one core;
+- publisher lag: how late publishes started against their schedule (tells whether the load generator kept up).
 
-Run (from the repository root, RabbitMQ at 127.0.0.1:5672, memcached installed; takes about 4-6 minutes):
+Run from the repository root (RabbitMQ at 127.0.0.1:5672, memcached installed); the default run takes about
+5 minutes (each N lasts about --db-touch + 2/3 --seconds):
 
     .venv/bin/python bench/status_fanin.py
     .venv/bin/python bench/status_fanin.py --nodes 10000 --seconds 45 --interval 5
+    .venv/bin/python bench/status_fanin.py --nodes 10000 --publish-mode unconfirmed
     .venv/bin/python bench/status_fanin.py --nodes 1000 --database mysql --json /tmp/fanin.json
+    .venv/bin/python bench/status_fanin.py --nodes 100 --seconds 10 --no-touch-in-window   # a quick check
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ DEFAULT_BUS_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 CLOUD_KEY = "bench-status-fanin-key-0123456789"
 DAEMONS = "clc-status,clc-sweeper"
 STALE_MARGIN_SECONDS = 2.0
+SLACK_SECONDS = 0.005
 
 
 def log(text: str) -> None:
@@ -82,12 +88,42 @@ def node_name(index: int) -> str:
     return f"bench-{index:05d}"
 
 
+class UnconfirmedPublisher:
+    """``--publish-mode unconfirmed``: the same bytes (``luhyaapi.messages.encode``), persistent, to the same durable
+    queue, but on a channel without publisher confirms, so the load generator spends ~10x less CPU per message and
+    leaves the machine's cores to the broker and the daemon. Not how a node publishes: use it to tell the daemon's
+    limit from the load generator's on a machine too small to run both."""
+
+    def __init__(self, url: str) -> None:
+        import pika
+
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+        self.properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                               content_type="application/json")
+        self.serviced = time.monotonic()
+
+    def publish(self, queue: str, message) -> None:
+        from luhyaapi.messages import encode
+
+        self.channel.basic_publish(exchange="", routing_key=queue, body=encode(message), properties=self.properties)
+        if time.monotonic() - self.serviced > 1.0:  # answer broker heartbeats, notice flow control
+            self.connection.process_data_events(time_limit=0)
+            self.serviced = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except Exception:
+            pass
+
+
 def _publish_thread(nodes: list[int], n_total: int, interval: float, t0: float, t_end: float, bus_url: str,
-                    queue: str, stop, out: list, errors: list) -> None:
+                    queue: str, mode: str, stop, out: list, errors: list) -> None:
     from luhyaapi.bus import RabbitMQBus
     from luhyaapi.messages import NodeStatus, Resources
 
-    bus = RabbitMQBus(bus_url, publish_retry_seconds=10.0)
+    bus = RabbitMQBus(bus_url, publish_retry_seconds=10.0) if mode == "bus" else UnconfirmedPublisher(bus_url)
     capacity = Resources(cpus=16, memory_mb=65536, disk_mb=1_000_000)
     free = Resources(cpus=12, memory_mb=49152, disk_mb=800_000)
     # One record per publish: scheduled time, start and end of the publish call (wall clock, as sent_at is).
@@ -100,9 +136,12 @@ def _publish_thread(nodes: list[int], n_total: int, interval: float, t0: float, 
                 due = offset + rounds * interval
                 if due >= t_end or stop.is_set():
                     return
-                wait = due - time.time()
-                if wait > 0 and stop.wait(wait):
-                    return
+                # Sleep until the next due time, but publish what is due within SLACK at once: fewer wake-ups
+                # (each costs ~30 us of CPU) for a schedule that is still exact to a few milliseconds.
+                while (wait := due - time.time()) > SLACK_SECONDS:
+                    time.sleep(min(wait, 0.25))
+                    if stop.is_set():
+                        return
                 started = time.time()
                 status = NodeStatus(role="nc", name=node_name(index), ip=f"10.{index >> 16 & 255}.{index >> 8 & 255}."
                                     f"{index & 255}", cluster="bench", api_url="", interval=interval,
@@ -121,16 +160,17 @@ def _publish_thread(nodes: list[int], n_total: int, interval: float, t0: float, 
 
 
 def publisher_main(nodes: list[int], n_total: int, interval: float, t0: float, t_end: float, bus_url: str,
-                   queue: str, threads: int, stop, results) -> None:
+                   queue: str, mode: str, threads: int, stop, results) -> None:
     """One publisher process: ``threads`` threads, each with its own connection, each owning a share of ``nodes``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through ``stop``
+    die_with_parent()
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     out: list = []
     errors: list = []
     shares = [nodes[k::threads] for k in range(threads)]
     workers = [threading.Thread(target=_publish_thread, daemon=True,
-                                args=(share, n_total, interval, t0, t_end, bus_url, queue, stop, out, errors))
+                                args=(share, n_total, interval, t0, t_end, bus_url, queue, mode, stop, out, errors))
                for share in shares if share]
     for worker in workers:
         worker.start()
@@ -158,11 +198,24 @@ def percentile(values, q: float) -> float:
     return ordered[rank]
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (``preexec_fn`` of the children we start, and the
+    first thing a publisher does), so nothing outlives the benchmark even if it is killed with SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Processes:
-    """Everything this script started, stopped in reverse order whatever happens."""
+    """Everything this script started, stopped in reverse order whatever happens (a second Ctrl-C included)."""
 
     def __init__(self) -> None:
         self.items: list[tuple[str, object]] = []
+        self.events: list = []  # set before stopping, so the publishers end on their own
+        self.queues: list = []  # drained while stopping: a publisher exits only once its result is read
 
     def add(self, name: str, proc) -> None:
         self.items.append((name, proc))
@@ -170,12 +223,30 @@ class Processes:
     def stop(self, name_or_proc) -> None:
         for item in list(self.items):
             if item[0] == name_or_proc or item[1] is name_or_proc:
-                self.items.remove(item)
                 _stop_one(*item)
+                self.items.remove(item)
 
-    def stop_all(self) -> None:
-        while self.items:
-            _stop_one(*self.items.pop())
+    def stop_all(self, keep: tuple[str, ...] = ()) -> None:
+        # Finish the clean-up even if Ctrl-C or SIGTERM comes again.
+        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for event in self.events:
+                event.set()
+            children = [proc for _, proc in self.items if not isinstance(proc, subprocess.Popen)]
+            deadline = time.monotonic() + 20
+            while self.queues and any(child.is_alive() for child in children) and time.monotonic() < deadline:
+                for results in self.queues:
+                    try:
+                        results.get(timeout=0.1)
+                    except Exception:  # queue.Empty, or a broken queue: nothing to drain
+                        pass
+            for item in reversed(list(self.items)):
+                if item[0] not in keep:
+                    _stop_one(*item)
+                    self.items.remove(item)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _stop_one(name: str, proc) -> None:
@@ -312,8 +383,10 @@ class Result:
     interval: float
     target_rate: float
     publishers: str = ""
-    warmup_seconds: float = math.nan
+    warmup_seconds: float = math.nan  # first heartbeat -> window start
+    caught_up_seconds: float = math.nan  # first heartbeat -> every node cached and the queue drained
     warmed_up: bool = False
+    db_touch_in_window: bool = False
     warmup_daemon_cpu: float = math.nan
     sampled_nodes: int = 0
     window_seconds: float = math.nan
@@ -323,6 +396,7 @@ class Result:
     latency_p50: float = math.nan
     latency_p99: float = math.nan
     latency_max: float = math.nan
+    latency_by_second: dict = field(default_factory=dict)  # second of the window -> worst fold latency
     visible_p50: float = math.nan
     visible_p99: float = math.nan
     age_p50: float = math.nan
@@ -338,6 +412,7 @@ class Result:
     publish_call_p50_ms: float = math.nan
     cpu: dict = field(default_factory=dict)
     machine_busy: float = math.nan
+    background_busy: float = math.nan
     daemon_rss_mb: float = math.nan
     sample_cost_ms: float = math.nan
     samples: int = 0
@@ -352,6 +427,14 @@ class Result:
         return self.folded_rate / self.target_rate
 
     @property
+    def kept_up_ratio(self) -> float:
+        return self.folded_rate / self.published_rate if self.published_rate else math.nan
+
+    @property
+    def daemon_kept_up(self) -> bool:
+        return self.warmed_up and self.kept_up_ratio >= 0.98 and self.latency_p99 < 2.0
+
+    @property
     def goal_met(self) -> bool:
         return (self.warmed_up and self.folded_ratio >= 0.98 and self.latency_p99 < 2.0 and self.stale_share < 0.01
                 and not self.errors)
@@ -362,9 +445,12 @@ class Result:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def auto_publishers(rate: float) -> tuple[int, int]:
-    """Processes and threads per process: one publish with confirm costs ~0.35 ms of CPU in pika and one
-    connection does at most ~900/s, so give every ~500 msg/s its own process (at most 4) and use 2 threads each."""
+def auto_publishers(rate: float, mode: str) -> tuple[int, int]:
+    """Processes and threads per process. With confirms one publish costs ~0.35 ms of CPU in pika and one connection
+    does at most ~900/s, so every ~500 msg/s gets its own process (at most 4), with 2 threads each; without
+    confirms one thread does several thousand per second."""
+    if mode == "unconfirmed":
+        return max(1, min(4, math.ceil(rate / 2500))), 1
     processes = max(1, min(4, math.ceil(rate / 500)))
     threads = 1 if rate <= 200 else 2
     return processes, threads
@@ -386,7 +472,8 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
     if args.database == "mysql":
         db_name = f"bench_fanin_{os.getpid()}_{n_nodes}"
         database_url = f"{args.mysql_url.rstrip('/')}/{db_name}"
-        _mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`", f"CREATE DATABASE `{db_name}` CHARACTER SET utf8mb4")
+        _mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`",
+               f"CREATE DATABASE `{db_name}` CHARACTER SET utf8mb4")
     else:
         db_name = ""
         database_url = f"sqlite:///{data_dir / 'educloud.sqlite3'}"
@@ -402,30 +489,38 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
         bus.purge(QUEUE)
         bus.close()
         cache.clear()
+        # What the machine does without us, so a reader can tell a disturbed run.
+        result.background_busy = psutil.cpu_percent(interval=1.0) / 100
+        if result.background_busy > 0.2:
+            log(f"N={n_nodes}: warning: the machine is {result.background_busy:.0%} busy before the run starts "
+                f"(other jobs); the figures will be disturbed")
 
         daemon_log = run_dir / "daemon.log"
         with open(daemon_log, "wb") as out:
             daemon = subprocess.Popen([sys.executable, "manage.py", "run_daemons", "--only", DAEMONS], cwd=ROOT,
-                                      env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                      env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=die_with_parent)
         procs.add(f"daemon N={n_nodes}", daemon)
         wait_for_line(daemon_log, "daemons running", daemon, timeout=60)
         daemon_ps = psutil.Process(daemon.pid)
 
         processes, threads = (args.publishers, args.threads) if args.publishers else auto_publishers(
-            result.target_rate)
+            result.target_rate, args.publish_mode)
         processes = min(processes, n_nodes)
-        result.publishers = f"{processes}x{threads}"
+        result.publishers = f"{processes}x{threads}{'' if args.publish_mode == 'bus' else ' unconf.'}"
         ctx = mp.get_context("spawn")
         stop = ctx.Event()
+        procs.events.append(stop)
         results_queue = ctx.Queue()
+        procs.queues.append(results_queue)
         t0 = time.time() + 2.0 + 0.3 * processes  # leaves the spawned children time to import
         t_end = t0 + args.warmup_max + args.seconds + 2 * interval
         publishers = []
         for k in range(processes):
             share = list(range(k + 1, n_nodes + 1, processes))  # node k+1, k+1+P, ... so every process spreads
             proc = ctx.Process(target=publisher_main, name=f"publisher-{k}", daemon=True,
-                               args=(share, n_nodes, interval, t0, t_end, args.bus_url, QUEUE, threads, stop,
-                                     results_queue))
+                               args=(share, n_nodes, interval, t0, t_end, args.bus_url, QUEUE, args.publish_mode,
+                                     threads, stop, results_queue))
             proc.start()
             procs.add(f"publisher-{k} N={n_nodes}", proc)
             publishers.append(proc)
@@ -457,6 +552,7 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
         # (for the seq advance of every node) and when the sampled nodes suggest the warm-up is over.
         last_seq: dict[str, int] = {}
         latencies: list[float] = []
+        folded_at: list[float] = []
         visible: list[float] = []
         ages: list[float] = []
         stale = present_total = 0
@@ -467,6 +563,13 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
         end_seq: dict[str, int] = {}
         start_snapshot = end_snapshot = None
         warmup_deadline = t0 + args.warmup_max
+        # The daemon writes each server's liveness to the database every db_touch seconds after its first fold, and
+        # the first folds all fall in the first interval: so the pass over all N rows comes at about t0 + db_touch.
+        # Start the window early enough to hold it (a third into the window), or a steady state without it is
+        # measured.
+        touch_at = t0 + args.db_touch
+        window_not_before = touch_at - args.seconds / 3 if args.touch_in_window else 0.0
+        result.db_touch_in_window = False
         next_sample = t0 + args.sample_every
         hard_deadline = t0 + args.warmup_max + args.seconds + 30
         while time.time() < hard_deadline:
@@ -487,6 +590,7 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
                     last_seq[key] = seq
                     if in_window:
                         latencies.append(entry["folded_at"] - entry["sent_at"])
+                        folded_at.append(entry["folded_at"])
                         visible.append(now - entry["sent_at"])
                 if in_window:
                     age = now - entry["sent_at"]
@@ -497,27 +601,40 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
                 depths.append(depth())
                 result.samples += 1
                 if now >= window_start + args.seconds:
+                    result.db_touch_in_window = window_start < touch_at + interval < now
+                    read_from = time.time()
                     everything = reader.get(keys)
-                    window_end = time.time()
+                    window_end = (read_from + time.time()) / 2  # the read of every node takes a while
                     end_snapshot = snapshot()
                     result.missing_end = n_nodes - len(everything)
                     result.backlog_end = depths[-1]
                     end_seq = {key: entry["seq"] for key, entry in everything.items()}
                     break
             elif (len(entries) == len(sub_keys) and now >= t0 + interval + 1) or now >= warmup_deadline:
-                everything = reader.get(keys)
-                if len(everything) < n_nodes and time.time() < warmup_deadline:
+                # Warm-up: every node in the cache and the daemon caught up (less than half a second of heartbeats
+                # waiting); then the window starts, but not before window_not_before; at --warmup-max in any case.
+                caught_up = depth() <= max(50, result.target_rate / 2)
+                if caught_up and len(entries) == len(sub_keys) and math.isnan(result.caught_up_seconds):
+                    result.caught_up_seconds = now - t0
+                    result.warmup_daemon_cpu = cpu_seconds(daemon_ps) - daemon_cpu_t0
+                    log(f"N={n_nodes}: caught up {result.caught_up_seconds:.1f}s after the first heartbeat (daemon "
+                        f"used {result.warmup_daemon_cpu:.1f} CPU s)")
+                deadline_passed = now >= warmup_deadline
+                if not deadline_passed and (not caught_up or now < window_not_before):
                     continue
-                window_start = time.time()
+                read_from = time.time()
+                everything = reader.get(keys)
+                window_start = (read_from + time.time()) / 2  # the read of every node takes a while
+                if len(everything) < n_nodes and not deadline_passed:
+                    continue
                 start_snapshot = snapshot()
-                result.warmed_up = len(everything) == n_nodes
+                result.warmed_up = len(everything) == n_nodes and caught_up
                 result.warmup_seconds = window_start - t0
-                result.warmup_daemon_cpu = start_snapshot["daemon"] - daemon_cpu_t0
                 start_seq = {key: entry["seq"] for key, entry in everything.items()}
                 result.backlog_start = depth()
-                log(f"N={n_nodes}: warm-up {'done' if result.warmed_up else 'CUT SHORT'} after "
-                    f"{result.warmup_seconds:.1f}s ({len(everything)}/{n_nodes} nodes in the cache, "
-                    f"{result.backlog_start} waiting, daemon used {result.warmup_daemon_cpu:.1f} CPU s); "
+                log(f"N={n_nodes}: window starts {result.warmup_seconds:.1f}s after the first heartbeat "
+                    f"({len(everything)}/{n_nodes} nodes in the cache, {result.backlog_start} waiting"
+                    f"{'' if result.warmed_up else ', NOT caught up: warm-up cut at --warmup-max'}); "
                     f"measuring {args.seconds:g}s")
         else:
             raise RuntimeError("the sampling loop ran out of time")
@@ -564,6 +681,10 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
         result.publish_call_p50_ms = percentile(calls, 50) * 1000
         result.latency_p50, result.latency_p99 = percentile(latencies, 50), percentile(latencies, 99)
         result.latency_max = max(latencies) if latencies else math.nan
+        by_second: dict[int, list[float]] = {}
+        for when, latency in zip(folded_at, latencies, strict=True):
+            by_second.setdefault(int(when - window_start), []).append(latency)
+        result.latency_by_second = {second: round(max(values), 3) for second, values in sorted(by_second.items())}
         result.visible_p50, result.visible_p99 = percentile(visible, 50), percentile(visible, 99)
         result.age_p50, result.age_p99 = percentile(ages, 50), percentile(ages, 99)
         result.stale_share = stale / present_total if present_total else math.nan
@@ -626,6 +747,12 @@ Definitions (window = the measured seconds after warm-up):
   sampled     latency, age and stale come from every sample of an evenly spread subset of the nodes
               (--sample-nodes); published and folded count every node
   pub lag     how late publishes started versus their schedule (p99); late = share more than 1 s late
+  caught up   from the first heartbeat until every sampled node is in the cache and less than 0.5 s of heartbeats
+              wait on the queue: the cold-start cost (the first round creates N Server rows), with the daemon's CPU
+  window at   when the window started (s after the first heartbeat); "cut" = the daemon had not caught up by
+              --warmup-max and the window started anyway; "+touch" = the window held the pass that writes every
+              server's liveness to the database (db_touch_seconds after the first heartbeats, all N rows within
+              about one interval: by default the window is placed to hold it)
   goal        folded >= 98% of target, latency p99 < 2 s, < 1% stale entries, warm-up completed"""
 
 
@@ -634,52 +761,67 @@ def fmt(value: float, spec: str = ".2f", suffix: str = "") -> str:
 
 
 def print_report(results: list[Result]) -> None:
+    cores = os.cpu_count() or 1
     print()
     print(DEFINITIONS)
     print()
-    header = ("N", "target/s", "published/s (ratio)", "folded/s (ratio)", "latency p50/p99/max s", "visible p50/p99 s",
-              "age p50/p99 s", "stale", "backlog start/max/end", "warm-up s", "goal")
+    print("Fan-in (rates per second; ratios in brackets)")
+    header = ("N", "target", "published (/target)", "folded (/target)", "folded/published", "latency p50/p99/max s",
+              "age p50/p99 s", "stale", "backlog start/max/end", "caught up s (daemon CPU s)", "window at s", "goal")
     rows = []
     for r in results:
         rows.append((f"{r.nodes:,}", f"{r.target_rate:,.0f}",
                      f"{r.published_rate:,.0f} ({fmt(r.published_ratio)})",
                      f"{r.folded_rate:,.0f} ({fmt(r.folded_ratio)})",
+                     fmt(r.kept_up_ratio),
                      f"{fmt(r.latency_p50, '.3f')}/{fmt(r.latency_p99, '.3f')}/{fmt(r.latency_max, '.2f')}",
-                     f"{fmt(r.visible_p50)}/{fmt(r.visible_p99)}",
                      f"{fmt(r.age_p50)}/{fmt(r.age_p99)}",
                      fmt(r.stale_share * 100, ".1f", "%"),
                      f"{r.backlog_start:,}/{r.backlog_max:,}/{r.backlog_end:,}",
-                     f"{fmt(r.warmup_seconds, '.1f')}{'' if r.warmed_up else ' (cut)'}",
+                     f"{fmt(r.caught_up_seconds, '.1f')} ({fmt(r.warmup_daemon_cpu, '.1f')})",
+                     f"{fmt(r.warmup_seconds, '.0f')}{'' if r.warmed_up else ' cut'}"
+                     f"{' +touch' if r.db_touch_in_window else ''}",
                      "MET" if r.goal_met else "not met"))
     _table(header, rows)
     print()
-    header = ("N", "daemon CPU %core (%machine)", "publishers %core", "rabbitmq %core", "memcached %core",
-              "bench %core", "other %core", "machine busy", "warm-up daemon CPU s", "daemon RSS MB", "publishers", "pub lag p50/p99 s", "late",
-              "publish call p50 ms", "sample ms (nodes)")
+    print(f"CPU over the window, % of one core ({cores} cores)")
+    header = ("N", "daemon (% machine)", "publishers", "rabbitmq", "memcached", "bench", "other", "machine busy",
+              "busy before run", "daemon RSS MB")
     rows = []
     for r in results:
-        cores = os.cpu_count() or 1
-        rows.append((f"{r.nodes:,}", f"{fmt(r.cpu.get('daemon', math.nan) * 100, '.1f')} "
-                     f"({fmt(r.cpu.get('daemon', math.nan) * 100 / cores, '.1f')})",
-                     fmt(r.cpu.get("publishers", math.nan) * 100, ".1f"),
-                     fmt(r.cpu.get("rabbitmq", math.nan) * 100, ".1f"),
-                     fmt(r.cpu.get("memcached", math.nan) * 100, ".1f"),
-                     fmt(r.cpu.get("bench", math.nan) * 100, ".1f"),
-                     fmt(r.cpu.get("other", math.nan) * 100, ".1f"),
-                     fmt(r.machine_busy * 100, ".0f", "%"), fmt(r.warmup_daemon_cpu, ".1f"), fmt(r.daemon_rss_mb, ".0f"), r.publishers,
-                     f"{fmt(r.pub_lag_p50, '.3f')}/{fmt(r.pub_lag_p99, '.3f')}",
-                     fmt(r.pub_late_share * 100, ".1f", "%"), fmt(r.publish_call_p50_ms, ".2f"),
-                     f"{fmt(r.sample_cost_ms, '.0f')} ({r.sampled_nodes:,})"))
+        def core(name: str, result: Result = r) -> str:
+            return fmt(result.cpu.get(name, math.nan) * 100, ".1f")
+
+        rows.append((f"{r.nodes:,}", f"{core('daemon')} ({fmt(r.cpu.get('daemon', math.nan) * 100 / cores, '.1f')})",
+                     core("publishers"), core("rabbitmq"), core("memcached"), core("bench"), core("other"),
+                     fmt(r.machine_busy * 100, ".0f", "%"), fmt(r.background_busy * 100, ".0f", "%"),
+                     fmt(r.daemon_rss_mb, ".0f")))
     _table(header, rows)
+    print()
+    print("Load generator and sampler")
+    header = ("N", "publishers", "pub lag p50/p99 s", "late", "publish call p50 ms", "visible p50/p99 s",
+              "sample ms (nodes)", "samples")
+    rows = []
     for r in results:
+        rows.append((f"{r.nodes:,}", r.publishers, f"{fmt(r.pub_lag_p50, '.3f')}/{fmt(r.pub_lag_p99, '.3f')}",
+                     fmt(r.pub_late_share * 100, ".1f", "%"), fmt(r.publish_call_p50_ms, ".2f"),
+                     f"{fmt(r.visible_p50)}/{fmt(r.visible_p99)}",
+                     f"{fmt(r.sample_cost_ms, '.0f')} ({r.sampled_nodes:,})", str(r.samples)))
+    _table(header, rows)
+    print()
+    for r in results:
+        slow = sorted(r.latency_by_second.items(), key=lambda item: -item[1])[:5]
+        if slow and slow[0][1] > 0.5:
+            print(f"N={r.nodes}: slowest seconds of the window (second: worst latency s): "
+                  + ", ".join(f"{second}: {latency:.2f}" for second, latency in sorted(slow)))
         for error in r.errors:
             print(f"N={r.nodes}: publisher error: {error}")
-        if r.folded_ratio < 0.98 and r.published_ratio < 0.98:
-            print(f"N={r.nodes}: the publishers reached only {r.published_ratio:.0%} of the target: the load "
-                  f"generator, not only the daemon, was a limit on this machine")
-        elif r.folded_ratio < 0.98:
-            print(f"N={r.nodes}: the daemon folded {r.folded_ratio:.0%} of the target while the publishers kept up: "
-                  f"the daemon is the limit")
+        verdict = (f"N={r.nodes}: the daemon {'kept' if r.daemon_kept_up else 'did NOT keep'} up with what was "
+                   f"published (folded/published {fmt(r.kept_up_ratio)}, latency p99 {fmt(r.latency_p99)} s)")
+        if r.published_ratio < 0.98:
+            verdict += (f"; the publishers reached only {r.published_ratio:.0%} of the target, so the load generator "
+                        f"(it shares the machine) was a limit too")
+        print(verdict)
 
 
 def _table(header, rows) -> None:
@@ -702,16 +844,23 @@ def parse_args(argv=None):
     parser.add_argument("--nodes", default="100,1000,10000", help="comma list of node counts (default 100,1000,10000)")
     parser.add_argument("--seconds", type=float, default=30, help="measured seconds per N after warm-up (default 30)")
     parser.add_argument("--interval", type=float, default=5, help="heartbeat interval of every node (default 5)")
-    parser.add_argument("--warmup-max", type=float, default=60,
-                        help="longest warm-up: the window starts then even if not every node is cached (default 60)")
+    parser.add_argument("--warmup-max", type=float, default=90,
+                        help="longest warm-up: the window starts then even if not every node is cached (default 90)")
     parser.add_argument("--sample-every", type=float, default=1.0, help="cache sampling period, s (default 1)")
     parser.add_argument("--sample-nodes", type=int, default=2000,
                         help="nodes read at every sample, evenly spread (0 = all; every node is read at the start "
                              "and end of the window anyway; default 2000)")
     parser.add_argument("--publishers", type=int, default=0, help="publisher processes (default: by rate, at most 4)")
+    parser.add_argument("--publish-mode", choices=("bus", "unconfirmed"), default="bus",
+                        help="bus: luhyaapi.bus.RabbitMQBus.publish, confirm per message, as nodes do (default); "
+                             "unconfirmed: same messages without confirms, a cheaper load generator")
     parser.add_argument("--threads", type=int, default=2, help="threads per publisher process with --publishers")
     parser.add_argument("--db-touch", type=float, default=60,
                         help="EDUCLOUD_CLOUD_DB_TOUCH_SECONDS of the daemon (default 60, the product default)")
+    parser.add_argument("--no-touch-in-window", dest="touch_in_window", action="store_false",
+                        help="start the window as soon as the daemon has caught up, even if the database liveness "
+                             "pass (at about --db-touch seconds) then falls outside it; by default the window is "
+                             "placed to hold it, which makes each N last about --db-touch + 2/3 --seconds")
     parser.add_argument("--database", choices=("sqlite", "mysql"), default="sqlite")
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306")
     parser.add_argument("--bus-url", default=DEFAULT_BUS_URL)
@@ -725,6 +874,8 @@ def parse_args(argv=None):
         parser.error("--nodes: counts from 1 to 99999")
     if args.seconds <= 0 or args.interval <= 0 or args.sample_every <= 0:
         parser.error("--seconds, --interval and --sample-every must be positive")
+    if args.touch_in_window and args.db_touch + args.interval > args.warmup_max + args.seconds:
+        parser.error("--db-touch is beyond the end of the window: raise --warmup-max or pass --no-touch-in-window")
     if args.sample_every >= args.interval:
         parser.error("--sample-every must be shorter than --interval (or folds go unseen)")
     return args
@@ -744,13 +895,15 @@ def main(argv=None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background (SIG_IGN)
     results: list[Result] = []
     try:
         port = args.memcached_port or free_port()
         command = [args.memcached, "-p", str(port), "-l", "127.0.0.1", "-m", "512", "-U", "0"]
         if os.geteuid() == 0:
             command[1:1] = ["-u", "root"]
-        memcached = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        memcached = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, preexec_fn=die_with_parent)
         procs.add("memcached", memcached)
         args._memcached_pid = memcached.pid
         memcached_url = f"memcached://127.0.0.1:{port}"
@@ -788,9 +941,7 @@ def main(argv=None) -> int:
             try:
                 result = run_one(n_nodes, args, procs, workdir, template_db, memcached_url, conf, peer_dir)
             finally:
-                for name, proc in list(procs.items):
-                    if name != "memcached":
-                        procs.stop(proc)
+                procs.stop_all(keep=("memcached",))
             results.append(result)
             log(f"N={n_nodes}: published {result.published_rate:,.0f}/s, folded {result.folded_rate:,.0f}/s of "
                 f"{result.target_rate:,.0f}/s; latency p50 {fmt(result.latency_p50, '.3f')}s p99 "

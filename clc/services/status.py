@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.core.cache import cache
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 
 from luhyaapi.bus import RetryLater
 from luhyaapi.ids import InvalidId, TaskId
-from luhyaapi.messages import HostStatus, InsStatus, Message, NodeStatus, ServerRegistration, TaskStatus
+from luhyaapi.messages import HostStatus, InsStatus, Message, NodeStatus, Resources, ServerRegistration, TaskStatus
 from luhyadb.choices import InstanceStateChoices, LivenessChoices
 from luhyadb.models import Host, Instance, Server, TaskTransaction
 
@@ -72,8 +72,29 @@ def server_fields(report: NodeStatus | ServerRegistration) -> dict:
     return fields
 
 
+def _update_rows(model, objects: list, fields: list[str]) -> None:
+    """``UPDATE ... WHERE id = %s`` prepared once and run for every object (``executemany``): ``bulk_update``'s
+    ``CASE WHEN`` per column grows with the square of the batch and takes seconds when the ``db_touch_seconds`` of
+    thousands of servers fall due in the same few seconds."""
+    ops = connection.ops
+    meta = model._meta
+    columns = [meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{ops.quote_name(column.column)} = %s" for column in columns)
+    sql = f"UPDATE {ops.quote_name(meta.db_table)} SET {assignments} WHERE {ops.quote_name(meta.pk.column)} = %s"
+    rows = [[column.get_db_prep_save(getattr(obj, column.attname), connection) for column in columns] + [obj.pk]
+            for obj in objects]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
 def _server_digest(report: NodeStatus) -> tuple:
     return (report.ip, report.mac, report.cluster, report.api_url, report.interval, report.capacity)
+
+
+def _row_digest(server: Server) -> tuple:
+    """The digest of a server as the database has it (what ``_server_digest`` of its last report gave)."""
+    return (server.ip, server.mac, server.cluster, server.api_url, server.heartbeat_seconds,
+            Resources(cpus=server.cpus, memory_mb=server.memory_mb, disk_mb=server.disk_mb))
 
 
 def _host_fields(report: HostStatus) -> dict:
@@ -98,17 +119,23 @@ class StatusFolder:
         self._tasks: dict[str, tuple] = {}
         self._instances: dict[str, str] = {}
         self._loaded = False
+        # How far behind the queue the fold runs (median age of the last batch's reports) and when that batch was
+        # done: while heartbeats wait in the queue, their servers are not silent.
+        self._lag = 0.0
+        self._lag_at = 0.0
 
     def _load(self) -> None:
         """Learn the servers and hosts of the database this folder does not know yet: at start, so a restarted
         daemon still marks offline what stopped while it was down, and later, for those that registered over REST
         (in another process) but never sent a heartbeat."""
         now = self.clock()
-        for server in Server.objects.only("pk", "role", "name", "last_seen", "heartbeat_seconds", "state"):
+        for server in Server.objects.only("pk", "role", "name", "last_seen", "heartbeat_seconds", "state", "ip", "mac",
+                                          "cluster", "api_url", "cpus", "memory_mb", "disk_mb"):
             key = server_key(server.role, server.name)
             if key not in self._servers:
                 seen = server.last_seen.timestamp() if server.last_seen else now
-                self._servers[key] = _Seen(server.pk, seen, server.heartbeat_seconds, server.state, (), seen)
+                self._servers[key] = _Seen(server.pk, seen, server.heartbeat_seconds, server.state,
+                                           _row_digest(server), seen)
         for host in Host.objects.only("pk", "mac", "last_seen", "heartbeat_seconds", "state"):
             key = host_key(host.mac)
             if key not in self._hosts:
@@ -136,10 +163,11 @@ class StatusFolder:
                 entries: dict[str, dict] = {}
                 touched_servers: list[Server] = []
                 touched_hosts: list[Host] = []
+                changed_servers: list[tuple[str, NodeStatus, str, tuple]] = []
                 for key, message in latest.items():
                     entry = message.model_dump(mode="json") | {"folded_at": now, "last_seen": now}
                     if isinstance(message, NodeStatus):
-                        entry["state"] = self._fold_server(key, message, now, touched_servers)
+                        entry["state"] = self._fold_server(key, message, now, touched_servers, changed_servers)
                     elif isinstance(message, HostStatus):
                         entry["state"] = self._fold_host(key, message, now, touched_hosts)
                     elif isinstance(message, TaskStatus):
@@ -147,15 +175,20 @@ class StatusFolder:
                     elif isinstance(message, InsStatus):
                         self._fold_instance(message)
                     entries[key] = entry
+                if changed_servers:
+                    self._write_servers(changed_servers, now)
                 if touched_servers:
-                    Server.objects.bulk_update(touched_servers, ["last_seen", "free_cpus", "free_memory_mb",
-                                                                 "free_disk_mb", "cpu_usage"], batch_size=500)
+                    _update_rows(Server, touched_servers, ["last_seen", "free_cpus", "free_memory_mb",
+                                                           "free_disk_mb", "cpu_usage"])
                 if touched_hosts:
-                    Host.objects.bulk_update(touched_hosts, ["last_seen"], batch_size=500)
+                    _update_rows(Host, touched_hosts, ["last_seen"])
         except DatabaseError as exc:
             self._loaded = False
             raise RetryLater(f"database unavailable: {exc}") from exc
         cache.set_many(entries, timeout=CACHE_TTL_SECONDS)
+        if latest:
+            ages = sorted(now - message.sent_at for message in latest.values())
+            self._lag, self._lag_at = max(0.0, ages[len(ages) // 2]), self.clock()
 
     @staticmethod
     def _key(message: Message) -> str | None:
@@ -170,18 +203,13 @@ class StatusFolder:
         logger.warning("status: ignoring a %s message on the status queue", message.type)
         return None
 
-    def _fold_server(self, key: str, report: NodeStatus, now: float, touched: list[Server]) -> str:
+    def _fold_server(self, key: str, report: NodeStatus, now: float, touched: list[Server],
+                     changed: list[tuple[str, NodeStatus, str, tuple]]) -> str:
         state = LivenessChoices.ONLINE if report.state == "online" else LivenessChoices.STOPPED
         digest = _server_digest(report)
         seen = self._servers.get(key)
         if seen is None or seen.state != state or seen.digest != digest:
-            fields = server_fields(report) | {"state": state, "last_seen": as_datetime(now)}
-            server, created = Server.objects.update_or_create(role=report.role, name=report.name, defaults=fields)
-            if created:
-                logger.info("status: new server %s:%s at %s added", report.role, report.name, report.ip)
-            elif seen is not None and seen.state != state:
-                logger.info("status: server %s:%s is %s", report.role, report.name, state)
-            self._servers[key] = _Seen(server.pk, now, report.interval, state, digest, now)
+            changed.append((key, report, state, digest))  # written by _write_servers, for the batch at once
             return state
         seen.last_seen = now
         if now - seen.db_touched >= self.db_touch_seconds:
@@ -190,6 +218,42 @@ class StatusFolder:
                                   free_memory_mb=report.free.memory_mb, free_disk_mb=report.free.disk_mb,
                                   cpu_usage=report.cpu_usage))
         return state
+
+    def _write_servers(self, changed: list[tuple[str, NodeStatus, str, tuple]], now: float) -> None:
+        """Write the servers of a batch that are new, changed or back: one INSERT for all the new ones, one UPDATE
+        per state for those whose only change is their state, one UPDATE by primary key for each changed one
+        (instead of ``update_or_create``'s SELECT, savepoint and INSERT or UPDATE for every one of them)."""
+        when = as_datetime(now)
+        pks = {key: self._servers[key].pk for key, _, _, _ in changed if key in self._servers}
+        unknown = {report.name for key, report, _, _ in changed if key not in pks}
+        if unknown:  # new, or registered over REST since the last refresh
+            for pk, role, name in Server.objects.filter(name__in=unknown).values_list("pk", "role", "name"):
+                pks[server_key(role, name)] = pk
+        new: list[Server] = []
+        state_only: dict[str, list[int]] = {}
+        for key, report, state, digest in changed:
+            seen = self._servers.get(key)
+            pk = pks.get(key)
+            if pk is None:
+                new.append(Server(role=report.role, name=report.name,
+                                  **server_fields(report), state=state, last_seen=when))
+                logger.info("status: new server %s:%s at %s added", report.role, report.name, report.ip)
+                continue
+            if seen is not None and seen.state != state:
+                logger.info("status: server %s:%s is %s", report.role, report.name, state)
+            if seen is not None and seen.digest == digest:
+                state_only.setdefault(state, []).append(pk)
+            else:
+                Server.objects.filter(pk=pk).update(**server_fields(report), state=state, last_seen=when)
+        for state, ids in state_only.items():
+            Server.objects.filter(pk__in=ids).update(state=state, last_seen=when)
+        if new:
+            Server.objects.bulk_create(new, batch_size=500)
+            for pk, role, name in Server.objects.filter(name__in={server.name for server in new}).values_list(
+                    "pk", "role", "name"):
+                pks[server_key(role, name)] = pk
+        for key, report, state, digest in changed:
+            self._servers[key] = _Seen(pks[key], now, report.interval, state, digest, now)
 
     def _fold_host(self, key: str, report: HostStatus, now: float, touched: list[Host]) -> str:
         state = LivenessChoices.ONLINE if report.state == "online" else LivenessChoices.STOPPED
@@ -245,9 +309,11 @@ class StatusFolder:
             if not self._loaded:
                 self._load()
             now = self.clock()
+            # Allow for the heartbeats still waiting in the queue; a fold idle for a while has none waiting.
+            lag = self._lag if now - self._lag_at < 2.0 else 0.0
             gone = {kind: [(key, seen) for key, seen in table.items()
                            if seen.state == LivenessChoices.ONLINE
-                           and now - seen.last_seen > seen.interval * self.missed_heartbeats]
+                           and now - seen.last_seen > seen.interval * self.missed_heartbeats + lag]
                     for kind, table in (("server", self._servers), ("host", self._hosts))}
             if not gone["server"] and not gone["host"]:
                 return []

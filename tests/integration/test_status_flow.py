@@ -166,3 +166,25 @@ def test_many_servers_in_one_batch_are_all_folded(folder):
     folder.fold([heartbeat(name=f"nc-{n}", seq=1) for n in range(300)])
     assert Server.objects.filter(role="nc").count() == 300
     assert len(cache.get_many([server_key("nc", f"nc-{n}") for n in range(300)])) == 300
+
+
+def test_a_fold_running_behind_the_queue_does_not_mark_servers_offline_whose_heartbeats_wait_in_it(folder, clock):
+    folder.fold([heartbeat(name="nc-1", interval=5), heartbeat(name="nc-2", interval=5)])
+    clock.now += 16
+    # nc-2's newest heartbeat is folded now but was sent 10 s ago: the queue is 10 s behind, so nc-1's is in it too.
+    late = heartbeat(name="nc-2", seq=2, interval=5).model_copy(update={"sent_at": clock.now - 10})
+    folder.fold([late])
+    assert folder.sweep() == []
+    # Once the queue is drained (no fold for a while), silence counts again.
+    clock.now += 12
+    assert folder.sweep() == [server_key("nc", "nc-1")]
+
+
+def test_a_restarted_daemon_does_not_rewrite_servers_that_did_not_change(folder, clock):
+    folder.fold([heartbeat(name=f"nc-{n}") for n in range(20)])
+    restarted = StatusFolder(missed_heartbeats=3, db_touch_seconds=60, clock=clock)
+    restarted.refresh()
+    clock.now += 5
+    with CaptureQueriesContext(connection) as queries:
+        restarted.fold([heartbeat(name=f"nc-{n}", seq=2) for n in range(20)])
+    assert writes(queries) == []
