@@ -75,6 +75,11 @@ class ClusterImageCache:
         self._fetches: dict[tuple[str, int], _Fetch] = {}
         self._readers: collections.Counter[Path] = collections.Counter()
 
+    def fetching(self) -> bool:
+        """Whether a walrus download is under way (it goes on briefly after the last byte: verify and rename)."""
+        with self._lock:
+            return bool(self._fetches)
+
     def describe(self, image_id: str, version: str) -> VersionInfo:
         """Resolve ``version`` (a number or ``current``) with walrus; ImageUnavailable when it has none."""
         try:

@@ -142,7 +142,12 @@ def test_a_corrupted_cluster_cache_file_is_detected_and_fetched_again(cloud, upl
     image, version = uploaded
     url = f"{cloud.cc_url}/cc/api/1.0/images/{image.image_id}/versions/{version.number}/data"
     download(url, tmp_path / "first.img", key=cloud.cloud_key, sender="nc-1", expected_sha256=version.sha256)
-    cached = cluster_cache_module.cluster_cache().files.path(image.image_id, version.number)
+    cache = cluster_cache_module.cluster_cache()
+    cached = cache.files.path(image.image_id, version.number)
+    # The node has every byte once the stream ends; the CC still verifies and renames its copy just after.
+    deadline = time.monotonic() + 30
+    while (cache.fetching() or not cached.exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     _corrupt(cached)
     assert download(url, tmp_path / "second.img", key=cloud.cloud_key, sender="nc-1",
                     expected_sha256=version.sha256) == version.sha256
