@@ -7,8 +7,9 @@ For each size (default 1 GiB and 4 GiB) the script
    ``cc`` (embedded defaults: SQLite, in-process bus, local-memory cache; the data path is HTTP between them);
 2. writes a test file: a 64 MiB random block repeated with a per-block counter in its first 8 bytes, so the data is
    incompressible and its sha256 real;
-3. times ``cp`` of that file to a new file on the same disk (``--cp-repeats`` times before and once after the chain,
-   median reported), and once ``cp`` followed by ``fsync`` of the copy (``cp+fsync``: what ``download`` promises);
+3. times ``cp`` of that file to a new file on the same disk (``--cp-repeats`` times before the chain and once
+   after), ``cp`` followed by ``fsync`` of the copy (``cp+fsync``: ``download`` fsyncs too) and the sha256 of the
+   file in one thread;
 4. uploads the file to walrus with ``luhyaapi.transfer.upload_file`` (walrus upload MB/s);
 5. pulls it as an NC does (``nc.services.images.fetch_image``): ``luhyaapi.transfer.download`` of
    ``<cc>/cc/api/1.0/images/<id>/versions/<n>/data`` signed with the cloud key, expected sha256 given, from a child
@@ -23,11 +24,14 @@ cache: with 24 GiB of RAM every source file is page-cache hot, for ``cp`` and fo
 CPU and copies, not the disk (except where files pass the dirty limits, e.g. ten 4 GiB NC copies, and every
 ``fsync``).
 
-Reported per step: wall time, MB/s (10^6 bytes/s of the image's size) and the ratio to ``cp`` (and to
-``cp+fsync``) of the same run; for pulls also when the first and last bytes reached the NC's file and the tail after
-the last byte (``download``'s ``fsync``, sha256 check and rename); CPU seconds used by walrus, the CC and the NC(s);
-and the CPU used meanwhile by other processes of the machine (another benchmark may share the 2 cores: such runs
-are noisy and are flagged).
+Reported per step: MB/s (10^6 bytes of the image per second of wall time), best of the repeats and median, and the
+ratio of the best to the best ``cp`` (and ``cp+fsync``) of the same run; for pulls also the tail after the last byte
+reached the NC's file (``download``'s ``fsync``, sha256 check and rename); CPU seconds used by walrus, the CC and
+the NC(s) (from /proc); and the CPU used meanwhile by the machine's other processes ("foreign cores": another
+benchmark or test run may share the 2 cores). Before each timed step the script waits, at most ``--quiet-wait``
+seconds, until those use less than ``--quiet-cores``. Best-of is the headline because interference only ever slows
+a step down; on a virtual machine even ``cp`` of the same file varies several-fold from one try to the next (fresh
+guest pages are expensive to touch), so compare numbers of one run, and CPU seconds across runs.
 
 ``--profile DIR`` (needs ``py-spy``: ``.venv/bin/pip install py-spy``, not a requirement of the project) records, for
 the first size after its measurements, one extra upload (walrus and this script) and one extra cold and one extra
@@ -38,8 +42,8 @@ The sha256 of the file in one thread (``hashlib``, page-cache hot) is timed too:
 pull can never be faster than that, whatever the transfer does.
 
 Run (from the repository root; the default run, 1 and 4 GiB with 10 NCs at once for the 1 GiB image, takes about
-8-10 minutes on 2 cores and needs about 17 GiB of disk; ``--concurrent-max-gib 4`` adds 10 NCs x 4 GiB, which needs
-about 56 GiB and writes 40 GiB):
+5-7 minutes on 2 cores and needs about 17 GiB of disk; ``--concurrent-max-gib 4`` adds 10 NCs x 4 GiB, which needs
+about 53 GiB, writes 40 GiB and takes 2-3 minutes more):
 
     .venv/bin/python bench/image_transfer.py
     .venv/bin/python bench/image_transfer.py --sizes 0.25 --nodes 4            # a quick look
@@ -650,7 +654,7 @@ def print_report(results: list[dict]) -> None:
     print("-" * 150)
     for result in results:
         size, label = result["size"], result["label"]
-        cp, cps = result["cp_best_mbps"], result["cp_fsync_best_mbps"]
+        cp, cps = mbps(size, min(result["cp_s"])), mbps(size, min(result["cp_fsync_s"]))
 
         def row(step: str, walls: list[float], notes: str = "", nodes: int = 1, label=label, cp=cp, cps=cps,
                 size=size) -> None:
@@ -677,8 +681,10 @@ def print_report(results: list[dict]) -> None:
         if many:
             speeds = many["per_node_mbps"]
             row(f"{many['nodes']} NCs at once, cold: total", [many["wall_s"]],
-                f"cpu s: walrus {many['walrus_cpu_s']} cc {many['cc_cpu_s']} ncs {many['nc_cpu_s']}; walrus fetches "
-                f"{many['walrus_fetches']}; foreign cores {many['foreign_cores']}", nodes=many["nodes"])
+                f"cpu s: walrus {many['walrus_cpu_s']} cc {many['cc_cpu_s']} "
+                f"({many['cc_cpu_s'] / (many['nodes'] * size / GiB):.2f} per GiB served) ncs {many['nc_cpu_s']}; "
+                f"walrus fetches {many['walrus_fetches']}; foreign cores {many['foreign_cores']}",
+                nodes=many["nodes"])
             per = statistics.median(speeds)
             print(f"{label:>7} {'  ... per NC (median)':<32} {per:6.0f} {per / cp:5.2f} {per / cps:9.2f} {'':7} "
                   f"{'':7}  min {min(speeds):.0f}, max {max(speeds):.0f} MB/s; tail {many['tail_s']}s")
