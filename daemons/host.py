@@ -22,8 +22,10 @@ def _serve(config: Config) -> threading.Thread:
 
     from educloud.wsgi import application
 
+    # Image data is streamed in 4 MiB chunks: with waitress's default 1 MiB outbuf_overflow every chunk of a download
+    # went through a temporary file and back (half the CPU of serving an image, per bench/image_transfer.py).
     server = create_server(application, host=config.listen_host, port=config.listen_port, threads=16,
-                           ident="educloud", channel_timeout=120)
+                           ident="educloud", channel_timeout=120, outbuf_overflow=32 * 2**20, recv_bytes=256 * 2**10)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
     return thread
