@@ -33,3 +33,30 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first >= size:
         raise RangeNotSatisfiable(f"byte {first} is past the end of a file of {size} bytes")
     return first, min(int(match["last"]), size - 1) if match["last"] else size - 1
+
+
+def etag_of(sha256: str) -> str:
+    return f'"{sha256}"'
+
+
+def wanted_range(headers, size: int, sha256: str) -> tuple[int, int] | None:
+    """The range a request for a file with ``sha256`` asks for: ``Range``, unless an ``If-Range`` names another
+    file (then the whole file, so a resumed download never joins two files). Raises RangeNotSatisfiable."""
+    etag = etag_of(sha256)
+    return parse_range(headers.get("Range") if headers.get("If-Range", etag) == etag else None, size)
+
+
+def unsatisfiable_headers(size: int, sha256: str) -> dict[str, str]:
+    """Headers of a 416: the file's size, and its checksum so a client whose partial file is whole can verify it."""
+    return {"Content-Range": f"bytes */{size}", "ETag": etag_of(sha256), "X-Educloud-Sha256": sha256}
+
+
+def set_file_headers(response, *, size: int, sha256: str, first: int, last: int, partial: bool) -> None:
+    """Length, range and checksum headers of a (partial) file response; a partial one becomes a 206."""
+    response["Content-Length"] = str(last - first + 1)
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag_of(sha256)
+    response["X-Educloud-Sha256"] = sha256
+    if partial:
+        response.status_code = 206
+        response["Content-Range"] = f"bytes {first}-{last}/{size}"

@@ -23,7 +23,7 @@ from luhyaapi.drf import IsSignedNode
 from luhyaapi.ids import validate_id
 from luhyaapi.imagecache import CacheFull
 from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
-from luhyaapi.ranges import RangeNotSatisfiable, parse_range
+from luhyaapi.ranges import RangeNotSatisfiable, set_file_headers, unsatisfiable_headers, wanted_range
 from luhyaapi.validators import validate_name
 
 
@@ -92,19 +92,14 @@ class ImageDataView(APIView):
         except CacheFull as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_507_INSUFFICIENT_STORAGE)
         try:
-            span = parse_range(request.headers.get("Range"), info.size)
+            span = wanted_range(request.headers, info.size, info.sha256)
         except RangeNotSatisfiable as exc:
-            response = Response({"detail": str(exc)}, status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE)
-            response["Content-Range"] = f"bytes */{info.size}"
-            return response
+            return Response({"detail": str(exc)}, status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+                            headers=unsatisfiable_headers(info.size, info.sha256))
         first, last = span if span else (0, info.size - 1)
-        response = StreamingHttpResponse(cache.read(cached, fetch, first, last), status=206 if span else 200,
+        response = StreamingHttpResponse(cache.read(cached, fetch, first, last),
                                          content_type="application/octet-stream")
-        response["Content-Length"] = str(last - first + 1)
-        response["Accept-Ranges"] = "bytes"
-        response["ETag"] = f'"{info.sha256}"'
-        response["X-Educloud-Sha256"] = info.sha256
+        set_file_headers(response, size=info.size, sha256=info.sha256, first=first, last=last,
+                         partial=span is not None)
         response["X-Educloud-Version"] = str(info.version)
-        if span:
-            response["Content-Range"] = f"bytes {first}-{last}/{info.size}"
         return response

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from luhyaapi.drf import SignedRequestAuthentication
 from luhyaapi.ids import InvalidId, validate_id
-from luhyaapi.ranges import RangeNotSatisfiable, parse_range
+from luhyaapi.ranges import RangeNotSatisfiable, set_file_headers, unsatisfiable_headers, wanted_range
 from walrus.api.authentication import IsSignedNodeOrStaffOrUploadToken, UploadTokenAuthentication
 from walrus.api.serializers import (
     ImageVersionSerializer,
@@ -24,7 +24,6 @@ from walrus.api.serializers import (
     UploadSerializer,
     UploadStartSerializer,
 )
-from walrus.models import ImageVersion
 from walrus.services.store import (
     StoreError,
     abandon_upload,
@@ -190,33 +189,19 @@ class VersionDataView(StoreView):
     def get(self, request, image_id: str, version: str):
         image_id = _checked_id(image_id, "image", "image_id")
         stored = find_version(image_id, _checked_version(version, allow_current=True))
-        etag = f'"{stored.sha256}"'
-        wanted = request.headers.get("Range") if request.headers.get("If-Range", etag) == etag else None
         try:
-            byte_range = parse_range(wanted, stored.size)
+            byte_range = wanted_range(request.headers, stored.size, stored.sha256)
         except RangeNotSatisfiable as exc:
-            # With the checksum, a client whose partial file is already whole can verify it without a byte more.
             return Response({"detail": f"range not satisfiable: {exc}"},
                             status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
-                            headers={"Content-Range": f"bytes */{stored.size}", "ETag": etag,
-                                     "X-Educloud-Sha256": stored.sha256})
+                            headers=unsatisfiable_headers(stored.size, stored.sha256))
         first, last = byte_range or (0, stored.size - 1)
-        length = last - first + 1
         if request.method == "HEAD":
             response = HttpResponse(content_type="application/octet-stream")
         else:
-            response = StreamingHttpResponse(read_version(stored, first, length),
+            response = StreamingHttpResponse(read_version(stored, first, last - first + 1),
                                              content_type="application/octet-stream")
-        if byte_range:
-            response.status_code = status.HTTP_206_PARTIAL_CONTENT
-            response["Content-Range"] = f"bytes {first}-{last}/{stored.size}"
-        _file_headers(response, stored, length)
+        set_file_headers(response, size=stored.size, sha256=stored.sha256, first=first, last=last,
+                         partial=byte_range is not None)
+        response["Content-Disposition"] = f'attachment; filename="{stored.image_id}-{stored.version}.{stored.format}"'
         return response
-
-
-def _file_headers(response: HttpResponse, stored: ImageVersion, length: int) -> None:
-    response["Content-Length"] = str(length)
-    response["Accept-Ranges"] = "bytes"
-    response["ETag"] = f'"{stored.sha256}"'
-    response["X-Educloud-Sha256"] = stored.sha256
-    response["Content-Disposition"] = f'attachment; filename="{stored.image_id}-{stored.version}.{stored.format}"'
