@@ -14,6 +14,7 @@ class ClusterNode(models.Model):
     cpus = models.FloatField(default=0)
     memory_mb = models.BigIntegerField(default=0)
     disk_mb = models.BigIntegerField(default=0)
+    free_cpus = models.FloatField(default=0)
     free_memory_mb = models.BigIntegerField(default=0)
     free_disk_mb = models.BigIntegerField(default=0)
     last_seen = models.DateTimeField(null=True, blank=True)
@@ -24,3 +25,72 @@ class ClusterNode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}:{self.name}"
+
+
+class ClusterInstance(models.Model):
+    """An instance placed on a node of this cluster: what it holds (for the scheduler) and how to reach it."""
+
+    instance_id = models.CharField(max_length=12, unique=True)
+    node = models.CharField(max_length=63)
+    tid = models.CharField(max_length=40)
+    seq = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=3)
+    persistent = models.BooleanField(default=False)
+    cpus = models.PositiveSmallIntegerField()
+    memory_mb = models.PositiveIntegerField()
+    disk_mb = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=12, default="scheduled")
+    options = models.JSONField(default=dict, help_text="the runtime options sent to the node")
+    access = models.JSONField(default=dict)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("instance_id",)
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} on {self.node} ({self.state})"
+
+
+class PortLease(models.Model):
+    """A port of the cluster's pool held by an instance while it runs; the unique port keeps it from being handed
+    out twice, whichever process allocates."""
+
+    port = models.PositiveIntegerField(unique=True)
+    instance_id = models.CharField(max_length=12, db_index=True)
+    purpose = models.CharField(max_length=20, help_text="console, or tcp/<guest port>")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("port",)
+
+    def __str__(self) -> str:
+        return f"{self.port} -> {self.instance_id} ({self.purpose})"
+
+
+class NetworkSettings(models.Model):
+    """The CLC's network settings of this cluster as last fetched (``as_cc_config``), so that the cluster keeps its
+    network while the CLC cannot be reached."""
+
+    cluster = models.CharField(max_length=63, unique=True)
+    settings = models.JSONField()
+    fetched = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"network of {self.cluster}"
+
+
+class AddressLease(models.Model):
+    """An address of the cluster's pools held by an instance while it runs: a LAN address reserved for its NIC in
+    DHCP, or an elastic IP forwarded to it. The unique address keeps it from being handed out twice."""
+
+    ip = models.GenericIPAddressField(protocol="IPv4", unique=True)
+    instance_id = models.CharField(max_length=12, db_index=True)
+    pool = models.CharField(max_length=3, help_text="lan or eip")
+    mac = models.CharField(max_length=17, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("ip",)
+
+    def __str__(self) -> str:
+        return f"{self.ip} -> {self.instance_id} ({self.pool})"

@@ -1,9 +1,12 @@
 """Forms of the admin console."""
 
 from django import forms
+from django.utils.text import capfirst
 
+from clc.services.networks import NETWORK_FIELDS, NetworkInvalid, network_settings, validate_network
 from luhyaapi.validators import InvalidValue, validate_display_name
-from luhyadb.models import Image
+from luhyadb.choices import RoleChoices
+from luhyadb.models import ClusterNetwork, Image, Instance, Server, VMType
 
 
 class ImageForm(forms.ModelForm):
@@ -25,3 +28,142 @@ class ImageForm(forms.ModelForm):
         if "\x00" in description:
             raise forms.ValidationError("may not contain NUL characters")
         return description
+
+
+class PortListField(forms.CharField):
+    """Guest TCP ports typed as ``80, 443``: whole numbers 1-65535, each once, at most ``max_ports``."""
+
+    def __init__(self, *, max_ports: int = 8, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.max_ports = max_ports
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(str(port) for port in value)
+        return value
+
+    def to_python(self, value) -> list[int]:
+        text = super().to_python(value)
+        ports = []
+        for part in filter(None, (part.strip() for part in text.split(","))):
+            # The length check comes first: int() of a very long digit string is slow or refused outright.
+            if not (part.isascii() and part.isdigit() and len(part) <= 5 and 1 <= int(part) <= 65535):
+                raise forms.ValidationError(f"{part[:12]!r} is not a TCP port (a whole number from 1 to 65535)")
+            ports.append(int(part))
+        if len(set(ports)) != len(ports):
+            raise forms.ValidationError("a port is listed twice")
+        if len(ports) > self.max_ports:
+            raise forms.ValidationError(f"at most {self.max_ports} ports")
+        return ports
+
+
+class InstanceForm(forms.ModelForm):
+    """A new instance: what it is made of (only images that have a file), its size, owner and reachable ports."""
+
+    services = PortListField(required=False, help_text="guest TCP ports to reach from outside, e.g. 22, 80")
+    pinned_node = forms.ChoiceField(required=False, help_text="run only on this node controller")
+
+    class Meta:
+        model = Instance
+        fields = ("name", "kind", "image", "vm_type", "owner_group", "persistent", "services", "pinned_node")
+        labels = {"vm_type": "VM type", "owner_group": "Owner-group"}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "image" in self.fields:
+            self.fields["image"].queryset = Image.objects.filter(current_version__gt=0)
+        nodes = [(node.name, f"{node.name} (cluster {node.cluster}, {node.state})")
+                 for node in Server.objects.filter(role=RoleChoices.NC)]
+        pinned = self.instance.pinned_node
+        # Keep a pin to a node that has since left, so saving other changes does not fail on it.
+        if pinned and pinned not in dict(nodes):
+            nodes.append((pinned, f"{pinned} (no longer a node controller)"))
+        self.fields["pinned_node"].choices = [("", "any node that fits")] + nodes
+
+    def clean_name(self) -> str:
+        try:
+            return validate_display_name(self.cleaned_data["name"])
+        except InvalidValue as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+class InstanceChangeForm(InstanceForm):
+    """What may change on an instance that is not running; kind, image and owner-group stay as defined."""
+
+    class Meta(InstanceForm.Meta):
+        fields = ("name", "vm_type", "persistent", "services", "pinned_node")
+
+
+class BuildStartForm(forms.Form):
+    """The image wizard's first question: modify this image, or create a new one from it."""
+
+    mode = forms.ChoiceField(choices=(("modify", "Modify this image (a new version of it)"),
+                                      ("create", "Create a new image from it")), widget=forms.RadioSelect,
+                             initial="modify")
+    new_name = forms.CharField(required=False, max_length=100, help_text="the new image's name (create only)")
+    vm_type = forms.ModelChoiceField(queryset=VMType.objects.all(), to_field_name="name", empty_label=None)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("mode") == "create":
+            try:
+                cleaned["new_name"] = validate_display_name(cleaned.get("new_name", ""), "new_name")
+            except InvalidValue as exc:
+                self.add_error("new_name", exc.message)
+        else:
+            cleaned["new_name"] = ""
+        return cleaned
+
+
+def _network_field(name: str) -> forms.Field:
+    """A form field for one network setting, labelled and explained as the model does. Every field is plain text
+    (or a plain select): the values are checked as a whole by ``validate_network``, so each message is the same
+    one the API gives."""
+    model_field = ClusterNetwork._meta.get_field(name)
+    widget = forms.Select(choices=[("", "---------"), *model_field.choices]) if model_field.choices else None
+    return forms.CharField(required=False, label=capfirst(model_field.verbose_name), help_text=model_field.help_text,
+                           widget=widget)
+
+
+class ClusterNetworkForm(forms.Form):
+    """A cluster's network settings; on a change the cluster is fixed. ``values`` holds the checked settings
+    (ready for ``save_network``) once the form is valid."""
+
+    fieldsets = (
+        ("Cluster", ("cluster", "kind", "mode")),
+        ("Cluster controller", ("cc_eip", "cc_public_interface", "cc_internal_ip", "cc_private_interface")),
+        ("Cluster LAN", ("lan_subnet", "lan_gateway", "node_bridge", "dhcp_start", "dhcp_end")),
+        ("Public addresses and ports", ("eip_start", "eip_end", "port_low", "port_high")),
+    )
+
+    def __init__(self, *args, instance: ClusterNetwork | None = None, **kwargs) -> None:
+        self.instance = instance
+        if instance is not None:
+            stored = {field: "" if value is None else value for field, value in network_settings(instance).items()}
+            kwargs["initial"] = stored | (kwargs.get("initial") or {})
+        super().__init__(*args, **kwargs)
+        for name in NETWORK_FIELDS:
+            self.fields[name] = _network_field(name)
+        if instance is not None:
+            self.fields["cluster"].disabled = True
+        self.values: dict = {}
+
+    def groups(self) -> list[tuple[str, list]]:
+        """The fields in their fieldsets, for the template."""
+        return [(title, [self[name] for name in names]) for title, names in self.fieldsets]
+
+    def clean(self):
+        cleaned = super().clean()
+        fields = {name: cleaned.get(name, "") for name in NETWORK_FIELDS}
+        if self.instance is not None:
+            fields["cluster"] = self.instance.cluster
+        try:
+            self.values = validate_network(fields, instance=self.instance)
+        except NetworkInvalid as exc:
+            self.add_problems(exc)
+        return cleaned
+
+    def add_problems(self, exc: NetworkInvalid) -> None:
+        """Show each problem next to its field."""
+        for problem in exc.problems:
+            self.add_error(problem.field if problem.field in self.fields else None, problem.message)

@@ -1,9 +1,30 @@
 """Pages of the admin console."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, register_converter
 
-from clc import views
+from clc import views, views_builds, views_instances
+from clc.views_hosts import (
+    HostDeleteView,
+    HostListView,
+    HostPowerOffView,
+    HostUpdateView,
+    HostWakeView,
+    ServerListView,
+    ServerPowerOffView,
+    ServerWakeView,
+)
+from clc.views_networks import (
+    ClusterNameConverter,
+    NetworkCreateView,
+    NetworkDeleteView,
+    NetworkListView,
+    NetworkUpdateView,
+)
+
+register_converter(views_instances.InstanceIdConverter, "insid")
+register_converter(views_builds.TaskIdConverter, "tid")
+register_converter(ClusterNameConverter, "clustername")
 
 app_name = "clc"
 urlpatterns = [
@@ -15,4 +36,26 @@ urlpatterns = [
     path("images/<str:image_id>/", views.ImageDetailView.as_view(), name="image-detail"),
     path("images/<str:image_id>/edit/", views.ImageUpdateView.as_view(), name="image-edit"),
     path("images/<str:image_id>/delete/", views.ImageDeleteView.as_view(), name="image-delete"),
+    path("images/<str:image_id>/wizard/", views_builds.BuildStartView.as_view(), name="build-start"),
+    path("builds/<tid:tid>/", views_builds.BuildDetailView.as_view(), name="build"),
+    path("builds/<tid:tid>/<str:step>/", views_builds.BuildStepView.as_view(), name="build-step"),
+    path("instances/", views_instances.InstanceListView.as_view(), name="instances"),
+    path("instances/new/", views_instances.InstanceCreateView.as_view(), name="instance-create"),
+    path("instances/<insid:insid>/", views_instances.InstanceDetailView.as_view(), name="instance-detail"),
+    path("instances/<insid:insid>/edit/", views_instances.InstanceUpdateView.as_view(), name="instance-edit"),
+    path("instances/<insid:insid>/run/", views_instances.InstanceRunView.as_view(), name="instance-run"),
+    path("instances/<insid:insid>/stop/", views_instances.InstanceStopView.as_view(), name="instance-stop"),
+    path("instances/<insid:insid>/delete/", views_instances.InstanceDeleteView.as_view(), name="instance-delete"),
+    path("hosts/", HostListView.as_view(), name="hosts"),
+    path("hosts/servers/", ServerListView.as_view(), name="servers"),
+    path("hosts/servers/<str:role>/<str:name>/wake/", ServerWakeView.as_view(), name="server-wake"),
+    path("hosts/servers/<str:role>/<str:name>/poweroff/", ServerPowerOffView.as_view(), name="server-poweroff"),
+    path("hosts/<str:mac>/edit/", HostUpdateView.as_view(), name="host-edit"),
+    path("hosts/<str:mac>/delete/", HostDeleteView.as_view(), name="host-delete"),
+    path("hosts/<str:mac>/wake/", HostWakeView.as_view(), name="host-wake"),
+    path("hosts/<str:mac>/poweroff/", HostPowerOffView.as_view(), name="host-poweroff"),
+    path("networks/", NetworkListView.as_view(), name="networks"),
+    path("networks/new/", NetworkCreateView.as_view(), name="network-create"),
+    path("networks/<clustername:cluster>/edit/", NetworkUpdateView.as_view(), name="network-edit"),
+    path("networks/<clustername:cluster>/delete/", NetworkDeleteView.as_view(), name="network-delete"),
 ]

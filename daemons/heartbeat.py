@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.db import close_old_connections
 
@@ -12,7 +13,7 @@ from luhyaapi.bus import Bus, BusUnavailable
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.config import Config
 from luhyaapi.hostinfo import capacity_and_free
-from luhyaapi.messages import Message, NodeStatus, ServerRegistration
+from luhyaapi.messages import Message, NodeStatus, ServerRegistration, VmInfo
 from luhyaapi.queues import boss_status_queue
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,10 @@ class HeartbeatPublisher:
     """Registers ``role`` with its boss (retrying until it answers), then publishes ``nodestatus`` every
     ``heartbeat_seconds``, and at once when the status changes or ``report_now`` is called."""
 
-    def __init__(self, role: str, config: Config, bus: Bus) -> None:
+    def __init__(self, role: str, config: Config, bus: Bus,
+                 vms: Callable[[], list[VmInfo]] | None = None) -> None:
         self.role = role
+        self.vms = vms
         self.config = config
         self.bus = bus
         self.queue = boss_status_queue(role, config.cluster)
@@ -55,7 +58,7 @@ class HeartbeatPublisher:
                           cluster=self.config.cluster, api_url=self.config.api_url,
                           interval=self.config.heartbeat_seconds, seq=self.seq + 1, state=state, capacity=capacity,
                           free=free, cpu_usage=usage, services={"daemon": "running"},
-                          last_command=self._last_command)
+                          vms=self.vms() if self.vms else [], last_command=self._last_command)
 
     def publish(self, message: Message) -> None:
         """Send a report (task progress, say) to this role's boss on the same queue as the heartbeat."""

@@ -16,16 +16,27 @@ from luhyaapi.config import Config
 
 logger = logging.getLogger(__name__)
 
+# Socket reads of the web server: an upload's 64 MiB piece arrives in 64 of them.
+RECV_BYTES = 2**20
 
-def _serve(config: Config) -> threading.Thread:
+
+def web_server(host: str, port: int):
+    """This host's web server (waitress, threads), not started yet: ``.run()`` serves, ``.close()`` stops.
+
+    Tuned for image data (``docs/images.md``, "Speed"): complete files are handed to waitress's file wrapper, which
+    sends them straight from the file; streamed bodies (a cluster cache relaying a file that is still arriving)
+    stay in memory instead of going through a temporary file each (``outbuf_overflow``); the socket is read in
+    large pieces, so an upload's body costs few calls to receive (``recv_bytes``)."""
     from waitress.server import create_server
 
     from educloud.wsgi import application
 
-    # Image data is streamed in 4 MiB chunks: with waitress's default 1 MiB outbuf_overflow every chunk of a download
-    # went through a temporary file and back (half the CPU of serving an image, per bench/image_transfer.py).
-    server = create_server(application, host=config.listen_host, port=config.listen_port, threads=16,
-                           ident="educloud", channel_timeout=120, outbuf_overflow=32 * 2**20, recv_bytes=256 * 2**10)
+    return create_server(application, host=host, port=port, threads=16, ident="educloud", channel_timeout=120,
+                         outbuf_overflow=32 * 2**20, recv_bytes=RECV_BYTES)
+
+
+def _serve(config: Config) -> threading.Thread:
+    server = web_server(config.listen_host, config.listen_port)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
     return thread

@@ -13,6 +13,7 @@ from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
 
 SWEEP_FRACTION = 0.5
 REFRESH_SECONDS = 30.0
+NETWORK_SECONDS = 60.0
 
 
 def _consume(bus, queue: str, consumer, **options):
@@ -45,16 +46,28 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
 
 def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
     from cc.consumers.cc_status import CcStatusConsumer
+    from cc.services.network import apply_network
     from cc.services.nodes import NodeStatusRelay
 
     relay = NodeStatusRelay(get_bus(config.cloud_bus_url), touch_seconds=config.db_touch_seconds)
+
+    def network(stop: threading.Event) -> None:
+        # Re-applied at start (a restarted CC puts its rules back, once) and then now and again, which also picks
+        # up changed network settings on the CLC.
+        while True:
+            apply_network()
+            if stop.wait(NETWORK_SECONDS):
+                return
+
     return [Worker("cc-status", _consume(get_bus(config.bus_url), cc_status(config.cluster),
-                                         CcStatusConsumer(relay), max_batch=200), stop)]
+                                         CcStatusConsumer(relay), max_batch=200), stop),
+            Worker("cc-network", network, stop)]
 
 
 def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPublisher) -> list[Worker]:
     from nc.consumers.nc_cmd import NcCommandConsumer
     from nc.services.commands import resume_unfinished
+    from nc.services.instances import watch_loop
 
     consume = _consume(get_bus(config.bus_url), node_commands(config.name), NcCommandConsumer(heartbeat),
                        max_batch=1)
@@ -64,7 +77,15 @@ def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPubli
         resume_unfinished(heartbeat)
         consume(stop)
 
-    return [Worker("nc-commands", commands, stop)]
+    return [Worker("nc-commands", commands, stop), Worker("nc-vm-watch", watch_loop(heartbeat), stop)]
+
+
+def _vms_of(role: str):
+    if role != "nc":
+        return None
+    from nc.services.instances import vm_infos
+
+    return vm_infos
 
 
 def status_bus_url(role: str, config: Config) -> str:
@@ -75,7 +96,7 @@ def status_bus_url(role: str, config: Config) -> str:
 def build_workers(config: Config, stop: threading.Event) -> tuple[list[Worker], dict[str, HeartbeatPublisher]]:
     """Every loop of every role this host runs (consumers first, so nothing heartbeats into an unread queue)."""
     workers: list[Worker] = []
-    heartbeats = {role: HeartbeatPublisher(role, config, get_bus(status_bus_url(role, config)))
+    heartbeats = {role: HeartbeatPublisher(role, config, get_bus(status_bus_url(role, config)), vms=_vms_of(role))
                   for role in config.roles}
     if config.has_role("clc"):
         workers += _clc_workers(config, stop)
@@ -83,5 +104,9 @@ def build_workers(config: Config, stop: threading.Event) -> tuple[list[Worker], 
         workers += _cc_workers(config, stop)
     if config.has_role("nc"):
         workers += _nc_workers(config, stop, heartbeats["nc"])
+    if config.has_role("walrus"):
+        from walrus.tasks import expire_uploads_loop
+
+        workers.append(Worker("walrus-expiry", expire_uploads_loop(config.upload_expiry_seconds), stop))
     workers += [Worker(f"{role}-heartbeat", heartbeat.run, stop) for role, heartbeat in heartbeats.items()]
     return workers, heartbeats

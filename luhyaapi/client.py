@@ -23,6 +23,17 @@ class RemoteError(RuntimeError):
         self.detail = detail
 
 
+def _detail(response: requests.Response) -> str:
+    """The ``detail`` of a JSON error body (what our APIs send), else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return body["detail"]
+    return json.dumps(body)[:500]
+
+
 class RoleClient:
     """Signed JSON calls to one role's API at ``base_url`` (e.g. ``http://10.0.0.2:8000``)."""
 
@@ -45,7 +56,7 @@ class RoleClient:
         except requests.RequestException as exc:
             raise RemoteError(url, 0, str(exc)) from exc
         if response.status_code >= 400:
-            raise RemoteError(url, response.status_code, response.text[:500])
+            raise RemoteError(url, response.status_code, _detail(response))
         return response.json() if response.content else {}
 
     def get(self, path: str) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from luhyaapi.validators import InvalidValue, validate_ip, validate_mac, validate_name
+from luhyaapi.wol import validate_broadcast, validate_interface
 
 ROLES = ("clc", "walrus", "cc", "nc", "sc", "watch")
 DEFAULT_CONF = "/etc/educloud/educloud.conf"
@@ -46,7 +48,19 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("bus", "url"): "memory://",
     ("bus", "cloud_url"): "",
     ("cache", "url"): "locmem://",
+    ("nc", "hypervisor"): "qemu",
+    ("nc", "stop_timeout_seconds"): "60",
+    ("nc", "poweroff_command"): "systemctl poweroff",
+    ("cc", "port_range"): "6400-6999",
+    ("cc", "kinds"): "vs,rvd,lvd",
+    ("cc", "manage_network"): "true",
+    ("cc", "wake_broadcast"): "255.255.255.255",
+    ("cc", "wake_interface"): "",
+    ("walrus", "cors_origins"): "",
+    ("walrus", "upload_expiry_hours"): "24",
 }
+HYPERVISORS = ("qemu", "virtualbox")
+INSTANCE_KINDS = ("vs", "rvd", "lvd")
 
 
 class ConfigError(ImproperlyConfigured):
@@ -86,6 +100,16 @@ class Config:
     bus_url: str
     cloud_bus_url: str
     cache_url: str
+    hypervisor: str = "qemu"
+    vm_stop_timeout: float = 60.0
+    port_range: tuple[int, int] = (6400, 6999)
+    cluster_kinds: tuple[str, ...] = INSTANCE_KINDS
+    manage_network: bool = True
+    walrus_cors_origins: tuple[str, ...] = ()
+    upload_expiry_seconds: float = 24 * 3600.0
+    poweroff_argv: tuple[str, ...] = ("systemctl", "poweroff")
+    wake_broadcast: str = "255.255.255.255"
+    wake_interface: str = ""
     source: str = field(default="")
 
     @property
@@ -162,6 +186,33 @@ def _parse_number(section: str, key: str, value: str, kind: type, minimum: float
     return number
 
 
+def _parse_origins(section: str, key: str, value: str) -> tuple[str, ...]:
+    """A comma list of web origins (``https://clc.school.example:8443``), lower-cased as browsers send them."""
+    origins = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        bare = parts.path in ("", "/") and not (parts.query or parts.fragment or "@" in parts.netloc)
+        if parts.scheme not in ("http", "https") or not parts.hostname or not bare:
+            raise _setting_error(section, key, f"{item!r} is not an origin like https://host or http://host:port")
+        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return tuple(origins)
+
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+def _parse_port_range(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", value)
+    low, high = (int(match[1]), int(match[2])) if match else (0, 0)
+    # Consoles are VNC displays (5900 + n) under QEMU, so the pool starts at 5900 or above.
+    if not match or not 5900 <= low <= high <= 65535:
+        raise _setting_error("cc", "port_range", f"{value!r} is not LOW-HIGH with 5900 <= LOW <= HIGH <= 65535")
+    return low, high
+
+
 def load_config(environ: os._Environ | dict | None = None) -> Config:
     """Load and validate this host's configuration; raise ConfigError naming the first wrong setting."""
     environ = os.environ if environ is None else environ
@@ -227,6 +278,26 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
     cloud = get("bus", "cloud_url")
     cloud_bus_url = _parse_url("bus", "cloud_url", cloud, ("memory", "amqp", "amqps")) if cloud else bus_url
 
+    hypervisor = get("nc", "hypervisor")
+    if hypervisor not in HYPERVISORS:
+        raise _setting_error("nc", "hypervisor", f"{hypervisor!r} is not one of {', '.join(HYPERVISORS)}")
+    kinds = tuple(kind.strip() for kind in get("cc", "kinds").split(",") if kind.strip())
+    if not kinds or any(kind not in INSTANCE_KINDS for kind in kinds):
+        raise _setting_error("cc", "kinds", f"{get('cc', 'kinds')!r}: a comma list of {', '.join(INSTANCE_KINDS)}")
+    try:  # split like a shell would, but run without one: an argv list
+        poweroff_argv = tuple(shlex.split(get("nc", "poweroff_command")))
+    except ValueError as exc:
+        raise _setting_error("nc", "poweroff_command", f"cannot be split into words: {exc}") from None
+    if not poweroff_argv:
+        raise _setting_error("nc", "poweroff_command", "is empty; give the command that powers this host off")
+    try:
+        wake_broadcast = validate_broadcast(get("cc", "wake_broadcast"), "cc.wake_broadcast")
+        interface = get("cc", "wake_interface")
+        wake_interface = validate_interface(interface, "cc.wake_interface") if interface else ""
+    except InvalidValue as exc:
+        section, key = exc.field.split(".")
+        raise _setting_error(section, key, exc.message) from None
+
     return Config(
         name=name,
         roles=roles,
@@ -236,7 +307,7 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         data_dir=data_dir,
         listen_host=listen_host,
         listen_port=port,
-        debug=get("host", "debug").lower() in ("1", "true", "yes", "on"),
+        debug=_flag(get("host", "debug")),
         cloud_key=key,
         clc_url=clc_url.rstrip("/"),
         cc_url=cc_url.rstrip("/"),
@@ -250,6 +321,17 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         bus_url=bus_url,
         cloud_bus_url=cloud_bus_url,
         cache_url=_parse_url("cache", "url", get("cache", "url"), ("locmem", "memcached")),
+        hypervisor=hypervisor,
+        vm_stop_timeout=_parse_number("nc", "stop_timeout_seconds", get("nc", "stop_timeout_seconds"), float, 1),
+        port_range=_parse_port_range(get("cc", "port_range")),
+        cluster_kinds=kinds,
+        manage_network=_flag(get("cc", "manage_network")),
+        walrus_cors_origins=_parse_origins("walrus", "cors_origins", get("walrus", "cors_origins")),
+        upload_expiry_seconds=_parse_number("walrus", "upload_expiry_hours", get("walrus", "upload_expiry_hours"),
+                                            float, 0.01) * 3600,
+        poweroff_argv=poweroff_argv,
+        wake_broadcast=wake_broadcast,
+        wake_interface=wake_interface,
         source=source,
     )
 

@@ -33,7 +33,7 @@ def new_id(kind: str) -> str:
 
 def validate_id(value: str, kind: str | None = None) -> str:
     """Return ``value`` if it is a well-formed id (of ``kind`` when given); raise InvalidId otherwise."""
-    match = _ID_RE.match(value or "")
+    match = _ID_RE.fullmatch(value or "") if isinstance(value, str) else None
     if not match or match["prefix"] not in PREFIXES.values():
         raise InvalidId(f"{value!r} is not an eduCloud id (expected like 'img-0123abcd')")
     if kind is not None and match["prefix"] != PREFIXES[kind]:

@@ -60,16 +60,20 @@ class VmInfo(BaseModel):
 
 
 class Command(Message):
-    """A command sent down (clc -> cc -> nc). Idempotent by ``key``: a redelivery must do no harm."""
+    """A command sent down (clc -> cc -> nc). Idempotent by ``key``: a redelivery must do no harm. ``seq`` tells
+    apart the times one op is asked for one task (an instance run, stopped and run again keeps its tid)."""
 
     type: Literal["cmd"] = "cmd"
     op: str = Field(pattern=r"^[a-z]+(?:/[a-z_]+)*$")
     tid: str = ""
+    seq: int = Field(default=0, ge=0)
     paras: dict = Field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        return f"{self.tid}:{self.op}" if self.tid else self.msg_id
+        if not self.tid:
+            return self.msg_id
+        return f"{self.tid}:{self.op}:{self.seq}" if self.seq else f"{self.tid}:{self.op}"
 
 
 class TaskStatus(Message):
@@ -86,6 +90,8 @@ class TaskStatus(Message):
     done: bool = False
     ccip: str = ""
     ncip: str = ""
+    # What a finished task made: a submitted image version (image_id, version, size, sha256, format).
+    result: dict[str, str | int] = Field(default_factory=dict)
 
 
 class NodeStatus(Message):
@@ -125,13 +131,18 @@ class HostStatus(Message):
 
 
 class InsStatus(Message):
-    """An instance's state as its node sees it."""
+    """An instance's state as its node sees it, with where to reach it once it runs."""
 
     type: Literal["insstatus"] = "insstatus"
     insid: str = Field(pattern=r"^ins-[0-9a-f]{8}$")
     node: Name
+    seq: int = Field(default=0, ge=0)
     state: str = Field(max_length=32)
     vmstatus: str = ""
+    console: str = Field(default="", max_length=200)
+    guest_ip: str = Field(default="", max_length=45)
+    access: dict[str, str] = Field(default_factory=dict)
+    errormsg: str = ""
 
 
 AnyMessage = Annotated[Command | TaskStatus | NodeStatus | HostStatus | InsStatus, Field(discriminator="type")]
@@ -189,4 +200,38 @@ class CommandRequest(BaseModel):
 
     op: str = Field(pattern=r"^[a-z]+(?:/[a-z_]+)*$", max_length=64)
     tid: str = Field(default="", max_length=128)
+    seq: int = Field(default=0, ge=0)
     paras: dict = Field(default_factory=dict)
+
+
+class ImageRef(BaseModel):
+    """One verified file version of an image, as nodes fetch it through their cluster cache."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image_id: Annotated[str, Field(pattern=r"^img-[0-9a-f]{8}$")]
+    version: int = Field(ge=1)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    size: int = Field(ge=0)
+
+
+class InstanceRunRequest(BaseModel):
+    """What the CLC asks a CC to run (REST ``instances/``): the instance, its image and size; the CC picks the node,
+    the ports and the network, and answers where it runs and how to reach it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    insid: Annotated[str, Field(pattern=r"^ins-[0-9a-f]{8}$")]
+    tid: str = Field(max_length=128)
+    seq: int = Field(ge=0)
+    kind: Literal["vs", "rvd", "lvd"]
+    image: ImageRef
+    os_type: Literal["linux", "windows", "other"] = "linux"
+    cpus: int = Field(ge=1, le=64)
+    memory_mb: int = Field(ge=32)
+    disk_mb: int = Field(default=0, ge=0)
+    persistent: bool = False
+    mac: Mac
+    services: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(default=(), max_length=8)
+    pinned_node: Annotated[str, Field(pattern=r"^$|" + NAME_RE.pattern)] = ""
+    boot: bool = Field(default=True, description="False: only prepare the disk (the image wizard's first step)")

@@ -4,14 +4,23 @@ Nothing is held in memory whole: uploads are sent from the file in chunks, downl
 they arrive, and both hash the bytes on the way. A cut connection is retried with back-off from where the other side
 stands (walrus's saved offset, or the partial file's length with ``Range``); the retries are bounded, but any
 progress resets the count, so a long transfer over a flaky link goes on while each attempt moves it forward.
+
+Two helpers keep the copies near the speed of the disk (``docs/images.md``, "Speed"), and walrus's receiving side
+uses them too: ``BackgroundHash`` takes the sha256 in a helper thread, so network reads, disk writes and the hash
+overlap on two cores; ``Writeback`` starts the kernel's writeback of each written stretch at once, so dirty pages
+never pile up until writers are throttled and the closing ``fsync`` has almost nothing left to do.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
+import queue
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +37,10 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 MiB = 1024 * 1024
-CHUNK_BYTES = 4 * MiB
+# Bytes are read, written and hashed in pieces this large: small enough that a piece is still in the CPU's cache
+# when it is written to disk and hashed after being received (4 MiB pieces made a pull up to half as fast again,
+# bench/image_transfer.py), large enough that the work per piece in Python is small against its copies.
+CHUNK_BYTES = 512 * 1024
 # One PUT carries at most this much: a web server may take a request body whole before the application sees any of
 # it (waitress refuses bodies over 1 GiB and drops an unfinished one), so a cut costs at most one piece.
 PIECE_BYTES = 64 * MiB
@@ -47,6 +59,13 @@ _RETRY_STATUSES = {0, 502, 503, 504}
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _UNSATISFIED_RANGE_RE = re.compile(r"^bytes \*/(\d+)$")
 _TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+# Chunks waiting for the hashing thread: enough to ride out a slow moment of either side, few enough that a transfer
+# holds at most this many chunks in memory (8 MiB of CHUNK_BYTES pieces).
+HASH_QUEUE_CHUNKS = 16
+# Writeback is started every this many written bytes: large enough that the calls cost nothing, small enough that
+# the disk is kept busy from the first seconds.
+WRITEBACK_BYTES = 8 * MiB
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range's dirty pages, do not wait
 
 
 class TransferError(RuntimeError):
@@ -69,6 +88,95 @@ class ChecksumMismatch(TransferError):
 
 class _Retry(Exception):
     """An attempt failed in a way worth another try."""
+
+
+# Disk and hash helpers (also used by walrus for uploads).
+
+def _libc_sync_file_range() -> Callable[..., int] | None:
+    """Linux's ``sync_file_range(2)`` through ctypes (the os module has no binding), None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_sync_file_range = _libc_sync_file_range()
+
+
+class Writeback:
+    """Starts the writeback of a file's bytes as they are written (Linux ``sync_file_range``, asynchronous): the
+    disk works while the transfer goes on instead of all at the closing ``fsync``, and the page cache never holds
+    enough dirty pages for the kernel to throttle the writer. Durability is still only what ``fsync`` promises.
+    Where the call does not exist or the file system refuses it, it does nothing."""
+
+    def __init__(self, fd: int, start: int = 0) -> None:
+        self.fd = fd
+        self.started = start
+        self.enabled = _sync_file_range is not None
+
+    def written(self, end: int) -> None:
+        """The file now holds its bytes up to ``end``: start writing back those not yet started."""
+        if not self.enabled or end - self.started < WRITEBACK_BYTES:
+            return
+        if _sync_file_range(self.fd, self.started, end - self.started, _SYNC_FILE_RANGE_WRITE) != 0:
+            # Only an optimisation: fsync stays the authority, so the file goes on without it.
+            self.enabled = False
+            logger.info("sync_file_range on fd %d failed (%s); writing back at fsync only", self.fd,
+                        os.strerror(ctypes.get_errno()))
+            return
+        self.started = end
+
+
+class BackgroundHash:
+    """Feeds chunks to a hash object in a helper thread, in order, so the caller reads and writes the next chunk
+    meanwhile (``hashlib`` releases the GIL on large updates). At most ``HASH_QUEUE_CHUNKS`` chunks wait; ``feed``
+    blocks while the queue is full. The chunks must not change after they are fed (bytes do not). ``finish``
+    waits for every fed chunk and re-raises an error of the thread; until then the hash object is the thread's:
+    read nothing from it. ``hashed`` is the number of bytes the hash covers once ``finish`` returned."""
+
+    def __init__(self, hasher: hashlib._Hash) -> None:
+        self.hasher = hasher
+        self.hashed = 0
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=HASH_QUEUE_CHUNKS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.hasher.update(chunk)
+                    self.hashed += len(chunk)
+                except Exception as exc:  # handed to the feeding thread by finish()
+                    self._error = exc
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        if self._error is not None:
+            self.finish()
+        self._queue.put(chunk)
+
+    def finish(self) -> None:
+        """Wait until every fed chunk is hashed (idempotent); raises the thread's error if it had one."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def write_all(fd: int, data: bytes | memoryview, position: int) -> None:
+    """Write all of ``data`` at ``position`` (``pwrite`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view = view[written:]
+        position += written
 
 
 def throttled(callback: Progress, per_second: float) -> Progress:
@@ -110,18 +218,26 @@ class _Attempts:
 # Uploads.
 
 class _LocalHash:
-    """The sha256 of the local file, taken from the bytes as they are sent so the file is not read twice. Bytes
-    walrus already had (a resumed upload) are read from the file; when a piece is sent again after a cut, the hash
-    goes on from the state saved at the piece's start."""
+    """The sha256 of the local file, taken from the bytes as they are sent so the file is not read twice, in a helper
+    thread while they go out. Bytes walrus already had (a resumed upload) are read from the file; when a piece is
+    sent again after a cut, the hash goes on from the state saved at the piece's start."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.hasher = hashlib.sha256()
         self.position = 0
         self.mark = (0, self.hasher.copy())
+        self._background: BackgroundHash | None = None
+
+    def settle(self) -> None:
+        """Wait for the helper thread: afterwards the hash covers exactly the first ``position`` bytes."""
+        if self._background is not None:
+            background, self._background = self._background, None
+            background.finish()
 
     def seek(self, offset: int) -> None:
         """Make the hash cover exactly the file's first ``offset`` bytes, and remember that state."""
+        self.settle()
         if offset < self.position:
             mark_position, mark_hasher = self.mark
             if mark_position <= offset:
@@ -132,13 +248,16 @@ class _LocalHash:
             data = os.pread(self.fd, min(CHUNK_BYTES, offset - self.position), self.position)
             if not data:
                 raise TransferError(f"the local file ended at {self.position}, before {offset}: did it change?")
-            self.feed(self.position, data)
+            self.hasher.update(data)
+            self.position += len(data)
         self.mark = (offset, self.hasher.copy())
 
     def feed(self, offset: int, data: bytes) -> None:
         if offset != self.position:
             self.seek(offset)
-        self.hasher.update(data)
+        if self._background is None:
+            self._background = BackgroundHash(self.hasher)
+        self._background.feed(data)
         self.position += len(data)
 
     def digest_of_first(self, size: int) -> str:
@@ -259,7 +378,7 @@ def upload_file(base_url: str, key: str, sender: str, path: str | Path, image_id
     if upload_id is not None:
         validate_id(upload_id, "upload")
     uploader = _Uploader(base_url, key, sender, path, progress, piece_bytes)
-    with open(path, "rb") as file:
+    with uploader.session, open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         if upload_id is None:
             payload = {"image_id": image_id, "size": size} | ({"sha256": sha256} if sha256 else {})
@@ -271,20 +390,23 @@ def upload_file(base_url: str, key: str, sender: str, path: str | Path, image_id
         local = _LocalHash(file.fileno())
         offset = state["offset"]
         uploader.report(offset, size)
-        while True:
-            if state["state"] == "open":
-                uploader.send(upload_id, file.fileno(), offset, size, local)
-            digest = local.digest_of_first(size)
-            try:
-                answer = uploader.complete(upload_id, digest)
-                break
-            except TransferError as exc:
-                if exc.status != 409:
-                    raise
-                # Some bytes did not arrive after all (or the last write still holds the upload): ask where it is.
-                uploader.attempts.failed(exc)
-                state = uploader.call("GET", f"{UPLOADS_PATH}{upload_id}/")
-                offset = state["offset"]
+        try:
+            while True:
+                if state["state"] == "open":
+                    uploader.send(upload_id, file.fileno(), offset, size, local)
+                digest = local.digest_of_first(size)
+                try:
+                    answer = uploader.complete(upload_id, digest)
+                    break
+                except TransferError as exc:
+                    if exc.status != 409:
+                        raise
+                    # Some bytes did not arrive after all (or the last write still holds the upload): ask where it is.
+                    uploader.attempts.failed(exc)
+                    state = uploader.call("GET", f"{UPLOADS_PATH}{upload_id}/")
+                    offset = state["offset"]
+        finally:
+            local.settle()
     if answer.get("sha256") != digest:
         raise ChecksumMismatch(f"upload {upload_id} of {path}", digest, str(answer.get("sha256")))
     uploader.report(size, size)
@@ -333,14 +455,16 @@ class _Download:
                 self.hashed += len(data)
 
     def attempt(self) -> bool:
-        """Fetch what is missing; True when the partial file holds the whole file."""
+        """Fetch what is missing, or the part of it the server sends; True when the partial file holds the whole
+        file."""
         have = self.have()
         headers = sign_headers(self.key, self.sender, "GET", self.signed_path, b"")
-        if have:
-            headers["Range"] = f"bytes={have}-"
-            if self.etag:
-                # A different file than the one the partial bytes came from is sent whole, never appended.
-                headers["If-Range"] = self.etag
+        # Always a range, even from 0: a server may then answer with the part it has (a cluster cache still fetching
+        # the file sends what has arrived, straight from its disk), and the next attempt asks for the rest.
+        headers["Range"] = f"bytes={have}-"
+        if have and self.etag:
+            # A different file than the one the partial bytes came from is sent whole, never appended.
+            headers["If-Range"] = self.etag
         with self.session.get(self.url, headers=headers, stream=True,
                               timeout=(CONNECT_TIMEOUT, DATA_TIMEOUT)) as response:
             self.walrus_sha256 = response.headers.get(SHA256_HEADER) or self.walrus_sha256
@@ -359,35 +483,45 @@ class _Download:
                 if not match or int(match[1]) != have:
                     raise TransferError(f"download of {self.url}: asked for bytes from {have}, got "
                                         f"{response.headers.get('Content-Range')!r}", status)
-                start, total = have, int(match[3])
+                start, end, total = have, int(match[2]) + 1, int(match[3])
             elif status == 200:
-                start, total = 0, int(response.headers.get("Content-Length", "0"))
+                start = 0
+                end = total = int(response.headers.get("Content-Length", "0"))
             elif status in _RETRY_STATUSES:
                 raise _Retry(f"{status}: {response.text[:200]}")
             else:
                 raise TransferError(f"download of {self.url}: {status}: {response.text[:500]}", status)
-            return self.receive(response, start, total)
+            return self.receive(response, start, end, total)
 
-    def receive(self, response: requests.Response, start: int, total: int) -> bool:
+    def receive(self, response: requests.Response, start: int, end: int, total: int) -> bool:
+        """Write the body (bytes ``start..end-1`` of a file of ``total``) to the partial file; True when that made
+        it whole (then it is on disk), False when the server sent only a part."""
         self.rehash(start)
         position = start
-        with open(self.part, "r+b" if start else "wb") as out:
+        with open(self.part, "r+b" if start else "wb", buffering=0) as out:
             out.truncate(start)
-            out.seek(start)
-            for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
-                out.write(chunk)
-                # Readers may follow the partial file (a cluster cache relays it while it arrives): the bytes a
-                # progress call counts must be in the file.
-                out.flush()
-                self.hasher.update(chunk)
-                position += len(chunk)
-                self.hashed = position
-                if self.progress is not None:
-                    self.progress(position, total)
-            out.flush()
-            os.fsync(out.fileno())
-        if position < total:
-            raise _Retry(f"the body ended at {position} of {total} bytes")
+            fd = out.fileno()
+            writeback = Writeback(fd, start)
+            hashing = BackgroundHash(self.hasher)
+            try:
+                for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
+                    # Unbuffered: readers may follow the partial file (a cluster cache relays it while it arrives),
+                    # so the bytes a progress call counts must be in the file.
+                    write_all(fd, chunk, position)
+                    hashing.feed(chunk)
+                    position += len(chunk)
+                    writeback.written(position)
+                    if self.progress is not None:
+                        self.progress(position, total)
+            finally:
+                self.hashed = -1  # unknown until the helper thread is done: a failure there means hashing again
+                hashing.finish()
+                self.hashed = start + hashing.hashed
+            if position < end:
+                raise _Retry(f"the body ended at {position} of {total} bytes")
+            if position < total:
+                return False
+            os.fsync(fd)
         return True
 
     def finish(self) -> str:
@@ -408,23 +542,28 @@ def download(url: str, dest: str | Path, *, key: str, sender: str, expected_sha2
              progress: Progress | None = None) -> str:
     """Download ``url`` (a walrus ``.../data`` URL, signed as ``sender``) to ``dest`` and return its sha256.
 
-    The bytes go to ``<dest>.part`` (a partial file left by an earlier run is resumed), with ``Range`` after a cut
-    connection (bounded retries with back-off). The whole file's sha256 is checked against ``expected_sha256``, else
-    against walrus's ``X-Educloud-Sha256``; only a match is renamed to ``dest``. ``progress(done, total)`` is called
-    once ``done`` bytes are in the partial file. Raises ChecksumMismatch (the partial file is removed, nothing is at
-    ``dest``), TransferError when walrus refuses or stays unreachable."""
+    The bytes go to ``<dest>.part`` (a partial file left by an earlier run is resumed), asked for with ``Range``
+    from where it ends: after a cut connection (bounded retries with back-off), and at once when the server sent
+    only a part (a 206 ending before the file does). The whole file's sha256 is checked against
+    ``expected_sha256``, else against walrus's ``X-Educloud-Sha256``; only a match is renamed to ``dest``.
+    ``progress(done, total)`` is called once ``done`` bytes are in the partial file. Raises ChecksumMismatch (the
+    partial file is removed, nothing is at ``dest``), TransferError when walrus refuses or stays unreachable."""
     fetch = _Download(url, Path(dest), key, sender, expected_sha256, progress)
     fetch.dest.parent.mkdir(parents=True, exist_ok=True)
     attempts = _Attempts(f"download of {url}")
-    while True:
-        before = fetch.have()
-        try:
-            if fetch.attempt():
-                break
-        except (*_TRANSPORT_ERRORS, _Retry) as exc:
-            if fetch.have() > before:
+    with fetch.session:
+        while True:
+            before = fetch.have()
+            try:
+                if fetch.attempt():
+                    break
+                if fetch.have() <= before:
+                    raise _Retry(f"a part without bytes (from {before})")
                 attempts.progressed()
-            attempts.failed(exc)
+            except (*_TRANSPORT_ERRORS, _Retry) as exc:
+                if fetch.have() > before:
+                    attempts.progressed()
+                attempts.failed(exc)
     return fetch.finish()
 
 

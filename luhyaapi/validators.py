@@ -21,7 +21,7 @@ class InvalidValue(ValueError):
 
 def validate_name(value: str, field: str = "name") -> str:
     """A host, server or cluster name: lower-case letters, digits and inner dashes, 1-63 characters."""
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise InvalidValue(field, f"{value!r} is not a valid name (lower-case letters, digits and '-', 1-63 chars)")
     return value
 
@@ -29,7 +29,7 @@ def validate_name(value: str, field: str = "name") -> str:
 def validate_mac(value: str, field: str = "mac") -> str:
     """A MAC address, returned in lower case with colons."""
     normalized = value.strip().lower().replace("-", ":") if isinstance(value, str) else ""
-    if not MAC_RE.match(normalized):
+    if not MAC_RE.fullmatch(normalized):
         raise InvalidValue(field, f"{value!r} is not a MAC address (expected like '52:54:00:12:34:56')")
     return normalized
 
@@ -44,7 +44,7 @@ def validate_ip(value: str, field: str = "ip") -> str:
 
 def validate_owner_path(value: str, field: str = "path") -> str:
     """A dotted owner-group path such as ``edu.cloud.longyou.school``; any depth, no empty parts."""
-    if not isinstance(value, str) or len(value) > 255 or not OWNER_PATH_RE.match(value):
+    if not isinstance(value, str) or len(value) > 255 or not OWNER_PATH_RE.fullmatch(value):
         raise InvalidValue(field, f"{value!r} is not an owner-group path (dotted words like 'edu.school.class')")
     return value
 

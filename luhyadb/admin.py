@@ -3,6 +3,7 @@
 from django.contrib import admin
 
 from luhyadb.models import (
+    ClusterNetwork,
     Host,
     Image,
     ImageVersion,
@@ -74,3 +75,23 @@ class TaskTransactionAdmin(admin.ModelAdmin):
 @admin.register(VMType)
 class VMTypeAdmin(admin.ModelAdmin):
     list_display = ("name", "cpus", "memory_mb", "disk_gb")
+
+
+@admin.register(ClusterNetwork)
+class ClusterNetworkAdmin(admin.ModelAdmin):
+    """Shown here, changed only on the console's Networks page (/clc/networks/), where every rule that ties the
+    settings together is checked: a change made here would skip those rules."""
+
+    list_display = ("cluster", "kind", "mode", "cc_eip", "cc_internal_ip", "lan_subnet", "dhcp_start", "dhcp_end",
+                    "eip_start", "eip_end", "port_low", "port_high", "node_bridge", "updated")
+    list_filter = ("kind", "mode")
+    search_fields = ("cluster", "cc_eip", "cc_internal_ip")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -49,10 +49,20 @@ class InstanceKindChoices(models.TextChoices):
 
 
 class InstanceStateChoices(models.TextChoices):
+    """An instance's life: defined -> scheduled -> preparing -> booting -> running -> stopping -> stopped
+    (-> scheduled again on the next run); deleting ends with the record removed; failed says why in ``message``.
+    A wizard's VM goes stopped -> submitting -> (removed) when its disk is submitted as an image version."""
+
     DEFINED = "defined", "Defined"
+    SCHEDULED = "scheduled", "Scheduled"
     PREPARING = "preparing", "Preparing"
+    BOOTING = "booting", "Booting"
     RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
     STOPPED = "stopped", "Stopped"
+    SUBMITTING = "submitting", "Submitting (image wizard)"
+    DELETING = "deleting", "Deleting"
+    DELETED = "deleted", "Deleted"
     FAILED = "failed", "Failed"
 
 
@@ -62,3 +72,12 @@ class PhaseChoices(models.TextChoices):
     EDITING = "editing", "Editing"
     SUBMITTING = "submitting", "Submitting"
     FAILED = "failed", "Failed"
+
+
+class NetworkModeChoices(models.TextChoices):
+    """How users reach a cluster's VMs (the notes, V and VII): public = the nodes have public addresses and users
+    connect to them directly; private = the nodes are on a private LAN and users go through the CC's public address
+    (``cc_eip``), which forwards (DNAT) to the node, or to a VM's elastic IP."""
+
+    PUBLIC = "public", "Public (nodes reachable directly)"
+    PRIVATE = "private", "Private (through the CC's public address)"

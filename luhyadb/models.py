@@ -7,6 +7,7 @@ Names and addresses are validated on the way in (``full_clean`` and the API seri
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from luhyaapi.ids import InvalidId, validate_id
@@ -16,6 +17,7 @@ from luhyadb.choices import (
     InstanceKindChoices,
     InstanceStateChoices,
     LivenessChoices,
+    NetworkModeChoices,
     OsTypeChoices,
     PhaseChoices,
     ResourceTypeChoices,
@@ -217,9 +219,20 @@ class Instance(models.Model):
     vm_type = models.ForeignKey(VMType, on_delete=models.PROTECT, related_name="instances")
     owner_group = models.ForeignKey(OwnerGroup, on_delete=models.PROTECT, related_name="instances")
     persistent = models.BooleanField(default=False)
+    mac = models.CharField(max_length=17, blank=True, validators=[mac_validator],
+                           help_text="the first NIC's address, kept for DHCP reservations")
+    services = models.JSONField(default=list, blank=True, help_text="guest TCP ports to reach from outside, e.g. [80]")
+    pinned_node = models.CharField(max_length=63, blank=True, validators=[name_validator],
+                                   help_text="run only on this node controller")
     cluster = models.CharField(max_length=63, blank=True, validators=[name_validator])
     node = models.CharField(max_length=63, blank=True, validators=[name_validator])
     state = models.CharField(max_length=12, choices=InstanceStateChoices.choices, default=InstanceStateChoices.DEFINED)
+    runs = models.PositiveIntegerField(default=0, help_text="how many times it was asked to run")
+    build_tid = models.CharField(max_length=40, blank=True, help_text="set on the VM of an image wizard's task")
+    console_url = models.CharField(max_length=200, blank=True)
+    guest_ip = models.CharField(max_length=45, blank=True)
+    access = models.JSONField(default=dict, blank=True, help_text="how to reach its services, by name")
+    message = models.TextField(blank=True, help_text="why the last step failed, or what the scheduler said")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -228,6 +241,14 @@ class Instance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.instance_id})"
+
+    @property
+    def tid(self) -> str:
+        """The notes' task id: ``img:img:insid`` for running an instance, ``src:dst:insid`` for a wizard's VM."""
+        return self.build_tid or f"{self.image.image_id}:{self.image.image_id}:{self.instance_id}"
+
+    def get_absolute_url(self) -> str:
+        return f"/clc/instances/{self.instance_id}/"
 
 
 class TaskTransaction(models.Model):
@@ -258,3 +279,57 @@ class TaskTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tid} {self.phase}/{self.state} {self.progress}%"
+
+
+class ClusterNetwork(models.Model):
+    """The network settings of one cluster, kept on the CLC; its CC pulls them (``as_cc_config``). Every rule that
+    ties the fields together (addresses inside the subnet, pools that do not overlap, ports clear of the CC's own
+    services, pools not shared with another cluster) is ``clc.services.networks.validate_network``: save these
+    through ``save_network``, not directly."""
+
+    cluster = models.CharField(max_length=63, unique=True, validators=[name_validator])
+    kind = models.CharField(max_length=3, choices=InstanceKindChoices.choices,
+                            help_text="what the cluster runs: virtual servers, remote or local desktops")
+    mode = models.CharField(max_length=7, choices=NetworkModeChoices.choices, default=NetworkModeChoices.PRIVATE,
+                            help_text="public: users reach the nodes directly; private: through the CC's public "
+                                      "address")
+    cc_eip = models.GenericIPAddressField("CC public address", protocol="IPv4",
+                                          help_text="the CC's address users reach (the notes' cc_eip)")
+    cc_internal_ip = models.GenericIPAddressField("CC internal address", protocol="IPv4",
+                                                  help_text="the CC's address on the cluster LAN")
+    cc_public_interface = models.CharField("CC public interface", max_length=15,
+                                           help_text="interface of the CC host that carries cc_eip, e.g. eth0")
+    cc_private_interface = models.CharField("CC LAN interface", max_length=15,
+                                            help_text="interface of the CC host on the cluster LAN, e.g. eth1")
+    lan_subnet = models.CharField("LAN subnet", max_length=18, help_text="the cluster LAN, e.g. 10.20.0.0/24")
+    lan_gateway = models.GenericIPAddressField("LAN gateway", protocol="IPv4",
+                                               help_text="the LAN's router; empty = the CC's internal address")
+    dhcp_start = models.GenericIPAddressField("DHCP pool start", protocol="IPv4", null=True, blank=True,
+                                              help_text="first LAN address the CC's DHCP reserves for bridged VMs")
+    dhcp_end = models.GenericIPAddressField("DHCP pool end", protocol="IPv4", null=True, blank=True,
+                                            help_text="last address of that pool; both empty = no DHCP")
+    eip_start = models.GenericIPAddressField("elastic IP pool start", protocol="IPv4", null=True, blank=True,
+                                             help_text="first public address the CC may alias for a VM")
+    eip_end = models.GenericIPAddressField("elastic IP pool end", protocol="IPv4", null=True, blank=True,
+                                           help_text="last address of that pool; both empty = no elastic IPs")
+    port_low = models.PositiveIntegerField(
+        "first pool port", validators=[MinValueValidator(1024), MaxValueValidator(65535)],
+        help_text="first port of the cluster's console and service port pool (1024 or more: lower ports need root). "
+                  "For QEMU nodes start at 5900 or above: a QEMU VNC console is display N on port 5900+N, so a port "
+                  "below 5900 cannot be given to it.")
+    port_high = models.PositiveIntegerField("last pool port",
+                                            validators=[MinValueValidator(1024), MaxValueValidator(65535)],
+                                            help_text="last port of that pool (65535 at most)")
+    node_bridge = models.CharField("node bridge", max_length=15, blank=True,
+                                   help_text="bridge on the nodes that bridged VMs join, e.g. br0; empty = NAT only")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("cluster",)
+        verbose_name = "cluster network"
+
+    def __str__(self) -> str:
+        return f"{self.cluster} ({self.kind}, {self.mode})"
+
+    def get_absolute_url(self) -> str:
+        return f"/clc/networks/{self.cluster}/edit/"

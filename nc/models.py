@@ -18,3 +18,25 @@ class CommandRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.op} {self.key}"
+
+
+class NodeInstance(models.Model):
+    """An instance this node runs or keeps a disk for: enough to run, stop, re-adopt and clean it up after a
+    restart of the node controller."""
+
+    instance_id = models.CharField(max_length=12, unique=True)
+    tid = models.CharField(max_length=40)
+    seq = models.PositiveIntegerField(default=0)
+    image_path = models.CharField(max_length=500, blank=True, help_text="the cached image its disk is a clone of")
+    disk_path = models.CharField(max_length=500, blank=True)
+    persistent = models.BooleanField(default=False)
+    options = models.JSONField(default=dict, help_text="the runtime options of its current run")
+    state = models.CharField(max_length=12, default="preparing")
+    guest_ip = models.CharField(max_length=45, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("instance_id",)
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} ({self.state})"

@@ -11,7 +11,8 @@ source "$(dirname "$0")/../deploy/lib.sh"
 cd "$EDUCLOUD_ROOT"
 set -e
 
-ensure_packages python3 python3-venv python3-dev default-libmysqlclient-dev pkg-config build-essential memcached qemu-utils
+ensure_packages python3 python3-venv python3-dev default-libmysqlclient-dev pkg-config build-essential memcached qemu-utils \
+  qemu-system-x86 iptables dnsmasq-base busybox iproute2 procps
 ensure_venv requirements-test.txt
 
 # RabbitMQ and MariaDB: use the running ones; on a machine without them, install and start them.

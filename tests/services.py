@@ -75,14 +75,21 @@ def _wait_port(port: int, timeout: float) -> None:
 class RoleProcess:
     """One eduCloud host (``manage.py run_cloud``) as a separate process with its own configuration file."""
 
-    def __init__(self, workdir: Path, name: str, roles: str, settings: dict[str, dict[str, str]]) -> None:
+    def __init__(self, workdir: Path, name: str, roles: str, settings: dict[str, dict[str, str]],
+                 netns: str | None = None, ip: str = "127.0.0.1") -> None:
+        """``netns``: run it inside that network namespace (``ip netns exec``), where ``ip`` is its address."""
         self.name = name
+        self.netns = netns
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{ip}:{self.port}"
         self.dir = workdir / name
         self.dir.mkdir(parents=True)
-        sections = {"host": {"name": name, "roles": roles, "data_dir": str(self.dir), "ip": "127.0.0.1",
-                             "listen": f"127.0.0.1:{self.port}", "peer_config_dir": str(self.dir)}}
+        sections = {"host": {"name": name, "roles": roles, "data_dir": str(self.dir), "ip": ip,
+                             "listen": f"{ip}:{self.port}", "peer_config_dir": str(self.dir)},
+                    # A test host never powers the machine off, whatever a test sends it.
+                    "nc": {"poweroff_command": "true"},
+                    # Nor its network: a test that wants the CC to manage one runs it in its own namespace.
+                    "cc": {"manage_network": "false"}}
         for section, values in settings.items():
             sections.setdefault(section, {}).update(values)
         self.conf = self.dir / "educloud.conf"
@@ -97,8 +104,9 @@ class RoleProcess:
         env["DJANGO_SETTINGS_MODULE"] = "educloud.settings"
         env["EDUCLOUD_ADMIN_PASSWORD"] = "e2e-admin-password"
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "run_cloud"], cwd=ROOT, env=env,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            netns = ["ip", "netns", "exec", self.netns] if self.netns else []
+            self.process = subprocess.Popen([*netns, sys.executable, str(ROOT / "manage.py"), "run_cloud"], cwd=ROOT,
+                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def wait_listening(self, timeout: float = 120) -> None:
@@ -106,12 +114,19 @@ class RoleProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
+            if self._listening():
+                return
+            time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not listen on {self.port} within {timeout}s:\n{self.tail()}")
+
+    def _listening(self) -> bool:
+        if self.netns:  # not reachable from here: look at the sockets of its namespace instead
+            return _listens(self.process.pid, self.port)
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def kill(self) -> None:
         """Die at once, as a crashed or unplugged machine would (no goodbye message)."""
@@ -129,3 +144,76 @@ class RoleProcess:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` in the network namespace of process ``pid`` (its /proc view)."""
+    try:
+        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    # Fields: slot, local address:port (hex), remote address, state (0A = LISTEN), ...
+    return any(f[1].endswith(f":{port:04X}") and f[3] == "0A" for f in (line.split() for line in lines))
+
+
+TEST_IMAGE_SCRIPT = ROOT / "tools" / "testimage" / "build.sh"
+ARTIFACTS = Path(os.environ.get("EDUCLOUD_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
+
+
+def build_test_image(timeout: float = 1800) -> Path:
+    """The project's bootable test VM image (``tools/testimage/build.sh``: built on first use, then reused)."""
+    result = subprocess.run(["bash", str(TEST_IMAGE_SCRIPT)], capture_output=True, text=True, timeout=timeout,
+                            check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{TEST_IMAGE_SCRIPT} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    image = Path(result.stdout.strip().splitlines()[-1])
+    if not image.is_file():
+        raise RuntimeError(f"{TEST_IMAGE_SCRIPT} printed {image}, which is not a file")
+    return image
+
+
+def free_port_block(count: int, low: int = 20000, high: int = 60000) -> tuple[int, int]:
+    """A range of ``count`` consecutive loopback ports nobody listens on (for a cluster's port pool)."""
+    for _attempt in range(200):
+        start = int.from_bytes(os.urandom(2), "big") % (high - low - count) + low
+        try:
+            for port in range(start, start + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return start, start + count - 1
+    raise RuntimeError(f"no {count} free consecutive ports between {low} and {high}")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line contains ``text`` (an instance id, a data directory)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and entry.name != str(os.getpid()):
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_vms_under(directory: Path) -> list[int]:
+    """Kill every QEMU process whose files lie under ``directory`` (a test's leftovers); returns their pids."""
+    pids = [pid for pid in processes_mentioning(str(directory)) if b"qemu" in _comm(pid)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def _comm(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/comm").read_bytes()
+    except OSError:
+        return b""

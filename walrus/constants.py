@@ -3,9 +3,10 @@
 MiB = 1024 * 1024
 
 # Reads and writes of image data go in pieces this large: big enough that the per-call cost (a syscall, a hash
-# update) is small against the copy, small enough that many transfers at once stay within a school server's memory.
-IO_CHUNK_BYTES = 1 * MiB
-DOWNLOAD_CHUNK_BYTES = 4 * MiB
+# update, a hand-over to the hashing thread) is small against the copy, small enough that a piece is still in the
+# CPU's cache when it is written and hashed (as luhyaapi.transfer.CHUNK_BYTES), and that many transfers at once stay
+# within a school server's memory (a transfer holds at most luhyaapi.transfer.HASH_QUEUE_CHUNKS pieces).
+IO_CHUNK_BYTES = 512 * 1024
 
 # During one long PUT the received offset is saved this often, so a crash of the server loses at most this much.
 CHECKPOINT_BYTES = 64 * MiB

@@ -1,8 +1,8 @@
 """URLs of the cluster controller's API."""
 
-from django.urls import path
+from django.urls import path, re_path
 
-from cc.api import views
+from cc.api import views, wake
 from luhyaapi.api import PingView
 
 app_name = "cc-api"
@@ -11,5 +11,11 @@ urlpatterns = [
     path("register/server/", views.RegisterServerView.as_view(), name="register-server"),
     path("register/host/", views.RegisterHostView.as_view(), name="register-host"),
     path("nodes/<str:name>/commands/", views.NodeCommandView.as_view(), name="node-commands"),
+    path("hosts/wake/", wake.WakeView.as_view(), name="hosts-wake"),
+    path("instances/", views.InstancesView.as_view(), name="instances"),
+    path("instances/<str:insid>/stop/", views.InstanceStopView.as_view(), name="instance-stop"),
+    path("instances/<str:insid>/submit/", views.InstanceSubmitView.as_view(), name="instance-submit"),
+    path("instances/<str:insid>/", views.InstanceView.as_view(), name="instance"),
+    re_path(r"^relay/walrus/api/1\.0/(?P<rest>uploads/.*)$", views.WalrusRelayView.as_view(), name="walrus-relay"),
     path("images/<str:image_id>/versions/<str:version>/data", views.ImageDataView.as_view(), name="image-data"),
 ]

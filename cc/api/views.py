@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import requests
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cc.models import ClusterInstance
 from cc.services.image_cache import ImageUnavailable, cluster_cache
+from cc.services.instances import InstanceRefused, delete_instance, run_instance, stop_instance, submit_instance
 from cc.services.nodes import (
     UnknownNode,
     WrongCluster,
@@ -16,14 +19,15 @@ from cc.services.nodes import (
     register_cluster_host,
     register_cluster_server,
 )
+from cc.services.walrus_relay import NotRelayed, relay_to_walrus
 from luhyaapi.api import validated
 from luhyaapi.bus import get_bus
 from luhyaapi.client import RemoteError
 from luhyaapi.drf import IsSignedNode
 from luhyaapi.ids import validate_id
 from luhyaapi.imagecache import CacheFull
-from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
-from luhyaapi.ranges import RangeNotSatisfiable, set_file_headers, unsatisfiable_headers, wanted_range
+from luhyaapi.messages import CommandRequest, HostRegistration, InstanceRunRequest, ServerRegistration
+from luhyaapi.ranges import RangeNotSatisfiable, file_response, unsatisfiable_headers, wanted_range
 from luhyaapi.validators import validate_name
 
 
@@ -75,9 +79,111 @@ class NodeCommandView(APIView):
         return Response({"msg_id": command.msg_id, "op": command.op}, status=status.HTTP_202_ACCEPTED)
 
 
+def _instance_answer(record: ClusterInstance) -> dict:
+    return {"insid": record.instance_id, "node": record.node, "state": record.state, "seq": record.seq,
+            "access": record.access}
+
+
+def _seq(request) -> int:
+    raw = request.data.get("seq", 0) if hasattr(request.data, "get") else 0
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise exceptions.ValidationError({"seq": ["must be a whole number >= 0"]})
+    return raw
+
+
+class InstancesView(APIView):
+    """``POST instances/`` (signed, from the CLC): place an instance on a node and run it; 409 says why not.
+    ``GET instances/``: this cluster's placed instances."""
+
+    permission_classes = [IsSignedNode]
+
+    def get(self, request):
+        return Response([_instance_answer(record) for record in ClusterInstance.objects.all()])
+
+    def post(self, request):
+        try:
+            record = run_instance(get_bus(settings.EDUCLOUD.bus_url), validated(InstanceRunRequest, request.data))
+        except InstanceRefused as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response(_instance_answer(record), status=status.HTTP_201_CREATED)
+
+
+def _instance_call(request, insid: str, operation) -> Response:
+    validate_id(insid, "instance")
+    try:
+        record = operation(get_bus(settings.EDUCLOUD.bus_url), insid, _seq(request))
+    except InstanceRefused as exc:
+        return Response({"detail": str(exc)}, status=exc.status)
+    return Response(_instance_answer(record), status=status.HTTP_202_ACCEPTED)
+
+
+class InstanceStopView(APIView):
+    """``POST instances/<insid>/stop/`` (signed, from the CLC): stop it; its ports return to the pool."""
+
+    permission_classes = [IsSignedNode]
+
+    def post(self, request, insid: str):
+        return _instance_call(request, insid, stop_instance)
+
+
+class InstanceSubmitView(APIView):
+    """``POST instances/<insid>/submit/`` (signed, from the CLC): ``{"seq": n, "image_id": "img-..."}``; the node
+    uploads the instance's disk as a new version of that image, then removes the instance."""
+
+    permission_classes = [IsSignedNode]
+
+    def post(self, request, insid: str):
+        image_id = validate_id(str(request.data.get("image_id", "")), "image")
+        return _instance_call(request, insid, lambda bus, insid, seq: submit_instance(bus, insid, seq, image_id))
+
+
+class InstanceView(APIView):
+    """``DELETE instances/<insid>/`` (signed, from the CLC): remove its VM and disk from the node."""
+
+    permission_classes = [IsSignedNode]
+
+    def delete(self, request, insid: str):
+        return _instance_call(request, insid, delete_instance)
+
+
+class WalrusRelayView(APIView):
+    """``/cc/api/1.0/relay/walrus/api/1.0/uploads/...`` (signed, from this cluster's nodes): an upload of an edited
+    image passed on to walrus (nc -> cc -> walrus), data streamed through."""
+
+    permission_classes = [IsSignedNode]
+    unsigned_payload = True  # data PUTs are streamed on, not read into memory to check a body hash
+
+    def _relay(self, request, rest: str):
+        django_request = request._request
+        query = django_request.META.get("QUERY_STRING", "")
+        try:
+            if request.method == "PUT":
+                length = int(django_request.META.get("CONTENT_LENGTH") or 0)
+                answer = relay_to_walrus("PUT", rest, query, None, stream=(django_request.read, length))
+            else:
+                answer = relay_to_walrus(request.method, rest, query, django_request.body)
+        except NotRelayed as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        except requests.RequestException as exc:
+            return Response({"detail": f"walrus cannot be reached: {exc}"}, status=status.HTTP_502_BAD_GATEWAY)
+        return HttpResponse(answer.content, status=answer.status_code,
+                            content_type=answer.headers.get("Content-Type", "application/json"))
+
+    def get(self, request, rest: str):
+        return self._relay(request, rest)
+
+    def post(self, request, rest: str):
+        return self._relay(request, rest)
+
+    def put(self, request, rest: str):
+        return self._relay(request, rest)
+
+
 class ImageDataView(APIView):
     """``GET images/<image_id>/versions/<n|current>/data`` (signed, from the cluster's NCs): the image file from the
-    cluster cache, fetched from walrus once and streamed to every NC that asks meanwhile; ``Range`` resumes."""
+    cluster cache (sent by the web server straight from the disk), fetched from walrus once and streamed to every NC
+    that asks meanwhile; ``Range`` resumes. While the version arrives, a request with ``Range`` is answered with
+    the part that has arrived (a 206 that may end before the range asked for; the NC asks again for the rest)."""
 
     def get(self, request, image_id: str, version: str):
         validate_id(image_id, "image")
@@ -86,20 +192,20 @@ class ImageDataView(APIView):
         cache = cluster_cache()
         try:
             info = cache.describe(image_id, version)
-            cached, fetch = cache.open(info)
         except ImageUnavailable as exc:
             return Response({"detail": str(exc)}, status=exc.status)
-        except CacheFull as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_507_INSUFFICIENT_STORAGE)
         try:
             span = wanted_range(request.headers, info.size, info.sha256)
         except RangeNotSatisfiable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
                             headers=unsatisfiable_headers(info.size, info.sha256))
         first, last = span if span else (0, info.size - 1)
-        response = StreamingHttpResponse(cache.read(cached, fetch, first, last),
-                                         content_type="application/octet-stream")
-        set_file_headers(response, size=info.size, sha256=info.sha256, first=first, last=last,
-                         partial=span is not None)
+        try:
+            body = cache.open(info, first, last, may_shorten=span is not None)
+        except ImageUnavailable as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        except CacheFull as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_507_INSUFFICIENT_STORAGE)
+        response = file_response(body, size=info.size, sha256=info.sha256, partial=span is not None)
         response["X-Educloud-Version"] = str(info.version)
         return response

@@ -7,7 +7,9 @@ One CC serves from one process (its web server's threads share the fetches in pr
 from __future__ import annotations
 
 import collections
+import functools
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,12 +18,17 @@ from pathlib import Path
 from django.conf import settings
 
 from luhyaapi.client import RemoteError, RoleClient
-from luhyaapi.imagecache import CachedFile, VerifiedFileCache
+from luhyaapi.imagecache import VerifiedFileCache
+from luhyaapi.ranges import FileRange, StreamedRange
 from luhyaapi.transfer import TransferError, download
 
 logger = logging.getLogger(__name__)
 
-READ_CHUNK = 4 * 1024 * 1024
+MiB = 1024 * 1024
+READ_CHUNK = 4 * MiB
+# An NC pulling a version that is still arriving (with Range) is sent at least this much per answer, or what is
+# left: enough that its requests cost little against the data, little enough that it is not kept waiting long.
+RELAY_MIN_BYTES = 16 * MiB
 
 
 class ImageUnavailable(Exception):
@@ -81,7 +88,14 @@ class ClusterImageCache:
             return bool(self._fetches)
 
     def describe(self, image_id: str, version: str) -> VersionInfo:
-        """Resolve ``version`` (a number or ``current``) with walrus; ImageUnavailable when it has none."""
+        """Resolve ``version`` (a number or ``current``) with walrus; ImageUnavailable when it has none. A version
+        being fetched is described by its fetch (walrus was asked when it started): an NC pulling it while it
+        arrives asks once per part."""
+        if version != "current":
+            with self._lock:
+                fetch = self._fetches.get((image_id, int(version)))
+            if fetch is not None:
+                return fetch.info
         try:
             listing = self.walrus.get(f"/walrus/api/1.0/images/{image_id}/")
         except RemoteError as exc:
@@ -93,22 +107,51 @@ class ClusterImageCache:
                 return VersionInfo(image_id, wanted, entry["size"], entry["sha256"])
         raise ImageUnavailable(404, f"walrus has no version {version} of image {image_id}")
 
-    def open(self, info: VersionInfo) -> tuple[CachedFile | None, _Fetch | None]:
-        """The verified cached file, or the fetch that is bringing it (started here if none is)."""
+    def open(self, info: VersionInfo, first: int, last: int, *, may_shorten: bool) -> FileRange | StreamedRange:
+        """Bytes ``first..last`` (inclusive) of the version: a range of the verified cached file, for the web server
+        to send straight from the disk (the file counts as being read, so it is not evicted, until the range is
+        closed). While the version is arriving from walrus (a download started here if none is under way): with
+        ``may_shorten`` (the NC asked with ``Range``, so it asks again for the rest) the bytes that have arrived
+        from ``first`` on, at least ``RELAY_MIN_BYTES`` of them unless the range ends sooner, as a range of the
+        partial file, sent straight from the disk too; else the whole range, streamed as the download writes it.
+        Raises CacheFull when the cache has no room for the version, ImageUnavailable (502) when the download
+        failed before the bytes asked for arrived."""
+        key = (info.image_id, info.version)
         with self._lock:
-            fetch = self._fetches.get((info.image_id, info.version))
-            if fetch is not None:
-                return None, fetch
-            cached = self.files.lookup(info.image_id, info.version, info.sha256)
-            if cached is not None:
-                return cached, None
-            self.files.make_room(info.size, in_use=lambda path: self._readers[path] > 0)
-            path = self.files.path(info.image_id, info.version)
-            fetch = _Fetch(info, path.with_name(path.name + ".part"))
-            self._fetches[(info.image_id, info.version)] = fetch
-        threading.Thread(target=self._fetch, args=(fetch, path), name=f"fetch-{info.image_id}-{info.version}",
-                         daemon=True).start()
-        return None, fetch
+            fetch = self._fetches.get(key)
+            if fetch is None:
+                cached = self.files.lookup(info.image_id, info.version, info.sha256)
+                if cached is not None:
+                    return self._range_of(cached.path, first, last)
+                self.files.make_room(info.size, in_use=lambda path: self._readers[path] > 0)
+                path = self.files.path(info.image_id, info.version)
+                fetch = _Fetch(info, path.with_name(path.name + ".part"))
+                self._fetches[key] = fetch
+                threading.Thread(target=self._fetch, args=(fetch, path), name=f"fetch-{info.image_id}-{info.version}",
+                                 daemon=True).start()
+        if not may_shorten:
+            return StreamedRange(self._follow(fetch, first, last), first, last)
+        available = self._wait_for(fetch, min(first + RELAY_MIN_BYTES, last + 1) - 1)
+        if available is None:
+            raise ImageUnavailable(502, f"fetching {info.image_id} version {info.version} from walrus failed: "
+                                        f"{fetch.error or 'it ended early'}")
+        end = min(available, last + 1) - 1
+        with self._lock:
+            try:
+                return self._range_of(fetch.part, first, end)
+            except FileNotFoundError:
+                # The download completed and renamed its file since it reported these bytes.
+                return self._range_of(self.files.path(info.image_id, info.version), first, end)
+
+    def _range_of(self, path: Path, first: int, last: int) -> FileRange:
+        """A range of a file that counts as being read until it is closed (call with the lock held)."""
+        file = open(path, "rb", buffering=0)
+        self._readers[path] += 1
+        return FileRange(file, first, last, on_close=functools.partial(self._release, path))
+
+    def _release(self, path: Path) -> None:
+        with self._lock:
+            self._readers[path] -= 1
 
     def _fetch(self, fetch: _Fetch, path: Path) -> None:
         info = fetch.info
@@ -128,36 +171,32 @@ class ClusterImageCache:
             with self._lock:
                 self._fetches.pop((info.image_id, info.version), None)
 
-    def read(self, cached: CachedFile | None, fetch: _Fetch | None, first: int, last: int) -> Iterator[bytes]:
-        """Bytes ``first..last`` (inclusive) of the version, from the cache or following the fetch in progress.
-        A fetch that fails ends the stream early (the NC's own checksum and resume take it from there)."""
-        if fetch is not None and self._wait_for(fetch, 0) is None:
+    def _follow(self, fetch: _Fetch, first: int, last: int) -> Iterator[bytes]:
+        """Bytes ``first..last`` of a version as its download writes them. A fetch that fails ends the stream early
+        (the NC's own checksum and resume take it from there)."""
+        if self._wait_for(fetch, 0) is None:
             return
-        path = cached.path if cached else fetch.part
-        if fetch is not None and not path.exists() and fetch.finished:
+        path = fetch.part
+        if not path.exists() and fetch.finished:
             # The fetch completed and renamed its file between our lookup and now.
             path = self.files.path(fetch.info.image_id, fetch.info.version)
         with self._lock:
             self._readers[path] += 1
         try:
-            with open(path, "rb") as file:
+            with open(path, "rb", buffering=0) as file:
                 position = first
-                file.seek(first)
                 while position <= last:
-                    if fetch is not None:
-                        available = self._wait_for(fetch, position)
-                        if available is None:
-                            return
-                    else:
-                        available = last + 1
-                    data = file.read(min(READ_CHUNK, available - position, last + 1 - position))
+                    available = self._wait_for(fetch, position)
+                    if available is None:
+                        return
+                    data = os.pread(file.fileno(), min(READ_CHUNK, available - position, last + 1 - position),
+                                    position)
                     if not data:
                         return
                     position += len(data)
                     yield data
         finally:
-            with self._lock:
-                self._readers[path] -= 1
+            self._release(path)
 
     @staticmethod
     def _wait_for(fetch: _Fetch, position: int) -> int | None:

@@ -10,9 +10,18 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from cc.models import ClusterNode
+from cc.services.instances import note_instance_status
 from luhyaapi.bus import Bus, RetryLater
 from luhyaapi.client import RoleClient
-from luhyaapi.messages import Command, CommandRequest, HostRegistration, Message, NodeStatus, ServerRegistration
+from luhyaapi.messages import (
+    Command,
+    CommandRequest,
+    HostRegistration,
+    InsStatus,
+    Message,
+    NodeStatus,
+    ServerRegistration,
+)
 from luhyaapi.queues import CLC_STATUS, node_commands
 
 logger = logging.getLogger(__name__)
@@ -63,14 +72,14 @@ def queue_node_command(bus: Bus, node_name: str, request: CommandRequest) -> Com
     if not ClusterNode.objects.filter(role="nc", name=node_name).exists():
         cluster = settings.EDUCLOUD.cluster
         raise UnknownNode(f"node controller {node_name!r} has not registered with cluster {cluster!r}")
-    command = Command(op=request.op, tid=request.tid, paras=request.paras)
+    command = Command(op=request.op, tid=request.tid, seq=request.seq, paras=request.paras)
     bus.publish(node_commands(node_name), command)
     logger.info("commands: %s queued for %s as %s", command.op, node_name, command.msg_id)
     return command
 
 
 class NodeStatusRelay:
-    """Keeps the cluster's view of its nodes current and passes every report up to the CLC unchanged.
+    """Keeps the cluster's view of its nodes and instances current and passes every report up to the CLC unchanged.
 
     The table is written only when a node's address or capacity changes, or at most every ``touch_seconds``.
     """
@@ -86,6 +95,8 @@ class NodeStatusRelay:
             for message in messages:
                 if isinstance(message, NodeStatus) and message.role in CLUSTER_ROLES:
                     self._note(message, now)
+                elif isinstance(message, InsStatus):
+                    note_instance_status(message)
         except DatabaseError as exc:
             raise RetryLater(f"cluster database unavailable: {exc}") from exc
         for message in messages:
@@ -101,6 +112,7 @@ class NodeStatusRelay:
             role=report.role, name=report.name,
             defaults={"ip": report.ip, "mac": report.mac, "api_url": report.api_url, "cpus": report.capacity.cpus,
                       "memory_mb": report.capacity.memory_mb, "disk_mb": report.capacity.disk_mb,
-                      "free_memory_mb": report.free.memory_mb, "free_disk_mb": report.free.disk_mb,
+                      "free_cpus": report.free.cpus, "free_memory_mb": report.free.memory_mb,
+                      "free_disk_mb": report.free.disk_mb,
                       "last_seen": datetime.fromtimestamp(now, tz=UTC)})
         self._written[key] = (digest, now)

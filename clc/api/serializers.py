@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from clc.services.instances import change_instance
 from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name
-from luhyadb.models import Image, ImageVersion, OwnerGroup
+from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, VMType
 
 
 def _checked(check, value: str, field: str) -> str:
@@ -54,3 +55,60 @@ class UploadCompleteSerializer(serializers.Serializer):
 class PrepareSerializer(serializers.Serializer):
     node = serializers.RegexField(NAME_RE.pattern)
     version = serializers.IntegerField(min_value=1, required=False)
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    """An instance: what it is made of (image, VM type, kind), where it runs and how to reach it."""
+
+    image = serializers.SlugRelatedField(slug_field="image_id", queryset=Image.objects.all())
+    vm_type = serializers.SlugRelatedField(slug_field="name", queryset=VMType.objects.all())
+    owner_group = serializers.SlugRelatedField(slug_field="path", queryset=OwnerGroup.objects.all())
+    services = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), max_length=8,
+                                     required=False)
+    pinned_node = serializers.RegexField(r"^$|" + NAME_RE.pattern, required=False, allow_blank=True)
+    tid = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Instance
+        fields = ("instance_id", "name", "kind", "image", "vm_type", "owner_group", "persistent", "services",
+                  "pinned_node", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip", "access",
+                  "message", "tid", "created", "updated")
+        read_only_fields = ("instance_id", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip",
+                            "access", "message", "tid", "created", "updated")
+
+    def validate_name(self, value: str) -> str:
+        return _checked(validate_display_name, value, "name")
+
+    def validate_services(self, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("a port is listed twice")
+        return value
+
+    def validate_image(self, value: Image) -> Image:
+        if not value.current_version:
+            raise serializers.ValidationError(f"image {value.image_id} has no file yet; upload one first")
+        return value
+
+    def update(self, instance: Instance, validated_data: dict) -> Instance:
+        if not change_instance(instance, **validated_data):
+            raise serializers.ValidationError({"state": [f"instance is {instance.state}; stop it before changing it"]})
+        instance.refresh_from_db()
+        return instance
+
+
+class VMTypeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = VMType
+        fields = ("name", "cpus", "memory_mb", "disk_gb")
+
+
+class BuildStartSerializer(serializers.Serializer):
+    """Start the image wizard: modify ``image``, or with ``new_name`` create a new image from it."""
+
+    image = serializers.SlugRelatedField(slug_field="image_id", queryset=Image.objects.all())
+    vm_type = serializers.SlugRelatedField(slug_field="name", queryset=VMType.objects.all())
+    new_name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    node = serializers.RegexField(r"^$|" + NAME_RE.pattern, required=False, allow_blank=True)
+
+    def validate_new_name(self, value: str) -> str:
+        return _checked(validate_display_name, value, "new_name") if value.strip() else ""

@@ -4,6 +4,8 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from clc.api import views
+from clc.api.hosts import HostViewSet, ServerViewSet
+from clc.api.networks import ClusterNetworkViewSet
 from luhyaapi.api import PingView
 
 app_name = "clc-api"
@@ -14,7 +16,19 @@ urlpatterns = [
     path("register/host/", views.RegisterHostView.as_view(), name="register-host"),
     path("nodes/<str:name>/commands/", views.NodeCommandView.as_view(), name="node-commands"),
     path("tasks/<str:tid>/", views.TaskView.as_view(), name="task"),
+    path("builds/", views.BuildListView.as_view(), name="builds"),
+    path("builds/<str:tid>/", views.BuildView.as_view(), name="build"),
+    path("builds/<str:tid>/<str:step>/", views.BuildStepView.as_view(), name="build-step"),
+    path("servers/", ServerViewSet.as_view({"get": "list"}), name="server-list"),
+    path("servers/<str:role>/<str:name>/", ServerViewSet.as_view({"get": "retrieve"}), name="server-detail"),
+    path("servers/<str:role>/<str:name>/wake/", ServerViewSet.as_view({"post": "wake"}), name="server-wake"),
+    path("servers/<str:role>/<str:name>/poweroff/", ServerViewSet.as_view({"post": "poweroff"}),
+         name="server-poweroff"),
 ]
 router = SimpleRouter()
 router.register("images", views.ImageViewSet, basename="image")
+router.register("instances", views.InstanceViewSet, basename="instance")
+router.register("vmtypes", views.VMTypeViewSet, basename="vmtype")
+router.register("hosts", HostViewSet, basename="host")
+router.register("networks", ClusterNetworkViewSet, basename="network")
 urlpatterns += router.urls

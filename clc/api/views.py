@@ -7,18 +7,36 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clc.api.serializers import ImageSerializer, PrepareSerializer, UploadCompleteSerializer, UploadStartSerializer
+from clc.api.serializers import (
+    BuildStartSerializer,
+    ImageSerializer,
+    InstanceSerializer,
+    PrepareSerializer,
+    UploadCompleteSerializer,
+    UploadStartSerializer,
+    VMTypeSerializer,
+)
+from clc.services.builds import (
+    begin_build,
+    build_steps,
+    cancel_build,
+    prepare_build,
+    run_build,
+    stop_build,
+    submit_build,
+)
 from clc.services.commands import CommandError, send_node_command
 from clc.services.images import ImageError, create_image, delete_image, finish_upload, prepare_on_node, start_upload
+from clc.services.instances import InstanceError, define_instance, delete_instance, run_instance, stop_instance
 from clc.services.registry import cloud_status, register_host, register_server
 from clc.services.tasks import TaskNotFound, task_status
 from luhyaapi.api import validated
 from luhyaapi.drf import IsSignedNode
-from luhyaapi.ids import InvalidId, validate_id
+from luhyaapi.ids import InvalidId, TaskId, validate_id
 from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
 from luhyaapi.validators import validate_name
-from luhyadb.choices import LivenessChoices, RoleChoices
-from luhyadb.models import Image
+from luhyadb.choices import InstanceKindChoices, InstanceStateChoices, LivenessChoices, RoleChoices
+from luhyadb.models import Image, Instance, TaskTransaction, VMType
 
 
 def _int_param(request, name: str, default: int, low: int, high: int) -> int:
@@ -132,6 +150,126 @@ class ImageViewSet(viewsets.ModelViewSet):
         UploadCompleteSerializer(data={"upload_id": upload_id}).is_valid(raise_exception=True)
         version = finish_upload(self.get_object(), upload_id)
         return Response(ImageSerializer(version.image).data, status=status.HTTP_201_CREATED)
+
+
+class InstanceViewSet(viewsets.ModelViewSet):
+    """Instances: list (``?search=``, ``?kind=``, ``?state=``, paginated), define, get, change (when not running),
+    delete (202 while its node removes it), and ``run/`` / ``stop/`` (202; follow ``state`` or ``tasks/<tid>/``)."""
+
+    queryset = Instance.objects.select_related("image", "vm_type", "owner_group")
+    serializer_class = InstanceSerializer
+    lookup_field = "instance_id"
+    lookup_value_regex = "[^/]+"
+    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    search_fields = ["name", "instance_id", "node", "image__name"]
+    ordering_fields = ["name", "created", "state"]
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        for name, choices in (("kind", InstanceKindChoices.values), ("state", InstanceStateChoices.values)):
+            value = _choice_param(self.request, name, choices)
+            if value:
+                queryset = queryset.filter(**{name: value})
+        return queryset
+
+    def get_object(self):
+        try:
+            validate_id(self.kwargs["instance_id"], "instance")
+        except InvalidId as exc:
+            raise exceptions.ValidationError({"instance_id": [str(exc)]}) from None
+        return super().get_object()
+
+    def perform_create(self, serializer):
+        serializer.instance = define_instance(**serializer.validated_data)
+
+    def destroy(self, request, *args, **kwargs):
+        gone = delete_instance(self.get_object())
+        if gone:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response({"state": "deleting"}, status=status.HTTP_202_ACCEPTED)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, InstanceError):
+            return Response({"detail": str(exc)}, status=exc.status)
+        return super().handle_exception(exc)
+
+    @action(detail=True, methods=["post"])
+    def run(self, request, instance_id: str):
+        instance = run_instance(self.get_object())
+        return Response(InstanceSerializer(instance).data, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"])
+    def stop(self, request, instance_id: str):
+        instance = stop_instance(self.get_object())
+        return Response(InstanceSerializer(instance).data, status=status.HTTP_202_ACCEPTED)
+
+
+class VMTypeViewSet(viewsets.ReadOnlyModelViewSet):
+    """VM types (sizes) an instance may have."""
+
+    queryset = VMType.objects.all()
+    serializer_class = VMTypeSerializer
+    lookup_field = "name"
+
+
+def _task(tid: str) -> TaskTransaction:
+    try:
+        TaskId.parse(tid)
+    except InvalidId as exc:
+        raise exceptions.ValidationError({"tid": [str(exc)]}) from None
+    task = TaskTransaction.objects.filter(tid=tid).first()
+    if task is None:
+        raise exceptions.NotFound(f"no task {tid!r}")
+    return task
+
+
+def _build_answer(task: TaskTransaction) -> dict:
+    instance = Instance.objects.filter(build_tid=task.tid).first()
+    return task_status(task.tid) | {
+        "src_image_id": task.src_image_id, "dst_image_id": task.dst_image_id,
+        "create": bool(task.runtime_option.get("create")), "steps": build_steps(instance),
+        "instance": InstanceSerializer(instance).data if instance else None}
+
+
+class BuildListView(APIView):
+    """``POST builds/``: start the image wizard (``{"image", "vm_type", "new_name"?, "node"?}``): 201 with the
+    task id ``src:dst:ins``; then ``builds/<tid>/prepare/``, ``run/``, ``stop/``, ``submit/`` or ``cancel/``."""
+
+    def post(self, request):
+        data = BuildStartSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        try:
+            task = begin_build(fields["image"], fields["vm_type"], new_name=fields.get("new_name", ""),
+                               node=fields.get("node", ""), user=getattr(request.user, "username", ""))
+        except InstanceError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response(_build_answer(task), status=status.HTTP_201_CREATED)
+
+
+class BuildView(APIView):
+    """``GET builds/<tid>/``: the wizard's phase, state, progress and its VM (state, console)."""
+
+    def get(self, request, tid: str):
+        return Response(_build_answer(_task(tid)))
+
+
+class BuildStepView(APIView):
+    """``POST builds/<tid>/<step>/`` with step prepare, run, stop, submit or cancel: 202, or 409 saying why not."""
+
+    steps = {"prepare": prepare_build, "run": run_build, "stop": stop_build, "submit": submit_build,
+             "cancel": cancel_build}
+
+    def post(self, request, tid: str, step: str):
+        if step not in self.steps:
+            raise exceptions.ValidationError({"step": [f"must be one of {', '.join(self.steps)}"]})
+        task = _task(tid)
+        try:
+            self.steps[step](task)
+        except InstanceError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        task.refresh_from_db()
+        return Response(_build_answer(task), status=status.HTTP_202_ACCEPTED)
 
 
 class TaskView(APIView):

@@ -21,17 +21,30 @@ class CommandError(Exception):
         self.status = status
 
 
+def online_controllers(cluster: str = "") -> list[Server]:
+    """The online cluster controllers that can be called (of ``cluster`` if given), most recently heard first."""
+    controllers = Server.objects.filter(role=RoleChoices.CC, state=LivenessChoices.ONLINE).exclude(api_url="")
+    if cluster:
+        controllers = controllers.filter(cluster=cluster)
+    return list(controllers.order_by("-last_seen", "name"))
+
+
+def controller_client(controller: Server) -> RoleClient:
+    """A signed client for one cluster controller."""
+    config = settings.EDUCLOUD
+    return RoleClient(controller.api_url, config.cloud_key, sender=config.name)
+
+
 def send_node_command(node_name: str, op: str, paras: dict | None = None, tid: str = "") -> dict:
     """Queue command ``op`` for NC ``node_name`` through its cluster's CC; return the CC's answer (``msg_id``)."""
     node = Server.objects.filter(role=RoleChoices.NC, name=node_name).first()
     if node is None:
         raise CommandError(404, f"no node controller named {node_name!r}")
-    controller = (Server.objects.filter(role=RoleChoices.CC, cluster=node.cluster, state=LivenessChoices.ONLINE)
-                  .exclude(api_url="").first())
-    if controller is None:
+    controllers = online_controllers(node.cluster)
+    if not controllers:
         raise CommandError(409, f"cluster {node.cluster!r} of node {node_name!r} has no online cluster controller")
-    config = settings.EDUCLOUD
-    client = RoleClient(controller.api_url, config.cloud_key, sender=config.name)
+    controller = controllers[0]
+    client = controller_client(controller)
     try:
         answer = client.post(f"/cc/api/1.0/nodes/{node_name}/commands/", {"op": op, "tid": tid, "paras": paras or {}})
     except RemoteError as exc:

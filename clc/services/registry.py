@@ -36,6 +36,7 @@ def register_host(registration: HostRegistration) -> Host:
                   "memory_mb": registration.memory_mb, "disk_mb": registration.disk_mb,
                   "heartbeat_seconds": registration.heartbeat_seconds, "state": LivenessChoices.ONLINE,
                   "last_seen": as_datetime(time.time())})
+    cache.delete(host_key(host.mac))  # the registration is newer than a cached report (which may say offline)
     logger.info("registry: %s host %s (%s) at %s", "new" if created else "known", host.name, host.mac, host.ip)
     return host
 

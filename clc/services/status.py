@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
 
+from clc.services.builds import record_submitted
 from luhyaapi.bus import RetryLater
 from luhyaapi.ids import InvalidId, TaskId
 from luhyaapi.messages import HostStatus, InsStatus, Message, NodeStatus, Resources, ServerRegistration, TaskStatus
@@ -117,7 +118,7 @@ class StatusFolder:
         self._servers: dict[str, _Seen] = {}
         self._hosts: dict[str, _Seen] = {}
         self._tasks: dict[str, tuple] = {}
-        self._instances: dict[str, str] = {}
+        self._instances: dict[str, tuple] = {}
         self._loaded = False
         # How far behind the queue the fold runs (median age of the last batch's reports) and when that batch was
         # done: while heartbeats wait in the queue, their servers are not silent.
@@ -127,7 +128,7 @@ class StatusFolder:
     def _load(self) -> None:
         """Learn the servers and hosts of the database this folder does not know yet: at start, so a restarted
         daemon still marks offline what stopped while it was down, and later, for those that registered over REST
-        (in another process) but never sent a heartbeat."""
+        (in another process) but never sent a heartbeat, or that registered again since."""
         now = self.clock()
         for server in Server.objects.only("pk", "role", "name", "last_seen", "heartbeat_seconds", "state", "ip", "mac",
                                           "cluster", "api_url", "cpus", "memory_mb", "disk_mb"):
@@ -138,8 +139,11 @@ class StatusFolder:
                                            _row_digest(server), seen)
         for host in Host.objects.only("pk", "mac", "last_seen", "heartbeat_seconds", "state"):
             key = host_key(host.mac)
-            if key not in self._hosts:
-                seen = host.last_seen.timestamp() if host.last_seen else now
+            seen = host.last_seen.timestamp() if host.last_seen else now
+            known = self._hosts.get(key)
+            # A PC registers over REST when it starts again: newer than this folder's memory, which may say offline
+            # (a second apart at least: a fold's own write of last_seen reads back rounded to the microsecond).
+            if known is None or known.pk != host.pk or (host.last_seen and seen - known.last_seen > 1.0):
                 self._hosts[key] = _Seen(host.pk, seen, host.heartbeat_seconds, host.state, (), seen)
         self._loaded = True
 
@@ -291,17 +295,32 @@ class StatusFolder:
                 return
             TaskTransaction.objects.create(tid=report.tid, src_image_id=tid.src, dst_image_id=tid.dst,
                                            instance_id=tid.ins, **values)
+        if report.phase == "submitting" and report.done and report.result:
+            record_submitted(report.tid, report.result)
         self._tasks[report.tid] = signature
 
     def _fold_instance(self, report: InsStatus) -> None:
-        if self._instances.get(report.insid) == report.state:
+        signature = (report.seq, report.state, report.guest_ip, report.console, report.errormsg)
+        if self._instances.get(report.insid) == signature:
             return
         if report.state not in InstanceStateChoices.values:
             logger.warning("status: instance %s reported unknown state %r", report.insid, report.state)
             return
-        if not Instance.objects.filter(instance_id=report.insid).update(state=report.state, node=report.node):
-            logger.warning("status: status of unknown instance %s from %s", report.insid, report.node)
-        self._instances[report.insid] = report.state
+        # A late report of an earlier run (lower seq) must not undo what a newer run did.
+        current = Instance.objects.filter(instance_id=report.insid, runs__lte=report.seq)
+        if report.state == InstanceStateChoices.DELETED:
+            if current.delete()[0]:
+                logger.info("status: instance %s deleted on %s", report.insid, report.node)
+            self._instances.pop(report.insid, None)
+            return
+        values = {"state": report.state, "node": report.node}
+        if report.guest_ip:
+            values["guest_ip"] = report.guest_ip
+        if report.errormsg or report.state == InstanceStateChoices.FAILED:
+            values["message"] = report.errormsg
+        if not current.update(**values):
+            logger.info("status: status of unknown or newer-run instance %s from %s", report.insid, report.node)
+        self._instances[report.insid] = signature
 
     def sweep(self) -> list[str]:
         """Mark offline every server and host silent for ``missed_heartbeats`` intervals; return their keys."""

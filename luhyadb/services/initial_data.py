@@ -20,6 +20,7 @@ VM_TYPES = (
     ("medium", 2, 2048, 40),
     ("large", 4, 4096, 80),
     ("xlarge", 8, 8192, 160),
+    ("tiny", 1, 256, 1),
 )
 ROOT_GROUP = ("root", "edu", "The whole cloud: every owner-group path lies below 'edu'.")
 

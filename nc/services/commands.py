@@ -14,6 +14,7 @@ from django.db import close_old_connections
 
 from luhyaapi.messages import Command, Message
 from nc.models import CommandRecord
+from nc.services import power
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class UnknownCommand(ValueError):
 class Handler:
     run: Callable[[Command, StatusReporter], None]
     background: bool = False
+    # Checks the command before anything runs or is recorded; what it raises parks the message on the dead-letter
+    # queue with the reason (a hostile name never reaches a hypervisor, and is never retried after a restart).
+    validate: Callable[[Command], object] | None = None
 
 
 def _report_status(command: Command, reporter: StatusReporter) -> None:
@@ -46,9 +50,31 @@ def _prepare_image(command: Command, reporter: StatusReporter) -> None:
     prepare_image(command, reporter.publish)
 
 
+def _instance_id_of(command: Command) -> str:
+    from nc.drivers.base import check_instance_id
+
+    return check_instance_id(str(command.paras.get("insid", "")))
+
+
+def _instance_op(name: str) -> Callable[[Command, StatusReporter], None]:
+    def run(command: Command, reporter: StatusReporter) -> None:
+        from nc.services import instances
+
+        getattr(instances, name)(command, reporter)
+
+    return run
+
+
 HANDLERS: dict[str, Handler] = {
     "status/report": Handler(_report_status),
     "image/prepare": Handler(_prepare_image, background=True),
+    # In the background so a long download or a slow guest shutdown does not hold up the node's other commands;
+    # the instances service runs one operation per instance at a time.
+    "instance/run": Handler(_instance_op("run_instance"), background=True, validate=_instance_id_of),
+    "instance/stop": Handler(_instance_op("stop_instance"), background=True, validate=_instance_id_of),
+    "instance/delete": Handler(_instance_op("delete_instance"), background=True, validate=_instance_id_of),
+    "instance/submit": Handler(_instance_op("submit_instance"), background=True, validate=_instance_id_of),
+    "host/poweroff": Handler(power.power_off, validate=power.check_power_off),
 }
 
 
@@ -81,6 +107,8 @@ def execute_command(command: Command, reporter: StatusReporter) -> bool:
     handler = HANDLERS.get(command.op)
     if handler is None:
         raise UnknownCommand(f"unknown command {command.op!r}; known: {', '.join(sorted(HANDLERS))}")
+    if handler.validate is not None:
+        handler.validate(command)
     record, created = CommandRecord.objects.get_or_create(
         key=command.key, defaults={"op": command.op, "msg_id": command.msg_id, "body": command.model_dump(mode="json")})
     if not created:

@@ -23,9 +23,10 @@ def node_cache() -> VerifiedFileCache:
     return VerifiedFileCache(config.data_dir / "nc" / "images", config.image_cache_bytes)
 
 
-def _in_use(_path) -> bool:
-    # No VM runs from the cache yet (instances arrive with the hypervisor drivers); until then nothing is pinned.
-    return False
+def _in_use(path) -> bool:
+    from nc.services.instances import image_in_use
+
+    return image_in_use(path)
 
 
 def fetch_image(image_id: str, version: int, sha256: str, size: int,

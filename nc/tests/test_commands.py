@@ -3,6 +3,7 @@
 import pytest
 
 from luhyaapi.messages import Command
+from nc.drivers.base import InvalidVMName
 from nc.models import CommandRecord
 from nc.services.commands import UnknownCommand, execute_command
 
@@ -37,4 +38,19 @@ def test_a_redelivered_command_is_not_run_twice():
 def test_an_unknown_command_is_refused_and_not_recorded():
     with pytest.raises(UnknownCommand, match="image/explode"):
         execute_command(Command(op="image/explode"), Reporter())
+    assert not CommandRecord.objects.exists()
+
+
+@pytest.mark.parametrize("insid", ["ins-;rm -rf /", "../../etc/passwd", "ins-0123abcd\n", "$(reboot)", "", None])
+@pytest.mark.parametrize("op", ["instance/run", "instance/stop", "instance/delete", "instance/submit"])
+def test_an_instance_command_with_a_hostile_id_is_refused_before_anything_runs(op, insid, monkeypatch):
+    import nc.services.instances as instances
+
+    def no_driver():
+        raise AssertionError("the hypervisor driver must not even be looked up")
+
+    monkeypatch.setattr(instances, "node_driver", no_driver)
+    with pytest.raises(InvalidVMName):
+        execute_command(Command(op=op, tid="img-0000000a:img-0000000a:ins-0000000b", paras={"insid": insid}),
+                        Reporter())
     assert not CommandRecord.objects.exists()

@@ -3,6 +3,7 @@ progress reported up to the CLC's task record, corrupt cache files detected and 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import threading
@@ -26,6 +27,15 @@ from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.services.images import fetch_image, node_cache
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def no_lingering_connections():
+    """A client that raised keeps its keep-alive connection in a reference cycle until the garbage collector runs:
+    collect after each test, so the live server's thread for that connection ends while the server still runs (one
+    that ends after the session's server stopped fails with a DatabaseError at exit)."""
+    yield
+    gc.collect()
 
 SIZE = 24 * 1024 * 1024 + 123
 
@@ -207,3 +217,47 @@ def test_the_upload_command_explains_bad_input_without_a_traceback(cloud, image_
     OwnerGroup.objects.create(name="root", path="edu")
     with pytest.raises(CommandError, match=message):
         call_command("upload_image", *[a.replace("{file}", str(image_file)) for a in arguments])
+
+
+def test_a_node_pulling_a_version_still_arriving_gets_what_has_arrived_straight_from_the_cc_disk(cloud, uploaded,
+                                                                                                tmp_path,
+                                                                                                monkeypatch):
+    image, version = uploaded
+    real_download = cluster_cache_module.download
+    gate = threading.Event()
+
+    def held_back_download(url, dest, *, progress, **kwargs):
+        # Walrus's bytes arrive, but the last quarter only once the node has asked for the first part.
+        def slowed(done, total):
+            progress(done, total)
+            if done >= 3 * total // 4 and not gate.is_set():
+                gate.wait(30)
+
+        return real_download(url, dest, progress=slowed, **kwargs)
+
+    monkeypatch.setattr(cluster_cache_module, "download", held_back_download)
+    monkeypatch.setattr(cluster_cache_module, "RELAY_MIN_BYTES", 1024 * 1024)
+    url = f"{cloud.cc_url}/cc/api/1.0/images/{image.image_id}/versions/{version.number}/data"
+    parts, sleeps = [], []
+    original_get = requests.Session.get
+
+    def recorded_get(self, url, **kwargs):
+        response = original_get(self, url, **kwargs)
+        if "/cc/api/" in url:  # the node's requests, not the cluster cache's own download from walrus
+            parts.append((kwargs["headers"]["Range"], response.status_code, response.headers.get("Content-Range")))
+            gate.set()
+        return response
+
+    monkeypatch.setattr(requests.Session, "get", recorded_get)
+    monkeypatch.setattr("luhyaapi.transfer.time.sleep", sleeps.append)
+    dest = tmp_path / "nc.img"
+    assert download(url, dest, key=cloud.cloud_key, sender="nc-1", expected_sha256=version.sha256) == version.sha256
+    assert sha256_of(dest) == version.sha256
+    # The first answer ended where walrus's bytes had got to; the node asked again at once for the rest.
+    first_range, first_status, first_content_range = parts[0]
+    assert (first_range, first_status) == ("bytes=0-", 206)
+    first_end = int(first_content_range.split("-")[1].split("/")[0])
+    assert 1024 * 1024 <= first_end + 1 < SIZE
+    assert parts[1][0] == f"bytes={first_end + 1}-"
+    assert parts[-1][2].endswith(f"-{SIZE - 1}/{SIZE}")
+    assert sleeps == []

@@ -20,7 +20,7 @@ def test_init_cloud_creates_the_administrator_and_initial_data_once(settings, tm
     assert get_user_model().objects.get(username="admin").check_password("first-password-123")
     assert (tmp_path / "admin-password").read_text().strip() == "first-password-123"
     assert oct((tmp_path / "admin-password").stat().st_mode & 0o777) == "0o600"
-    assert set(VMType.objects.values_list("name", flat=True)) == {"small", "medium", "large", "xlarge"}
+    assert set(VMType.objects.values_list("name", flat=True)) == {"tiny", "small", "medium", "large", "xlarge"}
     root = OwnerGroup.objects.get(path="edu")
     assert all(p.is_full for p in OwnerGroupPermission.objects.filter(owner_group=root))
     assert OwnerGroupPermission.objects.filter(owner_group=root).count() == 5
@@ -29,5 +29,5 @@ def test_init_cloud_creates_the_administrator_and_initial_data_once(settings, tm
     call_command("init_cloud")
     assert "already exists" in capsys.readouterr().out
     assert get_user_model().objects.get(username="admin").check_password("first-password-123")
-    assert VMType.objects.count() == 4
+    assert VMType.objects.count() == 5
     assert OwnerGroup.objects.count() == 1

@@ -4,6 +4,7 @@ and formats detected on the way in."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import shutil
@@ -24,6 +25,15 @@ from luhyaapi.signing import canonical_path, sign_headers
 from luhyaapi.transfer import ChecksumMismatch, TransferError, download, throttled, upload_file
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def no_lingering_connections():
+    """A client that raised keeps its keep-alive connection in a reference cycle until the garbage collector runs:
+    collect after each test, so the live server's thread for that connection ends while the server still runs (one
+    that ends after the session's server stopped fails with a DatabaseError at exit)."""
+    yield
+    gc.collect()
 
 IMAGE = "img-0000abcd"
 MiB = 1024 * 1024
@@ -89,6 +99,7 @@ class CuttingProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
         threading.Thread(target=self.accept, daemon=True).start()
 
     def accept(self) -> None:
@@ -99,6 +110,7 @@ class CuttingProxy:
                 return
             self.connections += 1
             upstream = socket.create_connection(self.target)
+            self.sockets += [downstream, upstream]
             threading.Thread(target=self.pump, args=(downstream, upstream, "up"), daemon=True).start()
             threading.Thread(target=self.pump, args=(upstream, downstream, "down"), daemon=True).start()
 
@@ -127,7 +139,14 @@ class CuttingProxy:
                 pass
 
     def close(self) -> None:
+        """Stop accepting and end every connection still open, so no request of the test outlives it."""
         self.listener.close()
+        for end in self.sockets:
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
 
 
 @pytest.fixture

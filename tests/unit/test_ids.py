@@ -49,3 +49,9 @@ def test_a_modify_task_has_the_same_source_and_destination():
 def test_malformed_task_ids_are_refused(bad):
     with pytest.raises(InvalidId):
         TaskId.parse(bad)
+
+
+@pytest.mark.parametrize("value", ["ins-0123abcd\n", "ins-0123abcd\r\n", " ins-0123abcd"])
+def test_an_id_with_a_trailing_newline_or_space_is_refused(value):
+    with pytest.raises(InvalidId):
+        validate_id(value, "instance")

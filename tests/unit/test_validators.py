@@ -66,3 +66,11 @@ def test_hostile_display_names_are_refused(value):
                                    "a@b:c"])
 def test_ordinary_display_names_pass(value):
     assert validate_display_name(value) == value
+
+
+@pytest.mark.parametrize("check, value", [
+    (validate_name, "nc-1\n"), (validate_owner_path, "edu.school\n"), (validate_name, "nc-1\r\n"),
+])
+def test_a_value_with_a_trailing_newline_is_refused(check, value):
+    with pytest.raises(InvalidValue):
+        check(value)

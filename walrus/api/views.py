@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
@@ -14,8 +14,15 @@ from rest_framework.views import APIView
 
 from luhyaapi.drf import SignedRequestAuthentication
 from luhyaapi.ids import InvalidId, validate_id
-from luhyaapi.ranges import RangeNotSatisfiable, set_file_headers, unsatisfiable_headers, wanted_range
+from luhyaapi.ranges import (
+    RangeNotSatisfiable,
+    file_response,
+    set_file_headers,
+    unsatisfiable_headers,
+    wanted_range,
+)
 from walrus.api.authentication import IsSignedNodeOrStaffOrUploadToken, UploadTokenAuthentication
+from walrus.api.cors import UploadCorsMixin
 from walrus.api.serializers import (
     ImageVersionSerializer,
     StoredImageSerializer,
@@ -35,7 +42,7 @@ from walrus.services.store import (
     get_upload,
     image_ids,
     list_images,
-    read_version,
+    open_version,
     start_upload,
     write_upload,
 )
@@ -88,7 +95,7 @@ class AnyAccept(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class UploadListView(StoreView):
+class UploadListView(UploadCorsMixin, StoreView):
     """``POST uploads/`` ``{"image_id", "size", "sha256"?}``: start an upload of a new version of an image."""
 
     def post(self, request):
@@ -96,7 +103,7 @@ class UploadListView(StoreView):
         return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)
 
 
-class UploadDetailView(StoreView):
+class UploadDetailView(UploadCorsMixin, StoreView):
     """``GET uploads/<upload_id>/``: where to resume; ``DELETE``: abandon the upload and its partial file."""
 
     def get(self, request, upload_id: str):
@@ -107,7 +114,7 @@ class UploadDetailView(StoreView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class UploadDataView(StoreView):
+class UploadDataView(UploadCorsMixin, StoreView):
     """``PUT uploads/<upload_id>/data?offset=N``: the raw body, streamed to the partial file in chunks.
 
     The body is read from the WSGI stream (``request._request``), never through ``request.body`` or
@@ -133,7 +140,7 @@ class UploadDataView(StoreView):
         return Response({"offset": new_offset})
 
 
-class UploadCompleteView(StoreView):
+class UploadCompleteView(UploadCorsMixin, StoreView):
     """``POST uploads/<upload_id>/complete/`` ``{"sha256"?}``: store the upload as the image's next, current
     version (201); a repeated call answers with the same version (200)."""
 
@@ -180,9 +187,10 @@ class VersionDetailView(StoreView):
 
 
 class VersionDataView(StoreView):
-    """``GET``/``HEAD images/<image_id>/versions/<n or current>/data``: the file, streamed in large chunks, with a
-    single ``Range`` (206, or 416 outside the file), ``ETag: "<sha256>"`` and ``X-Educloud-Sha256``. An
-    ``If-Range`` that is not this file's ETag gets the whole file, so a resumed download never mixes two files."""
+    """``GET``/``HEAD images/<image_id>/versions/<n or current>/data``: the file, handed to the web server to send
+    straight from the disk (its ``wsgi.file_wrapper``), with a single ``Range`` (206, or 416 outside the file),
+    ``ETag: "<sha256>"`` and ``X-Educloud-Sha256``. An ``If-Range`` that is not this file's ETag gets the whole
+    file, so a resumed download never mixes two files."""
 
     content_negotiation_class = AnyAccept
 
@@ -198,10 +206,10 @@ class VersionDataView(StoreView):
         first, last = byte_range or (0, stored.size - 1)
         if request.method == "HEAD":
             response = HttpResponse(content_type="application/octet-stream")
+            set_file_headers(response, size=stored.size, sha256=stored.sha256, first=first, last=last,
+                             partial=byte_range is not None)
         else:
-            response = StreamingHttpResponse(read_version(stored, first, last - first + 1),
-                                             content_type="application/octet-stream")
-        set_file_headers(response, size=stored.size, sha256=stored.sha256, first=first, last=last,
-                         partial=byte_range is not None)
+            response = file_response(open_version(stored, first, last), size=stored.size, sha256=stored.sha256,
+                                     partial=byte_range is not None)
         response["Content-Disposition"] = f'attachment; filename="{stored.image_id}-{stored.version}.{stored.format}"'
         return response

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
@@ -29,18 +29,16 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from luhyaapi.ids import new_id, validate_id
-from walrus.choices import DiskFormatChoices, UploadStateChoices
-from walrus.constants import CHECKPOINT_BYTES, DOWNLOAD_CHUNK_BYTES, IO_CHUNK_BYTES
+from luhyaapi.ranges import FileRange
+from luhyaapi.transfer import BackgroundHash, Writeback, write_all
+from walrus.choices import UploadStateChoices
+from walrus.constants import CHECKPOINT_BYTES, IO_CHUNK_BYTES
 from walrus.models import ImageVersion, Upload
+from walrus.services.formats import HEAD_BYTES, detect_format, host_file_reference
 
 logger = logging.getLogger(__name__)
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-QCOW2_MAGIC = b"QFI\xfb"
-VDI_SIGNATURE = 0xBEDA107F
-VDI_SIGNATURE_OFFSET = 64
-VMDK_SPARSE_MAGIC = b"KDMV"
-VMDK_DESCRIPTOR = b"# Disk DescriptorFile"
 
 
 class StoreError(Exception):
@@ -99,23 +97,9 @@ def _sync_dir(path: Path) -> None:
 
 # Disk formats.
 
-def detect_format(head: bytes) -> str:
-    """The disk format of a file from its first bytes (at least 68 of them when the file has that many): qcow2
-    (``QFI\\xfb`` at 0), vdi (signature 0xbeda107f, little-endian, at 64), vmdk (sparse extent ``KDMV`` at 0, or a
-    text descriptor), else raw."""
-    if head.startswith(QCOW2_MAGIC):
-        return DiskFormatChoices.QCOW2
-    signature = head[VDI_SIGNATURE_OFFSET:VDI_SIGNATURE_OFFSET + 4]
-    if len(signature) == 4 and int.from_bytes(signature, "little") == VDI_SIGNATURE:
-        return DiskFormatChoices.VDI
-    if head.startswith(VMDK_SPARSE_MAGIC) or head.startswith(VMDK_DESCRIPTOR):
-        return DiskFormatChoices.VMDK
-    return DiskFormatChoices.RAW
-
-
 def detect_file_format(path: Path) -> str:
     with open(path, "rb") as file:
-        return detect_format(file.read(512))
+        return detect_format(file.read(HEAD_BYTES))
 
 
 # Running hashes: a write goes on from the sha256 state the previous write of this process left.
@@ -214,24 +198,19 @@ def _reconcile(upload: Upload, fd: int) -> int:
     return upload.offset
 
 
-def _save_offset(upload: Upload, fd: int, offset: int, hasher: hashlib._Hash) -> None:
+def _save_offset(upload: Upload, fd: int, offset: int) -> None:
     # The saved offset must never be ahead of the bytes on disk, or a crash would leave a hole that looks received.
     os.fdatasync(fd)
     Upload.objects.filter(pk=upload.pk, state=UploadStateChoices.OPEN).update(offset=offset, updated=timezone.now())
-    _keep_hash(upload.upload_id, offset, hasher)
 
 
 def _write_all(fd: int, data: bytes, position: int) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.pwrite(fd, view, position)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreError(507, "the image store's disk is full") from exc
-            raise
-        view = view[written:]
-        position += written
+    try:
+        write_all(fd, data, position)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreError(507, "the image store's disk is full") from exc
+        raise
 
 
 def start_upload(image_id: str, size: int, sha256: str = "") -> Upload:
@@ -294,6 +273,10 @@ def _receive(upload: Upload, fd: int, start: int, length: int, read: Callable[[i
     hasher = _hash_at(upload.upload_id, fd, start)
     position = saved = start
     end = start + length
+    # The disk writes, the sha256 (in a helper thread) and the reads from the request overlap; the disk starts
+    # writing back at once, so the checkpoints' fdatasync find little to do.
+    writeback = Writeback(fd, start)
+    hashing = BackgroundHash(hasher)
     try:
         while position < end:
             try:
@@ -304,15 +287,18 @@ def _receive(upload: Upload, fd: int, start: int, length: int, read: Callable[[i
             if not chunk:
                 raise StoreError(400, f"the body ended after {position - start} of {length} bytes", offset=position)
             _write_all(fd, chunk, position)
-            hasher.update(chunk)
+            hashing.feed(chunk)
             position += len(chunk)
+            writeback.written(position)
             if position - saved >= CHECKPOINT_BYTES:
-                _save_offset(upload, fd, position, hasher)
+                _save_offset(upload, fd, position)
                 saved = position
     finally:
         # A chunk whose write failed half-way is not in the hash: drop its bytes so file and hash stay the same.
         os.ftruncate(fd, position)
-        _save_offset(upload, fd, position, hasher)
+        hashing.finish()
+        _save_offset(upload, fd, position)
+        _keep_hash(upload.upload_id, position, hasher)
         if position < end:
             logger.warning("walrus: upload %s got %d of %d bytes at %d; kept them (offset %d)", upload.upload_id,
                            position - start, length, start, position)
@@ -346,7 +332,8 @@ def complete_upload(upload_id: str, sha256: str = "") -> tuple[ImageVersion, boo
     version and whether this call made it: completing a completed upload answers with the same version, so a client
     whose connection broke during ``complete/`` can safely ask again. ``sha256`` (given here, at start, or both)
     must be the received file's. Raises StoreError: 404 no such upload; 409 (with ``offset``) if not all bytes
-    arrived or a transfer to it is in progress; 422 if a sha256 differs, and then the upload and its data are
+    arrived or a transfer to it is in progress; 422 if a sha256 differs, and 400 (with ``reason``) if the image would
+    make a hypervisor open other files of its host (``walrus.services.formats``): then the upload and its data are
     discarded; 410 if the version it became has since been deleted."""
     if sha256 and not SHA256_RE.match(sha256):
         raise ValueError(f"{sha256!r} is not a sha256 (64 lower-case hex digits)")
@@ -372,9 +359,15 @@ def complete_upload(upload_id: str, sha256: str = "") -> tuple[ImageVersion, boo
                                upload.image_id, actual, wrong[0])
                 raise StoreError(422, f"the received data's sha256 is {actual}, not {wrong[0]}; the upload is "
                                       "discarded, start again")
-            disk_format = detect_format(os.pread(fd, 512, 0))
+            head = os.pread(fd, HEAD_BYTES, 0)
+            refused = host_file_reference(head, lambda offset, size: os.pread(fd, size, offset))
+            if refused:
+                _discard(upload)
+                logger.warning("walrus: upload %s of %s refused (%s): %s", upload_id, upload.image_id,
+                               refused.reason, refused.message)
+                raise StoreError(400, f"{refused.message}; the upload is discarded", reason=refused.reason)
             os.fsync(fd)
-            return _store_version(upload, actual, disk_format), True
+            return _store_version(upload, actual, detect_format(head)), True
     except FileNotFoundError:
         upload = _load(upload_id)
         if upload.state == UploadStateChoices.COMPLETE:
@@ -436,6 +429,41 @@ def abandon_upload(upload_id: str) -> None:
     logger.info("walrus: upload %s of %s abandoned", upload_id, upload.image_id)
 
 
+def expire_uploads(max_idle_seconds: float) -> list[str]:
+    """Delete the open uploads nobody has written to for ``max_idle_seconds`` (their ``updated`` time), with their
+    partial files, and partial files older than that which no open upload owns (left by a crash); return the ids
+    of the uploads deleted. An upload being written right now is left alone, however old (its partial file is
+    locked), and so are complete uploads: they hold no data and keep version numbers from being reused."""
+    cutoff = timezone.now() - timedelta(seconds=max_idle_seconds)
+    expired = []
+    for upload_id in Upload.objects.filter(state=UploadStateChoices.OPEN, updated__lt=cutoff).values_list(
+            "upload_id", flat=True):
+        try:
+            with _locked_part(upload_id):
+                # Read again under the lock: a write may have touched it since the query.
+                upload = _load(upload_id)
+                if upload.state != UploadStateChoices.OPEN or upload.updated >= cutoff:
+                    continue
+                _discard(upload)
+        except StoreError:
+            continue  # being written (409), or completed or abandoned meanwhile (404)
+        except FileNotFoundError:
+            Upload.objects.filter(upload_id=upload_id, state=UploadStateChoices.OPEN).delete()
+        expired.append(upload_id)
+        logger.info("walrus: upload %s expired (no data for %.0f hours)", upload_id, max_idle_seconds / 3600)
+    folder = store_dir() / "uploads"
+    open_ids = set(Upload.objects.filter(state=UploadStateChoices.OPEN).values_list("upload_id", flat=True))
+    for part in folder.glob("upl-*.part") if folder.is_dir() else []:
+        try:
+            stale = part.stem not in open_ids and part.stat().st_mtime < cutoff.timestamp()
+        except FileNotFoundError:
+            continue
+        if stale:
+            logger.info("walrus: removing %s, a partial file no open upload owns", part)
+            part.unlink(missing_ok=True)
+    return expired
+
+
 # Images and their versions.
 
 def image_ids() -> QuerySet:
@@ -469,28 +497,16 @@ def find_version(image_id: str, version: int | None) -> ImageVersion:
     return stored
 
 
-def read_version(stored: ImageVersion, start: int, length: int) -> Iterator[bytes]:
-    """The bytes ``[start, start + length)`` of a version's file in large chunks. The file is opened now, so a
-    version deleted while it is sent is still sent whole; it is closed when the iterator ends or is closed. Raises
-    StoreError 500 when the version's file is missing."""
+def open_version(stored: ImageVersion, first: int, last: int) -> FileRange:
+    """Bytes ``first..last`` (inclusive) of a version's file, for a web server to send straight from the file. The
+    file is opened now, so a version deleted while it is sent is still sent whole; closing the range closes it.
+    Raises StoreError 500 when the version's file is missing."""
     try:
         file = open(version_path(stored.image_id, stored.version), "rb", buffering=0)
     except FileNotFoundError:
         logger.error("walrus: the file of %s version %d is missing", stored.image_id, stored.version)
         raise StoreError(500, f"the file of {stored.image_id} version {stored.version} is missing") from None
-    return _chunks(file, start, length)
-
-
-def _chunks(file: BinaryIO, start: int, length: int) -> Iterator[bytes]:
-    with file:
-        position, end = start, start + length
-        while position < end:
-            data = os.pread(file.fileno(), min(DOWNLOAD_CHUNK_BYTES, end - position), position)
-            if not data:
-                logger.error("walrus: %s ended at %d, before %d", file.name, position, end)
-                return
-            position += len(data)
-            yield data
+    return FileRange(file, first, last)
 
 
 def delete_version(image_id: str, version: int) -> None:

@@ -24,7 +24,7 @@ from walrus.services.store import (
     detect_format,
     find_version,
     get_image,
-    read_version,
+    open_version,
     start_upload,
     upload_path,
     version_path,
@@ -262,8 +262,13 @@ def test_abandoning_an_upload_removes_its_record_and_partial_file():
 def test_a_version_is_read_back_in_ranges():
     data = bytes(range(256)) * 100
     version = stored(data)
-    assert b"".join(read_version(version, 0, len(data))) == data
-    assert b"".join(read_version(version, 1000, 24)) == data[1000:1024]
+    whole, middle = open_version(version, 0, len(data) - 1), open_version(version, 1000, 1023)
+    try:
+        assert whole.read() == data
+        assert (middle.read(10), middle.read(), middle.read()) == (data[1000:1010], data[1010:1024], b"")
+    finally:
+        whole.close()
+        middle.close()
 
 
 @pytest.mark.parametrize("head, expected", [

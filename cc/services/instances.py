@@ -1,0 +1,212 @@
+"""Instances of this cluster: placing them on a node, leasing their ports, sending the node its commands, and
+following their state as the nodes report it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+
+from cc.models import ClusterInstance, ClusterNode, PortLease
+from cc.network.addresses import PortPool
+from cc.services.network import AddressPoolExhausted, apply_network, cluster_network, lease_address, release_addresses
+from cc.services.scheduler import Candidate, Need, NoNodeFits, pick_node
+from luhyaapi.bus import Bus
+from luhyaapi.messages import Command, InsStatus, InstanceRunRequest
+from luhyaapi.queues import node_commands
+from luhyaapi.vmspec import ConsoleSpec, NicSpec, PortForward, RuntimeOptions
+
+logger = logging.getLogger(__name__)
+
+# States in which an instance holds its node's resources and its ports.
+ACTIVE_STATES = ("scheduled", "preparing", "booting", "running", "stopping", "submitting")
+RELEASING_STATES = ("stopped", "failed", "deleted")
+
+
+class InstanceRefused(Exception):
+    """The cluster will not do what was asked; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _candidates() -> list[Candidate]:
+    config = settings.EDUCLOUD
+    # The relay writes a node's last_seen only every db_touch_seconds while nothing else changes.
+    recent = datetime.now(tz=UTC) - timedelta(seconds=config.offline_after_seconds + config.db_touch_seconds)
+    committed = {row["node"]: Need(row["cpus"] or 0, row["memory_mb"] or 0) for row in
+                 ClusterInstance.objects.filter(state__in=ACTIVE_STATES).values("node")
+                 .annotate(cpus=Sum("cpus"), memory_mb=Sum("memory_mb"))}
+    return [Candidate(name=node.name, online=bool(node.last_seen and node.last_seen >= recent), cpus=node.cpus,
+                      memory_mb=node.memory_mb, free_disk_mb=node.free_disk_mb or node.disk_mb,
+                      committed=committed.get(node.name, Need(0, 0)))
+            for node in ClusterNode.objects.filter(role="nc")]
+
+
+def lease_ports(insid: str, purposes: list[str], port_range: tuple[int, int]) -> dict[str, int]:
+    """Lease one port of the cluster's pool for each purpose; InstanceRefused (409) when the pool is used up."""
+    pool = PortPool(*port_range)
+    leased: dict[str, int] = {}
+    for purpose in purposes:
+        for _attempt in range(5):
+            taken = PortLease.objects.filter(port__gte=pool.low, port__lte=pool.high).values_list("port", flat=True)
+            port = pool.next_free(taken)
+            if port is None:
+                raise InstanceRefused(409, f"the cluster's port pool {pool.low}-{pool.high} is used up")
+            try:
+                with transaction.atomic():
+                    PortLease.objects.create(port=port, instance_id=insid, purpose=purpose)
+            except IntegrityError:
+                continue  # another process took it between our look and our insert; look again
+            leased[purpose] = port
+            break
+        else:
+            raise InstanceRefused(503, "could not lease a port: the pool is changing too fast, try again")
+    return leased
+
+
+def release_ports(insid: str) -> int:
+    """Give back every port ``insid`` holds; returns how many."""
+    released, _ = PortLease.objects.filter(instance_id=insid).delete()
+    return released
+
+
+def _options(request: InstanceRunRequest, node_ip: str, ports: dict[str, int], bridge: str = "") -> RuntimeOptions:
+    # Linux has virtio drivers built in (faster disk and network, a link up at once); other systems may not.
+    paravirtual = request.os_type == "linux"
+    model = "virtio" if paravirtual else "e1000"
+    if bridge:  # on the cluster LAN with its DHCP-reserved address: its services are reached there, not forwarded
+        nic = NicSpec(mode="bridged", bridge=bridge, model=model, mac=request.mac)
+    else:
+        forwards = tuple(PortForward(host_ip=node_ip, host_port=ports[f"tcp/{port}"], guest_port=port)
+                         for port in request.services)
+        nic = NicSpec(mode="nat", model=model, mac=request.mac, forwards=forwards)
+    return RuntimeOptions(os_type=request.os_type, memory_mb=request.memory_mb, cpus=request.cpus, nics=(nic,),
+                          disk_type="virtio" if paravirtual else "ide",
+                          console=ConsoleSpec(protocol="vnc", listen=node_ip, port=ports["console"]))
+
+
+def _access(node_ip: str, ports: dict[str, int], services: tuple[int, ...], console_host: str = "",
+            guest_address: str = "") -> dict[str, str]:
+    """How a user reaches the instance: its console (and, for a virtual server, the same as its management URL)
+    through the CC's public address in private mode or the node's own address, and each service: at the guest's
+    own (elastic or LAN) address when it is bridged, else at the forwarded port (``http`` for port 80)."""
+    host = console_host or node_ip
+    access = {"console": f"vnc://{host}:{ports['console']}"}
+    for port in services:
+        address = f"{guest_address}:{port}" if guest_address else f"{host}:{ports[f'tcp/{port}']}"
+        if port == 80:
+            access["http"] = f"http://{address.removesuffix(':80')}/"
+        else:
+            access[f"tcp/{port}"] = address
+    return access
+
+
+def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
+    """Place the instance on a node (the pinned one, or where its persistent disk lives, else the best fit), lease
+    its console and service ports, and queue ``instance/run`` for the node after the commit. Asking again for the
+    same run (same ``seq``) answers the same placement. InstanceRefused: 409 when the cluster does not run this
+    kind, no node fits (with each node's reason) or it already runs."""
+    config = settings.EDUCLOUD
+    net = cluster_network()
+    if net is not None and request.kind != net.kind:
+        net = cluster_network(max_age=0)  # the CLC's settings may have changed since this copy was fetched
+    kinds = (net.kind,) if net else config.cluster_kinds
+    if request.kind not in kinds:
+        raise InstanceRefused(409, f"cluster {config.cluster} runs {', '.join(kinds)} instances, not {request.kind}")
+    with transaction.atomic():
+        existing = ClusterInstance.objects.select_for_update().filter(instance_id=request.insid).first()
+        if existing and existing.state in ACTIVE_STATES:
+            if existing.seq == request.seq:
+                return existing
+            raise InstanceRefused(409, f"instance {request.insid} is already {existing.state} on {existing.node}")
+        pinned = request.pinned_node or (existing.node if existing and existing.persistent else "")
+        need = Need(request.cpus, request.memory_mb, request.disk_mb)
+        try:
+            chosen = pick_node(need, _candidates(), pinned)
+        except NoNodeFits as exc:
+            raise InstanceRefused(409, str(exc)) from None
+        bridged = net is not None and net.bridges(request.kind)
+        release_ports(request.insid)
+        release_addresses(request.insid)
+        ports = lease_ports(request.insid, ["console"] + ([] if bridged else [f"tcp/{p}" for p in request.services]),
+                            net.port_range if net else config.port_range)
+        guest_address = ""
+        if bridged:
+            try:
+                guest_address = lease_address(request.insid, net.dhcp, "lan", request.mac)
+                if net.mode == "private" and net.eips is not None:
+                    guest_address = lease_address(request.insid, net.eips, "eip")
+            except AddressPoolExhausted as exc:
+                raise InstanceRefused(409, str(exc)) from None
+        node_ip = ClusterNode.objects.get(role="nc", name=chosen.name).ip
+        options = _options(request, node_ip, ports, net.node_bridge if bridged else "")
+        record, _ = ClusterInstance.objects.update_or_create(
+            instance_id=request.insid,
+            defaults={"node": chosen.name, "tid": request.tid, "seq": request.seq, "kind": request.kind,
+                      "persistent": request.persistent, "cpus": request.cpus, "memory_mb": request.memory_mb,
+                      "disk_mb": request.disk_mb, "state": "scheduled", "options": options.model_dump(mode="json"),
+                      "access": _access(node_ip, ports, request.services, net.console_host if net else "",
+                                        guest_address)})
+        command = Command(op="instance/run", tid=request.tid, seq=request.seq,
+                          paras={"insid": request.insid, "image": request.image.model_dump(),
+                                 "options": record.options, "persistent": request.persistent,
+                                 "boot": request.boot})
+        transaction.on_commit(lambda: bus.publish(node_commands(chosen.name), command))
+        transaction.on_commit(apply_network)
+    logger.info("instances: %s scheduled on %s (console port %d)", request.insid, chosen.name, ports["console"])
+    return record
+
+
+def _send(bus: Bus, insid: str, op: str, seq: int, state: str, **paras) -> ClusterInstance:
+    with transaction.atomic():
+        record = ClusterInstance.objects.select_for_update().filter(instance_id=insid).first()
+        if record is None:
+            raise InstanceRefused(404, f"instance {insid} is not placed in this cluster")
+        record.state = state
+        record.save(update_fields=["state", "updated"])
+        command = Command(op=op, tid=record.tid, seq=max(seq, record.seq),
+                          paras={"insid": insid, "persistent": record.persistent} | paras)
+        transaction.on_commit(lambda: bus.publish(node_commands(record.node), command))
+    logger.info("instances: %s for %s queued for %s", op, insid, record.node)
+    return record
+
+
+def stop_instance(bus: Bus, insid: str, seq: int) -> ClusterInstance:
+    """Queue ``instance/stop`` for the instance's node; its ports are given back when the node reports it stopped."""
+    return _send(bus, insid, "instance/stop", seq, "stopping")
+
+
+def delete_instance(bus: Bus, insid: str, seq: int) -> ClusterInstance:
+    """Queue ``instance/delete`` (VM and disk removed) for its node; the record goes when the node reports it."""
+    return _send(bus, insid, "instance/delete", seq, "deleting")
+
+
+def submit_instance(bus: Bus, insid: str, seq: int, image_id: str) -> ClusterInstance:
+    """Queue ``instance/submit``: the node uploads the instance's disk (through this CC) to walrus as a new version
+    of ``image_id``, then removes the instance (the image wizard's last step)."""
+    return _send(bus, insid, "instance/submit", seq, "submitting", image_id=image_id)
+
+
+def note_instance_status(report: InsStatus) -> None:
+    """Follow an instance's state as its node reports it: ports are given back once it stopped, failed or is gone,
+    and the record of a deleted one removed. A report of an earlier run (lower ``seq``) changes nothing."""
+    record = ClusterInstance.objects.filter(instance_id=report.insid).first()
+    if record is None or report.seq < record.seq:
+        return
+    released = 0
+    if report.state in RELEASING_STATES:
+        released = release_ports(report.insid) + release_addresses(report.insid)
+        if released:
+            logger.info("instances: %s is %s; %d ports and addresses released", report.insid, report.state,
+                        released)
+    if report.state == "deleted":
+        record.delete()
+    elif record.state != report.state:
+        ClusterInstance.objects.filter(pk=record.pk).update(state=report.state)
+    if released:
+        apply_network()

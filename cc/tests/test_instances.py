@@ -1,0 +1,158 @@
+"""The cluster controller's side of instances: placement, port leases, the node's command, and following state."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cc.models import ClusterInstance, ClusterNode, PortLease
+from cc.services.instances import InstanceRefused, delete_instance, note_instance_status, run_instance, stop_instance
+from luhyaapi.bus import InProcessBus
+from luhyaapi.messages import Command, ImageRef, InsStatus, InstanceRunRequest
+from luhyaapi.queues import node_commands
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+IMAGE = ImageRef(image_id="img-0000aaaa", version=1, sha256="a" * 64, size=1024)
+
+
+def request(insid="ins-0000000a", seq=1, **changes):
+    fields = dict(insid=insid, tid=f"img-0000aaaa:img-0000aaaa:{insid}", seq=seq, kind="rvd", image=IMAGE, cpus=1,
+                  memory_mb=256, mac="52:54:00:00:00:0a", services=(80,))
+    return InstanceRunRequest(**(fields | changes))
+
+
+@pytest.fixture
+def nodes(settings):
+    now = datetime.now(tz=UTC)
+    ClusterNode.objects.create(name="nc-1", role="nc", ip="10.0.0.11", cpus=2, memory_mb=4096, disk_mb=10**6,
+                               free_disk_mb=10**6, last_seen=now)
+    ClusterNode.objects.create(name="nc-2", role="nc", ip="10.0.0.12", cpus=2, memory_mb=2048, disk_mb=10**6,
+                               free_disk_mb=10**6, last_seen=now)
+    ClusterNode.objects.create(name="nc-old", role="nc", ip="10.0.0.13", cpus=64, memory_mb=10**6, disk_mb=10**6,
+                               free_disk_mb=10**6, last_seen=now - timedelta(days=1))
+
+
+def take(bus, node):
+    """The commands queued for ``node`` (a last status/report is queued so that taking never waits forever)."""
+    got, stop = [], threading.Event()
+    bus.publish(node_commands(node), Command(op="status/report"))
+
+    def handle(batch):
+        got.extend(batch)
+        if any(message.op == "status/report" for message in batch):
+            stop.set()
+
+    bus.consume(node_commands(node), handle, stop)
+    return [message for message in got if message.op != "status/report"]
+
+
+def test_an_instance_is_placed_on_the_roomiest_online_node_with_leased_ports_and_the_node_gets_its_command(nodes):
+    bus = InProcessBus()
+    record = run_instance(bus, request())
+    assert record.node == "nc-1"  # nc-old has more room but has not been heard of for a day
+    leases = dict(PortLease.objects.values_list("purpose", "port"))
+    assert set(leases) == {"console", "tcp/80"} and leases["console"] != leases["tcp/80"]
+    assert record.access == {"console": f"vnc://10.0.0.11:{leases['console']}",
+                             "http": f"http://10.0.0.11:{leases['tcp/80']}/"}
+    [command] = take(bus, "nc-1")
+    assert (command.op, command.seq, command.paras["insid"]) == ("instance/run", 1, "ins-0000000a")
+    options = command.paras["options"]
+    assert options["console"] == {"protocol": "vnc", "listen": "10.0.0.11", "port": leases["console"]}
+    assert options["nics"][0]["forwards"] == [{"protocol": "tcp", "host_ip": "10.0.0.11",
+                                               "host_port": leases["tcp/80"], "guest_port": 80}]
+
+
+def test_asking_twice_for_the_same_run_answers_the_same_placement_and_sends_one_command(nodes):
+    bus = InProcessBus()
+    first = run_instance(bus, request())
+    again = run_instance(bus, request())
+    assert (again.node, again.access) == (first.node, first.access)
+    assert PortLease.objects.count() == 2
+    assert len(take(bus, "nc-1")) == 1
+
+
+def test_a_second_run_while_running_is_refused(nodes):
+    bus = InProcessBus()
+    run_instance(bus, request(seq=1))
+    with pytest.raises(InstanceRefused, match="already scheduled on nc-1") as raised:
+        run_instance(bus, request(seq=2))
+    assert raised.value.status == 409
+
+
+def test_no_port_is_handed_out_twice_and_an_empty_pool_is_refused(nodes, settings):
+    from dataclasses import replace
+
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, port_range=(5900, 5904))
+    bus = InProcessBus()
+    run_instance(bus, request("ins-00000001"))
+    run_instance(bus, request("ins-00000002"))
+    assert sorted(PortLease.objects.values_list("port", flat=True)) == [5900, 5901, 5902, 5903]
+    with pytest.raises(InstanceRefused, match="port pool 5900-5904 is used up"):
+        run_instance(bus, request("ins-00000003"))
+    assert not PortLease.objects.filter(instance_id="ins-00000003").exists()
+
+
+def test_when_nothing_fits_the_refusal_names_every_nodes_reason(nodes):
+    with pytest.raises(InstanceRefused) as raised:
+        run_instance(InProcessBus(), request(memory_mb=8192))
+    text = str(raised.value)
+    assert "nc-1: 3584 MB memory free, 8192 MB needed" in text
+    assert "nc-2: 1536 MB memory free, 8192 MB needed" in text
+    assert "nc-old: offline" in text
+    assert not PortLease.objects.exists() and not ClusterInstance.objects.exists()
+
+
+def test_a_kind_the_cluster_does_not_run_is_refused(nodes, settings):
+    from dataclasses import replace
+
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, cluster_kinds=("vs",))
+    with pytest.raises(InstanceRefused, match="runs vs instances, not rvd"):
+        run_instance(InProcessBus(), request())
+
+
+def test_ports_return_to_the_pool_when_the_node_reports_the_instance_stopped(nodes):
+    bus = InProcessBus()
+    run_instance(bus, request())
+    stop_instance(bus, "ins-0000000a", 1)
+    assert ClusterInstance.objects.get().state == "stopping"
+    note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
+    assert not PortLease.objects.exists()
+    assert ClusterInstance.objects.get().state == "stopped"
+
+
+def test_a_late_report_of_an_earlier_run_changes_nothing(nodes):
+    bus = InProcessBus()
+    run_instance(bus, request(seq=1))
+    note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
+    run_instance(bus, request(seq=2))
+    note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
+    assert ClusterInstance.objects.get().state == "scheduled"
+    assert PortLease.objects.count() == 2
+
+
+def test_a_persistent_instance_runs_again_where_its_disk_is(nodes):
+    bus = InProcessBus()
+    ClusterNode.objects.filter(name="nc-2").update(memory_mb=3000)
+    first = run_instance(bus, request(persistent=True, memory_mb=3000))  # only nc-1 has room for it
+    assert first.node == "nc-1"
+    note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
+    ClusterNode.objects.filter(name="nc-2").update(memory_mb=65536)
+    again = run_instance(bus, request(seq=2, persistent=True, memory_mb=256))
+    assert again.node == "nc-1"
+
+
+def test_a_deleted_instance_leaves_no_record_or_lease(nodes):
+    bus = InProcessBus()
+    run_instance(bus, request())
+    delete_instance(bus, "ins-0000000a", 1)
+    note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="deleted"))
+    assert not ClusterInstance.objects.exists() and not PortLease.objects.exists()
+
+
+def test_stopping_an_instance_this_cluster_never_placed_is_a_404(nodes):
+    with pytest.raises(InstanceRefused) as raised:
+        stop_instance(InProcessBus(), "ins-0000ffff", 1)
+    assert raised.value.status == 404

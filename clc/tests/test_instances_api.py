@@ -1,0 +1,150 @@
+"""The instances API on the CLC: define, run through a cluster controller (a real REST call to the CC role),
+stop, delete, and clear refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from cc.models import ClusterNode, PortLease
+from clc.services.status import StatusFolder
+from luhyaapi.messages import InsStatus
+from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, TaskTransaction, VMType
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def cloud(live_server, cloud_at, tmp_path):
+    config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio")
+    Server.objects.create(name="aio", role="cc", ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
+                          state="online", last_seen=datetime.now(tz=UTC))
+    Server.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
+    ClusterNode.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cpus=2, memory_mb=4096, disk_mb=10**5,
+                               free_disk_mb=10**5, last_seen=datetime.now(tz=UTC))
+    return config
+
+
+@pytest.fixture
+def image():
+    group = OwnerGroup.objects.create(name="root", path="edu")
+    image = Image.objects.create(image_id="img-0000abcd", name="Test VM", owner_group=group, current_version=1)
+    ImageVersion.objects.create(image=image, number=1, label="1.0.0", size_bytes=1024, sha256="b" * 64,
+                                format="qcow2")
+    VMType.objects.create(name="tiny", cpus=1, memory_mb=256, disk_gb=1)
+    VMType.objects.create(name="huge", cpus=1, memory_mb=65536, disk_gb=1)
+    return image
+
+
+def define(signed_client, **changes):
+    body = {"name": "Maths desktop", "kind": "rvd", "image": "img-0000abcd", "vm_type": "tiny", "owner_group": "edu",
+            "services": [80]} | changes
+    response = signed_client.post("/clc/api/1.0/instances/", body)
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def test_an_instance_is_defined_with_an_id_a_mac_and_state_defined(signed_client, cloud, image):
+    instance = define(signed_client)
+    assert instance["instance_id"].startswith("ins-")
+    assert instance["mac"].startswith("52:54:00:")
+    assert (instance["state"], instance["node"], instance["runs"]) == ("defined", "", 0)
+    assert instance["tid"] == f"img-0000abcd:img-0000abcd:{instance['instance_id']}"
+
+
+def test_run_places_it_through_the_cluster_controller_and_says_how_to_reach_it(signed_client, cloud, image):
+    insid = define(signed_client)["instance_id"]
+    response = signed_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    assert response.status_code == 202, response.json()
+    running = response.json()
+    ports = dict(PortLease.objects.values_list("purpose", "port"))
+    assert (running["state"], running["node"], running["cluster"], running["runs"]) == (
+        "scheduled", "nc-1", cloud.cluster, 1)
+    assert running["console_url"] == f"vnc://127.0.0.1:{ports['console']}"
+    assert running["access"]["http"] == f"http://127.0.0.1:{ports['tcp/80']}/"
+    task = TaskTransaction.objects.get(tid=running["tid"])
+    assert (task.phase, task.state, task.done) == ("preparing", "init", False)
+
+
+def test_running_a_running_instance_is_a_409(signed_client, cloud, image):
+    insid = define(signed_client)["instance_id"]
+    signed_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    response = signed_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    assert response.status_code == 409
+    assert "stop it first" in response.json()["detail"]
+
+
+def test_when_no_node_fits_the_409_says_why_for_each_node(signed_client, cloud, image):
+    insid = define(signed_client, vm_type="huge")["instance_id"]
+    response = signed_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    assert response.status_code == 409
+    assert "nc-1: 3584 MB memory free, 65536 MB needed" in response.json()["detail"]
+    assert Instance.objects.get(instance_id=insid).state == "defined"
+
+
+def test_with_no_cluster_controller_online_run_is_a_503(signed_client, cloud, image):
+    insid = define(signed_client)["instance_id"]
+    Server.objects.filter(role="cc").update(state="offline")
+    response = signed_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    assert response.status_code == 503
+    assert "no online cluster controller" in response.json()["detail"]
+
+
+def test_stop_and_delete_follow_the_nodes_reports(signed_client, cloud, image):
+    insid = define(signed_client)["instance_id"]
+    signed_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    folder = StatusFolder(missed_heartbeats=3, db_touch_seconds=60)
+    folder.fold([InsStatus(insid=insid, node="nc-1", seq=1, state="running", guest_ip="10.0.2.15")])
+    assert Instance.objects.get(instance_id=insid).guest_ip == "10.0.2.15"
+    assert signed_client.post(f"/clc/api/1.0/instances/{insid}/stop/", {}).status_code == 202
+    assert Instance.objects.get(instance_id=insid).state == "stopping"
+    folder.fold([InsStatus(insid=insid, node="nc-1", seq=1, state="stopped")])
+    assert Instance.objects.get(instance_id=insid).state == "stopped"
+    assert signed_client.post(f"/clc/api/1.0/instances/{insid}/stop/", {}).status_code == 409
+    response = signed_client.request("DELETE", f"/clc/api/1.0/instances/{insid}/")
+    assert (response.status_code, response.json()) == (202, {"state": "deleting"})
+    folder.fold([InsStatus(insid=insid, node="nc-1", seq=1, state="deleted")])
+    assert not Instance.objects.filter(instance_id=insid).exists()
+
+
+def test_an_instance_that_never_ran_is_deleted_at_once(signed_client, cloud, image):
+    insid = define(signed_client)["instance_id"]
+    assert signed_client.request("DELETE", f"/clc/api/1.0/instances/{insid}/").status_code == 204
+    assert not Instance.objects.exists()
+
+
+def test_a_running_instance_cannot_be_changed(signed_client, cloud, image):
+    insid = define(signed_client)["instance_id"]
+    signed_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    response = signed_client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"vm_type": "huge"})
+    assert response.status_code == 400
+    assert "stop it before changing it" in str(response.json()["state"])
+
+
+@pytest.mark.parametrize("field, value", [
+    ("name", "x; rm -rf /"), ("name", "../../etc"), ("name", "nul\x00"), ("kind", "vm"), ("image", "img-ffffffff"),
+    ("image", "../img"), ("vm_type", "gigantic"), ("services", [0]), ("services", [80, 80]), ("services", ["80; id"]),
+    ("pinned_node", "NC_1;reboot"), ("owner_group", "no.group"),
+])
+def test_hostile_or_unknown_values_are_refused_with_400_naming_the_field(signed_client, cloud, image, field, value):
+    body = {"name": "Maths desktop", "kind": "rvd", "image": "img-0000abcd", "vm_type": "tiny", "owner_group": "edu"}
+    response = signed_client.post("/clc/api/1.0/instances/", body | {field: value})
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Instance.objects.exists()
+
+
+def test_an_image_without_a_file_cannot_back_an_instance(signed_client, cloud, image):
+    Image.objects.filter(pk=image.pk).update(current_version=0)
+    body = {"name": "Maths desktop", "kind": "rvd", "image": "img-0000abcd", "vm_type": "tiny", "owner_group": "edu"}
+    response = signed_client.post("/clc/api/1.0/instances/", body)
+    assert response.status_code == 400
+    assert "no file yet" in str(response.json()["image"])
+
+
+@pytest.mark.parametrize("bad_id", ["ins-xyz", "ins-0000abc%3Bid", "%2E%2E", "img-0000abcd"])
+def test_a_malformed_instance_id_in_the_path_is_a_400(signed_client, cloud, image, bad_id):
+    response = signed_client.post(f"/clc/api/1.0/instances/{bad_id}/run/", {})
+    assert response.status_code == 400
+    assert "instance_id" in response.json()

@@ -1,0 +1,225 @@
+"""Pages of the admin console for instances (virtual servers, remote and local desktops): thin adapters over
+``clc.services.instances``; the detail page's state, console and task progress refresh from the API."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.contrib import messages
+from django.db.models import Q
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.generic import CreateView, DetailView, ListView, UpdateView, View
+
+from clc.forms import InstanceChangeForm, InstanceForm
+from clc.services.instances import (
+    EDITABLE_STATES,
+    STOPPABLE_STATES,
+    InstanceError,
+    change_instance,
+    define_instance,
+    delete_instance,
+    run_instance,
+    stop_instance,
+)
+from clc.services.tasks import TaskNotFound, task_status
+from clc.views import StaffRequiredMixin
+from luhyaapi.ids import validate_id
+from luhyadb.choices import InstanceKindChoices
+from luhyadb.choices import InstanceStateChoices as State
+from luhyadb.models import Instance
+
+# The states in which each action is offered, from the service's rules. The detail page's script gets this same
+# table, so one rule enables the buttons whether the page was just loaded or refreshed in place.
+ACTION_STATES = {
+    "run": [str(state) for state in EDITABLE_STATES],
+    "edit": [str(state) for state in EDITABLE_STATES],
+    "stop": [str(state) for state in STOPPABLE_STATES],
+    "delete": [state for state in State.values if state not in (State.DELETING, State.DELETED)],
+}
+# A console port is leased from scheduling on, but only a running guest answers on it.
+CONSOLE_STATES = [State.RUNNING.value]
+
+
+class InstanceIdConverter:
+    """A URL part that must be an instance id: anything else does not match, so a malformed id is a plain 404."""
+
+    regex = "[^/]+"
+
+    def to_python(self, value: str) -> str:
+        return validate_id(value, "instance")  # InvalidId is a ValueError, which Django takes as "no match"
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+def allowed_actions(state: str) -> dict[str, bool]:
+    """Which of run, stop, edit and delete an instance in ``state`` offers."""
+    return {action: state in states for action, states in ACTION_STATES.items()}
+
+
+def _href(url: str, schemes: tuple[str, ...]) -> str:
+    """``url`` when it uses one of ``schemes``, else "": a value from a node never becomes a ``javascript:`` link."""
+    return url if urlsplit(url).scheme.lower() in schemes else ""
+
+
+def reach(instance: Instance) -> dict:
+    """How to reach an instance, for the pages: its console while it runs, and its forwarded services."""
+    console = instance.console_url if instance.state in CONSOLE_STATES else ""
+    access = [{"name": name, "url": str(url), "href": _href(str(url), ("http", "https"))}
+              for name, url in sorted(instance.access.items()) if name != "console"]
+    return {"console": console, "console_href": _href(console, ("vnc",)), "access": access}
+
+
+class InstanceListView(StaffRequiredMixin, ListView):
+    """Instances with state, node and how to reach them; search by name, id or node, filter by kind and state."""
+
+    template_name = "clc/instances/list.html"
+    paginate_by = 25
+
+    def get_queryset(self):
+        instances = Instance.objects.select_related("image", "vm_type")
+        query = self.request.GET.get("q", "").strip()
+        if query:
+            instances = instances.filter(Q(name__icontains=query) | Q(instance_id__icontains=query)
+                                         | Q(node__icontains=query))
+        for name, choices in (("kind", InstanceKindChoices.values), ("state", State.values)):
+            value = self.request.GET.get(name, "")
+            if value in choices:
+                instances = instances.filter(**{name: value})
+        return instances
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        for instance in context["page_obj"]:
+            instance.reach = reach(instance)
+        return context | {
+            "query": self.request.GET.get("q", ""),
+            "kind": self.request.GET.get("kind", ""),
+            "state": self.request.GET.get("state", ""),
+            "kinds": InstanceKindChoices.choices,
+            "states": State.choices,
+        }
+
+
+class InstanceCreateView(StaffRequiredMixin, CreateView):
+    """Define a new instance; it runs when asked to on its page."""
+
+    template_name = "clc/instances/form.html"
+    form_class = InstanceForm
+
+    def form_valid(self, form):
+        self.object = define_instance(**form.cleaned_data)
+        messages.success(self.request, f"Instance {self.object.name} ({self.object.instance_id}) defined: "
+                                       "press Run to start it.")
+        return redirect(self.object)
+
+
+class InstanceDetailView(StaffRequiredMixin, DetailView):
+    """An instance's properties, where it runs, how to reach it, its current run's progress and its actions."""
+
+    template_name = "clc/instances/detail.html"
+    slug_field = "instance_id"
+    slug_url_kwarg = "insid"
+    queryset = Instance.objects.select_related("image", "vm_type", "owner_group")
+
+    def get_context_data(self, **kwargs):
+        instance = self.object
+        try:
+            task = task_status(instance.tid) if instance.runs else None
+        except TaskNotFound:
+            task = None
+        return super().get_context_data(**kwargs) | {
+            "actions": allowed_actions(instance.state),
+            "reach": reach(instance),
+            "task": task,
+            "live": {
+                "instance": reverse("clc-api:instance-detail", args=[instance.instance_id]),
+                "task": reverse("clc-api:task", args=[instance.tid]),
+                "list": reverse("clc:instances"),
+                "actions": ACTION_STATES,
+                "console": CONSOLE_STATES,
+                "labels": dict(State.choices),
+            },
+        }
+
+
+class InstanceUpdateView(StaffRequiredMixin, UpdateView):
+    """Change an instance that is not running (name, size, persistence, ports, pinned node)."""
+
+    template_name = "clc/instances/form.html"
+    form_class = InstanceChangeForm
+    slug_field = "instance_id"
+    slug_url_kwarg = "insid"
+    queryset = Instance.objects.all()
+
+    def get(self, request, *args, **kwargs):
+        return self._refused() or super().get(request, *args, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        return self._refused() or super().post(request, *args, **kwargs)
+
+    def _refused(self):
+        instance = self.get_object()
+        if allowed_actions(instance.state)["edit"]:
+            return None
+        messages.warning(self.request, f"{instance.name} is {instance.state}; stop it before changing it.")
+        return redirect(instance)
+
+    def form_valid(self, form):
+        if change_instance(self.object, **{field: form.cleaned_data[field] for field in form.Meta.fields}):
+            messages.success(self.request, "Changes saved.")
+        else:
+            messages.warning(self.request, "Not saved: the instance was started meanwhile; stop it before changing it.")
+        return redirect(self.object)
+
+
+class InstanceRunView(StaffRequiredMixin, View):
+    """Run on POST; a refusal (busy, no node fits, no cluster controller) is shown on the instance's page."""
+
+    def post(self, request, insid: str):
+        instance = get_object_or_404(Instance, instance_id=insid)
+        try:
+            instance = run_instance(instance)
+        except InstanceError as exc:
+            messages.error(request, f"{instance.name} was not started: {exc}")
+        else:
+            messages.success(request, f"{instance.name} is scheduled on {instance.node} (cluster {instance.cluster}); "
+                                      "follow its progress below.")
+        return redirect(instance)
+
+
+class InstanceStopView(StaffRequiredMixin, View):
+    """Stop on POST (gracefully, then forced by the node)."""
+
+    def post(self, request, insid: str):
+        instance = get_object_or_404(Instance, instance_id=insid)
+        try:
+            instance = stop_instance(instance)
+        except InstanceError as exc:
+            messages.error(request, f"{instance.name} was not stopped: {exc}")
+        else:
+            messages.success(request, f"{instance.name} is stopping.")
+        return redirect(instance)
+
+
+class InstanceDeleteView(StaffRequiredMixin, View):
+    """Delete on POST: at once if it never ran, else once its node has removed it."""
+
+    def post(self, request, insid: str):
+        instance = get_object_or_404(Instance, instance_id=insid)
+        already = instance.state == State.DELETING
+        try:
+            gone = delete_instance(instance)
+        except InstanceError as exc:
+            messages.error(request, f"{instance.name} was not deleted: {exc}")
+            return redirect(instance)
+        if gone:
+            messages.success(request, f"Instance {instance.name} ({insid}) deleted.")
+            return redirect("clc:instances")
+        if already:
+            messages.info(request, f"{instance.name} is already being deleted; it goes when its node confirms.")
+        else:
+            messages.success(request, f"{instance.name} is being removed from {instance.node}; it goes when the node "
+                                      "confirms.")
+        return redirect(instance)

@@ -1,0 +1,191 @@
+"""The hypervisor driver interface of a node controller. The docstrings are the contract every driver keeps; one
+contract test suite (``nc/tests/test_driver_contract.py``) runs it against every driver the machine can run.
+
+A driver keeps each VM's files under ``<root>/<insid>/`` and nowhere else (disks it is given may live elsewhere, in
+the node's image cache for instance, and are never modified or removed by the driver). Instance ids are checked
+(``ins-`` + 8 hex digits) before they reach a command line or a path.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import ClassVar
+
+from luhyaapi.ids import InvalidId, validate_id
+from luhyaapi.vmspec import VMSpec
+
+
+class DriverError(RuntimeError):
+    """A hypervisor operation failed; the text says what was run and what the hypervisor answered."""
+
+
+class VMNotFound(DriverError):
+    """No VM of that instance id is defined on this node."""
+
+
+class VMExists(DriverError):
+    """``create`` was asked for an instance id that is already defined."""
+
+
+class InvalidVMName(DriverError, ValueError):
+    """An instance id or a name that is not safe to hand to the hypervisor; refused before anything runs."""
+
+
+class VMState(StrEnum):
+    """What a driver can say of a VM."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    ABSENT = "absent"
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a driver can run VMs on this machine, and why not (printed when its contract tests skip)."""
+
+    available: bool
+    reason: str
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConsoleEndpoint:
+    """Where a client reaches the VM's screen on this node."""
+
+    protocol: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"{self.protocol}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class VMMetrics:
+    """A sample of a VM's use: counters since it started (bytes, CPU seconds) and whether it is alive."""
+
+    alive: bool
+    cpu_seconds: float = 0.0
+    memory_bytes: int = 0
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    """What the driver learnt of the guest from inside (its address once it has one)."""
+
+    ip: str | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+def check_instance_id(insid: str) -> str:
+    """``insid`` if it is an instance id; InvalidVMName otherwise (so no other text reaches the hypervisor)."""
+    try:
+        return validate_id(insid, "instance")
+    except InvalidId as exc:
+        raise InvalidVMName(str(exc)) from None
+
+
+class HypervisorDriver(abc.ABC):
+    """Runs VMs of one hypervisor on this node.
+
+    ``capabilities`` declares optional features (clients check it rather than ``hasattr``):
+    ``linked_clone`` (``clone_disk`` makes a copy-on-write child), ``console_vnc`` / ``console_rdp``,
+    ``nat_forwards`` (NAT NICs with host port forwards), ``bridged``, ``guest_ip`` (``guest_info`` can learn the
+    guest's address), ``snapshot_run`` (``run_with_snapshot``), ``adopt`` (running VMs survive a node restart).
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Mapping[str, bool]]
+    # The file name suffix of the disks this driver makes (clones, flattened copies), e.g. ".qcow2" or ".vdi".
+    disk_suffix: ClassVar[str]
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def vm_dir(self, insid: str) -> Path:
+        """The directory that holds every file this driver makes for ``insid``."""
+        return self.root / check_instance_id(insid)
+
+    @classmethod
+    @abc.abstractmethod
+    def probe(cls) -> Availability:
+        """Whether this machine can run VMs with this driver, found by trying (not by looking for a device file)."""
+
+    @abc.abstractmethod
+    def create(self, spec: VMSpec) -> None:
+        """Define the VM of ``spec`` (not started). Afterwards ``state`` is STOPPED.
+
+        Raises VMExists if the instance is already defined, DriverError if the hypervisor refuses; a failed create
+        removes whatever it made, so the instance is ABSENT again."""
+
+    @abc.abstractmethod
+    def start(self, insid: str) -> None:
+        """Boot the VM. Afterwards ``state`` is RUNNING and its console answers at ``console(insid)``.
+
+        Starting a running VM does nothing. Raises VMNotFound, or DriverError if it does not start (with the
+        hypervisor's own message)."""
+
+    @abc.abstractmethod
+    def stop(self, insid: str, timeout: float = 60.0) -> bool:
+        """Shut the VM down: ask the guest (ACPI power button) and power it off if it has not stopped after
+        ``timeout`` seconds. Afterwards ``state`` is STOPPED. Returns True if the guest shut down by itself.
+
+        Stopping a stopped VM does nothing (returns True). Raises VMNotFound."""
+
+    @abc.abstractmethod
+    def destroy(self, insid: str) -> None:
+        """Power the VM off if it runs and remove its definition and every file the driver made for it (linked
+        clones made by ``clone_disk`` inside ``vm_dir`` included). Afterwards ``state`` is ABSENT.
+
+        Succeeds if the VM is already gone."""
+
+    @abc.abstractmethod
+    def state(self, insid: str) -> VMState:
+        """The VM's state now; ABSENT if it is not defined."""
+
+    @abc.abstractmethod
+    def list_vms(self) -> list[str]:
+        """The instance ids of every VM this driver has defined on this node."""
+
+    @abc.abstractmethod
+    def console(self, insid: str) -> ConsoleEndpoint:
+        """Where the VM's screen is served (protocol, host, port) as its spec asked. Raises VMNotFound."""
+
+    @abc.abstractmethod
+    def metrics(self, insid: str) -> VMMetrics:
+        """A sample of the VM's CPU, memory, disk and network counters; ``alive`` False if it does not run.
+
+        Raises VMNotFound."""
+
+    @abc.abstractmethod
+    def guest_info(self, insid: str) -> GuestInfo:
+        """What is known of the guest from inside: at least its IPv4 address once it has one (None before).
+
+        Raises VMNotFound."""
+
+    @abc.abstractmethod
+    def clone_disk(self, base: Path, dest: Path) -> None:
+        """Make ``dest`` a linked (copy-on-write) clone of ``base``: ``base`` is never written; writes go to
+        ``dest``. Refuses a ``base`` that itself refers to other files (a backing file, an extent) with
+        DriverError, so an uploaded image cannot make the hypervisor open a host file. ``dest`` must not exist."""
+
+    @abc.abstractmethod
+    def flatten_disk(self, source: Path, dest: Path) -> None:
+        """Write ``dest`` as one self-contained disk image holding what a VM sees on ``source`` (a linked clone's
+        base merged in), to upload an edited disk as a new image version. ``source`` is not changed and must not be
+        in use by a running VM; ``dest`` must not exist; a failed flatten leaves no ``dest``. Raises DriverError."""
+
+    def adopt(self) -> list[str]:
+        """Called when the node controller starts: find the VMs that kept running while it was down and take them
+        back under control. Returns the instance ids found running."""
+        return [insid for insid in self.list_vms() if self.state(insid) is VMState.RUNNING]

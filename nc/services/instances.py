@@ -1,0 +1,381 @@
+"""Instances on this node: prepared (image through the chain, then a linked clone), run, stopped and deleted through
+the hypervisor driver, every step reported up as task and instance status. A watcher notices VMs that stopped on their
+own, and after a restart of the node controller the VMs that kept running are taken back.
+
+Each instance's operations run one at a time (a lock per instance); a stop or delete that arrives while the instance
+is still being prepared cancels the preparation first.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from django.conf import settings
+from django.db import close_old_connections
+from pydantic import ValidationError
+
+from luhyaapi.ids import InvalidId, validate_id
+from luhyaapi.imagecache import CacheFull
+from luhyaapi.messages import Command, ImageRef, InsStatus, Message, TaskStatus, VmInfo
+from luhyaapi.transfer import TransferError, throttled, upload_file
+from luhyaapi.vmspec import RuntimeOptions, VMSpec
+from nc.drivers import get_driver
+from nc.drivers.base import DriverError, HypervisorDriver, VMState, check_instance_id
+from nc.models import NodeInstance
+from nc.services.images import PROGRESS_PER_SECOND, fetch_image
+
+logger = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    def publish(self, message: Message) -> None:
+        """Send a report up to the cluster controller."""
+
+    def report_now(self, last_command: str = "") -> None:
+        """Publish this node's status (with its VMs) at once."""
+
+
+class Cancelled(Exception):
+    """A stop or delete arrived while the instance was being prepared."""
+
+
+_driver: HypervisorDriver | None = None
+_guard = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+_cancels: dict[str, threading.Event] = {}
+
+
+def node_driver() -> HypervisorDriver:
+    """This node's hypervisor driver (``nc.hypervisor``), its VMs' files under ``<data_dir>/nc/vms``."""
+    global _driver
+    with _guard:
+        config = settings.EDUCLOUD
+        root = config.data_dir / "nc" / "vms"
+        if _driver is None or _driver.root != root or _driver.name != config.hypervisor:
+            _driver = get_driver(config.hypervisor, root)
+        return _driver
+
+
+def disk_dir(insid: str) -> Path:
+    """Where the instance's own disk (a linked clone of its image) lives; kept across stops if persistent."""
+    return settings.EDUCLOUD.data_dir / "nc" / "disks" / check_instance_id(insid)
+
+
+def _lock(insid: str) -> threading.Lock:
+    with _guard:
+        return _locks.setdefault(insid, threading.Lock())
+
+
+def _cancel_event(insid: str) -> threading.Event:
+    with _guard:
+        return _cancels.setdefault(insid, threading.Event())
+
+
+@dataclass
+class _Reports:
+    """Task and instance status of one command, sent up with this node's name and address."""
+
+    reporter: Reporter
+    tid: str
+    seq: int
+    insid: str
+
+    def task(self, phase: str, state: str, progress: int = 0, **extra) -> None:
+        if self.tid:
+            self.reporter.publish(TaskStatus(tid=self.tid, phase=phase, state=state, progress=progress,
+                                             ncip=settings.EDUCLOUD.ip, **extra))
+
+    def instance(self, state: str, **extra) -> None:
+        self.reporter.publish(InsStatus(insid=self.insid, node=settings.EDUCLOUD.name, seq=self.seq, state=state,
+                                        **extra))
+        self.reporter.report_now()
+
+
+def _remove_disk(insid: str) -> None:
+    shutil.rmtree(disk_dir(insid), ignore_errors=True)
+
+
+def _prepare_disk(record: NodeInstance, image: ImageRef, reports: _Reports, cancel: threading.Event) -> Path:
+    def on_progress(done: int, total: int) -> None:
+        if cancel.is_set():
+            raise Cancelled()
+        reports.task("preparing", "downloading", min(98, done * 100 // total) if total else 0)
+
+    disk = disk_dir(record.instance_id) / f"disk{node_driver().disk_suffix}"
+    if disk.exists() and record.persistent:
+        return disk  # a persistent instance keeps its disk (and what was written to it) from run to run
+    reports.task("preparing", "downloading", 0)
+    cached = fetch_image(image.image_id, image.version, image.sha256, image.size,
+                         throttled(on_progress, PROGRESS_PER_SECOND))
+    if cancel.is_set():
+        raise Cancelled()
+    reports.task("preparing", "cloning", 99)
+    if disk.exists():
+        disk.unlink()  # a temporary instance's clone left by an interrupted run: start clean
+    disk.parent.mkdir(parents=True, exist_ok=True)
+    node_driver().clone_disk(cached.path, disk)
+    record.image_path = str(cached.path)
+    record.disk_path = str(disk)
+    record.save(update_fields=["image_path", "disk_path", "updated"])
+    return disk
+
+
+def _prepared(record: NodeInstance, reports: _Reports) -> None:
+    """The disk is ready and the VM is not started (the image wizard's prepare step)."""
+    record.state = "stopped"
+    record.save(update_fields=["state", "updated"])
+    reports.task("preparing", "done", 100, done=True)
+    reports.instance("stopped", vmstatus="prepared")
+    logger.info("instances: %s prepared (disk %s)", record.instance_id, record.disk_path)
+
+
+def _boot(record: NodeInstance, disk: Path, options: RuntimeOptions, reports: _Reports) -> None:
+    driver = node_driver()
+    insid = record.instance_id
+    if driver.state(insid) is not VMState.ABSENT:
+        driver.destroy(insid)  # the definition of an earlier run (other ports); the disk lives outside it
+    reports.task("editing", "booting", 100)
+    reports.instance("booting")
+    driver.create(VMSpec.build(insid, [str(disk)], options))
+    # bench/instance_launch.py times the control plane up to this moment.
+    logger.info("instances: %s start call at %.6f", insid, time.time())
+    driver.start(insid)
+    record.state = "running"
+    record.save(update_fields=["state", "updated"])
+    console = driver.console(insid)
+    reports.task("editing", "running", 100, vmstatus="running", done=True)
+    reports.instance("running", vmstatus="running", console=console.url)
+
+
+def run_instance(command: Command, reporter: Reporter) -> None:
+    """``instance/run``: fetch the image version into this node's cache, make the instance's linked clone (kept
+    across runs if persistent), define and boot the VM with the runtime options. Reports ``preparing`` (download
+    progress, cloning), ``booting`` and ``running`` with the console, or ``failed`` with the reason (what the run
+    made is removed again, a persistent disk excepted). Running an instance that runs already reports it running.
+    With ``boot`` false it stops after the clone and reports the instance ``stopped`` (vmstatus ``prepared``)."""
+    paras = command.paras
+    insid = check_instance_id(str(paras.get("insid", "")))
+    reports = _Reports(reporter, command.tid, command.seq, insid)
+    try:
+        image = ImageRef.model_validate(paras.get("image"))
+        options = RuntimeOptions.model_validate(paras.get("options"))
+    except ValidationError as exc:
+        reports.instance("failed", errormsg=f"bad instance/run command: {exc}")
+        return
+    cancel = _cancel_event(insid)
+    cancel.clear()
+    with _lock(insid):
+        record, _ = NodeInstance.objects.update_or_create(
+            instance_id=insid, defaults={"tid": command.tid, "seq": command.seq, "state": "preparing",
+                                         "options": options.model_dump(mode="json"),
+                                         "persistent": bool(paras.get("persistent"))})
+        driver = node_driver()
+        try:
+            if driver.state(insid) is VMState.RUNNING and record.disk_path:
+                record.state = "running"
+                record.save(update_fields=["state", "updated"])
+                reports.instance("running", vmstatus="running", console=driver.console(insid).url)
+                return
+            reports.instance("preparing")
+            disk = _prepare_disk(record, image, reports, cancel)
+            if cancel.is_set():
+                raise Cancelled()
+            if not paras.get("boot", True):
+                _prepared(record, reports)
+                return
+            _boot(record, disk, options, reports)
+            logger.info("instances: %s runs (%s)", insid, driver.console(insid).url)
+        except Cancelled:
+            logger.info("instances: preparing %s cancelled by a stop or delete", insid)
+        except (DriverError, TransferError, CacheFull, OSError, ValidationError) as exc:
+            logger.error("instances: running %s failed: %s", insid, exc)
+            _discard(record, driver, keep_disk=record.persistent)
+            record.state = "failed"
+            record.save(update_fields=["state", "updated"])
+            reports.task("failed", "init", failed=True, errormsg=str(exc))
+            reports.instance("failed", errormsg=str(exc))
+
+
+def _discard(record: NodeInstance | None, driver: HypervisorDriver, keep_disk: bool) -> None:
+    insid = record.instance_id if record else ""
+    if insid:
+        try:
+            driver.destroy(insid)
+        except DriverError as exc:
+            logger.error("instances: could not remove the VM of %s: %s", insid, exc)
+        if not keep_disk:
+            _remove_disk(insid)
+
+
+def stop_instance(command: Command, reporter: Reporter) -> None:
+    """``instance/stop``: shut the VM down (ACPI, then forced after ``nc.stop_timeout_seconds``) and remove its
+    definition; a temporary instance's disk is discarded, a persistent one's kept. Reports ``stopping`` then
+    ``stopped``. Stopping an instance this node does not run reports it stopped."""
+    insid = check_instance_id(str(command.paras.get("insid", "")))
+    reports = _Reports(reporter, command.tid, command.seq, insid)
+    _cancel_event(insid).set()
+    with _lock(insid):
+        record = NodeInstance.objects.filter(instance_id=insid).first()
+        driver = node_driver()
+        graceful = True
+        if driver.state(insid) is VMState.RUNNING:
+            reports.instance("stopping")
+            graceful = driver.stop(insid, timeout=settings.EDUCLOUD.vm_stop_timeout)
+        _end_run(record, driver, reports, f"stopped ({'shut down' if graceful else 'powered off'})")
+
+
+def _end_run(record: NodeInstance | None, driver: HypervisorDriver, reports: _Reports, how: str) -> None:
+    persistent = bool(record and record.persistent)
+    if record is not None:
+        _discard(record, driver, keep_disk=persistent)
+        if persistent:
+            record.state = "stopped"
+            record.save(update_fields=["state", "updated"])
+        else:
+            record.delete()
+    else:
+        driver.destroy(reports.insid)
+    reports.task("editing", "stopped", 100, vmstatus="stopped", done=True)
+    reports.instance("stopped", vmstatus=how)
+    logger.info("instances: %s %s%s", reports.insid, how, "; disk kept" if persistent else "")
+
+
+def delete_instance(command: Command, reporter: Reporter) -> None:
+    """``instance/delete``: power the VM off, remove it and its disk, forget the instance; reports ``deleted``.
+    Deleting an instance this node does not know reports it deleted."""
+    insid = check_instance_id(str(command.paras.get("insid", "")))
+    reports = _Reports(reporter, command.tid, command.seq, insid)
+    _cancel_event(insid).set()
+    with _lock(insid):
+        driver = node_driver()
+        driver.destroy(insid)
+        _remove_disk(insid)
+        NodeInstance.objects.filter(instance_id=insid).delete()
+        reports.instance("deleted", vmstatus="deleted")
+        logger.info("instances: %s deleted", insid)
+
+
+def submit_instance(command: Command, reporter: Reporter) -> None:
+    """``instance/submit`` (the image wizard's last step): shut the VM down if it runs, write its disk as one
+    self-contained file (the image's backing file merged in), upload it through this node's CC to walrus as a new
+    version of ``image_id`` (``submitting/uploading`` with progress, then ``done`` with walrus's answer as the task
+    result), then remove the instance. On failure the disk stays, so the submit can be tried again."""
+    paras = command.paras
+    insid = check_instance_id(str(paras.get("insid", "")))
+    reports = _Reports(reporter, command.tid, command.seq, insid)
+    config = settings.EDUCLOUD
+    with _lock(insid):
+        record = NodeInstance.objects.filter(instance_id=insid).first()
+        driver = node_driver()
+        try:
+            image_id = validate_id(str(paras.get("image_id", "")), "image")
+            if record is None or not record.disk_path or not Path(record.disk_path).exists():
+                raise DriverError(f"instance {insid} has no disk on this node to submit")
+            reports.task("submitting", "init", 0)
+            if driver.state(insid) is VMState.RUNNING:
+                driver.stop(insid, timeout=config.vm_stop_timeout)
+            if driver.state(insid) is not VMState.ABSENT:
+                driver.destroy(insid)
+            flat = disk_dir(insid) / f"submit{driver.disk_suffix}"
+            flat.unlink(missing_ok=True)
+            driver.flatten_disk(Path(record.disk_path), flat)
+
+            def on_progress(done: int, total: int) -> None:
+                reports.task("submitting", "uploading", min(99, done * 100 // total) if total else 0)
+
+            stored = upload_file(f"{config.cc_url}/cc/api/1.0/relay", config.cloud_key, config.name, flat, image_id,
+                                 progress=throttled(on_progress, PROGRESS_PER_SECOND))
+        except (DriverError, TransferError, InvalidId, OSError) as exc:
+            logger.error("instances: submitting %s failed: %s", insid, exc)
+            reports.task("failed", "init", failed=True, errormsg=f"submit failed: {exc}")
+            return
+        result = {key: stored[key] for key in ("image_id", "version", "size", "sha256", "format")}
+        reports.task("submitting", "done", 100, done=True, result=result)
+        _remove_disk(insid)
+        record.delete()
+        reports.instance("deleted", vmstatus="submitted")
+        logger.info("instances: %s submitted as %s version %s", insid, image_id, stored["version"])
+
+
+def image_in_use(path: Path) -> bool:
+    """Whether an instance's disk is a clone of the cached image at ``path`` (so the cache must keep it)."""
+    return NodeInstance.objects.filter(image_path=str(path)).exists()
+
+
+def vm_infos() -> list[VmInfo]:
+    """This node's instances as its heartbeat lists them."""
+    infos = []
+    for record in NodeInstance.objects.all():
+        options = record.options or {}
+        infos.append(VmInfo(insid=record.instance_id, state=record.state, memory_mb=options.get("memory_mb", 0),
+                            cpus=options.get("cpus", 0)))
+    return infos
+
+
+def watch_instances(reporter: Reporter) -> list[str]:
+    """One look at the instances this node believes running: one whose VM stopped on its own (shut down inside
+    the guest, or killed) is ended as a stop would; a guest that got a new address has it reported. Returns the
+    instance ids found stopped."""
+    driver = node_driver()
+    stopped = []
+    for record in NodeInstance.objects.filter(state="running"):
+        lock = _lock(record.instance_id)
+        if not lock.acquire(blocking=False):
+            continue  # a run, stop or delete is at work on it
+        try:
+            reports = _Reports(reporter, record.tid, record.seq, record.instance_id)
+            if driver.state(record.instance_id) is not VMState.RUNNING:
+                _end_run(record, driver, reports, "stopped (from inside the guest)")
+                stopped.append(record.instance_id)
+                continue
+            guest_ip = driver.guest_info(record.instance_id).ip or ""
+            if guest_ip and guest_ip != record.guest_ip:
+                record.guest_ip = guest_ip
+                record.save(update_fields=["guest_ip", "updated"])
+                reports.instance("running", vmstatus="running", guest_ip=guest_ip,
+                                 console=driver.console(record.instance_id).url)
+        except DriverError as exc:
+            logger.warning("instances: could not look at %s: %s", record.instance_id, exc)
+        finally:
+            lock.release()
+    return stopped
+
+
+def adopt_instances(reporter: Reporter) -> list[str]:
+    """At the start of the node controller: take back the VMs that kept running and report them running, so the
+    cloud's view is current; the watcher then ends those that stopped meanwhile."""
+    driver = node_driver()
+    running = set(driver.adopt())
+    known = {record.instance_id: record for record in NodeInstance.objects.all()}
+    for insid in running - set(known):
+        logger.warning("instances: VM %s runs but this node has no record of it; leaving it alone", insid)
+    for insid in running & set(known):
+        record = known[insid]
+        if record.state != "running":
+            record.state = "running"
+            record.save(update_fields=["state", "updated"])
+        _Reports(reporter, record.tid, record.seq, insid).instance("running", vmstatus="running",
+                                                                   console=driver.console(insid).url)
+    logger.info("instances: %d running VMs adopted", len(running & set(known)))
+    return sorted(running & set(known))
+
+
+def watch_loop(reporter: Reporter, period: float = 5.0) -> Callable[[threading.Event], None]:
+    """The NC's watcher worker: adopt at start, then ``watch_instances`` every ``period`` seconds."""
+
+    def loop(stop: threading.Event) -> None:
+        try:
+            adopt_instances(reporter)
+            while not stop.wait(period):
+                watch_instances(reporter)
+        finally:
+            close_old_connections()
+
+    return loop

@@ -1,0 +1,240 @@
+"""End to end on the all-in-one host (every role in one process, the embedded defaults): the test image uploaded,
+an instance defined and run as a real QEMU VM, its page fetched through its port forward and its screen captured
+with a real VNC client, then stopped and deleted with nothing left behind; and the image wizard used end to end
+(a file written in the guest, the disk submitted as a new version, the new version booted and the file found)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.transfer import upload_file
+from tests.services import (
+    ARTIFACTS,
+    RoleProcess,
+    build_test_image,
+    free_port_block,
+    kill_vms_under,
+    processes_mentioning,
+)
+
+pytestmark = [pytest.mark.e2e]
+
+KEY = "e2e-instances-key-0123456789"
+VNCDO = Path(sys.executable).with_name("vncdo")
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed; the test command (tests/run.sh) installs it")
+    image = build_test_image()
+    workdir = tmp_path_factory.mktemp("aio")
+    low, high = free_port_block(40)
+    aio = RoleProcess(workdir, "aio", "clc,walrus,cc,nc",
+                      {"cloud": {"key": KEY, "heartbeat_seconds": "1", "missed_heartbeats": "5"},
+                       "cc": {"port_range": f"{low}-{high}"}, "nc": {"stop_timeout_seconds": "30"}})
+    aio.start().wait_listening()
+    try:
+        yield aio, image
+    finally:
+        aio.stop()
+        leftovers = kill_vms_under(workdir)
+        print(f"----- aio log -----\n{aio.tail(60)}")
+        assert not leftovers, f"VM processes were left running: {leftovers}"
+
+
+def _client(aio) -> RoleClient:
+    return RoleClient(aio.url, KEY, sender="e2e-test", timeout=60)
+
+
+def _wait_for(what: str, probe, timeout: float = 180.0, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
+
+
+def _instance(client, insid: str) -> dict | None:
+    try:
+        return client.get(f"/clc/api/1.0/instances/{insid}/")
+    except RemoteError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _wait_state(client, insid: str, state: str, timeout: float = 180.0) -> dict:
+    def probe():
+        instance = _instance(client, insid)
+        if instance and instance["state"] == "failed":
+            pytest.fail(f"instance {insid} failed: {instance['message']}")
+        return instance if instance and instance["state"] == state else None
+
+    return _wait_for(f"{insid} to be {state}", probe, timeout)
+
+
+def _upload_image(client, aio, image: Path) -> dict:
+    _wait_for("the node and walrus online", lambda: {
+        (s["role"], s["state"]) for s in client.get("/clc/api/1.0/status/")["services"]} >= {
+        ("nc", "online"), ("walrus", "online"), ("cc", "online")}, timeout=60)
+    record = client.post("/clc/api/1.0/images/", {"name": "eduCloud test VM", "os_type": "linux", "arch": 64,
+                                                  "usage": "desktop", "owner_group": "edu"})
+    upload = client.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/", {"size": image.stat().st_size})
+    upload_file(aio.url, KEY, "e2e-test", image, record["image_id"], upload_id=upload["upload_id"])
+    return client.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/{upload['upload_id']}/complete/", {})
+
+
+def _guest_page(url: str, path: str = "", timeout: float = 120.0) -> str:
+    def probe():
+        try:
+            response = requests.get(url + path, timeout=5)
+        except requests.RequestException:
+            return None
+        return response.text if response.status_code == 200 else None
+
+    return _wait_for(f"the guest's page {url}{path}", probe, timeout, every=1.0)
+
+
+def _port_of(url: str) -> int:
+    return int(url.rstrip("/").rsplit(":", 1)[1])
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _capture_console(console_url: str, png: Path) -> None:
+    """Capture the VM's screen with vncdotool (a real RFB client) and check it shows something."""
+    from PIL import Image, ImageStat
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    port = _port_of(console_url)
+    subprocess.run([str(VNCDO), "-s", f"127.0.0.1::{port}", "--timeout", "30", "capture", str(png)], check=True,
+                   timeout=60)
+    with Image.open(png) as screen:
+        assert screen.size[0] >= 640 and screen.size[1] >= 400, screen.size
+        spread = ImageStat.Stat(screen.convert("L")).stddev[0]
+    assert spread > 5, f"the captured screen is blank (grey-level spread {spread:.1f})"
+
+
+def test_an_instance_runs_serves_its_page_shows_its_console_and_leaves_nothing_when_deleted(host):
+    aio, image_file = host
+    client = _client(aio)
+    image = _upload_image(client, aio, image_file)
+    instance = client.post("/clc/api/1.0/instances/", {
+        "name": "Test desktop", "kind": "rvd", "image": image["image_id"], "vm_type": "tiny", "owner_group": "edu",
+        "services": [80]})
+    insid = instance["instance_id"]
+
+    started = time.monotonic()
+    placed = client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    assert placed["state"] == "scheduled" and placed["node"] == "aio"
+    running = _wait_state(client, insid, "running")
+    print(f"run -> running in {time.monotonic() - started:.1f} s")
+    task = client.get(f"/clc/api/1.0/tasks/{running['tid']}/")
+    assert (task["phase"], task["state"], task["done"]) == ("editing", "running", True)
+
+    page = _guest_page(running["access"]["http"])
+    assert "eduCloud test VM" in page
+    print(f"run -> page served through the forward in {time.monotonic() - started:.1f} s")
+    guest_ip = _wait_for("the guest's address", lambda: (_instance(client, insid) or {}).get("guest_ip"), 60)
+    assert guest_ip == "10.0.2.15"  # QEMU's user networking hands out this address by DHCP
+
+    _capture_console(running["console_url"], ARTIFACTS / "console-running-instance.png")
+
+    vm_dir = aio.dir / "nc" / "vms" / insid
+    disk_dir = aio.dir / "nc" / "disks" / insid
+    assert processes_mentioning(insid) and vm_dir.exists() and disk_dir.exists()
+    client.post(f"/clc/api/1.0/instances/{insid}/stop/", {})
+    _wait_state(client, insid, "stopped", timeout=90)
+    _wait_for("the VM process to end", lambda: not processes_mentioning(insid), 30)
+    assert not disk_dir.exists(), "a temporary instance's disk is discarded on stop"
+    assert not _listening(_port_of(running["console_url"]))
+    assert not _listening(_port_of(running["access"]["http"]))
+    assert client.get("/cc/api/1.0/instances/")[0]["state"] == "stopped"
+
+    client.request("DELETE", f"/clc/api/1.0/instances/{insid}/")
+    _wait_for(f"{insid} to be deleted", lambda: _instance(client, insid) is None, 60)
+    assert not vm_dir.exists() and not disk_dir.exists() and not processes_mentioning(insid)
+    assert all(item["insid"] != insid for item in client.get("/cc/api/1.0/instances/"))
+
+
+def test_the_image_wizard_modifies_an_image_and_the_new_version_boots_with_the_change(host):
+    aio, image_file = host
+    client = _client(aio)
+    image = _upload_image(client, aio, image_file)
+    build = client.post("/clc/api/1.0/builds/", {"image": image["image_id"], "vm_type": "tiny"})
+    tid = build["tid"]
+    assert tid.startswith(f"{image['image_id']}:{image['image_id']}:ins-")
+
+    client.post(f"/clc/api/1.0/builds/{tid}/prepare/", {})
+    _wait_for("the prepare step to finish", lambda: (lambda b: b["phase"] == "preparing" and b["done"])(
+        client.get(f"/clc/api/1.0/builds/{tid}/")), 180)
+    client.post(f"/clc/api/1.0/builds/{tid}/run/", {})
+    vm = _wait_for("the wizard's VM to run", lambda: (lambda b: b["instance"]["state"] == "running" and b["instance"])(
+        client.get(f"/clc/api/1.0/builds/{tid}/")), 180)
+    assert vm["console_url"].startswith("vnc://")
+    written = _guest_page(vm["access"]["http"], "cgi-bin/write?name=wizard.txt&text=made-in-the-wizard")
+    assert "wizard.txt" in written
+
+    client.post(f"/clc/api/1.0/builds/{tid}/stop/", {})
+    _wait_for("the wizard's VM to stop", lambda: client.get(f"/clc/api/1.0/builds/{tid}/")["instance"]["state"]
+              == "stopped", 90)
+    client.post(f"/clc/api/1.0/builds/{tid}/submit/", {})
+    done = _wait_for("the submit to finish", lambda: (lambda b: b["phase"] == "submitting" and b["done"] and b)(
+        client.get(f"/clc/api/1.0/builds/{tid}/")), 300)
+    assert done["instance"] is None, "the wizard's VM is removed after the submit"
+    modified = client.get(f"/clc/api/1.0/images/{image['image_id']}/")
+    assert modified["current_version"] == 2 and modified["version"] == "1.0.1"
+    assert [v["number"] for v in modified["versions"]] == [2, 1]
+
+    instance = client.post("/clc/api/1.0/instances/", {
+        "name": "After the wizard", "kind": "rvd", "image": image["image_id"], "vm_type": "tiny",
+        "owner_group": "edu", "services": [80]})
+    client.post(f"/clc/api/1.0/instances/{instance['instance_id']}/run/", {})
+    running = _wait_state(client, instance["instance_id"], "running")
+    assert _guest_page(running["access"]["http"], "cgi-bin/read?name=wizard.txt").strip() == "made-in-the-wizard"
+    client.request("DELETE", f"/clc/api/1.0/instances/{instance['instance_id']}/")
+    _wait_for("the instance to be deleted", lambda: _instance(client, instance["instance_id"]) is None, 90)
+
+
+def test_a_running_vm_survives_a_restart_of_the_node_controller_and_is_taken_back(host):
+    aio, image_file = host
+    client = _client(aio)
+    image = _upload_image(client, aio, image_file)
+    insid = client.post("/clc/api/1.0/instances/", {
+        "name": "Survivor", "kind": "vs", "image": image["image_id"], "vm_type": "tiny", "owner_group": "edu",
+        "services": [80]})["instance_id"]
+    client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    running = _wait_state(client, insid, "running")
+    _guest_page(running["access"]["http"])
+    vm_pids = processes_mentioning(insid)
+
+    aio.kill()  # the node controller dies at once (with the CLC and CC of this all-in-one host)
+    assert processes_mentioning(insid) == vm_pids, "the VM runs on without its node controller"
+    aio.start().wait_listening()
+    assert "eduCloud test VM" in _guest_page(running["access"]["http"])
+    assert _wait_state(client, insid, "running")["node"] == "aio"
+
+    client.post(f"/clc/api/1.0/instances/{insid}/stop/", {})
+    _wait_state(client, insid, "stopped", timeout=90)
+    _wait_for("the adopted VM to end", lambda: not processes_mentioning(insid), 30)
+    client.request("DELETE", f"/clc/api/1.0/instances/{insid}/")
+    _wait_for(f"{insid} to be deleted", lambda: _instance(client, insid) is None, 60)

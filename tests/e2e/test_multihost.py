@@ -1,0 +1,358 @@
+"""eduCloud across hosts, in network namespaces the test makes itself: a CLC (with walrus), a CC with a public and a
+private interface, a node behind it, and a student outside. The real roles run in their namespaces; the test image
+boots as a virtual server (bridged, its address reserved by the CC's dnsmasq, reached at its elastic IP) and as a
+remote desktop (NAT on the node, its console and page forwarded from ``cc_eip``); stopping them leaves no rule,
+lease or alias; a restarted CC puts its rules back once; and a wake-on-LAN request reaches the node's namespace.
+
+    public switch 192.0.2.0/24 (a bridge in namespace "sw")
+      clc      eth0 192.0.2.2       clc,walrus; route to 10.20.0.0/24 via the CC
+      cc       pub0 192.0.2.10      cc_eip, elastic IPs 192.0.2.50-59 aliased here
+      student  eth0 192.0.2.100     the user, outside
+    cluster LAN 10.20.0.0/24
+      cc       lan0 10.20.0.1       dnsmasq (DHCP 10.20.0.100-109), ip_forward=1 (in its namespace only)
+      nc       br0  10.20.0.11      the veth to the CC enslaved; bridged VMs join through taps; default via .1
+
+The CC registers with its LAN address (``host.ip`` = 10.20.0.1, the one its nodes use, so its ``api_url`` is
+``http://10.20.0.1:port``); the CLC reaches that address through a route via the CC's public interface, as a CLC
+routed to its clusters would. RabbitMQ listens on the machine's loopback only: each namespace reaches it through
+a forwarder on its own 127.0.0.1:5672 and a Unix socket (``Network.forward``). The test's own calls run on threads
+that entered the student's (or the node's) namespace, so no address or interface is added to the machine's own
+network and every packet stays inside these namespaces. Needs root, iproute2, iptables, dnsmasq, QEMU and RabbitMQ;
+skipped otherwise, with the reason printed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.transfer import upload_file
+from luhyaapi.wol import PACKET_SIZE, magic_packet
+from tests.netns import Namespace, NamespaceThread, Network, missing_requirements, wait_until
+from tests.rabbitmq import scratch_vhost
+from tests.services import RoleProcess, build_test_image, kill_vms_under
+
+pytestmark = [pytest.mark.e2e]
+
+KEY = "e2e-multihost-key-0123456789"
+CLC_IP, CC_EIP, STUDENT_IP = "192.0.2.2", "192.0.2.10", "192.0.2.100"
+CC_LAN_IP, NC_IP = "10.20.0.1", "10.20.0.11"
+NC_MAC = "52:54:00:20:00:11"
+CLUSTER = "cluster1"
+NETWORK = {
+    "cluster": CLUSTER, "kind": "vs", "mode": "private",
+    "cc_eip": CC_EIP, "cc_public_interface": "pub0", "cc_internal_ip": CC_LAN_IP, "cc_private_interface": "lan0",
+    "lan_subnet": "10.20.0.0/24", "lan_gateway": "", "dhcp_start": "10.20.0.100", "dhcp_end": "10.20.0.109",
+    "eip_start": "192.0.2.50", "eip_end": "192.0.2.59", "port_low": 6400, "port_high": 6499, "node_bridge": "br0",
+}
+
+
+class Cloud:
+    """The running hosts, the namespaces they run in, and the student's view (API calls made from its namespace)."""
+
+    def __init__(self, net: Network, spaces: dict[str, Namespace], hosts: dict[str, RoleProcess],
+                 student: NamespaceThread, image: Path) -> None:
+        self.net, self.ns, self.hosts, self.student, self.image = net, spaces, hosts, student, image
+        self.client = RoleClient(hosts["clc"].url, KEY, sender="e2e-test", timeout=60)
+
+    def get(self, path: str) -> dict:
+        return self.student.call(self.client.get, path)
+
+    def post(self, path: str, payload: dict) -> dict:
+        return self.student.call(self.client.post, path, payload)
+
+    def patch(self, path: str, payload: dict) -> dict:
+        return self.student.call(self.client.request, "PATCH", path, payload)
+
+    def delete(self, path: str) -> dict:
+        return self.student.call(self.client.request, "DELETE", path)
+
+    def cc_rules(self) -> list[str]:
+        """Every line of the CC's iptables that is ours or jumps to ours (``iptables-save``, counters left out)."""
+        listing = self.ns["cc"].run(["iptables-save"]).stdout
+        return [line for line in listing.splitlines() if line.startswith("-A") and "EDUCLOUD" in line]
+
+    def cc_rows(self, table: str) -> list[tuple]:
+        """The CC's lease records (its own SQLite file, read-only)."""
+        db = self.hosts["cc"].dir / "educloud.sqlite3"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            return connection.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608 (a fixed table name)
+
+    def pub_aliases(self) -> str:
+        return self.ns["cc"].run(["ip", "-4", "-o", "addr", "show", "dev", "pub0"]).stdout
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    reason = missing_requirements("iptables", "iptables-save", "dnsmasq", "qemu-system-x86_64", "rabbitmqctl")
+    if reason:
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    image = build_test_image()
+    # Not under pytest's own temporary directory (private to root): dnsmasq drops root and must still reach its
+    # reservations under the CC's data dir.
+    workdir = Path(tempfile.mkdtemp(prefix="educloud-multihost-"))
+    workdir.chmod(0o755)
+    try:
+        yield from _cloud(workdir, image)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cloud(workdir: Path, image: Path):
+    with scratch_vhost("educloud-multihost") as bus_url, Network() as net:
+        hosts: dict[str, RoleProcess] = {}
+        threads: list[NamespaceThread] = []
+        try:
+            spaces = _topology(net)
+            socket_path = str(workdir / "amqp.sock")
+            net.forward(None, f"unix:{socket_path}", "tcp:127.0.0.1:5672")
+            for role in ("clc", "cc", "nc"):
+                net.forward(spaces[role], "tcp:127.0.0.1:5672", f"unix:{socket_path}")
+            cloud_settings = {"key": KEY, "heartbeat_seconds": "1", "missed_heartbeats": "5"}
+            hosts["clc"] = RoleProcess(workdir, "clc", "clc,walrus", {"cloud": cloud_settings, "bus": {"url": bus_url}},
+                                       netns=spaces["clc"].name, ip=CLC_IP)
+            hosts["cc"] = RoleProcess(
+                workdir, "cc", "cc",
+                {"cloud": cloud_settings | {"clc_url": hosts["clc"].url}, "bus": {"url": bus_url, "cloud_url": bus_url},
+                 "cc": {"manage_network": "true", "wake_broadcast": "10.20.0.255", "wake_interface": "lan0"}},
+                netns=spaces["cc"].name, ip=CC_LAN_IP)
+            hosts["nc"] = RoleProcess(
+                workdir, "nc", "nc",
+                {"cloud": cloud_settings | {"cc_url": hosts["cc"].url}, "bus": {"url": bus_url},
+                 "host": {"mac": NC_MAC}, "nc": {"stop_timeout_seconds": "5"}},
+                netns=spaces["nc"].name, ip=NC_IP)
+            for host in hosts.values():
+                host.start()
+            for host in hosts.values():
+                host.wait_listening()
+            student = NamespaceThread(spaces["student"])
+            threads.append(student)
+            yield Cloud(net, spaces, hosts, student, image)
+        finally:
+            for thread in threads:
+                thread.close()
+            for host in hosts.values():
+                host.stop()
+            leftovers = kill_vms_under(workdir)
+            for name, host in hosts.items():
+                print(f"----- {name} log -----\n{host.tail(25)}")
+            assert not leftovers, f"VM processes were left running: {leftovers}"
+
+
+def _topology(net: Network) -> dict[str, Namespace]:
+    spaces = {role: net.namespace(role) for role in ("sw", "clc", "cc", "nc", "student")}
+    sw, clc, cc, nc, student = (spaces[role] for role in ("sw", "clc", "cc", "nc", "student"))
+    net.bridge(sw, "pub")
+    net.plug(sw, "pub", clc, "eth0", cidr=f"{CLC_IP}/24")
+    net.plug(sw, "pub", cc, "pub0", cidr=f"{CC_EIP}/24")
+    net.plug(sw, "pub", student, "eth0", cidr=f"{STUDENT_IP}/24")
+    net.veth(cc, "lan0", nc, "lan0", a_cidr=f"{CC_LAN_IP}/24", b_mac=NC_MAC)
+    net.bridge(nc, "br0", f"{NC_IP}/24")
+    nc.ip("link", "set", "lan0", "master", "br0")
+    nc.ip("route", "add", "default", "via", CC_LAN_IP)
+    clc.ip("route", "add", "10.20.0.0/24", "via", CC_EIP)
+    cc.sysctl("net.ipv4.ip_forward", "1")
+    return spaces
+
+
+def _wait(what: str, probe, timeout: float = 90.0, every: float = 0.5):
+    return wait_until(probe, timeout=timeout, what=what, interval=every)
+
+
+def _instance(cloud: Cloud, insid: str) -> dict | None:
+    try:
+        return cloud.get(f"/clc/api/1.0/instances/{insid}/")
+    except RemoteError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _wait_state(cloud: Cloud, insid: str, state: str, timeout: float = 90.0) -> dict:
+    def probe():
+        instance = _instance(cloud, insid)
+        if instance and instance["state"] == "failed":
+            pytest.fail(f"instance {insid} failed: {instance['message']}")
+        return instance if instance and instance["state"] == state else None
+
+    return _wait(f"{insid} to be {state}", probe, timeout)
+
+
+def _page(url: str) -> str | None:
+    try:
+        response = requests.get(url, timeout=3)
+    except requests.RequestException:
+        return None
+    return response.text if response.status_code == 200 else None
+
+
+def _banner(host: str, port: int) -> bytes | None:
+    """The first bytes a VNC server sends (``RFB 003.008\\n``), or None if nothing answers."""
+    try:
+        with socket.create_connection((host, port), timeout=3) as sock:
+            sock.settimeout(3)
+            return sock.recv(12)
+    except OSError:
+        return None
+
+
+def _address(url: str) -> tuple[str, int]:
+    host, _, port = url.split("//", 1)[1].rstrip("/").rpartition(":")
+    return host, int(port)
+
+
+def _upload_image(cloud: Cloud) -> dict:
+    image = cloud.image
+    record = cloud.post("/clc/api/1.0/images/", {"name": "eduCloud test VM", "os_type": "linux", "arch": 64,
+                                                 "usage": "desktop", "owner_group": "edu"})
+    upload = cloud.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/", {"size": image.stat().st_size})
+    cloud.student.call(upload_file, cloud.hosts["clc"].url, KEY, "e2e-test", image, record["image_id"],
+                       upload_id=upload["upload_id"])
+    return cloud.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/{upload['upload_id']}/complete/", {})
+
+
+def _run(cloud: Cloud, image: dict, kind: str, name: str) -> dict:
+    insid = cloud.post("/clc/api/1.0/instances/", {
+        "name": name, "kind": kind, "image": image["image_id"], "vm_type": "tiny", "owner_group": "edu",
+        "services": [80]})["instance_id"]
+    started = time.monotonic()
+    cloud.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    running = _wait_state(cloud, insid, "running")
+    print(f"{kind} {insid} (mac {running['mac']}) running on {running['node']} in {time.monotonic() - started:.1f} s;"
+          f" access {running['access']}")
+    return running
+
+
+def _stop(cloud: Cloud, insid: str) -> None:
+    cloud.post(f"/clc/api/1.0/instances/{insid}/stop/", {})
+    _wait_state(cloud, insid, "stopped")
+
+
+def _cc_idle(cloud: Cloud) -> bool:
+    """The CC holds nothing: our chains empty (the jumps to them stay), no lease, no elastic IP alias."""
+    rules = [line for line in cloud.cc_rules() if line.startswith("-A EDUCLOUD")]
+    return (not rules and not cloud.cc_rows("cc_portlease") and not cloud.cc_rows("cc_addresslease")
+            and "192.0.2.50/32" not in cloud.pub_aliases())
+
+
+def test_vs_and_rvd_instances_are_reached_from_outside_through_the_cc_and_leave_nothing_behind(cloud):
+    _wait("every service online", lambda: {(s["role"], s["state"]) for s in cloud.get("/clc/api/1.0/status/")[
+        "services"]} >= {("nc", "online"), ("walrus", "online"), ("cc", "online")}, timeout=60)
+    listing = cloud.get("/clc/api/1.0/servers/")
+    servers = {(s["role"], s["name"]): s["api_url"] or s["ip"] for s in listing.get("results", listing)}
+    print(f"registered servers: {servers}")
+    cloud.post("/clc/api/1.0/networks/", NETWORK)
+    image = _upload_image(cloud)
+    print(f"image {image['image_id']} uploaded to walrus from the student's namespace")
+
+    # A virtual server: bridged on the LAN, its address reserved by the CC's dnsmasq, reached at its elastic IP.
+    vs = _run(cloud, image, "vs", "Virtual server")
+    assert vs["access"]["http"] == "http://192.0.2.50/", vs["access"]
+    page = _wait("the VS's page at its elastic IP", lambda: cloud.student.call(_page, vs["access"]["http"]))
+    assert "eduCloud test VM" in page and '<b id="ip">10.20.0.100</b>' in page, page
+    print(f"student -> {vs['access']['http']}: {page.split('<title>')[1].split('<')[0]!r}, guest address 10.20.0.100")
+    dhcp = cloud.hosts["cc"].dir / "cc" / "dhcp"
+    reservation = (dhcp / "dnsmasq.hosts").read_text()
+    assert f"{vs['mac']},10.20.0.100," in reservation, reservation
+    lease = _wait("the VS's DHCP lease", lambda: next((line for line in (dhcp / "dnsmasq.leases").read_text()
+                                                       .splitlines() if vs["mac"] in line), None), 10)
+    assert " 10.20.0.100 " in lease, lease
+    acks = [line for line in (dhcp / "dnsmasq.log").read_text().splitlines() if "DHCPACK" in line]
+    assert any(f"10.20.0.100 {vs['mac']}" in line for line in acks), acks
+    print(f"dnsmasq: reservation {reservation.strip()!r}; lease {lease!r}")
+    console = _address(vs["console_url"])
+    assert console[0] == CC_EIP, vs["console_url"]
+    banner = _wait("the VS's console through cc_eip", lambda: cloud.student.call(_banner, *console), 30)
+    assert banner.startswith(b"RFB "), banner
+    print(f"student -> {console[0]}:{console[1]} (console): {banner!r}")
+    rules = cloud.cc_rules()
+    expected = {"-A EDUCLOUD-PRE -d 192.0.2.50/32 -j DNAT --to-destination 10.20.0.100",
+                "-A EDUCLOUD-POST -s 10.20.0.100/32 -j SNAT --to-source 192.0.2.50",
+                f"-A EDUCLOUD-PRE -d {CC_EIP}/32 -p tcp -m tcp --dport {console[1]} -j DNAT "
+                f"--to-destination {NC_IP}:{console[1]}",
+                "-A PREROUTING -j EDUCLOUD-PRE", "-A POSTROUTING -j EDUCLOUD-POST", "-A FORWARD -j EDUCLOUD-FWD"}
+    assert expected <= set(rules) and len(set(rules)) == len(rules), rules
+    assert "192.0.2.50/32" in cloud.pub_aliases()
+    print("cc iptables:\n  " + "\n  ".join(rules))
+
+    # The CC dies; meanwhile its chains are flushed and the alias removed. Started again, it puts them back once.
+    cloud.hosts["cc"].kill()
+    for table, chains in (("nat", ("EDUCLOUD-PRE", "EDUCLOUD-POST")), ("filter", ("EDUCLOUD-FWD",))):
+        for chain in chains:
+            cloud.ns["cc"].run(["iptables", "-w", "-t", table, "-F", chain])
+    cloud.ns["cc"].ip("addr", "del", "192.0.2.50/32", "dev", "pub0")
+    assert not [line for line in cloud.cc_rules() if line.startswith("-A EDUCLOUD")]
+    cloud.hosts["cc"].start().wait_listening()
+    restored = _wait("the restarted CC to re-apply its rules", lambda: set(cloud.cc_rules()) == set(rules)
+                     and cloud.cc_rules(), 30)
+    assert sorted(restored) == sorted(rules), "each rule exactly once after the restart"
+    assert cloud.pub_aliases().count("192.0.2.50/32") == 1
+    page = _wait("the VS's page after the CC restart", lambda: cloud.student.call(_page, vs["access"]["http"]), 30)
+    print(f"CC restarted: {len(restored)} rules back, each once; the VS's page answers again")
+
+    _stop(cloud, vs["instance_id"])
+    _wait("the CC to drop the VS's rules, leases and alias", lambda: _cc_idle(cloud), 30)
+    assert vs["mac"] not in (dhcp / "dnsmasq.hosts").read_text()
+    print("VS stopped: EDUCLOUD chains empty, no port or address lease, reservation and 192.0.2.50 alias gone")
+
+    # A remote desktop: NAT on the node, its console and page forwarded from cc_eip to the node.
+    cloud.patch(f"/clc/api/1.0/networks/{CLUSTER}/", {"kind": "rvd"})
+    rvd = _run(cloud, image, "rvd", "Remote desktop")
+    console, http = _address(rvd["console_url"]), _address(rvd["access"]["http"])
+    assert console[0] == CC_EIP and http[0] == CC_EIP, rvd["access"]
+    banner = _wait("the RVD's console through cc_eip", lambda: cloud.student.call(_banner, *console), 30)
+    assert banner.startswith(b"RFB "), banner
+    page = _wait("the RVD's page through cc_eip", lambda: cloud.student.call(_page, rvd["access"]["http"]))
+    assert "eduCloud test VM" in page
+    rules = cloud.cc_rules()
+    for port in (console[1], http[1]):
+        assert (f"-A EDUCLOUD-PRE -d {CC_EIP}/32 -p tcp -m tcp --dport {port} -j DNAT --to-destination "
+                f"{NC_IP}:{port}") in rules, rules
+    print(f"student -> {CC_EIP}:{console[1]} (console): {banner!r}; {rvd['access']['http']}: 'eduCloud test VM'")
+    _stop(cloud, rvd["instance_id"])
+    _wait("the CC to drop the RVD's forwards", lambda: _cc_idle(cloud), 30)
+    print("RVD stopped: EDUCLOUD chains empty, no port lease")
+
+
+def test_wake_on_lan_reaches_the_node_namespace(cloud):
+    _wait("the node registered with its MAC", lambda: (lambda s: s and s["mac"] == NC_MAC)(
+        _server(cloud, "nc")), 60)
+    listener = NamespaceThread(cloud.ns["nc"])
+    try:
+        sock = listener.call(_udp_socket, 9)
+        try:
+            sent = cloud.post("/clc/api/1.0/servers/nc/nc/wake/", {})
+            packet, sender = sock.recvfrom(1024)
+        finally:
+            sock.close()
+    finally:
+        listener.close()
+    print(f"wake answered {sent}; the node's namespace got {len(packet)} bytes from {sender[0]}:{sender[1]}")
+    assert len(packet) == PACKET_SIZE and packet == magic_packet(NC_MAC)
+    assert sender[0] == CC_LAN_IP
+
+
+def _server(cloud: Cloud, name: str) -> dict | None:
+    try:
+        return cloud.get(f"/clc/api/1.0/servers/nc/{name}/")
+    except RemoteError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _udp_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.settimeout(10)
+    return sock
