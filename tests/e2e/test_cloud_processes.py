@@ -164,5 +164,7 @@ def test_daemons_reconnect_after_a_rabbitmq_restart_and_nothing_after_it_is_lost
     # Heartbeats published after the restart reach the CLC again...
     _wait(cloud, lambda s: s["nc:nc-1"]["state"] == "online" and s["nc:nc-1"]["age_seconds"] < 2 * HEARTBEAT
           and s["nc:nc-1"]["last_seen"] > before["last_seen"] + 2, "fresh heartbeats from nc-1", timeout=60)
+    # A restart slower than three heartbeats marks the CC offline too, until its own next heartbeat is folded.
+    _wait(cloud, lambda s: s["cc:cc-1"]["state"] == "online", "cc-1 online again", timeout=60)
     # ...and so do commands, down through the CC's bus and back up as status.
     _command_round_trip(cloud, "nc-1")
