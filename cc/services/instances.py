@@ -90,13 +90,16 @@ def _options(request: InstanceRunRequest, node_ip: str, ports: dict[str, int], b
                           console=ConsoleSpec(protocol="vnc", listen=node_ip, port=ports["console"]))
 
 
-def _access(node_ip: str, ports: dict[str, int], services: tuple[int, ...], console_host: str = "",
+def _access(kind: str, node_ip: str, ports: dict[str, int], services: tuple[int, ...], console_host: str = "",
             guest_address: str = "") -> dict[str, str]:
-    """How a user reaches the instance: its console (and, for a virtual server, the same as its management URL)
-    through the CC's public address in private mode or the node's own address, and each service: at the guest's
-    own (elastic or LAN) address when it is bridged, else at the forwarded port (``http`` for port 80)."""
+    """How a user reaches the instance: its console through the CC's public address in private mode or the node's
+    own address (for a virtual server also named ``management``: how its administrator gets to its screen), and
+    each service at the guest's own (elastic or LAN) address when it is bridged, else at the forwarded port
+    (``http`` for port 80)."""
     host = console_host or node_ip
     access = {"console": f"vnc://{host}:{ports['console']}"}
+    if kind == "vs":
+        access["management"] = access["console"]
     for port in services:
         address = f"{guest_address}:{port}" if guest_address else f"{host}:{ports[f'tcp/{port}']}"
         if port == 80:
@@ -150,8 +153,8 @@ def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
             defaults={"node": chosen.name, "tid": request.tid, "seq": request.seq, "kind": request.kind,
                       "persistent": request.persistent, "cpus": request.cpus, "memory_mb": request.memory_mb,
                       "disk_mb": request.disk_mb, "state": "scheduled", "options": options.model_dump(mode="json"),
-                      "access": _access(node_ip, ports, request.services, net.console_host if net else "",
-                                        guest_address)})
+                      "access": _access(request.kind, node_ip, ports, request.services,
+                                        net.console_host if net else "", guest_address)})
         command = Command(op="instance/run", tid=request.tid, seq=request.seq,
                           paras={"insid": request.insid, "image": request.image.model_dump(),
                                  "options": record.options, "persistent": request.persistent,

@@ -77,7 +77,8 @@ def test_a_private_virtual_server_is_bridged_with_a_reserved_address_and_an_elas
     nic = record.options["nics"][0]
     assert (nic["mode"], nic["bridge"], nic["mac"], nic["forwards"]) == ("bridged", "br0", "52:54:00:00:00:0a", [])
     console = PortLease.objects.get(purpose="console").port
-    assert record.access == {"console": f"vnc://192.0.2.10:{console}", "http": "http://192.0.2.50/"}
+    assert record.access == {"console": f"vnc://192.0.2.10:{console}", "management": f"vnc://192.0.2.10:{console}",
+                             "http": "http://192.0.2.50/"}
     state = desired_state(net)
     assert set(state.rules) == {iptables.ElasticIp(eip="192.0.2.50", lan_ip="10.20.0.100"),
                                 iptables.PortForward(public_ip="192.0.2.10", public_port=console, target_ip=NODE_IP,
