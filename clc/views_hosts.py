@@ -105,6 +105,11 @@ class HostDeleteView(StaffRequiredMixin, View):
         return redirect("clc:hosts")
 
 
+def _woken(who: str, sent: dict) -> str:
+    return (f"Magic packet for {who} ({sent['mac']}) sent by cluster controller {sent['controller']} to "
+            f"{sent['broadcast']}; it shows online once it has started.")
+
+
 class HostWakeView(StaffRequiredMixin, View):
     """Wake on POST: the PC's cluster controller sends the magic packet; a refusal says why."""
 
@@ -115,9 +120,7 @@ class HostWakeView(StaffRequiredMixin, View):
         except MachineError as exc:
             messages.error(request, f"{host.name} was not woken: {exc}")
         else:
-            messages.success(request, f"Magic packet for {host.name} ({sent['mac']}) sent by cluster controller "
-                                      f"{sent['controller']} to {sent['broadcast']}; it shows online once it has "
-                                      "started.")
+            messages.success(request, _woken(host.name, sent))
         return _back(request, "clc:hosts")
 
 
@@ -167,9 +170,7 @@ class ServerWakeView(StaffRequiredMixin, View):
         except MachineError as exc:
             messages.error(request, f"{server} was not woken: {exc}")
         else:
-            messages.success(request, f"Magic packet for {server} ({sent['mac']}) sent by cluster controller "
-                                      f"{sent['controller']} to {sent['broadcast']}; it shows online once it has "
-                                      "started.")
+            messages.success(request, _woken(str(server), sent))
         return _back(request, "clc:servers")
 
 

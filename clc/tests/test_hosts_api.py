@@ -11,17 +11,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
+from clc.tests.machines import MAC
 from luhyaapi.bus import get_bus
-from luhyaapi.client import RoleClient
 from luhyaapi.queues import node_commands
 from luhyadb.models import Host, OwnerGroup, Server
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
-
-MAC = "52:54:00:3c:0f:7e"
-NODE = {"role": "nc", "name": "pc-12", "ip": "10.0.9.12", "mac": MAC, "cluster": "cluster1",
-        "api_url": "http://10.0.9.12:8000", "heartbeat_seconds": 5,
-        "capacity": {"cpus": 4, "memory_mb": 8192, "disk_mb": 100000}}
 
 
 @pytest.fixture(autouse=True)
@@ -31,34 +26,6 @@ def packets(monkeypatch):
     monkeypatch.setattr("cc.services.wake.send_magic_packet",
                         lambda mac, broadcast, port, interface: sent.append((mac, broadcast, port, interface)))
     return sent
-
-
-@pytest.fixture
-def staff(client):
-    client.force_login(get_user_model().objects.create_user("boss", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def pc():
-    return Host.objects.create(name="pc-12", mac=MAC, ip="10.0.9.12", cluster="cluster1", location="Room 1")
-
-
-@pytest.fixture
-def controller(live_server, cloud_at):
-    """This server's CC, online for cluster1 as the CLC knows it."""
-    cloud_at(live_server.url)
-    return Server.objects.create(role="cc", name="cc-1", ip="10.0.9.1", cluster="cluster1", api_url=live_server.url,
-                                 state="online")
-
-
-@pytest.fixture
-def node(controller):
-    """The node controller pc-12 runs, registered with its CC (which announced it to the CLC)."""
-    RoleClient(controller.api_url, django_settings.EDUCLOUD.cloud_key, sender="pc-12").post(
-        "/cc/api/1.0/register/server/", NODE)
-    get_bus(django_settings.EDUCLOUD.bus_url).purge(node_commands("pc-12"))
-    return Server.objects.get(role="nc", name="pc-12")
 
 
 def queued(node_name: str) -> list:

@@ -13,9 +13,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
+from clc.tests.machines import MAC
 from daemons.heartbeat import HeartbeatPublisher
 from luhyaapi.bus import get_bus
-from luhyaapi.client import RoleClient
 from luhyaapi.queues import node_commands
 from luhyadb.models import Host, OwnerGroup, Server
 from nc.consumers.nc_cmd import NcCommandConsumer
@@ -23,10 +23,6 @@ from nc.models import CommandRecord
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
-MAC = "52:54:00:3c:0f:7e"
-NODE = {"role": "nc", "name": "pc-12", "ip": "10.0.9.12", "mac": MAC, "cluster": "cluster1",
-        "api_url": "http://10.0.9.12:8000", "heartbeat_seconds": 5,
-        "capacity": {"cpus": 4, "memory_mb": 8192, "disk_mb": 100000}}
 WRITE_MARKER = "import pathlib, sys; pathlib.Path(sys.argv[1]).open('a').write('powered off\\n')"
 
 
@@ -45,32 +41,6 @@ def marker(tmp_path, settings):
     path = tmp_path / "powered-off"
     settings.EDUCLOUD = replace(settings.EDUCLOUD, poweroff_argv=(sys.executable, "-c", WRITE_MARKER, str(path)))
     return path
-
-
-@pytest.fixture
-def staff(client):
-    client.force_login(get_user_model().objects.create_user("boss", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def pc():
-    return Host.objects.create(name="pc-12", mac=MAC, ip="10.0.9.12", cluster="cluster1", location="Room 1")
-
-
-@pytest.fixture
-def controller(live_server, cloud_at):
-    cloud_at(live_server.url)
-    return Server.objects.create(role="cc", name="cc-1", ip="10.0.9.1", cluster="cluster1", api_url=live_server.url,
-                                 state="online")
-
-
-@pytest.fixture
-def node(controller):
-    RoleClient(controller.api_url, django_settings.EDUCLOUD.cloud_key, sender="pc-12").post(
-        "/cc/api/1.0/register/server/", NODE)
-    get_bus(django_settings.EDUCLOUD.bus_url).purge(node_commands("pc-12"))
-    return Server.objects.get(role="nc", name="pc-12")
 
 
 def flashes(response) -> list[str]:
