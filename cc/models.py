@@ -18,6 +18,9 @@ class ClusterNode(models.Model):
     free_memory_mb = models.BigIntegerField(default=0)
     free_disk_mb = models.BigIntegerField(default=0)
     last_seen = models.DateTimeField(null=True, blank=True)
+    classroom_pc = models.BooleanField(
+        default=False, help_text="the node controller of a classroom PC (as it registered): never a place for the "
+                                 "cloud's instances")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=("role", "name"), name="one_cluster_node_per_role_and_name")]

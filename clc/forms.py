@@ -1,15 +1,30 @@
 """Forms of the admin console."""
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.utils.text import capfirst
 
+from clc.services import authz
 from clc.services.networks import NETWORK_FIELDS, NetworkInvalid, network_settings, validate_network
-from luhyaapi.validators import InvalidValue, validate_display_name
+from luhyaapi.validators import MAX_SERVICE_PORTS, InvalidValue, validate_display_name, validate_ports
 from luhyadb.choices import RoleChoices
 from luhyadb.models import ClusterNetwork, Image, Instance, Server, VMType
 
 
-class ImageForm(forms.ModelForm):
+class AuthorityForm(forms.ModelForm):
+    """A record's form that offers only the owner-groups (and images) in the person's authority (``actor``)."""
+
+    def __init__(self, *args, actor: authz.Actor | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if actor is None:
+            return
+        if "owner_group" in self.fields:
+            self.fields["owner_group"].queryset = authz.groups_within(actor)
+        if "image" in self.fields:
+            self.fields["image"].queryset = authz.readable(actor, self.fields["image"].queryset)
+
+
+class ImageForm(AuthorityForm):
     """An image's properties (the notes' list); the file is uploaded on the image's page."""
 
     class Meta:
@@ -33,7 +48,7 @@ class ImageForm(forms.ModelForm):
 class PortListField(forms.CharField):
     """Guest TCP ports typed as ``80, 443``: whole numbers 1-65535, each once, at most ``max_ports``."""
 
-    def __init__(self, *, max_ports: int = 8, **kwargs) -> None:
+    def __init__(self, *, max_ports: int = MAX_SERVICE_PORTS, **kwargs) -> None:
         super().__init__(**kwargs)
         self.max_ports = max_ports
 
@@ -44,20 +59,13 @@ class PortListField(forms.CharField):
 
     def to_python(self, value) -> list[int]:
         text = super().to_python(value)
-        ports = []
-        for part in filter(None, (part.strip() for part in text.split(","))):
-            # The length check comes first: int() of a very long digit string is slow or refused outright.
-            if not (part.isascii() and part.isdigit() and len(part) <= 5 and 1 <= int(part) <= 65535):
-                raise forms.ValidationError(f"{part[:12]!r} is not a TCP port (a whole number from 1 to 65535)")
-            ports.append(int(part))
-        if len(set(ports)) != len(ports):
-            raise forms.ValidationError("a port is listed twice")
-        if len(ports) > self.max_ports:
-            raise forms.ValidationError(f"at most {self.max_ports} ports")
-        return ports
+        try:
+            return validate_ports(filter(None, (part.strip() for part in text.split(","))), max_ports=self.max_ports)
+        except InvalidValue as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
-class InstanceForm(forms.ModelForm):
+class InstanceForm(AuthorityForm):
     """A new instance: what it is made of (only images that have a file), its size, owner and reachable ports."""
 
     services = PortListField(required=False, help_text="guest TCP ports to reach from outside, e.g. 22, 80")
@@ -65,13 +73,15 @@ class InstanceForm(forms.ModelForm):
 
     class Meta:
         model = Instance
-        fields = ("name", "kind", "image", "vm_type", "owner_group", "persistent", "services", "pinned_node")
-        labels = {"vm_type": "VM type", "owner_group": "Owner-group"}
+        fields = ("name", "kind", "image", "vm_type", "owner_group", "persistent", "services", "pinned_node",
+                  "assigned_to")
+        labels = {"vm_type": "VM type", "owner_group": "Owner-group", "assigned_to": "Desktop of"}
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, actor: authz.Actor | None = None, **kwargs) -> None:
+        super().__init__(*args, actor=actor, **kwargs)
         if "image" in self.fields:
-            self.fields["image"].queryset = Image.objects.filter(current_version__gt=0)
+            self.fields["image"].queryset = self.fields["image"].queryset.filter(current_version__gt=0)
+        self.fields["assigned_to"].queryset = get_user_model().objects.filter(account__isnull=False)
         nodes = [(node.name, f"{node.name} (cluster {node.cluster}, {node.state})")
                  for node in Server.objects.filter(role=RoleChoices.NC)]
         pinned = self.instance.pinned_node
@@ -86,12 +96,20 @@ class InstanceForm(forms.ModelForm):
         except InvalidValue as exc:
             raise forms.ValidationError(exc.message) from None
 
+    def clean(self):
+        cleaned = super().clean()
+        owner = cleaned.get("owner_group") or getattr(self.instance, "owner_group", None)
+        problem = authz.assignee_problem(cleaned.get("assigned_to"), owner.path) if owner is not None else ""
+        if problem:
+            self.add_error("assigned_to", problem)
+        return cleaned
+
 
 class InstanceChangeForm(InstanceForm):
     """What may change on an instance that is not running; kind, image and owner-group stay as defined."""
 
     class Meta(InstanceForm.Meta):
-        fields = ("name", "vm_type", "persistent", "services", "pinned_node")
+        fields = ("name", "vm_type", "persistent", "services", "pinned_node", "assigned_to")
 
 
 class BuildStartForm(forms.Form):

@@ -3,8 +3,9 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from clc import views, views_builds, views_instances
+from clc import views, views_accounts, views_builds, views_instances, views_ownergroups, views_tasks, views_vmtypes
 from clc.views_hosts import (
+    HostCreateView,
     HostDeleteView,
     HostListView,
     HostPowerOffView,
@@ -25,12 +26,31 @@ from clc.views_networks import (
 register_converter(views_instances.InstanceIdConverter, "insid")
 register_converter(views_builds.TaskIdConverter, "tid")
 register_converter(ClusterNameConverter, "clustername")
+register_converter(views_accounts.UsernameConverter, "username")
+register_converter(views_ownergroups.OwnerPathConverter, "ownerpath")
+register_converter(views_vmtypes.VMTypeNameConverter, "vmtype")
 
 app_name = "clc"
 urlpatterns = [
-    path("", views.SystemStatusView.as_view(), name="status"),
+    path("", views_accounts.ConsoleHomeView.as_view(), name="status"),
     path("login/", auth_views.LoginView.as_view(template_name="clc/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/", views_accounts.MyAccountView.as_view(), name="my-account"),
+    path("accounts/", views_accounts.AccountListView.as_view(), name="accounts"),
+    path("accounts/new/", views_accounts.AccountCreateView.as_view(), name="account-create"),
+    path("accounts/<username:username>/edit/", views_accounts.AccountUpdateView.as_view(), name="account-edit"),
+    path("accounts/<username:username>/password/", views_accounts.AccountPasswordView.as_view(),
+         name="account-password"),
+    path("accounts/<username:username>/delete/", views_accounts.AccountDeleteView.as_view(), name="account-delete"),
+    path("groups/", views_ownergroups.GroupListView.as_view(), name="groups"),
+    path("groups/new/", views_ownergroups.GroupCreateView.as_view(), name="group-create"),
+    path("groups/<ownerpath:path>/edit/", views_ownergroups.GroupUpdateView.as_view(), name="group-edit"),
+    path("groups/<ownerpath:path>/delete/", views_ownergroups.GroupDeleteView.as_view(), name="group-delete"),
+    path("tasks/", views_tasks.TaskListView.as_view(), name="tasks"),
+    path("vmtypes/", views_vmtypes.VMTypeListView.as_view(), name="vmtypes"),
+    path("vmtypes/new/", views_vmtypes.VMTypeCreateView.as_view(), name="vmtype-create"),
+    path("vmtypes/<vmtype:name>/edit/", views_vmtypes.VMTypeUpdateView.as_view(), name="vmtype-edit"),
+    path("vmtypes/<vmtype:name>/delete/", views_vmtypes.VMTypeDeleteView.as_view(), name="vmtype-delete"),
     path("images/", views.ImageListView.as_view(), name="images"),
     path("images/new/", views.ImageCreateView.as_view(), name="image-create"),
     path("images/<str:image_id>/", views.ImageDetailView.as_view(), name="image-detail"),
@@ -46,7 +66,9 @@ urlpatterns = [
     path("instances/<insid:insid>/run/", views_instances.InstanceRunView.as_view(), name="instance-run"),
     path("instances/<insid:insid>/stop/", views_instances.InstanceStopView.as_view(), name="instance-stop"),
     path("instances/<insid:insid>/delete/", views_instances.InstanceDeleteView.as_view(), name="instance-delete"),
+    path("instances/<insid:insid>/push/", views_instances.InstancePushView.as_view(), name="instance-push"),
     path("hosts/", HostListView.as_view(), name="hosts"),
+    path("hosts/new/", HostCreateView.as_view(), name="host-create"),
     path("hosts/servers/", ServerListView.as_view(), name="servers"),
     path("hosts/servers/<str:role>/<str:name>/wake/", ServerWakeView.as_view(), name="server-wake"),
     path("hosts/servers/<str:role>/<str:name>/poweroff/", ServerPowerOffView.as_view(), name="server-poweroff"),

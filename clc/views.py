@@ -2,41 +2,90 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
-from django.db.models import Q
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, Q, QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import CreateView, DetailView, ListView, TemplateView, UpdateView, View
 
-from clc.forms import ImageForm
+from clc.forms import AuthorityForm, ImageForm
+from clc.services import authz
 from clc.services.images import ImageError, create_image, delete_image, users_of
 from clc.services.registry import cloud_status
+from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import Image
 
 
-class StaffRequiredMixin(LoginRequiredMixin, UserPassesTestMixin):
-    """Console pages are for administrators; others are sent to log in."""
+class AuthorizedMixin(LoginRequiredMixin):
+    """Every console page: logged in (else sent to log in), then the one rule of ``clc.services.authz``: the page's
+    ``action`` on its ``resource_type`` (else 403); records are looked up among those the person may read (else
+    404) and the action is checked on the record (else 403)."""
 
-    def test_func(self) -> bool:
-        return self.request.user.is_staff
+    resource_type: str = ""
+    action: str = "read"
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        self.actor = authz.actor_for(request.user)
+        try:
+            authz.require_type(self.actor, self.action, self.resource_type)
+        except authz.Denied as denied:
+            raise PermissionDenied(str(denied)) from None
+        return super().dispatch(request, *args, **kwargs)
+
+    def readable(self, queryset: QuerySet) -> QuerySet:
+        return authz.readable(self.actor, queryset)
+
+    def check(self, obj: Model, action: str | None = None) -> Model:
+        if not authz.may(self.actor, action or self.action, obj):
+            raise PermissionDenied(f"you may not {action or self.action} this record")
+        return obj
+
+    def authorized(self, queryset: QuerySet, action: str | None = None, **lookup) -> Model:
+        """The record matching ``lookup`` that the person may read (else 404) and may ``action`` (else 403)."""
+        found = authz.findable(self.actor, queryset, action or self.action)
+        return self.check(get_object_or_404(found, **lookup), action)
+
+    def get_object(self, queryset=None):
+        queryset = queryset if queryset is not None else self.get_queryset()
+        return self.check(super().get_object(authz.findable(self.actor, queryset, self.action)))
+
+    def get_form_kwargs(self):
+        """Forms that take ``actor`` offer only the owner-groups and records in the person's authority."""
+        kwargs = super().get_form_kwargs()
+        if issubclass(self.get_form_class(), AuthorityForm):
+            kwargs["actor"] = self.actor
+        return kwargs
+
+    def may_create_in(self, form, resource_type: str) -> bool:
+        """For forms with an owner-group: False (and the form's error) unless the person may create there."""
+        group = form.cleaned_data.get("owner_group")
+        if group is not None and not authz.allows(self.actor, "create", resource_type, group.path):
+            form.add_error("owner_group", f"you may not create records in {group.path}")
+            return False
+        return True
 
 
-class SystemStatusView(StaffRequiredMixin, TemplateView):
+class SystemStatusView(AuthorizedMixin, TemplateView):
     """System status: every service and host with state, last seen and resources, refreshed in place."""
 
     template_name = "clc/status.html"
+    resource_type = Type.SERVER
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(**kwargs) | {"status": cloud_status()}
 
 
-class ImageListView(StaffRequiredMixin, ListView):
+class ImageListView(AuthorizedMixin, ListView):
     """Images with their current version and size; search by name, id or description."""
 
     template_name = "clc/images/list.html"
     paginate_by = 25
+    resource_type = Type.IMAGE
 
     def get_queryset(self):
-        images = Image.objects.select_related("owner_group").prefetch_related("versions")
+        images = self.readable(Image.objects.select_related("owner_group").prefetch_related("versions"))
         query = self.request.GET.get("q", "").strip()
         if query:
             images = images.filter(Q(name__icontains=query) | Q(image_id__icontains=query)
@@ -47,32 +96,42 @@ class ImageListView(StaffRequiredMixin, ListView):
         return super().get_context_data(**kwargs) | {"query": self.request.GET.get("q", "")}
 
 
-class ImageCreateView(StaffRequiredMixin, CreateView):
+class ImageCreateView(AuthorizedMixin, CreateView):
     """A new image's properties; its page then takes the file."""
 
     template_name = "clc/images/form.html"
     form_class = ImageForm
+    resource_type, action = Type.IMAGE, "create"
 
     def form_valid(self, form):
+        if not self.may_create_in(form, self.resource_type):
+            return self.form_invalid(form)
         self.object = create_image(**form.cleaned_data)
         messages.success(self.request, f"Image {self.object.name} created: now upload its disk file.")
         return redirect("clc:image-detail", image_id=self.object.image_id)
 
 
-class ImageUpdateView(StaffRequiredMixin, UpdateView):
+class ImageUpdateView(AuthorizedMixin, UpdateView):
     template_name = "clc/images/form.html"
     form_class = ImageForm
     slug_field = slug_url_kwarg = "image_id"
     queryset = Image.objects.all()
+    resource_type, action = Type.IMAGE, "write"
+
+    def form_valid(self, form):
+        if "owner_group" in form.changed_data and not self.may_create_in(form, self.resource_type):
+            return self.form_invalid(form)
+        return super().form_valid(form)
 
     def get_success_url(self) -> str:
         messages.success(self.request, "Properties saved.")
         return self.object.get_absolute_url()
 
 
-class ImageDetailView(StaffRequiredMixin, DetailView):
+class ImageDetailView(AuthorizedMixin, DetailView):
     """An image's properties, versions and the upload of a new version (streamed, with progress and resume)."""
 
+    resource_type = Type.IMAGE
     template_name = "clc/images/detail.html"
     slug_field = slug_url_kwarg = "image_id"
     queryset = Image.objects.select_related("owner_group").prefetch_related("versions")
@@ -85,11 +144,13 @@ class ImageDetailView(StaffRequiredMixin, DetailView):
         }
 
 
-class ImageDeleteView(StaffRequiredMixin, View):
+class ImageDeleteView(AuthorizedMixin, View):
     """Delete on POST; an image in use stays, with a message saying what uses it."""
 
+    resource_type, action = Type.IMAGE, "delete"
+
     def post(self, request, image_id: str):
-        image = get_object_or_404(Image, image_id=image_id)
+        image = self.authorized(Image.objects.all(), image_id=image_id)
         try:
             delete_image(image)
         except ImageError as exc:

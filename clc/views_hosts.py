@@ -6,13 +6,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.generic import ListView, UpdateView, View
+from django.views.generic import CreateView, ListView, UpdateView, View
 
+from clc.forms import AuthorityForm
+from clc.services import authz
 from clc.services.hosts import (
     EDITABLE_HOST_FIELDS,
     MachineError,
+    add_host,
     change_host,
     delete_host,
     find_hosts,
@@ -21,16 +24,18 @@ from clc.services.hosts import (
     power_off_host,
     power_off_server,
     server_actions,
+    validate_location,
     wake_host,
     wake_server,
 )
-from clc.views import StaffRequiredMixin
+from clc.views import AuthorizedMixin
 from luhyaapi.validators import InvalidValue, validate_mac
 from luhyadb.choices import LivenessChoices, RoleChoices
+from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import Host, Server
 
 
-class HostForm(forms.ModelForm):
+class HostForm(AuthorityForm):
     """What the administrator sets of a classroom PC; the rest it reports itself."""
 
     class Meta:
@@ -38,17 +43,35 @@ class HostForm(forms.ModelForm):
         fields = EDITABLE_HOST_FIELDS
 
     def clean_location(self) -> str:
-        location = self.cleaned_data["location"]
-        if any(ord(char) < 32 or char == "\x7f" for char in location):
-            raise forms.ValidationError("may not contain control characters")
-        return location
+        try:
+            return validate_location(self.cleaned_data["location"])
+        except InvalidValue as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
-def _host(mac: str) -> Host:
-    try:
-        return get_object_or_404(Host, mac=validate_mac(mac))
-    except InvalidValue:
-        raise Http404("no such host") from None
+class HostAddForm(HostForm):
+    """A PC recorded by hand before it first starts: also its name, MAC, address and cluster."""
+
+    class Meta(HostForm.Meta):
+        fields = ("name", "mac", "ip", "cluster", *EDITABLE_HOST_FIELDS)
+        help_texts = {"mac": "its network card's address, for wake-on-LAN (like 52:54:00:12:34:56)",
+                      "cluster": "the cluster whose controller shares its LAN"}
+
+    def _post_clean(self) -> None:
+        pass  # add_host checks the values (and the MAC's uniqueness) and says which field is wrong
+
+
+class HostMixin(AuthorizedMixin):
+    """Pages of one classroom PC, found by its MAC among those the person may see."""
+
+    resource_type = Type.HOST
+
+    def host(self, mac: str) -> Host:
+        try:
+            mac = validate_mac(mac)
+        except InvalidValue:
+            raise Http404("no such host") from None
+        return self.authorized(Host.objects.select_related("owner_group"), mac=mac)
 
 
 def _back(request, default: str):
@@ -60,16 +83,18 @@ def _back(request, default: str):
     return redirect(default)
 
 
-class HostListView(StaffRequiredMixin, ListView):
+class HostListView(AuthorizedMixin, ListView):
     """Classroom PCs with address, cluster, owner-group, state and last seen, and the node controller each runs;
     search by name, MAC, IP, location or cluster, filter by state."""
 
     template_name = "clc/hosts/list.html"
     paginate_by = 25
+    resource_type = Type.HOST
 
     def get_queryset(self):
         state = self.request.GET.get("state", "")
-        return find_hosts(self.request.GET.get("q", "").strip(), state if state in LivenessChoices.values else "")
+        query = self.request.GET.get("q", "").strip()
+        return self.readable(find_hosts(query, state if state in LivenessChoices.values else ""))
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -80,26 +105,55 @@ class HostListView(StaffRequiredMixin, ListView):
                           "states": LivenessChoices.choices}
 
 
-class HostUpdateView(StaffRequiredMixin, UpdateView):
+class HostCreateView(AuthorizedMixin, CreateView):
+    """Record a classroom PC before it first starts (to wake it, or to give it its owner-group first)."""
+
+    template_name = "clc/hosts/new.html"
+    form_class = HostAddForm
+    resource_type, action = Type.HOST, "create"
+
+    def form_valid(self, form):
+        group = form.cleaned_data.get("owner_group")
+        if not authz.allows(self.actor, "create", Type.HOST, group.path if group else authz.ROOT_PATH):
+            form.add_error("owner_group", "you may not add PCs to this owner-group")
+            return self.form_invalid(form)
+        try:
+            host = add_host(**form.cleaned_data)
+        except InvalidValue as exc:
+            form.add_error(exc.field, exc.message)
+            return self.form_invalid(form)
+        except MachineError as exc:
+            form.add_error("mac", str(exc))
+            return self.form_invalid(form)
+        messages.success(self.request, f"{host.name} ({host.mac}) added; it shows online once it has started.")
+        return redirect("clc:hosts")
+
+
+class HostUpdateView(HostMixin, UpdateView):
     """Change a PC's location, owner-group and flags; delete it from here too."""
 
     template_name = "clc/hosts/form.html"
     form_class = HostForm
+    action = "write"
 
     def get_object(self, queryset=None):
-        return _host(self.kwargs["mac"])
+        return self.host(self.kwargs["mac"])
 
     def form_valid(self, form):
+        if "owner_group" in form.changed_data and not self.may_create_in(form, self.resource_type):
+            return self.form_invalid(form)
         change_host(self.object, **{field: form.cleaned_data[field] for field in EDITABLE_HOST_FIELDS})
         messages.success(self.request, f"{self.object.name} saved.")
         return redirect("clc:hosts")
 
 
-class HostDeleteView(StaffRequiredMixin, View):
+class HostDeleteView(HostMixin, View):
     """Delete on POST; the PC is added again when it next registers."""
 
+    action = "delete"
+
     def post(self, request, mac: str):
-        host = _host(mac)
+        host = self.host(mac)
         delete_host(host)
         messages.success(request, f"{host.name} ({host.mac}) deleted; it is added again when it next starts.")
         return redirect("clc:hosts")
@@ -110,11 +164,13 @@ def _woken(who: str, sent: dict) -> str:
             f"{sent['broadcast']}; it shows online once it has started.")
 
 
-class HostWakeView(StaffRequiredMixin, View):
+class HostWakeView(HostMixin, View):
     """Wake on POST: the PC's cluster controller sends the magic packet; a refusal says why."""
 
+    action = "execute"
+
     def post(self, request, mac: str):
-        host = _host(mac)
+        host = self.host(mac)
         try:
             sent = wake_host(host)
         except MachineError as exc:
@@ -124,11 +180,13 @@ class HostWakeView(StaffRequiredMixin, View):
         return _back(request, "clc:hosts")
 
 
-class HostPowerOffView(StaffRequiredMixin, View):
+class HostPowerOffView(HostMixin, View):
     """Power off on POST, through the node controller the PC runs; a refusal says why."""
 
+    action = "execute"
+
     def post(self, request, mac: str):
-        host = _host(mac)
+        host = self.host(mac)
         try:
             power_off_host(host)
         except MachineError as exc:
@@ -138,17 +196,19 @@ class HostPowerOffView(StaffRequiredMixin, View):
         return _back(request, "clc:hosts")
 
 
-class ServerListView(StaffRequiredMixin, ListView):
+class ServerListView(AuthorizedMixin, ListView):
     """Servers of every role with address, cluster, state and last seen; search by name, MAC, IP or cluster,
     filter by role and state."""
 
     template_name = "clc/hosts/servers.html"
     paginate_by = 25
+    resource_type = Type.SERVER
 
     def get_queryset(self):
         role, state = self.request.GET.get("role", ""), self.request.GET.get("state", "")
-        return find_servers(self.request.GET.get("q", "").strip(), role if role in RoleChoices.values else "",
-                            state if state in LivenessChoices.values else "")
+        return self.readable(find_servers(self.request.GET.get("q", "").strip(),
+                                          role if role in RoleChoices.values else "",
+                                          state if state in LivenessChoices.values else ""))
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -160,11 +220,13 @@ class ServerListView(StaffRequiredMixin, ListView):
             "states": LivenessChoices.choices}
 
 
-class ServerWakeView(StaffRequiredMixin, View):
+class ServerWakeView(AuthorizedMixin, View):
     """Wake a node or storage controller on POST, as a PC is woken."""
 
+    resource_type, action = Type.SERVER, "execute"
+
     def post(self, request, role: str, name: str):
-        server = get_object_or_404(Server, role=role, name=name)
+        server = self.authorized(Server.objects.all(), role=role, name=name)
         try:
             sent = wake_server(server)
         except MachineError as exc:
@@ -174,11 +236,13 @@ class ServerWakeView(StaffRequiredMixin, View):
         return _back(request, "clc:servers")
 
 
-class ServerPowerOffView(StaffRequiredMixin, View):
+class ServerPowerOffView(AuthorizedMixin, View):
     """Power a node controller's machine off on POST; a refusal says why."""
 
+    resource_type, action = Type.SERVER, "execute"
+
     def post(self, request, role: str, name: str):
-        server = get_object_or_404(Server, role=role, name=name)
+        server = self.authorized(Server.objects.all(), role=role, name=name)
         try:
             power_off_server(server)
         except MachineError as exc:

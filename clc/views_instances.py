@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.db.models import Q
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.generic import CreateView, DetailView, ListView, UpdateView, View
 
@@ -22,11 +22,14 @@ from clc.services.instances import (
     run_instance,
     stop_instance,
 )
+from clc.services.push import PushRefused, push_desktop, push_targets, validate_push_hosts
 from clc.services.tasks import TaskNotFound, task_status
-from clc.views import StaffRequiredMixin
+from clc.views import AuthorizedMixin
 from luhyaapi.ids import validate_id
+from luhyaapi.validators import InvalidValue
 from luhyadb.choices import InstanceKindChoices
 from luhyadb.choices import InstanceStateChoices as State
+from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import Instance
 
 # The states in which each action is offered, from the service's rules. The detail page's script gets this same
@@ -71,14 +74,15 @@ def reach(instance: Instance) -> dict:
     return {"console": console, "console_href": _href(console, ("vnc",)), "access": access}
 
 
-class InstanceListView(StaffRequiredMixin, ListView):
+class InstanceListView(AuthorizedMixin, ListView):
     """Instances with state, node and how to reach them; search by name, id or node, filter by kind and state."""
 
     template_name = "clc/instances/list.html"
     paginate_by = 25
+    resource_type = Type.INSTANCE
 
     def get_queryset(self):
-        instances = Instance.objects.select_related("image", "vm_type")
+        instances = self.readable(Instance.objects.select_related("image", "vm_type"))
         query = self.request.GET.get("q", "").strip()
         if query:
             instances = instances.filter(Q(name__icontains=query) | Q(instance_id__icontains=query)
@@ -102,22 +106,26 @@ class InstanceListView(StaffRequiredMixin, ListView):
         }
 
 
-class InstanceCreateView(StaffRequiredMixin, CreateView):
+class InstanceCreateView(AuthorizedMixin, CreateView):
     """Define a new instance; it runs when asked to on its page."""
 
     template_name = "clc/instances/form.html"
     form_class = InstanceForm
+    resource_type, action = Type.INSTANCE, "create"
 
     def form_valid(self, form):
+        if not self.may_create_in(form, self.resource_type):
+            return self.form_invalid(form)
         self.object = define_instance(**form.cleaned_data)
         messages.success(self.request, f"Instance {self.object.name} ({self.object.instance_id}) defined: "
                                        "press Run to start it.")
         return redirect(self.object)
 
 
-class InstanceDetailView(StaffRequiredMixin, DetailView):
+class InstanceDetailView(AuthorizedMixin, DetailView):
     """An instance's properties, where it runs, how to reach it, its current run's progress and its actions."""
 
+    resource_type = Type.INSTANCE
     template_name = "clc/instances/detail.html"
     slug_field = "instance_id"
     slug_url_kwarg = "insid"
@@ -144,9 +152,10 @@ class InstanceDetailView(StaffRequiredMixin, DetailView):
         }
 
 
-class InstanceUpdateView(StaffRequiredMixin, UpdateView):
+class InstanceUpdateView(AuthorizedMixin, UpdateView):
     """Change an instance that is not running (name, size, persistence, ports, pinned node)."""
 
+    resource_type, action = Type.INSTANCE, "write"
     template_name = "clc/instances/form.html"
     form_class = InstanceChangeForm
     slug_field = "instance_id"
@@ -174,11 +183,13 @@ class InstanceUpdateView(StaffRequiredMixin, UpdateView):
         return redirect(self.object)
 
 
-class InstanceRunView(StaffRequiredMixin, View):
+class InstanceRunView(AuthorizedMixin, View):
     """Run on POST; a refusal (busy, no node fits, no cluster controller) is shown on the instance's page."""
 
+    resource_type, action = Type.INSTANCE, "execute"
+
     def post(self, request, insid: str):
-        instance = get_object_or_404(Instance, instance_id=insid)
+        instance = self.authorized(Instance.objects.all(), instance_id=insid)
         try:
             instance = run_instance(instance)
         except InstanceError as exc:
@@ -189,11 +200,13 @@ class InstanceRunView(StaffRequiredMixin, View):
         return redirect(instance)
 
 
-class InstanceStopView(StaffRequiredMixin, View):
+class InstanceStopView(AuthorizedMixin, View):
     """Stop on POST (gracefully, then forced by the node)."""
 
+    resource_type, action = Type.INSTANCE, "execute"
+
     def post(self, request, insid: str):
-        instance = get_object_or_404(Instance, instance_id=insid)
+        instance = self.authorized(Instance.objects.all(), instance_id=insid)
         try:
             instance = stop_instance(instance)
         except InstanceError as exc:
@@ -203,11 +216,13 @@ class InstanceStopView(StaffRequiredMixin, View):
         return redirect(instance)
 
 
-class InstanceDeleteView(StaffRequiredMixin, View):
+class InstanceDeleteView(AuthorizedMixin, View):
     """Delete on POST: at once if it never ran, else once its node has removed it."""
 
+    resource_type, action = Type.INSTANCE, "delete"
+
     def post(self, request, insid: str):
-        instance = get_object_or_404(Instance, instance_id=insid)
+        instance = self.authorized(Instance.objects.all(), instance_id=insid)
         already = instance.state == State.DELETING
         try:
             gone = delete_instance(instance)
@@ -223,3 +238,44 @@ class InstanceDeleteView(StaffRequiredMixin, View):
             messages.success(request, f"{instance.name} is being removed from {instance.node}; it goes when the node "
                                       "confirms.")
         return redirect(instance)
+
+
+class InstancePushView(AuthorizedMixin, View):
+    """Push a local desktop to classroom PCs: a checkbox for each PC the person may execute on whose owner-group's
+    kiosk offers the desktop (those that cannot take it now say why); pushing asks each chosen PC to pull the
+    desktop's image and shows the tasks to follow. A refusal names each PC and why, and nothing is pushed."""
+
+    resource_type, action = Type.INSTANCE, "execute"
+    template_name = "clc/instances/push.html"
+
+    def get(self, request, insid: str):
+        desktop = self._desktop(insid)
+        if desktop.kind != InstanceKindChoices.LVD:
+            messages.warning(request, f"{desktop.name} is a {desktop.get_kind_display().lower()}: only local desktops "
+                                      "are pushed to classroom PCs.")
+            return redirect(desktop)
+        return self._page(desktop)
+
+    def post(self, request, insid: str):
+        desktop = self._desktop(insid)
+        chosen = request.POST.getlist("hosts")
+        try:
+            pushed = push_desktop(self.actor, desktop, validate_push_hosts(chosen))
+        except InvalidValue as exc:
+            messages.error(request, f"Nothing was pushed: {exc.message}.")
+        except PushRefused as exc:
+            messages.error(request, f"{exc}.")
+        else:
+            messages.success(request, f"{desktop.name}: {len(pushed)} classroom PC(s) pull its image now; follow "
+                                      "each task below.")
+            return self._page(desktop, pushed=pushed)
+        return self._page(desktop, chosen=chosen)
+
+    def _desktop(self, insid: str) -> Instance:
+        return self.authorized(Instance.objects.select_related("image", "owner_group"), instance_id=insid)
+
+    def _page(self, desktop: Instance, chosen: list[str] | None = None, pushed: list | None = None):
+        tasks = [{"item": item, "url": reverse("clc-api:task", args=[item.tid])} for item in pushed or ()]
+        return render(self.request, self.template_name, {
+            "object": desktop, "targets": [] if pushed else push_targets(self.actor, desktop),
+            "chosen": set(chosen or ()), "pushed": tasks})

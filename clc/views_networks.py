@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.views.generic import FormView, ListView, View
 from django.views.generic.base import TemplateResponseMixin
 
@@ -17,8 +17,9 @@ from clc.services.networks import (
     save_network,
     unconfigured_clusters,
 )
-from clc.views import StaffRequiredMixin
+from clc.views import AuthorizedMixin
 from luhyaapi.validators import NAME_RE
+from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import ClusterNetwork
 
 
@@ -34,23 +35,27 @@ class ClusterNameConverter:
         return value
 
 
-class NetworkListView(StaffRequiredMixin, ListView):
+class NetworkListView(AuthorizedMixin, ListView):
     """Every cluster's network settings (kind, mode, public address, pools), and the registered clusters that
     have none yet."""
 
     template_name = "clc/networks/list.html"
-    queryset = ClusterNetwork.objects.all()
     context_object_name = "networks"
+    resource_type = Type.NETWORK
+
+    def get_queryset(self):
+        return self.readable(ClusterNetwork.objects.all())
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(**kwargs) | {"unconfigured": unconfigured_clusters()}
 
 
-class _NetworkFormView(StaffRequiredMixin, FormView):
+class _NetworkFormView(AuthorizedMixin, FormView):
     """The settings form: problems are shown next to their fields, and nothing is stored until there are none."""
 
     template_name = "clc/networks/form.html"
     form_class = ClusterNetworkForm
+    resource_type, action = Type.NETWORK, "create"
 
     def get_network(self) -> ClusterNetwork | None:
         """The record being changed; None for a new one."""
@@ -82,21 +87,24 @@ class NetworkCreateView(_NetworkFormView):
 class NetworkUpdateView(_NetworkFormView):
     """Change a cluster's network settings."""
 
+    action = "write"
+
     def get_network(self) -> ClusterNetwork:
-        return get_object_or_404(ClusterNetwork, cluster=self.kwargs["cluster"])
+        return self.authorized(ClusterNetwork.objects.all(), cluster=self.kwargs["cluster"])
 
 
-class NetworkDeleteView(StaffRequiredMixin, TemplateResponseMixin, View):
+class NetworkDeleteView(AuthorizedMixin, TemplateResponseMixin, View):
     """Ask for confirmation (GET), then delete (POST); refused while the cluster's instances run."""
 
     template_name = "clc/networks/confirm_delete.html"
+    resource_type, action = Type.NETWORK, "delete"
 
     def get(self, request, cluster: str):
-        network = get_object_or_404(ClusterNetwork, cluster=cluster)
+        network = self.authorized(ClusterNetwork.objects.all(), cluster=cluster)
         return self.render_to_response({"network": network, "busy": busy_instances(network)})
 
     def post(self, request, cluster: str):
-        network = get_object_or_404(ClusterNetwork, cluster=cluster)
+        network = self.authorized(ClusterNetwork.objects.all(), cluster=cluster)
         try:
             delete_network(network)
         except NetworkInUse as exc:

@@ -1,4 +1,5 @@
-"""Registration with the boss and the heartbeat of one role on this host."""
+"""Registration with the boss and the heartbeat of one role on this host (and, for the node controller of a
+classroom PC, of the PC as a host)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from luhyaapi.bus import Bus, BusUnavailable
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.config import Config
 from luhyaapi.hostinfo import capacity_and_free
-from luhyaapi.messages import Message, NodeStatus, ServerRegistration, VmInfo
+from luhyaapi.messages import HostRegistration, HostStatus, Message, NodeStatus, ServerRegistration, VmInfo
 from luhyaapi.queues import boss_status_queue
 
 logger = logging.getLogger(__name__)
 
 # How often the publisher looks for a change worth reporting at once (the heartbeat itself may be minutes apart).
 CHANGE_CHECK_SECONDS = 1.0
+# Where the node controller of a classroom PC announces the PC (its CC passes it on to the CLC).
+HOST_REGISTRATION_PATH = "/cc/api/1.0/register/host/"
 
 
 def boss(role: str, config: Config) -> tuple[str, str]:
@@ -31,7 +34,11 @@ def boss(role: str, config: Config) -> tuple[str, str]:
 
 class HeartbeatPublisher:
     """Registers ``role`` with its boss (retrying until it answers), then publishes ``nodestatus`` every
-    ``heartbeat_seconds``, and at once when the status changes or ``report_now`` is called."""
+    ``heartbeat_seconds``, and at once when the status changes or ``report_now`` is called.
+
+    On a classroom PC (role nc with ``nc.host_mode``) it also registers the PC as a host and publishes a
+    ``hoststatus`` with every ``nodestatus``, on the same queue (the CC relays both to the CLC), so the PC is online
+    while its node controller runs and stopped when it stops on purpose."""
 
     def __init__(self, role: str, config: Config, bus: Bus,
                  vms: Callable[[], list[VmInfo]] | None = None) -> None:
@@ -44,12 +51,40 @@ class HeartbeatPublisher:
         self._wake = threading.Event()
         self._last_command = ""
         self.registered = threading.Event()
+        self.host_mode = role == "nc" and config.host_mode
 
     def registration(self) -> ServerRegistration:
         capacity, _free, _usage = capacity_and_free(self.config.data_dir)
         return ServerRegistration(role=self.role, name=self.config.name, ip=self.config.ip, mac=self.config.mac,
                                   cluster=self.config.cluster, api_url=self.config.api_url,
-                                  heartbeat_seconds=self.config.heartbeat_seconds, capacity=capacity)
+                                  heartbeat_seconds=self.config.heartbeat_seconds, capacity=capacity,
+                                  classroom_pc=self.host_mode)
+
+    def host_registration(self) -> HostRegistration:
+        """The classroom PC this node controller runs on, as it announces itself when it powers on."""
+        capacity, _free, _usage = capacity_and_free(self.config.data_dir)
+        return HostRegistration(name=self.config.name, ip=self.config.ip, mac=self.config.mac,
+                                cluster=self.config.cluster, heartbeat_seconds=self.config.heartbeat_seconds,
+                                memory_mb=capacity.memory_mb, disk_mb=capacity.disk_mb)
+
+    def registrations(self) -> list[tuple[str, HostRegistration | ServerRegistration]]:
+        """What this role announces to its boss when it starts (path, body): itself, then on a classroom PC the PC."""
+        _base, path = boss(self.role, self.config)
+        announced: list[tuple[str, HostRegistration | ServerRegistration]] = [(path, self.registration())]
+        if self.host_mode:
+            announced.append((HOST_REGISTRATION_PATH, self.host_registration()))
+        return announced
+
+    def host_status(self, status: NodeStatus) -> HostStatus:
+        """The PC's heartbeat that goes with this node controller's ``status`` (same number, interval and state)."""
+        return HostStatus(name=status.name, ip=status.ip, mac=status.mac, cluster=status.cluster,
+                          interval=status.interval, seq=status.seq, memory_mb=status.capacity.memory_mb,
+                          disk_mb=status.capacity.disk_mb, state=status.state)
+
+    def _beat(self, status: NodeStatus) -> None:
+        self.bus.publish(self.queue, status)
+        if self.host_mode:
+            self.bus.publish(self.queue, self.host_status(status))
 
     def status(self, state: str = "online") -> NodeStatus:
         """This role's status now, numbered one past the last one published."""
@@ -70,20 +105,24 @@ class HeartbeatPublisher:
         self._wake.set()
 
     def register(self, stop: threading.Event) -> None:
-        base, path = boss(self.role, self.config)
+        """Send each of ``registrations`` in turn, retrying one that fails with back-off until the boss takes it."""
+        base, _path = boss(self.role, self.config)
         client = RoleClient(base, self.config.cloud_key, sender=self.config.name)
+        pending = self.registrations()
         delay = 0.5
-        while not stop.is_set():
+        while pending and not stop.is_set():
+            path, body = pending[0]
             try:
-                client.post(path, self.registration().model_dump(mode="json"))
-                logger.info("heartbeat: %s registered with %s", self.role, base)
-                self.registered.set()
-                return
+                client.post(path, body.model_dump(mode="json"))
+                logger.info("heartbeat: %s registered at %s%s", self.role, base, path)
+                pending.pop(0)
             except RemoteError as exc:
-                logger.warning("heartbeat: %s could not register with %s (%s); retrying in %.1fs", self.role, base,
-                               exc, delay)
+                logger.warning("heartbeat: %s could not register at %s%s (%s); retrying in %.1fs", self.role, base,
+                               path, exc, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
+        if not pending:
+            self.registered.set()
 
     def run(self, stop: threading.Event) -> None:
         self.register(stop)
@@ -96,7 +135,7 @@ class HeartbeatPublisher:
             changed = (status.capacity, status.services, status.vms, status.last_command) != significant
             if changed or now >= next_beat or self._wake.is_set():
                 self._wake.clear()
-                self.bus.publish(self.queue, status)
+                self._beat(status)
                 self.seq = status.seq
                 significant = (status.capacity, status.services, status.vms, status.last_command)
                 next_beat = now + self.config.heartbeat_seconds
@@ -108,6 +147,6 @@ class HeartbeatPublisher:
         if not self.registered.is_set():
             return
         try:
-            self.bus.publish(self.queue, self.status(state="stopping"))
+            self._beat(self.status(state="stopping"))
         except BusUnavailable as exc:
             logger.warning("heartbeat: could not report that %s stops: %s", self.role, exc)

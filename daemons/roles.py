@@ -25,6 +25,8 @@ def _consume(bus, queue: str, consumer, **options):
 
 def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
     from clc.consumers.clc_status import ClcStatusConsumer
+    from clc.services.console_proxy import ConsoleProxy
+    from clc.services.portal import IDLE_CHECK_SECONDS, stop_idle_desktops
     from clc.services.status import StatusFolder
 
     folder = StatusFolder(missed_heartbeats=config.missed_heartbeats, db_touch_seconds=config.db_touch_seconds)
@@ -39,9 +41,18 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
                 last_refresh = time.monotonic()
             folder.sweep()
 
+    def idle_stop(stop: threading.Event) -> None:
+        while not stop.wait(IDLE_CHECK_SECONDS):
+            stop_idle_desktops(config.idle_stop_minutes)
+
     bus = get_bus(config.cloud_bus_url)
-    return [Worker("clc-status", _consume(bus, CLC_STATUS, ClcStatusConsumer(folder), max_batch=500), stop),
-            Worker("clc-sweeper", sweep, stop)]
+    workers = [Worker("clc-status", _consume(bus, CLC_STATUS, ClcStatusConsumer(folder), max_batch=500), stop),
+               Worker("clc-sweeper", sweep, stop)]
+    if config.console_port:
+        workers.append(Worker("clc-console-proxy", ConsoleProxy(config.console_listen, config.console_port).run, stop))
+    if config.idle_stop_minutes:
+        workers.append(Worker("clc-idle-stop", idle_stop, stop))
+    return workers
 
 
 def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
@@ -68,6 +79,7 @@ def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPubli
     from nc.consumers.nc_cmd import NcCommandConsumer
     from nc.services.commands import resume_unfinished
     from nc.services.instances import watch_loop
+    from nc.services.kiosk import LocalRunReports
 
     consume = _consume(get_bus(config.bus_url), node_commands(config.name), NcCommandConsumer(heartbeat),
                        max_batch=1)
@@ -77,7 +89,9 @@ def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPubli
         resume_unfinished(heartbeat)
         consume(stop)
 
-    return [Worker("nc-commands", commands, stop), Worker("nc-vm-watch", watch_loop(heartbeat), stop)]
+    # On a classroom PC, what the watcher sees of the kiosk's own desktops stays on the PC (nc/services/kiosk.py).
+    watcher_reports = LocalRunReports(heartbeat) if config.host_mode else heartbeat
+    return [Worker("nc-commands", commands, stop), Worker("nc-vm-watch", watch_loop(watcher_reports), stop)]
 
 
 def _vms_of(role: str):

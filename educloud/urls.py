@@ -9,5 +9,8 @@ handler404 = "luhyaapi.api.not_found"
 urlpatterns = [path("admin/", admin.site.urls)]
 for role in settings.EDUCLOUD.roles:
     urlpatterns.append(path(f"{role}/api/1.0/", include(f"{role}.api.urls")))
+if settings.EDUCLOUD.has_role("nc"):
+    urlpatterns.append(path("nc/", include("nc.urls")))  # the classroom kiosk (served only with nc.kiosk on)
 if settings.EDUCLOUD.has_role("clc"):
-    urlpatterns += [path("clc/", include("clc.urls")), path("", RedirectView.as_view(url="/clc/", permanent=False))]
+    urlpatterns += [path("clc/", include("clc.urls")), path("portal/", include("clc.urls_portal")),
+                    path("", RedirectView.as_view(url="/clc/", permanent=False))]

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from luhyaapi.hostinfo import first_mac
 from luhyaapi.validators import InvalidValue, validate_ip, validate_mac, validate_name
 from luhyaapi.wol import validate_broadcast, validate_interface
 
@@ -51,11 +52,16 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("nc", "hypervisor"): "qemu",
     ("nc", "stop_timeout_seconds"): "60",
     ("nc", "poweroff_command"): "systemctl poweroff",
+    ("nc", "host_mode"): "false",
+    ("nc", "kiosk"): "false",
     ("cc", "port_range"): "6400-6999",
     ("cc", "kinds"): "vs,rvd,lvd",
     ("cc", "manage_network"): "true",
     ("cc", "wake_broadcast"): "255.255.255.255",
     ("cc", "wake_interface"): "",
+    ("clc", "console_port"): "6080",
+    ("clc", "console_listen"): "",
+    ("clc", "idle_stop_minutes"): "60",
     ("walrus", "cors_origins"): "",
     ("walrus", "upload_expiry_hours"): "24",
 }
@@ -102,6 +108,8 @@ class Config:
     cache_url: str
     hypervisor: str = "qemu"
     vm_stop_timeout: float = 60.0
+    host_mode: bool = False
+    kiosk: bool = False
     port_range: tuple[int, int] = (6400, 6999)
     cluster_kinds: tuple[str, ...] = INSTANCE_KINDS
     manage_network: bool = True
@@ -110,6 +118,9 @@ class Config:
     poweroff_argv: tuple[str, ...] = ("systemctl", "poweroff")
     wake_broadcast: str = "255.255.255.255"
     wake_interface: str = ""
+    console_port: int = 6080
+    console_listen: str = "127.0.0.1"
+    idle_stop_minutes: float = 60.0
     source: str = field(default="")
 
     @property
@@ -290,6 +301,17 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         raise _setting_error("nc", "poweroff_command", f"cannot be split into words: {exc}") from None
     if not poweroff_argv:
         raise _setting_error("nc", "poweroff_command", "is empty; give the command that powers this host off")
+    host_mode, kiosk = _flag(get("nc", "host_mode")), _flag(get("nc", "kiosk"))
+    if host_mode and "nc" not in roles:
+        raise _setting_error("nc", "host_mode", "is for the node controller of a classroom PC; host.roles has no nc")
+    if kiosk and not host_mode:
+        raise _setting_error("nc", "kiosk", "needs nc.host_mode = true (the kiosk lists the desktops of this PC)")
+    if host_mode and not mac:
+        # A classroom PC is known by its MAC (and woken by it): take its first network card's unless one is set.
+        mac = first_mac()
+        if not mac:
+            raise _setting_error("host", "mac", "is required with nc.host_mode and this machine has no network card "
+                                                "with a MAC address to take it from")
     try:
         wake_broadcast = validate_broadcast(get("cc", "wake_broadcast"), "cc.wake_broadcast")
         interface = get("cc", "wake_interface")
@@ -297,6 +319,19 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
     except InvalidValue as exc:
         section, key = exc.field.split(".")
         raise _setting_error(section, key, exc.message) from None
+    console_port = int(_parse_number("clc", "console_port", get("clc", "console_port"), int, 0))
+    if console_port > 65535:
+        raise _setting_error("clc", "console_port", f"{console_port} is not a TCP port (0 turns the proxy off)")
+    # Unset, the console proxy listens where the web server does: browsers reach it where they reach the pages.
+    console_listen = get("clc", "console_listen") or listen_host
+    if get("clc", "console_listen"):
+        try:
+            console_listen = validate_ip(console_listen, "clc.console_listen")
+        except InvalidValue as exc:
+            raise _setting_error("clc", "console_listen", exc.message) from None
+    idle_stop_minutes = _parse_number("clc", "idle_stop_minutes", get("clc", "idle_stop_minutes"), float, 0)
+    if 0 < idle_stop_minutes < 1:  # an open console marks its desktop in use every 30 s: less would stop one in use
+        raise _setting_error("clc", "idle_stop_minutes", f"{idle_stop_minutes:g} is below 1 minute; 0 means never")
 
     return Config(
         name=name,
@@ -323,6 +358,8 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         cache_url=_parse_url("cache", "url", get("cache", "url"), ("locmem", "memcached")),
         hypervisor=hypervisor,
         vm_stop_timeout=_parse_number("nc", "stop_timeout_seconds", get("nc", "stop_timeout_seconds"), float, 1),
+        host_mode=host_mode,
+        kiosk=kiosk,
         port_range=_parse_port_range(get("cc", "port_range")),
         cluster_kinds=kinds,
         manage_network=_flag(get("cc", "manage_network")),
@@ -332,6 +369,9 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         poweroff_argv=poweroff_argv,
         wake_broadcast=wake_broadcast,
         wake_interface=wake_interface,
+        console_port=console_port,
+        console_listen=console_listen,
+        idle_stop_minutes=idle_stop_minutes,
         source=source,
     )
 

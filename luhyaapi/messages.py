@@ -177,6 +177,9 @@ class ServerRegistration(BaseModel):
     api_url: str = Field(default="", pattern=r"^$|^https?://[A-Za-z0-9.:\[\]-]+$")
     heartbeat_seconds: float = Field(gt=0)
     capacity: Resources
+    # The node controller of a classroom PC (``nc.host_mode``): it runs the PC's own desktops, never the cloud's
+    # instances. False when left out, as older nodes send it.
+    classroom_pc: bool = False
 
 
 class HostRegistration(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
@@ -67,3 +68,23 @@ def validate_display_name(value: str, field: str = "name", max_length: int = 100
     if ".." in stripped:
         raise InvalidValue(field, "may not contain '..'")
     return stripped
+
+
+MAX_SERVICE_PORTS = 8
+
+
+def validate_ports(values: Iterable[object], field: str = "services", max_ports: int = MAX_SERVICE_PORTS) -> list[int]:
+    """Guest TCP ports to reach from outside (an instance's ``services``): whole numbers 1-65535, given as ints or
+    their digits, each once, at most ``max_ports``. Returned as ints; InvalidValue saying which rule failed."""
+    ports = []
+    for value in values:
+        text = "" if isinstance(value, bool) else str(value)
+        # The length check comes first: int() of a very long digit string is slow or refused outright.
+        if not (text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535):
+            raise InvalidValue(field, f"{str(value)[:12]!r} is not a TCP port (a whole number from 1 to 65535)")
+        ports.append(int(text))
+    if len(set(ports)) != len(ports):
+        raise InvalidValue(field, "a port is listed twice")
+    if len(ports) > max_ports:
+        raise InvalidValue(field, f"at most {max_ports} ports")
+    return ports

@@ -3,6 +3,7 @@
 from django.contrib import admin
 
 from luhyadb.models import (
+    Account,
     ClusterNetwork,
     Host,
     Image,
@@ -26,6 +27,18 @@ class OwnerGroupAdmin(admin.ModelAdmin):
     list_display = ("name", "path", "description")
     search_fields = ("name", "path")
     inlines = (OwnerGroupPermissionInline,)
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    """Shown here; made and changed on the console's Accounts page (/clc/accounts/), which keeps anyone from giving a
+    role above their own or an owner-group outside their authority."""
+
+    list_display = ("user", "role", "owner_group")
+    list_filter = ("role",)
+    search_fields = ("user__username", "user__first_name", "user__last_name", "user__email", "owner_group__path")
+    list_select_related = ("user", "owner_group")
+    autocomplete_fields = ("owner_group",)
 
 
 @admin.register(Server)

@@ -19,11 +19,27 @@ class LivenessChoices(models.TextChoices):
 
 
 class ResourceTypeChoices(models.TextChoices):
+    """The types of resource an owner-group's permissions name (the notes, II.1), one per kind of record."""
+
     HOST = "host", "Host"
     SERVER = "server", "Server"
     IMAGE = "image", "Image"
     INSTANCE = "instance", "Instance"
     TASK = "task", "Task"
+    ACCOUNT = "account", "Account"
+    OWNERGROUP = "ownergroup", "Owner-group"
+    VMTYPE = "vmtype", "VM type"
+    NETWORK = "network", "Cluster network"
+
+
+class AccountRoleChoices(models.TextChoices):
+    """What kind of person an account is (the notes' scenarios); the role caps what its owner-group's permissions
+    may grant, see ``clc.services.authz``. Anonymous is not an account: it is whoever is not logged in."""
+
+    USER = "user", "User (uses the desktops given to them)"
+    POWERUSER = "poweruser", "Power user (changes and uses predefined resources)"
+    POWERADM = "poweradm", "Power administrator (manages servers and desktops)"
+    SUPERADM = "superadm", "Super administrator (manages everything)"
 
 
 class OsTypeChoices(models.TextChoices):

@@ -6,6 +6,7 @@ Names and addresses are validated on the way in (``full_clean`` and the API seri
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -13,6 +14,7 @@ from django.db import models
 from luhyaapi.ids import InvalidId, validate_id
 from luhyaapi.validators import InvalidValue, validate_mac, validate_name, validate_owner_path
 from luhyadb.choices import (
+    AccountRoleChoices,
     ArchChoices,
     InstanceKindChoices,
     InstanceStateChoices,
@@ -90,6 +92,22 @@ class OwnerGroupPermission(models.Model):
         flags = ("read", "write", "execute", "create", "delete")
         bits = "".join(flag[0] if getattr(self, flag) else "-" for flag in flags)
         return f"{self.owner_group.path}: {self.resource_type} {bits}"
+
+
+class Account(models.Model):
+    """A person's place in the cloud: the owner-group whose subtree they reach and their role. Every login of the
+    console, the portal or the API has one (``clc.services.authz`` decides with it); a superuser without one is a
+    super administrator of the whole cloud."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account")
+    owner_group = models.ForeignKey(OwnerGroup, on_delete=models.PROTECT, related_name="accounts")
+    role = models.CharField(max_length=10, choices=AccountRoleChoices.choices, default=AccountRoleChoices.USER)
+
+    class Meta:
+        ordering = ("user__username",)
+
+    def __str__(self) -> str:
+        return f"{self.user.username} ({self.role} of {self.owner_group.path})"
 
 
 class Server(models.Model):
@@ -224,6 +242,11 @@ class Instance(models.Model):
     services = models.JSONField(default=list, blank=True, help_text="guest TCP ports to reach from outside, e.g. [80]")
     pinned_node = models.CharField(max_length=63, blank=True, validators=[name_validator],
                                    help_text="run only on this node controller")
+    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="desktops",
+                                    help_text="the person whose desktop this is (users see only theirs)")
+    last_activity = models.DateTimeField(null=True, blank=True,
+                                         help_text="last run or console connection; idle desktops are stopped")
     cluster = models.CharField(max_length=63, blank=True, validators=[name_validator])
     node = models.CharField(max_length=63, blank=True, validators=[name_validator])
     state = models.CharField(max_length=12, choices=InstanceStateChoices.choices, default=InstanceStateChoices.DEFINED)

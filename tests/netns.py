@@ -30,7 +30,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -169,9 +169,11 @@ class Network:
                 namespace.add_address(interface, cidr)
             namespace.ip("link", "set", interface, "up")
 
-    def bridge(self, namespace: Namespace, name: str, cidr: str | None = None) -> str:
-        """A bridge ``name`` in ``namespace``, up, with an optional address (a switch, or a host's LAN side)."""
-        namespace.ip("link", "add", "name", name, "type", "bridge")
+    def bridge(self, namespace: Namespace, name: str, cidr: str | None = None, *, mac: str | None = None) -> str:
+        """A bridge ``name`` in ``namespace``, up, with an optional address (a switch, or a host's LAN side). Give a
+        host's bridge its ``mac``: without one, Linux gives a bridge the lowest MAC of its ports, and it changes as
+        ports (VM taps) come and go, leaving the host's neighbours with a stale ARP entry for up to half a minute."""
+        namespace.ip("link", "add", "name", name, *(["address", mac] if mac else []), "type", "bridge")
         if cidr:
             namespace.add_address(name, cidr)
         namespace.ip("link", "set", name, "up")
@@ -232,7 +234,12 @@ class NamespaceThread:
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``function(*args, **kwargs)`` run inside the namespace; its result, or its exception raised here."""
-        return self._executor.submit(function, *args, **kwargs).result()
+        return self.submit(function, *args, **kwargs).result()
+
+    def submit(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """Start ``function(*args, **kwargs)`` inside the namespace without waiting for it (a server's loop); its
+        Future. The thread is one: calls made meanwhile wait until it returns."""
+        return self._executor.submit(function, *args, **kwargs)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -297,7 +304,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
-    except ConnectionError:
+    except OSError:  # ConnectionError, or ENOTCONN from write_eof when the other side is already gone
         writer.close()  # a reset on one side ends the connection on the other too
 
 

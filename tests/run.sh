@@ -12,7 +12,7 @@ cd "$EDUCLOUD_ROOT"
 set -e
 
 ensure_packages python3 python3-venv python3-dev default-libmysqlclient-dev pkg-config build-essential memcached qemu-utils \
-  qemu-system-x86 iptables dnsmasq-base busybox iproute2 procps
+  qemu-system-x86 iptables dnsmasq-base busybox iproute2 procps novnc chromium
 ensure_venv requirements-test.txt
 
 # RabbitMQ and MariaDB: use the running ones; on a machine without them, install and start them.

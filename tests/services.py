@@ -13,8 +13,14 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
+from luhyaapi.client import RemoteError
+
 ROOT = Path(__file__).resolve().parent.parent
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+# The first administrator every RoleProcess running the CLC creates (``init_cloud``), for tests that log in.
+ADMIN_USER, ADMIN_PASSWORD = "admin", "e2e-admin-password"
 
 
 def free_port() -> int:
@@ -89,7 +95,9 @@ class RoleProcess:
                     # A test host never powers the machine off, whatever a test sends it.
                     "nc": {"poweroff_command": "true"},
                     # Nor its network: a test that wants the CC to manage one runs it in its own namespace.
-                    "cc": {"manage_network": "false"}}
+                    "cc": {"manage_network": "false"},
+                    # Its console proxy (CLC hosts) on a port of its own, not the default one a real cloud may hold.
+                    "clc": {"console_port": str(free_port())}}
         for section, values in settings.items():
             sections.setdefault(section, {}).update(values)
         self.conf = self.dir / "educloud.conf"
@@ -102,7 +110,7 @@ class RoleProcess:
         env = {key: value for key, value in os.environ.items() if not key.startswith("EDUCLOUD_")}
         env["EDUCLOUD_CONF"] = str(self.conf)
         env["DJANGO_SETTINGS_MODULE"] = "educloud.settings"
-        env["EDUCLOUD_ADMIN_PASSWORD"] = "e2e-admin-password"
+        env["EDUCLOUD_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         with self.log.open("ab") as log:
             netns = ["ip", "netns", "exec", self.netns] if self.netns else []
             self.process = subprocess.Popen([*netns, sys.executable, str(ROOT / "manage.py"), "run_cloud"], cwd=ROOT,
@@ -217,3 +225,46 @@ def _comm(pid: int) -> bytes:
         return Path(f"/proc/{pid}/comm").read_bytes()
     except OSError:
         return b""
+
+
+def wait_for(what: str, probe, timeout: float = 180.0, every: float = 0.5):
+    """Call ``probe`` until it returns something true (returned), else fail the test saying what it waited for."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
+
+
+def instance_record(client, insid: str) -> dict | None:
+    """An instance as the CLC's API shows it through ``client`` (a RoleClient), or None once it is gone."""
+    try:
+        return client.get(f"/clc/api/1.0/instances/{insid}/")
+    except RemoteError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+@contextmanager
+def allinone_host(workdir: Path, key: str, *, ports: int, stop_timeout: int):
+    """An all-in-one host (clc, walrus, cc, nc) with real QEMU and the test image file, as ``(host, image)``;
+    afterwards its VMs are killed, its log printed, and a VM left running fails the test."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed; the test command (tests/run.sh) installs it")
+    image = build_test_image()
+    low, high = free_port_block(ports)
+    aio = RoleProcess(workdir, "aio", "clc,walrus,cc,nc",
+                      {"cloud": {"key": key, "heartbeat_seconds": "1", "missed_heartbeats": "5"},
+                       "cc": {"port_range": f"{low}-{high}"}, "nc": {"stop_timeout_seconds": str(stop_timeout)}})
+    aio.start().wait_listening()
+    try:
+        yield aio, image
+    finally:
+        aio.stop()
+        leftovers = kill_vms_under(workdir)
+        print(f"----- aio log -----\n{aio.tail(60)}")
+        assert not leftovers, f"VM processes were left running: {leftovers}"

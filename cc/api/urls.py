@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from cc.api import views, wake
+from cc.api import desktops, views, wake
 from luhyaapi.api import PingView
 
 app_name = "cc-api"
@@ -12,6 +12,7 @@ urlpatterns = [
     path("register/host/", views.RegisterHostView.as_view(), name="register-host"),
     path("nodes/<str:name>/commands/", views.NodeCommandView.as_view(), name="node-commands"),
     path("hosts/wake/", wake.WakeView.as_view(), name="hosts-wake"),
+    path("hosts/<str:mac>/desktops/", desktops.HostDesktopsView.as_view(), name="host-desktops"),
     path("instances/", views.InstancesView.as_view(), name="instances"),
     path("instances/<str:insid>/stop/", views.InstanceStopView.as_view(), name="instance-stop"),
     path("instances/<str:insid>/submit/", views.InstanceSubmitView.as_view(), name="instance-submit"),

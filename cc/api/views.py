@@ -11,7 +11,13 @@ from rest_framework.views import APIView
 
 from cc.models import ClusterInstance
 from cc.services.image_cache import ImageUnavailable, cluster_cache
-from cc.services.instances import InstanceRefused, delete_instance, run_instance, stop_instance, submit_instance
+from cc.services.instances import (
+    InstanceRefused,
+    delete_instance,
+    run_instance,
+    stop_instance,
+    submit_instance,
+)
 from cc.services.nodes import (
     UnknownNode,
     WrongCluster,
@@ -43,8 +49,9 @@ class RegisterServerView(APIView):
     permission_classes = [IsSignedNode]
 
     def post(self, request):
+        registration = validated(ServerRegistration, request.data)
         try:
-            node = register_cluster_server(validated(ServerRegistration, request.data))
+            node = register_cluster_server(registration)
         except (WrongCluster, RemoteError) as exc:
             return _refusal(exc)
         return Response({"role": node.role, "name": node.name}, status=status.HTTP_201_CREATED)

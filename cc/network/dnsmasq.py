@@ -252,6 +252,27 @@ class DhcpServer:
                 logger.warning("skipping lease line %r in %s", line, self.lease_file)
         return leases
 
+    def drop_blocking_leases(self, reservations: Iterable[Reservation]) -> int:
+        """Drop the leases that hold a reserved address for another MAC, so that dnsmasq gives the address to the
+        NIC it is reserved for: a stopped VM never releases its lease, and while it lasts dnsmasq refuses the
+        address to anyone else ("not using configured address ... because it is leased to ...") and hands out
+        another. dnsmasq reads its lease file only when it starts, so it is stopped first: call ``start`` after.
+        Returns how many leases were dropped."""
+        reserved = {reservation.ip: reservation.mac for reservation in reservations}
+        blocking = {(lease.mac, lease.ip) for lease in self.leases() if reserved.get(lease.ip, lease.mac) != lease.mac}
+        if not blocking:
+            return 0
+        with self._locked():
+            pid = self.pid()
+            if pid is not None:
+                self._stop(pid, STOP_TIMEOUT)
+            # In place, keeping the file's owner and mode: dnsmasq is stopped, nothing else reads it meanwhile.
+            lines = self.lease_file.read_text().splitlines(keepends=True)
+            self.lease_file.write_text("".join(line for line in lines if tuple(line.split()[1:3]) not in blocking))
+        logger.info("DHCP on %s: dropped %d leases of addresses now reserved for other MACs: %s", self.interface,
+                    len(blocking), ", ".join(f"{ip} ({mac})" for mac, ip in sorted(blocking)))
+        return len(blocking)
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """One start or stop of this server at a time, across processes (two starts must not both launch one)."""

@@ -7,17 +7,18 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Sum
 
 from cc.models import ClusterInstance, ClusterNode, PortLease
 from cc.network.addresses import PortPool
+from cc.services.leases import PoolBusy, PoolUsedUp, lease_next_free
 from cc.services.network import AddressPoolExhausted, apply_network, cluster_network, lease_address, release_addresses
 from cc.services.scheduler import Candidate, Need, NoNodeFits, pick_node
 from luhyaapi.bus import Bus
 from luhyaapi.messages import Command, InsStatus, InstanceRunRequest
 from luhyaapi.queues import node_commands
-from luhyaapi.vmspec import ConsoleSpec, NicSpec, PortForward, RuntimeOptions
+from luhyaapi.vmspec import ConsoleSpec, NicSpec, PortForward, RuntimeOptions, guest_devices
 
 logger = logging.getLogger(__name__)
 
@@ -43,29 +44,23 @@ def _candidates() -> list[Candidate]:
                  .annotate(cpus=Sum("cpus"), memory_mb=Sum("memory_mb"))}
     return [Candidate(name=node.name, online=bool(node.last_seen and node.last_seen >= recent), cpus=node.cpus,
                       memory_mb=node.memory_mb, free_disk_mb=node.free_disk_mb or node.disk_mb,
-                      committed=committed.get(node.name, Need(0, 0)))
+                      committed=committed.get(node.name, Need(0, 0)), classroom_pc=node.classroom_pc)
             for node in ClusterNode.objects.filter(role="nc")]
 
 
 def lease_ports(insid: str, purposes: list[str], port_range: tuple[int, int]) -> dict[str, int]:
     """Lease one port of the cluster's pool for each purpose; InstanceRefused (409) when the pool is used up."""
     pool = PortPool(*port_range)
+    taken = PortLease.objects.filter(port__gte=pool.low, port__lte=pool.high)
     leased: dict[str, int] = {}
     for purpose in purposes:
-        for _attempt in range(5):
-            taken = PortLease.objects.filter(port__gte=pool.low, port__lte=pool.high).values_list("port", flat=True)
-            port = pool.next_free(taken)
-            if port is None:
-                raise InstanceRefused(409, f"the cluster's port pool {pool.low}-{pool.high} is used up")
-            try:
-                with transaction.atomic():
-                    PortLease.objects.create(port=port, instance_id=insid, purpose=purpose)
-            except IntegrityError:
-                continue  # another process took it between our look and our insert; look again
-            leased[purpose] = port
-            break
-        else:
-            raise InstanceRefused(503, "could not lease a port: the pool is changing too fast, try again")
+        try:
+            leased[purpose] = lease_next_free(taken, "port", pool.next_free,
+                                              {"instance_id": insid, "purpose": purpose})
+        except PoolUsedUp:
+            raise InstanceRefused(409, f"the cluster's port pool {pool.low}-{pool.high} is used up") from None
+        except PoolBusy:
+            raise InstanceRefused(503, "could not lease a port: the pool is changing too fast, try again") from None
     return leased
 
 
@@ -76,17 +71,15 @@ def release_ports(insid: str) -> int:
 
 
 def _options(request: InstanceRunRequest, node_ip: str, ports: dict[str, int], bridge: str = "") -> RuntimeOptions:
-    # Linux has virtio drivers built in (faster disk and network, a link up at once); other systems may not.
-    paravirtual = request.os_type == "linux"
-    model = "virtio" if paravirtual else "e1000"
+    devices = guest_devices(request.os_type)
     if bridge:  # on the cluster LAN with its DHCP-reserved address: its services are reached there, not forwarded
-        nic = NicSpec(mode="bridged", bridge=bridge, model=model, mac=request.mac)
+        nic = NicSpec(mode="bridged", bridge=bridge, model=devices.nic_model, mac=request.mac)
     else:
         forwards = tuple(PortForward(host_ip=node_ip, host_port=ports[f"tcp/{port}"], guest_port=port)
                          for port in request.services)
-        nic = NicSpec(mode="nat", model=model, mac=request.mac, forwards=forwards)
+        nic = NicSpec(mode="nat", model=devices.nic_model, mac=request.mac, forwards=forwards)
     return RuntimeOptions(os_type=request.os_type, memory_mb=request.memory_mb, cpus=request.cpus, nics=(nic,),
-                          disk_type="virtio" if paravirtual else "ide",
+                          disk_type=devices.disk_type,
                           console=ConsoleSpec(protocol="vnc", listen=node_ip, port=ports["console"]))
 
 
@@ -170,9 +163,10 @@ def _send(bus: Bus, insid: str, op: str, seq: int, state: str, **paras) -> Clust
         record = ClusterInstance.objects.select_for_update().filter(instance_id=insid).first()
         if record is None:
             raise InstanceRefused(404, f"instance {insid} is not placed in this cluster")
-        record.state = state
-        record.save(update_fields=["state", "updated"])
-        command = Command(op=op, tid=record.tid, seq=max(seq, record.seq),
+        # A newer seq (a submit is one) makes the node's reports of the older one late reports, ignored below.
+        record.state, record.seq = state, max(seq, record.seq)
+        record.save(update_fields=["state", "seq", "updated"])
+        command = Command(op=op, tid=record.tid, seq=record.seq,
                           paras={"insid": insid, "persistent": record.persistent} | paras)
         transaction.on_commit(lambda: bus.publish(node_commands(record.node), command))
     logger.info("instances: %s for %s queued for %s", op, insid, record.node)
@@ -191,7 +185,8 @@ def delete_instance(bus: Bus, insid: str, seq: int) -> ClusterInstance:
 
 def submit_instance(bus: Bus, insid: str, seq: int, image_id: str) -> ClusterInstance:
     """Queue ``instance/submit``: the node uploads the instance's disk (through this CC) to walrus as a new version
-    of ``image_id``, then removes the instance (the image wizard's last step)."""
+    of ``image_id``, then removes the instance (the image wizard's last step). Each submit comes with a new ``seq``
+    from the CLC; when it fails the node reports the instance stopped (its disk kept), which frees it here."""
     return _send(bus, insid, "instance/submit", seq, "submitting", image_id=image_id)
 
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 
 from cc.models import AddressLease, ClusterInstance, ClusterNode, NetworkSettings, PortLease
 from cc.network import addresses, iptables
 from cc.network.addresses import AddressPool
 from cc.network.dnsmasq import DhcpServer, Reservation
+from cc.services.leases import PoolBusy, PoolUsedUp, lease_next_free
 from luhyaapi.client import RemoteError, RoleClient
 
 logger = logging.getLogger(__name__)
@@ -87,18 +87,13 @@ def cluster_network(max_age: float = REFRESH_SECONDS) -> ClusterNet | None:
 
 def lease_address(insid: str, pool: AddressPool, kind: str, mac: str = "") -> str:
     """Lease the next free address of ``pool`` to ``insid``; AddressPoolExhausted when none is left."""
-    for _attempt in range(5):
-        taken = AddressLease.objects.values_list("ip", flat=True)
-        ip = pool.next_free(list(taken))
-        if ip is None:
-            raise AddressPoolExhausted(f"the {kind} address pool {pool.first}-{pool.last} is used up")
-        try:
-            with transaction.atomic():
-                AddressLease.objects.create(ip=ip, instance_id=insid, pool=kind, mac=mac)
-            return ip
-        except IntegrityError:
-            continue  # another process took it meanwhile
-    raise AddressPoolExhausted("could not lease an address: the pool is changing too fast, try again")
+    try:
+        return lease_next_free(AddressLease.objects.all(), "ip", pool.next_free,
+                               {"instance_id": insid, "pool": kind, "mac": mac})
+    except PoolUsedUp:
+        raise AddressPoolExhausted(f"the {kind} address pool {pool.first}-{pool.last} is used up") from None
+    except PoolBusy:
+        raise AddressPoolExhausted("could not lease an address: the pool is changing too fast, try again") from None
 
 
 def release_addresses(insid: str) -> int:
@@ -146,12 +141,14 @@ def dhcp_server(net: ClusterNet) -> DhcpServer:
 
 
 def apply_state(net: ClusterNet, state: NetworkState) -> None:
-    """Make the CC host carry ``state``: our iptables chains replaced whole, the DHCP reservations rewritten (the
-    server started if needed), elastic IPs aliased on the public interface and the ones no longer leased removed."""
+    """Make the CC host carry ``state``: our iptables chains replaced whole, the DHCP reservations rewritten (leases
+    that keep a reserved address from its NIC dropped, the server started if needed), elastic IPs aliased on the
+    public interface and the ones no longer leased removed."""
     iptables.apply(state.rules)
     if net.dhcp is not None:
         server = dhcp_server(net)
         server.set_reservations(state.reservations)
+        server.drop_blocking_leases(state.reservations)
         server.start()
     if net.eips is not None:
         for ip, prefix in addresses.aliases(net.public_interface):

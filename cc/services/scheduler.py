@@ -1,4 +1,5 @@
 """Choosing the node controller an instance runs on: by free memory, CPUs and disk, or the node it is pinned to.
+The node controllers of classroom PCs are never chosen: a PC runs the desktops of the person sitting at it.
 
 A pure function over what the cluster knows of its nodes, so every rule is testable without a cluster. When no node
 fits, the error says for each node why not.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 CPU_OVERCOMMIT = 4
 # Memory kept for the node itself (its daemons, the page cache the image transfers need).
 HOST_RESERVE_MB = 512
+CLASSROOM_PC = "a classroom PC, not a node for the cloud's instances"
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,8 @@ class Need:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A node as the scheduler sees it: its capacity, its reported free disk, what instances already hold."""
+    """A node as the scheduler sees it: its capacity, its reported free disk, what instances already hold, and
+    whether it is a classroom PC's node controller."""
 
     name: str
     online: bool
@@ -33,6 +36,7 @@ class Candidate:
     memory_mb: int
     free_disk_mb: int
     committed: Need = field(default_factory=lambda: Need(0, 0))
+    classroom_pc: bool = False
 
     @property
     def spare_memory_mb(self) -> int:
@@ -54,6 +58,8 @@ class NoNodeFits(LookupError):
 
 def why_not(need: Need, node: Candidate) -> str | None:
     """Why ``node`` cannot take ``need`` now, or None if it can."""
+    if node.classroom_pc:
+        return CLASSROOM_PC
     if not node.online:
         return "offline"
     if node.spare_memory_mb < need.memory_mb:
@@ -67,7 +73,8 @@ def why_not(need: Need, node: Candidate) -> str | None:
 
 def pick_node(need: Need, nodes: list[Candidate], pinned: str = "") -> Candidate:
     """The node to run on: ``pinned`` if given and it fits; else of those that fit the one with the most spare
-    memory, then CPUs, then disk (the notes' order). Raises NoNodeFits with every node's reason."""
+    memory, then CPUs, then disk (the notes' order). A classroom PC never fits, pinned or not. Raises NoNodeFits
+    with every node's reason."""
     if pinned:
         nodes = [node for node in nodes if node.name == pinned]
         if not nodes:

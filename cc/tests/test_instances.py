@@ -12,6 +12,7 @@ from cc.services.instances import InstanceRefused, delete_instance, note_instanc
 from luhyaapi.bus import InProcessBus
 from luhyaapi.messages import Command, ImageRef, InsStatus, InstanceRunRequest
 from luhyaapi.queues import node_commands
+from luhyaapi.vmspec import guest_devices
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -156,3 +157,15 @@ def test_stopping_an_instance_this_cluster_never_placed_is_a_404(nodes):
     with pytest.raises(InstanceRefused) as raised:
         stop_instance(InProcessBus(), "ins-0000ffff", 1)
     assert raised.value.status == 404
+
+
+@pytest.mark.parametrize("os_type, disk_type, nic_model", [("linux", "virtio", "virtio"), ("windows", "ide", "e1000"),
+                                                           ("other", "ide", "e1000")])
+def test_a_guest_gets_virtio_only_if_it_runs_linux_by_the_one_rule_kiosks_use_too(nodes, os_type, disk_type,
+                                                                                   nic_model):
+    assert guest_devices(os_type) == (disk_type, nic_model)
+    bus = InProcessBus()
+    run_instance(bus, request(os_type=os_type))
+    [command] = take(bus, "nc-1")
+    options = command.paras["options"]
+    assert (options["disk_type"], options["nics"][0]["model"]) == (disk_type, nic_model)

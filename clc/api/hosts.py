@@ -1,28 +1,35 @@
 """API views of the cloud controller for machines: classroom PCs (by MAC) and servers (by role and name), listed,
-woken and powered off; adapters over ``clc.services.hosts``."""
+woken and powered off, and the local desktops a PC's kiosk offers; adapters over ``clc.services.hosts`` and
+``clc.services.authz``."""
 
 from __future__ import annotations
 
+from django.db.models import F
 from django.shortcuts import get_object_or_404
 from rest_framework import exceptions, filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from clc.api.authz import AuthorizedViewSetMixin, require_create, require_owner_change
+from clc.services.authz import ROOT_PATH, kiosk_desktops
 from clc.services.hosts import (
     EDITABLE_HOST_FIELDS,
     MachineError,
+    add_host,
     change_host,
     delete_host,
     find_hosts,
     find_servers,
     power_off_host,
     power_off_server,
+    validate_location,
     wake_host,
     wake_server,
 )
-from luhyaapi.validators import validate_mac, validate_name
-from luhyadb.choices import LivenessChoices, RoleChoices
-from luhyadb.models import Host, OwnerGroup, Server
+from luhyaapi.drf import IsSignedNode
+from luhyaapi.validators import InvalidValue, validate_mac, validate_name
+from luhyadb.choices import LivenessChoices, ResourceTypeChoices, RoleChoices
+from luhyadb.models import Host, Instance, OwnerGroup, Server
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -39,9 +46,10 @@ class HostSerializer(serializers.ModelSerializer):
                             "disk_mb")
 
     def validate_location(self, value: str) -> str:
-        if any(ord(char) < 32 or char == "\x7f" for char in value):
-            raise serializers.ValidationError("may not contain control characters")
-        return value.strip()
+        try:
+            return validate_location(value)
+        except InvalidValue as exc:
+            raise serializers.ValidationError(exc.message) from None
 
 
 class ServerSerializer(serializers.ModelSerializer):
@@ -52,6 +60,29 @@ class ServerSerializer(serializers.ModelSerializer):
         fields = ("role", "name", "ip", "mac", "cluster", "api_url", "state", "last_seen", "heartbeat_seconds", "cpus",
                   "memory_mb", "disk_mb", "free_cpus", "free_memory_mb", "free_disk_mb", "cpu_usage")
         read_only_fields = fields
+
+
+class DesktopSerializer(serializers.ModelSerializer):
+    """A local desktop as a classroom PC's kiosk runs it: the image version to pull (``image``: image_id, version,
+    sha256, size), the VM's size and the guest services to forward on the PC."""
+
+    os_type = serializers.CharField(source="image.os_type")
+    image = serializers.SerializerMethodField()
+    vm_type = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Instance
+        fields = ("instance_id", "name", "os_type", "image", "vm_type", "services", "persistent", "mac")
+        read_only_fields = fields
+
+    def get_image(self, instance: Instance) -> dict:
+        image = instance.image
+        (version,) = [version for version in image.versions.all() if version.number == image.current_version]
+        return {"image_id": image.image_id, "version": version.number, "sha256": version.sha256,
+                "size": version.size_bytes}
+
+    def get_vm_type(self, instance: Instance) -> dict:
+        return {"name": instance.vm_type.name, "cpus": instance.vm_type.cpus, "memory_mb": instance.vm_type.memory_mb}
 
 
 class WakeSerializer(serializers.Serializer):
@@ -84,17 +115,37 @@ class MachineViewSet(viewsets.GenericViewSet):
         return super().handle_exception(exc)
 
 
-class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
-                  mixins.DestroyModelMixin, MachineViewSet):
-    """Classroom PCs (they add themselves when they start): list (``?search=``, ``?state=``, paginated), get,
-    change location, owner-group and flags, delete, and ``wake/`` / ``poweroff/`` (202). A malformed MAC is a 400
-    naming ``mac``, an unknown one a 404."""
+class HostCreateSerializer(HostSerializer):
+    """A PC recorded by hand before it first starts: its name, MAC, address and cluster too."""
+
+    class Meta(HostSerializer.Meta):
+        read_only_fields = ("state", "last_seen", "heartbeat_seconds", "memory_mb", "disk_mb")
+
+
+class HostViewSet(AuthorizedViewSetMixin, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                  mixins.UpdateModelMixin, mixins.DestroyModelMixin, MachineViewSet):
+    """Classroom PCs (they add themselves when they start; ``POST hosts/`` records one by hand first): list
+    (``?search=``, ``?state=``, paginated), get, change location, owner-group and flags, delete, and ``wake/`` /
+    ``poweroff/`` (202). A malformed MAC is a 400 naming ``mac``, an unknown one a 404, a known one 409."""
 
     serializer_class = HostSerializer
+    resource_type = ResourceTypeChoices.HOST
+    authz_actions = {"wake": "execute", "poweroff": "execute"}
     lookup_field = "mac"
     lookup_value_regex = "[^/]+"
     search_fields = ["name", "mac", "ip", "location", "cluster"]
     ordering_fields = ["name", "cluster", "state", "last_seen"]
+
+    def get_serializer_class(self):
+        return HostCreateSerializer if self.action == "create" else HostSerializer
+
+    def perform_create(self, serializer):
+        group = serializer.validated_data.get("owner_group")
+        require_create(self.request, self.resource_type, group.path if group else ROOT_PATH)
+        try:
+            serializer.instance = add_host(**serializer.validated_data)
+        except InvalidValue as exc:
+            raise exceptions.ValidationError({exc.field: [exc.message]}) from None
 
     def get_queryset(self):
         return find_hosts(state=_choice(self.request, "state", LivenessChoices.values))
@@ -104,6 +155,7 @@ class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
         return super().get_object()
 
     def perform_update(self, serializer):
+        require_owner_change(self.request, serializer, self.resource_type)
         values = {field: serializer.validated_data.get(field, getattr(serializer.instance, field))
                   for field in EDITABLE_HOST_FIELDS}
         serializer.instance = change_host(serializer.instance, **values)
@@ -120,12 +172,27 @@ class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
     def poweroff(self, request, mac: str):
         return Response(power_off_host(self.get_object()), status=status.HTTP_202_ACCEPTED)
 
+    @action(detail=True, methods=["get"], permission_classes=[IsSignedNode])
+    def desktops(self, request, mac: str):
+        """``GET hosts/<mac>/desktops/`` (signed only: the PC's node controller asks through its CC; people get
+        403): the PC and the local desktops its kiosk offers (``kiosk_desktops``), those whose image has a file."""
+        host = self.get_object()
+        offered = (kiosk_desktops(host).filter(image__versions__number=F("image__current_version"))
+                   .prefetch_related("image__versions").order_by("name", "instance_id"))
+        return Response({
+            "host": {"name": host.name, "mac": host.mac, "cluster": host.cluster,
+                     "owner_group": host.owner_group.path if host.owner_group_id else None,
+                     "offline_enabled": host.offline_enabled, "auto_sync": host.auto_sync},
+            "desktops": DesktopSerializer(offered, many=True).data})
 
-class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MachineViewSet):
+
+class ServerViewSet(AuthorizedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, MachineViewSet):
     """Servers: list (``?search=``, ``?role=``, ``?state=``, paginated), get by role and name, and ``wake/`` (nc and
     sc) / ``poweroff/`` (nc) (202). A bad role or name is a 400 naming it, an unknown server a 404."""
 
     serializer_class = ServerSerializer
+    resource_type = ResourceTypeChoices.SERVER
+    authz_actions = {"wake": "execute", "poweroff": "execute"}
     search_fields = ["name", "mac", "ip", "cluster"]
     ordering_fields = ["role", "name", "cluster", "state", "last_seen"]
 

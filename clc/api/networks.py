@@ -9,6 +9,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from clc.api.authz import AuthorizedViewSetMixin
 from clc.services.networks import (
     NETWORK_FIELDS,
     NetworkInUse,
@@ -20,6 +21,7 @@ from clc.services.networks import (
     validate_network,
 )
 from luhyaapi.validators import validate_name
+from luhyadb.choices import ResourceTypeChoices
 from luhyadb.models import ClusterNetwork
 
 
@@ -58,12 +60,13 @@ class ClusterNetworkSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(exc.by_field()) from None
 
 
-class ClusterNetworkViewSet(viewsets.ModelViewSet):
+class ClusterNetworkViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     """Network settings per cluster: list, create, get, replace (PUT), change (PATCH), delete (409 while the
     cluster's instances run), and ``cc-config/``, the form its CC pulls."""
 
     queryset = ClusterNetwork.objects.all()
     serializer_class = ClusterNetworkSerializer
+    resource_type = ResourceTypeChoices.NETWORK
     lookup_field = "cluster"
     lookup_value_regex = "[^/]+"
 

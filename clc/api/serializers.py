@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from clc.services.authz import assignee_problem
 from clc.services.instances import change_instance
-from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name
+from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name, validate_ports
 from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, VMType
 
 
@@ -63,26 +65,33 @@ class InstanceSerializer(serializers.ModelSerializer):
     image = serializers.SlugRelatedField(slug_field="image_id", queryset=Image.objects.all())
     vm_type = serializers.SlugRelatedField(slug_field="name", queryset=VMType.objects.all())
     owner_group = serializers.SlugRelatedField(slug_field="path", queryset=OwnerGroup.objects.all())
-    services = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), max_length=8,
-                                     required=False)
+    services = serializers.ListField(required=False)  # validate_services: the same rule as the console's form
     pinned_node = serializers.RegexField(r"^$|" + NAME_RE.pattern, required=False, allow_blank=True)
+    assigned_to = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.all(),
+                                               required=False, allow_null=True)
     tid = serializers.CharField(read_only=True)
 
     class Meta:
         model = Instance
         fields = ("instance_id", "name", "kind", "image", "vm_type", "owner_group", "persistent", "services",
-                  "pinned_node", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip", "access",
-                  "message", "tid", "created", "updated")
+                  "pinned_node", "assigned_to", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip",
+                  "access", "message", "tid", "created", "updated")
         read_only_fields = ("instance_id", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip",
                             "access", "message", "tid", "created", "updated")
 
     def validate_name(self, value: str) -> str:
         return _checked(validate_display_name, value, "name")
 
-    def validate_services(self, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise serializers.ValidationError("a port is listed twice")
-        return value
+    def validate_services(self, value: list) -> list[int]:
+        return _checked(validate_ports, value, "services")
+
+    def validate(self, attrs: dict) -> dict:
+        owner = attrs.get("owner_group") or getattr(self.instance, "owner_group", None)
+        assignee = attrs.get("assigned_to", getattr(self.instance, "assigned_to", None))
+        problem = assignee_problem(assignee, owner.path) if owner is not None else ""
+        if problem:
+            raise serializers.ValidationError({"assigned_to": [problem]})
+        return attrs
 
     def validate_image(self, value: Image) -> Image:
         if not value.current_version:

@@ -4,8 +4,11 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from clc.api import views
+from clc.api.accounts import AccountViewSet
 from clc.api.hosts import HostViewSet, ServerViewSet
 from clc.api.networks import ClusterNetworkViewSet
+from clc.api.ownergroups import OwnerGroupViewSet
+from clc.api.tasks import TaskViewSet
 from luhyaapi.api import PingView
 
 app_name = "clc-api"
@@ -31,4 +34,7 @@ router.register("instances", views.InstanceViewSet, basename="instance")
 router.register("vmtypes", views.VMTypeViewSet, basename="vmtype")
 router.register("hosts", HostViewSet, basename="host")
 router.register("networks", ClusterNetworkViewSet, basename="network")
+router.register("accounts", AccountViewSet, basename="account")
+router.register("ownergroups", OwnerGroupViewSet, basename="ownergroup")
+router.register("tasks", TaskViewSet, basename="task")
 urlpatterns += router.urls

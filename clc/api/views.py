@@ -5,8 +5,19 @@ from __future__ import annotations
 from rest_framework import exceptions, filters, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from clc.api.authz import (
+    AuthorizedViewSetMixin,
+    SignedOrPerson,
+    actor,
+    is_signed,
+    require,
+    require_create,
+    require_owner_change,
+    require_type,
+)
 from clc.api.serializers import (
     BuildStartSerializer,
     ImageSerializer,
@@ -16,6 +27,7 @@ from clc.api.serializers import (
     UploadStartSerializer,
     VMTypeSerializer,
 )
+from clc.services import authz
 from clc.services.builds import (
     begin_build,
     build_steps,
@@ -28,14 +40,16 @@ from clc.services.builds import (
 from clc.services.commands import CommandError, send_node_command
 from clc.services.images import ImageError, create_image, delete_image, finish_upload, prepare_on_node, start_upload
 from clc.services.instances import InstanceError, define_instance, delete_instance, run_instance, stop_instance
+from clc.services.push import PushRefused, push_desktop, validate_push_hosts
 from clc.services.registry import cloud_status, register_host, register_server
 from clc.services.tasks import TaskNotFound, task_status
+from clc.services.vmtypes import VMTypeInUse, change_vm_type, create_vm_type, delete_vm_type
 from luhyaapi.api import validated
 from luhyaapi.drf import IsSignedNode
 from luhyaapi.ids import InvalidId, TaskId, validate_id
 from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
 from luhyaapi.validators import validate_name
-from luhyadb.choices import InstanceKindChoices, InstanceStateChoices, LivenessChoices, RoleChoices
+from luhyadb.choices import InstanceKindChoices, InstanceStateChoices, LivenessChoices, ResourceTypeChoices, RoleChoices
 from luhyadb.models import Image, Instance, TaskTransaction, VMType
 
 
@@ -77,7 +91,10 @@ class RegisterHostView(APIView):
 class StatusView(APIView):
     """``GET status/``: services and hosts with state, last seen and resources (filters role, state; paginated)."""
 
+    permission_classes = [SignedOrPerson]
+
     def get(self, request):
+        require_type(request, "read", ResourceTypeChoices.SERVER)
         return Response(cloud_status(
             role=_choice_param(request, "role", RoleChoices.values),
             state=_choice_param(request, "state", LivenessChoices.values),
@@ -89,7 +106,10 @@ class StatusView(APIView):
 class NodeCommandView(APIView):
     """``POST nodes/<name>/commands/``: queue a command for a node controller through its cluster controller."""
 
+    permission_classes = [SignedOrPerson]
+
     def post(self, request, name: str):
+        require_type(request, "execute", ResourceTypeChoices.SERVER)
         validate_name(name, "name")
         command = validated(CommandRequest, request.data)
         try:
@@ -99,12 +119,14 @@ class NodeCommandView(APIView):
         return Response(answer, status=status.HTTP_202_ACCEPTED)
 
 
-class ImageViewSet(viewsets.ModelViewSet):
+class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     """Images: list (``?search=``, paginated), create, get, change properties, delete (409 while in use), and
     their file uploads (``uploads/`` to start one, ``uploads/<upload_id>/complete/`` to finish it)."""
 
     queryset = Image.objects.select_related("owner_group").prefetch_related("versions")
     serializer_class = ImageSerializer
+    resource_type = ResourceTypeChoices.IMAGE
+    authz_actions = {"start_upload": "write", "complete_upload": "write", "prepare": "execute"}
     lookup_field = "image_id"
     lookup_value_regex = "[^/]+"
     filter_backends = [filters.SearchFilter, filters.OrderingFilter]
@@ -119,7 +141,12 @@ class ImageViewSet(viewsets.ModelViewSet):
         return super().get_object()
 
     def perform_create(self, serializer):
+        require_create(self.request, self.resource_type, serializer.validated_data["owner_group"].path)
         serializer.instance = create_image(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        require_owner_change(self.request, serializer, self.resource_type)
+        serializer.save()
 
     def perform_destroy(self, instance):
         delete_image(instance)
@@ -152,12 +179,15 @@ class ImageViewSet(viewsets.ModelViewSet):
         return Response(ImageSerializer(version.image).data, status=status.HTTP_201_CREATED)
 
 
-class InstanceViewSet(viewsets.ModelViewSet):
+class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     """Instances: list (``?search=``, ``?kind=``, ``?state=``, paginated), define, get, change (when not running),
-    delete (202 while its node removes it), and ``run/`` / ``stop/`` (202; follow ``state`` or ``tasks/<tid>/``)."""
+    delete (202 while its node removes it), ``run/`` / ``stop/`` (202; follow ``state`` or ``tasks/<tid>/``), and
+    for a local desktop ``push/`` ``{"hosts": [mac, ...]}`` (202): those classroom PCs pull its image, one task each."""
 
-    queryset = Instance.objects.select_related("image", "vm_type", "owner_group")
+    queryset = Instance.objects.select_related("image", "vm_type", "owner_group", "assigned_to")
     serializer_class = InstanceSerializer
+    resource_type = ResourceTypeChoices.INSTANCE
+    authz_actions = {"run": "execute", "stop": "execute", "push": "execute"}
     lookup_field = "instance_id"
     lookup_value_regex = "[^/]+"
     filter_backends = [filters.SearchFilter, filters.OrderingFilter]
@@ -180,7 +210,15 @@ class InstanceViewSet(viewsets.ModelViewSet):
         return super().get_object()
 
     def perform_create(self, serializer):
+        require_create(self.request, self.resource_type, serializer.validated_data["owner_group"].path)
+        require(self.request, "read", serializer.validated_data["image"])
         serializer.instance = define_instance(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        require_owner_change(self.request, serializer, self.resource_type)
+        if "image" in serializer.validated_data:
+            require(self.request, "read", serializer.validated_data["image"])
+        serializer.save()
 
     def destroy(self, request, *args, **kwargs):
         gone = delete_instance(self.get_object())
@@ -191,6 +229,8 @@ class InstanceViewSet(viewsets.ModelViewSet):
     def handle_exception(self, exc):
         if isinstance(exc, InstanceError):
             return Response({"detail": str(exc)}, status=exc.status)
+        if isinstance(exc, PushRefused):
+            return Response({"detail": str(exc), "reasons": exc.reasons}, status=exc.status)
         return super().handle_exception(exc)
 
     @action(detail=True, methods=["post"])
@@ -199,17 +239,52 @@ class InstanceViewSet(viewsets.ModelViewSet):
         return Response(InstanceSerializer(instance).data, status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"])
+    def push(self, request, instance_id: str):
+        """The PCs are each checked with host execute (signed roles pass); nothing is pushed if one is refused."""
+        desktop = self.get_object()
+        hosts = validate_push_hosts(request.data.get("hosts") if isinstance(request.data, dict) else None)
+        pushed = push_desktop(None if is_signed(request) else actor(request), desktop, hosts)
+        return Response({"instance_id": desktop.instance_id, "pushed": [
+            {"host": item.host.name, "mac": item.host.mac, "node": item.node, "tid": item.tid,
+             "task": reverse("clc-api:task", args=[item.tid], request=request)} for item in pushed]},
+            status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"])
     def stop(self, request, instance_id: str):
         instance = stop_instance(self.get_object())
         return Response(InstanceSerializer(instance).data, status=status.HTTP_202_ACCEPTED)
 
 
-class VMTypeViewSet(viewsets.ReadOnlyModelViewSet):
-    """VM types (sizes) an instance may have."""
+class VMTypeViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
+    """VM types (sizes) an instance may have: list (paginated) and get for every console role; create, change and
+    delete for the root's super administrators (a bad value is a 400 naming the field, delete a 409 while instances
+    use the type)."""
 
     queryset = VMType.objects.all()
+    resource_type = ResourceTypeChoices.VMTYPE
     serializer_class = VMTypeSerializer
     lookup_field = "name"
+
+    def perform_create(self, serializer):
+        require_create(self.request, self.resource_type, authz.ROOT_PATH)
+        serializer.instance = create_vm_type(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = change_vm_type(serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        delete_vm_type(instance)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, VMTypeInUse):
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return super().handle_exception(exc)
+
+
+def _require_build(request, image: Image, *, create: bool) -> None:
+    require(request, "read", image)
+    if not is_signed(request) and not authz.may_build(actor(request), image, create=create):
+        raise exceptions.PermissionDenied("you may not change this image or create images in its owner-group")
 
 
 def _task(tid: str) -> TaskTransaction:
@@ -235,10 +310,13 @@ class BuildListView(APIView):
     """``POST builds/``: start the image wizard (``{"image", "vm_type", "new_name"?, "node"?}``): 201 with the
     task id ``src:dst:ins``; then ``builds/<tid>/prepare/``, ``run/``, ``stop/``, ``submit/`` or ``cancel/``."""
 
+    permission_classes = [SignedOrPerson]
+
     def post(self, request):
         data = BuildStartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
+        _require_build(request, fields["image"], create=bool(fields.get("new_name")))
         try:
             task = begin_build(fields["image"], fields["vm_type"], new_name=fields.get("new_name", ""),
                                node=fields.get("node", ""), user=getattr(request.user, "username", ""))
@@ -250,12 +328,18 @@ class BuildListView(APIView):
 class BuildView(APIView):
     """``GET builds/<tid>/``: the wizard's phase, state, progress and its VM (state, console)."""
 
+    permission_classes = [SignedOrPerson]
+
     def get(self, request, tid: str):
-        return Response(_build_answer(_task(tid)))
+        task = _task(tid)
+        require(request, "read", task)
+        return Response(_build_answer(task))
 
 
 class BuildStepView(APIView):
     """``POST builds/<tid>/<step>/`` with step prepare, run, stop, submit or cancel: 202, or 409 saying why not."""
+
+    permission_classes = [SignedOrPerson]
 
     steps = {"prepare": prepare_build, "run": run_build, "stop": stop_build, "submit": submit_build,
              "cancel": cancel_build}
@@ -264,6 +348,11 @@ class BuildStepView(APIView):
         if step not in self.steps:
             raise exceptions.ValidationError({"step": [f"must be one of {', '.join(self.steps)}"]})
         task = _task(tid)
+        require(request, "read", task)
+        source = Image.objects.filter(image_id=task.src_image_id).select_related("owner_group").first()
+        if source is None:
+            raise exceptions.NotFound(f"the image of task {tid!r} is gone")
+        _require_build(request, source, create=bool(task.runtime_option.get("create")))
         try:
             self.steps[step](task)
         except InstanceError as exc:
@@ -275,9 +364,19 @@ class BuildStepView(APIView):
 class TaskView(APIView):
     """``GET tasks/<tid>/``: a task's record with its live progress from the status cache."""
 
+    permission_classes = [SignedOrPerson]
+
     def get(self, request, tid: str):
         if len(tid) > 128 or not tid.replace(":", "").replace("-", "").isalnum():
             raise exceptions.ValidationError({"tid": ["not a task id (srcid:dstid:insid)"]})
+        task = TaskTransaction.objects.filter(tid=tid).first()
+        if task is None:  # known only to the status cache so far: owned like its instance or image
+            try:
+                parts = TaskId.parse(tid)
+            except InvalidId as exc:
+                raise exceptions.ValidationError({"tid": [str(exc)]}) from None
+            task = TaskTransaction(tid=tid, src_image_id=parts.src, dst_image_id=parts.dst, instance_id=parts.ins)
+        require(request, "read", task)
         try:
             return Response(task_status(tid))
         except TaskNotFound as exc:

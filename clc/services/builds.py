@@ -99,21 +99,35 @@ def stop_build(task: TaskTransaction) -> Instance:
 def submit_build(task: TaskTransaction) -> Instance:
     """Step 3: the node uploads the edited disk through its CC to walrus as a new version of the destination
     image (created when the upload is recorded, for a create). 409 while the VM has not been prepared or is
-    still running, 502 when the CC does not take it."""
+    still running, 503 when its cluster has no online CC, 502 when the CC does not take it (the VM stays stopped,
+    the task failed with the reason). A submit that fails on the node comes back as the VM stopped with the
+    reason (``message``), so it can be submitted again.
+
+    Each submit is a new run number (``runs``, the command's ``seq``): the node runs a command once per task, op
+    and seq, so a submit asked again after a failure must not look like a redelivery of the failed one."""
     instance = build_instance(task)
-    if instance.state not in (State.STOPPED,) or not instance.node:
-        raise BuildError(409, f"the VM is {instance.state}; prepare it, and stop it before submitting")
-    try:
-        controller_client(instance_controller(instance)).post(
-            f"/cc/api/1.0/instances/{instance.instance_id}/submit/",
-            {"seq": instance.runs, "image_id": task.dst_image_id})
-    except RemoteError as exc:
-        raise BuildError(502, f"the cluster controller did not take the submit: {exc.detail}") from exc
     with transaction.atomic():
-        Instance.objects.filter(pk=instance.pk).update(state="submitting")
+        instance = Instance.objects.select_for_update().get(pk=instance.pk)
+        if instance.state != State.STOPPED or not instance.node:
+            raise BuildError(409, f"the VM is {instance.state}; prepare it, and stop it before submitting")
+        controller = instance_controller(instance)
+        # Submitting before the CC is asked: the node's answer (even a fast failure) must come after it.
+        instance.runs += 1
+        instance.state = State.SUBMITTING
+        instance.message = ""
+        instance.save(update_fields=["runs", "state", "message", "updated"])
         TaskTransaction.objects.filter(pk=task.pk).update(phase="submitting", state="init", progress=0, done=False,
                                                           failed=False, message="")
-    instance.refresh_from_db()
+    try:
+        controller_client(controller).post(f"/cc/api/1.0/instances/{instance.instance_id}/submit/",
+                                           {"seq": instance.runs, "image_id": task.dst_image_id})
+    except RemoteError as exc:
+        message = f"the cluster controller did not take the submit: {exc.detail}"
+        with transaction.atomic():
+            Instance.objects.filter(pk=instance.pk, state=State.SUBMITTING).update(state=State.STOPPED,
+                                                                                 message=message)
+            TaskTransaction.objects.filter(pk=task.pk).update(phase="failed", failed=True, message=message)
+        raise BuildError(502, message) from exc
     return instance
 
 

@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet
 from clc.services.commands import CommandError, controller_client, online_controllers, send_node_command
 from clc.services.status import host_key
 from luhyaapi.client import RemoteError
-from luhyaapi.validators import InvalidValue
+from luhyaapi.validators import InvalidValue, validate_ip, validate_mac, validate_name
 from luhyaapi.wol import validate_broadcast, validate_nic_mac
 from luhyadb.choices import LivenessChoices, RoleChoices
 from luhyadb.models import Host, OwnerGroup, Server
@@ -72,6 +72,32 @@ def server_actions(server: Server) -> dict[str, bool]:
     """Which of ``wake`` and ``poweroff`` a server's role offers: the CC wakes what sits on its cluster's LAN (nc,
     sc); only node controllers take commands. Its state is checked when one is asked for."""
     return {"wake": server.role in WAKEABLE_ROLES, "poweroff": server.role == RoleChoices.NC}
+
+
+def validate_location(value: str, field: str = "location") -> str:
+    """Where a PC is, as free text: stripped; control characters are refused."""
+    if any(ord(char) < 32 or char == "\x7f" for char in value):
+        raise InvalidValue(field, "may not contain control characters")
+    return value.strip()
+
+
+def add_host(*, name: str, mac: str, ip: str, cluster: str, location: str = "", owner_group: OwnerGroup | None = None,
+             auto_sync: bool = True, auto_poweroff: bool = False, offline_enabled: bool = True,
+             is_pad: bool = False) -> Host:
+    """Record a classroom PC before it ever starts (to wake it, or to give it an owner-group first). It is offline
+    until it registers; its registration then refreshes what it reports (name, address, resources) and keeps what
+    is set here. Raises InvalidValue naming the field for a bad value, MachineError 409 if the MAC is known."""
+    mac = validate_mac(mac, "mac")
+    values = {"name": validate_name(name, "name"), "ip": validate_ip(ip, "ip"),
+              "cluster": validate_name(cluster, "cluster")}
+    location = validate_location(location)
+    if Host.objects.filter(mac=mac).exists():
+        raise MachineError(409, f"a classroom PC with MAC {mac} is already recorded")
+    host = Host.objects.create(mac=mac, location=location, owner_group=owner_group, auto_sync=auto_sync,
+                               auto_poweroff=auto_poweroff, offline_enabled=offline_enabled, is_pad=is_pad,
+                               state=LivenessChoices.OFFLINE, **values)
+    logger.info("hosts: %s (%s) added by hand", host.name, host.mac)
+    return host
 
 
 def change_host(host: Host, *, location: str, owner_group: OwnerGroup | None, auto_sync: bool, auto_poweroff: bool,
@@ -152,22 +178,28 @@ def _power_off(node: Server, what: str) -> dict:
     return {"node": node.name, "msg_id": answer.get("msg_id", ""), "op": POWEROFF_OP}
 
 
+def own_node_problem(host: Host, node: Server | None) -> str:
+    """Why ``node`` (``node_of(host)``) is not the node controller the PC runs itself ("" if it is): there is none,
+    or it is of another cluster or has another MAC (not the same machine)."""
+    if node is None:
+        return "it runs no node controller registered with the cloud"
+    if node.cluster != host.cluster:
+        return (f"node controller {node.name} is in cluster {node.cluster!r}, the PC in {host.cluster!r}: not the same "
+                "machine")
+    if node.mac and node.mac != host.mac:
+        return f"node controller {node.name} has MAC {node.mac}, the PC {host.mac}: not the same machine"
+    return ""
+
+
 def power_off_host(host: Host) -> dict:
     """Power a classroom PC off through the node controller it runs (``node_of``). ``MachineError`` 409 if it runs
-    none, if that node is of another cluster or has another MAC (not the same machine), if it is not online or if
-    the CLC runs there; 409/502 as ``send_node_command`` when the command cannot be queued."""
+    none of its own (``own_node_problem``), if it is not online or if the CLC runs there; 409/502 as
+    ``send_node_command`` when the command cannot be queued."""
     node = node_of(host)
-    what = f"host {host.name}"
-    if node is None:
-        raise MachineError(409, f"{what} runs no node controller registered with the cloud, so it cannot be powered "
-                                "off from here")
-    if node.cluster != host.cluster:
-        raise MachineError(409, f"node controller {node.name} is in cluster {node.cluster!r}, {what} in "
-                                f"{host.cluster!r}: not the same machine")
-    if node.mac and node.mac != host.mac:
-        raise MachineError(409, f"node controller {node.name} has MAC {node.mac}, {what} {host.mac}: not the same "
-                                "machine")
-    return _power_off(node, what)
+    problem = own_node_problem(host, node)
+    if problem:
+        raise MachineError(409, f"host {host.name} cannot be powered off from here: {problem}")
+    return _power_off(node, f"host {host.name}")
 
 
 def power_off_server(server: Server) -> dict:

@@ -41,11 +41,12 @@ def new_mac() -> str:
 
 def define_instance(*, name: str, kind: str, image: Image, vm_type: VMType, owner_group: OwnerGroup,
                     persistent: bool = False, services: list[int] | None = None, pinned_node: str = "",
-                    instance_id: str = "", build_tid: str = "") -> Instance:
+                    assigned_to=None, instance_id: str = "", build_tid: str = "") -> Instance:
     """Record a new instance (not running) with a fresh id (or ``instance_id``) and MAC address."""
     return Instance.objects.create(instance_id=instance_id or new_id("instance"), name=name, kind=kind, image=image,
                                    vm_type=vm_type, owner_group=owner_group, persistent=persistent,
-                                   services=list(services or []), pinned_node=pinned_node, mac=new_mac(),
+                                   services=list(services or []), pinned_node=pinned_node,
+                                   assigned_to=assigned_to, mac=new_mac(),
                                    build_tid=build_tid)
 
 

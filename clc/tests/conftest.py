@@ -15,7 +15,7 @@ from luhyadb.models import Host, Server
 
 @pytest.fixture
 def staff(client):
-    client.force_login(get_user_model().objects.create_user("boss", is_staff=True))
+    client.force_login(get_user_model().objects.create_user("boss", is_staff=True, is_superuser=True))
     return client
 
 

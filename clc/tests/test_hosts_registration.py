@@ -40,7 +40,7 @@ def pc(live_server, cloud_at):
 
 @pytest.fixture
 def staff(client):
-    client.force_login(get_user_model().objects.create_user("boss", is_staff=True))
+    client.force_login(get_user_model().objects.create_user("boss", is_staff=True, is_superuser=True))
     return client
 
 

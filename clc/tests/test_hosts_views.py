@@ -204,8 +204,8 @@ def test_power_off_goes_through_the_cc_to_the_node_which_reports_stopping_and_ru
 
 def test_power_off_of_a_pc_without_a_node_controller_says_why(staff, pc, controller, marker):
     response = staff.post(f"/clc/hosts/{MAC}/poweroff/", follow=True)
-    assert ("error", "pc-12 was not powered off: host pc-12 runs no node controller registered with the cloud, so it "
-                     "cannot be powered off from here") in flashes(response)
+    assert ("error", "pc-12 was not powered off: host pc-12 cannot be powered off from here: it runs no node "
+                     "controller registered with the cloud") in flashes(response)
 
 
 def test_power_off_of_an_offline_pc_says_why(staff, pc, node):

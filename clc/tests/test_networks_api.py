@@ -18,7 +18,7 @@ URL = "/clc/api/1.0/networks/"
 
 @pytest.fixture
 def staff(client):
-    client.force_login(get_user_model().objects.create_user("boss", is_staff=True))
+    client.force_login(get_user_model().objects.create_user("boss", is_staff=True, is_superuser=True))
     return client
 
 

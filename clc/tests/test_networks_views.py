@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
 @pytest.fixture
 def staff(client):
-    client.force_login(get_user_model().objects.create_user("boss", is_staff=True))
+    client.force_login(get_user_model().objects.create_user("boss", is_staff=True, is_superuser=True))
     return client
 
 

@@ -266,7 +266,9 @@ def submit_instance(command: Command, reporter: Reporter) -> None:
     """``instance/submit`` (the image wizard's last step): shut the VM down if it runs, write its disk as one
     self-contained file (the image's backing file merged in), upload it through this node's CC to walrus as a new
     version of ``image_id`` (``submitting/uploading`` with progress, then ``done`` with walrus's answer as the task
-    result), then remove the instance. On failure the disk stays, so the submit can be tried again."""
+    result), then remove the instance. On failure (walrus refuses the upload, walrus or the CC cannot be reached)
+    the task is reported failed and the instance ``stopped`` with the reason, its disk kept, so the submit can be
+    asked again; an instance without a disk here to submit is reported ``failed``."""
     paras = command.paras
     insid = check_instance_id(str(paras.get("insid", "")))
     reports = _Reports(reporter, command.tid, command.seq, insid)
@@ -274,16 +276,18 @@ def submit_instance(command: Command, reporter: Reporter) -> None:
     with _lock(insid):
         record = NodeInstance.objects.filter(instance_id=insid).first()
         driver = node_driver()
+        flat = disk_dir(insid) / f"submit{driver.disk_suffix}"
+        # Before anything can fail: the CLC reset the task for this attempt, and its fold skips a report equal to
+        # the last one it folded, so the same failure twice in a row needs another report between them.
+        reports.task("submitting", "init", 0)
         try:
             image_id = validate_id(str(paras.get("image_id", "")), "image")
             if record is None or not record.disk_path or not Path(record.disk_path).exists():
                 raise DriverError(f"instance {insid} has no disk on this node to submit")
-            reports.task("submitting", "init", 0)
             if driver.state(insid) is VMState.RUNNING:
                 driver.stop(insid, timeout=config.vm_stop_timeout)
             if driver.state(insid) is not VMState.ABSENT:
                 driver.destroy(insid)
-            flat = disk_dir(insid) / f"submit{driver.disk_suffix}"
             flat.unlink(missing_ok=True)
             driver.flatten_disk(Path(record.disk_path), flat)
 
@@ -293,8 +297,7 @@ def submit_instance(command: Command, reporter: Reporter) -> None:
             stored = upload_file(f"{config.cc_url}/cc/api/1.0/relay", config.cloud_key, config.name, flat, image_id,
                                  progress=throttled(on_progress, PROGRESS_PER_SECOND))
         except (DriverError, TransferError, InvalidId, OSError) as exc:
-            logger.error("instances: submitting %s failed: %s", insid, exc)
-            reports.task("failed", "init", failed=True, errormsg=f"submit failed: {exc}")
+            _submit_failed(record, flat, reports, f"submit failed: {exc}")
             return
         result = {key: stored[key] for key in ("image_id", "version", "size", "sha256", "format")}
         reports.task("submitting", "done", 100, done=True, result=result)
@@ -302,6 +305,20 @@ def submit_instance(command: Command, reporter: Reporter) -> None:
         record.delete()
         reports.instance("deleted", vmstatus="submitted")
         logger.info("instances: %s submitted as %s version %s", insid, image_id, stored["version"])
+
+
+def _submit_failed(record: NodeInstance | None, flat: Path, reports: _Reports, reason: str) -> None:
+    """End a submit that did not get through: the flattened copy goes (a whole disk's worth of space), the
+    instance's own disk stays and the instance is stopped (its VM was shut down for the submit), so the user can
+    submit again or run it again."""
+    logger.error("instances: submitting %s failed: %s", reports.insid, reason)
+    flat.unlink(missing_ok=True)
+    kept = record is not None and bool(record.disk_path) and Path(record.disk_path).exists()
+    if kept:
+        record.state = "stopped"
+        record.save(update_fields=["state", "updated"])
+    reports.task("failed", "init", failed=True, errormsg=reason)
+    reports.instance("stopped" if kept else "failed", vmstatus="submit failed", errormsg=reason)
 
 
 def image_in_use(path: Path) -> bool:

@@ -5,7 +5,6 @@ with a real VNC client, then stopped and deleted with nothing left behind; and t
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,15 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.client import RoleClient
 from luhyaapi.transfer import upload_file
 from tests.services import (
     ARTIFACTS,
-    RoleProcess,
-    build_test_image,
-    free_port_block,
-    kill_vms_under,
+    allinone_host,
+    instance_record,
     processes_mentioning,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.e2e]
@@ -34,60 +32,26 @@ VNCDO = Path(sys.executable).with_name("vncdo")
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed; the test command (tests/run.sh) installs it")
-    image = build_test_image()
-    workdir = tmp_path_factory.mktemp("aio")
-    low, high = free_port_block(40)
-    aio = RoleProcess(workdir, "aio", "clc,walrus,cc,nc",
-                      {"cloud": {"key": KEY, "heartbeat_seconds": "1", "missed_heartbeats": "5"},
-                       "cc": {"port_range": f"{low}-{high}"}, "nc": {"stop_timeout_seconds": "30"}})
-    aio.start().wait_listening()
-    try:
-        yield aio, image
-    finally:
-        aio.stop()
-        leftovers = kill_vms_under(workdir)
-        print(f"----- aio log -----\n{aio.tail(60)}")
-        assert not leftovers, f"VM processes were left running: {leftovers}"
+    with allinone_host(tmp_path_factory.mktemp("aio"), KEY, ports=40, stop_timeout=30) as running:
+        yield running
 
 
 def _client(aio) -> RoleClient:
     return RoleClient(aio.url, KEY, sender="e2e-test", timeout=60)
 
 
-def _wait_for(what: str, probe, timeout: float = 180.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
-
-
-def _instance(client, insid: str) -> dict | None:
-    try:
-        return client.get(f"/clc/api/1.0/instances/{insid}/")
-    except RemoteError as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 def _wait_state(client, insid: str, state: str, timeout: float = 180.0) -> dict:
     def probe():
-        instance = _instance(client, insid)
+        instance = instance_record(client, insid)
         if instance and instance["state"] == "failed":
             pytest.fail(f"instance {insid} failed: {instance['message']}")
         return instance if instance and instance["state"] == state else None
 
-    return _wait_for(f"{insid} to be {state}", probe, timeout)
+    return wait_for(f"{insid} to be {state}", probe, timeout)
 
 
 def _upload_image(client, aio, image: Path) -> dict:
-    _wait_for("the node and walrus online", lambda: {
+    wait_for("the node and walrus online", lambda: {
         (s["role"], s["state"]) for s in client.get("/clc/api/1.0/status/")["services"]} >= {
         ("nc", "online"), ("walrus", "online"), ("cc", "online")}, timeout=60)
     record = client.post("/clc/api/1.0/images/", {"name": "eduCloud test VM", "os_type": "linux", "arch": 64,
@@ -105,7 +69,7 @@ def _guest_page(url: str, path: str = "", timeout: float = 120.0) -> str:
             return None
         return response.text if response.status_code == 200 else None
 
-    return _wait_for(f"the guest's page {url}{path}", probe, timeout, every=1.0)
+    return wait_for(f"the guest's page {url}{path}", probe, timeout, every=1.0)
 
 
 def _port_of(url: str) -> int:
@@ -154,7 +118,7 @@ def test_an_instance_runs_serves_its_page_shows_its_console_and_leaves_nothing_w
     page = _guest_page(running["access"]["http"])
     assert "eduCloud test VM" in page
     print(f"run -> page served through the forward in {time.monotonic() - started:.1f} s")
-    guest_ip = _wait_for("the guest's address", lambda: (_instance(client, insid) or {}).get("guest_ip"), 60)
+    guest_ip = wait_for("the guest's address", lambda: (instance_record(client, insid) or {}).get("guest_ip"), 60)
     assert guest_ip == "10.0.2.15"  # QEMU's user networking hands out this address by DHCP
 
     _capture_console(running["console_url"], ARTIFACTS / "console-running-instance.png")
@@ -164,14 +128,14 @@ def test_an_instance_runs_serves_its_page_shows_its_console_and_leaves_nothing_w
     assert processes_mentioning(insid) and vm_dir.exists() and disk_dir.exists()
     client.post(f"/clc/api/1.0/instances/{insid}/stop/", {})
     _wait_state(client, insid, "stopped", timeout=90)
-    _wait_for("the VM process to end", lambda: not processes_mentioning(insid), 30)
+    wait_for("the VM process to end", lambda: not processes_mentioning(insid), 30)
     assert not disk_dir.exists(), "a temporary instance's disk is discarded on stop"
     assert not _listening(_port_of(running["console_url"]))
     assert not _listening(_port_of(running["access"]["http"]))
     assert client.get("/cc/api/1.0/instances/")[0]["state"] == "stopped"
 
     client.request("DELETE", f"/clc/api/1.0/instances/{insid}/")
-    _wait_for(f"{insid} to be deleted", lambda: _instance(client, insid) is None, 60)
+    wait_for(f"{insid} to be deleted", lambda: instance_record(client, insid) is None, 60)
     assert not vm_dir.exists() and not disk_dir.exists() and not processes_mentioning(insid)
     assert all(item["insid"] != insid for item in client.get("/cc/api/1.0/instances/"))
 
@@ -185,20 +149,20 @@ def test_the_image_wizard_modifies_an_image_and_the_new_version_boots_with_the_c
     assert tid.startswith(f"{image['image_id']}:{image['image_id']}:ins-")
 
     client.post(f"/clc/api/1.0/builds/{tid}/prepare/", {})
-    _wait_for("the prepare step to finish", lambda: (lambda b: b["phase"] == "preparing" and b["done"])(
+    wait_for("the prepare step to finish", lambda: (lambda b: b["phase"] == "preparing" and b["done"])(
         client.get(f"/clc/api/1.0/builds/{tid}/")), 180)
     client.post(f"/clc/api/1.0/builds/{tid}/run/", {})
-    vm = _wait_for("the wizard's VM to run", lambda: (lambda b: b["instance"]["state"] == "running" and b["instance"])(
+    vm = wait_for("the wizard's VM to run", lambda: (lambda b: b["instance"]["state"] == "running" and b["instance"])(
         client.get(f"/clc/api/1.0/builds/{tid}/")), 180)
     assert vm["console_url"].startswith("vnc://")
     written = _guest_page(vm["access"]["http"], "cgi-bin/write?name=wizard.txt&text=made-in-the-wizard")
     assert "wizard.txt" in written
 
     client.post(f"/clc/api/1.0/builds/{tid}/stop/", {})
-    _wait_for("the wizard's VM to stop", lambda: client.get(f"/clc/api/1.0/builds/{tid}/")["instance"]["state"]
+    wait_for("the wizard's VM to stop", lambda: client.get(f"/clc/api/1.0/builds/{tid}/")["instance"]["state"]
               == "stopped", 90)
     client.post(f"/clc/api/1.0/builds/{tid}/submit/", {})
-    done = _wait_for("the submit to finish", lambda: (lambda b: b["phase"] == "submitting" and b["done"] and b)(
+    done = wait_for("the submit to finish", lambda: (lambda b: b["phase"] == "submitting" and b["done"] and b)(
         client.get(f"/clc/api/1.0/builds/{tid}/")), 300)
     assert done["instance"] is None, "the wizard's VM is removed after the submit"
     modified = client.get(f"/clc/api/1.0/images/{image['image_id']}/")
@@ -212,7 +176,7 @@ def test_the_image_wizard_modifies_an_image_and_the_new_version_boots_with_the_c
     running = _wait_state(client, instance["instance_id"], "running")
     assert _guest_page(running["access"]["http"], "cgi-bin/read?name=wizard.txt").strip() == "made-in-the-wizard"
     client.request("DELETE", f"/clc/api/1.0/instances/{instance['instance_id']}/")
-    _wait_for("the instance to be deleted", lambda: _instance(client, instance["instance_id"]) is None, 90)
+    wait_for("the instance to be deleted", lambda: instance_record(client, instance["instance_id"]) is None, 90)
 
 
 def test_a_running_vm_survives_a_restart_of_the_node_controller_and_is_taken_back(host):
@@ -235,6 +199,6 @@ def test_a_running_vm_survives_a_restart_of_the_node_controller_and_is_taken_bac
 
     client.post(f"/clc/api/1.0/instances/{insid}/stop/", {})
     _wait_state(client, insid, "stopped", timeout=90)
-    _wait_for("the adopted VM to end", lambda: not processes_mentioning(insid), 30)
+    wait_for("the adopted VM to end", lambda: not processes_mentioning(insid), 30)
     client.request("DELETE", f"/clc/api/1.0/instances/{insid}/")
-    _wait_for(f"{insid} to be deleted", lambda: _instance(client, insid) is None, 60)
+    wait_for(f"{insid} to be deleted", lambda: instance_record(client, insid) is None, 60)

@@ -1,28 +1,43 @@
 """eduCloud across hosts, in network namespaces the test makes itself: a CLC (with walrus), a CC with a public and a
-private interface, a node behind it, and a student outside. The real roles run in their namespaces; the test image
-boots as a virtual server (bridged, its address reserved by the CC's dnsmasq, reached at its elastic IP) and as a
-remote desktop (NAT on the node, its console and page forwarded from ``cc_eip``); stopping them leaves no rule,
-lease or alias; a restarted CC puts its rules back once; and a wake-on-LAN request reaches the node's namespace.
+private interface, a node behind it, a student outside and a pupil's PC on the cluster LAN. The real roles run in
+their namespaces, and the test image boots in each network mode of the design notes:
 
-    public switch 192.0.2.0/24 (a bridge in namespace "sw")
+- private mode, reached by the student outside: a virtual server (bridged, its address reserved by the CC's dnsmasq,
+  reached at its elastic IP) and a remote desktop (NAT on the node, its console and page forwarded from ``cc_eip``);
+- public mode, reached by the pupil on the LAN ("lanuser"): a virtual server at its reserved LAN address, a remote
+  desktop at ``nc_ip:port`` (the node's leased ports, forwarded into the VM by QEMU), and no elastic IP, alias or
+  DNAT on the CC.
+
+Stopping them leaves no rule, lease, reservation or alias; a restarted CC puts its rules back once; and a wake-on-LAN
+request reaches the node's namespace.
+
+Public mode is modelled as a school has it: the nodes' network is the one the pupils' PCs are on (the school LAN,
+"public" to the cluster's users though not to the internet), so its user is a PC plugged into the LAN's switch. The
+student on the public switch has no route into the LAN and the CC forwards nothing for it in this mode (the test
+checks that ``cc_eip:port`` does not answer).
+
+    public switch 192.0.2.0/24 (bridge "pub" in namespace "sw")
       clc      eth0 192.0.2.2       clc,walrus; route to 10.20.0.0/24 via the CC
       cc       pub0 192.0.2.10      cc_eip, elastic IPs 192.0.2.50-59 aliased here
-      student  eth0 192.0.2.100     the user, outside
-    cluster LAN 10.20.0.0/24
+      student  eth0 192.0.2.100     the user of private mode, outside; no route to the LAN
+    cluster LAN 10.20.0.0/24 (bridge "lan" in namespace "sw")
       cc       lan0 10.20.0.1       dnsmasq (DHCP 10.20.0.100-109), ip_forward=1 (in its namespace only)
-      nc       br0  10.20.0.11      the veth to the CC enslaved; bridged VMs join through taps; default via .1
+      nc       br0  10.20.0.11      lan0 (its port to the switch) enslaved, its MAC kept by br0; bridged VMs join
+                                    by taps; default via .1
+      lanuser  eth0 10.20.0.200     the user of public mode, a pupil's PC on the LAN; no route beyond it
 
 The CC registers with its LAN address (``host.ip`` = 10.20.0.1, the one its nodes use, so its ``api_url`` is
 ``http://10.20.0.1:port``); the CLC reaches that address through a route via the CC's public interface, as a CLC
 routed to its clusters would. RabbitMQ listens on the machine's loopback only: each namespace reaches it through
 a forwarder on its own 127.0.0.1:5672 and a Unix socket (``Network.forward``). The test's own calls run on threads
-that entered the student's (or the node's) namespace, so no address or interface is added to the machine's own
-network and every packet stays inside these namespaces. Needs root, iproute2, iptables, dnsmasq, QEMU and RabbitMQ;
-skipped otherwise, with the reason printed.
+that entered the student's, the pupil's (or the node's) namespace, so no address or interface is added to the
+machine's own network and every packet stays inside these namespaces. Needs root, iproute2, iptables, dnsmasq, QEMU
+and RabbitMQ; skipped otherwise, with the reason printed.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import sqlite3
@@ -44,7 +59,7 @@ pytestmark = [pytest.mark.e2e]
 
 KEY = "e2e-multihost-key-0123456789"
 CLC_IP, CC_EIP, STUDENT_IP = "192.0.2.2", "192.0.2.10", "192.0.2.100"
-CC_LAN_IP, NC_IP = "10.20.0.1", "10.20.0.11"
+CC_LAN_IP, NC_IP, LANUSER_IP = "10.20.0.1", "10.20.0.11", "10.20.0.200"
 NC_MAC = "52:54:00:20:00:11"
 CLUSTER = "cluster1"
 NETWORK = {
@@ -56,11 +71,13 @@ NETWORK = {
 
 
 class Cloud:
-    """The running hosts, the namespaces they run in, and the student's view (API calls made from its namespace)."""
+    """The running hosts, the namespaces they run in, and the users' views: the student's outside (API calls are
+    made from its namespace) and the pupil's on the cluster LAN (``lanuser``)."""
 
     def __init__(self, net: Network, spaces: dict[str, Namespace], hosts: dict[str, RoleProcess],
-                 student: NamespaceThread, image: Path) -> None:
-        self.net, self.ns, self.hosts, self.student, self.image = net, spaces, hosts, student, image
+                 student: NamespaceThread, lanuser: NamespaceThread, image: Path) -> None:
+        self.net, self.ns, self.hosts, self.image = net, spaces, hosts, image
+        self.student, self.lanuser = student, lanuser
         self.client = RoleClient(hosts["clc"].url, KEY, sender="e2e-test", timeout=60)
 
     def get(self, path: str) -> dict:
@@ -80,11 +97,21 @@ class Cloud:
         listing = self.ns["cc"].run(["iptables-save"]).stdout
         return [line for line in listing.splitlines() if line.startswith("-A") and "EDUCLOUD" in line]
 
-    def cc_rows(self, table: str) -> list[tuple]:
-        """The CC's lease records (its own SQLite file, read-only)."""
+    def cc_rows(self, table: str, columns: str = "*") -> list[tuple]:
+        """The CC's records (its own SQLite file, read-only)."""
         db = self.hosts["cc"].dir / "educloud.sqlite3"
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-            return connection.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608 (a fixed table name)
+            return connection.execute(f"SELECT {columns} FROM {table}").fetchall()  # noqa: S608 (fixed names)
+
+    def cc_network(self) -> dict:
+        """The CC's copy of its cluster's network settings (the CLC's ``cc-config/``); empty before its first fetch."""
+        rows = self.cc_rows("cc_networksettings", "settings")
+        return json.loads(rows[0][0]) if rows else {}
+
+    def dhcp_file(self, name: str) -> str:
+        """One of the CC's dnsmasq files (``dnsmasq.hosts``, ``.leases``, ``.log``); empty if not written yet."""
+        path = self.hosts["cc"].dir / "cc" / "dhcp" / name
+        return path.read_text() if path.exists() else ""
 
     def pub_aliases(self) -> str:
         return self.ns["cc"].run(["ip", "-4", "-o", "addr", "show", "dev", "pub0"]).stdout
@@ -134,9 +161,9 @@ def _cloud(workdir: Path, image: Path):
                 host.start()
             for host in hosts.values():
                 host.wait_listening()
-            student = NamespaceThread(spaces["student"])
-            threads.append(student)
-            yield Cloud(net, spaces, hosts, student, image)
+            student, lanuser = NamespaceThread(spaces["student"]), NamespaceThread(spaces["lanuser"])
+            threads += [student, lanuser]
+            yield Cloud(net, spaces, hosts, student, lanuser, image)
         finally:
             for thread in threads:
                 thread.close()
@@ -149,14 +176,17 @@ def _cloud(workdir: Path, image: Path):
 
 
 def _topology(net: Network) -> dict[str, Namespace]:
-    spaces = {role: net.namespace(role) for role in ("sw", "clc", "cc", "nc", "student")}
-    sw, clc, cc, nc, student = (spaces[role] for role in ("sw", "clc", "cc", "nc", "student"))
+    spaces = {role: net.namespace(role) for role in ("sw", "clc", "cc", "nc", "student", "lanuser")}
+    sw, clc, cc, nc, student, lanuser = (spaces[role] for role in ("sw", "clc", "cc", "nc", "student", "lanuser"))
     net.bridge(sw, "pub")
     net.plug(sw, "pub", clc, "eth0", cidr=f"{CLC_IP}/24")
     net.plug(sw, "pub", cc, "pub0", cidr=f"{CC_EIP}/24")
     net.plug(sw, "pub", student, "eth0", cidr=f"{STUDENT_IP}/24")
-    net.veth(cc, "lan0", nc, "lan0", a_cidr=f"{CC_LAN_IP}/24", b_mac=NC_MAC)
-    net.bridge(nc, "br0", f"{NC_IP}/24")
+    net.bridge(sw, "lan")
+    net.plug(sw, "lan", cc, "lan0", cidr=f"{CC_LAN_IP}/24")
+    net.plug(sw, "lan", nc, "lan0", mac=NC_MAC)
+    net.plug(sw, "lan", lanuser, "eth0", cidr=f"{LANUSER_IP}/24")
+    net.bridge(nc, "br0", f"{NC_IP}/24", mac=NC_MAC)  # as a node's bridge has: its NIC's MAC, whatever taps join
     nc.ip("link", "set", "lan0", "master", "br0")
     nc.ip("route", "add", "default", "via", CC_LAN_IP)
     clc.ip("route", "add", "10.20.0.0/24", "via", CC_EIP)
@@ -244,15 +274,45 @@ def _cc_idle(cloud: Cloud) -> bool:
             and "192.0.2.50/32" not in cloud.pub_aliases())
 
 
-def test_vs_and_rvd_instances_are_reached_from_outside_through_the_cc_and_leave_nothing_behind(cloud):
+def _switch(cloud: Cloud, kind: str, mode: str) -> None:
+    """Set the cluster's kind and mode on the CLC, so that the CC's next run uses them. The CC fetches its settings
+    afresh when asked to run a kind its copy does not name; otherwise only once its copy is 30 s old (its network
+    loop looks every 60 s), so a change of mode alone is waited for."""
+    cloud.patch(f"/clc/api/1.0/networks/{CLUSTER}/", {"kind": kind, "mode": mode})
+    if cloud.cc_network().get("kind", kind) == kind:
+        _wait(f"the CC to fetch mode {mode}", lambda: cloud.cc_network().get("mode", mode) == mode, 100, 1)
+
+
+def _no_forwards(cloud: Cloud) -> list[str]:
+    """Assert that the CC's chains are empty: no DNAT, SNAT or filter rule of ours. Returns what is left of ours in
+    its iptables (the jumps to the chains)."""
+    rules = [line for line in cloud.cc_rules() if line.startswith("-A EDUCLOUD")]
+    assert not rules, rules
+    return cloud.cc_rules()
+
+
+def _pub_addresses(cloud: Cloud) -> list[str]:
+    return [line.split()[3] for line in cloud.pub_aliases().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def image(cloud: Cloud) -> dict:
+    """The cloud ready for instances: every service online, the cluster's network record made (``NETWORK``, a VS
+    cluster in private mode) and the test image uploaded to walrus from the student's namespace."""
     _wait("every service online", lambda: {(s["role"], s["state"]) for s in cloud.get("/clc/api/1.0/status/")[
         "services"]} >= {("nc", "online"), ("walrus", "online"), ("cc", "online")}, timeout=60)
     listing = cloud.get("/clc/api/1.0/servers/")
     servers = {(s["role"], s["name"]): s["api_url"] or s["ip"] for s in listing.get("results", listing)}
     print(f"registered servers: {servers}")
     cloud.post("/clc/api/1.0/networks/", NETWORK)
-    image = _upload_image(cloud)
-    print(f"image {image['image_id']} uploaded to walrus from the student's namespace")
+    record = _upload_image(cloud)
+    print(f"image {record['image_id']} uploaded to walrus from the student's namespace")
+    return record
+
+
+def test_in_private_mode_vs_and_rvd_instances_are_reached_from_outside_through_the_cc_and_leave_nothing_behind(
+        cloud, image):
+    _switch(cloud, "vs", "private")
 
     # A virtual server: bridged on the LAN, its address reserved by the CC's dnsmasq, reached at its elastic IP.
     vs = _run(cloud, image, "vs", "Virtual server")
@@ -292,8 +352,9 @@ def test_vs_and_rvd_instances_are_reached_from_outside_through_the_cc_and_leave_
     cloud.ns["cc"].ip("addr", "del", "192.0.2.50/32", "dev", "pub0")
     assert not [line for line in cloud.cc_rules() if line.startswith("-A EDUCLOUD")]
     cloud.hosts["cc"].start().wait_listening()
-    restored = _wait("the restarted CC to re-apply its rules", lambda: set(cloud.cc_rules()) == set(rules)
-                     and cloud.cc_rules(), 30)
+    # Its rules go back before its alias does (apply_state's order): wait for both.
+    restored = _wait("the restarted CC to re-apply its rules and alias", lambda: set(cloud.cc_rules()) == set(rules)
+                     and "192.0.2.50/32" in cloud.pub_aliases() and cloud.cc_rules(), 30)
     assert sorted(restored) == sorted(rules), "each rule exactly once after the restart"
     assert cloud.pub_aliases().count("192.0.2.50/32") == 1
     page = _wait("the VS's page after the CC restart", lambda: cloud.student.call(_page, vs["access"]["http"]), 30)
@@ -305,7 +366,7 @@ def test_vs_and_rvd_instances_are_reached_from_outside_through_the_cc_and_leave_
     print("VS stopped: EDUCLOUD chains empty, no port or address lease, reservation and 192.0.2.50 alias gone")
 
     # A remote desktop: NAT on the node, its console and page forwarded from cc_eip to the node.
-    cloud.patch(f"/clc/api/1.0/networks/{CLUSTER}/", {"kind": "rvd"})
+    _switch(cloud, "rvd", "private")
     rvd = _run(cloud, image, "rvd", "Remote desktop")
     console, http = _address(rvd["console_url"]), _address(rvd["access"]["http"])
     assert console[0] == CC_EIP and http[0] == CC_EIP, rvd["access"]
@@ -321,6 +382,65 @@ def test_vs_and_rvd_instances_are_reached_from_outside_through_the_cc_and_leave_
     _stop(cloud, rvd["instance_id"])
     _wait("the CC to drop the RVD's forwards", lambda: _cc_idle(cloud), 30)
     print("RVD stopped: EDUCLOUD chains empty, no port lease")
+
+
+def test_in_public_mode_a_virtual_server_is_reached_on_the_lan_at_its_reserved_address_with_no_eip_or_forward(
+        cloud, image):
+    _switch(cloud, "vs", "public")
+    vs = _run(cloud, image, "vs", "Public virtual server")
+    console = _address(vs["console_url"])
+    assert console[0] == NC_IP, vs["console_url"]
+    assert vs["access"] == {"console": f"vnc://{NC_IP}:{console[1]}", "management": f"vnc://{NC_IP}:{console[1]}",
+                            "http": "http://10.20.0.100/"}, vs["access"]
+    page = _wait("the VS's page at its LAN address", lambda: cloud.lanuser.call(_page, vs["access"]["http"]))
+    assert "eduCloud test VM" in page and '<b id="ip">10.20.0.100</b>' in page, page
+    print(f"lanuser -> {vs['access']['http']}: {page.split('<title>')[1].split('<')[0]!r}, guest address 10.20.0.100")
+    reservation = cloud.dhcp_file("dnsmasq.hosts")
+    assert reservation == f"{vs['mac']},10.20.0.100,{vs['instance_id']}\n", reservation
+    # The address is this VM's alone: a VM stopped earlier (which never released its lease) does not keep it.
+    lease = _wait("the VS's DHCP lease", lambda: [line for line in cloud.dhcp_file("dnsmasq.leases").splitlines()
+                                                  if " 10.20.0.100 " in line], 10)
+    assert len(lease) == 1 and vs["mac"] in lease[0], lease
+    log = cloud.dhcp_file("dnsmasq.log")
+    assert f"DHCPACK(lan0) 10.20.0.100 {vs['mac']}" in log and "not using configured address" not in log
+    print(f"dnsmasq: reservation {reservation.strip()!r}; lease {lease[0]!r}")
+    banner = _wait("the VS's console at its node", lambda: cloud.lanuser.call(_banner, *console), 30)
+    assert banner.startswith(b"RFB 003.008"), banner
+    print(f"lanuser -> {NC_IP}:{console[1]} (console): {banner!r}")
+    assert cloud.cc_rows("cc_addresslease", "ip, pool") == [("10.20.0.100", "lan")]
+    assert _pub_addresses(cloud) == [f"{CC_EIP}/24"], cloud.pub_aliases()
+    rules = _no_forwards(cloud)
+    assert cloud.student.call(_banner, CC_EIP, console[1]) is None
+    print(f"no elastic IP leased or aliased (pub0: {_pub_addresses(cloud)}); cc iptables: {rules}; the student gets"
+          f" nothing at {CC_EIP}:{console[1]}")
+
+    _stop(cloud, vs["instance_id"])
+    _wait("the CC to drop the VS's lease and reservation", lambda: _cc_idle(cloud), 30)
+    assert cloud.dhcp_file("dnsmasq.hosts") == ""
+    print("VS stopped: no port or address lease, reservation gone")
+
+
+def test_in_public_mode_a_remote_desktop_is_reached_at_its_node_and_the_cc_forwards_nothing(cloud, image):
+    _switch(cloud, "rvd", "public")
+    rvd = _run(cloud, image, "rvd", "Public remote desktop")
+    console, http = _address(rvd["console_url"]), _address(rvd["access"]["http"])
+    assert console[0] == NC_IP and http[0] == NC_IP, rvd["access"]
+    assert rvd["access"] == {"console": f"vnc://{NC_IP}:{console[1]}", "http": f"http://{NC_IP}:{http[1]}/"}
+    assert sorted(cloud.cc_rows("cc_portlease", "port, purpose")) == sorted([(console[1], "console"),
+                                                                               (http[1], "tcp/80")])
+    banner = _wait("the RVD's console at its node", lambda: cloud.lanuser.call(_banner, *console), 30)
+    assert banner.startswith(b"RFB 003.008"), banner
+    page = _wait("the RVD's page at its node", lambda: cloud.lanuser.call(_page, rvd["access"]["http"]))
+    assert "eduCloud test VM" in page
+    print(f"lanuser -> {NC_IP}:{console[1]} (console): {banner!r}; {rvd['access']['http']}: 'eduCloud test VM'")
+    rules = _no_forwards(cloud)
+    nat = cloud.ns["cc"].run(["iptables-save", "-t", "nat"]).stdout
+    assert "DNAT" not in nat and f"--dport {console[1]}" not in nat and f"--dport {http[1]}" not in nat, nat
+    assert cloud.student.call(_banner, CC_EIP, console[1]) is None
+    print(f"cc iptables: {rules} (no DNAT); the student gets nothing at {CC_EIP}:{console[1]}")
+    _stop(cloud, rvd["instance_id"])
+    _wait("the CC to drop the RVD's port leases", lambda: _cc_idle(cloud), 30)
+    print("RVD stopped: no port lease")
 
 
 def test_wake_on_lan_reaches_the_node_namespace(cloud):

@@ -11,7 +11,8 @@ from django.contrib.auth import get_user_model
 from luhyaapi.bus import get_bus
 from luhyaapi.client import RoleClient
 from luhyaapi.queues import node_commands
-from luhyadb.models import Host, Server
+from luhyadb.models import Account, Host, OwnerGroup, Server
+from luhyadb.services.initial_data import seed_initial_data
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -69,12 +70,16 @@ def test_status_names_a_bad_query_parameter(signed_client, query, field):
     assert field in response.json()
 
 
-def test_status_is_open_to_staff_sessions_but_not_to_other_users(client):
+def test_status_is_open_to_administrators_of_the_cloud_but_not_to_other_users(client):
     user_model = get_user_model()
-    user_model.objects.create_user("pupil", password="pw-pupil-123")
+    seed_initial_data()
+    root = OwnerGroup.objects.get(path="edu")
+    pupil = user_model.objects.create_user("pupil", password="pw-pupil-123")
+    Account.objects.create(user=pupil, owner_group=root, role="user")
     client.login(username="pupil", password="pw-pupil-123")
     assert client.get("/clc/api/1.0/status/").status_code == 403
-    user_model.objects.create_user("teacher", password="pw-teacher-123", is_staff=True)
+    teacher = user_model.objects.create_user("teacher", password="pw-teacher-123", is_staff=True)
+    Account.objects.create(user=teacher, owner_group=root, role="poweradm")
     client.login(username="teacher", password="pw-teacher-123")
     assert client.get("/clc/api/1.0/status/").status_code == 200
 

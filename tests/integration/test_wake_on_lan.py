@@ -1,18 +1,12 @@
-"""Wake-on-LAN on a real link: two network namespaces made by the test and joined by a veth pair stand for a
-cluster LAN; the sender (``send_magic_packet``, the CC's endpoint, the whole console API -> CC chain) runs in one,
-a UDP listener in the other receives exactly the 102-byte magic packet. Nothing is sent outside these namespaces.
-Needs root and ``ip`` (iproute2); skipped otherwise, with the reason printed."""
+"""Wake-on-LAN on a real link: two network namespaces made by the test (``tests/netns.py``) and joined by a veth pair
+stand for a cluster LAN; the sender (``send_magic_packet``, the CC's endpoint, the whole console API -> CC chain) runs
+in one, a UDP listener in the other receives exactly the 102-byte magic packet. Nothing is sent outside these
+namespaces. Needs root and ``ip`` (iproute2); skipped otherwise, with the reason printed."""
 
 from __future__ import annotations
 
-import ctypes
-import os
-import shutil
 import socket
 import subprocess
-import threading
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -21,99 +15,55 @@ from django.contrib.auth import get_user_model
 
 from luhyaapi import wol
 from luhyadb.models import Host, Server
+from tests.netns import NamespaceThread, Network, missing_requirements
 
-CLONE_NEWNET = 0x40000000
 MAC = "52:54:00:3c:0f:7e"
 SUBNET = "10.213.7"
 
 
 @dataclass(frozen=True)
 class Lan:
-    """Two namespaces on one link: ``sender`` (``wol0``, .1) and ``receiver`` (``wol1``, .2), in ``SUBNET``.0/24."""
+    """Two namespaces on one link, each with a thread inside it for the test's calls: ``sender`` (``wol0``, .1) and
+    ``receiver`` (``wol1``, .2), in ``SUBNET``.0/24. Neither has a default route."""
 
-    sender: str
-    receiver: str
+    sender: NamespaceThread
+    receiver: NamespaceThread
     sender_ip: str = f"{SUBNET}.1"
     broadcast: str = f"{SUBNET}.255"
     sender_interface: str = "wol0"
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=20)
-
-
 @pytest.fixture
 def lan():
-    if os.geteuid() != 0:
-        pytest.skip("wake-on-LAN capture needs root to make network namespaces (ip netns add)")
-    if shutil.which("ip") is None:
-        pytest.skip("wake-on-LAN capture needs the ip command (iproute2)")
-    suffix = uuid.uuid4().hex[:8]
-    lan = Lan(sender=f"edu-wol-{suffix}-a", receiver=f"edu-wol-{suffix}-b")
-    made = []
-    try:
-        for namespace in (lan.sender, lan.receiver):
-            _ip("netns", "add", namespace)
-            made.append(namespace)
-        # The pair is made inside the sender's namespace with its peer in the receiver's: never in the machine's own.
-        _ip("-n", lan.sender, "link", "add", "wol0", "type", "veth", "peer", "name", "wol1", "netns", lan.receiver)
-        _ip("-n", lan.sender, "addr", "add", f"{SUBNET}.1/24", "broadcast", lan.broadcast, "dev", "wol0")
-        _ip("-n", lan.receiver, "addr", "add", f"{SUBNET}.2/24", "broadcast", lan.broadcast, "dev", "wol1")
-        for namespace, device in ((lan.sender, "wol0"), (lan.receiver, "wol1")):
-            _ip("-n", namespace, "link", "set", device, "up")
-    except subprocess.CalledProcessError as exc:
-        for namespace in made:
-            subprocess.run(["ip", "netns", "del", namespace], check=False, capture_output=True)
-        pytest.skip(f"could not make network namespaces here: {' '.join(exc.cmd)}: {exc.stderr.strip()}")
-    yield lan
-    for namespace in made:
-        subprocess.run(["ip", "netns", "del", namespace], check=False, capture_output=True, timeout=20)
-
-
-def _enter(namespace: str) -> None:
-    """Move the calling thread (only it: namespaces are per thread) into ``namespace``."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, f"setns into {namespace}: {os.strerror(error)}")
-    finally:
-        os.close(fd)
-
-
-def in_namespace(namespace: str, function: Callable):
-    """Run ``function`` in a new thread inside ``namespace`` and return its result (or raise its exception).
-    Sockets it opens stay in that namespace whichever thread uses them later."""
-    outcome: dict = {}
-
-    def run() -> None:
+    reason = missing_requirements()
+    if reason:
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    with Network() as net:
         try:
-            _enter(namespace)
-            outcome["value"] = function()
-        except BaseException as exc:  # noqa: B036 - handed back to the test's thread, which raises it
-            outcome["error"] = exc
+            sender, receiver = net.namespace("sender"), net.namespace("receiver")
+            net.veth(sender, "wol0", receiver, "wol1", a_cidr=f"{SUBNET}.1/24", b_cidr=f"{SUBNET}.2/24")
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"could not make network namespaces here: {exc}")
+        threads = [NamespaceThread(sender), NamespaceThread(receiver)]
+        try:
+            yield Lan(*threads)
+        finally:
+            for thread in threads:
+                thread.close()
 
-    thread = threading.Thread(target=run, name=f"in-{namespace}")
-    thread.start()
-    thread.join(timeout=60)
-    if thread.is_alive():
-        raise TimeoutError(f"{function} did not finish within 60 s in {namespace}")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+
+def _udp_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", port))
+    return sock
 
 
 class Listener:
     """A UDP socket of the receiver's namespace on all its addresses (broadcasts are delivered only there)."""
 
     def __init__(self, lan: Lan, port: int = wol.DEFAULT_PORT) -> None:
-        def bind() -> socket.socket:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind(("0.0.0.0", port))
-            return sock
-
-        self.sock = in_namespace(lan.receiver, bind)
+        self.sock = lan.receiver.call(_udp_socket, port)
 
     def receive(self, timeout: float = 5.0) -> tuple[bytes, str]:
         self.sock.settimeout(timeout)
@@ -140,7 +90,7 @@ def listener(lan):
 
 
 def test_a_magic_packet_to_the_lans_broadcast_reaches_the_other_end_exactly(lan, listener):
-    sent = in_namespace(lan.sender, lambda: wol.send_magic_packet(MAC, lan.broadcast))
+    sent = lan.sender.call(wol.send_magic_packet, MAC, lan.broadcast)
     data, source = listener.receive()
     assert data == sent == bytes.fromhex("ff" * 6 + MAC.replace(":", "") * 16)
     assert len(data) == 102
@@ -153,8 +103,8 @@ def test_bound_to_its_interface_the_limited_broadcast_goes_out_there_and_the_por
     try:
         # The sender's namespace has no default route: only the interface binding gives 255.255.255.255 a way out.
         with pytest.raises(OSError):
-            in_namespace(lan.sender, lambda: wol.send_magic_packet(MAC, port=7))
-        in_namespace(lan.sender, lambda: wol.send_magic_packet(MAC, port=7, interface=lan.sender_interface))
+            lan.sender.call(wol.send_magic_packet, MAC, port=7)
+        lan.sender.call(wol.send_magic_packet, MAC, port=7, interface=lan.sender_interface)
         data, _source = other_port.receive()
         assert data == wol.magic_packet(MAC)
     finally:
@@ -163,13 +113,13 @@ def test_bound_to_its_interface_the_limited_broadcast_goes_out_there_and_the_por
 
 def test_a_missing_interface_is_an_os_error_and_sends_nothing(lan, listener):
     with pytest.raises(OSError):
-        in_namespace(lan.sender, lambda: wol.send_magic_packet(MAC, lan.broadcast, interface="nosuchnic0"))
+        lan.sender.call(wol.send_magic_packet, MAC, lan.broadcast, interface="nosuchnic0")
     assert listener.nothing_more()
 
 
 def test_the_cluster_controllers_endpoint_sends_the_packet_on_its_lan(lan, listener, signed_client, settings):
     settings.EDUCLOUD = replace(settings.EDUCLOUD, wake_broadcast=lan.broadcast)
-    response = in_namespace(lan.sender, lambda: signed_client.post("/cc/api/1.0/hosts/wake/", {"mac": MAC}))
+    response = lan.sender.call(signed_client.post, "/cc/api/1.0/hosts/wake/", {"mac": MAC})
     assert response.status_code == 202, response.content
     assert response.json() == {"mac": MAC, "broadcast": lan.broadcast, "port": 9, "interface": ""}
     data, source = listener.receive()
@@ -178,7 +128,7 @@ def test_the_cluster_controllers_endpoint_sends_the_packet_on_its_lan(lan, liste
 
 def test_the_cluster_controller_uses_its_configured_interface(lan, listener, signed_client, settings):
     settings.EDUCLOUD = replace(settings.EDUCLOUD, wake_interface=lan.sender_interface)
-    response = in_namespace(lan.sender, lambda: signed_client.post("/cc/api/1.0/hosts/wake/", {"mac": MAC}))
+    response = lan.sender.call(signed_client.post, "/cc/api/1.0/hosts/wake/", {"mac": MAC})
     assert response.status_code == 202, response.content
     assert response.json()["interface"] == lan.sender_interface
     assert listener.receive()[0] == wol.magic_packet(MAC)
@@ -186,7 +136,7 @@ def test_the_cluster_controller_uses_its_configured_interface(lan, listener, sig
 
 def test_a_send_the_kernel_refuses_is_a_502_saying_why(lan, listener, signed_client):
     # The limited broadcast with no interface configured and no default route in the sender's namespace.
-    response = in_namespace(lan.sender, lambda: signed_client.post("/cc/api/1.0/hosts/wake/", {"mac": MAC}))
+    response = lan.sender.call(signed_client.post, "/cc/api/1.0/hosts/wake/", {"mac": MAC})
     assert response.status_code == 502
     assert "could not send the magic packet to 255.255.255.255" in response.json()["detail"]
     assert listener.nothing_more()
@@ -199,26 +149,17 @@ class QuietHandler(WSGIRequestHandler):
 
 @pytest.fixture
 def controller_in_lan(lan, settings):
-    """This cloud's CC API served by a thread in the sender's namespace (so its magic packets go on the test's
-    link) from a socket of the machine's loopback (so the CLC, in the test's thread, can call it)."""
+    """This cloud's CC API served by the sender's namespace thread (so its magic packets go on the test's link) from
+    a socket of the machine's loopback (so the CLC, in the test's thread, can call it)."""
     from django.core.handlers.wsgi import WSGIHandler
 
     server: WSGIServer = make_server("127.0.0.1", 0, WSGIHandler(), handler_class=QuietHandler)
-    entered = threading.Event()
-
-    def serve() -> None:
-        _enter(lan.sender)
-        entered.set()
-        server.serve_forever(poll_interval=0.05)
-
-    thread = threading.Thread(target=serve, name="cc-in-lan", daemon=True)
-    thread.start()
-    assert entered.wait(10), "the CC's server thread did not enter the sender's namespace"
+    serving = lan.sender.submit(server.serve_forever, poll_interval=0.05)
     settings.EDUCLOUD = replace(settings.EDUCLOUD, wake_broadcast=lan.broadcast)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-    thread.join(timeout=10)
+    serving.result(timeout=10)
 
 
 @pytest.mark.database
@@ -227,7 +168,7 @@ def test_the_console_api_wakes_a_host_through_its_cluster_controller(controller_
     Server.objects.create(role="cc", name="cc-lab", ip="127.0.0.1", cluster="lab", api_url=controller_in_lan,
                           state="online")
     Host.objects.create(name="pc-12", mac=MAC, ip=f"{SUBNET}.2", cluster="lab")
-    client.force_login(get_user_model().objects.create_user("boss", is_staff=True))
+    client.force_login(get_user_model().objects.create_user("boss", is_staff=True, is_superuser=True))
     response = client.post(f"/clc/api/1.0/hosts/{MAC}/wake/", {}, content_type="application/json")
     assert response.status_code == 202, response.content
     assert response.json() == {"mac": MAC, "controller": "cc-lab", "broadcast": f"{SUBNET}.255", "interface": ""}

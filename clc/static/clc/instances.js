@@ -29,15 +29,7 @@
     return a;
   }
 
-  function setAllowed(element, allowed) {
-    if (element.tagName === "A") {
-      element.classList.toggle("disabled", !allowed);
-      if (allowed) element.removeAttribute("aria-disabled");
-      else element.setAttribute("aria-disabled", "true");
-    } else {
-      element.disabled = !allowed;
-    }
-  }
+  const { setAllowed } = window.educloudLive;
 
   function showState(state) {
     const badge = byId("state");

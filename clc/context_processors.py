@@ -1,0 +1,46 @@
+"""Template context of every page: ``nav``, which links of the navigation bar the person may follow, computed from
+the one rule (``clc.services.authz``) when a template first reads it."""
+
+from __future__ import annotations
+
+from django.utils.functional import SimpleLazyObject
+
+from clc.api.authz import actor
+from clc.services import authz
+from luhyadb.choices import ResourceTypeChoices as Type
+
+# Each console link and the resource type a person must be allowed to read to follow it.
+LINK_TYPES: dict[str, str] = {
+    "status": Type.SERVER,
+    "images": Type.IMAGE,
+    "instances": Type.INSTANCE,
+    "hosts": Type.HOST,
+    "networks": Type.NETWORK,
+    "accounts": Type.ACCOUNT,
+    "groups": Type.OWNERGROUP,
+    "tasks": Type.TASK,
+    "vmtypes": Type.VMTYPE,
+}
+
+
+def console_links(person: authz.Actor, user=None) -> dict[str, bool]:
+    """``{link: may follow}`` for every console link; ``portal`` (my desktops) and ``account`` (my account) for
+    everyone logged in, ``records`` (the Django admin) for superusers."""
+    links = {}
+    for link, resource_type in LINK_TYPES.items():
+        try:
+            authz.require_type(person, "read", resource_type)
+        except authz.Denied:
+            links[link] = False
+        else:
+            links[link] = True
+    logged_in = bool(user is not None and user.is_authenticated)
+    links["portal"] = links["account"] = logged_in
+    links["records"] = logged_in and user.is_active and user.is_staff and user.is_superuser
+    return links
+
+
+def nav(request) -> dict:
+    user = getattr(request, "user", None)
+    return {"nav": SimpleLazyObject(lambda: console_links(actor(request) if user is not None else authz.NOBODY,
+                                                          user))}

@@ -1,0 +1,192 @@
+"""The console proxy: a websocket server in the CLC that relays a browser's noVNC session to a desktop's VNC console,
+so that no VNC port is handed to the browser.
+
+A browser opens ``ws://<host>:<clc.console_port>/console/<token>`` with a one-time token from the portal
+(``clc.services.portal.issue_console_token``). The token is checked in the opening handshake, before the upgrade:
+a bad, expired or reused token, or a person the rule no longer allows, gets an HTTP 403 and nothing is opened. An
+admitted session gets a TCP connection to the console's host and port (as reachable from the CLC: the node, or the
+cluster controller's public address in a private cluster) and its bytes are relayed both ways in binary frames
+(noVNC's ``binary`` subprotocol when it asks for it). While it is open the desktop is marked active every
+``ACTIVITY_SECONDS`` and the rule is asked again; the session ends when either side closes, when the desktop stops,
+or when the person may no longer use it.
+
+It runs in its own thread with an asyncio loop (the ``clc-console-proxy`` daemon); the database is used from worker
+threads, never from the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+
+from clc.services.portal import (
+    ACTIVITY_SECONDS,
+    ConsoleRefused,
+    ConsoleSession,
+    keep_console_session,
+    redeem_console_token,
+    touch_activity,
+)
+
+logger = logging.getLogger(__name__)
+
+PATH_PREFIX = "/console/"
+SUBPROTOCOL = "binary"
+RELAY_BYTES = 64 * 1024
+CONNECT_SECONDS = 10.0
+STOP_POLL_SECONDS = 0.2
+
+
+async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a database function in a worker thread, with fresh connections as a request would have."""
+
+    def run() -> Any:
+        close_old_connections()
+        try:
+            return function(*args)
+        finally:
+            close_old_connections()
+
+    return await asyncio.to_thread(run)
+
+
+def _select_subprotocol(_connection: ServerConnection, offered) -> str | None:
+    # noVNC may ask for "binary"; a client that asks for nothing gets binary frames all the same.
+    return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+
+class ConsoleProxy:
+    """The websocket-to-VNC relay on ``host``:``port`` (port 0: any free port, for tests). ``run(stop)`` serves
+    until ``stop`` is set; ``ready`` is set once it listens, and ``port`` is then the port it listens on."""
+
+    def __init__(self, host: str, port: int, activity_seconds: float = ACTIVITY_SECONDS) -> None:
+        self.host = host
+        self.port = port
+        self.activity_seconds = activity_seconds
+        self.ready = threading.Event()
+        self.open_sessions = 0
+        # The session each admitted handshake opened, until its handler takes it (gone with a failed handshake).
+        self._sessions: weakref.WeakKeyDictionary[ServerConnection, ConsoleSession] = weakref.WeakKeyDictionary()
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set (a Worker target). OSError when the address cannot be listened on."""
+        asyncio.run(self._serve(stop))
+
+    async def _serve(self, stop: threading.Event) -> None:
+        try:
+            server = await serve(self._relay, self.host, self.port, process_request=self._admit,
+                                 select_subprotocol=_select_subprotocol, compression=None)
+        except OSError as exc:
+            raise OSError(exc.errno, f"the console proxy cannot listen on {self.host}:{self.port}: "
+                                     f"{exc.strerror}; set clc.console_port") from exc
+        async with server:
+            self.port = server.sockets[0].getsockname()[1]
+            logger.info("console proxy: listening on %s:%s", self.host, self.port)
+            self.ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(STOP_POLL_SECONDS)
+        self.ready.clear()
+        logger.info("console proxy: stopped")
+
+    async def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The opening handshake: 404 for another path, 403 unless the token admits a session."""
+        path = request.path.split("?", 1)[0]
+        if not path.startswith(PATH_PREFIX) or len(path) == len(PATH_PREFIX):
+            return connection.respond(404, "no such console\n")
+        try:
+            session = await _in_thread(redeem_console_token, path[len(PATH_PREFIX):])
+        except ConsoleRefused as refused:
+            logger.warning("console proxy: refused %s: %s", _peer(connection), refused)
+            return connection.respond(403, f"{refused}\n")
+        self._sessions[connection] = session
+        return None
+
+    async def _relay(self, websocket: ServerConnection) -> None:
+        session = self._sessions.pop(websocket)
+        endpoint = session.endpoint
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(endpoint.host, endpoint.port),
+                                                    CONNECT_SECONDS)
+        except (OSError, TimeoutError) as exc:
+            logger.warning("console proxy: console of %s at %s:%s does not answer: %s", session.instance_id,
+                           endpoint.host, endpoint.port, exc)
+            await websocket.close(CloseCode.INTERNAL_ERROR, "the desktop's console does not answer")
+            return
+        logger.info("console proxy: %s connected to %s (%s:%s) from %s", session.username, session.instance_id,
+                    endpoint.host, endpoint.port, _peer(websocket))
+        self.open_sessions += 1
+        tasks = [asyncio.create_task(self._to_console(websocket, writer)),
+                 asyncio.create_task(self._to_browser(reader, websocket)),
+                 asyncio.create_task(self._keep(session, websocket))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            writer.close()
+            with contextlib.suppress(OSError):  # the console side may be gone already: nothing is left to close
+                await writer.wait_closed()
+            await websocket.close()
+            self.open_sessions -= 1
+            await self._touch(session)
+            logger.info("console proxy: %s left %s", session.username, session.instance_id)
+
+    async def _to_console(self, websocket: ServerConnection, writer: asyncio.StreamWriter) -> None:
+        try:
+            async for message in websocket:
+                if isinstance(message, str):
+                    await websocket.close(CloseCode.UNSUPPORTED_DATA, "a console takes binary frames only")
+                    return
+                writer.write(message)
+                await writer.drain()
+        except (ConnectionClosed, OSError):
+            return
+
+    async def _to_browser(self, reader: asyncio.StreamReader, websocket: ServerConnection) -> None:
+        try:
+            while data := await reader.read(RELAY_BYTES):
+                await websocket.send(data)
+        except (ConnectionClosed, OSError):
+            return
+
+    async def _keep(self, session: ConsoleSession, websocket: ServerConnection) -> None:
+        """Mark the desktop active now and again; end the session when the rule or the desktop says so."""
+        while True:
+            await asyncio.sleep(self.activity_seconds)
+            try:
+                await _in_thread(keep_console_session, session)
+            except ConsoleRefused as refused:
+                logger.info("console proxy: ending %s's session on %s: %s", session.username, session.instance_id,
+                            refused)
+                await websocket.close(CloseCode.POLICY_VIOLATION, _reason(str(refused)))
+                return
+            except DatabaseError as exc:  # the database is away for a moment: the student's session goes on
+                logger.warning("console proxy: could not mark %s active: %s", session.instance_id, exc)
+
+    async def _touch(self, session: ConsoleSession) -> None:
+        try:
+            await _in_thread(touch_activity, session.instance_id)
+        except DatabaseError as exc:
+            logger.warning("console proxy: could not mark %s active: %s", session.instance_id, exc)
+
+
+def _reason(text: str) -> str:
+    """A close reason fits in a control frame (123 bytes of UTF-8)."""
+    return text.encode()[:120].decode(errors="ignore")
+
+
+def _peer(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if address else "?"

@@ -1,0 +1,297 @@
+"""The student portal's logic: a person's remote desktops and how far each has started, starting and stopping them,
+the files of native console clients, the one-time tokens of the in-browser console, and stopping idle desktops.
+
+Who may do what is decided by ``clc.services.authz`` alone; this module only asks it. Connecting to a console is
+using the machine (keyboard and mouse), so it needs ``execute`` on the instance, as starting and stopping do: a
+student has it on the desktops assigned to them, a person who may only read an instance may not type into it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.cache import cache
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from clc.services import authz
+from clc.services.instances import EDITABLE_STATES, STOPPABLE_STATES, InstanceError, run_instance, stop_instance
+from clc.services.tasks import TaskNotFound, task_status
+from luhyadb.choices import InstanceKindChoices
+from luhyadb.choices import InstanceStateChoices as State
+from luhyadb.models import Instance
+
+logger = logging.getLogger(__name__)
+
+# A console token is good for this long and once: the page asks for one right before it connects.
+CONSOLE_TOKEN_SECONDS = 60
+TOKEN_SALT = "educloud.portal.console-token"
+USED_TOKEN_KEY = "portal:console-token-used:{nonce}"
+# How often an open console session marks its desktop as in use (well under the shortest idle time, a minute).
+ACTIVITY_SECONDS = 30.0
+# How often the CLC looks for idle desktops.
+IDLE_CHECK_SECONDS = 60.0
+# Where Debian's novnc package puts noVNC's ES modules (core/rfb.js and what it imports).
+NOVNC_DIR = Path("/usr/share/novnc")
+NOVNC_SUBTREES = ("core/", "vendor/")
+
+# The consoles the portal knows: VNC (QEMU; in the browser through the proxy, or a VNC client) and RDP (VirtualBox's
+# VRDE; a Remote Desktop client only, noVNC speaks VNC).
+CONSOLE_SCHEMES = ("vnc", "rdp")
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+
+
+class PortalError(Exception):
+    """A portal operation was refused; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConsoleRefused(Exception):
+    """A console token or an open console session was refused; the message says why, for the log and the browser."""
+
+
+@dataclass(frozen=True)
+class ConsoleEndpoint:
+    """Where an instance's console answers, as reachable from the CLC: ``vnc`` or ``rdp``, a host and a port."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """An admitted console session: who, which desktop (and run), and where the proxy connects."""
+
+    user_id: int
+    username: str
+    instance_id: str
+    runs: int
+    endpoint: ConsoleEndpoint
+
+
+def console_endpoint(instance: Instance) -> ConsoleEndpoint | None:
+    """The console of a running instance, or None (not running, no console yet, or a console URL that is not a
+    plain ``vnc://host:port`` / ``rdp://host:port``: a value reported by a node never reaches a file or a socket
+    unchecked)."""
+    if instance.state != State.RUNNING or not instance.console_url:
+        return None
+    parts = urlsplit(instance.console_url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if (parts.scheme.lower() not in CONSOLE_SCHEMES or not port or parts.path not in ("", "/") or parts.query
+            or parts.username or not _valid_host(host)):
+        return None
+    return ConsoleEndpoint(parts.scheme.lower(), host, port)
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return len(host) <= 253 and bool(_HOSTNAME_RE.fullmatch(host))
+    return True
+
+
+def desktops(actor: authz.Actor) -> QuerySet:
+    """The remote desktops the person may read (a student: the ones assigned to them), by name."""
+    return authz.readable(actor, Instance.objects.filter(kind=InstanceKindChoices.RVD)
+                          .select_related("image", "vm_type", "owner_group"))
+
+
+def desktop_actions(actor: authz.Actor, instance: Instance) -> dict[str, bool]:
+    """What the portal offers for the desktop now: start when settled, stop while starting or running, connect
+    while running with a console; each only if the person may execute it."""
+    usable = authz.may(actor, "execute", instance)
+    return {"start": usable and instance.state in EDITABLE_STATES,
+            "stop": usable and instance.state in STOPPABLE_STATES,
+            "connect": usable and console_endpoint(instance) is not None}
+
+
+def start_progress(instance: Instance) -> tuple[int | None, str]:
+    """How far a start has come, for a progress bar: (percent or None when not starting, what it is doing). The
+    download of the image is the long part, so the bar follows the node's download progress."""
+    if instance.state == State.SCHEDULED:
+        return 0, "Waiting for its computer"
+    if instance.state == State.BOOTING:
+        return 100, "Starting up"
+    if instance.state != State.PREPARING:
+        return None, ""
+    try:
+        task = task_status(instance.tid)
+    except TaskNotFound:
+        task = {}
+    # A report of the previous run can still be in the cache: only a report of this phase counts.
+    if task.get("phase") != "preparing" or task.get("done") or task.get("failed"):
+        return 0, "Preparing"
+    if task.get("state") == "cloning":
+        return 99, "Preparing its disk"
+    progress = int(task.get("progress") or 0)
+    return progress, f"Copying its image ({progress}%)"
+
+
+def desktop_status(actor: authz.Actor, instance: Instance) -> dict:
+    """A desktop as the portal's pages show it and refresh it (JSON-ready)."""
+    progress, step = start_progress(instance)
+    endpoint = console_endpoint(instance)
+    return {
+        "instance_id": instance.instance_id,
+        "name": instance.name,
+        "state": instance.state,
+        "state_label": State(instance.state).label,
+        "progress": progress,
+        "step": step,
+        "message": instance.message if instance.state == State.FAILED else "",
+        "console": endpoint.scheme if endpoint else "",
+        "actions": desktop_actions(actor, instance),
+    }
+
+
+def start_desktop(instance: Instance) -> Instance:
+    """Run the desktop (``run_instance``, whose ``InstanceError`` passes through) and start its idle clock."""
+    instance = run_instance(instance)
+    Instance.objects.filter(pk=instance.pk).update(last_activity=timezone.now())
+    instance.refresh_from_db()
+    logger.info("portal: %s started", instance.instance_id)
+    return instance
+
+
+def stop_desktop(instance: Instance) -> Instance:
+    """Stop the desktop (``stop_instance``; its ``InstanceError`` passes through)."""
+    instance = stop_instance(instance)
+    logger.info("portal: %s stopped from the portal", instance.instance_id)
+    return instance
+
+
+def client_file(instance: Instance) -> tuple[str, str, str]:
+    """The file a native client opens to reach the running desktop's console: (file name, content type, text). A
+    ``.vnc`` file (``[connection]`` host and port) for a VNC console, a ``.rdp`` file for an RDP one. PortalError
+    409 while it is not running with a console."""
+    endpoint = console_endpoint(instance)
+    if endpoint is None:
+        raise PortalError(409, f"{instance.name} is {State(instance.state).label.lower()}; start it and wait "
+                               "until it runs")
+    if endpoint.scheme == "rdp":
+        address = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+        text = f"full address:s:{address}:{endpoint.port}\r\n"
+        return f"{instance.instance_id}.rdp", "application/x-rdp", text
+    text = f"[connection]\nhost={endpoint.host}\nport={endpoint.port}\n"
+    return f"{instance.instance_id}.vnc", "application/x-vnc", text
+
+
+def issue_console_token(actor: authz.Actor, instance: Instance) -> str:
+    """A one-time token for the in-browser console of a running VNC desktop: signed with the host's SECRET_KEY,
+    it binds the person, the desktop, its run and a random nonce, and is good for ``CONSOLE_TOKEN_SECONDS``.
+    ``authz.Denied`` unless the person may execute the desktop; PortalError 409 unless it runs with a VNC console."""
+    authz.require(actor, "execute", instance)
+    endpoint = console_endpoint(instance)
+    if endpoint is None or endpoint.scheme != "vnc":
+        what = "an RDP console: use the .rdp file" if endpoint else f"{State(instance.state).label.lower()}"
+        raise PortalError(409, f"{instance.name} has no in-browser console now: it is {what}")
+    payload = {"u": actor.user_id, "i": instance.instance_id, "r": instance.runs, "n": secrets.token_urlsafe(16)}
+    return signing.TimestampSigner(salt=TOKEN_SALT).sign_object(payload)
+
+
+def redeem_console_token(token: str) -> ConsoleSession:
+    """Admit a console session (the proxy calls this once per websocket): the token's signature and age, that it
+    was never used before, and then the rule again for its person now (an account changed or a desktop given to
+    someone else since the token was issued is refused), and that the same run of the desktop is running with a
+    VNC console. Marks the desktop active. ConsoleRefused says why."""
+    try:
+        payload = signing.TimestampSigner(salt=TOKEN_SALT).unsign_object(token, max_age=CONSOLE_TOKEN_SECONDS)
+    except signing.SignatureExpired:
+        raise ConsoleRefused("the console token has expired; open the console again") from None
+    except signing.BadSignature:
+        raise ConsoleRefused("not a console token of this cloud") from None
+    if not isinstance(payload, dict) or not {"u", "i", "r", "n"} <= payload.keys():
+        raise ConsoleRefused("not a console token of this cloud")
+    # add() is atomic in the cache and keeps the mark longer than the token lives, so a copy is refused.
+    if not cache.add(USED_TOKEN_KEY.format(nonce=payload["n"]), True, timeout=CONSOLE_TOKEN_SECONDS + 30):
+        raise ConsoleRefused("the console token was used already; open the console again")
+    user = get_user_model().objects.filter(pk=payload["u"], is_active=True).first()
+    instance = Instance.objects.select_related("owner_group").filter(instance_id=payload["i"]).first()
+    session = _admitted(user, instance, payload["r"])
+    touch_activity(session.instance_id)
+    logger.info("portal: console of %s opened by %s", session.instance_id, session.username)
+    return session
+
+
+def keep_console_session(session: ConsoleSession) -> None:
+    """While a session is open (the proxy calls this every ``ACTIVITY_SECONDS``): the rule still allows it and the
+    same run is still running, then the desktop is marked active. ConsoleRefused when the session must end."""
+    user = get_user_model().objects.filter(pk=session.user_id, is_active=True).first()
+    instance = Instance.objects.select_related("owner_group").filter(instance_id=session.instance_id).first()
+    _admitted(user, instance, session.runs)
+    touch_activity(session.instance_id)
+
+
+def _admitted(user, instance: Instance | None, runs: int) -> ConsoleSession:
+    if user is None or instance is None or not authz.may(authz.actor_for(user), "execute", instance):
+        raise ConsoleRefused("you may not use this desktop's console")
+    endpoint = console_endpoint(instance)
+    if endpoint is None or endpoint.scheme != "vnc" or instance.runs != runs:
+        raise ConsoleRefused(f"{instance.name} is not running (any more); start it and open the console again")
+    return ConsoleSession(user_id=user.pk, username=user.get_username(), instance_id=instance.instance_id,
+                          runs=runs, endpoint=endpoint)
+
+
+def touch_activity(instance_id: str) -> None:
+    """Mark the desktop as in use now (its idle clock starts again)."""
+    Instance.objects.filter(instance_id=instance_id).update(last_activity=timezone.now())
+
+
+def stop_idle_desktops(idle_minutes: float, now: datetime | None = None) -> list[str]:
+    """Stop the running remote desktops unused for ``idle_minutes`` (0: never): no console session through the
+    proxy and no start for that long. A running desktop with no activity yet (started outside the portal) has its
+    clock started now instead. A stop that is refused is logged and the others go on. Returns the ids stopped."""
+    if idle_minutes <= 0:
+        return []
+    now = now or timezone.now()
+    running = Instance.objects.filter(kind=InstanceKindChoices.RVD, state=State.RUNNING, build_tid="")
+    running.filter(last_activity__isnull=True).update(last_activity=now)
+    cutoff = now - timedelta(minutes=idle_minutes)
+    stopped = []
+    for instance in running.filter(last_activity__lt=cutoff).select_related("image"):
+        if not running.filter(pk=instance.pk, last_activity__lt=cutoff).exists():
+            continue  # a console session opened meanwhile
+        idle = now - instance.last_activity
+        try:
+            stop_instance(instance)
+        except InstanceError as exc:
+            logger.warning("portal: idle desktop %s (%s) not stopped: %s", instance.instance_id, instance.name, exc)
+            continue
+        logger.info("portal: stopped %s (%s): no console session for %d minutes (idle limit %g minutes)",
+                    instance.instance_id, instance.name, idle.total_seconds() // 60, idle_minutes)
+        stopped.append(instance.instance_id)
+    return stopped
+
+
+def novnc_file(path: str) -> Path | None:
+    """The noVNC module file at ``path`` (under ``core/`` or ``vendor/`` of the installed package), or None: no
+    package, another part of it, or a path that leaves it."""
+    parts = Path(path).parts
+    if not path.startswith(NOVNC_SUBTREES) or ".." in parts or path.startswith("/") or not novnc_installed():
+        return None
+    candidate = NOVNC_DIR / path
+    return candidate if candidate.is_file() else None
+
+
+def novnc_installed() -> bool:
+    """True when Debian's novnc package (noVNC's ES modules) is on this host."""
+    return (NOVNC_DIR / "core" / "rfb.js").is_file()

@@ -1,0 +1,174 @@
+"""Pages of the student portal (``/portal/``): thin adapters over ``clc.services.portal``. Every page asks the one
+rule (``clc.services.authz``) through ``AuthorizedMixin``: a desktop is looked up among those the person may read
+(else 404, so another student's desktop does not exist for them) and the action is checked on it (else 403)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+from django.views.generic import TemplateView
+from django.views.static import serve
+
+from clc.services import authz, portal
+from clc.services.instances import InstanceError
+from clc.views import AuthorizedMixin
+from luhyadb.choices import ResourceTypeChoices as Type
+
+# Desktops' states and progress refresh this often on the portal's pages.
+REFRESH_MS = 2000
+
+
+class PortalMixin(AuthorizedMixin):
+    """A portal page: the rule on instances, a refusal shown as the portal's own 403 page (never a traceback)."""
+
+    resource_type = Type.INSTANCE
+
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except PermissionDenied as denied:
+            return render(request, "clc/portal/forbidden.html", {"reason": str(denied)}, status=403)
+
+    def desktop(self, insid: str, action: str | None = None):
+        """The desktop the person may read (else 404) and may ``action`` (else 403)."""
+        return self.authorized(portal.desktops(self.actor), action, instance_id=insid)
+
+    def back(self):
+        """Where a form goes back to: its ``next`` when it is a page of this site, else the desktop list."""
+        target = self.request.POST.get("next", "")
+        if url_has_allowed_host_and_scheme(target, allowed_hosts={self.request.get_host()},
+                                           require_https=self.request.is_secure()):
+            return redirect(target)
+        return redirect("portal:desktops")
+
+
+class DesktopListView(PortalMixin, TemplateView):
+    """My desktops: each with its state, Start/Stop, Connect when it runs, and a progress bar while it starts."""
+
+    template_name = "clc/portal/desktops.html"
+
+    def get_context_data(self, **kwargs):
+        rows = [portal.desktop_status(self.actor, desktop) for desktop in portal.desktops(self.actor)]
+        return super().get_context_data(**kwargs) | {
+            "desktops": rows,
+            "live": {"status": reverse("portal:status"), "period": REFRESH_MS},
+        }
+
+
+class DesktopStatusListView(PortalMixin, View):
+    """``GET status/``: my desktops as JSON, for the list page's refresh."""
+
+    def get(self, request):
+        return JsonResponse({"desktops": [portal.desktop_status(self.actor, desktop)
+                                          for desktop in portal.desktops(self.actor)]})
+
+
+class DesktopStatusView(PortalMixin, View):
+    """``GET desktops/<id>/status/``: one desktop as JSON, for its console page's refresh."""
+
+    def get(self, request, insid: str):
+        return JsonResponse(portal.desktop_status(self.actor, self.desktop(insid)))
+
+
+class DesktopConsoleView(PortalMixin, TemplateView):
+    """A desktop's console page: noVNC in the page through the console proxy, the client file, Disconnect, Stop."""
+
+    template_name = "clc/portal/console.html"
+
+    def get_context_data(self, **kwargs):
+        desktop = self.desktop(self.kwargs["insid"])
+        novnc = portal.novnc_installed()
+        in_browser = novnc and bool(settings.EDUCLOUD.console_port)
+        return super().get_context_data(**kwargs) | {
+            "desktop": portal.desktop_status(self.actor, desktop),
+            "novnc_installed": novnc,
+            "in_browser": in_browser,
+            "live": {
+                "status": reverse("portal:desktop-status", args=[desktop.instance_id]),
+                "token": reverse("portal:token", args=[desktop.instance_id]),
+                "rfb": reverse("portal:novnc", args=["core/rfb.js"]) if in_browser else "",
+                "period": REFRESH_MS,
+            },
+        }
+
+
+class DesktopStartView(PortalMixin, View):
+    """Start on POST; a refusal (busy, no node fits) is shown as a message."""
+
+    action = "execute"
+
+    def post(self, request, insid: str):
+        desktop = self.desktop(insid)
+        try:
+            portal.start_desktop(desktop)
+        except InstanceError as exc:
+            messages.error(request, f"{desktop.name} was not started: {exc}")
+        else:
+            messages.success(request, f"{desktop.name} is starting; it can be used once it runs.")
+        return self.back()
+
+
+class DesktopStopView(PortalMixin, View):
+    """Stop on POST (the guest is asked to shut down, then switched off)."""
+
+    action = "execute"
+
+    def post(self, request, insid: str):
+        desktop = self.desktop(insid)
+        try:
+            portal.stop_desktop(desktop)
+        except InstanceError as exc:
+            messages.error(request, f"{desktop.name} was not stopped: {exc}")
+        else:
+            messages.success(request, f"{desktop.name} is stopping.")
+        return self.back()
+
+
+class ConsoleTokenView(PortalMixin, View):
+    """``POST desktops/<id>/token/``: a one-time console token (JSON) and where the console proxy listens."""
+
+    action = "execute"
+
+    def post(self, request, insid: str):
+        desktop = self.desktop(insid)
+        if not settings.EDUCLOUD.console_port:
+            return JsonResponse({"detail": "this cloud has no in-browser console (clc.console_port is 0)"}, status=409)
+        try:
+            token = portal.issue_console_token(self.actor, desktop)
+        except authz.Denied as denied:
+            raise PermissionDenied(str(denied)) from None
+        except portal.PortalError as exc:
+            return JsonResponse({"detail": str(exc)}, status=exc.status)
+        return JsonResponse({"token": token, "port": settings.EDUCLOUD.console_port,
+                             "path": f"/console/{token}", "expires_seconds": portal.CONSOLE_TOKEN_SECONDS})
+
+
+class ClientFileView(PortalMixin, View):
+    """``GET desktops/<id>/client/``: the ``.vnc`` (or ``.rdp``) file for a native client of the running desktop."""
+
+    def get(self, request, insid: str):
+        desktop = self.desktop(insid)
+        try:
+            filename, content_type, text = portal.client_file(desktop)
+        except portal.PortalError as exc:
+            messages.error(request, str(exc))
+            return redirect("portal:desktop", insid=insid)
+        response = HttpResponse(text, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+class NoVNCFileView(LoginRequiredMixin, View):
+    """noVNC's modules from Debian's package (``core/`` and ``vendor/`` only; 404 when it is not installed)."""
+
+    def get(self, request, path: str):
+        if portal.novnc_file(path) is None:
+            raise Http404("no such noVNC file")
+        return serve(request, path, document_root=str(portal.NOVNC_DIR))
