@@ -73,7 +73,7 @@ def worlds(draw):
     paths = sorted(paths)
     grants = {path: {kind: set(draw(st.sets(st.sampled_from(ACTIONS)))) for kind in TYPES} for path in paths}
     people = [Person(f"p{index}", draw(st.sampled_from(paths)), draw(st.sampled_from(ROLES)), {})
-              for index in range(draw(st.integers(1, 4)))]
+              for index in range(draw(st.integers(2, 5)))]
     people = [Person(p.username, p.path, p.role, grants[p.path]) for p in people]
     images = draw(st.lists(st.sampled_from(paths), min_size=1, max_size=3))
     instances = draw(st.lists(st.tuples(st.sampled_from(paths), st.integers(0, len(images) - 1),
@@ -92,11 +92,13 @@ class AuthorizationPropertyTest(TestCase):
         if artifacts.is_dir():
             (artifacts / "authorization-property.json").write_text(json.dumps(dict(STATS), indent=2) + "\n")
 
-    @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(worlds())
     def test_every_endpoint_answers_every_account_exactly_as_the_owner_group_rule_says(self, world):
         STATS["worlds"] += 1
+        STATS["owner-groups"] += len(world["paths"])
         records = self.build(world)
+        STATS["records"] += sum(len(rows) for rows in records.values())
         people = world["people"]
         STATS["accounts"] += len(people)
         for person in people:
