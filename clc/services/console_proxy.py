@@ -46,6 +46,8 @@ SUBPROTOCOL = "binary"
 RELAY_BYTES = 64 * 1024
 CONNECT_SECONDS = 10.0
 STOP_POLL_SECONDS = 0.2
+LAST_MARK_TRIES = 5
+LAST_MARK_PAUSE_SECONDS = 0.1
 
 
 async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
@@ -176,10 +178,16 @@ class ConsoleProxy:
                 logger.warning("console proxy: could not mark %s active: %s", session.instance_id, exc)
 
     async def _touch(self, session: ConsoleSession) -> None:
-        try:
-            await _in_thread(touch_activity, session.instance_id)
-        except DatabaseError as exc:
-            logger.warning("console proxy: could not mark %s active: %s", session.instance_id, exc)
+        """The last mark of a session: nothing comes after it, so a busy database gets a few more tries."""
+        for attempt in range(1, LAST_MARK_TRIES + 1):
+            try:
+                await _in_thread(touch_activity, session.instance_id)
+                return
+            except DatabaseError as exc:
+                if attempt == LAST_MARK_TRIES:
+                    logger.warning("console proxy: could not mark %s active: %s", session.instance_id, exc)
+                    return
+                await asyncio.sleep(LAST_MARK_PAUSE_SECONDS * attempt)
 
 
 def _reason(text: str) -> str:
