@@ -20,6 +20,7 @@ from clc.services.builds import (
     submit_build,
 )
 from clc.services.instances import InstanceError
+from clc.services.portal import console_password
 from clc.services.tasks import task_status
 from clc.views import AuthorizedMixin
 from luhyaapi.ids import InvalidId, TaskId
@@ -88,6 +89,7 @@ class BuildDetailView(AuthorizedMixin, TemplateView):
         instance = Instance.objects.filter(build_tid=task.tid).first()
         return super().get_context_data(**kwargs) | {
             "task": task, "status": task_status(task.tid), "instance": instance, "steps": build_steps(instance),
+            "console_password": console_password(self.actor, instance) if instance else "",
             "source": Image.objects.filter(image_id=task.src_image_id).first(),
             "target": Image.objects.filter(image_id=task.dst_image_id).first(),
             "create": bool(task.runtime_option.get("create")), "new_name": task.runtime_option.get("name", ""),

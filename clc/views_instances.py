@@ -22,6 +22,7 @@ from clc.services.instances import (
     run_instance,
     stop_instance,
 )
+from clc.services.portal import console_password
 from clc.services.push import PushRefused, push_desktop, push_targets, validate_push_hosts
 from clc.services.tasks import TaskNotFound, task_status
 from clc.views import AuthorizedMixin
@@ -140,6 +141,7 @@ class InstanceDetailView(AuthorizedMixin, DetailView):
         return super().get_context_data(**kwargs) | {
             "actions": allowed_actions(instance.state),
             "reach": reach(instance),
+            "console_password": console_password(self.actor, instance),
             "task": task,
             "live": {
                 "instance": reverse("clc-api:instance-detail", args=[instance.instance_id]),

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from luhyaapi.validators import MAC_RE, NAME_RE
+from luhyaapi.vmspec import ConsolePassword
 
 Name = Annotated[str, Field(pattern=NAME_RE.pattern)]
 Mac = Annotated[str, Field(pattern=r"^$|" + MAC_RE.pattern)]
@@ -238,3 +239,4 @@ class InstanceRunRequest(BaseModel):
     services: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(default=(), max_length=8)
     pinned_node: Annotated[str, Field(pattern=r"^$|" + NAME_RE.pattern)] = ""
     boot: bool = Field(default=True, description="False: only prepare the disk (the image wizard's first step)")
+    console_password: ConsolePassword = ""

@@ -20,6 +20,8 @@ InstanceIdText = Annotated[str, Field(pattern=r"^ins-[0-9a-f]{8}$")]
 InterfaceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")]
 UserPort = Annotated[int, Field(ge=1024, le=65535)]
 GuestPort = Annotated[int, Field(ge=1, le=65535)]
+# VNC authentication keys on at most 8 characters; "" means the console asks for none (a PC's loopback console).
+ConsolePassword = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{0,8}$", repr=False)]
 OsType = Literal["linux", "windows", "other"]
 DiskType = Literal["ide", "sata", "virtio"]
 NicModel = Literal["e1000", "virtio", "rtl8139"]
@@ -90,11 +92,14 @@ class NicSpec(_Frozen):
 
 
 class ConsoleSpec(_Frozen):
-    """Where the VM's screen is served: VNC (QEMU) or RDP (VirtualBox VRDE) on ``listen:port`` of the node."""
+    """Where the VM's screen is served: VNC (QEMU) or RDP (VirtualBox VRDE) on ``listen:port`` of the node; a VNC
+    console with a ``password`` (new for each run, chosen by the CLC) lets in only who knows it: the CLC's console
+    proxy and the people the CLC shows it to."""
 
     protocol: Literal["vnc", "rdp"] = "vnc"
     listen: str = "127.0.0.1"
     port: UserPort
+    password: ConsolePassword = ""
 
     @field_validator("listen")
     @classmethod

@@ -253,6 +253,8 @@ class Instance(models.Model):
     runs = models.PositiveIntegerField(default=0, help_text="how many times it was asked to run")
     build_tid = models.CharField(max_length=40, blank=True, help_text="set on the VM of an image wizard's task")
     console_url = models.CharField(max_length=200, blank=True)
+    console_password = models.CharField(max_length=8, blank=True,
+                                        help_text="the VNC console's password of the current run (new for each run)")
     guest_ip = models.CharField(max_length=45, blank=True)
     access = models.JSONField(default=dict, blank=True, help_text="how to reach its services, by name")
     message = models.TextField(blank=True, help_text="why the last step failed, or what the scheduler said")

@@ -84,8 +84,11 @@ class Lease:
 
 
 class DhcpServer:
-    """dnsmasq serving DHCP (no DNS) on ``interface``: dynamic addresses from ``range_start..range_end`` and the
-    reservations given to ``set_reservations``. ``interface`` must carry an address of the range's subnet.
+    """dnsmasq serving DHCP (no DNS) on ``interface`` to the reservations given to ``set_reservations`` only: the
+    range ``range_start..range_end`` is the pool the CC reserves from, and dnsmasq hands none of it to a client
+    without a reservation (its ``static`` mode), so an address reserved for a VM is never held by a stranger's lease
+    and the LAN's own DHCP server keeps serving everyone else. ``interface`` must carry an address of the range's
+    subnet.
     ``netns`` runs it inside that network namespace instead of the host's network stack."""
 
     def __init__(self, data_dir: str | os.PathLike, interface: str, range_start: str, range_end: str, netmask: str,
@@ -117,7 +120,7 @@ class DhcpServer:
             "--port=0",
             f"--interface={self.interface}",
             "--bind-interfaces",
-            f"--dhcp-range={self.range_start},{self.range_end},{self.netmask},{self.lease_time}",
+            f"--dhcp-range={self.range_start},static,{self.netmask},{self.lease_time}",
             f"--dhcp-hostsfile={self.hosts_file}",
             f"--dhcp-leasefile={self.lease_file}",
             f"--pid-file={self.pid_file}",

@@ -80,7 +80,8 @@ def _options(request: InstanceRunRequest, node_ip: str, ports: dict[str, int], b
         nic = NicSpec(mode="nat", model=devices.nic_model, mac=request.mac, forwards=forwards)
     return RuntimeOptions(os_type=request.os_type, memory_mb=request.memory_mb, cpus=request.cpus, nics=(nic,),
                           disk_type=devices.disk_type,
-                          console=ConsoleSpec(protocol="vnc", listen=node_ip, port=ports["console"]))
+                          console=ConsoleSpec(protocol="vnc", listen=node_ip, port=ports["console"],
+                                              password=request.console_password))
 
 
 def _access(kind: str, node_ip: str, ports: dict[str, int], services: tuple[int, ...], console_host: str = "",

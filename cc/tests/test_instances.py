@@ -52,7 +52,7 @@ def take(bus, node):
 
 def test_an_instance_is_placed_on_the_roomiest_online_node_with_leased_ports_and_the_node_gets_its_command(nodes):
     bus = InProcessBus()
-    record = run_instance(bus, request())
+    record = run_instance(bus, request(console_password="Pw4run99"))
     assert record.node == "nc-1"  # nc-old has more room but has not been heard of for a day
     leases = dict(PortLease.objects.values_list("purpose", "port"))
     assert set(leases) == {"console", "tcp/80"} and leases["console"] != leases["tcp/80"]
@@ -61,7 +61,8 @@ def test_an_instance_is_placed_on_the_roomiest_online_node_with_leased_ports_and
     [command] = take(bus, "nc-1")
     assert (command.op, command.seq, command.paras["insid"]) == ("instance/run", 1, "ins-0000000a")
     options = command.paras["options"]
-    assert options["console"] == {"protocol": "vnc", "listen": "10.0.0.11", "port": leases["console"]}
+    assert options["console"] == {"protocol": "vnc", "listen": "10.0.0.11", "port": leases["console"],
+                                  "password": "Pw4run99"}
     assert options["nics"][0]["forwards"] == [{"protocol": "tcp", "host_ip": "10.0.0.11",
                                                "host_port": leases["tcp/80"], "guest_port": 80}]
 

@@ -112,6 +112,23 @@ def test_the_client_gets_its_reserved_address_and_a_new_one_after_a_change(lan, 
     assert server.stop() is False
 
 
+def test_a_client_without_a_reservation_gets_no_address_of_the_pool(lan, data_dir):
+    _, server_ns, client_ns = lan
+    server = server_for(data_dir, server_ns.name)
+    server.set_reservations([("52:54:00:aa:bb:cc", "10.30.0.77", "vm-2")])
+    server.start()
+    try:
+        # dnsmasq pings a dynamic address for a few seconds before offering it: 6 tries leave it time to.
+        asked = client_ns.run(["busybox", "udhcpc", "-n", "-q", "-i", "eth0", "-t", "6", "-T", "1", "-s",
+                               "/bin/true"], check=False, timeout=30)
+        log = (data_dir / "dnsmasq.log").read_text()
+        assert f"DHCPDISCOVER(dhcp0) {MAC} no address available" in log
+        assert "DHCPOFFER" not in log and asked.returncode != 0
+        assert server.leases() == []
+    finally:
+        server.stop()
+
+
 def test_a_server_started_with_other_options_is_replaced(lan, data_dir):
     _, server_ns, _ = lan
     old = server_for(data_dir, server_ns.name)
@@ -122,7 +139,7 @@ def test_a_server_started_with_other_options_is_replaced(lan, data_dir):
     assert new.start() is True
     assert new.pid() not in (None, old_pid)
     arguments = Path(f"/proc/{new.pid()}/cmdline").read_bytes().decode().split("\0")
-    assert "--dhcp-range=10.30.0.100,10.30.0.150,255.255.255.0,1h" in arguments
+    assert "--dhcp-range=10.30.0.100,static,255.255.255.0,1h" in arguments
     assert not dnsmasq._alive(old_pid)
     new.stop()
 
@@ -197,7 +214,7 @@ def test_the_command_line_is_dhcp_only_and_self_contained(data_dir):
     argv = DhcpServer(data_dir, "dhcp0", "10.30.0.100", "10.30.0.150", "255.255.255.0", user="nobody").argv()
     assert argv[0] == dnsmasq.DNSMASQ
     for option in ("--conf-file=/dev/null", "--port=0", "--interface=dhcp0", "--bind-interfaces", "--log-dhcp",
-                   "--dhcp-range=10.30.0.100,10.30.0.150,255.255.255.0,12h", "--user=nobody",
+                   "--dhcp-range=10.30.0.100,static,255.255.255.0,12h", "--user=nobody",
                    f"--pid-file={data_dir}/dnsmasq.pid", f"--dhcp-leasefile={data_dir}/dnsmasq.leases",
                    f"--dhcp-hostsfile={data_dir}/dnsmasq.hosts", f"--log-facility={data_dir}/dnsmasq.log"):
         assert option in argv

@@ -40,6 +40,7 @@ from clc.services.builds import (
 from clc.services.commands import CommandError, send_node_command
 from clc.services.images import ImageError, create_image, delete_image, finish_upload, prepare_on_node, start_upload
 from clc.services.instances import InstanceError, define_instance, delete_instance, run_instance, stop_instance
+from clc.services.portal import PortalError, console_details
 from clc.services.push import PushRefused, push_desktop, validate_push_hosts
 from clc.services.registry import cloud_status, register_host, register_server
 from clc.services.tasks import TaskNotFound, task_status
@@ -181,13 +182,14 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
 
 class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     """Instances: list (``?search=``, ``?kind=``, ``?state=``, paginated), define, get, change (when not running),
-    delete (202 while its node removes it), ``run/`` / ``stop/`` (202; follow ``state`` or ``tasks/<tid>/``), and
-    for a local desktop ``push/`` ``{"hosts": [mac, ...]}`` (202): those classroom PCs pull its image, one task each."""
+    delete (202 while its node removes it), ``run/`` / ``stop/`` (202; follow ``state`` or ``tasks/<tid>/``),
+    ``console/`` (GET: the running console's URL and password), and for a local desktop ``push/``
+    ``{"hosts": [mac, ...]}`` (202): those classroom PCs pull its image, one task each."""
 
     queryset = Instance.objects.select_related("image", "vm_type", "owner_group", "assigned_to")
     serializer_class = InstanceSerializer
     resource_type = ResourceTypeChoices.INSTANCE
-    authz_actions = {"run": "execute", "stop": "execute", "push": "execute"}
+    authz_actions = {"run": "execute", "stop": "execute", "push": "execute", "console": "execute"}
     lookup_field = "instance_id"
     lookup_value_regex = "[^/]+"
     filter_backends = [filters.SearchFilter, filters.OrderingFilter]
@@ -231,7 +233,15 @@ class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             return Response({"detail": str(exc)}, status=exc.status)
         if isinstance(exc, PushRefused):
             return Response({"detail": str(exc), "reasons": exc.reasons}, status=exc.status)
+        if isinstance(exc, PortalError):
+            return Response({"detail": str(exc)}, status=exc.status)
         return super().handle_exception(exc)
+
+    @action(detail=True, methods=["get"])
+    def console(self, request, instance_id: str):
+        """``{"url", "protocol", "password"}`` of the running console, for who may execute the instance: what a
+        native VNC client needs (the password is new for each run)."""
+        return Response(console_details(self.get_object()))
 
     @action(detail=True, methods=["post"])
     def run(self, request, instance_id: str):

@@ -42,6 +42,18 @@ def rank(role: str | None) -> int:
     return ROLE_ORDER.index(role) if role in ROLE_ORDER else -1
 
 
+def outranks(actor: authz.Actor, role: str, path: str) -> bool:
+    """Whether ``actor`` may manage an account of ``role`` in the owner-group at ``path`` (within their authority):
+    one of a lower role, or of a role up to their own in a deeper owner-group, never a peer beside them (who could
+    otherwise reset the other's password and take their account over). The cloud's root super administrators manage
+    everyone, their peers included: somebody must be able to lock out a lost administrator account."""
+    if actor.role == Role.SUPERADM and actor.path == authz.ROOT_PATH:
+        return True
+    if rank(role) < rank(actor.role):
+        return True
+    return rank(role) == rank(actor.role) and path.startswith(f"{actor.path}.")
+
+
 def assignable_roles(actor: authz.Actor) -> list[str]:
     """The roles ``actor`` may give: their own and those below it."""
     return [role for role in ROLE_ORDER if rank(role) <= rank(actor.role)]
@@ -160,8 +172,13 @@ def _check_role_value(role: str) -> None:
 
 
 def _check_reach(actor: authz.Actor, account: Account) -> None:
+    if account.user_id == actor.user_id:
+        return  # one's own details; the callers refuse changes of one's own role, group and active flag
     if rank(account.role) > rank(actor.role):
         raise AccountRefused(f"{account.user.username} is a {account.role}, above your role {actor.role}")
+    if not outranks(actor, account.role, account.owner_group.path):
+        raise AccountRefused(f"{account.user.username} is a {account.role} of {account.owner_group.path}, a peer of "
+                             f"yours; ask a super administrator of {authz.ROOT_PATH}")
 
 
 def _check_may_give(actor: authz.Actor, role: str, group: OwnerGroup) -> None:
@@ -171,6 +188,10 @@ def _check_may_give(actor: authz.Actor, role: str, group: OwnerGroup) -> None:
     if not authz.allows(actor, "create", Type.ACCOUNT, group.path):
         raise AccountRefused(f"you may not place accounts in owner-group {group.path}: it is outside your authority "
                              f"({actor.path or 'none'})", field="owner_group")
+    if not outranks(actor, role, group.path):
+        raise AccountRefused(f"a {role} of {group.path} would be a peer of yours, whom you could not manage; give a "
+                             f"lower role, a deeper owner-group, or ask a super administrator of {authz.ROOT_PATH}",
+                             field="role")
 
 
 def _checked_username(username: str) -> str:

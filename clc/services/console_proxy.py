@@ -5,7 +5,9 @@ A browser opens ``ws://<host>:<clc.console_port>/console/<token>`` with a one-ti
 (``clc.services.portal.issue_console_token``). The token is checked in the opening handshake, before the upgrade:
 a bad, expired or reused token, or a person the rule no longer allows, gets an HTTP 403 and nothing is opened. An
 admitted session gets a TCP connection to the console's host and port (as reachable from the CLC: the node, or the
-cluster controller's public address in a private cluster) and its bytes are relayed both ways in binary frames
+cluster controller's public address in a private cluster). A console with a password (every run the CLC starts has
+one) is logged in to by the proxy, which then greets the browser as a console asking for none (``clc.services.rfb``):
+the password never reaches the browser. From then on the bytes are relayed both ways in binary frames
 (noVNC's ``binary`` subprotocol when it asks for it). While it is open the desktop is marked active every
 ``ACTIVITY_SECONDS`` and the rule is asked again; the session ends when either side closes, when the desktop stops,
 or when the person may no longer use it.
@@ -30,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
+from clc.services import rfb
 from clc.services.portal import (
     ACTIVITY_SECONDS,
     ConsoleRefused,
@@ -45,6 +48,7 @@ PATH_PREFIX = "/console/"
 SUBPROTOCOL = "binary"
 RELAY_BYTES = 64 * 1024
 CONNECT_SECONDS = 10.0
+HANDSHAKE_SECONDS = 10.0
 STOP_POLL_SECONDS = 0.2
 LAST_MARK_TRIES = 5
 LAST_MARK_PAUSE_SECONDS = 0.1
@@ -125,6 +129,17 @@ class ConsoleProxy:
                            endpoint.host, endpoint.port, exc)
             await websocket.close(CloseCode.INTERNAL_ERROR, "the desktop's console does not answer")
             return
+        if endpoint.password:
+            try:
+                await asyncio.wait_for(self._open_rfb(endpoint.password, reader, writer, websocket),
+                                       HANDSHAKE_SECONDS)
+            except (rfb.HandshakeError, asyncio.IncompleteReadError, TimeoutError, OSError, ConnectionClosed) as exc:
+                reason = str(exc) if isinstance(exc, rfb.HandshakeError) else "the desktop's console did not answer"
+                logger.warning("console proxy: opening %s's console for %s failed: %s", session.instance_id,
+                               session.username, reason)
+                writer.close()
+                await websocket.close(CloseCode.INTERNAL_ERROR, _reason(reason))
+                return
         logger.info("console proxy: %s connected to %s (%s:%s) from %s", session.username, session.instance_id,
                     endpoint.host, endpoint.port, _peer(websocket))
         self.open_sessions += 1
@@ -144,6 +159,22 @@ class ConsoleProxy:
             self.open_sessions -= 1
             await self._touch(session)
             logger.info("console proxy: %s left %s", session.username, session.instance_id)
+
+    @staticmethod
+    async def _open_rfb(password: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        websocket: ServerConnection) -> None:
+        """Log in to the console with the run's password, then greet the browser as a console that asks for none;
+        the browser's first bytes after its greeting go on to the console."""
+
+        async def to_console(data: bytes) -> None:
+            writer.write(data)
+            await writer.drain()
+
+        await rfb.log_in(reader.readexactly, to_console, password)
+        browser = _BrowserBytes(websocket)
+        await rfb.greet(browser.read_exactly, websocket.send)
+        if browser.pending:
+            await to_console(browser.pending)
 
     async def _to_console(self, websocket: ServerConnection, writer: asyncio.StreamWriter) -> None:
         try:
@@ -188,6 +219,23 @@ class ConsoleProxy:
                     logger.warning("console proxy: could not mark %s active: %s", session.instance_id, exc)
                     return
                 await asyncio.sleep(LAST_MARK_PAUSE_SECONDS * attempt)
+
+
+class _BrowserBytes:
+    """The browser's side of the stream, read a number of bytes at a time across however many binary frames."""
+
+    def __init__(self, websocket: ServerConnection) -> None:
+        self.websocket = websocket
+        self.pending = b""
+
+    async def read_exactly(self, count: int) -> bytes:
+        while len(self.pending) < count:
+            message = await self.websocket.recv()
+            if isinstance(message, str):
+                raise rfb.HandshakeError("a console takes binary frames only")
+            self.pending += message
+        data, self.pending = self.pending[:count], self.pending[count:]
+        return data
 
 
 def _reason(text: str) -> str:

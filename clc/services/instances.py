@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import string
 
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +24,7 @@ BUSY_STATES = (State.SCHEDULED, State.PREPARING, State.BOOTING, State.RUNNING, S
                State.SUBMITTING)
 # It may be changed (or run) only when settled; it may be stopped while it is on its way up or running.
 EDITABLE_STATES = (State.DEFINED, State.STOPPED, State.FAILED)
+CONSOLE_PASSWORD_ALPHABET = string.ascii_letters + string.digits
 STOPPABLE_STATES = (State.SCHEDULED, State.PREPARING, State.BOOTING, State.RUNNING)
 
 
@@ -69,7 +71,13 @@ def _run_request(instance: Instance, seq: int, boot: bool) -> InstanceRunRequest
                        size=version.size_bytes),
         os_type=image.os_type, cpus=instance.vm_type.cpus, memory_mb=instance.vm_type.memory_mb,
         persistent=instance.persistent, mac=instance.mac, services=tuple(instance.services),
-        pinned_node=instance.pinned_node or (instance.node if instance.persistent else ""), boot=boot)
+        pinned_node=instance.pinned_node or (instance.node if instance.persistent else ""), boot=boot,
+        console_password=instance.console_password)
+
+
+def new_console_password() -> str:
+    """A VNC console password for one run: 8 letters and digits (VNC authentication reads no more), about 47 bits."""
+    return "".join(secrets.choice(CONSOLE_PASSWORD_ALPHABET) for _ in range(8))
 
 
 def _clusters_to_try(instance: Instance) -> list[Server]:
@@ -97,8 +105,9 @@ def run_instance(instance: Instance, boot: bool = True) -> Instance:
         if instance.state in BUSY_STATES:
             raise InstanceError(409, f"instance {instance.instance_id} is {instance.state}; stop it first")
         instance.runs += 1
+        instance.console_password = new_console_password()
         request = _run_request(instance, instance.runs, boot)
-        instance.save(update_fields=["runs", "updated"])
+        instance.save(update_fields=["runs", "console_password", "updated"])
     reasons = []
     for controller in _clusters_to_try(instance):
         try:

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from clc.services import authz
 from clc.services.instances import EDITABLE_STATES, STOPPABLE_STATES, InstanceError, run_instance, stop_instance
+from clc.services.rfb import viewer_file_password
 from clc.services.tasks import TaskNotFound, task_status
 from luhyadb.choices import InstanceKindChoices
 from luhyadb.choices import InstanceStateChoices as State
@@ -65,11 +66,13 @@ class ConsoleRefused(Exception):
 
 @dataclass(frozen=True)
 class ConsoleEndpoint:
-    """Where an instance's console answers, as reachable from the CLC: ``vnc`` or ``rdp``, a host and a port."""
+    """Where an instance's console answers, as reachable from the CLC: ``vnc`` or ``rdp``, a host and a port, and
+    the password of its run ("" for a console that asks for none)."""
 
     scheme: str
     host: str
     port: int
+    password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def console_endpoint(instance: Instance) -> ConsoleEndpoint | None:
     if (parts.scheme.lower() not in CONSOLE_SCHEMES or not port or parts.path not in ("", "/") or parts.query
             or parts.username or not _valid_host(host)):
         return None
-    return ConsoleEndpoint(parts.scheme.lower(), host, port)
+    return ConsoleEndpoint(parts.scheme.lower(), host, port, instance.console_password)
 
 
 def _valid_host(host: str) -> bool:
@@ -192,7 +195,26 @@ def client_file(instance: Instance) -> tuple[str, str, str]:
         text = f"full address:s:{address}:{endpoint.port}\r\n"
         return f"{instance.instance_id}.rdp", "application/x-rdp", text
     text = f"[connection]\nhost={endpoint.host}\nport={endpoint.port}\n"
+    if endpoint.password:
+        text += f"password={viewer_file_password(endpoint.password)}\n"
     return f"{instance.instance_id}.vnc", "application/x-vnc", text
+
+
+def console_password(actor: authz.Actor, instance: Instance) -> str:
+    """The password of the instance's current run for a person who may execute it (to type into a VNC client),
+    else ""."""
+    return instance.console_password if authz.may(actor, "execute", instance) else ""
+
+
+def console_details(instance: Instance) -> dict[str, str]:
+    """How a native client reaches the running instance's console: its URL, protocol and the password of this run
+    ("" when it asks for none), for a caller the rule allowed to execute it. PortalError 409 unless it runs with a
+    console."""
+    endpoint = console_endpoint(instance)
+    if endpoint is None:
+        raise PortalError(409, f"{instance.name} is {State(instance.state).label.lower()}; its console answers "
+                               "while it runs")
+    return {"url": instance.console_url, "protocol": endpoint.scheme, "password": endpoint.password}
 
 
 def issue_console_token(actor: authz.Actor, instance: Instance) -> str:

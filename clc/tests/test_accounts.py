@@ -283,6 +283,30 @@ def test_the_service_refuses_a_role_above_ones_own_and_a_group_outside_ones_auth
     assert not get_user_model().objects.filter(username__in=["boss", "pupil"]).exists()
 
 
+def test_a_super_administrator_manages_no_peer_beside_them_but_those_of_deeper_groups(client, school_admin):
+    deputy = make_person("deputy", "superadm", "edu.school")
+    class_head = make_person("classhead", "superadm", "edu.school.class1")
+    for response in (client.patch(f"{API}deputy/", {"is_active": False}, content_type="application/json"),
+                     client.post(f"{API}deputy/password/", {}, content_type="application/json"),
+                     client.delete(f"{API}deputy/")):
+        assert response.status_code == 403 and "a peer of yours" in response.json()["detail"]
+    deputy.user.refresh_from_db()
+    assert deputy.user.is_active and can_log_in("deputy", PASSWORD)
+    response = client.post(API, {"username": "deputy2", "role": "superadm", "owner_group": "edu.school"},
+                           content_type="application/json")
+    assert response.status_code == 403 and "would be a peer of yours" in str(response.json())
+    assert client.patch(f"{API}classhead/", {"is_active": False}, content_type="application/json").status_code == 200
+    class_head.user.refresh_from_db()
+    assert not class_head.user.is_active
+
+
+def test_a_root_super_administrator_manages_every_account_their_peers_included(client, login):
+    login("root1", "superadm", "edu")
+    make_person("root2", "superadm", "edu")
+    assert client.patch(f"{API}root2/", {"is_active": False}, content_type="application/json").status_code == 200
+    assert not get_user_model().objects.get(username="root2").is_active
+
+
 # One's own account and password.
 
 def test_anyone_logged_in_changes_their_own_password(client, groups):

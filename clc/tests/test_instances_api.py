@@ -3,12 +3,15 @@ stop, delete, and clear refusals."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 
 import pytest
 
-from cc.models import ClusterNode, PortLease
+from cc.models import ClusterInstance, ClusterNode, PortLease
 from clc.services.status import StatusFolder
+from clc.tests.machines import queued
 from luhyaapi.messages import InsStatus
 from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, TaskTransaction, VMType
 
@@ -65,6 +68,36 @@ def test_run_places_it_through_the_cluster_controller_and_says_how_to_reach_it(s
     assert running["access"]["http"] == f"http://127.0.0.1:{ports['tcp/80']}/"
     task = TaskTransaction.objects.get(tid=running["tid"])
     assert (task.phase, task.state, task.done) == ("preparing", "init", False)
+
+
+def test_each_run_gets_its_own_console_password_which_reaches_the_node_but_not_the_record(
+        signed_client, cloud, image):
+    insid = define(signed_client)["instance_id"]
+    queued("nc-1")  # what earlier tests left on the node's queue
+    passwords = []
+    for _ in range(2):
+        running = signed_client.post(f"/clc/api/1.0/instances/{insid}/run/", {}).json()
+        password = Instance.objects.get(instance_id=insid).console_password
+        assert re.fullmatch(r"[A-Za-z0-9]{8}", password)
+        assert password not in json.dumps(running)
+        assert password not in json.dumps(signed_client.get(f"/clc/api/1.0/instances/{insid}/").json())
+        (command,) = [command for command in queued("nc-1") if command.op == "instance/run"]
+        assert command.paras["options"]["console"]["password"] == password
+        passwords.append(password)
+        Instance.objects.filter(instance_id=insid).update(state="stopped")
+        ClusterInstance.objects.filter(instance_id=insid).update(state="stopped")
+    assert passwords[0] != passwords[1]
+
+
+def test_the_console_call_gives_url_and_password_of_the_running_console_only(signed_client, cloud, image):
+    insid = define(signed_client)["instance_id"]
+    assert signed_client.get(f"/clc/api/1.0/instances/{insid}/console/").status_code == 409
+    signed_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    Instance.objects.filter(instance_id=insid).update(state="running")
+    instance = Instance.objects.get(instance_id=insid)
+    response = signed_client.get(f"/clc/api/1.0/instances/{insid}/console/")
+    assert response.status_code == 200
+    assert response.json() == {"url": instance.console_url, "protocol": "vnc", "password": instance.console_password}
 
 
 def test_running_a_running_instance_is_a_409(signed_client, cloud, image):

@@ -16,7 +16,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from cc.models import ClusterNode
-from clc.services import authz, portal
+from clc.services import authz, portal, rfb
 from clc.services.instances import InstanceError
 from clc.services.status import StatusFolder
 from luhyaapi.messages import InsStatus, TaskStatus
@@ -252,6 +252,33 @@ def test_the_vnc_file_names_the_consoles_host_and_port(client, school, alice):
     assert response["Content-Type"] == "application/x-vnc"
     assert response["Content-Disposition"] == 'attachment; filename="ins-00000001.vnc"'
     assert response.content.decode() == "[connection]\nhost=203.0.113.7\nport=6401\n"
+
+
+def test_the_vnc_file_carries_the_runs_password_as_viewers_store_it(client, school, alice):
+    desktop(school, 1, alice, state="running", console_url="vnc://203.0.113.7:6401", runs=1,
+            console_password="Pw4run99")
+    text = client.get("/portal/desktops/ins-00000001/client/").content.decode()
+    assert text == ("[connection]\nhost=203.0.113.7\nport=6401\n"
+                    f"password={rfb.viewer_file_password('Pw4run99')}\n")
+    assert "Pw4run99" not in text
+
+
+def test_the_console_password_is_shown_to_who_may_execute_the_instance_and_to_nobody_else(client, school):
+    reader_group = OwnerGroup.objects.create(name="auditors", path="edu.school.audit")
+    OwnerGroupPermission.objects.create(owner_group=reader_group, resource_type="instance", read=True)
+    auditor = get_user_model().objects.create_user("auditor")
+    Account.objects.create(user=auditor, owner_group=reader_group, role="poweruser")
+    teacher = person(school, "teacher", role="poweruser")
+    desktop(school, 1, None, owner_group=reader_group, state="running", console_url=VNC, runs=1,
+            console_password="Pw4run99")
+    desktop(school, 2, None, state="running", console_url=VNC, runs=1, console_password="Other123")
+    client.force_login(auditor)
+    assert "Pw4run99" not in client.get("/clc/instances/ins-00000001/").content.decode()
+    assert client.get("/clc/api/1.0/instances/ins-00000001/console/").status_code == 403
+    client.force_login(teacher)
+    assert '<code id="console-password">Other123</code>' in client.get("/clc/instances/ins-00000002/").content.decode()
+    assert client.get("/clc/api/1.0/instances/ins-00000002/console/").json() == {
+        "url": VNC, "protocol": "vnc", "password": "Other123"}
 
 
 def test_an_rdp_console_gets_an_rdp_file(client, school, alice):

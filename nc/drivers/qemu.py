@@ -49,6 +49,8 @@ FORMATS_FILE = "disk-formats.json"
 PID_FILE = "qemu.pid"
 QMP_SOCKET = "qmp.sock"
 SERIAL_LOG = "serial.log"
+VNC_PASSWORD_FILE = "vnc-password"  # only while QEMU starts: it reads the secret once
+VNC_SECRET_ID = "vncpassword"
 VNC_BASE_PORT = 5900
 # sun_path holds 108 bytes including the final NUL.
 UNIX_PATH_MAX = 107
@@ -63,6 +65,23 @@ SYS_NET = Path("/sys/class/net")
 
 _locks: dict[tuple[Path, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
+
+
+@contextmanager
+def _console_password_file(spec: VMSpec, vm_dir: Path) -> Iterator[None]:
+    """The console's password in a file only the node's user reads, for as long as QEMU takes to start."""
+    path = vm_dir / VNC_PASSWORD_FILE
+    if not spec.console.password:
+        yield
+        return
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as secret:
+            secret.write(spec.console.password)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def qemu_opt(value: str) -> str:
@@ -88,7 +107,7 @@ def qemu_argv(spec: VMSpec, vm_dir: Path, formats: list[str], accelerator: str) 
         "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
         "-vga", "std", "-usb", "-device", "usb-tablet",
         "-display", "none",
-        "-vnc", f"{spec.console.listen}:{spec.console.port - VNC_BASE_PORT}",
+        "-vnc", _vnc_option(spec),
         "-chardev", f"socket,id=qmp,path={qemu_opt(str(qmp_socket))},server=on,wait=off",
         "-mon", "chardev=qmp,mode=control",
         "-chardev", f"file,id=serial0,path={qemu_opt(str(serial_log))}",
@@ -98,6 +117,9 @@ def qemu_argv(spec: VMSpec, vm_dir: Path, formats: list[str], accelerator: str) 
         "-sandbox", "on,obsolete=deny,resourcecontrol=deny",
         "-pidfile", str(pid_file), "-daemonize",
     ]  # fmt: skip
+    if spec.console.password:
+        # From a file in the VM's own directory: a password on the command line would show in every ps listing.
+        argv += ["-object", f"secret,id={VNC_SECRET_ID},format=raw,file={qemu_opt(str(vm_dir / VNC_PASSWORD_FILE))}"]
     if accelerator == "kvm":
         argv += ["-cpu", "host"]
     if spec.os_type == "windows":
@@ -108,6 +130,11 @@ def qemu_argv(spec: VMSpec, vm_dir: Path, formats: list[str], accelerator: str) 
     for index, nic in enumerate(spec.nics):
         argv += _nic_args(spec.insid, index, nic)
     return argv
+
+
+def _vnc_option(spec: VMSpec) -> str:
+    display = f"{spec.console.listen}:{spec.console.port - VNC_BASE_PORT}"
+    return f"{display},password-secret={VNC_SECRET_ID}" if spec.console.password else display
 
 
 def _drive_args(spec: VMSpec, formats: list[str]) -> list[str]:
@@ -265,7 +292,8 @@ class QemuDriver(HypervisorDriver):
                     if nic.mode == "bridged":
                         taps.append(self._add_tap(tap_name(insid, index), nic.bridge or ""))
                 accelerator = detect_accelerator().name
-                _run(qemu_argv(spec, vm_dir, formats, accelerator), f"starting {insid} with {QEMU_SYSTEM}")
+                with _console_password_file(spec, vm_dir):
+                    _run(qemu_argv(spec, vm_dir, formats, accelerator), f"starting {insid} with {QEMU_SYSTEM}")
                 if self._pid(insid) is None:
                     raise DriverError(f"starting {insid}: {QEMU_SYSTEM} exited at once (see {vm_dir / SERIAL_LOG})")
             except BaseException:

@@ -11,15 +11,26 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from vncdotool.rfb import _vnc_des, des_encrypt
 
 from luhyaapi.ids import new_id
 from luhyaapi.vmspec import ConsoleSpec, DiskSpec, NicSpec, PortForward, VMSpec
 from nc.drivers.base import DriverError, VMState
-from nc.drivers.qemu import FORMATS_FILE, PID_FILE, QMP_SOCKET, SERIAL_LOG, QemuDriver, qemu_argv, tap_name
+from nc.drivers.qemu import (
+    FORMATS_FILE,
+    PID_FILE,
+    QMP_SOCKET,
+    SERIAL_LOG,
+    VNC_PASSWORD_FILE,
+    QemuDriver,
+    qemu_argv,
+    tap_name,
+)
 from nc.drivers.qemu_accel import choose_accelerator, cpu_flags
 from nc.drivers.qemu_qmp import QMPClient, QMPError
 
@@ -86,6 +97,14 @@ def test_the_command_line_runs_a_named_daemon_with_its_pid_file_qmp_socket_seria
     assert f"socket,id=qmp,path={vm_dir / QMP_SOCKET},server=on,wait=off" in option_after(argv, "-chardev")
     assert f"file,id=serial0,path={vm_dir / SERIAL_LOG}" in option_after(argv, "-chardev")
     assert "-snapshot" not in argv
+
+
+def test_a_console_password_is_read_from_a_file_in_the_vm_directory_never_from_the_command_line():
+    vm_dir = Path("/srv/vms/ins-0123abcd")
+    argv = qemu_argv(spec_of(console=ConsoleSpec(port=5907, password="Pw4run99")), vm_dir, ["qcow2"], "tcg")
+    assert option_after(argv, "-vnc") == ["127.0.0.1:7,password-secret=vncpassword"]
+    assert f"secret,id=vncpassword,format=raw,file={vm_dir / VNC_PASSWORD_FILE}" in option_after(argv, "-object")
+    assert not any("Pw4run99" in arg for arg in argv)
 
 
 def test_the_command_line_under_kvm_passes_the_host_cpu():
@@ -232,6 +251,31 @@ def test_start_keeps_the_process_beyond_the_caller_and_stop_powers_off_a_guest_t
     assert processes_of("ins-0123abcd") == []
     assert not (driver.vm_dir("ins-0123abcd") / PID_FILE).exists()
     assert not (driver.vm_dir("ins-0123abcd") / QMP_SOCKET).exists()
+
+
+def vnc_login(port: int, password: str) -> int:
+    """Log in to a VNC console with VNC authentication (the answer computed by vncdotool); its SecurityResult."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as console:
+        assert console.recv(12) == b"RFB 003.008\n"
+        console.sendall(b"RFB 003.008\n")
+        count = console.recv(1)[0]
+        assert console.recv(count) == bytes([2]), "a console with a password offers VNC authentication only"
+        console.sendall(bytes([2]))
+        challenge = console.recv(16, socket.MSG_WAITALL)
+        console.sendall(des_encrypt(_vnc_des(password), challenge))
+        return struct.unpack(">I", console.recv(4, socket.MSG_WAITALL))[0]
+
+
+def test_a_console_with_a_password_lets_in_only_who_knows_it_and_leaves_no_password_file(
+    driver: QemuDriver, blank_disk: Path, free_port, processes_of
+):
+    port = free_port()
+    driver.create(spec_of(disks=(str(blank_disk),), console=ConsoleSpec(port=port, password="Pw4run99")))
+    driver.start("ins-0123abcd")
+    assert not (driver.vm_dir("ins-0123abcd") / VNC_PASSWORD_FILE).exists()
+    assert processes_of("Pw4run99") == [], "the password shows in no process's command line"
+    assert vnc_login(port, "wrong000") != 0
+    assert vnc_login(port, "Pw4run99") == 0
 
 
 def test_a_pid_file_naming_another_process_is_not_taken_for_the_vm(driver: QemuDriver):

@@ -84,14 +84,23 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _capture_console(console_url: str, png: Path) -> None:
-    """Capture the VM's screen with vncdotool (a real RFB client) and check it shows something."""
+def _security_types(port: int) -> bytes:
+    """What the console offers a client that connects directly (RFB 3.8 security types)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as console:
+        assert console.recv(12) == b"RFB 003.008\n"
+        console.sendall(b"RFB 003.008\n")
+        return console.recv(console.recv(1)[0])
+
+
+def _capture_console(console: dict, png: Path) -> None:
+    """Capture the VM's screen with vncdotool (a real RFB client, logging in with the run's password) and check
+    it shows something."""
     from PIL import Image, ImageStat
 
     png.parent.mkdir(parents=True, exist_ok=True)
-    port = _port_of(console_url)
-    subprocess.run([str(VNCDO), "-s", f"127.0.0.1::{port}", "--timeout", "30", "capture", str(png)], check=True,
-                   timeout=60)
+    port = _port_of(console["url"])
+    subprocess.run([str(VNCDO), "-s", f"127.0.0.1::{port}", "-p", console["password"], "--timeout", "30",
+                    "capture", str(png)], check=True, timeout=60)
     with Image.open(png) as screen:
         assert screen.size[0] >= 640 and screen.size[1] >= 400, screen.size
         spread = ImageStat.Stat(screen.convert("L")).stddev[0]
@@ -121,7 +130,10 @@ def test_an_instance_runs_serves_its_page_shows_its_console_and_leaves_nothing_w
     guest_ip = wait_for("the guest's address", lambda: (instance_record(client, insid) or {}).get("guest_ip"), 60)
     assert guest_ip == "10.0.2.15"  # QEMU's user networking hands out this address by DHCP
 
-    _capture_console(running["console_url"], ARTIFACTS / "console-running-instance.png")
+    console = client.get(f"/clc/api/1.0/instances/{insid}/console/")
+    assert console["url"] == running["console_url"] and len(console["password"]) == 8
+    assert _security_types(_port_of(console["url"])) == bytes([2]), "the console lets nobody in without the password"
+    _capture_console(console, ARTIFACTS / "console-running-instance.png")
 
     vm_dir = aio.dir / "nc" / "vms" / insid
     disk_dir = aio.dir / "nc" / "disks" / insid

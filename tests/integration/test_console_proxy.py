@@ -336,16 +336,23 @@ def test_wrong_console_settings_are_named(tmp_path, key, value):
 QEMU = shutil.which("qemu-system-x86_64")
 
 
+VM_PASSWORD = "Vm7pass2"
+
+
 @pytest.fixture
 def qemu_vm(tmp_path):
-    """The project's test image booted by QEMU (TCG, a throw-away snapshot) with its VNC server on a free port."""
+    """The project's test image booted by QEMU (TCG, a throw-away snapshot) with its VNC server on a free port,
+    asking for ``VM_PASSWORD`` as a run started by the CLC does."""
     if QEMU is None:
         pytest.skip("qemu-system-x86_64 is not installed (tests/run.sh installs qemu-system-x86)")
     image = build_test_image()
     port, _ = free_port_block(1, low=6000, high=6999)
+    (tmp_path / "vnc-password").write_text(VM_PASSWORD)
     process = subprocess.Popen([QEMU, "-accel", "tcg", "-m", "256", "-display", "none", "-name", "ins-00000001",
                                 "-snapshot", "-drive", f"file={image},format=qcow2,if=ide",
-                                "-vnc", f"127.0.0.1:{port - 5900}", "-serial", f"file:{tmp_path / 'serial.log'}"],
+                                "-object", f"secret,id=vncpassword,format=raw,file={tmp_path / 'vnc-password'}",
+                                "-vnc", f"127.0.0.1:{port - 5900},password-secret=vncpassword",
+                                "-serial", f"file:{tmp_path / 'serial.log'}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
@@ -363,14 +370,22 @@ def qemu_vm(tmp_path):
         process.wait(timeout=10)
 
 
-def test_a_qemu_vms_vnc_console_answers_through_the_proxy(proxy, qemu_vm, school, alice):
-    instance = running_desktop(school, alice, qemu_vm)
+def test_a_qemu_vms_console_asks_for_its_password_when_reached_directly(qemu_vm):
+    with socket.create_connection(("127.0.0.1", qemu_vm), timeout=10) as direct:
+        assert direct.recv(12) == BANNER
+        direct.sendall(BANNER)
+        count = direct.recv(1)[0]
+        assert direct.recv(count) == bytes([2]), "only VNC authentication: nobody gets in without the password"
+
+
+def test_the_proxy_logs_in_to_a_qemu_vms_console_and_the_browser_needs_no_password(proxy, qemu_vm, school, alice):
+    instance = running_desktop(school, alice, qemu_vm, console_password=VM_PASSWORD)
     with connect(url(proxy, token_for(alice, instance)), subprotocols=["binary"], open_timeout=10) as websocket:
         stream = Received(websocket)
         assert stream.read(12) == BANNER
         websocket.send(BANNER)
         types = stream.read(stream.read(1)[0])
-        assert 1 in types, "QEMU offers the None security type to a VNC without a password"
+        assert types == bytes([1]), "the browser is offered no authentication: the token admitted it"
         websocket.send(bytes([1]))
         assert stream.read(4) == b"\0\0\0\0"  # SecurityResult: OK
         websocket.send(bytes([1]))  # ClientInit: shared
@@ -380,3 +395,11 @@ def test_a_qemu_vms_vnc_console_answers_through_the_proxy(proxy, qemu_vm, school
         name = stream.read(length).decode()
     assert width > 0 and height > 0
     assert name == "QEMU (ins-00000001)"  # the VM this desktop is, by its -name
+
+
+def test_a_console_refusing_the_password_ends_the_session_with_the_reason(proxy, qemu_vm, school, alice):
+    instance = running_desktop(school, alice, qemu_vm, console_password="wrong123")
+    with connect(url(proxy, token_for(alice, instance)), open_timeout=10) as websocket:
+        with pytest.raises(ConnectionClosed) as closed:
+            websocket.recv(timeout=15)
+    assert closed.value.rcvd.code == 1011 and "refused the password" in closed.value.rcvd.reason
