@@ -23,6 +23,7 @@ from clc.services.hosts import (
     nodes_of,
     power_off_host,
     power_off_server,
+    running_desktops,
     server_actions,
     validate_location,
     wake_host,
@@ -98,9 +99,10 @@ class HostListView(AuthorizedMixin, ListView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        nodes = nodes_of(list(context["page_obj"]))
-        for host in context["page_obj"]:
-            host.node = nodes.get(host.name)
+        hosts = list(context["page_obj"])
+        nodes, running = nodes_of(hosts), running_desktops(self.actor, hosts)
+        for host in hosts:
+            host.node, host.running = nodes.get(host.name), running.get(host.name)
         return context | {"query": self.request.GET.get("q", ""), "state": self.request.GET.get("state", ""),
                           "states": LivenessChoices.choices}
 

@@ -4,18 +4,20 @@ cluster controller sends the magic packet on its LAN) and powering them off (the
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q, QuerySet
 
+from clc.services import authz
 from clc.services.commands import CommandError, controller_client, online_controllers, send_node_command
-from clc.services.status import host_key
+from clc.services.status import host_key, server_key
 from luhyaapi.client import RemoteError
 from luhyaapi.validators import InvalidValue, validate_ip, validate_mac, validate_name
 from luhyaapi.wol import validate_broadcast, validate_nic_mac
 from luhyadb.choices import LivenessChoices, RoleChoices
-from luhyadb.models import Host, OwnerGroup, Server
+from luhyadb.models import Host, Instance, OwnerGroup, Server
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +26,13 @@ POWEROFF_OP = "host/poweroff"
 # The servers that sit on a cluster's LAN, where its CC can reach them with a magic packet.
 WAKEABLE_ROLES = (RoleChoices.NC, RoleChoices.SC)
 EDITABLE_HOST_FIELDS = ("location", "owner_group", "auto_sync", "auto_poweroff", "offline_enabled", "is_pad")
+
+
+class RunningDesktops(NamedTuple):
+    """The desktops a PC runs: those the person may read, and how many others."""
+
+    shown: list[Instance]
+    others: int
 
 
 class MachineError(Exception):
@@ -66,6 +75,24 @@ def node_of(host: Host) -> Server | None:
 def nodes_of(hosts: list[Host]) -> dict[str, Server]:
     """``node_of`` for many PCs in one query, by PC name."""
     return {node.name: node for node in Server.objects.filter(role=RoleChoices.NC, name__in={h.name for h in hosts})}
+
+
+def running_desktops(actor: authz.Actor, hosts: list[Host]) -> dict[str, RunningDesktops]:
+    """What each PC runs now, by PC name: the local desktops its node controller's last heartbeat (in the status
+    cache) lists as running; nothing for a PC whose node controller is not online. Desktops the person may not read
+    are only counted, not named."""
+    live = cache.get_many([server_key(RoleChoices.NC, host.name) for host in hosts])
+    running: dict[str, list[str]] = {}
+    for host in hosts:
+        report = live.get(server_key(RoleChoices.NC, host.name)) or {}
+        if report.get("state") == LivenessChoices.ONLINE:
+            running[host.name] = [vm["insid"] for vm in report.get("vms", []) if vm.get("state") == "running"]
+    ids = {insid for insids in running.values() for insid in insids}
+    readable = {instance.instance_id: instance
+                for instance in authz.readable(actor, Instance.objects.filter(instance_id__in=ids))}
+    return {name: RunningDesktops([readable[insid] for insid in insids if insid in readable],
+                                  sum(insid not in readable for insid in insids))
+            for name, insids in running.items() if insids}
 
 
 def server_actions(server: Server) -> dict[str, bool]:

@@ -32,6 +32,7 @@ from luhyadb.models import Host, Server
 from nc.drivers.qemu import QemuDriver
 from nc.models import NodeInstance
 from nc.services.images import node_cache
+from nc.services.instances import vm_infos
 from nc.tests.kiosk import PC_MAC, PC_NAME, make_school, reset_kiosk, school_group
 from tests.services import ARTIFACTS, build_test_image, kill_vms_under, processes_mentioning, wait_for
 
@@ -88,7 +89,7 @@ def test_a_pcs_node_controller_registers_the_pc_and_heartbeats_it_online_through
     running.start(lambda stop: bus.consume(CLC_STATUS, ClcStatusConsumer(folder).consume, stop))
     relay = running.start(lambda stop: bus.consume(cc_status(config.cluster), CcStatusConsumer(
         NodeStatusRelay(bus, touch_seconds=0)).consume, stop))
-    publisher = HeartbeatPublisher("nc", config, bus)
+    publisher = HeartbeatPublisher("nc", config, bus, vms=vm_infos)
     pc = running.start(publisher.run)
 
     host = wait_for("the PC to be registered", lambda: Host.objects.filter(mac=PC_MAC).first())
@@ -108,6 +109,18 @@ def test_a_pcs_node_controller_registers_the_pc_and_heartbeats_it_online_through
     client.force_login(get_user_model().objects.create_user("boss", is_staff=True, is_superuser=True))
     status = client.get("/clc/api/1.0/status/").json()
     assert [(row["mac"], row["state"]) for row in status["hosts"]] == [(PC_MAC, "online")]
+
+    # What the kiosk runs travels up with the node controller's next beat, and the Hosts page shows it in the PC's
+    # row (counted: this test's CLC has no record of the desktop to name it by).
+    def running_cell() -> str:
+        page = client.get("/clc/hosts/").content.decode()
+        return re.search(r'<td class="running">(.*?)</td>', page, re.S)[1]
+
+    assert "nothing" in running_cell()
+    NodeInstance.objects.create(instance_id="ins-0000a001", tid="kiosk:ins-0000a001", state="running")
+    wait_for("the Hosts page to show the PC's run", lambda: "1 other" in running_cell())
+    NodeInstance.objects.filter(instance_id="ins-0000a001").delete()
+    wait_for("the Hosts page to show the run ended", lambda: "nothing" in running_cell())
 
     # The PC's beats stop arriving (its CC relays nothing more): after three missed beats it is offline.
     running.stop(relay)
