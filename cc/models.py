@@ -21,6 +21,8 @@ class ClusterNode(models.Model):
     classroom_pc = models.BooleanField(
         default=False, help_text="the node controller of a classroom PC (as it registered): never a place for the "
                                  "cloud's instances")
+    console_protocol = models.CharField(max_length=3, default="vnc", choices=[("vnc", "VNC"), ("rdp", "RDP")],
+                                        help_text="the console its hypervisor serves (as it registered)")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=("role", "name"), name="one_cluster_node_per_role_and_name")]

@@ -40,10 +40,11 @@ class HeartbeatPublisher:
     ``hoststatus`` with every ``nodestatus``, on the same queue (the CC relays both to the CLC), so the PC is online
     while its node controller runs and stopped when it stops on purpose."""
 
-    def __init__(self, role: str, config: Config, bus: Bus,
-                 vms: Callable[[], list[VmInfo]] | None = None) -> None:
+    def __init__(self, role: str, config: Config, bus: Bus, vms: Callable[[], list[VmInfo]] | None = None,
+                 console: Callable[[], str] | None = None) -> None:
         self.role = role
         self.vms = vms
+        self.console = console
         self.config = config
         self.bus = bus
         self.queue = boss_status_queue(role, config.cluster)
@@ -58,7 +59,7 @@ class HeartbeatPublisher:
         return ServerRegistration(role=self.role, name=self.config.name, ip=self.config.ip, mac=self.config.mac,
                                   cluster=self.config.cluster, api_url=self.config.api_url,
                                   heartbeat_seconds=self.config.heartbeat_seconds, capacity=capacity,
-                                  classroom_pc=self.host_mode)
+                                  classroom_pc=self.host_mode, console=self.console() if self.console else "vnc")
 
     def host_registration(self) -> HostRegistration:
         """The classroom PC this node controller runs on, as it announces itself when it powers on."""

@@ -102,6 +102,14 @@ def _vms_of(role: str):
     return vm_infos
 
 
+def _console_of(role: str):
+    if role != "nc":
+        return None
+    from nc.services.instances import console_protocol
+
+    return console_protocol
+
+
 def status_bus_url(role: str, config: Config) -> str:
     """The bus a role heartbeats on: nc and sc on their cluster's bus, other roles on the cloud's."""
     return config.bus_url if role in ("nc", "sc") else config.cloud_bus_url
@@ -110,7 +118,8 @@ def status_bus_url(role: str, config: Config) -> str:
 def build_workers(config: Config, stop: threading.Event) -> tuple[list[Worker], dict[str, HeartbeatPublisher]]:
     """Every loop of every role this host runs (consumers first, so nothing heartbeats into an unread queue)."""
     workers: list[Worker] = []
-    heartbeats = {role: HeartbeatPublisher(role, config, get_bus(status_bus_url(role, config)), vms=_vms_of(role))
+    heartbeats = {role: HeartbeatPublisher(role, config, get_bus(status_bus_url(role, config)), vms=_vms_of(role),
+                                           console=_console_of(role))
                   for role in config.roles}
     if config.has_role("clc"):
         workers += _clc_workers(config, stop)

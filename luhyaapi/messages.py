@@ -181,6 +181,9 @@ class ServerRegistration(BaseModel):
     # The node controller of a classroom PC (``nc.host_mode``): it runs the PC's own desktops, never the cloud's
     # instances. False when left out, as older nodes send it.
     classroom_pc: bool = False
+    # The console a node controller's hypervisor serves (QEMU: VNC, VirtualBox: RDP); VNC when left out, as older
+    # nodes (all QEMU) send it.
+    console: Literal["vnc", "rdp"] = "vnc"
 
 
 class HostRegistration(BaseModel):

@@ -70,7 +70,8 @@ def release_ports(insid: str) -> int:
     return released
 
 
-def _options(request: InstanceRunRequest, node_ip: str, ports: dict[str, int], bridge: str = "") -> RuntimeOptions:
+def _options(request: InstanceRunRequest, node_ip: str, ports: dict[str, int], console: str,
+             bridge: str = "") -> RuntimeOptions:
     devices = guest_devices(request.os_type)
     if bridge:  # on the cluster LAN with its DHCP-reserved address: its services are reached there, not forwarded
         nic = NicSpec(mode="bridged", bridge=bridge, model=devices.nic_model, mac=request.mac)
@@ -80,18 +81,19 @@ def _options(request: InstanceRunRequest, node_ip: str, ports: dict[str, int], b
         nic = NicSpec(mode="nat", model=devices.nic_model, mac=request.mac, forwards=forwards)
     return RuntimeOptions(os_type=request.os_type, memory_mb=request.memory_mb, cpus=request.cpus, nics=(nic,),
                           disk_type=devices.disk_type,
-                          console=ConsoleSpec(protocol="vnc", listen=node_ip, port=ports["console"],
-                                              password=request.console_password))
+                          # VirtualBox's RDP console authenticates by VRDE: the run's VNC password is not for it.
+                          console=ConsoleSpec(protocol=console, listen=node_ip, port=ports["console"],
+                                              password=request.console_password if console == "vnc" else ""))
 
 
-def _access(kind: str, node_ip: str, ports: dict[str, int], services: tuple[int, ...], console_host: str = "",
-            guest_address: str = "") -> dict[str, str]:
-    """How a user reaches the instance: its console through the CC's public address in private mode or the node's
-    own address (for a virtual server also named ``management``: how its administrator gets to its screen), and
-    each service at the guest's own (elastic or LAN) address when it is bridged, else at the forwarded port
-    (``http`` for port 80)."""
+def _access(kind: str, node_ip: str, ports: dict[str, int], services: tuple[int, ...], console: str,
+            console_host: str = "", guest_address: str = "") -> dict[str, str]:
+    """How a user reaches the instance: its ``console`` (``vnc`` or ``rdp``, as the node's hypervisor serves it)
+    through the CC's public address in private mode or the node's own address (for a virtual server also named
+    ``management``: how its administrator gets to its screen), and each service at the guest's own (elastic or LAN)
+    address when it is bridged, else at the forwarded port (``http`` for port 80)."""
     host = console_host or node_ip
-    access = {"console": f"vnc://{host}:{ports['console']}"}
+    access = {"console": f"{console}://{host}:{ports['console']}"}
     if kind == "vs":
         access["management"] = access["console"]
     for port in services:
@@ -140,14 +142,15 @@ def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
                     guest_address = lease_address(request.insid, net.eips, "eip")
             except AddressPoolExhausted as exc:
                 raise InstanceRefused(409, str(exc)) from None
-        node_ip = ClusterNode.objects.get(role="nc", name=chosen.name).ip
-        options = _options(request, node_ip, ports, net.node_bridge if bridged else "")
+        node = ClusterNode.objects.get(role="nc", name=chosen.name)
+        node_ip = node.ip
+        options = _options(request, node_ip, ports, node.console_protocol, net.node_bridge if bridged else "")
         record, _ = ClusterInstance.objects.update_or_create(
             instance_id=request.insid,
             defaults={"node": chosen.name, "tid": request.tid, "seq": request.seq, "kind": request.kind,
                       "persistent": request.persistent, "cpus": request.cpus, "memory_mb": request.memory_mb,
                       "disk_mb": request.disk_mb, "state": "scheduled", "options": options.model_dump(mode="json"),
-                      "access": _access(request.kind, node_ip, ports, request.services,
+                      "access": _access(request.kind, node_ip, ports, request.services, node.console_protocol,
                                         net.console_host if net else "", guest_address)})
         command = Command(op="instance/run", tid=request.tid, seq=request.seq,
                           paras={"insid": request.insid, "image": request.image.model_dump(),

@@ -55,7 +55,8 @@ def register_cluster_server(registration: ServerRegistration) -> ClusterNode:
         defaults={"ip": registration.ip, "mac": registration.mac, "api_url": registration.api_url,
                   "cpus": capacity.cpus, "memory_mb": capacity.memory_mb, "disk_mb": capacity.disk_mb,
                   # A classroom PC's own node controller: placement never offers it (cc.services.scheduler).
-                  "classroom_pc": registration.classroom_pc, "last_seen": datetime.now(tz=UTC)})
+                  "classroom_pc": registration.classroom_pc, "console_protocol": registration.console,
+                  "last_seen": datetime.now(tz=UTC)})
     _clc_client().post("/clc/api/1.0/register/server/", registration.model_dump(mode="json"))
     return node
 

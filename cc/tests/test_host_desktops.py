@@ -15,12 +15,6 @@ pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 URL = f"/cc/api/1.0/hosts/{PC_MAC}/desktops/"
 
 
-@pytest.fixture
-def cc(live_server, cloud_at):
-    """This test server as the CC of cluster1 and as the CLC it asks."""
-    return cloud_at(live_server.url)
-
-
 def test_the_cc_passes_on_the_clcs_list_of_the_pcs_desktops(cc, signed_client):
     make_school()
     answer = signed_client.get(URL, sender="pc-12")

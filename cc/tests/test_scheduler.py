@@ -11,16 +11,11 @@ import pytest
 from cc.models import ClusterNode
 from cc.services.instances import InstanceRefused, run_instance
 from cc.services.scheduler import CLASSROOM_PC, Candidate, Need, NoNodeFits, pick_node
+from cc.tests.nodes import NODE_REGISTRATION, PC_REGISTRATION, register, run_request
 from daemons.heartbeat import HeartbeatPublisher
 from luhyaapi.bus import InProcessBus
-from luhyaapi.messages import ImageRef, InstanceRunRequest, ServerRegistration
+from luhyaapi.messages import ServerRegistration
 from luhyadb.models import Server
-
-PC_REGISTRATION = {"role": "nc", "name": "pc-12", "ip": "10.0.9.12", "mac": "52:54:00:3c:0f:7e",
-                   "cluster": "cluster1", "api_url": "http://10.0.9.12:8000", "heartbeat_seconds": 5,
-                   "capacity": {"cpus": 16, "memory_mb": 65536, "disk_mb": 10**6}, "classroom_pc": True}
-NODE_REGISTRATION = PC_REGISTRATION | {"name": "nc-1", "ip": "10.0.9.21", "mac": "52:54:00:00:00:21",
-                                       "capacity": {"cpus": 2, "memory_mb": 4096, "disk_mb": 10**6}}
 
 
 def candidate(name: str, memory_mb: int = 8192, classroom_pc: bool = False, online: bool = True) -> Candidate:
@@ -60,25 +55,6 @@ def test_a_pc_says_so_in_its_registration_and_other_nodes_and_older_ones_do_not(
 # Through the CC: registration kept on the node's record, placement skips the PC
 
 
-IMAGE = ImageRef(image_id="img-0000aaaa", version=1, sha256="a" * 64, size=1024)
-
-
-def run_request(**changes) -> InstanceRunRequest:
-    fields = dict(insid="ins-0000000a", tid="img-0000aaaa:img-0000aaaa:ins-0000000a", seq=1, kind="rvd", image=IMAGE,
-                  cpus=1, memory_mb=256, mac="52:54:00:00:00:0a", services=(80,))
-    return InstanceRunRequest(**(fields | changes))
-
-
-@pytest.fixture
-def cc(live_server, cloud_at):
-    """This test server as the CC of cluster1 and as the CLC it announces its nodes to."""
-    return cloud_at(live_server.url)
-
-
-def register(signed_client, body: dict, sender: str):
-    answer = signed_client.post("/cc/api/1.0/register/server/", body, sender=sender)
-    assert answer.status_code == 201, answer.content
-    return ClusterNode.objects.get(role="nc", name=body["name"])
 
 
 @pytest.mark.database

@@ -101,7 +101,8 @@ def console_endpoint(instance: Instance) -> ConsoleEndpoint | None:
     if (parts.scheme.lower() not in CONSOLE_SCHEMES or not port or parts.path not in ("", "/") or parts.query
             or parts.username or not _valid_host(host)):
         return None
-    return ConsoleEndpoint(parts.scheme.lower(), host, port, instance.console_password)
+    scheme = parts.scheme.lower()
+    return ConsoleEndpoint(scheme, host, port, instance.console_password if scheme == "vnc" else "")
 
 
 def _valid_host(host: str) -> bool:
@@ -202,8 +203,10 @@ def client_file(instance: Instance) -> tuple[str, str, str]:
 
 def console_password(actor: authz.Actor, instance: Instance) -> str:
     """The password of the instance's current run for a person who may execute it (to type into a VNC client),
-    else ""."""
-    return instance.console_password if authz.may(actor, "execute", instance) else ""
+    else "" (and for an RDP console, which VirtualBox's VRDE authenticates itself)."""
+    if instance.console_url.lower().startswith("rdp://") or not authz.may(actor, "execute", instance):
+        return ""
+    return instance.console_password
 
 
 def console_details(instance: Instance) -> dict[str, str]:

@@ -281,6 +281,15 @@ def test_the_console_password_is_shown_to_who_may_execute_the_instance_and_to_no
         "url": VNC, "protocol": "vnc", "password": "Other123"}
 
 
+def test_an_rdp_console_has_no_vnc_password_to_show(client, school):
+    teacher = person(school, "teacher", role="poweruser")
+    desktop(school, 1, None, state="running", console_url="rdp://10.0.0.5:6402", runs=1, console_password="Pw4run99")
+    client.force_login(teacher)
+    assert "Pw4run99" not in client.get("/clc/instances/ins-00000001/").content.decode()
+    assert client.get("/clc/api/1.0/instances/ins-00000001/console/").json() == {
+        "url": "rdp://10.0.0.5:6402", "protocol": "rdp", "password": ""}
+
+
 def test_an_rdp_console_gets_an_rdp_file(client, school, alice):
     desktop(school, 1, alice, state="running", console_url="rdp://10.0.0.5:6402", runs=1)
     response = client.get("/portal/desktops/ins-00000001/client/")

@@ -326,6 +326,11 @@ def image_in_use(path: Path) -> bool:
     return NodeInstance.objects.filter(image_path=str(path)).exists()
 
 
+def console_protocol() -> str:
+    """The console this node's hypervisor serves: ``vnc`` (QEMU) or ``rdp`` (VirtualBox's VRDE)."""
+    return "vnc" if node_driver().capabilities.get("console_vnc") else "rdp"
+
+
 def vm_infos() -> list[VmInfo]:
     """This node's instances as its heartbeat lists them."""
     infos = []

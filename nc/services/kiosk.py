@@ -327,10 +327,10 @@ def runtime_options(desktop: Desktop) -> RuntimeOptions:
                      for port, guest in zip(service_ports, desktop.services, strict=True))
     nic = NicSpec(mode="nat", model=devices.nic_model, mac=desktop.mac or _local_mac(desktop.instance_id),
                   forwards=forwards)
-    protocol = "vnc" if instances.node_driver().capabilities.get("console_vnc") else "rdp"
     return RuntimeOptions(os_type=desktop.os_type, memory_mb=desktop.vm_type.memory_mb, cpus=desktop.vm_type.cpus,
                           disk_type=devices.disk_type, nics=(nic,),
-                          console=ConsoleSpec(protocol=protocol, listen=LOOPBACK, port=console_port))
+                          console=ConsoleSpec(protocol=instances.console_protocol(), listen=LOOPBACK,
+                                              port=console_port))
 
 
 class _KioskReporter:
