@@ -19,6 +19,7 @@ from django.views.static import serve
 from clc.services import authz, portal
 from clc.services.instances import InstanceError
 from clc.views import AuthorizedMixin
+from luhyadb.choices import InstanceKindChoices
 from luhyadb.choices import ResourceTypeChoices as Type
 
 # Desktops' states and progress refresh this often on the portal's pages.
@@ -36,9 +37,11 @@ class PortalMixin(AuthorizedMixin):
         except PermissionDenied as denied:
             return render(request, "clc/portal/forbidden.html", {"reason": str(denied)}, status=403)
 
-    def desktop(self, insid: str, action: str | None = None):
-        """The desktop the person may read (else 404) and may ``action`` (else 403)."""
-        return self.authorized(portal.desktops(self.actor), action, instance_id=insid)
+    def desktop(self, insid: str, action: str | None = None, *, console: bool = False):
+        """The desktop the person may read (else 404) and may ``action`` (else 403); with ``console`` any instance
+        whose console the portal's page opens (a virtual server or a wizard's VM too, for an administrator)."""
+        instances = portal.consoles(self.actor) if console else portal.desktops(self.actor)
+        return self.authorized(instances, action, instance_id=insid)
 
     def back(self):
         """Where a form goes back to: its ``next`` when it is a page of this site, else the desktop list."""
@@ -74,7 +77,7 @@ class DesktopStatusView(PortalMixin, View):
     """``GET desktops/<id>/status/``: one desktop as JSON, for its console page's refresh."""
 
     def get(self, request, insid: str):
-        return JsonResponse(portal.desktop_status(self.actor, self.desktop(insid)))
+        return JsonResponse(portal.desktop_status(self.actor, self.desktop(insid, console=True)))
 
 
 class DesktopConsoleView(PortalMixin, TemplateView):
@@ -83,11 +86,14 @@ class DesktopConsoleView(PortalMixin, TemplateView):
     template_name = "clc/portal/console.html"
 
     def get_context_data(self, **kwargs):
-        desktop = self.desktop(self.kwargs["insid"])
+        desktop = self.desktop(self.kwargs["insid"], console=True)
         novnc = portal.novnc_installed()
         in_browser = novnc and bool(settings.EDUCLOUD.console_port)
+        own_page = desktop.kind != InstanceKindChoices.RVD  # an administrator's VM: back to its console page
         return super().get_context_data(**kwargs) | {
             "desktop": portal.desktop_status(self.actor, desktop),
+            "back": (desktop.get_absolute_url(), "Back to the instance") if own_page
+            else (reverse("portal:desktops"), "Back to my desktops"),
             "novnc_installed": novnc,
             "in_browser": in_browser,
             "live": {
@@ -137,7 +143,7 @@ class ConsoleTokenView(PortalMixin, View):
     action = "execute"
 
     def post(self, request, insid: str):
-        desktop = self.desktop(insid)
+        desktop = self.desktop(insid, console=True)
         if not settings.EDUCLOUD.console_port:
             return JsonResponse({"detail": "this cloud has no in-browser console (clc.console_port is 0)"}, status=409)
         try:
@@ -154,7 +160,7 @@ class ClientFileView(PortalMixin, View):
     """``GET desktops/<id>/client/``: the ``.vnc`` (or ``.rdp``) file for a native client of the running desktop."""
 
     def get(self, request, insid: str):
-        desktop = self.desktop(insid)
+        desktop = self.desktop(insid, console=True)
         try:
             filename, content_type, text = portal.client_file(desktop)
         except portal.PortalError as exc:

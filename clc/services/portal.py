@@ -48,6 +48,7 @@ NOVNC_SUBTREES = ("core/", "vendor/")
 # The consoles the portal knows: VNC (QEMU; in the browser through the proxy, or a VNC client) and RDP (VirtualBox's
 # VRDE; a Remote Desktop client only, noVNC speaks VNC).
 CONSOLE_SCHEMES = ("vnc", "rdp")
+CONSOLE_KINDS = (InstanceKindChoices.RVD, InstanceKindChoices.VS)
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
 
@@ -119,12 +120,21 @@ def desktops(actor: authz.Actor) -> QuerySet:
                           .select_related("image", "vm_type", "owner_group"))
 
 
+def consoles(actor: authz.Actor) -> QuerySet:
+    """The instances whose console the person may reach through the portal's console page: remote desktops and
+    virtual servers (an image wizard's VM is one of them) they may read. A local desktop's console is on its PC."""
+    return authz.readable(actor, Instance.objects.filter(kind__in=CONSOLE_KINDS)
+                          .select_related("image", "vm_type", "owner_group"))
+
+
 def desktop_actions(actor: authz.Actor, instance: Instance) -> dict[str, bool]:
-    """What the portal offers for the desktop now: start when settled, stop while starting or running, connect
-    while running with a console; each only if the person may execute it."""
+    """What the portal offers for the desktop now: start when settled, stop while starting or running (remote
+    desktops only: a virtual server or a wizard's VM is run from the admin console), connect while running with a
+    console; each only if the person may execute it."""
     usable = authz.may(actor, "execute", instance)
-    return {"start": usable and instance.state in EDITABLE_STATES,
-            "stop": usable and instance.state in STOPPABLE_STATES,
+    desktop = instance.kind == InstanceKindChoices.RVD
+    return {"start": usable and desktop and instance.state in EDITABLE_STATES,
+            "stop": usable and desktop and instance.state in STOPPABLE_STATES,
             "connect": usable and console_endpoint(instance) is not None}
 
 
@@ -157,6 +167,7 @@ def desktop_status(actor: authz.Actor, instance: Instance) -> dict:
     return {
         "instance_id": instance.instance_id,
         "name": instance.name,
+        "kind": instance.kind,
         "state": instance.state,
         "state_label": State(instance.state).label,
         "progress": progress,

@@ -45,6 +45,15 @@ def test_starting_a_modify_makes_the_task_and_its_vm_and_shows_the_three_steps(a
         assert text in page
     assert '<button type="submit" data-step="prepare">' in page
     assert '<button type="submit" data-step="submit" disabled>' in page
+    assert f'<a href="/portal/desktops/{vm.instance_id}/">in the browser</a>' in page  # its console page
+
+
+def test_after_cancel_the_wizards_page_still_renders_without_its_vm(admin_client, image):
+    admin_client.post("/clc/images/img-0000abcd/wizard/", {"mode": "modify", "vm_type": "tiny"})
+    task = TaskTransaction.objects.get()
+    admin_client.post(f"/clc/builds/{task.tid}/cancel/")
+    response = admin_client.get(f"/clc/builds/{task.tid}/")
+    assert response.status_code == 200 and "in the browser" not in response.content.decode()
 
 
 def test_a_create_needs_a_valid_new_name(admin_client, image):

@@ -409,6 +409,31 @@ def test_an_open_session_ends_when_the_desktop_stops_or_is_given_away(client, sc
 # The console page and noVNC
 
 
+def test_an_administrator_opens_a_virtual_servers_console_in_the_browser_but_runs_it_from_the_console(
+        client, school):
+    teacher = person(school, "teacher", role="poweruser")
+    desktop(school, 1, None, kind="vs", name="Web server", state="running", console_url=VNC, runs=1)
+    client.force_login(teacher)
+    page = client.get("/portal/desktops/ins-00000001/").content.decode()
+    assert 'id="screen"' in page and '<a href="/clc/instances/ins-00000001/">Back to the instance</a>' in page
+    assert 'data-action="start"' not in page and 'data-action="stop"' not in page
+    status = client.get("/portal/desktops/ins-00000001/status/").json()
+    assert (status["kind"], status["actions"]) == ("vs", {"start": False, "stop": False, "connect": True})
+    session = portal.redeem_console_token(_token(client).json()["token"])
+    assert (session.user_id, session.instance_id) == (teacher.pk, "ins-00000001")
+    for action in ("start", "stop"):  # a server is run and stopped from the admin console, not the portal
+        assert client.post(f"/portal/desktops/ins-00000001/{action}/").status_code == 404
+    assert "Web server" not in client.get("/portal/").content.decode()  # the portal lists remote desktops only
+    assert 'href="/portal/desktops/ins-00000001/">in the browser</a>' in client.get(
+        "/clc/instances/ins-00000001/").content.decode()
+
+
+def test_a_local_desktop_has_no_console_page_on_the_cloud(client, school):
+    client.force_login(person(school, "teacher", role="poweruser"))
+    desktop(school, 1, None, kind="lvd", state="running", console_url=VNC, runs=1)
+    assert client.get("/portal/desktops/ins-00000001/").status_code == 404
+
+
 def test_the_console_page_loads_novnc_from_the_portal_and_never_names_the_vnc_port(client, school, alice):
     desktop(school, 1, alice, state="running", console_url=VNC, runs=1)
     page = client.get("/portal/desktops/ins-00000001/").content.decode()
