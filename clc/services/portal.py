@@ -103,7 +103,12 @@ def console_endpoint(instance: Instance) -> ConsoleEndpoint | None:
             or parts.username or not _valid_host(host)):
         return None
     scheme = parts.scheme.lower()
-    return ConsoleEndpoint(scheme, host, port, instance.console_password if scheme == "vnc" else "")
+    return ConsoleEndpoint(scheme, host, port, _run_password(instance, scheme))
+
+
+def _run_password(instance: Instance, scheme: str) -> str:
+    """The run's console password for a VNC console; none for RDP, which VirtualBox's VRDE authenticates."""
+    return instance.console_password if scheme == "vnc" else ""
 
 
 def _valid_host(host: str) -> bool:
@@ -116,8 +121,7 @@ def _valid_host(host: str) -> bool:
 
 def desktops(actor: authz.Actor) -> QuerySet:
     """The remote desktops the person may read (a student: the ones assigned to them), by name."""
-    return authz.readable(actor, Instance.objects.filter(kind=InstanceKindChoices.RVD)
-                          .select_related("image", "vm_type", "owner_group"))
+    return consoles(actor).filter(kind=InstanceKindChoices.RVD)
 
 
 def consoles(actor: authz.Actor) -> QuerySet:
@@ -215,9 +219,10 @@ def client_file(instance: Instance) -> tuple[str, str, str]:
 def console_password(actor: authz.Actor, instance: Instance) -> str:
     """The password of the instance's current run for a person who may execute it (to type into a VNC client),
     else "" (and for an RDP console, which VirtualBox's VRDE authenticates itself)."""
-    if instance.console_url.lower().startswith("rdp://") or not authz.may(actor, "execute", instance):
+    if not authz.may(actor, "execute", instance):
         return ""
-    return instance.console_password
+    # Shown from the run request on, before the console answers: the scheme of the placed console decides.
+    return _run_password(instance, urlsplit(instance.console_url).scheme.lower() or "vnc")
 
 
 def console_details(instance: Instance) -> dict[str, str]:
