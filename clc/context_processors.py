@@ -7,11 +7,11 @@ from django.utils.functional import SimpleLazyObject
 
 from clc.api.authz import actor
 from clc.services import authz
+from clc.services.registry import may_see_status
 from luhyadb.choices import ResourceTypeChoices as Type
 
 # Each console link and the resource type a person must be allowed to read to follow it.
 LINK_TYPES: dict[str, str] = {
-    "status": Type.SERVER,
     "images": Type.IMAGE,
     "instances": Type.INSTANCE,
     "hosts": Type.HOST,
@@ -24,16 +24,10 @@ LINK_TYPES: dict[str, str] = {
 
 
 def console_links(person: authz.Actor, user=None) -> dict[str, bool]:
-    """``{link: may follow}`` for every console link; ``portal`` (my desktops) and ``account`` (my account) for
-    everyone logged in, ``records`` (the Django admin) for superusers."""
-    links = {}
-    for link, resource_type in LINK_TYPES.items():
-        try:
-            authz.require_type(person, "read", resource_type)
-        except authz.Denied:
-            links[link] = False
-        else:
-            links[link] = True
+    """``{link: may follow}`` for every console link; ``status`` for who may read servers or PCs, ``portal`` (my
+    desktops) and ``account`` (my account) for everyone logged in, ``records`` (the Django admin) for superusers."""
+    links = {link: authz.may_type(person, "read", resource_type) for link, resource_type in LINK_TYPES.items()}
+    links["status"] = may_see_status(person)
     logged_in = bool(user is not None and user.is_authenticated)
     links["portal"] = links["account"] = logged_in
     links["records"] = logged_in and user.is_active and user.is_staff and user.is_superuser

@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.utils.text import capfirst
 
 from clc.services import authz
@@ -81,9 +82,16 @@ class InstanceForm(AuthorityForm):
         super().__init__(*args, actor=actor, **kwargs)
         if "image" in self.fields:
             self.fields["image"].queryset = self.fields["image"].queryset.filter(current_version__gt=0)
-        self.fields["assigned_to"].queryset = get_user_model().objects.filter(account__isnull=False)
-        nodes = [(node.name, f"{node.name} (cluster {node.cluster}, {node.state})")
-                 for node in Server.objects.filter(role=RoleChoices.NC)]
+        # Offer only people and nodes the person may know of: accounts in their authority (and whoever the desktop
+        # is already assigned to), node controllers for the root's administrators (servers are the whole cloud's).
+        people = get_user_model().objects.filter(account__isnull=False)
+        servers = Server.objects.filter(role=RoleChoices.NC)
+        if actor is not None:
+            assigned = Q(pk=self.instance.assigned_to_id) if self.instance.assigned_to_id else Q(pk__in=[])
+            people = people.filter(Q(account__owner_group__in=authz.groups_within(actor)) | assigned)
+            servers = authz.readable(actor, servers)
+        self.fields["assigned_to"].queryset = people.order_by("username")
+        nodes = [(node.name, f"{node.name} (cluster {node.cluster}, {node.state})") for node in servers]
         pinned = self.instance.pinned_node
         # Keep a pin to a node that has since left, so saving other changes does not fail on it.
         if pinned and pinned not in dict(nodes):

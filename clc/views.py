@@ -59,10 +59,12 @@ class AuthorizedMixin(LoginRequiredMixin):
         return kwargs
 
     def may_create_in(self, form, resource_type: str) -> bool:
-        """For forms with an owner-group: False (and the form's error) unless the person may create there."""
+        """For forms with an owner-group: False (and the form's error) unless the person may create there (no
+        owner-group, where the form allows it, is the root)."""
         group = form.cleaned_data.get("owner_group")
-        if group is not None and not authz.allows(self.actor, "create", resource_type, group.path):
-            form.add_error("owner_group", f"you may not create records in {group.path}")
+        path = group.path if group is not None else authz.ROOT_PATH
+        if not authz.allows(self.actor, "create", resource_type, path):
+            form.add_error("owner_group", f"you may not create records in {path}")
             return False
         return True
 
@@ -71,10 +73,16 @@ class SystemStatusView(AuthorizedMixin, TemplateView):
     """System status: every service and host with state, last seen and resources, refreshed in place."""
 
     template_name = "clc/status.html"
-    resource_type = Type.SERVER
+
+    def dispatch(self, request, *args, **kwargs):
+        # Servers need the root; a school's administrator sees their own PCs: the page is for either.
+        root = authz.may_type(authz.actor_for(request.user), "read", Type.SERVER)
+        self.resource_type = Type.SERVER if root else Type.HOST
+        return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs) | {"status": cloud_status()}
+        return super().get_context_data(**kwargs) | {"status": cloud_status(self.actor),
+                                                     "show_services": self.resource_type == Type.SERVER}
 
 
 class ImageListView(AuthorizedMixin, ListView):

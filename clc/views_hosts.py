@@ -11,7 +11,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import CreateView, ListView, UpdateView, View
 
 from clc.forms import AuthorityForm
-from clc.services import authz
 from clc.services.hosts import (
     EDITABLE_HOST_FIELDS,
     MachineError,
@@ -115,9 +114,7 @@ class HostCreateView(AuthorizedMixin, CreateView):
     resource_type, action = Type.HOST, "create"
 
     def form_valid(self, form):
-        group = form.cleaned_data.get("owner_group")
-        if not authz.allows(self.actor, "create", Type.HOST, group.path if group else authz.ROOT_PATH):
-            form.add_error("owner_group", "you may not add PCs to this owner-group")
+        if not self.may_create_in(form, self.resource_type):
             return self.form_invalid(form)
         try:
             host = add_host(**form.cleaned_data)

@@ -157,7 +157,10 @@ class ConsoleTokenView(PortalMixin, View):
 
 
 class ClientFileView(PortalMixin, View):
-    """``GET desktops/<id>/client/``: the ``.vnc`` (or ``.rdp``) file for a native client of the running desktop."""
+    """``GET desktops/<id>/client/``: the ``.vnc`` (or ``.rdp``) file for a native client of the running desktop;
+    it carries the run's password, so it is for who may use the desktop (execute), as the in-browser console is."""
+
+    action = "execute"
 
     def get(self, request, insid: str):
         desktop = self.desktop(insid, console=True)

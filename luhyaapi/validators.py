@@ -8,7 +8,9 @@ from collections.abc import Iterable
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
-OWNER_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")
+# Lower case only: SQLite's LIKE and MariaDB's collation compare case-insensitively, so ``edu.S1`` would fall inside
+# ``edu.s1`` in a database filter while Python's comparison keeps them apart. One spelling per path avoids both.
+OWNER_PATH_RE = re.compile(r"^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$")
 
 
 class InvalidValue(ValueError):
@@ -44,9 +46,11 @@ def validate_ip(value: str, field: str = "ip") -> str:
 
 
 def validate_owner_path(value: str, field: str = "path") -> str:
-    """A dotted owner-group path such as ``edu.cloud.longyou.school``; any depth, no empty parts."""
+    """A dotted owner-group path such as ``edu.cloud.longyou.school``: lower-case words, any depth, no empty parts."""
     if not isinstance(value, str) or len(value) > 255 or not OWNER_PATH_RE.fullmatch(value):
-        raise InvalidValue(field, f"{value!r} is not an owner-group path (dotted words like 'edu.school.class')")
+        hint = f"; use {value.lower()!r}" if isinstance(value, str) and OWNER_PATH_RE.fullmatch(value.lower()) else ""
+        raise InvalidValue(field, f"{value!r} is not an owner-group path (dotted lower-case words like "
+                                  f"'edu.school.class'{hint})")
     return value
 
 

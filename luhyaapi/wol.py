@@ -43,6 +43,22 @@ def validate_broadcast(value: str, field: str = "broadcast") -> str:
     return str(address)
 
 
+def validate_wake_target(value: str, lan_broadcasts: set[str], field: str = "broadcast") -> str:
+    """A magic packet's target asked for by a caller: the limited broadcast or one of ``lan_broadcasts`` (the
+    cluster's LAN). Never a unicast address: the CC would send UDP wherever a caller aims it."""
+    target = validate_broadcast(value, field)
+    allowed = {DEFAULT_BROADCAST} | lan_broadcasts
+    if target not in allowed:
+        raise InvalidValue(field, f"{value!r} is not a broadcast address of the cluster's LAN; use one of "
+                                  f"{', '.join(sorted(allowed))}")
+    return target
+
+
+def lan_broadcast(address: str, netmask: str) -> str:
+    """The broadcast address of the IPv4 LAN of ``address`` with ``netmask``."""
+    return str(ipaddress.IPv4Network(f"{address}/{netmask}", strict=False).broadcast_address)
+
+
 def validate_port(value: int, field: str = "port") -> int:
     """A UDP port, 1-65535."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:

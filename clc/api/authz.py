@@ -68,10 +68,13 @@ def require_create(request, resource_type: str, owner: str) -> None:
 
 
 def require_owner_change(request, serializer, resource_type: str) -> None:
-    """Moving a record to another owner-group needs the right to create records of its type there."""
-    new_group = serializer.validated_data.get("owner_group")
-    if new_group is not None and new_group != serializer.instance.owner_group:
-        require_create(request, resource_type, new_group.path)
+    """Moving a record to another owner-group needs the right to create records of its type there; a PC moved to
+    no owner-group is the root's."""
+    if "owner_group" not in serializer.validated_data:
+        return
+    new_group = serializer.validated_data["owner_group"]
+    if new_group != serializer.instance.owner_group:
+        require_create(request, resource_type, new_group.path if new_group is not None else authz.ROOT_PATH)
 
 
 def view_action(view) -> str:

@@ -12,6 +12,7 @@ from clc.api.authz import (
     AuthorizedViewSetMixin,
     SignedOrPerson,
     actor,
+    check_person,
     is_signed,
     require,
     require_create,
@@ -37,12 +38,12 @@ from clc.services.builds import (
     stop_build,
     submit_build,
 )
-from clc.services.commands import CommandError, send_node_command
+from clc.services.commands import CommandError, send_direct_command
 from clc.services.images import ImageError, create_image, delete_image, finish_upload, prepare_on_node, start_upload
 from clc.services.instances import InstanceError, define_instance, delete_instance, run_instance, stop_instance
 from clc.services.portal import PortalError, console_details
 from clc.services.push import PushRefused, push_desktop, validate_push_hosts
-from clc.services.registry import cloud_status, register_host, register_server
+from clc.services.registry import cloud_status, may_see_status, register_host, register_server
 from clc.services.tasks import TaskNotFound, task_status
 from clc.services.vmtypes import VMTypeInUse, change_vm_type, create_vm_type, delete_vm_type
 from luhyaapi.api import validated
@@ -95,8 +96,11 @@ class StatusView(APIView):
     permission_classes = [SignedOrPerson]
 
     def get(self, request):
-        require_type(request, "read", ResourceTypeChoices.SERVER)
+        person = None if is_signed(request) else check_person(request)
+        if person is not None and not may_see_status(person):
+            raise exceptions.PermissionDenied("you may not read servers or classroom PCs")
         return Response(cloud_status(
+            person,
             role=_choice_param(request, "role", RoleChoices.values),
             state=_choice_param(request, "state", LivenessChoices.values),
             limit=_int_param(request, "limit", 500, 1, 5000),
@@ -105,7 +109,8 @@ class StatusView(APIView):
 
 
 class NodeCommandView(APIView):
-    """``POST nodes/<name>/commands/``: queue a command for a node controller through its cluster controller."""
+    """``POST nodes/<name>/commands/``: queue a command that changes no record (``DIRECT_OPS``: ask for a report
+    now) for a node controller through its cluster controller; servers are the root's, so is this."""
 
     permission_classes = [SignedOrPerson]
 
@@ -114,9 +119,9 @@ class NodeCommandView(APIView):
         validate_name(name, "name")
         command = validated(CommandRequest, request.data)
         try:
-            answer = send_node_command(name, command.op, command.paras)
+            answer = send_direct_command(name, command.op, command.paras)
         except CommandError as exc:
-            return Response({"detail": str(exc)}, status=exc.status)
+            return Response({exc.field: [str(exc)]} if exc.field else {"detail": str(exc)}, status=exc.status)
         return Response(answer, status=status.HTTP_202_ACCEPTED)
 
 

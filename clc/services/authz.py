@@ -232,10 +232,25 @@ def require_create(actor: Actor, resource_type: str, owner: str) -> None:
 
 def require_type(actor: Actor, action: str, resource_type: str) -> None:
     """Raise ``Denied`` (403) unless the actor's role and group allow the action on the type somewhere (for pages
-    and endpoints that act on a whole type, like a list or a new-record form)."""
+    and endpoints that act on a whole type, like a list or a new-record form). Records of the whole cloud exist at
+    the root only, so for them "somewhere" is the root: a school's administrator may not act on any of them."""
     if not (actor.is_person and action in ROLE_CAPS[actor.role].get(resource_type, frozenset())
-            and (actor.role == Role.SUPERADM or action in actor.grants.get(resource_type, frozenset()))):
+            and (actor.role == Role.SUPERADM or action in actor.grants.get(resource_type, frozenset()))
+            and (actor.path == ROOT_PATH or not _root_only(action, resource_type))):
         raise Denied(f"you may not {action} {Type(resource_type).label.lower()} records")
+
+
+def may_type(actor: Actor, action: str, resource_type: str) -> bool:
+    """``require_type`` as a yes or no."""
+    try:
+        require_type(actor, action, resource_type)
+    except Denied:
+        return False
+    return True
+
+
+def _root_only(action: str, resource_type: str) -> bool:
+    return resource_type in CLOUD_TYPES or (resource_type in SHARED_TYPES and action != "read")
 
 
 def readable(actor: Actor, queryset: QuerySet, action: str = "read") -> QuerySet:
@@ -249,7 +264,7 @@ def readable(actor: Actor, queryset: QuerySet, action: str = "read") -> QuerySet
     if resource_type in SHARED_TYPES and action == "read":
         return queryset
     if resource_type in CLOUD_TYPES or resource_type in SHARED_TYPES:
-        return queryset if within(actor.path, ROOT_PATH) else queryset.none()
+        return queryset  # require_type let only the root through
     if resource_type == Type.TASK:
         instances = Instance.objects.filter(_scope(actor, "owner_group__path"))
         images = Image.objects.filter(_scope(actor, "owner_group__path"))

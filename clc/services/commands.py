@@ -13,12 +13,22 @@ from luhyadb.models import Server
 logger = logging.getLogger(__name__)
 
 
-class CommandError(Exception):
-    """A command could not be sent; ``status`` is the HTTP status that says why."""
+# The ops the API's ``nodes/<name>/commands/`` passes on as they are: those that change no record. Every other op
+# has an API of its own that keeps the CLC's records in step with the node (a stop sent past the instance's record
+# would leave it "running" on the console).
+DIRECT_OPS = frozenset({"status/report"})
+OWN_API = {"instance/": "instances/<id>/run/, stop/ or DELETE instances/<id>/",
+           "image/": "images/<id>/prepare/", "host/": "hosts/<mac>/poweroff/ or servers/nc/<name>/poweroff/"}
 
-    def __init__(self, status: int, message: str) -> None:
+
+class CommandError(Exception):
+    """A command could not be sent; ``status`` is the HTTP status that says why, ``field`` the request field at
+    fault if any."""
+
+    def __init__(self, status: int, message: str, field: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.field = field
 
 
 def online_controllers(cluster: str = "") -> list[Server]:
@@ -52,3 +62,12 @@ def send_node_command(node_name: str, op: str, paras: dict | None = None, tid: s
         raise CommandError(502, f"cluster controller {controller.name} did not take the command: {exc.detail}") from exc
     logger.info("commands: %s queued for %s via cc %s (%s)", op, node_name, controller.name, answer.get("msg_id"))
     return answer
+
+
+def send_direct_command(node_name: str, op: str, paras: dict) -> dict:
+    """``send_node_command`` for the API's callers: only the ``DIRECT_OPS`` (a 400 naming where the others go)."""
+    if op not in DIRECT_OPS:
+        where = next((api for prefix, api in OWN_API.items() if op.startswith(prefix)), "")
+        raise CommandError(400, f"{op} is not sent directly" + (f": use {where}" if where else "")
+                           + f"; direct ops: {', '.join(sorted(DIRECT_OPS))}", field="op")
+    return send_node_command(node_name, op, paras)

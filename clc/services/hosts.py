@@ -3,6 +3,7 @@ cluster controller sends the magic packet on its LAN) and powering them off (the
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import NamedTuple
 
@@ -15,9 +16,9 @@ from clc.services.commands import CommandError, controller_client, online_contro
 from clc.services.status import host_key, server_key
 from luhyaapi.client import RemoteError
 from luhyaapi.validators import InvalidValue, validate_ip, validate_mac, validate_name
-from luhyaapi.wol import validate_broadcast, validate_nic_mac
+from luhyaapi.wol import validate_nic_mac, validate_wake_target
 from luhyadb.choices import LivenessChoices, RoleChoices
-from luhyadb.models import Host, Instance, OwnerGroup, Server
+from luhyadb.models import ClusterNetwork, Host, Instance, OwnerGroup, Server
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def delete_host(host: Host) -> None:
 
 def _wake(what: str, cluster: str, mac: str, broadcast: str) -> dict:
     """Ask the cluster's online CC to send the magic packet for ``mac``; nothing is sent if a value is wrong."""
-    target = validate_broadcast(broadcast, "broadcast") if broadcast else ""
+    target = validate_wake_target(broadcast, _lan_broadcasts(cluster), "broadcast") if broadcast else ""
     if not mac:
         raise MachineError(409, f"{what} has no MAC address recorded, so it cannot be woken")
     try:
@@ -170,6 +171,11 @@ def _wake(what: str, cluster: str, mac: str, broadcast: str) -> dict:
                 answer.get("broadcast"))
     return {"mac": nic, "controller": controller.name, "broadcast": answer.get("broadcast", target),
             "interface": answer.get("interface", "")}
+
+
+def _lan_broadcasts(cluster: str) -> set[str]:
+    network = ClusterNetwork.objects.filter(cluster=cluster).first()
+    return {str(ipaddress.IPv4Network(network.lan_subnet).broadcast_address)} if network else set()
 
 
 def wake_host(host: Host, broadcast: str = "") -> dict:

@@ -7,9 +7,11 @@ import time
 
 from django.core.cache import cache
 
+from clc.services import authz
 from clc.services.status import as_datetime, host_key, server_fields, server_key
 from luhyaapi.messages import HostRegistration, ServerRegistration
 from luhyadb.choices import LivenessChoices
+from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import Host, Server
 
 logger = logging.getLogger(__name__)
@@ -55,10 +57,17 @@ def _overlay(record: dict, live: dict | None, now: float) -> dict:
     return record
 
 
-def cloud_status(*, role: str = "", state: str = "", limit: int = 500, offset: int = 0) -> dict:
-    """Every service and host with state, last seen and resources, newest facts from the cache."""
+def may_see_status(actor: authz.Actor) -> bool:
+    """The system status is for who may read servers (the root's administrators) or classroom PCs (their own)."""
+    return authz.may_type(actor, "read", Type.SERVER) or authz.may_type(actor, "read", Type.HOST)
+
+
+def cloud_status(actor: authz.Actor | None, *, role: str = "", state: str = "", limit: int = 500,
+                 offset: int = 0) -> dict:
+    """The services and hosts ``actor`` may read (everything for a signed role of the cloud, ``None``) with state,
+    last seen and resources, newest facts from the cache."""
     now = time.time()
-    servers = Server.objects.all()
+    servers = Server.objects.all() if actor is None else authz.readable(actor, Server.objects.all())
     if role:
         servers = servers.filter(role=role)
     if state:
@@ -73,7 +82,7 @@ def cloud_status(*, role: str = "", state: str = "", limit: int = 500, offset: i
     services = [_overlay(row, live.get(server_key(row["role"], row["name"])), now) for row in rows]
 
     hosts = []
-    host_rows = list(Host.objects.all()[:limit])
+    host_rows = list((Host.objects.all() if actor is None else authz.readable(actor, Host.objects.all()))[:limit])
     live_hosts = cache.get_many([host_key(host.mac) for host in host_rows])
     for host in host_rows:
         row = {field: getattr(host, field) for field in HOST_FIELDS}

@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
+from clc.services.networks import save_network
 from clc.tests.machines import MAC, queued
-from luhyadb.models import Host, OwnerGroup, Server
+from clc.tests.test_networks import GOOD
+from luhyadb.models import Account, Host, OwnerGroup, OwnerGroupPermission, Server
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -85,6 +87,22 @@ def test_the_administrator_changes_location_owner_group_and_flags_but_not_what_t
     assert (pc.name, pc.ip) == ("pc-12", "10.0.9.12")
 
 
+def test_a_school_administrator_may_not_move_their_pc_to_no_owner_group_which_is_the_roots(client, pc):
+    school = OwnerGroup.objects.create(name="school", path="edu.school")
+    OwnerGroupPermission.objects.create(owner_group=school, resource_type="host", read=True, write=True,
+                                        create=True)
+    Host.objects.filter(pk=pc.pk).update(owner_group=school)
+    head = get_user_model().objects.create_user("head")
+    Account.objects.create(user=head, owner_group=school, role="poweradm")
+    client.force_login(head)
+    response = client.patch(f"/clc/api/1.0/hosts/{MAC}/", {"owner_group": None}, content_type="application/json")
+    assert response.status_code == 403
+    page = client.post(f"/clc/hosts/{MAC}/edit/", {"location": "Room 1", "owner_group": ""})
+    assert page.status_code == 200 and "you may not create records in edu" in page.content.decode()
+    pc.refresh_from_db()
+    assert pc.owner_group == school
+
+
 @pytest.mark.parametrize("field, value", [("location", "Room\x001"), ("location", "x" * 201),
                                           ("owner_group", "edu.nowhere"), ("auto_sync", "maybe")])
 def test_a_bad_change_is_a_400_naming_the_field(staff, pc, field, value):
@@ -152,10 +170,21 @@ def test_waking_a_host_asks_its_cluster_controller_which_sends_the_packet(staff,
     assert packets == [(MAC, "255.255.255.255", 9, None)]
 
 
-def test_waking_a_host_on_another_broadcast_address(staff, pc, controller, packets):
-    response = post(staff, f"/clc/api/1.0/hosts/{MAC}/wake/", {"broadcast": "10.0.9.255"})
-    assert response.status_code == 202
-    assert packets == [(MAC, "10.0.9.255", 9, None)]
+def test_waking_a_host_on_its_clusters_lan_broadcast(staff, pc, controller, packets):
+    save_network(GOOD | {"cluster": "cluster1"})
+    response = post(staff, f"/clc/api/1.0/hosts/{MAC}/wake/", {"broadcast": "10.20.0.255"})
+    assert response.status_code == 202, response.content
+    assert packets == [(MAC, "10.20.0.255", 9, None)]
+
+
+@pytest.mark.parametrize("broadcast", ["10.20.0.11", "10.0.9.255", "192.0.2.1"])
+def test_a_magic_packet_is_never_aimed_at_another_address_than_the_clusters_lan_broadcast(
+        staff, pc, controller, packets, broadcast):
+    save_network(GOOD | {"cluster": "cluster1"})
+    response = post(staff, f"/clc/api/1.0/hosts/{MAC}/wake/", {"broadcast": broadcast})
+    assert response.status_code == 400
+    assert "not a broadcast address of the cluster's LAN" in response.json()["broadcast"][0]
+    assert packets == []
 
 
 @pytest.mark.parametrize("broadcast", ["10.0.9.255; reboot", "ff02::1", "224.0.0.1", "lab"])

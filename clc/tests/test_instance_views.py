@@ -12,7 +12,17 @@ from django.contrib.auth import get_user_model
 from cc.models import ClusterNode
 from clc.services.status import StatusFolder
 from luhyaapi.messages import InsStatus
-from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, TaskTransaction, VMType
+from luhyadb.models import (
+    Account,
+    Image,
+    ImageVersion,
+    Instance,
+    OwnerGroup,
+    OwnerGroupPermission,
+    Server,
+    TaskTransaction,
+    VMType,
+)
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
@@ -134,6 +144,19 @@ def test_the_form_offers_only_images_with_a_file_and_the_node_controllers(staff_
     assert "Ubuntu desk" in page
     assert "Empty image" not in page
     assert '<option value="nc-1">nc-1 (cluster c1, online)</option>' in page
+
+
+def test_the_form_offers_a_school_administrator_their_schools_people_and_no_node(client, records):
+    school = OwnerGroup.objects.create(name="school", path="edu.s1")
+    other = OwnerGroup.objects.create(name="other school", path="edu.s2")
+    OwnerGroupPermission.objects.create(owner_group=school, resource_type="instance", read=True, create=True)
+    for username, group in (("head", school), ("pupil-1", school), ("pupil-2", other)):
+        Account.objects.create(user=get_user_model().objects.create_user(username), owner_group=group,
+                               role="poweradm" if username == "head" else "user")
+    client.force_login(get_user_model().objects.get(username="head"))
+    page = client.get("/clc/instances/new/").content.decode()
+    assert ">pupil-1<" in page
+    assert "pupil-2" not in page and "nc-1" not in page
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -200,6 +200,7 @@ def test_the_api_refuses_a_path_outside_the_authority_with_a_403(client, school_
     ({"path": "edu.school.c2", "name": "C2", "permissions": {"image": ["fly"]}}, "permissions"),
     ({"path": "edu.school.c2", "name": "C2", "permissions": ["image"]}, "permissions"),
     ({"path": "edu.school..c2", "name": "C2"}, "path"),
+    ({"path": "edu.school.C2", "name": "C2"}, "path"),
     ({"path": "edu.school.c2", "name": "C2; rm -rf"}, "name"),
     ({"path": "edu.school.c2"}, "name"),
     ({"path": "edu.school.class1", "name": "Again"}, "path"),

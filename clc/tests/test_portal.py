@@ -132,6 +132,8 @@ def test_a_person_who_may_only_read_a_desktop_may_not_start_it_or_open_its_conso
     for action in ("start", "stop", "token"):
         response = client.post(f"/portal/desktops/ins-00000001/{action}/")
         assert response.status_code == 403 and b"Not allowed" in response.content
+    client_file = client.get("/portal/desktops/ins-00000001/client/")  # the .vnc file is a way in, too
+    assert client_file.status_code == 403 and b"[connection]" not in client_file.content
     assert client.get("/portal/status/").json()["desktops"][0]["actions"] == {
         "start": False, "stop": False, "connect": False}
 

@@ -55,6 +55,11 @@ def test_owner_paths_are_dotted_words_of_any_depth():
             validate_owner_path(bad)
 
 
+def test_owner_paths_are_lower_case_and_the_refusal_says_how_to_write_one():
+    with pytest.raises(InvalidValue, match="use 'edu.s1.c1'"):
+        validate_owner_path("edu.S1.c1")
+
+
 @pytest.mark.parametrize("value", ["../etc/passwd", "/etc/passwd", "a\x00b", "win; reboot", "x$(id)", "x`id`",
                                    "a|b", "a > b", "..", "a\\b", "tab\there", "", "   ", "x" * 101])
 def test_hostile_display_names_are_refused(value):

@@ -1,8 +1,10 @@
 // Refreshes the system status tables in place from /clc/api/1.0/status/ (no full page reload).
 (function () {
   "use strict";
-  const table = document.getElementById("services");
-  const source = table.dataset.source;
+  // The services table is there for the root's administrators only; a school's sees its own PCs.
+  const services = document.getElementById("services");
+  const hosts = document.getElementById("hosts");
+  const source = hosts.dataset.source;
 
   function cell(text, className) {
     const td = document.createElement("td");
@@ -54,11 +56,12 @@
       const response = await fetch(source, {credentials: "same-origin", headers: {Accept: "application/json"}});
       if (!response.ok) throw new Error("HTTP " + response.status);
       const status = await response.json();
-      fill(table.tBodies[0], status.services, serviceColumns, "No service has registered yet.");
-      fill(document.getElementById("hosts").tBodies[0], status.hosts, hostColumns,
-           "No classroom PC has registered yet.");
-      const online = status.services.filter((s) => s.state === "online").length;
-      document.getElementById("summary").textContent = `${online} of ${status.count} services online`;
+      if (services) {
+        fill(services.tBodies[0], status.services, serviceColumns, "No service has registered yet.");
+        const online = status.services.filter((s) => s.state === "online").length;
+        document.getElementById("summary").textContent = `${online} of ${status.count} services online`;
+      }
+      fill(hosts.tBodies[0], status.hosts, hostColumns, "No classroom PC has registered yet.");
       document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     } catch (error) {
       document.getElementById("updated").textContent = "refresh failed (" + error.message + "), retrying";

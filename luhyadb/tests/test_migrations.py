@@ -1,0 +1,32 @@
+"""Data migrations of the cloud's records: what each one does to rows that exist when it runs."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from django.apps import apps
+from django.db import connection
+
+from luhyadb.models import OwnerGroup
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db]
+
+lower_case_paths = importlib.import_module("luhyadb.migrations.0007_lower_case_owner_paths")
+
+
+def test_owner_paths_written_in_upper_case_before_are_lowered():
+    OwnerGroup.objects.bulk_create([OwnerGroup(path="edu", name="root"), OwnerGroup(path="edu.S1", name="S1"),
+                                    OwnerGroup(path="edu.S1.Class-3", name="C3")])  # bulk_create skips validators
+    lower_case_paths.lower_paths(apps, None)
+    assert list(OwnerGroup.objects.values_list("path", flat=True)) == ["edu", "edu.s1", "edu.s1.class-3"]
+
+
+def test_paths_that_differ_only_in_case_stop_the_migration_with_their_names():
+    if connection.vendor == "mysql":
+        pytest.skip("MariaDB's case-insensitive collation never let two paths differ only in case")
+    OwnerGroup.objects.bulk_create([OwnerGroup(path="edu.s1", name="a"), OwnerGroup(path="edu.S1.x", name="b"),
+                                    OwnerGroup(path="edu.s1.X", name="c")])
+    with pytest.raises(RuntimeError, match="'edu.s1.X'"):
+        lower_case_paths.lower_paths(apps, None)
+    assert OwnerGroup.objects.filter(path="edu.S1.x").exists()
