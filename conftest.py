@@ -6,22 +6,24 @@ import json
 from dataclasses import replace
 
 import pytest
-from django.conf import settings as django_settings
 
+from luhyaapi.keys import HostKey
 from luhyaapi.signing import canonical_path, sign_headers
+from luhyaapi.trust import own_key
 
 
 @pytest.fixture
 def signed_client(client):
-    """Django's test client, sending requests signed with the cloud key as node ``sender``."""
+    """Django's test client, sending requests signed by this test host (every role), or by ``key``'s host
+    (``tests.keys.enrolled_key`` makes one trusted as another host)."""
 
     class Signed:
-        def request(self, method, path, payload=None, key=None, sender="test-node"):
-            body = json.dumps(payload).encode() if payload is not None else b""
+        def request(self, method, path, payload=None, key: HostKey | None = None, body: bytes | None = None,
+                    **extra):
+            body = body if body is not None else json.dumps(payload).encode() if payload is not None else b""
             route, _, query = path.partition("?")
-            key = key or django_settings.EDUCLOUD.cloud_key
-            headers = sign_headers(key, sender, method, canonical_path(route, query), body)
-            extra = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
+            headers = sign_headers(key or own_key(), method, "testserver", canonical_path(route, query), body)
+            extra |= {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
             if method == "GET":
                 return client.get(path, **extra)
             return client.generic(method, path, body, content_type="application/json", **extra)
@@ -33,6 +35,28 @@ def signed_client(client):
             return self.request("POST", path, payload, **kwargs)
 
     return Signed()
+
+
+@pytest.fixture
+def api_client(client, django_user_model):
+    """The API as the cloud's first administrator (a superuser without an account: the root's super
+    administrator), logged in; the same calls as ``signed_client``."""
+    client.force_login(django_user_model.objects.create_user("root-admin", is_staff=True, is_superuser=True))
+
+    class Person:
+        def request(self, method, path, payload=None, **extra):
+            body = json.dumps(payload).encode() if payload is not None else b""
+            if method == "GET":
+                return client.get(path, **extra)
+            return client.generic(method, path, body, content_type="application/json", **extra)
+
+        def get(self, path, **kwargs):
+            return self.request("GET", path, **kwargs)
+
+        def post(self, path, payload, **kwargs):
+            return self.request("POST", path, payload, **kwargs)
+
+    return Person()
 
 
 @pytest.fixture

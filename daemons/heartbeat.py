@@ -10,12 +10,14 @@ from collections.abc import Callable
 
 from django.db import close_old_connections
 
+from daemons.enrolment import wait_until_enrolled
 from luhyaapi.bus import Bus, BusUnavailable
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.config import Config
 from luhyaapi.hostinfo import capacity_and_free
 from luhyaapi.messages import HostRegistration, HostStatus, Message, NodeStatus, ServerRegistration, VmInfo
 from luhyaapi.queues import boss_status_queue
+from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +108,12 @@ class HeartbeatPublisher:
         self._wake.set()
 
     def register(self, stop: threading.Event) -> None:
-        """Send each of ``registrations`` in turn, retrying one that fails with back-off until the boss takes it."""
+        """Once this host is enrolled, send each of ``registrations`` in turn, retrying one that fails with back-off
+        until the boss takes it."""
+        if not wait_until_enrolled(self.config, stop):
+            return
         base, _path = boss(self.role, self.config)
-        client = RoleClient(base, self.config.cloud_key, sender=self.config.name)
+        client = RoleClient(base, own_key())
         pending = self.registrations()
         delay = 0.5
         while pending and not stop.is_set():

@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 
 from daemons.roles import build_workers
 from luhyaapi.config import Config
+from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], onl
         _wait_for_port(config.listen_host, config.listen_port)
         log(f"eduCloud {config.name} ({', '.join(config.roles)}) listening on http://{config.listen_host}:"
             f"{config.listen_port}/")
+        log(f"this host's key: {own_key().fingerprint} (compare it before approving the host in the console)")
         if config.has_role("clc"):
             log(f"log in to the admin console at http://{config.ip}:{config.listen_port}/clc/ as the administrator "
                 f"(first password: {config.data_dir / 'admin-password'})")

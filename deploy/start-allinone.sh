@@ -16,7 +16,6 @@ LISTEN="${EDUCLOUD_LISTEN:-127.0.0.1:8000}"
 if [ ! -f "$CONF" ]; then
   mkdir -p "$DATA"
   say "writing a new configuration to $CONF"
-  key="$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
   cat > "$CONF" <<CONF
 # eduCloud all-in-one host: every role, embedded defaults. See docs/configuration.md for every setting.
 [host]
@@ -25,7 +24,6 @@ roles = clc,walrus,cc,nc,sc,watch
 data_dir = $DATA
 listen = $LISTEN
 [cloud]
-key = $key
 heartbeat_seconds = 60
 CONF
   chmod 600 "$CONF"

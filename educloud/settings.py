@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from luhyaapi.config import django_cache, django_database, load_config
+from luhyaapi.keys import host_key
 
 EDUCLOUD = load_config()
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# Derived from the cloud key so that a host needs no second secret; per host so sessions do not cross hosts.
-SECRET_KEY = hashlib.sha256(f"django:{EDUCLOUD.name}:{EDUCLOUD.cloud_key}".encode()).hexdigest()
+# Derived from the host's own key so that a host needs no second secret; per host so sessions do not cross hosts.
+SECRET_KEY = host_key(EDUCLOUD.name, EDUCLOUD.data_dir).derived_secret("django")
 DEBUG = EDUCLOUD.debug
 ALLOWED_HOSTS = ["*"]
 

@@ -1,4 +1,4 @@
-"""The REST client one role uses to call another: every request signed with the cloud key."""
+"""The REST client one role uses to call another: every request signed with this host's key."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ from urllib.parse import urlsplit
 
 import requests
 
-from luhyaapi.signing import canonical_path, sign_headers
+from luhyaapi.keys import HostKey
+from luhyaapi.signing import canonical_host, canonical_path, sign_headers
 
 logger = logging.getLogger(__name__)
 
 
 class RemoteError(RuntimeError):
-    """A call to another role failed: unreachable (``status`` 0) or answered with an error status."""
+    """A call to another role failed: unreachable (``status`` 0) or answered with an error status; ``body`` is the
+    answer's JSON object, if it sent one (to pass a refusal on as it was)."""
 
-    def __init__(self, url: str, status: int, detail: str) -> None:
+    def __init__(self, url: str, status: int, detail: str, body: dict | None = None) -> None:
         super().__init__(f"{url}: {status or 'unreachable'}: {detail}")
         self.url = url
         self.status = status
         self.detail = detail
+        self.body = body
 
 
 def _detail(response: requests.Response) -> str:
@@ -34,13 +37,21 @@ def _detail(response: requests.Response) -> str:
     return json.dumps(body)[:500]
 
 
-class RoleClient:
-    """Signed JSON calls to one role's API at ``base_url`` (e.g. ``http://10.0.0.2:8000``)."""
+def _json_object(response: requests.Response) -> dict | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
-    def __init__(self, base_url: str, key: str, sender: str, timeout: float = 10.0) -> None:
+
+class RoleClient:
+    """Signed JSON calls to one role's API at ``base_url`` (e.g. ``http://10.0.0.2:8000``); unsigned with
+    ``key=None``, for the one call a host makes before its key is trusted (its enrolment)."""
+
+    def __init__(self, base_url: str, key: HostKey | None, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key
-        self.sender = sender
         self.timeout = timeout
         self._session = requests.Session()
 
@@ -48,7 +59,8 @@ class RoleClient:
         url = self.base_url + path
         body = json.dumps(payload).encode() if payload is not None else b""
         parts = urlsplit(url)
-        headers = sign_headers(self.key, self.sender, method, canonical_path(parts.path, parts.query), body)
+        headers = {} if self.key is None else sign_headers(
+            self.key, method, canonical_host(parts.netloc, parts.scheme), canonical_path(parts.path, parts.query), body)
         if payload is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -56,7 +68,7 @@ class RoleClient:
         except requests.RequestException as exc:
             raise RemoteError(url, 0, str(exc)) from exc
         if response.status_code >= 400:
-            raise RemoteError(url, response.status_code, _detail(response))
+            raise RemoteError(url, response.status_code, _detail(response), _json_object(response))
         return response.json() if response.content else {}
 
     def get(self, path: str) -> dict:

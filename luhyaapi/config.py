@@ -38,7 +38,7 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("host", "peer_config_dir"): DEFAULT_PEER_DIR,
     ("host", "debug"): "false",
     ("host", "image_cache_gb"): "200",
-    ("cloud", "key"): None,
+    ("host", "join_token"): "",
     ("cloud", "clc_url"): "",
     ("cloud", "cc_url"): "",
     ("cloud", "walrus_url"): "",
@@ -64,6 +64,11 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("clc", "idle_stop_minutes"): "60",
     ("walrus", "cors_origins"): "",
     ("walrus", "upload_expiry_hours"): "24",
+}
+# Settings of earlier versions, with what replaced them (a file that still has one says so instead of starting).
+RETIRED: dict[tuple[str, str], str] = {
+    ("cloud", "key"): "every host has a key of its own now, made at its first start; remove the line and enrol the "
+                      "host (a join token in host.join_token, or approve it in the console; docs/security.md)",
 }
 HYPERVISORS = ("qemu", "virtualbox")
 INSTANCE_KINDS = ("vs", "rvd", "lvd")
@@ -94,7 +99,6 @@ class Config:
     listen_host: str
     listen_port: int
     debug: bool
-    cloud_key: str
     clc_url: str
     cc_url: str
     walrus_url: str
@@ -121,6 +125,7 @@ class Config:
     console_port: int = 6080
     console_listen: str = "127.0.0.1"
     idle_stop_minutes: float = 60.0
+    join_token: str = field(default="", repr=False)
     source: str = field(default="")
 
     @property
@@ -162,6 +167,8 @@ def _raw_values(path: str | None, environ: os._Environ | dict) -> tuple[dict[tup
             if section not in known_sections:
                 raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(sorted(known_sections))}")
             for key in parser[section]:
+                if (section, key) in RETIRED:
+                    raise ConfigError(f"{path}: {section}.{key} is no longer a setting: {RETIRED[(section, key)]}")
                 if (section, key) not in SETTINGS:
                     raise ConfigError(f"{path}: unknown setting {section}.{key}")
     values: dict[tuple[str, str], str] = {}
@@ -254,9 +261,9 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
     if not listen_host or not 0 < port < 65536:
         raise _setting_error("host", "listen", f"{get('host', 'listen')!r} is not HOST:PORT")
 
-    key = get("cloud", "key")
-    if len(key) < 16:
-        raise _setting_error("cloud", "key", "must be at least 16 characters (it signs every node-to-node call)")
+    join_token = get("host", "join_token")
+    if join_token and not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", join_token):
+        raise _setting_error("host", "join_token", "is not a join token (as the console or issue_join_token gave it)")
 
     peer_dir = Path(get("host", "peer_config_dir"))
     clc_url = get("cloud", "clc_url")
@@ -343,7 +350,7 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         listen_host=listen_host,
         listen_port=port,
         debug=_flag(get("host", "debug")),
-        cloud_key=key,
+        join_token=join_token,
         clc_url=clc_url.rstrip("/"),
         cc_url=cc_url.rstrip("/"),
         walrus_url=walrus_url.rstrip("/"),

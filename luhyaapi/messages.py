@@ -200,6 +200,23 @@ class HostRegistration(BaseModel):
     disk_mb: int = Field(default=0, ge=0)
 
 
+class EnrolmentRequest(BaseModel):
+    """What a host sends when it starts, to have its public key trusted (REST ``enrolments/``, unsigned: it has no
+    trusted key yet): a server with the roles it runs (the CLC is the authority and never enrols), or a classroom
+    PC (``kind`` pc, its node controller) with its MAC. ``join_token`` enrols it at once; without one an
+    administrator approves it. Sent again at every start: the answer for a known key is the same."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Name
+    kind: Literal["server", "pc"]
+    roles: Annotated[list[Literal["walrus", "cc", "nc", "sc", "watch"]], Field(min_length=1, max_length=5)]
+    cluster: Name
+    mac: Mac = ""
+    public_key: Annotated[str, Field(pattern=r"^ed25519:[A-Za-z0-9+/]{43}=$")]
+    join_token: Annotated[str, Field(pattern=r"^$|^[A-Za-z0-9_-]{20,64}$")] = ""
+
+
 class CommandRequest(BaseModel):
     """A command asked for over REST (``nodes/<name>/commands/`` on CLC and CC)."""
 

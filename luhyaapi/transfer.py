@@ -30,7 +30,8 @@ import requests
 
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.ids import validate_id
-from luhyaapi.signing import canonical_path, sign_headers
+from luhyaapi.keys import HostKey
+from luhyaapi.signing import canonical_host, canonical_path, sign_headers
 
 logger = logging.getLogger(__name__)
 
@@ -292,15 +293,13 @@ class _FileSlice:
 
 
 class _Uploader:
-    def __init__(self, base_url: str, key: str, sender: str, path: Path, progress: Progress | None,
-                 piece_bytes: int) -> None:
+    def __init__(self, base_url: str, key: HostKey, path: Path, progress: Progress | None, piece_bytes: int) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key
-        self.sender = sender
         self.path = path
         self.progress = progress
         self.piece_bytes = piece_bytes
-        self.client = RoleClient(self.base_url, key, sender, timeout=CALL_TIMEOUT)
+        self.client = RoleClient(self.base_url, key, timeout=CALL_TIMEOUT)
         self.session = requests.Session()
         self.attempts = _Attempts(f"upload of {path}")
 
@@ -335,7 +334,8 @@ class _Uploader:
         parts = urlsplit(url)
         # The body is streamed, so it cannot be hashed before it is sent: it is signed as UNSIGNED-PAYLOAD and
         # walrus checks the whole file's sha256 at complete/.
-        headers = sign_headers(self.key, self.sender, "PUT", canonical_path(parts.path, parts.query), None)
+        headers = sign_headers(self.key, "PUT", canonical_host(parts.netloc, parts.scheme),
+                               canonical_path(parts.path, parts.query), None)
         headers["Content-Type"] = "application/octet-stream"
         local.seek(offset)
         body = _FileSlice(fd, offset, length, local, lambda done: self.report(done, size))
@@ -353,7 +353,7 @@ class _Uploader:
                             f"{answer.get('detail', response.text[:200])}", response.status_code)
 
     def complete(self, upload_id: str, digest: str) -> dict:
-        client = RoleClient(self.base_url, self.key, self.sender, timeout=COMPLETE_TIMEOUT)
+        client = RoleClient(self.base_url, self.key, timeout=COMPLETE_TIMEOUT)
         try:
             return self.call("POST", f"{UPLOADS_PATH}{upload_id}/complete/", {"sha256": digest}, client=client)
         except TransferError as exc:
@@ -362,7 +362,7 @@ class _Uploader:
             raise
 
 
-def upload_file(base_url: str, key: str, sender: str, path: str | Path, image_id: str, *, sha256: str | None = None,
+def upload_file(base_url: str, key: HostKey, path: str | Path, image_id: str, *, sha256: str | None = None,
                 progress: Progress | None = None, upload_id: str | None = None,
                 piece_bytes: int = PIECE_BYTES) -> dict:
     """Upload a file to walrus at ``base_url`` as the next version of ``image_id`` and return walrus's answer to
@@ -377,7 +377,7 @@ def upload_file(base_url: str, key: str, sender: str, path: str | Path, image_id
     validate_id(image_id, "image")
     if upload_id is not None:
         validate_id(upload_id, "upload")
-    uploader = _Uploader(base_url, key, sender, path, progress, piece_bytes)
+    uploader = _Uploader(base_url, key, path, progress, piece_bytes)
     with uploader.session, open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         if upload_id is None:
@@ -418,13 +418,12 @@ def upload_file(base_url: str, key: str, sender: str, path: str | Path, image_id
 class _Download:
     """One download into ``<dest>.part``: what is on disk so far and the sha256 of exactly those bytes."""
 
-    def __init__(self, url: str, dest: Path, key: str, sender: str, expected_sha256: str | None,
+    def __init__(self, url: str, dest: Path, key: HostKey, expected_sha256: str | None,
                  progress: Progress | None) -> None:
         self.url = url
         self.dest = dest
         self.part = dest.with_name(dest.name + ".part")
         self.key = key
-        self.sender = sender
         self.expected = expected_sha256
         self.progress = progress
         self.walrus_sha256: str | None = None
@@ -434,6 +433,7 @@ class _Download:
         self.session = requests.Session()
         parts = urlsplit(url)
         self.signed_path = canonical_path(parts.path, parts.query)
+        self.signed_host = canonical_host(parts.netloc, parts.scheme)
 
     def have(self) -> int:
         try:
@@ -458,7 +458,7 @@ class _Download:
         """Fetch what is missing, or the part of it the server sends; True when the partial file holds the whole
         file."""
         have = self.have()
-        headers = sign_headers(self.key, self.sender, "GET", self.signed_path, b"")
+        headers = sign_headers(self.key, "GET", self.signed_host, self.signed_path, b"")
         # Always a range, even from 0: a server may then answer with the part it has (a cluster cache still fetching
         # the file sends what has arrived, straight from its disk), and the next attempt asks for the rest.
         headers["Range"] = f"bytes={have}-"
@@ -538,9 +538,10 @@ class _Download:
         return actual
 
 
-def download(url: str, dest: str | Path, *, key: str, sender: str, expected_sha256: str | None = None,
+def download(url: str, dest: str | Path, *, key: HostKey, expected_sha256: str | None = None,
              progress: Progress | None = None) -> str:
-    """Download ``url`` (a walrus ``.../data`` URL, signed as ``sender``) to ``dest`` and return its sha256.
+    """Download ``url`` (a walrus or cluster cache ``.../data`` URL, signed with ``key``) to ``dest`` and return its
+    sha256.
 
     The bytes go to ``<dest>.part`` (a partial file left by an earlier run is resumed), asked for with ``Range``
     from where it ends: after a cut connection (bounded retries with back-off), and at once when the server sent
@@ -548,7 +549,7 @@ def download(url: str, dest: str | Path, *, key: str, sender: str, expected_sha2
     ``expected_sha256``, else against walrus's ``X-Educloud-Sha256``; only a match is renamed to ``dest``.
     ``progress(done, total)`` is called once ``done`` bytes are in the partial file. Raises ChecksumMismatch (the
     partial file is removed, nothing is at ``dest``), TransferError when walrus refuses or stays unreachable."""
-    fetch = _Download(url, Path(dest), key, sender, expected_sha256, progress)
+    fetch = _Download(url, Path(dest), key, expected_sha256, progress)
     fetch.dest.parent.mkdir(parents=True, exist_ok=True)
     attempts = _Attempts(f"download of {url}")
     with fetch.session:

@@ -97,3 +97,18 @@ class NetworkModeChoices(models.TextChoices):
 
     PUBLIC = "public", "Public (nodes reachable directly)"
     PRIVATE = "private", "Private (through the CC's public address)"
+
+
+class HostKindChoices(models.TextChoices):
+    """What an enrolled host is: a server of one or more roles, or a classroom PC (its node controller)."""
+
+    SERVER = "server", "Server"
+    PC = "pc", "Classroom PC"
+
+
+class KeyStateChoices(models.TextChoices):
+    """A host key's life: pending until approved (or enrolled with a join token), active, revoked."""
+
+    PENDING = "pending", "Waiting for approval"
+    ACTIVE = "active", "Active"
+    REVOKED = "revoked", "Revoked"

@@ -16,8 +16,10 @@ from luhyaapi.validators import InvalidValue, validate_mac, validate_name, valid
 from luhyadb.choices import (
     AccountRoleChoices,
     ArchChoices,
+    HostKindChoices,
     InstanceKindChoices,
     InstanceStateChoices,
+    KeyStateChoices,
     LivenessChoices,
     NetworkModeChoices,
     OsTypeChoices,
@@ -358,3 +360,59 @@ class ClusterNetwork(models.Model):
 
     def get_absolute_url(self) -> str:
         return f"/clc/networks/{self.cluster}/edit/"
+
+
+class JoinToken(models.Model):
+    """A secret that enrols hosts without waiting for an administrator (docs/security.md): servers of the given
+    roles in one cluster, or classroom PCs (put into ``owner_group``), ``uses_left`` more times until ``expires``.
+    Only its sha256 is kept; the token itself is shown once, to whoever issued it."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    label = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=10, choices=HostKindChoices.choices)
+    roles = models.CharField(max_length=100, blank=True, help_text="comma list of server roles (servers only)")
+    cluster = models.CharField(max_length=63, validators=[name_validator])
+    owner_group = models.ForeignKey(OwnerGroup, null=True, blank=True, on_delete=models.CASCADE,
+                                    related_name="join_tokens", help_text="where enrolled PCs go (PCs only)")
+    uses_left = models.PositiveIntegerField(default=1)
+    expires = models.DateTimeField()
+    created = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ("-created",)
+
+    def __str__(self) -> str:
+        return f"{self.label or self.kind} ({self.cluster}, {self.uses_left} left)"
+
+
+class HostCredential(models.Model):
+    """A host's public key as the cloud trusts it (docs/security.md): a server's, with the roles it may call as, or
+    a classroom PC's, with its MAC. Pending until an administrator approves it (unless it came with a join token);
+    only an active key signs calls that any role accepts."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[name_validator])
+    kind = models.CharField(max_length=10, choices=HostKindChoices.choices)
+    roles = models.CharField(max_length=100, blank=True, help_text="comma list of server roles")
+    cluster = models.CharField(max_length=63, validators=[name_validator])
+    mac = models.CharField(max_length=17, blank=True, validators=[mac_validator])
+    public_key = models.CharField(max_length=64)
+    fingerprint = models.CharField(max_length=60)
+    state = models.CharField(max_length=10, choices=KeyStateChoices.choices, default=KeyStateChoices.PENDING)
+    address = models.GenericIPAddressField(null=True, blank=True, help_text="where the enrolment came from")
+    requested_at = models.DateTimeField()
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.CharField(max_length=150, blank=True, help_text="a person, or the join token used")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ("state", "name")
+        indexes = [models.Index(fields=("state", "kind"))]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, {self.state})"
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(role for role in self.roles.split(",") if role)

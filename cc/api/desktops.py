@@ -8,17 +8,20 @@ from rest_framework.views import APIView
 
 from cc.services.desktops import DesktopsUnavailable, host_desktops
 from cc.services.nodes import WrongCluster
-from luhyaapi.drf import IsSignedNode
+from luhyaapi.drf import IsSignedNode, callers, require_sender
+from luhyaapi.validators import validate_mac
 
 
 class HostDesktopsView(APIView):
-    """``GET hosts/<mac>/desktops/`` (signed, from the PC's node controller): the PC and the local desktops its
+    """``GET hosts/<mac>/desktops/`` (signed, by that PC's node controller): the PC and the local desktops its
     kiosk offers, from the CLC. 400 naming ``mac`` if malformed, 404 if the CLC does not know the PC, 409 if it is
     another cluster's, 502 if the CLC cannot be reached."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("pc")
 
     def get(self, request, mac: str):
+        require_sender(request, mac=validate_mac(mac, "mac"))
         try:
             return Response(host_desktops(mac))
         except WrongCluster as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import requests
 from django.conf import settings
 from django.http import HttpResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cc.models import ClusterInstance
+from cc.services.desktops import pc_may_fetch
 from cc.services.image_cache import ImageUnavailable, cluster_cache
 from cc.services.instances import (
     InstanceRefused,
@@ -21,6 +22,7 @@ from cc.services.instances import (
 from cc.services.nodes import (
     UnknownNode,
     WrongCluster,
+    pass_on_enrolment,
     queue_node_command,
     register_cluster_host,
     register_cluster_server,
@@ -29,11 +31,18 @@ from cc.services.walrus_relay import NotRelayed, relay_to_walrus
 from luhyaapi.api import validated
 from luhyaapi.bus import get_bus
 from luhyaapi.client import RemoteError
-from luhyaapi.drf import IsSignedNode
+from luhyaapi.drf import IsSignedNode, callers, require_sender, signed_node
 from luhyaapi.ids import validate_id
 from luhyaapi.imagecache import CacheFull
-from luhyaapi.messages import CommandRequest, HostRegistration, InstanceRunRequest, ServerRegistration
+from luhyaapi.messages import (
+    CommandRequest,
+    EnrolmentRequest,
+    HostRegistration,
+    InstanceRunRequest,
+    ServerRegistration,
+)
 from luhyaapi.ranges import RangeNotSatisfiable, file_response, unsatisfiable_headers, wanted_range
+from luhyaapi.trust import registration_refusal
 from luhyaapi.validators import validate_name
 
 
@@ -44,12 +53,17 @@ def _refusal(exc: Exception) -> Response:
 
 
 class RegisterServerView(APIView):
-    """An NC or SC of this cluster announces itself (signed)."""
+    """An NC or SC of this cluster announces itself (signed by itself; a classroom PC as its node controller)."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("nc", "sc", "pc")
 
     def post(self, request):
         registration = validated(ServerRegistration, request.data)
+        refusal = registration_refusal(signed_node(request), role=registration.role, name=registration.name,
+                                       cluster=registration.cluster, classroom_pc=registration.classroom_pc)
+        if refusal:
+            raise exceptions.PermissionDenied(refusal)
         try:
             node = register_cluster_server(registration)
         except (WrongCluster, RemoteError) as exc:
@@ -57,13 +71,34 @@ class RegisterServerView(APIView):
         return Response({"role": node.role, "name": node.name}, status=status.HTTP_201_CREATED)
 
 
+class EnrolmentView(APIView):
+    """``POST enrolments/`` (``EnrolmentRequest``, unsigned: a new host has no trusted key yet): a node or PC of this
+    cluster asks to have its key trusted; passed on to the CLC, whose answer (or refusal) comes back as it was."""
+
+    permission_classes = [permissions.AllowAny]
+
+    def post(self, request):
+        try:
+            answer = pass_on_enrolment(validated(EnrolmentRequest, request.data), request.META.get("REMOTE_ADDR", ""))
+        except WrongCluster as exc:
+            return Response({"cluster": [str(exc)]}, status=status.HTTP_403_FORBIDDEN)
+        except RemoteError as exc:
+            if 400 <= exc.status < 500:
+                return Response(exc.body or {"detail": exc.detail}, status=exc.status)
+            return _refusal(exc)
+        active = answer.get("state") == "active"
+        return Response(answer, status=status.HTTP_200_OK if active else status.HTTP_202_ACCEPTED)
+
+
 class RegisterHostView(APIView):
-    """A classroom PC of this cluster announces itself (signed); passed on to the CLC."""
+    """A classroom PC of this cluster announces itself (signed by itself); passed on to the CLC."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("pc")
 
     def post(self, request):
         registration = validated(HostRegistration, request.data)
+        require_sender(request, registration.name, mac=registration.mac)
         try:
             register_cluster_host(registration)
         except (WrongCluster, RemoteError) as exc:
@@ -75,6 +110,7 @@ class NodeCommandView(APIView):
     """``POST nodes/<name>/commands/`` (signed, from the CLC): queue a command for one of this cluster's NCs."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("clc")
 
     def post(self, request, name: str):
         validate_name(name, "name")
@@ -103,6 +139,7 @@ class InstancesView(APIView):
     ``GET instances/``: this cluster's placed instances."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("clc")
 
     def get(self, request):
         return Response([_instance_answer(record) for record in ClusterInstance.objects.all()])
@@ -128,6 +165,7 @@ class InstanceStopView(APIView):
     """``POST instances/<insid>/stop/`` (signed, from the CLC): stop it; its ports return to the pool."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("clc")
 
     def post(self, request, insid: str):
         return _instance_call(request, insid, stop_instance)
@@ -138,6 +176,7 @@ class InstanceSubmitView(APIView):
     uploads the instance's disk as a new version of that image, then removes the instance."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("clc")
 
     def post(self, request, insid: str):
         image_id = validate_id(str(request.data.get("image_id", "")), "image")
@@ -148,6 +187,7 @@ class InstanceView(APIView):
     """``DELETE instances/<insid>/`` (signed, from the CLC): remove its VM and disk from the node."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("clc")
 
     def delete(self, request, insid: str):
         return _instance_call(request, insid, delete_instance)
@@ -158,9 +198,11 @@ class WalrusRelayView(APIView):
     image passed on to walrus (nc -> cc -> walrus), data streamed through."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("nc")
     unsigned_payload = True  # data PUTs are streamed on, not read into memory to check a body hash
 
     def _relay(self, request, rest: str):
+        require_sender(request, cluster=settings.EDUCLOUD.cluster)
         django_request = request._request
         query = django_request.META.get("QUERY_STRING", "")
         try:
@@ -190,10 +232,18 @@ class ImageDataView(APIView):
     """``GET images/<image_id>/versions/<n|current>/data`` (signed, from the cluster's NCs): the image file from the
     cluster cache (sent by the web server straight from the disk), fetched from walrus once and streamed to every NC
     that asks meanwhile; ``Range`` resumes. While the version arrives, a request with ``Range`` is answered with
-    the part that has arrived (a 206 that may end before the range asked for; the NC asks again for the rest)."""
+    the part that has arrived (a 206 that may end before the range asked for; the NC asks again for the rest).
+    A classroom PC gets the images of the desktops its kiosk offers only."""
+
+    permission_classes = [IsSignedNode]
+    signed_callers = callers("nc", "pc")
 
     def get(self, request, image_id: str, version: str):
         validate_id(image_id, "image")
+        require_sender(request, cluster=settings.EDUCLOUD.cluster)
+        node = signed_node(request)
+        if "pc" in node.roles and not pc_may_fetch(node.mac, image_id):
+            raise exceptions.PermissionDenied(f"{image_id} is not the image of a desktop {node.name} offers")
         if version != "current" and not (version.isdigit() and int(version) > 0):
             raise exceptions.ValidationError({"version": ["a version number or 'current'"]})
         cache = cluster_cache()

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cc.services.wake import WakeFailed, wake_mac
-from luhyaapi.drf import IsSignedNode
+from luhyaapi.drf import IsSignedNode, callers
 
 
 class WakeRequestSerializer(serializers.Serializer):
@@ -24,6 +24,7 @@ class WakeView(APIView):
     sent."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("clc")
 
     def post(self, request):
         wanted = WakeRequestSerializer(data=request.data)

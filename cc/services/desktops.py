@@ -6,12 +6,16 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.core.cache import cache
 
 from cc.services.nodes import WrongCluster
 from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.trust import own_key
 from luhyaapi.validators import validate_mac
 
 logger = logging.getLogger(__name__)
+
+PC_IMAGES_SECONDS = 60.0
 
 
 class DesktopsUnavailable(Exception):
@@ -30,13 +34,15 @@ def host_desktops(mac: str) -> dict:
     reached or refuses."""
     mac = validate_mac(mac, "mac")
     config = settings.EDUCLOUD
-    client = RoleClient(config.clc_url, config.cloud_key, sender=config.name)
+    client = RoleClient(config.clc_url, own_key())
     try:
         answer = client.get(f"/clc/api/1.0/hosts/{mac}/desktops/")
     except RemoteError as exc:
         if exc.status == 404:
             raise DesktopsUnavailable(404, f"the cloud controller does not know the PC {mac}; it is added when its "
                                            "node controller registers it") from exc
+        if exc.status == 403:  # the CLC answers a CC for its own cluster's PCs only
+            raise WrongCluster(f"the PC {mac} is not of this cluster controller's cluster ({exc.detail})") from exc
         logger.warning("desktops: the CLC did not list the desktops of %s: %s", mac, exc)
         raise DesktopsUnavailable(502, f"the cloud controller did not list the desktops: {exc.detail}") from exc
     cluster = answer.get("host", {}).get("cluster")
@@ -44,3 +50,18 @@ def host_desktops(mac: str) -> dict:
         raise WrongCluster(f"the PC {mac} belongs to cluster {cluster!r}; this cluster controller serves "
                            f"{config.cluster!r}")
     return answer
+
+
+def pc_may_fetch(mac: str, image_id: str) -> bool:
+    """Whether the PC of ``mac`` may download ``image_id``: the image of a desktop its kiosk offers (the CLC's list,
+    kept for ``PC_IMAGES_SECONDS`` so a download's many ranged requests ask it once)."""
+    key = f"cc:pc-images:{mac}"
+    images = cache.get(key)
+    if images is None or image_id not in images:
+        try:
+            images = {desktop["image"]["image_id"] for desktop in host_desktops(mac)["desktops"]}
+        except (DesktopsUnavailable, WrongCluster) as exc:
+            logger.warning("desktops: cannot tell whether %s may fetch %s: %s", mac, image_id, exc)
+            return False
+        cache.set(key, images, PC_IMAGES_SECONDS)
+    return image_id in images

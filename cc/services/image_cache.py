@@ -21,6 +21,7 @@ from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.imagecache import VerifiedFileCache
 from luhyaapi.ranges import FileRange, StreamedRange
 from luhyaapi.transfer import TransferError, download
+from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class ClusterImageCache:
         logger.info("cluster cache: fetching %s version %d (%d bytes) from walrus", info.image_id, info.version,
                     info.size)
         try:
-            download(url, path, key=self.walrus.key, sender=self.walrus.sender, expected_sha256=info.sha256,
+            download(url, path, key=self.walrus.key, expected_sha256=info.sha256,
                      progress=fetch.advance)
             self.files.adopt(info.image_id, info.version, info.sha256)
             fetch.end()
@@ -220,5 +221,5 @@ def cluster_cache() -> ClusterImageCache:
         if _cache is None:
             config = settings.EDUCLOUD
             files = VerifiedFileCache(config.data_dir / "cc" / "images", config.image_cache_bytes)
-            _cache = ClusterImageCache(files, RoleClient(config.walrus_url, config.cloud_key, sender=config.name))
+            _cache = ClusterImageCache(files, RoleClient(config.walrus_url, own_key()))
         return _cache

@@ -20,6 +20,7 @@ from cc.network.addresses import AddressPool
 from cc.network.dnsmasq import DhcpServer, Reservation
 from cc.services.leases import PoolBusy, PoolUsedUp, lease_next_free
 from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def cluster_network(max_age: float = REFRESH_SECONDS) -> ClusterNet | None:
     config = settings.EDUCLOUD
     row = NetworkSettings.objects.filter(cluster=config.cluster).first()
     if row is None or datetime.now(tz=UTC) - row.fetched > timedelta(seconds=max_age):
-        client = RoleClient(config.clc_url, config.cloud_key, sender=config.name)
+        client = RoleClient(config.clc_url, own_key())
         try:
             fetched = client.get(f"/clc/api/1.0/networks/{config.cluster}/cc-config/")
         except RemoteError as exc:

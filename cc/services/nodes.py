@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -16,6 +17,7 @@ from luhyaapi.client import RoleClient
 from luhyaapi.messages import (
     Command,
     CommandRequest,
+    EnrolmentRequest,
     HostRegistration,
     InsStatus,
     Message,
@@ -23,6 +25,7 @@ from luhyaapi.messages import (
     ServerRegistration,
 )
 from luhyaapi.queues import CLC_STATUS, node_commands
+from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ class WrongCluster(ValueError):
 
 def _clc_client() -> RoleClient:
     config = settings.EDUCLOUD
-    return RoleClient(config.clc_url, config.cloud_key, sender=config.name)
+    return RoleClient(config.clc_url, own_key())
 
 
 def register_cluster_server(registration: ServerRegistration) -> ClusterNode:
@@ -67,6 +70,17 @@ def register_cluster_host(registration: HostRegistration) -> None:
     if registration.cluster != config.cluster:
         raise WrongCluster(f"this cluster controller serves cluster {config.cluster!r}, not {registration.cluster!r}")
     _clc_client().post("/clc/api/1.0/register/host/", registration.model_dump(mode="json"))
+
+
+def pass_on_enrolment(request: EnrolmentRequest, address: str) -> dict:
+    """Ask the CLC to enrol a node or PC of this cluster (it reaches only its CC), signed by this CC, which vouches
+    only for where the request came from (``address``). ``WrongCluster`` for another cluster's host; ``RemoteError``
+    with the CLC's refusal, or when it cannot be reached."""
+    config = settings.EDUCLOUD
+    if request.cluster != config.cluster:
+        raise WrongCluster(f"this cluster controller serves cluster {config.cluster!r}, not {request.cluster!r}")
+    return _clc_client().post(f"/clc/api/1.0/enrolments/?{urlencode({'address': address})}",
+                              request.model_dump(mode="json"))
 
 
 def queue_node_command(bus: Bus, node_name: str, request: CommandRequest) -> Command:

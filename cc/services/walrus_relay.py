@@ -1,7 +1,7 @@
 """The cluster's hop on the way up to walrus: a node's upload of an edited image goes nc -> cc -> walrus.
 
 Nodes of a private cluster may reach only their CC; the CC passes each upload call on to walrus as itself (signed
-with the cloud key), streaming data bodies through without storing them, and hands walrus's answer back. Only the
+with its own key), streaming data bodies through without storing them, and hands walrus's answer back. Only the
 upload calls are passed on, so a node cannot use the CC to reach any other walrus call.
 """
 
@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-from luhyaapi.signing import canonical_path, sign_headers
+from luhyaapi.signing import canonical_host, canonical_path, sign_headers
+from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ def relay_to_walrus(method: str, rest: str, query: str, body: bytes | None,
     config = settings.EDUCLOUD
     url = f"{config.walrus_url}/walrus/api/1.0/{rest}" + (f"?{query}" if query else "")
     parts = urlsplit(url)
-    headers = sign_headers(config.cloud_key, config.name, method, canonical_path(parts.path, parts.query),
+    headers = sign_headers(own_key(), method, canonical_host(parts.netloc, parts.scheme),
+                           canonical_path(parts.path, parts.query),
                            None if stream else (body or b""))
     if stream:
         headers["Content-Type"] = "application/octet-stream"

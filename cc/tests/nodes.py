@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from cc.models import ClusterNode
+from luhyaapi.keys import HostKey
 from luhyaapi.messages import ImageRef, InstanceRunRequest
+from tests.keys import enrolled_key
 
 PC_REGISTRATION = {"role": "nc", "name": "pc-12", "ip": "10.0.9.12", "mac": "52:54:00:3c:0f:7e",
                    "cluster": "cluster1", "api_url": "http://10.0.9.12:8000", "heartbeat_seconds": 5,
@@ -19,8 +21,15 @@ def run_request(**changes) -> InstanceRunRequest:
     return InstanceRunRequest(**(fields | changes))
 
 
-def register(signed_client, body: dict, sender: str) -> ClusterNode:
-    """Register a node controller with the CC (as ``sender``, signed); its record on the CC."""
-    answer = signed_client.post("/cc/api/1.0/register/server/", body, sender=sender)
+def node_key(body: dict) -> HostKey:
+    """The key of the node controller ``body`` registers, trusted as what it says it is (a PC's or a server's)."""
+    if body.get("classroom_pc"):
+        return enrolled_key(body["name"], "pc", mac=body["mac"])
+    return enrolled_key(body["name"], body["role"])
+
+
+def register(signed_client, body: dict) -> ClusterNode:
+    """Register a node controller with the CC (signed by it); its record on the CC."""
+    answer = signed_client.post("/cc/api/1.0/register/server/", body, key=node_key(body))
     assert answer.status_code == 201, answer.content
     return ClusterNode.objects.get(role="nc", name=body["name"])

@@ -35,7 +35,7 @@ def test_a_node_that_says_nothing_of_its_console_serves_vnc(settings, tmp_path):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("console, password", [("vnc", "Pw4run99"), ("rdp", "")])
 def test_an_instance_gets_the_console_its_node_serves(cc, signed_client, console, password):
-    assert register(signed_client, NODE | {"console": console}, "nc-1").console_protocol == console
+    assert register(signed_client, NODE | {"console": console}).console_protocol == console
     record = run_instance(InProcessBus(), run_request(console_password="Pw4run99"))
     port = record.options["console"]["port"]
     assert record.options["console"] == {"protocol": console, "listen": "10.0.9.21", "port": port,

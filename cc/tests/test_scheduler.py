@@ -11,7 +11,7 @@ import pytest
 from cc.models import ClusterNode
 from cc.services.instances import InstanceRefused, run_instance
 from cc.services.scheduler import CLASSROOM_PC, Candidate, Need, NoNodeFits, pick_node
-from cc.tests.nodes import NODE_REGISTRATION, PC_REGISTRATION, register, run_request
+from cc.tests.nodes import NODE_REGISTRATION, PC_REGISTRATION, node_key, register, run_request
 from daemons.heartbeat import HeartbeatPublisher
 from luhyaapi.bus import InProcessBus
 from luhyaapi.messages import ServerRegistration
@@ -60,24 +60,24 @@ def test_a_pc_says_so_in_its_registration_and_other_nodes_and_older_ones_do_not(
 @pytest.mark.database
 @pytest.mark.django_db(transaction=True)
 def test_the_cc_keeps_that_a_node_is_a_classroom_pc_and_places_instances_elsewhere(cc, signed_client):
-    assert register(signed_client, PC_REGISTRATION, "pc-12").classroom_pc
+    assert register(signed_client, PC_REGISTRATION).classroom_pc
     assert Server.objects.get(role="nc", name="pc-12").state == "online"  # still announced to the CLC as a node
     with pytest.raises(InstanceRefused) as raised:
         run_instance(InProcessBus(), run_request())
     assert raised.value.status == 409 and f"pc-12: {CLASSROOM_PC}" in str(raised.value)
 
     older = {key: value for key, value in NODE_REGISTRATION.items() if key != "classroom_pc"}
-    assert not register(signed_client, older, "nc-1").classroom_pc
+    assert not register(signed_client, older).classroom_pc
     assert run_instance(InProcessBus(), run_request()).node == "nc-1"  # pc-12 has 16 times the room, and is skipped
 
 
 @pytest.mark.database
 @pytest.mark.django_db(transaction=True)
 def test_a_pc_pinned_instance_is_refused_and_a_node_that_stops_being_a_pc_is_used_again(cc, signed_client):
-    register(signed_client, PC_REGISTRATION, "pc-12")
+    register(signed_client, PC_REGISTRATION)
     with pytest.raises(InstanceRefused, match=f"pc-12: {CLASSROOM_PC}"):
         run_instance(InProcessBus(), run_request(pinned_node="pc-12"))
-    assert not register(signed_client, PC_REGISTRATION | {"classroom_pc": False}, "pc-12").classroom_pc
+    assert not register(signed_client, PC_REGISTRATION | {"classroom_pc": False}).classroom_pc
     assert run_instance(InProcessBus(), run_request(pinned_node="pc-12")).node == "pc-12"
 
 
@@ -85,7 +85,7 @@ def test_a_pc_pinned_instance_is_refused_and_a_node_that_stops_being_a_pc_is_use
 @pytest.mark.django_db(transaction=True)
 def test_the_cc_keeps_it_even_when_the_clc_cannot_be_told_yet(cc, signed_client, settings):
     settings.EDUCLOUD = replace(settings.EDUCLOUD, clc_url="http://127.0.0.1:9")
-    answer = signed_client.post("/cc/api/1.0/register/server/", PC_REGISTRATION, sender="pc-12")
+    answer = signed_client.post("/cc/api/1.0/register/server/", PC_REGISTRATION, key=node_key(PC_REGISTRATION))
     assert answer.status_code == 502  # the PC's node controller registers again later
     assert ClusterNode.objects.get(role="nc", name="pc-12").classroom_pc
     with pytest.raises(InstanceRefused, match=f"pc-12: {CLASSROOM_PC}"):

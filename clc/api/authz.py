@@ -1,5 +1,7 @@
 """The API's adapters to ``clc.services.authz``: a permission class, a list filter and helpers for plain views, so
-that every CLC endpoint asks the one rule. Signed calls of the cloud's own roles pass; people go through the rule."""
+that every CLC endpoint asks the one rule. People go through the rule; a signed call of one of the cloud's hosts is
+let through only where the view takes the sender's role (``signed_callers``, none by default: ``luhyaapi.drf``),
+and then acts for the cloud, not for a person."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from django.db.models import Model
 from rest_framework import exceptions, permissions
 
 from clc.services import authz
-from luhyaapi.drf import SignedNode
+from luhyaapi.drf import caller_allowed, refusal_for, signed_node
 
 # The action a viewset's action (DRF's ``view.action``) stands for; viewsets add theirs in ``authz_actions``.
 ACTIONS = {"list": "read", "retrieve": "read", "create": "create", "update": "write", "partial_update": "write",
@@ -25,7 +27,14 @@ def actor(request) -> authz.Actor:
 
 
 def is_signed(request) -> bool:
-    return isinstance(request.user, SignedNode)
+    """A call signed by a host (the permission classes below have checked that the view takes its role)."""
+    return signed_node(request) is not None
+
+
+def signed_caller_may(request, view, permission) -> bool:
+    """For the permission classes: a signed caller passes if the view takes its role; the refusal says which."""
+    permission.message = refusal_for(view)
+    return caller_allowed(request, view)
 
 
 def as_api_error(denied: authz.Denied) -> exceptions.APIException:
@@ -86,7 +95,9 @@ class SignedOrPerson(permissions.BasePermission):
     """For plain views that ask the rule themselves (``require``): signed roles, or a person with an account."""
 
     def has_permission(self, request, view) -> bool:
-        return is_signed(request) or bool(check_person(request))
+        if is_signed(request):
+            return signed_caller_may(request, view, self)
+        return bool(check_person(request))
 
 
 class OwnerGroupRule(permissions.BasePermission):
@@ -94,7 +105,7 @@ class OwnerGroupRule(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         if is_signed(request):
-            return True
+            return signed_caller_may(request, view, self)
         require_type(request, view_action(view), view.resource_type)
         return True
 
@@ -110,6 +121,7 @@ class AuthorizedViewSetMixin:
     permission_classes = [OwnerGroupRule]
     resource_type: str = ""
     authz_actions: dict[str, str] = {}
+    signed_callers: frozenset[str] = frozenset()  # people only; an action may take hosts' signed calls
 
     def filter_queryset(self, queryset):
         queryset = super().filter_queryset(queryset)

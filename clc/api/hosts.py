@@ -26,7 +26,7 @@ from clc.services.hosts import (
     wake_host,
     wake_server,
 )
-from luhyaapi.drf import IsSignedNode
+from luhyaapi.drf import IsSignedNode, callers, require_sender
 from luhyaapi.validators import InvalidValue, validate_mac, validate_name
 from luhyadb.choices import LivenessChoices, ResourceTypeChoices, RoleChoices
 from luhyadb.models import Host, Instance, OwnerGroup, Server
@@ -172,11 +172,13 @@ class HostViewSet(AuthorizedViewSetMixin, mixins.CreateModelMixin, mixins.ListMo
     def poweroff(self, request, mac: str):
         return Response(power_off_host(self.get_object()), status=status.HTTP_202_ACCEPTED)
 
-    @action(detail=True, methods=["get"], permission_classes=[IsSignedNode])
+    @action(detail=True, methods=["get"], permission_classes=[IsSignedNode], signed_callers=callers("cc"))
     def desktops(self, request, mac: str):
-        """``GET hosts/<mac>/desktops/`` (signed only: the PC's node controller asks through its CC; people get
-        403): the PC and the local desktops its kiosk offers (``kiosk_desktops``), those whose image has a file."""
+        """``GET hosts/<mac>/desktops/`` (signed only, by the CC of the PC's cluster: the PC's node controller asks
+        through it; people get 403): the PC and the local desktops its kiosk offers (``kiosk_desktops``), those
+        whose image has a file."""
         host = self.get_object()
+        require_sender(request, cluster=host.cluster)
         offered = (kiosk_desktops(host).filter(image__versions__number=F("image__current_version"))
                    .prefetch_related("image__versions").order_by("name", "instance_id"))
         return Response({

@@ -20,6 +20,7 @@ from clc.services.networks import (
     save_network,
     validate_network,
 )
+from luhyaapi.drf import callers, require_sender
 from luhyaapi.validators import validate_name
 from luhyadb.choices import ResourceTypeChoices
 from luhyadb.models import ClusterNetwork
@@ -82,6 +83,8 @@ class ClusterNetworkViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             return Response({"detail": str(exc)}, status=exc.status)
         return super().handle_exception(exc)
 
-    @action(detail=True, methods=["get"], url_path="cc-config")
+    @action(detail=True, methods=["get"], url_path="cc-config", signed_callers=callers("cc"))
     def cc_config(self, request, cluster: str):
+        """The settings as the cluster's CC applies them: for that CC (signed) and who may read networks."""
+        require_sender(request, cluster=validate_name(cluster, "cluster"))
         return Response(as_cc_config(self.get_object()), status=status.HTTP_200_OK)

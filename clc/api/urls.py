@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from clc.api import views
 from clc.api.accounts import AccountViewSet
+from clc.api.enrolment import EnrolmentView, HostCredentialViewSet, JoinTokenViewSet, PeerView
 from clc.api.hosts import HostViewSet, ServerViewSet
 from clc.api.networks import ClusterNetworkViewSet
 from clc.api.ownergroups import OwnerGroupViewSet
@@ -17,6 +18,8 @@ urlpatterns = [
     path("status/", views.StatusView.as_view(), name="status"),
     path("register/server/", views.RegisterServerView.as_view(), name="register-server"),
     path("register/host/", views.RegisterHostView.as_view(), name="register-host"),
+    path("enrolments/", EnrolmentView.as_view(), name="enrolments"),
+    path("peers/<str:name>/", PeerView.as_view(), name="peer"),
     path("nodes/<str:name>/commands/", views.NodeCommandView.as_view(), name="node-commands"),
     path("tasks/<str:tid>/", views.TaskView.as_view(), name="task"),
     path("builds/", views.BuildListView.as_view(), name="builds"),
@@ -37,4 +40,6 @@ router.register("networks", ClusterNetworkViewSet, basename="network")
 router.register("accounts", AccountViewSet, basename="account")
 router.register("ownergroups", OwnerGroupViewSet, basename="ownergroup")
 router.register("tasks", TaskViewSet, basename="task")
+router.register("hostkeys", HostCredentialViewSet, basename="hostkey")
+router.register("jointokens", JoinTokenViewSet, basename="jointoken")
 urlpatterns += router.urls

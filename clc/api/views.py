@@ -47,9 +47,10 @@ from clc.services.registry import cloud_status, may_see_status, register_host, r
 from clc.services.tasks import TaskNotFound, task_status
 from clc.services.vmtypes import VMTypeInUse, change_vm_type, create_vm_type, delete_vm_type
 from luhyaapi.api import validated
-from luhyaapi.drf import IsSignedNode
+from luhyaapi.drf import IsSignedNode, callers, require_sender, signed_node
 from luhyaapi.ids import InvalidId, TaskId, validate_id
 from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
+from luhyaapi.trust import registration_refusal
 from luhyaapi.validators import validate_name
 from luhyadb.choices import InstanceKindChoices, InstanceStateChoices, LivenessChoices, ResourceTypeChoices, RoleChoices
 from luhyadb.models import Image, Instance, TaskTransaction, VMType
@@ -70,12 +71,23 @@ def _choice_param(request, name: str, choices: list[str]) -> str:
 
 
 class RegisterServerView(APIView):
-    """A server announces itself (signed): ``POST register/server/``."""
+    """A server announces itself (signed): ``POST register/server/``; a CC passes on its own cluster's nodes and
+    storage controllers."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("clc", "walrus", "cc", "watch")
 
     def post(self, request):
-        server = register_server(validated(ServerRegistration, request.data))
+        registration = validated(ServerRegistration, request.data)
+        sender = signed_node(request)
+        relayed = (sender.name != registration.name and "cc" in sender.roles
+                   and registration.role in ("nc", "sc") and registration.cluster == sender.cluster)
+        refusal = "" if relayed else registration_refusal(
+            sender, role=registration.role, name=registration.name, cluster=registration.cluster,
+            classroom_pc=registration.classroom_pc)
+        if refusal:
+            raise exceptions.PermissionDenied(refusal)
+        server = register_server(registration)
         return Response({"role": server.role, "name": server.name, "state": server.state},
                         status=status.HTTP_201_CREATED)
 
@@ -84,9 +96,12 @@ class RegisterHostView(APIView):
     """A classroom PC announces itself through its CC (signed): ``POST register/host/``."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("cc")
 
     def post(self, request):
-        host = register_host(validated(HostRegistration, request.data))
+        registration = validated(HostRegistration, request.data)
+        require_sender(request, cluster=registration.cluster)
+        host = register_host(registration)
         return Response({"name": host.name, "mac": host.mac, "state": host.state}, status=status.HTTP_201_CREATED)
 
 
@@ -255,10 +270,10 @@ class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
 
     @action(detail=True, methods=["post"])
     def push(self, request, instance_id: str):
-        """The PCs are each checked with host execute (signed roles pass); nothing is pushed if one is refused."""
+        """The PCs are each checked with host execute; nothing is pushed if one is refused."""
         desktop = self.get_object()
         hosts = validate_push_hosts(request.data.get("hosts") if isinstance(request.data, dict) else None)
-        pushed = push_desktop(None if is_signed(request) else actor(request), desktop, hosts)
+        pushed = push_desktop(actor(request), desktop, hosts)
         return Response({"instance_id": desktop.instance_id, "pushed": [
             {"host": item.host.name, "mac": item.host.mac, "node": item.node, "tid": item.tid,
              "task": reverse("clc-api:task", args=[item.tid], request=request)} for item in pushed]},

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
-
 from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.trust import own_key
 from luhyadb.choices import LivenessChoices, RoleChoices
 from luhyadb.models import Server
 
@@ -41,8 +40,7 @@ def online_controllers(cluster: str = "") -> list[Server]:
 
 def controller_client(controller: Server) -> RoleClient:
     """A signed client for one cluster controller."""
-    config = settings.EDUCLOUD
-    return RoleClient(controller.api_url, config.cloud_key, sender=config.name)
+    return RoleClient(controller.api_url, own_key())
 
 
 def send_node_command(node_name: str, op: str, paras: dict | None = None, tid: str = "") -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -13,6 +12,7 @@ from clc.services.commands import CommandError, send_node_command
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.ids import TaskId, new_id
 from luhyaapi.signing import make_upload_token
+from luhyaapi.trust import own_key
 from luhyadb.choices import LivenessChoices, RoleChoices
 from luhyadb.models import Image, ImageVersion, Instance, Server, TaskTransaction
 
@@ -35,8 +35,7 @@ def walrus_client() -> RoleClient:
               .order_by("-last_seen").first())
     if walrus is None:
         raise ImageError(503, "no walrus (image store) is online; check the system status page")
-    config = settings.EDUCLOUD
-    return RoleClient(walrus.api_url, config.cloud_key, sender=config.name, timeout=60)
+    return RoleClient(walrus.api_url, own_key(), timeout=60)
 
 
 def _walrus_call(method: str, path: str, payload: dict | None = None) -> dict:
@@ -84,7 +83,7 @@ def start_upload(image: Image, size: int, sha256: str = "") -> dict:
         payload["sha256"] = sha256
     upload = _walrus_call("POST", "/walrus/api/1.0/uploads/", payload)
     expires = int(time.time()) + UPLOAD_TOKEN_SECONDS
-    token = make_upload_token(settings.EDUCLOUD.cloud_key, upload["upload_id"], expires)
+    token = make_upload_token(own_key(), upload["upload_id"], expires)
     upload["data_url"] = (f"/walrus/api/1.0/uploads/{upload['upload_id']}/data"
                           f"?token={token}&expires={expires}")
     upload["walrus_url"] = walrus_client().base_url

@@ -99,15 +99,14 @@ def _problem(host: Host, node: Server | None) -> str:
     return ""
 
 
-def push_targets(actor: authz.Actor | None, desktop: Instance) -> list[PushTarget]:
-    """The classroom PCs ``desktop`` may be pushed to by ``actor`` (None: a signed role of the cloud, which passes
-    the rule): the PCs the actor may execute on whose owner-group's kiosk offers the desktop, by cluster and name,
-    each with what keeps it from taking the push now. None for a desktop that is not local."""
+def push_targets(actor: authz.Actor, desktop: Instance) -> list[PushTarget]:
+    """The classroom PCs ``desktop`` may be pushed to by ``actor``: the PCs the actor may execute on whose
+    owner-group's kiosk offers the desktop, by cluster and name, each with what keeps it from taking the push now.
+    None for a desktop that is not local."""
     if desktop.kind != InstanceKindChoices.LVD:
         return []
     hosts = Host.objects.select_related("owner_group").exclude(owner_group=None).order_by("cluster", "name")
-    if actor is not None:
-        hosts = authz.readable(actor, hosts, "execute")
+    hosts = authz.readable(actor, hosts, "execute")
     offers = _offers(desktop)
     targets = []
     for host in hosts:
@@ -117,14 +116,13 @@ def push_targets(actor: authz.Actor | None, desktop: Instance) -> list[PushTarge
     return targets
 
 
-def _refusal(actor: authz.Actor | None, desktop: Instance, host: Host | None,
+def _refusal(actor: authz.Actor, desktop: Instance, host: Host | None,
              offers: Callable[[Host], bool]) -> tuple[int, str]:
     """Why ``desktop`` cannot be pushed to the PC ``host`` (None: no PC has the MAC asked for), as (HTTP status,
     reason), or (0, "") if it can."""
-    if host is None or (actor is not None and not authz.findable(actor, Host.objects.filter(pk=host.pk),
-                                                                 "execute").exists()):
+    if host is None or not authz.findable(actor, Host.objects.filter(pk=host.pk), "execute").exists():
         return 404, "no such classroom PC"
-    if actor is not None and not authz.may(actor, "execute", host):
+    if not authz.may(actor, "execute", host):
         return 403, "you may not execute on this PC"
     if not offers(host):
         group = host.owner_group.path if host.owner_group_id else "none"
@@ -133,7 +131,7 @@ def _refusal(actor: authz.Actor | None, desktop: Instance, host: Host | None,
     return (409, problem) if problem else (0, "")
 
 
-def push_desktop(actor: authz.Actor | None, desktop: Instance, macs: Sequence[str]) -> list[Pushed]:
+def push_desktop(actor: authz.Actor, desktop: Instance, macs: Sequence[str]) -> list[Pushed]:
     """Ask each PC of ``macs`` (``validate_push_hosts``) to pull the desktop's current image version into its cache,
     as one image task per PC (``prepare_on_node``; the commands go out after the commit). All or nothing:
     ``PushRefused`` 409 for a desktop that is not local or has no image file, else naming each PC that cannot take

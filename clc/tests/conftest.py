@@ -11,6 +11,7 @@ from luhyaapi.bus import get_bus
 from luhyaapi.client import RoleClient
 from luhyaapi.queues import node_commands
 from luhyadb.models import Host, Server
+from tests.keys import enrolled_key
 
 
 @pytest.fixture
@@ -35,7 +36,6 @@ def controller(live_server, cloud_at):
 @pytest.fixture
 def node(controller):
     """The node controller pc-12 runs, registered with its CC (which announced it to the CLC)."""
-    RoleClient(controller.api_url, django_settings.EDUCLOUD.cloud_key, sender="pc-12").post(
-        "/cc/api/1.0/register/server/", NODE)
+    RoleClient(controller.api_url, enrolled_key("pc-12")).post("/cc/api/1.0/register/server/", NODE)
     get_bus(django_settings.EDUCLOUD.bus_url).purge(node_commands("pc-12"))
     return Server.objects.get(role="nc", name="pc-12")

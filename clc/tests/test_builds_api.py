@@ -24,21 +24,21 @@ def image():
     return image
 
 
-def begin(signed_client, **changes):
-    response = signed_client.post("/clc/api/1.0/builds/", {"image": "img-0000abcd", "vm_type": "tiny"} | changes)
+def begin(api_client, **changes):
+    response = api_client.post("/clc/api/1.0/builds/", {"image": "img-0000abcd", "vm_type": "tiny"} | changes)
     assert response.status_code == 201, response.json()
     return response.json()
 
 
-def test_a_modify_starts_with_phase_init_its_vm_defined_and_only_prepare_allowed(signed_client, image):
-    build = begin(signed_client)
+def test_a_modify_starts_with_phase_init_its_vm_defined_and_only_prepare_allowed(api_client, image):
+    build = begin(api_client)
     assert build["tid"] == f"img-0000abcd:img-0000abcd:{build['instance']['instance_id']}"
     assert (build["phase"], build["create"], build["instance"]["kind"]) == ("init", False, "vs")
     assert build["steps"] == {"prepare": True, "run": False, "stop": False, "submit": False, "cancel": True}
 
 
-def test_a_create_reserves_a_new_image_id_in_the_tid(signed_client, image):
-    build = begin(signed_client, new_name="Physics lab")
+def test_a_create_reserves_a_new_image_id_in_the_tid(api_client, image):
+    build = begin(api_client, new_name="Physics lab")
     assert build["create"] and build["dst_image_id"] != "img-0000abcd"
     assert not Image.objects.filter(image_id=build["dst_image_id"]).exists()
 
@@ -47,25 +47,25 @@ def test_a_create_reserves_a_new_image_id_in_the_tid(signed_client, image):
     ({"image": "img-ffffffff"}, "image"), ({"vm_type": "huge"}, "vm_type"), ({"new_name": "../x"}, "new_name"),
     ({"node": "NC;1"}, "node"),
 ])
-def test_bad_wizard_requests_are_400_naming_the_field(signed_client, image, body, field):
-    response = signed_client.post("/clc/api/1.0/builds/", {"image": "img-0000abcd", "vm_type": "tiny"} | body)
+def test_bad_wizard_requests_are_400_naming_the_field(api_client, image, body, field):
+    response = api_client.post("/clc/api/1.0/builds/", {"image": "img-0000abcd", "vm_type": "tiny"} | body)
     assert response.status_code == 400 and field in response.json()
 
 
-def test_an_unknown_step_or_a_malformed_tid_is_a_400(signed_client, image):
-    tid = begin(signed_client)["tid"]
-    assert signed_client.post(f"/clc/api/1.0/builds/{tid}/explode/", {}).status_code == 400
-    assert signed_client.post("/clc/api/1.0/builds/img-1:img-2:ins-3/run/", {}).status_code == 400
+def test_an_unknown_step_or_a_malformed_tid_is_a_400(api_client, image):
+    tid = begin(api_client)["tid"]
+    assert api_client.post(f"/clc/api/1.0/builds/{tid}/explode/", {}).status_code == 400
+    assert api_client.post("/clc/api/1.0/builds/img-1:img-2:ins-3/run/", {}).status_code == 400
 
 
-def test_a_step_out_of_order_is_a_409_saying_why(signed_client, image):
-    tid = begin(signed_client)["tid"]
-    response = signed_client.post(f"/clc/api/1.0/builds/{tid}/run/", {})
+def test_a_step_out_of_order_is_a_409_saying_why(api_client, image):
+    tid = begin(api_client)["tid"]
+    response = api_client.post(f"/clc/api/1.0/builds/{tid}/run/", {})
     assert (response.status_code, response.json()["detail"]) == (409, "prepare the image first")
 
 
-def test_a_submitted_modify_becomes_the_images_next_version_once(signed_client, image):
-    tid = begin(signed_client)["tid"]
+def test_a_submitted_modify_becomes_the_images_next_version_once(api_client, image):
+    tid = begin(api_client)["tid"]
     folder = StatusFolder(missed_heartbeats=3, db_touch_seconds=60)
     done = TaskStatus(tid=tid, phase="submitting", state="done", progress=100, done=True,
                       result=STORED | {"image_id": "img-0000abcd"})
@@ -76,8 +76,8 @@ def test_a_submitted_modify_becomes_the_images_next_version_once(signed_client, 
     assert list(image.versions.values_list("number", flat=True)) == [2, 1]
 
 
-def test_a_submitted_create_makes_the_new_image_with_its_sources_properties(signed_client, image):
-    build = begin(signed_client, new_name="Physics lab")
+def test_a_submitted_create_makes_the_new_image_with_its_sources_properties(api_client, image):
+    build = begin(api_client, new_name="Physics lab")
     StatusFolder(missed_heartbeats=3, db_touch_seconds=60).fold([TaskStatus(
         tid=build["tid"], phase="submitting", state="done", progress=100, done=True,
         result=STORED | {"version": 1, "image_id": build["dst_image_id"]})])
@@ -86,9 +86,9 @@ def test_a_submitted_create_makes_the_new_image_with_its_sources_properties(sign
     assert TaskTransaction.objects.get(tid=build["tid"]).done
 
 
-def test_cancel_removes_the_vm(signed_client, image):
-    build = begin(signed_client)
-    assert signed_client.post(f"/clc/api/1.0/builds/{build['tid']}/cancel/", {}).status_code == 202
+def test_cancel_removes_the_vm(api_client, image):
+    build = begin(api_client)
+    assert api_client.post(f"/clc/api/1.0/builds/{build['tid']}/cancel/", {}).status_code == 202
     assert not Instance.objects.filter(build_tid=build["tid"]).exists()
-    after = signed_client.get(f"/clc/api/1.0/builds/{build['tid']}/").json()
+    after = api_client.get(f"/clc/api/1.0/builds/{build['tid']}/").json()
     assert (after["phase"], after["failed"], after["instance"]) == ("failed", True, None)

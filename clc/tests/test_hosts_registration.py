@@ -5,7 +5,6 @@ start) makes it online again everywhere, and offline once more after the next si
 from __future__ import annotations
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
@@ -13,6 +12,7 @@ from clc.services.status import StatusFolder, host_key
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.messages import HostStatus
 from luhyadb.models import Host
+from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +35,7 @@ def pc(live_server, cloud_at):
     CLC, also this server)."""
     cloud_at(live_server.url)
     cache.clear()
-    return RoleClient(live_server.url, django_settings.EDUCLOUD.cloud_key, sender="pc-12")
+    return RoleClient(live_server.url, enrolled_key("pc-12", "pc", mac=MAC))
 
 
 @pytest.fixture
@@ -115,6 +115,7 @@ def test_a_deleted_pc_is_added_again_when_it_next_registers(pc, staff):
 def test_registering_again_keeps_what_the_administrator_set(pc):
     pc.post("/cc/api/1.0/register/host/", REGISTRATION)
     Host.objects.filter(mac=MAC).update(location="Room 1", auto_poweroff=True)
-    pc.post("/cc/api/1.0/register/host/", REGISTRATION | {"name": "pc-12b"})
+    renamed = RoleClient(pc.base_url, enrolled_key("pc-12b", "pc", mac=MAC))  # a new name is a new enrolment
+    renamed.post("/cc/api/1.0/register/host/", REGISTRATION | {"name": "pc-12b"})
     host = Host.objects.get(mac=MAC)
     assert (host.name, host.location, host.auto_poweroff) == ("pc-12b", "Room 1", True)

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 
 from clc.tests.test_networks import GOOD
 from luhyadb.models import ClusterNetwork, Image, Instance, OwnerGroup, VMType
+from tests.keys import enrolled_key, new_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
@@ -170,20 +171,27 @@ def test_a_hostile_cluster_in_the_url_is_a_400_naming_it(staff, name):
     assert list(response.json()) == ["cluster"]
 
 
-def test_a_cc_gets_its_own_settings_and_its_config_with_a_signed_call(staff, signed_client):
+def test_a_cc_gets_its_clusters_config_with_a_signed_call_and_nothing_else(staff, signed_client):
     create(staff)
-    got = signed_client.get(f"{URL}c1/", sender="cc-1")
-    assert (got.status_code, got.json()["cc_eip"]) == (200, "203.0.113.10")
-    config = signed_client.get(f"{URL}c1/cc-config/", sender="cc-1")
+    cc = enrolled_key("cc-1", "cc", cluster="c1")
+    config = signed_client.get(f"{URL}c1/cc-config/", key=cc)
     assert config.status_code == 200
     assert (config.json()["forward_ports"], config.json()["lan"]["netmask"]) == (True, "255.255.255.0")
+    assert signed_client.get(f"{URL}c1/", key=cc).status_code == 403
+
+
+def test_a_cc_may_not_read_another_clusters_config(staff, signed_client):
+    create(staff)
+    refused = signed_client.get(f"{URL}c1/cc-config/", key=enrolled_key("cc-2", "cc", cluster="c2"))
+    assert (refused.status_code, refused.json()["detail"]) == (403, "cc-2 belongs to another cluster than c1")
+    assert signed_client.get(f"{URL}c1/cc-config/", key=enrolled_key("nc-1", "nc", cluster="c1")).status_code == 403
 
 
 def test_strangers_and_wrong_signatures_are_refused(client, staff, signed_client):
     create(staff)
     client.logout()
     assert client.get(f"{URL}c1/").status_code in (401, 403)
-    assert signed_client.get(f"{URL}c1/", key="not-the-cloud-key").status_code == 403
+    assert signed_client.get(f"{URL}c1/cc-config/", key=new_key("cc-1")).status_code == 401
     assert send(client, "POST", URL, GOOD | {"cluster": "c5"}).status_code in (401, 403)
 
 

@@ -11,6 +11,7 @@ from luhyaapi.ids import validate_id
 from luhyaapi.imagecache import CachedFile, CacheFull, VerifiedFileCache
 from luhyaapi.messages import Command, Message, TaskStatus
 from luhyaapi.transfer import ChecksumMismatch, TransferError, download, throttled
+from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def fetch_image(image_id: str, version: int, sha256: str, size: int,
     path = cache.path(image_id, version)
     for attempt in (1, 2):
         try:
-            download(url, path, key=config.cloud_key, sender=config.name, expected_sha256=sha256, progress=progress)
+            download(url, path, key=own_key(), expected_sha256=sha256, progress=progress)
             return cache.adopt(image_id, version, sha256)
         except ChecksumMismatch:
             if attempt == 2:

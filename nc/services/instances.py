@@ -25,6 +25,7 @@ from luhyaapi.ids import InvalidId, validate_id
 from luhyaapi.imagecache import CacheFull
 from luhyaapi.messages import Command, ImageRef, InsStatus, Message, TaskStatus, VmInfo
 from luhyaapi.transfer import TransferError, throttled, upload_file
+from luhyaapi.trust import own_key
 from luhyaapi.vmspec import RuntimeOptions, VMSpec
 from nc.drivers import get_driver
 from nc.drivers.base import DriverError, HypervisorDriver, VMState, check_instance_id
@@ -294,7 +295,7 @@ def submit_instance(command: Command, reporter: Reporter) -> None:
             def on_progress(done: int, total: int) -> None:
                 reports.task("submitting", "uploading", min(99, done * 100 // total) if total else 0)
 
-            stored = upload_file(f"{config.cc_url}/cc/api/1.0/relay", config.cloud_key, config.name, flat, image_id,
+            stored = upload_file(f"{config.cc_url}/cc/api/1.0/relay", own_key(), flat, image_id,
                                  progress=throttled(on_progress, PROGRESS_PER_SECOND))
         except (DriverError, TransferError, InvalidId, OSError) as exc:
             _submit_failed(record, flat, reports, f"submit failed: {exc}")

@@ -33,6 +33,7 @@ from luhyaapi.ids import validate_id
 from luhyaapi.imagecache import CacheFull, VerifiedFileCache
 from luhyaapi.messages import Command, ImageRef, InsStatus, Message, TaskStatus
 from luhyaapi.transfer import TransferError
+from luhyaapi.trust import own_key
 from luhyaapi.validators import MAC_RE
 from luhyaapi.vmspec import ConsoleSpec, NicSpec, PortForward, RuntimeOptions, guest_devices
 from nc.models import NodeInstance
@@ -167,7 +168,7 @@ def refresh_catalogue() -> bool:
     When it does not (unreachable, refuses, or answers something that is not a list of desktops) the kept list
     stays and the kiosk is offline, with the reason."""
     config = settings.EDUCLOUD
-    client = RoleClient(config.cc_url, config.cloud_key, sender=config.name, timeout=CC_TIMEOUT_SECONDS)
+    client = RoleClient(config.cc_url, own_key(), timeout=CC_TIMEOUT_SECONDS)
     try:
         answer = client.get(f"/cc/api/1.0/hosts/{config.mac}/desktops/")
         catalogue = Catalogue.model_validate({**answer, "fetched_at": time.time()})

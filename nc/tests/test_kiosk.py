@@ -19,6 +19,7 @@ import cc.services.image_cache as cluster_cache_module
 from clc.services.images import create_image, finish_upload, start_upload
 from luhyaapi.messages import InsStatus, Message, TaskStatus
 from luhyaapi.transfer import TransferError, upload_file
+from luhyaapi.trust import own_key
 from luhyaapi.vmspec import guest_devices
 from luhyadb.models import Host, Instance, Server, VMType
 from nc.models import NodeInstance
@@ -295,7 +296,7 @@ def walrus_image(config, tmp_path, data: bytes):
     disk.write_bytes(data)
     image = create_image(name="Maths", owner_group=school_group())
     upload = start_upload(image, len(data))
-    upload_file(config.walrus_url, config.cloud_key, "test", disk, image.image_id, upload_id=upload["upload_id"])
+    upload_file(config.walrus_url, own_key(), disk, image.image_id, upload_id=upload["upload_id"])
     finish_upload(image, upload["upload_id"])
     return image
 

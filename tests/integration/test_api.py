@@ -9,10 +9,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from luhyaapi.bus import get_bus
-from luhyaapi.client import RoleClient
+from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.queues import node_commands
+from luhyaapi.trust import own_key
 from luhyadb.models import Account, Host, OwnerGroup, Server
 from luhyadb.services.initial_data import seed_initial_data
+from tests.keys import enrolled_key, new_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -35,18 +37,23 @@ def test_status_refuses_an_unsigned_call_with_401_and_a_json_body(client):
 
 
 def test_status_refuses_a_wrongly_signed_call_with_403_and_logs_it(signed_client, caplog):
-    response = signed_client.get("/clc/api/1.0/status/", key="not-the-cloud-key-at-all")
+    response = signed_client.get("/clc/api/1.0/status/", key=new_key(own_key().name))
     assert response.status_code == 403
     assert "wrong signature" in response.json()["detail"]
     assert any("refused GET /clc/api/1.0/status/" in record.getMessage() for record in caplog.records)
 
 
-def test_status_lists_registered_servers_and_hosts_for_signed_calls(signed_client):
+def test_status_is_for_people_a_hosts_signed_call_gets_a_403_saying_so(signed_client):
+    response = signed_client.get("/clc/api/1.0/status/")
+    assert (response.status_code, response.json()["detail"]) == (403, "this call is not for signed hosts")
+
+
+def test_status_lists_servers_and_hosts_that_registered(signed_client, api_client):
     assert signed_client.post("/clc/api/1.0/register/server/", REGISTRATION).status_code == 201
-    host = {"name": "pc-1", "ip": "192.168.0.10", "mac": "52:54:00:00:01:01", "cluster": "lvd",
+    host = {"name": "pc-1", "ip": "192.168.0.10", "mac": "52:54:00:00:01:01", "cluster": "cluster1",
             "heartbeat_seconds": 300, "memory_mb": 4096, "disk_mb": 1000}
     assert signed_client.post("/clc/api/1.0/register/host/", host).status_code == 201
-    status = signed_client.get("/clc/api/1.0/status/").json()
+    status = api_client.get("/clc/api/1.0/status/").json()
     (server,) = [s for s in status["services"] if s["name"] == "nc-7"]
     assert (server["role"], server["state"], server["memory_mb"], server["cluster"]) == ("nc", "online", 8192,
                                                                                          "cluster1")
@@ -54,18 +61,19 @@ def test_status_lists_registered_servers_and_hosts_for_signed_calls(signed_clien
     assert [h["name"] for h in status["hosts"]] == ["pc-1"]
 
 
-def test_status_filters_and_paginates(signed_client):
+def test_status_filters_and_paginates(signed_client, api_client):
     for n in range(5):
         signed_client.post("/clc/api/1.0/register/server/", REGISTRATION | {"name": f"nc-{n}"})
-    signed_client.post("/clc/api/1.0/register/server/", REGISTRATION | {"role": "walrus", "name": "store"})
-    page = signed_client.get("/clc/api/1.0/status/?role=nc&limit=2&offset=2").json()
+    store = enrolled_key("store", "walrus")
+    signed_client.post("/clc/api/1.0/register/server/", REGISTRATION | {"role": "walrus", "name": "store"}, key=store)
+    page = api_client.get("/clc/api/1.0/status/?role=nc&limit=2&offset=2").json()
     assert (page["count"], [s["name"] for s in page["services"]]) == (5, ["nc-2", "nc-3"])
 
 
 @pytest.mark.parametrize("query, field", [("role=dancer", "role"), ("limit=0", "limit"), ("limit=x", "limit"),
                                           ("state=sleepy", "state")])
-def test_status_names_a_bad_query_parameter(signed_client, query, field):
-    response = signed_client.get(f"/clc/api/1.0/status/?{query}")
+def test_status_names_a_bad_query_parameter(api_client, query, field):
+    response = api_client.get(f"/clc/api/1.0/status/?{query}")
     assert response.status_code == 400
     assert field in response.json()
 
@@ -100,8 +108,8 @@ def test_registration_names_the_bad_field(signed_client, field, value):
 
 
 def test_an_nc_registers_with_its_cc_which_announces_it_to_the_clc(live_server, cloud_at):
-    config = cloud_at(live_server.url)
-    client = RoleClient(live_server.url, config.cloud_key, sender="nc-7")
+    cloud_at(live_server.url)
+    client = RoleClient(live_server.url, enrolled_key("nc-7"))
     assert client.post("/cc/api/1.0/register/server/", REGISTRATION)["name"] == "nc-7"
     from cc.models import ClusterNode
 
@@ -110,30 +118,43 @@ def test_an_nc_registers_with_its_cc_which_announces_it_to_the_clc(live_server, 
 
 
 def test_a_cc_refuses_a_node_of_another_cluster(live_server, cloud_at):
-    config = cloud_at(live_server.url)
-    client = RoleClient(live_server.url, config.cloud_key, sender="nc-7")
-    from luhyaapi.client import RemoteError
-
+    cloud_at(live_server.url)
+    client = RoleClient(live_server.url, enrolled_key("nc-7", cluster="elsewhere"))
     with pytest.raises(RemoteError) as error:
         client.post("/cc/api/1.0/register/server/", REGISTRATION | {"cluster": "elsewhere"})
     assert error.value.status == 409
 
 
+@pytest.mark.parametrize("registration, reason", [
+    (REGISTRATION | {"name": "nc-8"}, "nc-7 may register only itself, not nc-8"),
+    (REGISTRATION | {"cluster": "elsewhere"}, "nc-7 was enrolled in cluster cluster1, not elsewhere"),
+    (REGISTRATION | {"role": "sc"}, "nc-7 was enrolled as nc, not as sc"),
+    (REGISTRATION | {"classroom_pc": True}, "nc-7 was enrolled as nc, not as a PC"),
+])
+def test_a_node_registers_only_itself_as_what_it_was_enrolled(live_server, cloud_at, registration, reason):
+    cloud_at(live_server.url)
+    with pytest.raises(RemoteError) as error:
+        RoleClient(live_server.url, enrolled_key("nc-7")).post("/cc/api/1.0/register/server/", registration)
+    assert (error.value.status, error.value.detail) == (403, reason)
+    assert not Server.objects.filter(name="nc-8").exists()
+
+
 def test_a_classroom_pc_registers_through_its_cc(live_server, cloud_at):
-    config = cloud_at(live_server.url)
-    client = RoleClient(live_server.url, config.cloud_key, sender="pc-1")
+    cloud_at(live_server.url)
+    client = RoleClient(live_server.url, enrolled_key("pc-1", "pc", mac="52:54:00:00:01:01"))
     client.post("/cc/api/1.0/register/host/", {"name": "pc-1", "ip": "192.168.0.10", "mac": "52:54:00:00:01:01",
                                                "cluster": "cluster1", "heartbeat_seconds": 300})
     assert Host.objects.get(mac="52:54:00:00:01:01").name == "pc-1"
 
 
-def test_a_command_for_a_node_goes_clc_to_cc_to_the_nodes_queue(live_server, cloud_at):
-    config = cloud_at(live_server.url)
-    client = RoleClient(live_server.url, config.cloud_key, sender="nc-7")
-    client.post("/cc/api/1.0/register/server/", REGISTRATION)
-    client.post("/clc/api/1.0/register/server/", REGISTRATION | {"role": "cc", "name": "cc-1",
-                                                                 "api_url": live_server.url})
-    answer = client.post("/clc/api/1.0/nodes/nc-7/commands/", {"op": "status/report"})
+def test_a_command_for_a_node_goes_clc_to_cc_to_the_nodes_queue(live_server, cloud_at, api_client):
+    cloud_at(live_server.url)
+    RoleClient(live_server.url, enrolled_key("nc-7")).post("/cc/api/1.0/register/server/", REGISTRATION)
+    RoleClient(live_server.url, enrolled_key("cc-1", "cc")).post(
+        "/clc/api/1.0/register/server/", REGISTRATION | {"role": "cc", "name": "cc-1", "api_url": live_server.url})
+    response = api_client.post("/clc/api/1.0/nodes/nc-7/commands/", {"op": "status/report"})
+    assert response.status_code == 202, response.content
+    answer = response.json()
     assert answer["op"] == "status/report"
 
     bus = get_bus(settings.EDUCLOUD.bus_url)
@@ -148,14 +169,14 @@ def test_a_command_for_a_node_goes_clc_to_cc_to_the_nodes_queue(live_server, clo
     assert [(m.op, m.msg_id) for m in got] == [("status/report", answer["msg_id"])]
 
 
-def test_a_command_for_an_unknown_node_is_a_404(signed_client):
-    response = signed_client.post("/clc/api/1.0/nodes/nc-404/commands/", {"op": "status/report"})
+def test_a_command_for_an_unknown_node_is_a_404(api_client):
+    response = api_client.post("/clc/api/1.0/nodes/nc-404/commands/", {"op": "status/report"})
     assert response.status_code == 404
     assert "nc-404" in response.json()["detail"]
 
 
-def test_a_command_with_a_hostile_node_name_or_op_is_a_400(signed_client):
-    assert signed_client.post("/clc/api/1.0/nodes/NC;reboot/commands/", {"op": "status/report"}).status_code == 400
-    response = signed_client.post("/clc/api/1.0/nodes/nc-1/commands/", {"op": "status/report; reboot"})
+def test_a_command_with_a_hostile_node_name_or_op_is_a_400(api_client):
+    assert api_client.post("/clc/api/1.0/nodes/NC;reboot/commands/", {"op": "status/report"}).status_code == 400
+    response = api_client.post("/clc/api/1.0/nodes/nc-1/commands/", {"op": "status/report; reboot"})
     assert response.status_code == 400
     assert "op" in response.json()

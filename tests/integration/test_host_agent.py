@@ -28,6 +28,7 @@ from daemons.heartbeat import HeartbeatPublisher
 from luhyaapi.bus import InProcessBus
 from luhyaapi.queues import CLC_STATUS, cc_status
 from luhyaapi.transfer import upload_file
+from luhyaapi.trust import own_key
 from luhyadb.models import Host, Server
 from nc.drivers.qemu import QemuDriver
 from nc.models import NodeInstance
@@ -155,7 +156,7 @@ def pc_with_desktops(live_server, cloud_at, tmp_path, monkeypatch):
                           state="online")
     image = create_image(name="Maths", owner_group=school_group())
     upload = start_upload(image, image_file.stat().st_size)
-    upload_file(config.walrus_url, config.cloud_key, "test", image_file, image.image_id, upload_id=upload["upload_id"])
+    upload_file(config.walrus_url, own_key(), image_file, image.image_id, upload_id=upload["upload_id"])
     finish_upload(image, upload["upload_id"])
     make_school(image, auto_sync=False)  # this test pulls on Start, so nothing may be pulled in the background
     try:

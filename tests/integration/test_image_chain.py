@@ -22,6 +22,7 @@ from luhyaapi.imagecache import sha256_of
 from luhyaapi.messages import Command
 from luhyaapi.queues import node_commands
 from luhyaapi.transfer import download, upload_file
+from luhyaapi.trust import own_key
 from luhyadb.models import Image, OwnerGroup, Server
 from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.services.images import fetch_image, node_cache
@@ -66,7 +67,7 @@ def image_file(tmp_path):
 def uploaded(cloud, image_file):
     image = create_image(name="Lab desktop", owner_group=OwnerGroup.objects.create(name="root", path="edu"))
     upload = start_upload(image, SIZE)
-    upload_file(cloud.walrus_url, cloud.cloud_key, "test", image_file, image.image_id, upload_id=upload["upload_id"])
+    upload_file(cloud.walrus_url, own_key(), image_file, image.image_id, upload_id=upload["upload_id"])
     version = finish_upload(image, upload["upload_id"])
     assert version.sha256 == sha256_of(image_file)
     return image, version
@@ -87,8 +88,7 @@ def test_many_nodes_pulling_one_image_at_once_share_one_walrus_download(cloud, u
     results: dict[int, str] = {}
 
     def pull(n: int) -> None:
-        results[n] = download(url, tmp_path / f"nc-{n}.img", key=cloud.cloud_key, sender=f"nc-{n}",
-                              expected_sha256=version.sha256)
+        results[n] = download(url, tmp_path / f"nc-{n}.img", key=own_key(), expected_sha256=version.sha256)
 
     pullers = [threading.Thread(target=pull, args=(n,)) for n in range(6)]
     for puller in pullers:
@@ -151,7 +151,7 @@ def test_a_corrupted_node_cache_file_is_detected_and_fetched_again(cloud, upload
 def test_a_corrupted_cluster_cache_file_is_detected_and_fetched_again(cloud, uploaded, tmp_path):
     image, version = uploaded
     url = f"{cloud.cc_url}/cc/api/1.0/images/{image.image_id}/versions/{version.number}/data"
-    download(url, tmp_path / "first.img", key=cloud.cloud_key, sender="nc-1", expected_sha256=version.sha256)
+    download(url, tmp_path / "first.img", key=own_key(), expected_sha256=version.sha256)
     cache = cluster_cache_module.cluster_cache()
     cached = cache.files.path(image.image_id, version.number)
     # The node has every byte once the stream ends; the CC still verifies and renames its copy just after.
@@ -159,8 +159,7 @@ def test_a_corrupted_cluster_cache_file_is_detected_and_fetched_again(cloud, upl
     while (cache.fetching() or not cached.exists()) and time.monotonic() < deadline:
         time.sleep(0.05)
     _corrupt(cached)
-    assert download(url, tmp_path / "second.img", key=cloud.cloud_key, sender="nc-1",
-                    expected_sha256=version.sha256) == version.sha256
+    assert download(url, tmp_path / "second.img", key=own_key(), expected_sha256=version.sha256) == version.sha256
     assert sha256_of(cached) == version.sha256
 
 
@@ -178,7 +177,7 @@ def test_a_partial_download_of_a_node_resumes_from_where_it_stopped(cloud, uploa
         part.write(open(cloud.data_dir / "walrus" / "images" / image.image_id / f"{version.number}.img", "rb")
                    .read(SIZE // 3))
     seen = []
-    assert download(url, dest, key=cloud.cloud_key, sender="nc-1", expected_sha256=version.sha256,
+    assert download(url, dest, key=own_key(), expected_sha256=version.sha256,
                     progress=lambda done, total: seen.append(done)) == version.sha256
     assert seen[0] > SIZE // 3
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == version.sha256
@@ -251,7 +250,7 @@ def test_a_node_pulling_a_version_still_arriving_gets_what_has_arrived_straight_
     monkeypatch.setattr(requests.Session, "get", recorded_get)
     monkeypatch.setattr("luhyaapi.transfer.time.sleep", sleeps.append)
     dest = tmp_path / "nc.img"
-    assert download(url, dest, key=cloud.cloud_key, sender="nc-1", expected_sha256=version.sha256) == version.sha256
+    assert download(url, dest, key=own_key(), expected_sha256=version.sha256) == version.sha256
     assert sha256_of(dest) == version.sha256
     # The first answer ended where walrus's bytes had got to; the node asked again at once for the rest.
     first_range, first_status, first_content_range = parts[0]

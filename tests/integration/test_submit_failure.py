@@ -31,6 +31,7 @@ from luhyaapi.bus import get_bus
 from luhyaapi.messages import Command, Message, decode, encode
 from luhyaapi.queues import CLC_STATUS, node_commands
 from luhyaapi.transfer import upload_file
+from luhyaapi.trust import own_key
 from luhyadb.models import Image, Instance, OwnerGroup, Server, TaskTransaction, VMType
 from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.models import CommandRecord, NodeInstance
@@ -143,7 +144,7 @@ def image(cloud, tmp_path):
     image = create_image(name="Lab server", usage="server",
                          owner_group=OwnerGroup.objects.create(name="root", path="edu"))
     upload = start_upload(image, disk.stat().st_size)
-    upload_file(cloud.walrus_url, cloud.cloud_key, "test", disk, image.image_id, upload_id=upload["upload_id"])
+    upload_file(cloud.walrus_url, own_key(), disk, image.image_id, upload_id=upload["upload_id"])
     finish_upload(image, upload["upload_id"])
     image.refresh_from_db()
     return image

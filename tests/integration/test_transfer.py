@@ -21,8 +21,11 @@ import requests
 from django.conf import settings
 
 from luhyaapi.client import RoleClient
+from luhyaapi.keys import HostKey
 from luhyaapi.signing import canonical_path, sign_headers
 from luhyaapi.transfer import ChecksumMismatch, TransferError, download, throttled, upload_file
+from luhyaapi.trust import own_key
+from tests.keys import new_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +40,6 @@ def no_lingering_connections():
 
 IMAGE = "img-0000abcd"
 MiB = 1024 * 1024
-SENDER = "nc-test"
 
 
 @pytest.fixture(autouse=True)
@@ -52,8 +54,9 @@ def walrus_url(live_server) -> str:
 
 
 @pytest.fixture
-def key() -> str:
-    return settings.EDUCLOUD.cloud_key
+def key() -> HostKey:
+    """The test host's own key (a new one in each test's data dir): a CLC's, which walrus takes."""
+    return own_key()
 
 
 def random_file(path: Path, size: int) -> str:
@@ -70,11 +73,11 @@ def data_url(base: str, version: object = "current", image_id: str = IMAGE) -> s
     return f"{base}/walrus/api/1.0/images/{image_id}/versions/{version}/data"
 
 
-def walrus_upload(base: str, key: str, upload_id: str) -> dict:
-    return RoleClient(base, key, SENDER).get(f"/walrus/api/1.0/uploads/{upload_id}/")
+def walrus_upload(base: str, key: HostKey, upload_id: str) -> dict:
+    return RoleClient(base, key).get(f"/walrus/api/1.0/uploads/{upload_id}/")
 
 
-def wait_for_offset(base: str, key: str, upload_id: str, offset: int, timeout: float = 20) -> int:
+def wait_for_offset(base: str, key: HostKey, upload_id: str, offset: int, timeout: float = 20) -> int:
     """Walrus notices a cut connection when its read comes back empty: wait until it has saved what it got."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -166,12 +169,12 @@ def test_a_file_goes_up_and_comes_back_with_the_same_sha256(walrus_url, key, tmp
     source = tmp_path / "disk.img"
     digest = random_file(source, 5 * MiB + 12345)
     seen = []
-    stored = upload_file(walrus_url, key, SENDER, source, IMAGE, progress=lambda done, total: seen.append(done),
+    stored = upload_file(walrus_url, key, source, IMAGE, progress=lambda done, total: seen.append(done),
                          piece_bytes=2 * MiB)
     assert stored == {"image_id": IMAGE, "version": 1, "size": 5 * MiB + 12345, "sha256": digest, "format": "raw"}
     assert seen[-1] == 5 * MiB + 12345 and seen == sorted(seen)
     dest = tmp_path / "cache" / "disk.img"
-    assert download(data_url(walrus_url), dest, key=key, sender=SENDER) == digest
+    assert download(data_url(walrus_url), dest, key=key) == digest
     assert file_sha(dest) == digest
     assert not Path(f"{dest}.part").exists()
 
@@ -184,7 +187,7 @@ def test_a_file_larger_than_djangos_memory_limit_goes_up_in_one_streamed_put(wal
     original_put = requests.Session.put
     monkeypatch.setattr(requests.Session, "put", lambda self, url, **kw: (puts.append(url), original_put(self, url,
                                                                                                           **kw))[1])
-    assert upload_file(walrus_url, key, SENDER, source, IMAGE, sha256=digest)["sha256"] == digest
+    assert upload_file(walrus_url, key, source, IMAGE, sha256=digest)["sha256"] == digest
     assert len(puts) == 1
 
 
@@ -192,12 +195,12 @@ def test_an_upload_cut_mid_body_by_the_network_resumes_from_walruss_offset(walru
     source = tmp_path / "disk.img"
     size = 4 * MiB + 77
     digest = random_file(source, size)
-    client = RoleClient(walrus_url, key, SENDER)
+    client = RoleClient(walrus_url, key)
     upload_id = client.post("/walrus/api/1.0/uploads/", {"image_id": IMAGE, "size": size})["upload_id"]
     sent = 1 * MiB + 1000
     path = f"/walrus/api/1.0/uploads/{upload_id}/data"
-    headers = sign_headers(key, SENDER, "PUT", canonical_path(path, "offset=0"), None)
     parts = urlsplit(walrus_url)
+    headers = sign_headers(key, "PUT", parts.netloc, canonical_path(path, "offset=0"), None)
     with socket.create_connection((parts.hostname, parts.port)) as raw:
         head = [f"PUT {path}?offset=0 HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {size}",
                 "Content-Type: application/octet-stream", *(f"{name}: {value}" for name, value in headers.items())]
@@ -206,12 +209,12 @@ def test_an_upload_cut_mid_body_by_the_network_resumes_from_walruss_offset(walru
         raw.shutdown(socket.SHUT_RDWR)
     assert wait_for_offset(walrus_url, key, upload_id, sent) == sent
     seen = []
-    stored = upload_file(walrus_url, key, SENDER, source, IMAGE, upload_id=upload_id,
+    stored = upload_file(walrus_url, key, source, IMAGE, upload_id=upload_id,
                          progress=lambda done, total: seen.append(done))
     assert seen[0] == sent
     assert (stored["sha256"], stored["size"]) == (digest, size)
     dest = tmp_path / "back.img"
-    download(data_url(walrus_url), dest, key=key, sender=SENDER, expected_sha256=digest)
+    download(data_url(walrus_url), dest, key=key, expected_sha256=digest)
     assert file_sha(dest) == digest
 
 
@@ -219,22 +222,22 @@ def test_upload_file_goes_on_after_the_network_drops_its_connection(walrus_url, 
     cutter = proxy(cut_after=1 * MiB + 333, direction="up")
     source = tmp_path / "disk.img"
     digest = random_file(source, 3 * MiB + 5)
-    stored = upload_file(cutter.url, key, SENDER, source, IMAGE)
+    stored = upload_file(cutter.url, key, source, IMAGE)
     assert cutter.cuts == 1
     assert stored["sha256"] == digest
     dest = tmp_path / "back.img"
-    assert download(data_url(walrus_url), dest, key=key, sender=SENDER) == digest
+    assert download(data_url(walrus_url), dest, key=key) == digest
 
 
 def test_a_download_cut_mid_body_resumes_with_a_range(walrus_url, key, tmp_path, monkeypatch):
     source = tmp_path / "disk.img"
     digest = random_file(source, 3 * MiB + 999)
-    upload_file(walrus_url, key, SENDER, source, IMAGE)
+    upload_file(walrus_url, key, source, IMAGE)
     dest = tmp_path / "cache" / "disk.img"
     dest.parent.mkdir()
     url = data_url(walrus_url)
     parts = urlsplit(url)
-    headers = sign_headers(key, SENDER, "GET", canonical_path(parts.path), b"")
+    headers = sign_headers(key, "GET", parts.netloc, canonical_path(parts.path), b"")
     kept = 1 * MiB + 17
     with socket.create_connection((parts.hostname, parts.port)) as raw:
         head = [f"GET {parts.path} HTTP/1.1", f"Host: {parts.netloc}",
@@ -250,7 +253,7 @@ def test_a_download_cut_mid_body_resumes_with_a_range(walrus_url, key, tmp_path,
     original_get = requests.Session.get
     monkeypatch.setattr(requests.Session, "get", lambda self, url, **kw: (ranges.append(kw["headers"].get("Range")),
                                                                           original_get(self, url, **kw))[1])
-    assert download(url, dest, key=key, sender=SENDER) == digest
+    assert download(url, dest, key=key) == digest
     assert ranges == [f"bytes={kept}-"]
     assert file_sha(dest) == digest
 
@@ -259,14 +262,14 @@ def test_a_partial_download_that_is_already_whole_is_verified_without_fetching_i
                                                                                        monkeypatch):
     source = tmp_path / "disk.img"
     digest = random_file(source, MiB + 3)
-    upload_file(walrus_url, key, SENDER, source, IMAGE)
+    upload_file(walrus_url, key, source, IMAGE)
     dest = tmp_path / "back.img"
     Path(f"{dest}.part").write_bytes(source.read_bytes())
     ranges = []
     original_get = requests.Session.get
     monkeypatch.setattr(requests.Session, "get", lambda self, url, **kw: (ranges.append(kw["headers"].get("Range")),
                                                                           original_get(self, url, **kw))[1])
-    assert download(data_url(walrus_url), dest, key=key, sender=SENDER) == digest
+    assert download(data_url(walrus_url), dest, key=key) == digest
     assert ranges == [f"bytes={MiB + 3}-"]
     assert file_sha(dest) == digest
 
@@ -274,11 +277,11 @@ def test_a_partial_download_that_is_already_whole_is_verified_without_fetching_i
 def test_download_goes_on_after_the_network_drops_its_connection(walrus_url, key, tmp_path, proxy):
     source = tmp_path / "disk.img"
     digest = random_file(source, 3 * MiB + 1)
-    upload_file(walrus_url, key, SENDER, source, IMAGE)
+    upload_file(walrus_url, key, source, IMAGE)
     cutter = proxy(cut_after=2 * MiB, direction="down")
     dest = tmp_path / "back.img"
     seen = []
-    assert download(data_url(cutter.url), dest, key=key, sender=SENDER, expected_sha256=digest,
+    assert download(data_url(cutter.url), dest, key=key, expected_sha256=digest,
                     progress=lambda done, total: seen.append(done)) == digest
     assert cutter.cuts == 1
     assert file_sha(dest) == digest
@@ -288,11 +291,11 @@ def test_download_goes_on_after_the_network_drops_its_connection(walrus_url, key
 def test_a_corrupted_partial_download_fails_its_checksum_and_leaves_nothing(walrus_url, key, tmp_path):
     source = tmp_path / "disk.img"
     random_file(source, 2 * MiB)
-    upload_file(walrus_url, key, SENDER, source, IMAGE)
+    upload_file(walrus_url, key, source, IMAGE)
     dest = tmp_path / "back.img"
     Path(f"{dest}.part").write_bytes(b"\0" * MiB)
     with pytest.raises(ChecksumMismatch):
-        download(data_url(walrus_url), dest, key=key, sender=SENDER)
+        download(data_url(walrus_url), dest, key=key)
     assert not dest.exists()
     assert not Path(f"{dest}.part").exists()
 
@@ -300,10 +303,10 @@ def test_a_corrupted_partial_download_fails_its_checksum_and_leaves_nothing(walr
 def test_a_download_that_is_not_the_expected_file_fails_and_leaves_nothing(walrus_url, key, tmp_path):
     source = tmp_path / "disk.img"
     random_file(source, MiB)
-    upload_file(walrus_url, key, SENDER, source, IMAGE)
+    upload_file(walrus_url, key, source, IMAGE)
     dest = tmp_path / "back.img"
     with pytest.raises(ChecksumMismatch) as mismatch:
-        download(data_url(walrus_url), dest, key=key, sender=SENDER, expected_sha256="0" * 64)
+        download(data_url(walrus_url), dest, key=key, expected_sha256="0" * 64)
     assert mismatch.value.expected == "0" * 64
     assert not dest.exists()
     assert not Path(f"{dest}.part").exists()
@@ -313,17 +316,17 @@ def test_an_upload_whose_sha256_is_wrong_is_refused_and_discarded_by_walrus(walr
     source = tmp_path / "disk.img"
     random_file(source, MiB)
     with pytest.raises(ChecksumMismatch):
-        upload_file(walrus_url, key, SENDER, source, IMAGE, sha256="1" * 64)
-    assert RoleClient(walrus_url, key, SENDER).get("/walrus/api/1.0/images/")["count"] == 0
+        upload_file(walrus_url, key, source, IMAGE, sha256="1" * 64)
+    assert RoleClient(walrus_url, key).get("/walrus/api/1.0/images/")["count"] == 0
 
 
 def test_resuming_an_upload_with_another_file_is_refused(walrus_url, key, tmp_path):
-    upload_id = RoleClient(walrus_url, key, SENDER).post("/walrus/api/1.0/uploads/",
+    upload_id = RoleClient(walrus_url, key).post("/walrus/api/1.0/uploads/",
                                                          {"image_id": IMAGE, "size": 10})["upload_id"]
     source = tmp_path / "disk.img"
     random_file(source, 11)
     with pytest.raises(TransferError) as refused:
-        upload_file(walrus_url, key, SENDER, source, IMAGE, upload_id=upload_id)
+        upload_file(walrus_url, key, source, IMAGE, upload_id=upload_id)
     assert "10 bytes" in str(refused.value)
 
 
@@ -331,18 +334,18 @@ def test_transfers_signed_with_another_key_are_refused(walrus_url, key, tmp_path
     source = tmp_path / "disk.img"
     random_file(source, 1000)
     with pytest.raises(TransferError) as refused:
-        upload_file(walrus_url, "another-cloud-key-entirely", SENDER, source, IMAGE)
+        upload_file(walrus_url, new_key(key.name), source, IMAGE)
     assert refused.value.status == 403
-    upload_file(walrus_url, key, SENDER, source, IMAGE)
+    upload_file(walrus_url, key, source, IMAGE)
     with pytest.raises(TransferError) as refused:
-        download(data_url(walrus_url), tmp_path / "back.img", key="another-cloud-key-entirely", sender=SENDER)
+        download(data_url(walrus_url), tmp_path / "back.img", key=new_key(key.name))
     assert refused.value.status == 403
 
 
 def test_a_missing_version_is_a_transfer_error_not_a_retry_loop(walrus_url, key, tmp_path):
     started = time.monotonic()
     with pytest.raises(TransferError) as missing:
-        download(data_url(walrus_url, 7), tmp_path / "back.img", key=key, sender=SENDER)
+        download(data_url(walrus_url, 7), tmp_path / "back.img", key=key)
     assert (missing.value.status, time.monotonic() - started < 5) == (404, True)
 
 
@@ -352,8 +355,8 @@ def test_an_unreachable_walrus_is_retried_a_bounded_number_of_times(tmp_path, mo
     port = listener.getsockname()[1]
     listener.close()
     with pytest.raises(TransferError) as gave_up:
-        download(f"http://127.0.0.1:{port}/walrus/api/1.0/images/{IMAGE}/versions/1/data", tmp_path / "x", key="k",
-                 sender=SENDER)
+        download(f"http://127.0.0.1:{port}/walrus/api/1.0/images/{IMAGE}/versions/1/data", tmp_path / "x",
+                 key=new_key("nc-x"))
     assert "gave up after 5 retries" in str(gave_up.value)
 
 
@@ -364,7 +367,7 @@ def test_a_disk_made_by_qemu_img_is_stored_with_its_format(walrus_url, key, tmp_
         pytest.skip("qemu-img is not installed (tests/run.sh installs qemu-utils)")
     disk = tmp_path / f"disk.{disk_format}"
     subprocess.run([qemu_img, "create", "-q", "-f", disk_format, str(disk), "1G"], check=True, timeout=60)
-    stored = upload_file(walrus_url, key, SENDER, disk, IMAGE)
+    stored = upload_file(walrus_url, key, disk, IMAGE)
     assert (stored["format"], stored["sha256"]) == (disk_format, file_sha(disk))
 
 

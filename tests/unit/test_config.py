@@ -8,7 +8,6 @@ BASE = {
     "EDUCLOUD_HOST_NAME": "node-1",
     "EDUCLOUD_ROLES": "nc",
     "EDUCLOUD_HOST_DATA_DIR": "/tmp/educloud-config-test",
-    "EDUCLOUD_CLOUD_KEY": "k" * 32,
     "EDUCLOUD_CLOUD_CC_URL": "http://10.0.0.1:8000",
     "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent",
 }
@@ -46,13 +45,19 @@ def test_production_urls_map_to_mysql_rabbitmq_and_memcached():
 
 def test_file_values_are_read_and_environment_overrides_them(tmp_path):
     conf = tmp_path / "educloud.conf"
-    conf.write_text("[host]\nname = from-file\nroles = clc\ndata_dir = /tmp/x\n[cloud]\nkey = " + "f" * 20 +
-                    "\nheartbeat_seconds = 60\n")
+    conf.write_text("[host]\nname = from-file\nroles = clc\ndata_dir = /tmp/x\n[cloud]\nheartbeat_seconds = 60\n")
     config = load_config({"EDUCLOUD_CONF": str(conf), "EDUCLOUD_CLOUD_HEARTBEAT_SECONDS": "5"})
     assert config.name == "from-file"
     assert config.roles == ("clc",)
     assert config.heartbeat_seconds == 5.0
     assert config.source == str(conf)
+
+
+def test_a_file_with_the_retired_cloud_key_says_what_replaced_it(tmp_path):
+    conf = tmp_path / "educloud.conf"
+    conf.write_text("[host]\nname = old\nroles = cc\ndata_dir = /tmp/x\n[cloud]\nkey = " + "f" * 20 + "\n")
+    with pytest.raises(ConfigError, match="cloud.key is no longer a setting: every host has a key of its own"):
+        load_config({"EDUCLOUD_CONF": str(conf)})
 
 
 def test_notes_peer_files_give_the_boss_addresses(tmp_path):
@@ -69,7 +74,7 @@ def test_notes_peer_files_give_the_boss_addresses(tmp_path):
     ({"EDUCLOUD_HOST_NAME": "Bad Name"}, "host.name"),
     ({"EDUCLOUD_HOST_IP": "10.0.0.300"}, "host.ip"),
     ({"EDUCLOUD_HOST_MAC": "zz:00"}, "host.mac"),
-    ({"EDUCLOUD_CLOUD_KEY": "short"}, "cloud.key"),
+    ({"EDUCLOUD_HOST_JOIN_TOKEN": "not a token"}, "host.join_token"),
     ({"EDUCLOUD_CLOUD_CC_URL": None}, "cloud.cc_url (EDUCLOUD_CLOUD_CC_URL): is required for role nc"),
     ({"EDUCLOUD_BUS_URL": "kafka://x"}, "bus.url"),
     ({"EDUCLOUD_DATABASE_URL": "postgres://x/y"}, "database.url"),

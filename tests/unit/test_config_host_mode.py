@@ -11,7 +11,6 @@ BASE = {
     "EDUCLOUD_HOST_NAME": "pc-12",
     "EDUCLOUD_ROLES": "nc",
     "EDUCLOUD_HOST_DATA_DIR": "/tmp/educloud-config-test",
-    "EDUCLOUD_CLOUD_KEY": "k" * 32,
     "EDUCLOUD_CLOUD_CC_URL": "http://10.0.0.1:8000",
     "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent",
 }

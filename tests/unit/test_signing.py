@@ -1,63 +1,135 @@
-"""Signatures of node-to-node calls."""
+"""Signatures of calls between hosts: each host's own key, over everything that makes the call what it is."""
 
 import pytest
 
-from luhyaapi.signing import HEADER_SIGNATURE, SignatureError, sign_headers, verify
+from luhyaapi.keys import fingerprint, parse_public_key, verify_signature
+from luhyaapi.signing import (
+    HEADER_NONCE,
+    HEADER_SENDER,
+    HEADER_SIGNATURE,
+    SignatureError,
+    canonical_host,
+    make_upload_token,
+    sign_headers,
+    verify,
+    verify_upload_token,
+)
+from tests.keys import new_key
 
-KEY = "cloud-key-0123456789"
+NODE = new_key("nc-1")
+OTHER = new_key("nc-2")
+KEYS = {"nc-1": NODE.public_key, "nc-2": OTHER.public_key}
+HOST = "10.0.0.2:8000"
+PATH = "/cc/api/1.0/register/server/"
 
 
-def test_a_signed_request_verifies_and_names_its_sender():
-    headers = sign_headers(KEY, "nc-1", "POST", "/cc/api/1.0/register/server/", b'{"a": 1}', now=1000)
-    assert verify(KEY, "POST", "/cc/api/1.0/register/server/", b'{"a": 1}', headers, now=1010) == "nc-1"
+def signed(method="POST", host=HOST, path=PATH, body=b'{"a": 1}', key=NODE, now=1000):
+    return sign_headers(key, method, host, path, body, now=now)
 
 
-@pytest.mark.parametrize("method, path, body, key", [
-    ("GET", "/cc/api/1.0/register/server/", b'{"a": 1}', KEY),
-    ("POST", "/cc/api/1.0/register/host/", b'{"a": 1}', KEY),
-    ("POST", "/cc/api/1.0/register/server/", b'{"a": 2}', KEY),
-    ("POST", "/cc/api/1.0/register/server/", b'{"a": 1}', "another-cloud-key-000"),
+def test_a_signed_request_verifies_and_names_its_sender_and_nonce():
+    headers = signed()
+    assert verify(KEYS.get, "POST", HOST, PATH, b'{"a": 1}', headers, now=1010) == ("nc-1", headers[HEADER_NONCE])
+
+
+@pytest.mark.parametrize("method, host, path, body", [
+    ("GET", HOST, PATH, b'{"a": 1}'),
+    ("POST", "10.0.0.3:8000", PATH, b'{"a": 1}'),
+    ("POST", HOST, "/cc/api/1.0/register/host/", b'{"a": 1}'),
+    ("POST", HOST, PATH + "?x=1", b'{"a": 1}'),
+    ("POST", HOST, PATH, b'{"a": 2}'),
 ])
-def test_any_change_of_method_path_body_or_key_is_refused_with_403(method, path, body, key):
-    headers = sign_headers(KEY, "nc-1", "POST", "/cc/api/1.0/register/server/", b'{"a": 1}', now=1000)
+def test_any_change_of_method_host_path_or_body_is_refused_with_403(method, host, path, body):
     with pytest.raises(SignatureError) as error:
-        verify(key, method, path, body, headers, now=1000)
+        verify(KEYS.get, method, host, path, body, signed(), now=1000)
     assert error.value.status == 403
 
 
+def test_a_signature_of_another_hosts_key_is_refused_with_403():
+    with pytest.raises(SignatureError, match="wrong signature") as error:
+        verify(KEYS.get, "POST", HOST, PATH, b'{"a": 1}', signed(key=OTHER) | {HEADER_SENDER: "nc-1"}, now=1000)
+    assert error.value.status == 403
+
+
+def test_the_sender_is_signed_too_so_a_call_cannot_be_passed_off_as_another_hosts():
+    headers = signed() | {HEADER_SENDER: "nc-2"}
+    with pytest.raises(SignatureError, match="wrong signature"):
+        verify(KEYS.get, "POST", HOST, PATH, b'{"a": 1}', headers, now=1000)
+
+
+def test_the_nonce_is_signed_so_a_replay_cannot_wear_a_new_one():
+    headers = signed() | {HEADER_NONCE: "A" * 24}
+    with pytest.raises(SignatureError, match="wrong signature"):
+        verify(KEYS.get, "POST", HOST, PATH, b'{"a": 1}', headers, now=1000)
+
+
+def test_every_signature_has_a_new_nonce():
+    assert signed()[HEADER_NONCE] != signed()[HEADER_NONCE]
+
+
+def test_an_unknown_or_revoked_sender_is_refused_with_401():
+    with pytest.raises(SignatureError, match="not an enrolled host") as error:
+        verify({}.get, "POST", HOST, PATH, b'{"a": 1}', signed(), now=1000)
+    assert error.value.status == 401
+
+
 def test_a_stale_request_is_refused_with_401():
-    headers = sign_headers(KEY, "nc-1", "GET", "/p", b"", now=1000)
     with pytest.raises(SignatureError, match="stale") as error:
-        verify(KEY, "GET", "/p", b"", headers, now=1000 + 301)
+        verify(KEYS.get, "POST", HOST, PATH, b'{"a": 1}', signed(now=1000), now=1000 + 301)
     assert error.value.status == 401
 
 
-def test_an_unsigned_request_is_refused_with_401():
-    with pytest.raises(SignatureError, match="not signed") as error:
-        verify(KEY, "GET", "/p", b"", {}, now=1000)
+@pytest.mark.parametrize("change", [{}, {HEADER_SIGNATURE: None}, {HEADER_NONCE: None}, {HEADER_NONCE: "short"},
+                                    {HEADER_SENDER: "NC;1"}, {"X-Educloud-Timestamp": "soon"}])
+def test_an_unsigned_or_malformed_request_is_refused_with_401(change):
+    headers = {key: value for key, value in (signed() | change).items() if value is not None} if change else {}
+    with pytest.raises(SignatureError) as error:
+        verify(KEYS.get, "POST", HOST, PATH, b'{"a": 1}', headers, now=1000)
     assert error.value.status == 401
-
-
-def test_a_signature_cannot_be_replayed_on_another_path():
-    headers = sign_headers(KEY, "nc-1", "GET", "/clc/api/1.0/status/", b"", now=1000)
-    with pytest.raises(SignatureError):
-        verify(KEY, "GET", "/clc/api/1.0/status/?role=nc", b"", headers, now=1000)
-    assert HEADER_SIGNATURE in headers
 
 
 def test_a_streamed_body_may_be_signed_as_unsigned_payload_where_the_view_allows_it():
-    headers = sign_headers(KEY, "nc-1", "PUT", "/walrus/api/1.0/uploads/x/data", None, now=1000)
-    assert verify(KEY, "PUT", "/walrus/api/1.0/uploads/x/data", None, headers, now=1000) == "nc-1"
+    headers = signed("PUT", path="/walrus/api/1.0/uploads/x/data", body=None)
+    assert verify(KEYS.get, "PUT", HOST, "/walrus/api/1.0/uploads/x/data", None, headers, now=1000)[0] == "nc-1"
 
 
 def test_an_unsigned_payload_is_refused_where_the_body_must_be_signed():
-    headers = sign_headers(KEY, "nc-1", "POST", "/p", None, now=1000)
     with pytest.raises(SignatureError) as error:
-        verify(KEY, "POST", "/p", b"anything", headers, now=1000)
+        verify(KEYS.get, "POST", HOST, "/p", b"anything", signed(path="/p", body=None), now=1000)
     assert error.value.status == 403
 
 
 def test_a_view_that_streams_still_refuses_a_body_hash_it_cannot_check():
-    headers = sign_headers(KEY, "nc-1", "PUT", "/p", b"data", now=1000)
     with pytest.raises(SignatureError, match="UNSIGNED-PAYLOAD"):
-        verify(KEY, "PUT", "/p", None, headers, now=1000)
+        verify(KEYS.get, "PUT", HOST, "/p", None, signed("PUT", path="/p", body=b"data"), now=1000)
+
+
+def test_the_host_is_signed_as_browsers_and_requests_send_it():
+    assert canonical_host("CLC.School.example:80") == "clc.school.example"
+    assert canonical_host("clc.school.example:443", "https") == "clc.school.example"
+    assert canonical_host("10.0.0.2:8000") == "10.0.0.2:8000"
+    assert canonical_host("[fd00::1]:80") == "[fd00::1]"
+
+
+def test_an_upload_token_is_good_for_its_upload_until_it_expires_and_names_its_issuer():
+    clc = new_key("clc-1")
+    keys = {"clc-1": clc.public_key}.get
+    token = make_upload_token(clc, "upl-0000abcd", 2000)
+    assert verify_upload_token(keys, "upl-0000abcd", token, "2000", now=1999) == "clc-1"
+    for upload, expires, now in (("upl-0000ffff", "2000", 1999), ("upl-0000abcd", "2001", 1999),
+                                 ("upl-0000abcd", "2000", 2001)):
+        with pytest.raises(SignatureError):
+            verify_upload_token(keys, upload, token, expires, now=now)
+    with pytest.raises(SignatureError):
+        verify_upload_token(keys, "upl-0000abcd", make_upload_token(new_key("clc-1"), "upl-0000abcd", 2000), "2000",
+                            now=1999)
+
+
+def test_public_keys_travel_as_text_and_are_shown_by_a_fingerprint():
+    key = new_key("x")
+    assert parse_public_key(key.public_key)
+    assert key.fingerprint.startswith("SHA256:") and len(key.fingerprint) == 50
+    assert fingerprint(key.public_key) == key.fingerprint
+    assert verify_signature(key.public_key, key.sign(b"m"), b"m")
+    assert not verify_signature(key.public_key, key.sign(b"m"), b"n")
+    assert not verify_signature(key.public_key, "not base64!", b"m")

@@ -69,7 +69,7 @@ def test_a_lan_broadcast_the_limited_broadcast_or_one_pcs_address_may_be_the_tar
 
 
 BASE = {"EDUCLOUD_HOST_NAME": "cc-1", "EDUCLOUD_ROLES": "cc", "EDUCLOUD_HOST_DATA_DIR": "/tmp/educloud-config-test",
-        "EDUCLOUD_CLOUD_KEY": "k" * 32, "EDUCLOUD_CLOUD_CLC_URL": "http://10.0.0.1:8000",
+        "EDUCLOUD_CLOUD_CLC_URL": "http://10.0.0.1:8000",
         "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent"}
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.conf import settings
 from rest_framework import authentication, exceptions
 
+from luhyaapi import trust
 from luhyaapi.drf import IsSignedNodeOrStaff
 from luhyaapi.signing import SignatureError, verify_upload_token
 
@@ -25,8 +25,9 @@ class UploadTokenHolder:
 
 
 class UploadTokenAuthentication(authentication.BaseAuthentication):
-    """``?token=<hmac>&expires=<epoch>``: HMAC-SHA256 with the cloud key over ``upload:<upload_id>:<expires>``.
-    A request without ``token`` is left to the other authentications; a wrong or expired token is a 401."""
+    """``?token=<issuer>.<signature>&expires=<epoch>``: the CLC host ``issuer`` signed ``upload_id`` and
+    ``expires`` with its key (``luhyaapi.signing.make_upload_token``). A request without ``token`` is left to the
+    other authentications; a wrong or expired token, or one not made by a CLC, is a 401."""
 
     def authenticate(self, request):
         token = request.query_params.get("token")
@@ -34,8 +35,7 @@ class UploadTokenAuthentication(authentication.BaseAuthentication):
             return None
         upload_id = (request.parser_context or {}).get("kwargs", {}).get("upload_id", "")
         try:
-            verify_upload_token(settings.EDUCLOUD.cloud_key, upload_id, token,
-                                request.query_params.get("expires", ""))
+            verify_upload_token(_clc_key_of, upload_id, token, request.query_params.get("expires", ""))
         except SignatureError as exc:
             logger.warning("refused %s %s from %s: %s", request.method, request.path,
                            request.META.get("REMOTE_ADDR"), exc.reason)
@@ -43,7 +43,13 @@ class UploadTokenAuthentication(authentication.BaseAuthentication):
         return UploadTokenHolder(upload_id), "upload-token"
 
     def authenticate_header(self, request) -> str:
-        return 'Educloud-HMAC realm="educloud"'
+        return 'Educloud-Ed25519 realm="educloud"'
+
+
+def _clc_key_of(name: str) -> str | None:
+    """Only a cloud controller makes upload tokens."""
+    issuer = trust.peer(name)
+    return issuer.public_key if issuer is not None and "clc" in issuer.roles else None
 
 
 class IsSignedNodeOrStaffOrUploadToken(IsSignedNodeOrStaff):

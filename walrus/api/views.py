@@ -12,7 +12,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from luhyaapi.drf import SignedRequestAuthentication
+from luhyaapi.drf import SignedRequestAuthentication, callers
 from luhyaapi.ids import InvalidId, validate_id
 from luhyaapi.ranges import (
     RangeNotSatisfiable,
@@ -77,7 +77,11 @@ def _valid(serializer_class, data) -> dict:
 
 
 class StoreView(APIView):
-    """Answers the store's refusals with their status and a JSON body (``detail`` and, for writers, ``offset``)."""
+    """Answers the store's refusals with their status and a JSON body (``detail`` and, for writers, ``offset``).
+    Called signed by the CLC (images, uploads) and the CCs (their cluster caches, their nodes' uploads), or by a
+    logged-in administrator."""
+
+    signed_callers = callers("clc", "cc")
 
     def handle_exception(self, exc):
         if isinstance(exc, StoreError):

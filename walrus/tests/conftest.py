@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from luhyaapi.signing import canonical_path, sign_headers
+from luhyaapi.trust import own_key
 
 API = "/walrus/api/1.0"
 
@@ -40,8 +41,7 @@ def walrus(client, settings):
 
             body = json.dumps(payload).encode() if payload is not None else b""
             route, _, query = f"{API}/{path}".partition("?")
-            signed = sign_headers(key or settings.EDUCLOUD.cloud_key, "test-node", method,
-                                  canonical_path(route, query), body)
+            signed = sign_headers(key or own_key(), method, "testserver", canonical_path(route, query), body)
             extra = as_meta(signed | (headers or {}))
             return client.generic(method, f"{API}/{path}", body, content_type="application/json", **extra)
 
@@ -51,8 +51,8 @@ def walrus(client, settings):
             query = f"offset={offset}" if query is None else query
             extra = {}
             if signed:
-                extra = as_meta(sign_headers(key or settings.EDUCLOUD.cloud_key, "test-node", "PUT",
-                                             canonical_path(route, query), None))
+                extra = as_meta(sign_headers(key or own_key(), "PUT", "testserver", canonical_path(route, query),
+                                             None))
             return client.generic("PUT", f"{route}?{query}", data, content_type="application/octet-stream", **extra)
 
         def start(self, image_id: str, data: bytes, **extra) -> str:

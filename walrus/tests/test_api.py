@@ -12,6 +12,8 @@ from django.contrib.auth import get_user_model
 from django.http.request import HttpRequest
 
 from luhyaapi.signing import UNSIGNED_PAYLOAD, canonical_path, make_upload_token, sign_headers
+from luhyaapi.trust import own_key
+from tests.keys import enrolled_key, new_key
 from walrus.models import ImageVersion, Upload
 from walrus.services.store import upload_path, version_path
 from walrus.tests.conftest import API, as_meta, files_under
@@ -145,14 +147,14 @@ def test_every_call_refuses_an_unsigned_request_with_401(client, walrus, method,
 
 def test_a_call_signed_with_another_key_is_a_403(walrus):
     upload_id = walrus.start(IMAGE, DATA)
-    assert walrus.put(upload_id, DATA, key="another-cloud-key-entirely").status_code == 403
-    assert walrus.call("GET", f"uploads/{upload_id}/", key="another-cloud-key-entirely").status_code == 403
+    assert walrus.put(upload_id, DATA, key=new_key(own_key().name)).status_code == 403
+    assert walrus.call("GET", f"uploads/{upload_id}/", key=new_key(own_key().name)).status_code == 403
     assert upload_path(upload_id).read_bytes() == b""
 
 
 def test_only_the_data_call_accepts_a_body_signed_as_unsigned_payload(client):
     path = f"{API}/uploads/"
-    headers = sign_headers(settings.EDUCLOUD.cloud_key, "test-node", "POST", canonical_path(path), None)
+    headers = sign_headers(own_key(), "POST", "testserver", canonical_path(path), None)
     assert headers["X-Educloud-Content-Sha256"] == UNSIGNED_PAYLOAD
     response = client.post(path, {"image_id": IMAGE, "size": 10}, content_type="application/json",
                            **as_meta(headers))
@@ -163,7 +165,7 @@ def test_only_the_data_call_accepts_a_body_signed_as_unsigned_payload(client):
 
 def token_query(upload_id: str, offset: int = 0, expires: int | None = None, token: str | None = None) -> str:
     expires = int(time.time()) + 600 if expires is None else expires
-    token = token or make_upload_token(settings.EDUCLOUD.cloud_key, upload_id, expires)
+    token = token or make_upload_token(own_key(), upload_id, expires)
     return f"token={token}&expires={expires}&offset={offset}"
 
 
@@ -173,7 +175,8 @@ def test_a_presigned_token_lets_a_browser_send_its_uploads_data(walrus):
     assert (response.status_code, response.json()) == (200, {"offset": len(DATA)})
 
 
-@pytest.mark.parametrize("case", ["expired", "wrong", "other-upload", "other-key", "tampered-expiry", "no-expiry"])
+@pytest.mark.parametrize("case", ["expired", "wrong", "other-upload", "other-key", "not-a-clc", "tampered-expiry",
+                                  "no-expiry"])
 def test_a_bad_presigned_token_is_a_401_and_writes_nothing(walrus, case):
     upload_id = walrus.start(IMAGE, DATA)
     other_id = walrus.start(IMAGE, DATA)
@@ -181,13 +184,14 @@ def test_a_bad_presigned_token_is_a_401_and_writes_nothing(walrus, case):
     query = {
         "expired": token_query(upload_id, expires=int(time.time()) - 1),
         "wrong": token_query(upload_id, token="0" * 64),
-        "other-upload": token_query(upload_id, token=make_upload_token(settings.EDUCLOUD.cloud_key, other_id, later),
-                                    expires=later),
-        "other-key": token_query(upload_id, token=make_upload_token("another-cloud-key-entirely", upload_id, later),
+        "other-upload": token_query(upload_id, token=make_upload_token(own_key(), other_id, later), expires=later),
+        "other-key": token_query(upload_id, token=make_upload_token(new_key(own_key().name), upload_id, later),
                                  expires=later),
-        "tampered-expiry": token_query(upload_id, token=make_upload_token(settings.EDUCLOUD.cloud_key, upload_id,
-                                                                          later), expires=later + 3600),
-        "no-expiry": f"token={make_upload_token(settings.EDUCLOUD.cloud_key, upload_id, later)}&offset=0",
+        "not-a-clc": token_query(upload_id, token=make_upload_token(enrolled_key("cc-1", "cc"), upload_id, later),
+                                 expires=later),
+        "tampered-expiry": token_query(upload_id, token=make_upload_token(own_key(), upload_id, later),
+                                       expires=later + 3600),
+        "no-expiry": f"token={make_upload_token(own_key(), upload_id, later)}&offset=0",
     }[case]
     response = walrus.put(upload_id, DATA, query=query, signed=False)
     assert response.status_code == 401

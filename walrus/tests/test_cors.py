@@ -7,10 +7,10 @@ import time
 from dataclasses import replace
 
 import pytest
-from django.conf import settings
 
 from luhyaapi.config import ConfigError, load_config
 from luhyaapi.signing import make_upload_token
+from luhyaapi.trust import own_key
 from walrus.services.store import upload_path
 from walrus.tests.conftest import API
 
@@ -28,7 +28,7 @@ def allowed(settings):
 
 def data_url(upload_id: str, offset: int = 0) -> str:
     expires = int(time.time()) + 600
-    token = make_upload_token(settings.EDUCLOUD.cloud_key, upload_id, expires)
+    token = make_upload_token(own_key(), upload_id, expires)
     return f"{API}/uploads/{upload_id}/data?token={token}&expires={expires}&offset={offset}"
 
 

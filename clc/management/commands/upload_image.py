@@ -47,7 +47,7 @@ class Command(BaseCommand):
             self.stderr.write(f"uploading {file} ({size} bytes) to {record.image_id} as upload {upload_id}; "
                               f"if it is interrupted, run again with --image {record.image_id} --resume {upload_id}")
             client = walrus_client()
-            upload_file(client.base_url, client.key, client.sender, file, record.image_id, upload_id=upload_id,
+            upload_file(client.base_url, client.key, file, record.image_id, upload_id=upload_id,
                         progress=ProgressBar(file.name, write=self._write_progress))
             version = finish_upload(record, upload_id)
         except (ImageError, TransferError, InvalidId, InvalidValue, DatabaseError) as exc:
