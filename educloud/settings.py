@@ -65,6 +65,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# The throttle of failed logins wraps Django's own backend: see clc.services.logins for why there.
+AUTHENTICATION_BACKENDS = ["clc.services.logins.ThrottledModelBackend"]
 LOGIN_URL = "/clc/login/"
 LOGIN_REDIRECT_URL = "/clc/"
 LOGOUT_REDIRECT_URL = "/clc/login/"

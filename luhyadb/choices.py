@@ -97,3 +97,10 @@ class NetworkModeChoices(models.TextChoices):
 
     PUBLIC = "public", "Public (nodes reachable directly)"
     PRIVATE = "private", "Private (through the CC's public address)"
+
+
+class LoginThrottleKindChoices(models.TextChoices):
+    """What failed logins are counted against: the user name typed, or the address the attempt came from."""
+
+    ACCOUNT = "account", "User name"
+    ADDRESS = "address", "Address"
