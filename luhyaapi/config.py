@@ -65,6 +65,7 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("clc", "login_max_failures"): "5",
     ("clc", "login_max_failures_per_address"): "100",
     ("clc", "login_lockout_minutes"): "15",
+    ("clc", "session_idle_minutes"): "30",
     ("walrus", "cors_origins"): "",
     ("walrus", "upload_expiry_hours"): "24",
 }
@@ -127,6 +128,7 @@ class Config:
     login_max_failures: int = 5
     login_max_failures_per_address: int = 100
     login_lockout_minutes: int = 15
+    session_idle_minutes: int = 30
     source: str = field(default="")
 
     @property
@@ -383,6 +385,8 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
                                                          get("clc", "login_max_failures_per_address"), int, 1)),
         login_lockout_minutes=int(_parse_number("clc", "login_lockout_minutes", get("clc", "login_lockout_minutes"),
                                                 int, 1)),
+        session_idle_minutes=int(_parse_number("clc", "session_idle_minutes", get("clc", "session_idle_minutes"), int,
+                                               1)),
         source=source,
     )
 

@@ -114,3 +114,11 @@ def test_login_throttling_cannot_be_switched_off_or_set_to_nonsense(variable, va
     setting = variable.removeprefix("EDUCLOUD_").lower().replace("_", ".", 1)
     with pytest.raises(ConfigError, match=rf"setting {setting} \({variable}\)"):
         load_config(env(**{variable: value}))
+
+
+def test_sessions_end_after_half_an_hour_without_activity_unless_set_otherwise():
+    assert load_config(env()).session_idle_minutes == 30
+    assert load_config(env(EDUCLOUD_CLC_SESSION_IDLE_MINUTES="90")).session_idle_minutes == 90
+    for wrong in ("0", "-5", "soon"):
+        with pytest.raises(ConfigError, match=r"clc.session_idle_minutes \(EDUCLOUD_CLC_SESSION_IDLE_MINUTES\)"):
+            load_config(env(EDUCLOUD_CLC_SESSION_IDLE_MINUTES=wrong))
