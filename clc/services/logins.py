@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -62,6 +62,9 @@ class Tally:
     last_failure: datetime | None = None
     locked_until: datetime | None = None
     locks: int = 0
+
+
+TALLY_FIELDS = [field.name for field in fields(Tally)]
 
 
 def after_failure(tally: Tally, now: datetime, *, limit: int, window: timedelta, lockout: timedelta) -> Tally:
@@ -167,11 +170,10 @@ def _count(kind: str, key: str, now: datetime, **rule) -> Tally:
             row = LoginThrottle.objects.select_for_update().filter(pk=row_id).first()
             if row is None:
                 continue  # unlocked (deleted) meanwhile: count on a new row
-            tally = after_failure(Tally(row.failures, row.first_failure, row.last_failure, row.locked_until,
-                                        row.locks), now, **rule)
-            row.failures, row.first_failure, row.last_failure = tally.failures, tally.first_failure, tally.last_failure
-            row.locked_until, row.locks = tally.locked_until, tally.locks
-            row.save()
+            tally = after_failure(Tally(**{name: getattr(row, name) for name in TALLY_FIELDS}), now, **rule)
+            for name in TALLY_FIELDS:
+                setattr(row, name, getattr(tally, name))
+            row.save(update_fields=TALLY_FIELDS)
             return tally
 
 
