@@ -1,6 +1,7 @@
-"""Pages of the admin console for people: their accounts (list, create, edit, reset a password, delete), one's own
-account and password, and the console's front page, which sends each person where they have pages. Thin adapters
-over ``clc.services.accounts``; who may see and change which account is ``clc.services.authz``'s rule."""
+"""Pages of the admin console for people: their accounts (list, create, edit, reset a password, unlock after failed
+logins, delete), one's own account and password, and the console's front page, which sends each person where they
+have pages. Thin adapters over ``clc.services.accounts``; who may see and change which account is
+``clc.services.authz``'s rule."""
 
 from __future__ import annotations
 
