@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -74,3 +75,17 @@ def test_a_real_error_keeps_its_traceback(monkeypatch, host_log):
     written = host_log.getvalue()
     assert "ERROR django.request: Internal Server Error: /clc/" in written
     assert "Traceback (most recent call last)" in written and "RuntimeError: the status cache is gone" in written
+
+
+def test_a_call_with_a_bad_signature_and_an_invalid_api_request_are_one_line_each(client, login, host_log):
+    forged = Client().post("/cc/api/1.0/register/host/", "{}", content_type="application/json",
+                           HTTP_X_EDUCLOUD_SENDER="pc-1", HTTP_X_EDUCLOUD_TIMESTAMP=str(int(time.time())),
+                           HTTP_X_EDUCLOUD_CONTENT_SHA256="0" * 64, HTTP_X_EDUCLOUD_SIGNATURE="forged")
+    assert forged.status_code == 403
+    login("head", "superadm", "edu.school")
+    assert client.post("/clc/api/1.0/images/", {"name": ""}, content_type="application/json").status_code == 400
+    written = host_log.getvalue()
+    assert "Traceback" not in written
+    assert len(_lines_about(host_log, "/cc/api/1.0/register/host/")) == 2  # the refusal's reason, then the status
+    [line] = _lines_about(host_log, "/clc/api/1.0/images/")
+    assert line.endswith("WARNING django.request: Bad Request: /clc/api/1.0/images/")
