@@ -80,7 +80,7 @@ def after_failure(tally: Tally, now: datetime, *, limit: int, window: timedelta,
     if tally.failures < limit:
         return tally
     locks = tally.locks + 1
-    length = min(lockout * 2 ** min(locks - 1, 20), LONGEST_LOCK)
+    length = min(lockout * 2 ** min(locks - 1, 20), LONGEST_LOCK)  # 2**20 minutes is past a day already
     return Tally(failures=0, first_failure=None, last_failure=now, locked_until=now + length, locks=locks)
 
 
@@ -130,11 +130,12 @@ def _keys(username: str, address: str) -> list[tuple[str, str]]:
 def check_login(username: str, address: str) -> None:
     """Raise ``LoginRefused`` when the user name or the address is locked (the user name's lock first)."""
     now = clock()
-    locked = Q()
+    either = Q()
     for kind, key in _keys(username, address):
-        locked |= Q(kind=kind, key=key)
+        either |= Q(kind=kind, key=key)
     # "account" sorts before "address": a locked user name is named first.
-    for row in LoginThrottle.objects.filter(locked, locked_until__gt=now).order_by("kind"):
+    row = LoginThrottle.objects.filter(either, locked_until__gt=now).order_by("kind").first()
+    if row is not None:
         logger.warning("login: refused %r from %s: %s %s locked until %s", username, address or "-", row.kind,
                        row.key, row.locked_until.isoformat(timespec="seconds"))
         raise LoginRefused(row.kind, row.locked_until, now)
