@@ -1,6 +1,8 @@
-"""Django app config of the cloud controller: the hosts' keys this host trusts are its own records."""
+"""Django app config of the cloud controller: the hosts' keys this host trusts are its own records, and sessions
+start with the idle limit of their kind of person."""
 
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_in
 
 
 class ClcConfig(AppConfig):
@@ -9,6 +11,9 @@ class ClcConfig(AppConfig):
 
     def ready(self) -> None:
         from clc.services.enrolment import peer_of
+        from clc.services.sessions import start_session
         from luhyaapi import trust
 
         trust.set_local_resolver(peer_of)
+
+        user_logged_in.connect(start_session, dispatch_uid="clc.services.sessions.start_session")

@@ -1,15 +1,40 @@
 """Forms of the admin console."""
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils.text import capfirst
 
-from clc.services import authz
+from clc.services import authz, logins
 from clc.services.networks import NETWORK_FIELDS, NetworkInvalid, network_settings, validate_network
 from luhyaapi.validators import MAX_SERVICE_PORTS, InvalidValue, validate_display_name, validate_ports
 from luhyadb.choices import RoleChoices
 from luhyadb.models import ClusterNetwork, Image, Instance, Server, VMType
+
+
+class ThrottledLoginMixin:
+    """A login form that says when to try again when the throttle refused the login (``clc.services.logins``)
+    instead of "did not match"."""
+
+    def get_invalid_login_error(self):
+        refused = logins.refusal_of(self.request)
+        if refused is not None:
+            return ValidationError(str(refused), code="throttled")
+        return super().get_invalid_login_error()
+
+
+class LoginForm(ThrottledLoginMixin, AuthenticationForm):
+    """The console's and the portal's login."""
+
+    error_messages = AuthenticationForm.error_messages | {
+        "invalid_login": "Your user name and password did not match. Please try again."}
+
+
+class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    """The Django admin's login (``/admin/login/``)."""
 
 
 class AuthorityForm(forms.ModelForm):

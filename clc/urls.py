@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
 from clc import views, views_accounts, views_builds, views_instances, views_ownergroups, views_tasks, views_vmtypes
+from clc.forms import LoginForm
 from clc.views_hosts import (
     HostCreateView,
     HostDeleteView,
@@ -33,7 +34,8 @@ register_converter(views_vmtypes.VMTypeNameConverter, "vmtype")
 app_name = "clc"
 urlpatterns = [
     path("", views_accounts.ConsoleHomeView.as_view(), name="status"),
-    path("login/", auth_views.LoginView.as_view(template_name="clc/login.html"), name="login"),
+    path("login/", auth_views.LoginView.as_view(template_name="clc/login.html", authentication_form=LoginForm),
+         name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password/", views_accounts.MyAccountView.as_view(), name="my-account"),
     path("accounts/", views_accounts.AccountListView.as_view(), name="accounts"),
@@ -41,6 +43,7 @@ urlpatterns = [
     path("accounts/<username:username>/edit/", views_accounts.AccountUpdateView.as_view(), name="account-edit"),
     path("accounts/<username:username>/password/", views_accounts.AccountPasswordView.as_view(),
          name="account-password"),
+    path("accounts/<username:username>/unlock/", views_accounts.AccountUnlockView.as_view(), name="account-unlock"),
     path("accounts/<username:username>/delete/", views_accounts.AccountDeleteView.as_view(), name="account-delete"),
     path("groups/", views_ownergroups.GroupListView.as_view(), name="groups"),
     path("groups/new/", views_ownergroups.GroupCreateView.as_view(), name="group-create"),

@@ -1,6 +1,7 @@
-"""Pages of the admin console for people: their accounts (list, create, edit, reset a password, delete), one's own
-account and password, and the console's front page, which sends each person where they have pages. Thin adapters
-over ``clc.services.accounts``; who may see and change which account is ``clc.services.authz``'s rule."""
+"""Pages of the admin console for people: their accounts (list, create, edit, reset a password, unlock after failed
+logins, delete), one's own account and password, and the console's front page, which sends each person where they
+have pages. Thin adapters over ``clc.services.accounts``; who may see and change which account is
+``clc.services.authz``'s rule."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.views.generic.base import TemplateResponseMixin
 
 from clc.api.authz import actor
 from clc.context_processors import console_links
-from clc.services import authz
+from clc.services import authz, logins
 from clc.services.accounts import (
     AccountRefused,
     assignable_roles,
@@ -22,7 +23,9 @@ from clc.services.accounts import (
     create_account,
     delete_account,
     find_accounts,
+    may_manage,
     reset_password,
+    unlock_login,
 )
 from clc.views import AuthorizedMixin, SystemStatusView
 from luhyadb.choices import AccountRoleChoices as Role
@@ -181,8 +184,10 @@ class AccountUpdateView(AccountMixin, FormView):
                 "role": self.object.role, "owner_group": self.object.owner_group, "is_active": user.is_active}
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs) | {"object": self.object,
-                                                     "own": self.object.user_id == self.actor.user_id}
+        return super().get_context_data(**kwargs) | {
+            "object": self.object, "own": self.object.user_id == self.actor.user_id,
+            "login_lock": logins.lock_of_account(self.object.user.username),
+            "may_unlock": may_manage(self.actor, self.object)}
 
     def form_valid(self, form):
         values = form.cleaned_data
@@ -221,6 +226,21 @@ class AccountPasswordView(AccountMixin, FormView):
             return _shown_once(self.request, account, generated)
         messages.success(self.request, f"The password of {account.user.username} was set.")
         return redirect("clc:account-edit", username=account.user.username)
+
+
+class AccountUnlockView(AccountMixin, View):
+    """Lift the lock that failed logins put on the account (POST), for who may manage it."""
+
+    action = "write"
+
+    def post(self, request, username: str):
+        try:
+            unlocked = unlock_login(self.actor, self.account())
+        except AccountRefused as exc:
+            messages.error(request, f"Not unlocked: {exc}")
+        else:
+            messages.success(request, f"{username} may log in again." if unlocked else f"{username} was not locked.")
+        return redirect("clc:account-edit", username=username)
 
 
 class AccountDeleteView(AccountMixin, TemplateResponseMixin, View):

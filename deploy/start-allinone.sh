@@ -14,7 +14,12 @@ DATA="${EDUCLOUD_DATA:-$EDUCLOUD_ROOT/var/allinone}"
 CONF="${EDUCLOUD_CONF:-$DATA/educloud.conf}"
 LISTEN="${EDUCLOUD_LISTEN:-127.0.0.1:8000}"
 if [ ! -f "$CONF" ]; then
-  mkdir -p "$DATA"
+  # Private from the start: the data dir (eduCloud keeps it so at every start, see luhyaapi/datadir.py; -m is for it
+  # alone, as its parents must stay passable) and the configuration, which holds the cloud key (umask 077: not
+  # readable by others even before the chmod).
+  mkdir -p -m 700 "$DATA"
+  umask_before="$(umask)"
+  umask 077
   say "writing a new configuration to $CONF"
   cat > "$CONF" <<CONF
 # eduCloud all-in-one host: every role, embedded defaults. See docs/configuration.md for every setting.
@@ -27,6 +32,7 @@ listen = $LISTEN
 heartbeat_seconds = 60
 CONF
   chmod 600 "$CONF"
+  umask "$umask_before"
 fi
 export EDUCLOUD_CONF="$CONF"
 say "starting eduCloud (Ctrl-C stops it)"

@@ -5,7 +5,11 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from clc.forms import AdminLoginForm
+
 handler404 = "luhyaapi.api.not_found"
+# Every host serves the admin site; its login shows the throttle's refusals like the console's (clc.services.logins).
+admin.site.login_form = AdminLoginForm
 urlpatterns = [path("admin/", admin.site.urls)]
 for role in settings.EDUCLOUD.roles:
     urlpatterns.append(path(f"{role}/api/1.0/", include(f"{role}.api.urls")))

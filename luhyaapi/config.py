@@ -62,6 +62,10 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("clc", "console_port"): "6080",
     ("clc", "console_listen"): "",
     ("clc", "idle_stop_minutes"): "60",
+    ("clc", "login_max_failures"): "5",
+    ("clc", "login_max_failures_per_address"): "100",
+    ("clc", "login_lockout_minutes"): "15",
+    ("clc", "session_idle_minutes"): "30",
     ("walrus", "cors_origins"): "",
     ("walrus", "upload_expiry_hours"): "24",
 }
@@ -126,6 +130,10 @@ class Config:
     console_listen: str = "127.0.0.1"
     idle_stop_minutes: float = 60.0
     join_token: str = field(default="", repr=False)
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 100
+    login_lockout_minutes: int = 15
+    session_idle_minutes: int = 30
     source: str = field(default="")
 
     @property
@@ -379,6 +387,13 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         console_port=console_port,
         console_listen=console_listen,
         idle_stop_minutes=idle_stop_minutes,
+        login_max_failures=int(_parse_number("clc", "login_max_failures", get("clc", "login_max_failures"), int, 1)),
+        login_max_failures_per_address=int(_parse_number("clc", "login_max_failures_per_address",
+                                                         get("clc", "login_max_failures_per_address"), int, 1)),
+        login_lockout_minutes=int(_parse_number("clc", "login_lockout_minutes", get("clc", "login_lockout_minutes"),
+                                                int, 1)),
+        session_idle_minutes=int(_parse_number("clc", "session_idle_minutes", get("clc", "session_idle_minutes"), int,
+                                               1)),
         source=source,
     )
 

@@ -6,6 +6,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from luhyaapi.wording import with_article
+
 PREFIXES = {
     "image": "img",
     "instance": "ins",
@@ -37,7 +39,7 @@ def validate_id(value: str, kind: str | None = None) -> str:
     if not match or match["prefix"] not in PREFIXES.values():
         raise InvalidId(f"{value!r} is not an eduCloud id (expected like 'img-0123abcd')")
     if kind is not None and match["prefix"] != PREFIXES[kind]:
-        raise InvalidId(f"{value!r} is not a {kind} id (expected prefix {PREFIXES[kind]!r})")
+        raise InvalidId(f"{value!r} is not {with_article(kind)} id (expected prefix {PREFIXES[kind]!r})")
     return value
 
 

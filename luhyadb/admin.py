@@ -1,7 +1,8 @@
 """Django admin pages for every record of the cloud."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from clc.services import logins
 from luhyadb.models import (
     Account,
     ClusterNetwork,
@@ -9,6 +10,7 @@ from luhyadb.models import (
     Image,
     ImageVersion,
     Instance,
+    LoginThrottle,
     OwnerGroup,
     OwnerGroupPermission,
     Server,
@@ -99,6 +101,42 @@ class ClusterNetworkAdmin(admin.ModelAdmin):
                     "eip_start", "eip_end", "port_low", "port_high", "node_bridge", "updated")
     list_filter = ("kind", "mode")
     search_fields = ("cluster", "cc_eip", "cc_internal_ip")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class LockedFilter(admin.SimpleListFilter):
+    title = "lock"
+    parameter_name = "locked"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "locked now"),)
+
+    def queryset(self, request, queryset):
+        return logins.locked(queryset) if self.value() == "yes" else queryset
+
+
+@admin.register(LoginThrottle)
+class LoginThrottleAdmin(admin.ModelAdmin):
+    """User names and addresses with failed logins, and their locks (``clc.services.logins`` keeps them); the only
+    change is *Unlock*, which lifts the lock and forgets the failures."""
+
+    list_display = ("kind", "key", "failures", "last_failure", "locked_until", "locks")
+    list_filter = (LockedFilter, "kind")
+    search_fields = ("key",)
+    actions = ("unlock",)
+
+    @admin.action(description="Unlock (lift the lock and forget the failures)")
+    def unlock(self, request, queryset):
+        count = logins.unlock(queryset, by=request.user.get_username())
+        self.message_user(request, f"{count} unlocked.", messages.SUCCESS)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -112,3 +112,10 @@ class KeyStateChoices(models.TextChoices):
     PENDING = "pending", "Waiting for approval"
     ACTIVE = "active", "Active"
     REVOKED = "revoked", "Revoked"
+
+
+class LoginThrottleKindChoices(models.TextChoices):
+    """What failed logins are counted against: the user name typed, or the address the attempt came from."""
+
+    ACCOUNT = "account", "User name"
+    ADDRESS = "address", "Address"

@@ -21,6 +21,7 @@ from luhyadb.choices import (
     InstanceStateChoices,
     KeyStateChoices,
     LivenessChoices,
+    LoginThrottleKindChoices,
     NetworkModeChoices,
     OsTypeChoices,
     PhaseChoices,
@@ -416,3 +417,24 @@ class HostCredential(models.Model):
     @property
     def role_set(self) -> frozenset[str]:
         return frozenset(role for role in self.roles.split(",") if role)
+
+
+class LoginThrottle(models.Model):
+    """The failed logins of one user name (as typed, whether or not an account has it) or one client address, and
+    the lock they earned. Kept and judged by ``clc.services.logins``; a row without failures or lock is deleted."""
+
+    kind = models.CharField(max_length=10, choices=LoginThrottleKindChoices.choices)
+    key = models.CharField(max_length=150, help_text="the user name, case-folded, or the address (IPv6: its /64)")
+    failures = models.PositiveIntegerField(default=0, help_text="failed logins since first_failure")
+    first_failure = models.DateTimeField(null=True, blank=True, help_text="start of the counted failures")
+    last_failure = models.DateTimeField(null=True, blank=True, db_index=True)
+    locked_until = models.DateTimeField(null=True, blank=True, help_text="logins are refused until then")
+    locks = models.PositiveIntegerField(default=0, help_text="locks in a row; each lasts twice the one before")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("kind", "key"), name="one_login_throttle_per_key")]
+        ordering = ("-last_failure",)
+        verbose_name = "failed login"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.key}: {self.failures} failures"

@@ -19,7 +19,7 @@ from django.http.request import split_domain_port
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.csrf import csrf_exempt, csrf_protect, ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from luhyaapi.ids import InvalidId
@@ -47,8 +47,14 @@ def is_from_this_pc(request: HttpRequest) -> bool:
 
 
 def local_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Serve ``view`` only with ``nc.kiosk`` on (404 otherwise) and only to this PC (403 otherwise)."""
+    """Serve ``view`` only with ``nc.kiosk`` on (404 otherwise, whatever the method), only to this PC (403
+    otherwise), and then only past Django's CSRF check.
 
+    The CSRF check is made here, after the other two, rather than by the middleware before the view: the
+    middleware's 403 to a POST would tell anyone that a kiosk is there when it is off."""
+    csrf_checked = csrf_protect(view)
+
+    @csrf_exempt
     @wraps(view)
     def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not settings.EDUCLOUD.kiosk:
@@ -57,7 +63,7 @@ def local_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
             logger.warning("kiosk: refused %s %s from %s (Host %r): not from this PC", request.method, request.path,
                            request.META.get("REMOTE_ADDR"), request.headers.get("Host"))
             return JsonResponse({"detail": "the kiosk serves only the PC it runs on"}, status=403)
-        return view(request, *args, **kwargs)
+        return csrf_checked(request, *args, **kwargs)
 
     return guarded
 

@@ -14,7 +14,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from clc.services import authz
+from clc.services import authz, logins
 from luhyadb.choices import AccountRoleChoices as Role
 from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import Account, OwnerGroup
@@ -164,6 +164,24 @@ def delete_account(actor: authz.Actor, account: Account) -> None:
     with transaction.atomic():
         account.user.delete()
     logger.info("accounts: %s deleted %s", actor.username, username)
+
+
+def may_manage(actor: authz.Actor, account: Account) -> bool:
+    """Whether ``actor`` may change, reset the password of, delete or unlock ``account`` (within their reach)."""
+    try:
+        _check_reach(actor, account)
+    except AccountRefused:
+        return False
+    return True
+
+
+def unlock_login(actor: authz.Actor, account: Account) -> int:
+    """Lift the lock that failed logins put on the account's user name and forget them (``clc.services.logins``);
+    return how many locks were lifted (0 or 1).
+
+    Raises ``AccountRefused`` (403) for an account whose role is above the actor's or a peer's."""
+    _check_reach(actor, account)
+    return logins.unlock_account(account.user.username, by=actor.username)
 
 
 def _check_role_value(role: str) -> None:

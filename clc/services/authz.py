@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Model, Q, QuerySet
 
+from luhyaapi.wording import with_article
 from luhyadb.choices import AccountRoleChoices as Role
 from luhyadb.choices import InstanceKindChoices
 from luhyadb.choices import ResourceTypeChoices as Type
@@ -227,7 +228,7 @@ def may_build(actor: Actor, image: Image, *, create: bool) -> bool:
 def require_create(actor: Actor, resource_type: str, owner: str) -> None:
     """Raise ``Denied`` (403) unless the actor may create a resource of the type owned by ``owner``."""
     if not allows(actor, "create", resource_type, owner):
-        raise Denied(f"you may not create a {Type(resource_type).label.lower()} in owner-group {owner!r}")
+        raise Denied(f"you may not create {with_article(Type(resource_type).label.lower())} in owner-group {owner!r}")
 
 
 def require_type(actor: Actor, action: str, resource_type: str) -> None:

@@ -43,7 +43,9 @@ ACTIVITY_SECONDS = 30.0
 IDLE_CHECK_SECONDS = 60.0
 # Where Debian's novnc package puts noVNC's ES modules (core/rfb.js and what it imports).
 NOVNC_DIR = Path("/usr/share/novnc")
-NOVNC_SUBTREES = ("core/", "vendor/")
+# noVNC's file names are short words of letters, digits, "_", "-" and "."; anything else (a name the file system
+# refuses as too long, a NUL, "..", a hidden file) is no noVNC file and never reaches the file system.
+_NOVNC_PATH_RE = re.compile(r"(?:core|vendor)(?:/[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}){1,10}")
 
 # The consoles the portal knows: VNC (QEMU; in the browser through the proxy, or a VNC client) and RDP (VirtualBox's
 # VRDE; a Remote Desktop client only, noVNC speaks VNC).
@@ -325,12 +327,14 @@ def stop_idle_desktops(idle_minutes: float, now: datetime | None = None) -> list
 
 def novnc_file(path: str) -> Path | None:
     """The noVNC module file at ``path`` (under ``core/`` or ``vendor/`` of the installed package), or None: no
-    package, another part of it, or a path that leaves it."""
-    parts = Path(path).parts
-    if not path.startswith(NOVNC_SUBTREES) or ".." in parts or path.startswith("/") or not novnc_installed():
+    package, another part of it, a path that leaves it, or one no noVNC file could have."""
+    if not _NOVNC_PATH_RE.fullmatch(path) or not novnc_installed():
         return None
     candidate = NOVNC_DIR / path
-    return candidate if candidate.is_file() else None
+    try:
+        return candidate if candidate.is_file() else None
+    except OSError:  # e.g. a loop of links: still no such file, never a 500
+        return None
 
 
 def novnc_installed() -> bool:

@@ -20,6 +20,7 @@ from clc.services.builds import record_submitted
 from luhyaapi.bus import RetryLater
 from luhyaapi.ids import InvalidId, TaskId
 from luhyaapi.messages import HostStatus, InsStatus, Message, NodeStatus, Resources, ServerRegistration, TaskStatus
+from luhyaapi.wording import with_article
 from luhyadb.choices import InstanceStateChoices, LivenessChoices
 from luhyadb.models import Host, Instance, Server, TaskTransaction
 
@@ -204,7 +205,7 @@ class StatusFolder:
             return task_key(message.tid)
         if isinstance(message, InsStatus):
             return instance_key(message.insid)
-        logger.warning("status: ignoring a %s message on the status queue", message.type)
+        logger.warning("status: ignoring %s message on the status queue", with_article(message.type))
         return None
 
     def _fold_server(self, key: str, report: NodeStatus, now: float, touched: list[Server],

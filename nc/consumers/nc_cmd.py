@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from luhyaapi.messages import Command, Message
+from luhyaapi.wording import with_article
 from nc.services.commands import StatusReporter, UnknownCommand, execute_command
 
 
@@ -13,5 +14,5 @@ class NcCommandConsumer:
     def consume(self, messages: list[Message]) -> None:
         for message in messages:
             if not isinstance(message, Command):
-                raise UnknownCommand(f"a {message.type} message is not a command")
+                raise UnknownCommand(f"{with_article(message.type)} message is not a command")
             execute_command(message, self.reporter)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from luhyaapi.messages import Command
+from luhyaapi.messages import Command, InsStatus
+from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.drivers.base import InvalidVMName
 from nc.models import CommandRecord
 from nc.services.commands import UnknownCommand, execute_command
@@ -38,6 +39,13 @@ def test_a_redelivered_command_is_not_run_twice():
 def test_an_unknown_command_is_refused_and_not_recorded():
     with pytest.raises(UnknownCommand, match="image/explode"):
         execute_command(Command(op="image/explode"), Reporter())
+    assert not CommandRecord.objects.exists()
+
+
+def test_a_status_message_on_the_command_queue_is_refused_in_plain_english():
+    status = InsStatus(insid="ins-0000a001", node="nc-1", state="running")
+    with pytest.raises(UnknownCommand, match="^an insstatus message is not a command$"):
+        NcCommandConsumer(Reporter()).consume([status])
     assert not CommandRecord.objects.exists()
 
 

@@ -223,6 +223,30 @@ def test_without_kiosk_mode_the_node_controller_serves_no_kiosk(pc, settings):
     assert not kiosk.catalogue_path().exists()
 
 
+KIOSK_URLS = ("/nc/kiosk/", DESKTOPS, DESKTOPS + "?refresh=1", DESKTOPS + "ins-0000a001/start/",
+              DESKTOPS + "ins-0000a001/stop/", DESKTOPS + "not-an-id/start/")
+
+
+def test_without_kiosk_mode_every_kiosk_url_is_a_404_like_any_unknown_page_whoever_asks_and_however(pc, settings):
+    make_school()
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, kiosk=False)
+    browsers = {"a browser at the PC": kiosk_client(enforce_csrf_checks=True),
+                "a browser on the LAN": Client(HTTP_HOST="10.0.9.12:8000", REMOTE_ADDR="10.0.9.50",
+                                               enforce_csrf_checks=True),
+                "a rebound site": Client(HTTP_HOST="kiosk.evil.example:8000", enforce_csrf_checks=True)}
+    for who, browser in browsers.items():
+        unknown = browser.get("/nc/no-such-page/")
+        for path in KIOSK_URLS:
+            for method in ("get", "head", "post", "put", "patch", "delete", "options"):
+                response = getattr(browser, method)(path)
+                assert response.status_code == 404, f"{who}: {method.upper()} {path} -> {response.status_code}"
+                assert "csrftoken" not in response.cookies, f"{who}: {method.upper()} {path} set a CSRF cookie"
+                if method != "head":  # the same page as for a URL that never existed: nothing says there is a kiosk
+                    assert (response.content.replace(path.split("?")[0].encode(), b"")
+                            == unknown.content.replace(b"/nc/no-such-page/", b"")), f"{who}: {method.upper()} {path}"
+    assert not NodeInstance.objects.exists() and kiosk._activities == {}
+
+
 def test_starting_or_stopping_needs_the_csrf_token_of_the_kiosk_page(pc):
     make_school()
     browser = kiosk_client(enforce_csrf_checks=True)

@@ -98,3 +98,32 @@ def test_unknown_settings_in_the_file_are_refused(tmp_path):
     conf.write_text("[host]\nnmae = typo\n")
     with pytest.raises(ConfigError, match="unknown setting host.nmae"):
         load_config(env(EDUCLOUD_CONF=str(conf)))
+
+
+def test_login_throttling_has_school_sized_defaults_and_can_be_set():
+    config = load_config(env())
+    assert (config.login_max_failures, config.login_max_failures_per_address, config.login_lockout_minutes) == (
+        5, 100, 15)
+    config = load_config(env(EDUCLOUD_CLC_LOGIN_MAX_FAILURES="3", EDUCLOUD_CLC_LOGIN_MAX_FAILURES_PER_ADDRESS="300",
+                             EDUCLOUD_CLC_LOGIN_LOCKOUT_MINUTES="60"))
+    assert (config.login_max_failures, config.login_max_failures_per_address, config.login_lockout_minutes) == (
+        3, 300, 60)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("EDUCLOUD_CLC_LOGIN_MAX_FAILURES", "0"), ("EDUCLOUD_CLC_LOGIN_MAX_FAILURES", "many"),
+    ("EDUCLOUD_CLC_LOGIN_MAX_FAILURES_PER_ADDRESS", "0"), ("EDUCLOUD_CLC_LOGIN_LOCKOUT_MINUTES", "0"),
+    ("EDUCLOUD_CLC_LOGIN_LOCKOUT_MINUTES", "1.5"),
+])
+def test_login_throttling_cannot_be_switched_off_or_set_to_nonsense(variable, value):
+    setting = variable.removeprefix("EDUCLOUD_").lower().replace("_", ".", 1)
+    with pytest.raises(ConfigError, match=rf"setting {setting} \({variable}\)"):
+        load_config(env(**{variable: value}))
+
+
+def test_sessions_end_after_half_an_hour_without_activity_unless_set_otherwise():
+    assert load_config(env()).session_idle_minutes == 30
+    assert load_config(env(EDUCLOUD_CLC_SESSION_IDLE_MINUTES="90")).session_idle_minutes == 90
+    for wrong in ("0", "-5", "soon"):
+        with pytest.raises(ConfigError, match=r"clc.session_idle_minutes \(EDUCLOUD_CLC_SESSION_IDLE_MINUTES\)"):
+            load_config(env(EDUCLOUD_CLC_SESSION_IDLE_MINUTES=wrong))

@@ -28,9 +28,16 @@ def test_malformed_ids_are_refused(bad):
         validate_id(bad)
 
 
-def test_an_id_of_the_wrong_kind_is_refused():
-    with pytest.raises(InvalidId, match="not a instance id"):
-        validate_id("img-01234567", "instance")
+@pytest.mark.parametrize(("value", "kind", "message"), [
+    ("img-01234567", "instance", "is not an instance id"),
+    ("ins-01234567", "image", "is not an image id"),
+    ("img-01234567", "upload", "is not an upload id"),
+    ("img-01234567", "server", "is not a server id"),
+    ("img-01234567", "host", "is not a host id"),
+])
+def test_an_id_of_the_wrong_kind_is_refused_in_plain_english(value, kind, message):
+    with pytest.raises(InvalidId, match=message):
+        validate_id(value, kind)
 
 
 def test_task_id_round_trips_as_src_dst_ins():

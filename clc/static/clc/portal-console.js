@@ -94,7 +94,10 @@ function showGone() {
 
 async function refresh() {
   try {
-    const response = await fetch(live.status, {credentials: "same-origin", headers: {Accept: "application/json"}});
+    // While a desktop shows here it is in use (keyboard and mouse go to the console proxy): say so, so that the
+    // portal's session does not end as idle meanwhile (clc/services/sessions.py). Otherwise this refresh is not use.
+    const headers = rfb ? {Accept: "application/json", "X-Educloud-Console": "open"} : {Accept: "application/json"};
+    const response = await fetch(live.status, {credentials: "same-origin", headers});
     if (response.status === 404) {
       showGone();
       return;  // nothing more will change: stop polling
