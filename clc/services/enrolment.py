@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from clc.services import authz
@@ -41,6 +42,8 @@ TOKEN_HOURS_DEFAULT = 24
 TOKEN_HOURS_MAX = 24 * 30
 TOKEN_USES_MAX = 1000
 SERVER_ROLES = ("walrus", "cc", "nc", "sc", "watch")
+# How a join token stands (``token_standing``).
+USABLE, USED_UP, EXPIRED = "usable", "used up", "expired"
 
 
 class EnrolmentRefused(Exception):
@@ -123,7 +126,7 @@ def _check_request(request: EnrolmentRequest, via: Peer | None) -> None:
 def _spend(secret: str, request: EnrolmentRequest) -> JoinToken:
     """Use the join token ``secret`` once for ``request``; EnrolmentRefused (403) unless it fits."""
     token = JoinToken.objects.select_for_update().filter(digest=digest(secret)).first()
-    if token is None or token.uses_left < 1 or token.expires <= timezone.now():
+    if token is None or token_standing(token) != USABLE:
         raise EnrolmentRefused(403, "unknown, used up or expired join token", "join_token")
     if token.kind != request.kind or token.cluster != request.cluster:
         raise EnrolmentRefused(403, f"this join token is for a {token.kind} of cluster {token.cluster}", "join_token")
@@ -139,7 +142,23 @@ def _spend(secret: str, request: EnrolmentRequest) -> JoinToken:
     return token
 
 
+def token_standing(token: JoinToken, now: datetime | None = None) -> str:
+    """Whether hosts may still enrol with ``token``: ``USABLE``, ``USED_UP`` (no use left) or ``EXPIRED``."""
+    if token.uses_left < 1:
+        return USED_UP
+    if token.expires <= (now or timezone.now()):
+        return EXPIRED
+    return USABLE
+
+
 # What people may do with keys and tokens.
+
+def key_kinds(actor: authz.Actor) -> list[str]:
+    """The kinds of host whose keys the actor manages and for which they issue join tokens: servers and PCs for the
+    root's administrators, PCs for whoever may create PCs somewhere, none for anyone else."""
+    return [kind for kind, resource_type in ((Kind.SERVER, Type.SERVER), (Kind.PC, Type.HOST))
+            if authz.may_type(actor, "create", resource_type)]
+
 
 def credential_owner(credential: HostCredential) -> tuple[str, str]:
     """The resource type and owner path a key is judged as: a server's is the cloud's, a PC's its record's."""
@@ -157,13 +176,53 @@ def may_manage(actor: authz.Actor, credential: HostCredential) -> bool:
 
 def manageable(actor: authz.Actor) -> QuerySet[HostCredential]:
     """The keys the actor may see and manage: every key for the root's administrators, their PCs' for others."""
-    credentials = HostCredential.objects.all()
-    if authz.may_type(actor, "create", Type.SERVER):
+    credentials, kinds = HostCredential.objects.all(), key_kinds(actor)
+    if Kind.SERVER in kinds:
         return credentials
-    if not authz.may_type(actor, "create", Type.HOST):
+    if not kinds:
         return credentials.none()
     macs = authz.readable(actor, Host.objects.all()).values("mac")
     return credentials.filter(kind=Kind.PC, mac__in=macs)
+
+
+def find_keys(actor: authz.Actor, query: str = "", state: str = "") -> QuerySet[HostCredential]:
+    """The keys the actor may manage (``manageable``) whose name, MAC or fingerprint contain ``query``, in ``state``
+    if given: those waiting for approval first, then the active, then the revoked, each by name."""
+    keys = manageable(actor)
+    if query:
+        keys = keys.filter(Q(name__icontains=query) | Q(mac__icontains=query) | Q(fingerprint__icontains=query))
+    if state:
+        keys = keys.filter(state=state)
+    waiting_first = Case(When(state=State.PENDING, then=Value(0)), When(state=State.ACTIVE, then=Value(1)),
+                         default=Value(2), output_field=IntegerField())
+    return keys.order_by(waiting_first, "name")
+
+
+def keys_by_name(actor: authz.Actor, names: Iterable[str]) -> dict[str, HostCredential]:
+    """The key of each host called one of ``names`` that has one (servers enrol under their name, and so does a
+    PC's node controller), each with ``manageable``: whether the actor may approve or revoke it."""
+    keys = {key.name: key for key in HostCredential.objects.filter(name__in=set(names))}
+    _mark_manageable(actor, keys.values())
+    return keys
+
+
+def keys_by_mac(actor: authz.Actor, macs: Iterable[str]) -> dict[str, HostCredential]:
+    """The key of each classroom PC of ``macs`` that has one, each with ``manageable``: its active key, else its
+    pending one, else its revoked one (a PC enrolled again under another name has several), the newest first."""
+    rank = {State.ACTIVE: 0, State.PENDING: 1, State.REVOKED: 2}
+    keys: dict[str, HostCredential] = {}
+    for key in HostCredential.objects.filter(kind=Kind.PC, mac__in=set(macs)).order_by("-requested_at", "name"):
+        if key.mac not in keys or rank[key.state] < rank[keys[key.mac].state]:
+            keys[key.mac] = key
+    _mark_manageable(actor, keys.values())
+    return keys
+
+
+def _mark_manageable(actor: authz.Actor, keys: Iterable[HostCredential]) -> None:
+    keys = list(keys)
+    ours = set(manageable(actor).filter(pk__in=[key.pk for key in keys]).values_list("pk", flat=True))
+    for key in keys:
+        key.manageable = key.pk in ours
 
 
 def approve(credential: HostCredential, actor: authz.Actor) -> HostCredential:
@@ -230,10 +289,10 @@ def issue_join_token(actor: authz.Actor, *, kind: str, cluster: str, roles: list
 
 def tokens_of(actor: authz.Actor) -> QuerySet[JoinToken]:
     """The join tokens the actor may see and withdraw: all for the root's administrators, else their PC tokens."""
-    tokens = JoinToken.objects.select_related("owner_group")
-    if authz.may_type(actor, "create", Type.SERVER):
+    tokens, kinds = JoinToken.objects.select_related("owner_group"), key_kinds(actor)
+    if Kind.SERVER in kinds:
         return tokens
-    groups = authz.groups_within(actor) if authz.may_type(actor, "create", Type.HOST) else OwnerGroup.objects.none()
+    groups = authz.groups_within(actor) if Kind.PC in kinds else OwnerGroup.objects.none()
     return tokens.filter(kind=Kind.PC, owner_group__in=groups)
 
 

@@ -10,7 +10,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from clc.services import enrolment
+from clc.services import authz, enrolment
+from clc.tests.people import make_person
 from luhyaapi import trust
 from luhyaapi.messages import EnrolmentRequest
 from luhyadb.models import Host, HostCredential, JoinToken, OwnerGroup
@@ -239,3 +240,50 @@ def test_join_tokens_are_issued_by_who_may_create_the_hosts_and_shown_once(clien
 def test_the_enrolment_request_schema_refuses_the_clc_role():
     with pytest.raises(ValueError):
         EnrolmentRequest.model_validate(request_of(new_key("x"), roles=("clc",)))
+
+
+
+# Lookups of the console's pages
+
+
+def person(username: str, role: str, path: str) -> authz.Actor:
+    return authz.actor_for(make_person(username, role, path).user)
+
+
+def test_key_kinds_are_servers_and_pcs_for_the_roots_administrators_pcs_for_who_may_create_them(groups):
+    assert enrolment.key_kinds(person("chief", "superadm", "edu")) == ["server", "pc"]
+    assert enrolment.key_kinds(person("ops", "poweradm", "edu")) == ["pc"]
+    assert enrolment.key_kinds(person("head", "superadm", "edu.school")) == ["pc"]
+    assert enrolment.key_kinds(person("teacher", "poweruser", "edu")) == []
+    assert enrolment.key_kinds(authz.NOBODY) == []
+
+
+def test_the_key_of_each_server_and_pc_says_whether_the_person_may_manage_it(groups):
+    Host.objects.create(name="pc-12", mac=MAC, ip="10.0.0.12", cluster="cluster1", owner_group=groups["edu.school"])
+    enrolled_key("cc-7", "cc")
+    old = enrolled_key("pc-12-old", "pc", mac=MAC)
+    enrolment.revoke(HostCredential.objects.get(name="pc-12-old"), enrolment_admin())
+    enrolled_key("pc-12", "pc", mac=MAC)
+    post(Client(), ENROL, request_of(new_key("pc-12-new"), "pc", ("nc",), mac=MAC))
+    head = person("head", "poweradm", "edu.school")
+
+    by_mac = enrolment.keys_by_mac(head, [MAC, "52:54:00:00:00:99"])
+    assert list(by_mac) == [MAC]
+    assert (by_mac[MAC].name, by_mac[MAC].state, by_mac[MAC].manageable) == ("pc-12", "active", True)
+    HostCredential.objects.filter(name="pc-12").delete()
+    HostCredential.objects.filter(name="pc-12-old").update(requested_at=timezone.now() + timedelta(minutes=1))
+    assert enrolment.keys_by_mac(head, [MAC])[MAC].name == "pc-12-new"  # waiting, before a newer revoked one
+    HostCredential.objects.filter(name="pc-12-new").delete()
+    assert enrolment.keys_by_mac(head, [MAC])[MAC].public_key == old.public_key
+
+    by_name = enrolment.keys_by_name(head, ["cc-7", "pc-12-old", "nc-404"])
+    assert {name: key.manageable for name, key in by_name.items()} == {"cc-7": False, "pc-12-old": True}
+    assert enrolment.keys_by_name(person("chief", "superadm", "edu"), ["cc-7"])["cc-7"].manageable
+
+
+def test_a_join_token_is_usable_until_it_is_used_up_or_expires():
+    now = timezone.now()
+    token = JoinToken(uses_left=1, expires=now + timedelta(hours=1))
+    assert enrolment.token_standing(token, now) == enrolment.USABLE
+    assert enrolment.token_standing(JoinToken(uses_left=0, expires=token.expires), now) == enrolment.USED_UP
+    assert enrolment.token_standing(JoinToken(uses_left=5, expires=now), now) == enrolment.EXPIRED
