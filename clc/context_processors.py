@@ -7,6 +7,7 @@ from django.utils.functional import SimpleLazyObject
 
 from clc.api.authz import actor
 from clc.services import authz
+from clc.services.enrolment import key_kinds
 from clc.services.registry import may_see_status
 from luhyadb.choices import ResourceTypeChoices as Type
 
@@ -24,10 +25,12 @@ LINK_TYPES: dict[str, str] = {
 
 
 def console_links(person: authz.Actor, user=None) -> dict[str, bool]:
-    """``{link: may follow}`` for every console link; ``status`` for who may read servers or PCs, ``portal`` (my
-    desktops) and ``account`` (my account) for everyone logged in, ``records`` (the Django admin) for superusers."""
+    """``{link: may follow}`` for every console link; ``status`` for who may read servers or PCs, ``keys`` (hosts'
+    keys and join tokens) for who manages some hosts' keys, ``portal`` (my desktops) and ``account`` (my account)
+    for everyone logged in, ``records`` (the Django admin) for superusers."""
     links = {link: authz.may_type(person, "read", resource_type) for link, resource_type in LINK_TYPES.items()}
     links["status"] = may_see_status(person)
+    links["keys"] = bool(key_kinds(person))
     logged_in = bool(user is not None and user.is_authenticated)
     links["portal"] = links["account"] = logged_in
     links["records"] = logged_in and user.is_active and user.is_staff and user.is_superuser

@@ -50,6 +50,13 @@ class AuthorityForm(forms.ModelForm):
             self.fields["image"].queryset = authz.readable(actor, self.fields["image"].queryset)
 
 
+class GroupChoiceField(forms.ModelChoiceField):
+    """An owner-group chosen by its path, shown with its name."""
+
+    def label_from_instance(self, obj) -> str:
+        return f"{obj.path} ({obj.name})"
+
+
 class ImageForm(AuthorityForm):
     """An image's properties (the notes' list); the file is uploaded on the image's page."""
 

@@ -3,7 +3,16 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from clc import views, views_accounts, views_builds, views_instances, views_ownergroups, views_tasks, views_vmtypes
+from clc import (
+    views,
+    views_accounts,
+    views_builds,
+    views_instances,
+    views_keys,
+    views_ownergroups,
+    views_tasks,
+    views_vmtypes,
+)
 from clc.forms import LoginForm
 from clc.views_hosts import (
     HostCreateView,
@@ -75,6 +84,12 @@ urlpatterns = [
     path("hosts/servers/", ServerListView.as_view(), name="servers"),
     path("hosts/servers/<str:role>/<str:name>/wake/", ServerWakeView.as_view(), name="server-wake"),
     path("hosts/servers/<str:role>/<str:name>/poweroff/", ServerPowerOffView.as_view(), name="server-poweroff"),
+    path("hosts/keys/", views_keys.KeyListView.as_view(), name="keys"),
+    path("hosts/keys/<str:name>/approve/", views_keys.KeyApproveView.as_view(), name="key-approve"),
+    path("hosts/keys/<str:name>/revoke/", views_keys.KeyRevokeView.as_view(), name="key-revoke"),
+    path("hosts/tokens/", views_keys.JoinTokenListView.as_view(), name="tokens"),
+    path("hosts/tokens/new/", views_keys.JoinTokenCreateView.as_view(), name="token-create"),
+    path("hosts/tokens/<int:pk>/withdraw/", views_keys.JoinTokenWithdrawView.as_view(), name="token-withdraw"),
     path("hosts/<str:mac>/edit/", HostUpdateView.as_view(), name="host-edit"),
     path("hosts/<str:mac>/delete/", HostDeleteView.as_view(), name="host-delete"),
     path("hosts/<str:mac>/wake/", HostWakeView.as_view(), name="host-wake"),

@@ -6,33 +6,50 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
 from django.shortcuts import get_object_or_404, redirect
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import CreateView, DetailView, ListView, TemplateView, UpdateView, View
 
 from clc.forms import AuthorityForm, ImageForm
 from clc.services import authz
 from clc.services.images import ImageError, create_image, delete_image, users_of
 from clc.services.registry import cloud_status
+from luhyaapi.signing import HEADER_SIGNATURE
 from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import Image
 
 
+def back_to_list(request, default: str):
+    """Back to the list page an action was pressed on (``next``: its search and page), never to another site."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return redirect(target)
+    return redirect(default)
+
+
 class AuthorizedMixin(LoginRequiredMixin):
-    """Every console page: logged in (else sent to log in), then the one rule of ``clc.services.authz``: the page's
-    ``action`` on its ``resource_type`` (else 403); records are looked up among those the person may read (else
-    404) and the action is checked on the record (else 403)."""
+    """Every console page: logged in (else sent to log in; a host's signed call, which cannot log in, gets a 403),
+    then the one rule of ``clc.services.authz``: the page's ``action`` on its ``resource_type`` (else 403); records
+    are looked up among those the person may read (else 404) and the action is checked on the record (else 403)."""
 
     resource_type: str = ""
     action: str = "read"
 
     def dispatch(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
+            if HEADER_SIGNATURE in request.headers:
+                raise PermissionDenied("the console's pages are for people; hosts call the API")
             return self.handle_no_permission()
         self.actor = authz.actor_for(request.user)
         try:
-            authz.require_type(self.actor, self.action, self.resource_type)
+            self.require_page()
         except authz.Denied as denied:
             raise PermissionDenied(str(denied)) from None
         return super().dispatch(request, *args, **kwargs)
+
+    def require_page(self) -> None:
+        """Raise ``authz.Denied`` unless the person may open the page at all: its action on its type."""
+        authz.require_type(self.actor, self.action, self.resource_type)
 
     def readable(self, queryset: QuerySet) -> QuerySet:
         return authz.readable(self.actor, queryset)

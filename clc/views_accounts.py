@@ -15,6 +15,7 @@ from django.views.generic.base import TemplateResponseMixin
 
 from clc.api.authz import actor
 from clc.context_processors import console_links
+from clc.forms import GroupChoiceField
 from clc.services import authz, logins
 from clc.services.accounts import (
     AccountRefused,
@@ -47,11 +48,6 @@ class UsernameConverter:
 
     def to_url(self, value: str) -> str:
         return value
-
-
-class GroupChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj) -> str:
-        return f"{obj.path} ({obj.name})"
 
 
 class AccountForm(forms.Form):

@@ -1,5 +1,6 @@
 """Pages of the admin console for machines: classroom PCs (edit, delete) and servers, each woken or powered off
-from its row; thin adapters over ``clc.services.hosts``."""
+from its row, with the state of its key (revoked from the row: ``clc.views_keys``); thin adapters over
+``clc.services.hosts``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from django import forms
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import CreateView, ListView, UpdateView, View
 
 from clc.forms import AuthorityForm
+from clc.services import enrolment
 from clc.services.hosts import (
     EDITABLE_HOST_FIELDS,
     MachineError,
@@ -28,7 +29,8 @@ from clc.services.hosts import (
     wake_host,
     wake_server,
 )
-from clc.views import AuthorizedMixin
+from clc.views import AuthorizedMixin, back_to_list
+from luhyaapi import trust
 from luhyaapi.validators import InvalidValue, validate_mac
 from luhyadb.choices import LivenessChoices, RoleChoices
 from luhyadb.choices import ResourceTypeChoices as Type
@@ -74,18 +76,9 @@ class HostMixin(AuthorizedMixin):
         return self.authorized(Host.objects.select_related("owner_group"), mac=mac)
 
 
-def _back(request, default: str):
-    """Back to the list page the action was pressed on (its search and page), never to another site."""
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                                  require_https=request.is_secure()):
-        return redirect(target)
-    return redirect(default)
-
-
 class HostListView(AuthorizedMixin, ListView):
-    """Classroom PCs with address, cluster, owner-group, state and last seen, and the node controller each runs;
-    search by name, MAC, IP, location or cluster, filter by state."""
+    """Classroom PCs with address, cluster, owner-group, state and last seen, the node controller each runs and its
+    key; search by name, MAC, IP, location or cluster, filter by state."""
 
     template_name = "clc/hosts/list.html"
     paginate_by = 25
@@ -100,8 +93,9 @@ class HostListView(AuthorizedMixin, ListView):
         context = super().get_context_data(**kwargs)
         hosts = list(context["page_obj"])
         nodes, running = nodes_of(hosts), running_desktops(self.actor, hosts)
+        keys = enrolment.keys_by_mac(self.actor, [host.mac for host in hosts])
         for host in hosts:
-            host.node, host.running = nodes.get(host.name), running.get(host.name)
+            host.node, host.running, host.key = nodes.get(host.name), running.get(host.name), keys.get(host.mac)
         return context | {"query": self.request.GET.get("q", ""), "state": self.request.GET.get("state", ""),
                           "states": LivenessChoices.choices}
 
@@ -176,7 +170,7 @@ class HostWakeView(HostMixin, View):
             messages.error(request, f"{host.name} was not woken: {exc}")
         else:
             messages.success(request, _woken(host.name, sent))
-        return _back(request, "clc:hosts")
+        return back_to_list(request, "clc:hosts")
 
 
 class HostPowerOffView(HostMixin, View):
@@ -192,12 +186,12 @@ class HostPowerOffView(HostMixin, View):
             messages.error(request, f"{host.name} was not powered off: {exc}")
         else:
             messages.success(request, f"{host.name} is asked to power off.")
-        return _back(request, "clc:hosts")
+        return back_to_list(request, "clc:hosts")
 
 
 class ServerListView(AuthorizedMixin, ListView):
-    """Servers of every role with address, cluster, state and last seen; search by name, MAC, IP or cluster,
-    filter by role and state."""
+    """Servers of every role with address, cluster, state, last seen and key (the CLC's is its own); search by
+    name, MAC, IP or cluster, filter by role and state."""
 
     template_name = "clc/hosts/servers.html"
     paginate_by = 25
@@ -211,12 +205,13 @@ class ServerListView(AuthorizedMixin, ListView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        keys = enrolment.keys_by_name(self.actor, [server.name for server in context["page_obj"]])
         for server in context["page_obj"]:
-            server.actions = server_actions(server)
+            server.actions, server.key = server_actions(server), keys.get(server.name)
         return context | {
             "query": self.request.GET.get("q", ""), "role": self.request.GET.get("role", ""),
             "state": self.request.GET.get("state", ""), "roles": RoleChoices.choices,
-            "states": LivenessChoices.choices}
+            "states": LivenessChoices.choices, "clc_key": trust.own_key()}
 
 
 class ServerWakeView(AuthorizedMixin, View):
@@ -232,7 +227,7 @@ class ServerWakeView(AuthorizedMixin, View):
             messages.error(request, f"{server} was not woken: {exc}")
         else:
             messages.success(request, _woken(str(server), sent))
-        return _back(request, "clc:servers")
+        return back_to_list(request, "clc:servers")
 
 
 class ServerPowerOffView(AuthorizedMixin, View):
@@ -248,4 +243,4 @@ class ServerPowerOffView(AuthorizedMixin, View):
             messages.error(request, f"{server} was not powered off: {exc}")
         else:
             messages.success(request, f"{server} is asked to power off.")
-        return _back(request, "clc:servers")
+        return back_to_list(request, "clc:servers")
