@@ -7,8 +7,9 @@ import re
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
+from drf_spectacular.utils import extend_schema, inline_serializer
 from pydantic import BaseModel, ValidationError
-from rest_framework import exceptions, permissions
+from rest_framework import exceptions, permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -44,6 +45,9 @@ class PingView(APIView):
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
 
+    @extend_schema(responses=inline_serializer("Ping", {
+        "role": serializers.CharField(), "name": serializers.CharField(), "cluster": serializers.CharField(),
+        "roles": serializers.ListField(child=serializers.CharField())}))
     def get(self, request):
         config = settings.EDUCLOUD
         return Response({"role": self.role, "name": config.name, "cluster": config.cluster, "roles": config.roles})

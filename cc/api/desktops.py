@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +20,7 @@ class HostDesktopsView(APIView):
 
     permission_classes = [IsSignedNode]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, mac: str):
         try:
             return Response(host_desktops(mac))

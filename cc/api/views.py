@@ -5,7 +5,9 @@ from __future__ import annotations
 import requests
 from django.conf import settings
 from django.http import HttpResponse
-from rest_framework import exceptions, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -36,6 +38,12 @@ from luhyaapi.messages import CommandRequest, HostRegistration, InstanceRunReque
 from luhyaapi.ranges import RangeNotSatisfiable, file_response, unsatisfiable_headers, wanted_range
 from luhyaapi.validators import validate_name
 
+INSTANCE_ID = OpenApiParameter("insid", str, OpenApiParameter.PATH, pattern=r"^ins-[0-9a-f]{8}$")
+PLACED = inline_serializer("PlacedInstance", {
+    "insid": serializers.CharField(), "node": serializers.CharField(), "state": serializers.CharField(),
+    "seq": serializers.IntegerField(), "access": serializers.DictField()})
+SEQ = inline_serializer("InstanceCall", {"seq": serializers.IntegerField(min_value=0, required=False)})
+
 
 def _refusal(exc: Exception) -> Response:
     if isinstance(exc, WrongCluster):
@@ -48,6 +56,8 @@ class RegisterServerView(APIView):
 
     permission_classes = [IsSignedNode]
 
+    @extend_schema(request=ServerRegistration, responses={201: inline_serializer("ClusterServer", {
+        "role": serializers.CharField(), "name": serializers.CharField()})})
     def post(self, request):
         registration = validated(ServerRegistration, request.data)
         try:
@@ -62,6 +72,8 @@ class RegisterHostView(APIView):
 
     permission_classes = [IsSignedNode]
 
+    @extend_schema(request=HostRegistration, responses={201: inline_serializer("ClusterHost", {
+        "name": serializers.CharField(), "mac": serializers.CharField()})})
     def post(self, request):
         registration = validated(HostRegistration, request.data)
         try:
@@ -76,6 +88,8 @@ class NodeCommandView(APIView):
 
     permission_classes = [IsSignedNode]
 
+    @extend_schema(request=CommandRequest, responses={202: inline_serializer("NodeCommand", {
+        "msg_id": serializers.CharField(), "op": serializers.CharField()})})
     def post(self, request, name: str):
         validate_name(name, "name")
         try:
@@ -104,9 +118,11 @@ class InstancesView(APIView):
 
     permission_classes = [IsSignedNode]
 
+    @extend_schema(operation_id="instances_list", responses=PLACED)
     def get(self, request):
         return Response([_instance_answer(record) for record in ClusterInstance.objects.all()])
 
+    @extend_schema(request=InstanceRunRequest, responses={201: PLACED})
     def post(self, request):
         try:
             record = run_instance(get_bus(settings.EDUCLOUD.bus_url), validated(InstanceRunRequest, request.data))
@@ -129,6 +145,7 @@ class InstanceStopView(APIView):
 
     permission_classes = [IsSignedNode]
 
+    @extend_schema(parameters=[INSTANCE_ID], request=SEQ, responses={202: PLACED})
     def post(self, request, insid: str):
         return _instance_call(request, insid, stop_instance)
 
@@ -139,6 +156,9 @@ class InstanceSubmitView(APIView):
 
     permission_classes = [IsSignedNode]
 
+    @extend_schema(parameters=[INSTANCE_ID], responses={202: PLACED}, request=inline_serializer("InstanceSubmit", {
+        "seq": serializers.IntegerField(min_value=0, required=False),
+        "image_id": serializers.RegexField(r"^img-[0-9a-f]{8}$")}))
     def post(self, request, insid: str):
         image_id = validate_id(str(request.data.get("image_id", "")), "image")
         return _instance_call(request, insid, lambda bus, insid, seq: submit_instance(bus, insid, seq, image_id))
@@ -149,8 +169,14 @@ class InstanceView(APIView):
 
     permission_classes = [IsSignedNode]
 
+    @extend_schema(parameters=[INSTANCE_ID], request=SEQ, responses={202: PLACED})
     def delete(self, request, insid: str):
         return _instance_call(request, insid, delete_instance)
+
+
+RELAYED = OpenApiParameter("rest", str, OpenApiParameter.PATH, pattern=r"^uploads/",
+                           description="walrus's path below /walrus/api/1.0/ (only uploads/... is relayed)")
+RELAYED_ANSWER = OpenApiResponse(OpenApiTypes.OBJECT, description="walrus's answer, status and body as it gave them")
 
 
 class WalrusRelayView(APIView):
@@ -176,12 +202,16 @@ class WalrusRelayView(APIView):
         return HttpResponse(answer.content, status=answer.status_code,
                             content_type=answer.headers.get("Content-Type", "application/json"))
 
+    @extend_schema(parameters=[RELAYED], responses=RELAYED_ANSWER)
     def get(self, request, rest: str):
         return self._relay(request, rest)
 
+    @extend_schema(parameters=[RELAYED], request=OpenApiTypes.OBJECT, responses=RELAYED_ANSWER)
     def post(self, request, rest: str):
         return self._relay(request, rest)
 
+    @extend_schema(parameters=[RELAYED], request={"application/octet-stream": OpenApiTypes.BINARY},
+                   responses=RELAYED_ANSWER)
     def put(self, request, rest: str):
         return self._relay(request, rest)
 
@@ -192,6 +222,11 @@ class ImageDataView(APIView):
     that asks meanwhile; ``Range`` resumes. While the version arrives, a request with ``Range`` is answered with
     the part that has arrived (a 206 that may end before the range asked for; the NC asks again for the rest)."""
 
+    @extend_schema(parameters=[
+        OpenApiParameter("image_id", str, OpenApiParameter.PATH, pattern=r"^img-[0-9a-f]{8}$"),
+        OpenApiParameter("version", str, OpenApiParameter.PATH, pattern=r"^([1-9][0-9]{0,18}|current)$")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                   (206, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, image_id: str, version: str):
         validate_id(image_id, "image")
         if version != "current" and not (version.isdigit() and int(version) > 0):

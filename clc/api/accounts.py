@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import exceptions, filters, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -16,6 +17,7 @@ from clc.services.accounts import (
     find_accounts,
     reset_password,
 )
+from luhyaapi.openapi import choice_parameter
 from luhyadb.choices import AccountRoleChoices, ResourceTypeChoices
 from luhyadb.models import OwnerGroup
 
@@ -64,6 +66,13 @@ def _refusal(exc: AccountRefused) -> Response:
     return Response({"detail": str(exc)}, status=exc.status)
 
 
+GENERATED_PASSWORD = inline_serializer("GeneratedPassword", {
+    "username": serializers.CharField(), "generated_password": serializers.CharField()})
+
+
+@extend_schema_view(list=extend_schema(parameters=[
+    choice_parameter("role", AccountRoleChoices.values),
+    OpenApiParameter("owner_group", str, description="only accounts of this owner-group (path) and below")]))
 class AccountViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     """Accounts in the person's authority: list (``?search=``, ``?role=``, ``?owner_group=<path>``, paginated),
     create (201; ``generated_password`` once when none was given), get, change, delete, and ``password/`` (POST
@@ -110,6 +119,7 @@ class AccountViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             return _refusal(exc)
         return super().handle_exception(exc)
 
+    @extend_schema(request=PasswordSerializer, responses={200: GENERATED_PASSWORD, 204: None})
     @action(detail=True, methods=["post"])
     def password(self, request, username: str):
         body = PasswordSerializer(data=request.data)

@@ -3,11 +3,13 @@ description and permissions, delete (409 while in use); adapters over ``clc.serv
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import filters, serializers, viewsets
 from rest_framework.response import Response
 
 from clc.api.authz import AuthorizedViewSetMixin, actor
 from clc.services.ownergroups import (
+    ACTIONS,
     OwnerGroupRefused,
     change_owner_group,
     create_owner_group,
@@ -19,6 +21,10 @@ from luhyadb.choices import ResourceTypeChoices
 from luhyadb.models import OwnerGroup
 
 
+@extend_schema_field({
+    "type": "object", "propertyNames": {"enum": ResourceTypeChoices.values},
+    "additionalProperties": {"type": "array", "items": {"enum": [*ACTIONS, "full"]}},
+    "example": {"instance": ["read", "execute"], "image": ["full"]}})
 class PermissionsField(serializers.Field):
     """The group's permissions as ``{"instance": ["read", "execute"], ...}``; the service checks what is sent."""
 
