@@ -10,13 +10,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from luhyaapi.drf import SignedRequestAuthentication
 from luhyaapi.ids import InvalidId, validate_id
 from luhyaapi.openapi import number_parameter
+from luhyaapi.pagination import MAX_LIMIT, MAX_OFFSET, BoundedLimitOffsetPagination
 from luhyaapi.ranges import (
     RangeNotSatisfiable,
     file_response,
@@ -173,9 +173,11 @@ class UploadCompleteView(UploadCorsMixin, StoreView):
 class ImageListView(StoreView):
     """``GET images/``: the images with their versions (paginated with ``limit``/``offset``)."""
 
-    @extend_schema(operation_id="images_list", responses=StoredImageSerializer(many=True))
+    @extend_schema(operation_id="images_list", responses=StoredImageSerializer(many=True), parameters=[
+        number_parameter("limit", 1, MAX_LIMIT, description="at most this many images"),
+        number_parameter("offset", 0, MAX_OFFSET, description="images to skip")])
     def get(self, request):
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(image_ids(), request, view=self)
         return paginator.get_paginated_response(StoredImageSerializer(list_images(page), many=True).data)
 
