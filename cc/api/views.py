@@ -34,7 +34,7 @@ from luhyaapi.client import RemoteError
 from luhyaapi.drf import IsSignedNode
 from luhyaapi.ids import validate_id
 from luhyaapi.imagecache import CacheFull
-from luhyaapi.messages import CommandRequest, HostRegistration, InstanceRunRequest, ServerRegistration
+from luhyaapi.messages import INT_MAX, CommandRequest, HostRegistration, InstanceRunRequest, ServerRegistration
 from luhyaapi.ranges import RangeNotSatisfiable, file_response, unsatisfiable_headers, wanted_range
 from luhyaapi.validators import validate_name
 
@@ -42,7 +42,8 @@ INSTANCE_ID = OpenApiParameter("insid", str, OpenApiParameter.PATH, pattern=r"^i
 PLACED = inline_serializer("PlacedInstance", {
     "insid": serializers.CharField(), "node": serializers.CharField(), "state": serializers.CharField(),
     "seq": serializers.IntegerField(), "access": serializers.DictField()})
-SEQ = inline_serializer("InstanceCall", {"seq": serializers.IntegerField(min_value=0, required=False)})
+SEQ = inline_serializer("InstanceCall", {
+    "seq": serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)})
 
 
 def _refusal(exc: Exception) -> Response:
@@ -107,8 +108,8 @@ def _instance_answer(record: ClusterInstance) -> dict:
 
 def _seq(request) -> int:
     raw = request.data.get("seq", 0) if hasattr(request.data, "get") else 0
-    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
-        raise exceptions.ValidationError({"seq": ["must be a whole number >= 0"]})
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= INT_MAX:
+        raise exceptions.ValidationError({"seq": [f"must be a whole number from 0 to {INT_MAX}"]})
     return raw
 
 
@@ -157,7 +158,7 @@ class InstanceSubmitView(APIView):
     permission_classes = [IsSignedNode]
 
     @extend_schema(parameters=[INSTANCE_ID], responses={202: PLACED}, request=inline_serializer("InstanceSubmit", {
-        "seq": serializers.IntegerField(min_value=0, required=False),
+        "seq": serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False),
         "image_id": serializers.RegexField(r"^img-[0-9a-f]{8}$")}))
     def post(self, request, insid: str):
         image_id = validate_id(str(request.data.get("image_id", "")), "image")
@@ -174,7 +175,7 @@ class InstanceView(APIView):
         return _instance_call(request, insid, delete_instance)
 
 
-RELAYED = OpenApiParameter("rest", str, OpenApiParameter.PATH, pattern=r"^uploads/",
+RELAYED = OpenApiParameter("rest", str, OpenApiParameter.PATH,
                            description="walrus's path below /walrus/api/1.0/ (only uploads/... is relayed)")
 RELAYED_ANSWER = OpenApiResponse(OpenApiTypes.OBJECT, description="walrus's answer, status and body as it gave them")
 
