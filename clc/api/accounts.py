@@ -8,7 +8,7 @@ from rest_framework import exceptions, filters, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from clc.api.authz import AuthorizedViewSetMixin, actor
+from clc.api.authz import AuthorizedViewSetMixin, actor, is_signed
 from clc.services.accounts import (
     AccountRefused,
     change_account,
@@ -60,6 +60,14 @@ class PasswordSerializer(serializers.Serializer):
     password = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
 
 
+def acting_person(request):
+    """The person a change of accounts or owner-groups is made by (the services check it against the rule). A signed
+    call has none: it is refused (403), as no role of the cloud changes the people's records."""
+    if is_signed(request):
+        raise exceptions.PermissionDenied("accounts and owner-groups are changed by people: log in to the console")
+    return actor(request)
+
+
 def _refusal(exc: AccountRefused) -> Response:
     if exc.status == 400 and exc.field:
         return Response({exc.field: [str(exc)]}, status=exc.status)
@@ -100,7 +108,7 @@ class AccountViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         values = serializer.values()
-        account, generated = create_account(actor(request), username=values.pop("username"), **values)
+        account, generated = create_account(acting_person(request), username=values.pop("username"), **values)
         answer = AccountSerializer(account).data
         if generated:
             answer["generated_password"] = generated
@@ -109,10 +117,10 @@ class AccountViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     def perform_update(self, serializer):
         values = serializer.values()
         values.pop("username", None)
-        serializer.instance = change_account(actor(self.request), serializer.instance, **values)
+        serializer.instance = change_account(acting_person(self.request), serializer.instance, **values)
 
     def perform_destroy(self, instance):
-        delete_account(actor(self.request), instance)
+        delete_account(acting_person(self.request), instance)
 
     def handle_exception(self, exc):
         if isinstance(exc, AccountRefused):
@@ -124,7 +132,7 @@ class AccountViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     def password(self, request, username: str):
         body = PasswordSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        generated = reset_password(actor(request), self.get_object(), body.validated_data["password"])
+        generated = reset_password(acting_person(request), self.get_object(), body.validated_data["password"])
         if generated:
             return Response({"username": username, "generated_password": generated})
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -7,7 +7,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import filters, serializers, viewsets
 from rest_framework.response import Response
 
-from clc.api.authz import AuthorizedViewSetMixin, actor
+from clc.api.accounts import acting_person
+from clc.api.authz import AuthorizedViewSetMixin
 from clc.services.ownergroups import (
     ACTIONS,
     OwnerGroupRefused,
@@ -67,7 +68,7 @@ class OwnerGroupViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     ordering_fields = ["path", "name"]
 
     def perform_create(self, serializer):
-        serializer.instance = create_owner_group(actor(self.request), **serializer.validated_data)
+        serializer.instance = create_owner_group(acting_person(self.request), **serializer.validated_data)
 
     def perform_update(self, serializer):
         values = dict(serializer.validated_data)
