@@ -20,12 +20,22 @@ from luhyaapi.ids import InvalidId
 from luhyaapi.validators import InvalidValue
 
 
+class BadRequest(exceptions.APIException):
+    """A 400 with a ``detail`` text."""
+
+    status_code = 400
+    default_code = "invalid"
+
+
 def exception_handler(exc, context):
     """DRF's handler, plus a JSON body for every error (``{"detail": ...}`` or ``{field: [messages]}``)."""
     if isinstance(exc, InvalidValue):
         exc = exceptions.ValidationError({exc.field: [exc.message]})
     elif isinstance(exc, InvalidId):
         exc = exceptions.ValidationError({"id": [str(exc)]})
+    elif isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, list):
+        # A refusal raised outside a serializer, without a field: said as the one "detail" every client reads.
+        exc = BadRequest(" ".join(str(message) for message in exc.detail))
     return drf_exception_handler(exc, context)
 
 

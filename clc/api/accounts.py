@@ -17,6 +17,7 @@ from clc.services.accounts import (
     find_accounts,
     reset_password,
 )
+from luhyaapi.filters import SearchFilter
 from luhyaapi.openapi import choice_parameter
 from luhyadb.choices import AccountRoleChoices, ResourceTypeChoices
 from luhyadb.models import OwnerGroup
@@ -94,7 +95,7 @@ class AccountViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     lookup_field = "user__username"
     lookup_url_kwarg = "username"
     lookup_value_regex = r"[\w.@+-]+"
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
     search_fields = ["user__username", "user__first_name", "user__last_name", "user__email"]
     ordering_fields = ["user__username", "role", "owner_group__path", "user__last_login"]
 

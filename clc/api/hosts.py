@@ -28,6 +28,7 @@ from clc.services.hosts import (
     wake_server,
 )
 from luhyaapi.drf import IsSignedNode
+from luhyaapi.filters import SearchFilter
 from luhyaapi.openapi import choice_parameter
 from luhyaapi.validators import InvalidValue, validate_mac, validate_name
 from luhyadb.choices import LivenessChoices, ResourceTypeChoices, RoleChoices
@@ -121,7 +122,7 @@ HOST_DESKTOPS = inline_serializer("HostDesktops", {
 class MachineViewSet(viewsets.GenericViewSet):
     """What hosts and servers share: refusals of the service become their HTTP status with a ``detail``."""
 
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
 
     def handle_exception(self, exc):
         if isinstance(exc, MachineError):

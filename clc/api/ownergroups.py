@@ -17,6 +17,7 @@ from clc.services.ownergroups import (
     delete_owner_group,
     permissions_of,
 )
+from luhyaapi.filters import SearchFilter
 from luhyaapi.validators import OWNER_PATH_RE
 from luhyadb.choices import ResourceTypeChoices
 from luhyadb.models import OwnerGroup
@@ -63,7 +64,7 @@ class OwnerGroupViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     resource_type = ResourceTypeChoices.OWNERGROUP
     lookup_field = "path"
     lookup_value_regex = OWNER_PATH_RE.pattern.removeprefix("^").removesuffix("$")
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
     search_fields = ["name", "path", "description"]
     ordering_fields = ["path", "name"]
 

@@ -48,6 +48,7 @@ from clc.services.tasks import TaskNotFound, task_status
 from clc.services.vmtypes import VMTypeInUse, change_vm_type, create_vm_type, delete_vm_type
 from luhyaapi.api import validated
 from luhyaapi.drf import IsSignedNode
+from luhyaapi.filters import SearchFilter
 from luhyaapi.ids import InvalidId, TaskId, validate_id
 from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
 from luhyaapi.openapi import choice_parameter, number_parameter
@@ -162,7 +163,7 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     authz_actions = {"start_upload": "write", "complete_upload": "write", "prepare": "execute"}
     lookup_field = "image_id"
     lookup_value_regex = "[^/]+"
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
     search_fields = ["name", "description", "image_id"]
     ordering_fields = ["name", "pub_date", "size_bytes"]
 
@@ -234,7 +235,7 @@ class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     authz_actions = {"run": "execute", "stop": "execute", "push": "execute", "console": "execute"}
     lookup_field = "instance_id"
     lookup_value_regex = "[^/]+"
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
     search_fields = ["name", "instance_id", "node", "image__name"]
     ordering_fields = ["name", "created", "state"]
 

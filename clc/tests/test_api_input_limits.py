@@ -78,3 +78,11 @@ def test_a_route_that_does_not_exist_is_still_a_404(client):
                           REQUEST_URI="/clc/api/1.0/images/img-0000abcd/nothing/")
     assert response.status_code == 404
     assert "no such API endpoint" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("route", ["images", "instances", "hosts", "accounts", "ownergroups"])
+def test_a_search_with_a_nul_character_is_a_400_naming_search(signed_client, route):
+    seed_initial_data()
+    response = signed_client.get(f"/clc/api/1.0/{route}/?search=%F3%90%97%84%00t")
+    assert response.status_code == 400
+    assert list(response.json()) == ["search"]
