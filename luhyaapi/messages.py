@@ -21,6 +21,8 @@ Role = Literal["clc", "walrus", "cc", "nc", "sc", "watch"]
 # What the database's columns hold: a request's numbers are refused beyond them, never overflow when stored.
 INT_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
+# A network card's own address: the lowest bit of the first byte clear (set, it is a multicast group's).
+UNICAST_MAC_PATTERN = r"^[0-9a-f][02468ace](?::[0-9a-f]{2}){5}$"
 
 
 def _canonical_ip(value: str) -> str:
@@ -252,7 +254,7 @@ class InstanceRunRequest(BaseModel):
     memory_mb: int = Field(ge=32, le=INT_MAX)
     disk_mb: int = Field(default=0, ge=0, le=INT_MAX)
     persistent: bool = False
-    mac: Annotated[str, Field(pattern=MAC_RE.pattern)]
+    mac: Annotated[str, Field(pattern=UNICAST_MAC_PATTERN, description="the guest NIC's MAC: unicast, lower case")]
     services: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(default=(), max_length=8)
     pinned_node: Annotated[str, Field(pattern=r"^$|" + NAME_RE.pattern)] = ""
     boot: bool = Field(default=True, description="False: only prepare the disk (the image wizard's first step)")

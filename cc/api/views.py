@@ -46,6 +46,13 @@ SEQ = inline_serializer("InstanceCall", {
     "seq": serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)})
 
 
+class SubmitSerializer(serializers.Serializer):
+    """The body of ``instances/<insid>/submit/``: the image the disk becomes a version of, and the run's ``seq``."""
+
+    seq = serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)
+    image_id = serializers.RegexField(r"^img-[0-9a-f]{8}$", error_messages={"invalid": "not an image id (img-...)"})
+
+
 def _refusal(exc: Exception) -> Response:
     if isinstance(exc, WrongCluster):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
@@ -157,11 +164,11 @@ class InstanceSubmitView(APIView):
 
     permission_classes = [IsSignedNode]
 
-    @extend_schema(parameters=[INSTANCE_ID], responses={202: PLACED}, request=inline_serializer("InstanceSubmit", {
-        "seq": serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False),
-        "image_id": serializers.RegexField(r"^img-[0-9a-f]{8}$")}))
+    @extend_schema(parameters=[INSTANCE_ID], request=SubmitSerializer, responses={202: PLACED})
     def post(self, request, insid: str):
-        image_id = validate_id(str(request.data.get("image_id", "")), "image")
+        body = SubmitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        image_id = body.validated_data["image_id"]
         return _instance_call(request, insid, lambda bus, insid, seq: submit_instance(bus, insid, seq, image_id))
 
 

@@ -39,3 +39,17 @@ def test_a_registration_without_an_ip_address_is_a_400_naming_ip(signed_client, 
     response = signed_client.post(f"/cc/api/1.0/{route}", body | {"ip": ip})
     assert response.status_code == 400, response.content[:300]
     assert list(response.json()) == ["ip"]
+
+
+def test_a_run_request_for_a_multicast_mac_is_a_400_naming_mac(signed_client):
+    response = signed_client.post("/cc/api/1.0/instances/", RUN | {"mac": "43:2d:0f:22:d6:97"})
+    assert response.status_code == 400, response.content[:300]
+    assert list(response.json()) == ["mac"]
+
+
+@pytest.mark.parametrize("body", [None, 8, "text", [], {"image_id": "img-1"}, {"seq": 1}])
+def test_a_submit_without_an_image_id_object_is_a_400_not_a_server_error(signed_client, body):
+    response = signed_client.post("/cc/api/1.0/instances/ins-0000000a/submit/", body)
+    assert response.status_code == 400, response.content[:300]
+    answer = response.json()
+    assert "image_id" in answer or "non_field_errors" in answer
