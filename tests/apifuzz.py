@@ -76,11 +76,14 @@ class Tally:
     requests: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    operation: str = ""  # the operation being fuzzed, set by the test
+    by_operation: dict[str, Counter] = field(default_factory=dict)
 
     def record(self, who: str, method: str, path: str, query: str, status: int, body: bytes, content_type: str,
                sent: bytes) -> None:
         self.requests[who] += 1
         self.statuses[status] += 1
+        self.by_operation.setdefault(self.operation, Counter())[status] += 1
         problem = answer_problem(status, body, content_type)
         if problem and len(self.problems) < 200:
             self.problems.append(f"{who}: {method} {path}{'?' + query if query else ''} -> {status}: {problem}\n"

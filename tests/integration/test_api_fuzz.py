@@ -140,9 +140,12 @@ def test_the_apis_answer_every_generated_request_without_a_server_error(world, w
     for role in ROLES:
         for operation in operations(loaded(role, world)):
             counted["operations"] += 1
+            tally.operation = operation.label
             counted["cases"] += fuzz(operation, app)
     RESULTS[who] = {**counted, "requests": sum(tally.requests.values()), "status_classes": tally.by_class(),
                     "statuses": {str(code): count for code, count in sorted(tally.statuses.items())},
                     "designed_5xx": sum(tally.statuses[code] for code in DESIGNED_5XX),
+                    "by_operation": {label: {str(code): count for code, count in sorted(codes.items())}
+                                     for label, codes in sorted(tally.by_operation.items())},
                     "problems": tally.problems, "seconds": round(time.monotonic() - started, 1)}
     assert not tally.problems, f"{len(tally.problems)} answers broke the rule:\n" + "\n".join(tally.problems[:40])
