@@ -45,14 +45,21 @@ ERROR_SCHEMA = {
 
 
 def add_error_responses(result: dict, generator, request, public) -> dict:
-    """Postprocessing hook: every operation may answer 4xx with an ``Error`` (the one error format of the API)."""
+    """Postprocessing hook: every operation may answer 4xx, and 5xx where the cloud cannot do it now, with an
+    ``Error`` (the one error format of the API)."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-    error = {"description": "refused: a bad value (400, naming the field), not signed or logged in (401), not "
-                            "allowed (403), not found (404), or in a state that does not allow it (409)",
-             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    errors = {
+        "4XX": {"description": "refused: a bad value (400, naming the field), not signed or logged in (401), not "
+                               "allowed (403), not found (404), or in a state that does not allow it (409)",
+                "content": content},
+        "5XX": {"description": "the cloud cannot do it now: another role cannot be reached or refused (502), no "
+                               "role that could do it is online (503), the disk is too full (507)",
+                "content": content}}
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
-            operation.setdefault("responses", {}).setdefault("4XX", error)
+            for status, response in errors.items():
+                operation.setdefault("responses", {}).setdefault(status, response)
     return result
 
 
@@ -145,7 +152,8 @@ class RoleDocsView(JsonRefusals, SpectacularSwaggerView):
 def schema_urls(role: str) -> list[URLPattern]:
     """The document and docs page of ``role``, to mount under ``/<role>/api/1.0/`` beside its API."""
     return [
-        path("schema/", RoleSchemaView.as_view(role=role), name=f"{role}-api-schema"),
+        path("schema/", RoleSchemaView.as_view(role=role, custom_settings={"TITLE": f"eduCloud {role} API"}),
+             name=f"{role}-api-schema"),
         path("docs/", RoleDocsView.as_view(url_name=f"{role}-api-schema", title=f"eduCloud {role} API"),
              name=f"{role}-api-docs"),
     ]

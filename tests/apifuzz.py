@@ -85,9 +85,13 @@ class Tally:
         self.statuses[status] += 1
         self.by_operation.setdefault(self.operation, Counter())[status] += 1
         problem = answer_problem(status, body, content_type)
-        if problem and len(self.problems) < 200:
-            self.problems.append(f"{who}: {method} {path}{'?' + query if query else ''} -> {status}: {problem}\n"
-                                 f"    sent: {sent[:300]!r}\n    answer: {body[:300]!r}")
+        if problem:
+            self.add_problem(f"{who}: {method} {path}{'?' + query if query else ''} -> {status}: {problem}\n"
+                             f"    sent: {sent[:300]!r}\n    answer: {body[:300]!r}")
+
+    def add_problem(self, text: str) -> None:
+        if len(self.problems) < 200:  # enough to read; the first ones say what is wrong
+            self.problems.append(text)
 
     def by_class(self) -> dict[str, int]:
         classes = Counter()
@@ -171,8 +175,8 @@ def _full_rights(group: OwnerGroup) -> None:
 
 def seed_world(cc_url: str) -> World:
     """Owner-groups, a super administrator (``admin``), a teacher and a student (``pupil``) with an assigned remote
-    desktop, an image with a version (a real file in walrus), a local desktop, a classroom PC, the cluster's CC at
-    ``cc_url`` (walrus too) with one node, its network, a task and an upload under way."""
+    desktop running on the node, an image with a version (a real file in walrus), a local desktop, a classroom PC,
+    the cluster's CC at ``cc_url`` (walrus too) with one node, its network, a task and an upload under way."""
     seed_initial_data()
     school = OwnerGroup.objects.create(path="edu.school1", name="School 1")
     pupils = OwnerGroup.objects.create(path="edu.school1.class1", name="Class 1")
@@ -209,11 +213,13 @@ def seed_world(cc_url: str) -> World:
     tiny = VMType.objects.get(name="tiny") if VMType.objects.filter(name="tiny").exists() else VMType.objects.first()
     desktop = Instance.objects.create(instance_id="ins-0000d001", name="Pupil desktop", kind="rvd", image=image,
                                       vm_type=tiny, owner_group=pupils, assigned_to=pupil.user, services=[80],
-                                      mac="52:54:00:00:d0:01")
+                                      mac="52:54:00:00:d0:01", state="running", cluster=settings.EDUCLOUD.cluster,
+                                      node=NODE_NAME, runs=1, console_url="vnc://127.0.0.1:6400",
+                                      console_password="fuzz1234")
     Instance.objects.create(instance_id="ins-0000d002", name="Room desktop", kind="lvd", image=image, vm_type=tiny,
                             owner_group=pupils, mac="52:54:00:00:d0:02")
-    ClusterInstance.objects.create(instance_id=desktop.instance_id, node=NODE_NAME, tid="", cpus=1, memory_mb=256,
-                                   kind="rvd", state="running")
+    ClusterInstance.objects.create(instance_id=desktop.instance_id, node=NODE_NAME, tid="", seq=1, cpus=1,
+                                   memory_mb=256, kind="rvd", state="running")
     tid = f"{IMAGE_ID}:{IMAGE_ID}:ins-0000e001"
     TaskTransaction.objects.create(tid=tid, src_image_id=IMAGE_ID, dst_image_id=IMAGE_ID,
                                    instance_id="ins-0000e001", user="teacher")

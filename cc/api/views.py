@@ -39,9 +39,6 @@ from luhyaapi.ranges import RangeNotSatisfiable, file_response, unsatisfiable_he
 from luhyaapi.validators import validate_name
 
 INSTANCE_ID = OpenApiParameter("insid", str, OpenApiParameter.PATH, pattern=r"^ins-[0-9a-f]{8}$")
-PLACED = inline_serializer("PlacedInstance", {
-    "insid": serializers.CharField(), "node": serializers.CharField(), "state": serializers.CharField(),
-    "seq": serializers.IntegerField(), "access": serializers.DictField()})
 SEQ = inline_serializer("InstanceCall", {
     "seq": serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)})
 
@@ -51,6 +48,16 @@ class SubmitSerializer(serializers.Serializer):
 
     seq = serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)
     image_id = serializers.RegexField(r"^img-[0-9a-f]{8}$", error_messages={"invalid": "not an image id (img-...)"})
+
+
+class PlacedInstanceSerializer(serializers.Serializer):
+    """Where an instance of this cluster runs and how to reach it (``_instance_answer``)."""
+
+    insid = serializers.CharField()
+    node = serializers.CharField()
+    state = serializers.CharField()
+    seq = serializers.IntegerField()
+    access = serializers.DictField(child=serializers.CharField())
 
 
 def _refusal(exc: Exception) -> Response:
@@ -126,11 +133,11 @@ class InstancesView(APIView):
 
     permission_classes = [IsSignedNode]
 
-    @extend_schema(operation_id="instances_list", responses=PLACED)
+    @extend_schema(operation_id="instances_list", responses=PlacedInstanceSerializer(many=True))
     def get(self, request):
         return Response([_instance_answer(record) for record in ClusterInstance.objects.all()])
 
-    @extend_schema(request=InstanceRunRequest, responses={201: PLACED})
+    @extend_schema(request=InstanceRunRequest, responses={201: PlacedInstanceSerializer})
     def post(self, request):
         try:
             record = run_instance(get_bus(settings.EDUCLOUD.bus_url), validated(InstanceRunRequest, request.data))
@@ -153,7 +160,7 @@ class InstanceStopView(APIView):
 
     permission_classes = [IsSignedNode]
 
-    @extend_schema(parameters=[INSTANCE_ID], request=SEQ, responses={202: PLACED})
+    @extend_schema(parameters=[INSTANCE_ID], request=SEQ, responses={202: PlacedInstanceSerializer})
     def post(self, request, insid: str):
         return _instance_call(request, insid, stop_instance)
 
@@ -164,7 +171,7 @@ class InstanceSubmitView(APIView):
 
     permission_classes = [IsSignedNode]
 
-    @extend_schema(parameters=[INSTANCE_ID], request=SubmitSerializer, responses={202: PLACED})
+    @extend_schema(parameters=[INSTANCE_ID], request=SubmitSerializer, responses={202: PlacedInstanceSerializer})
     def post(self, request, insid: str):
         body = SubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -177,7 +184,7 @@ class InstanceView(APIView):
 
     permission_classes = [IsSignedNode]
 
-    @extend_schema(parameters=[INSTANCE_ID], request=SEQ, responses={202: PLACED})
+    @extend_schema(parameters=[INSTANCE_ID], request=SEQ, responses={202: PlacedInstanceSerializer})
     def delete(self, request, insid: str):
         return _instance_call(request, insid, delete_instance)
 

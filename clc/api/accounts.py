@@ -38,7 +38,7 @@ class AccountSerializer(serializers.Serializer):
     owner_group = serializers.SlugRelatedField(slug_field="path", queryset=OwnerGroup.objects.all())
     password = serializers.CharField(write_only=True, required=False, allow_blank=True, trim_whitespace=False,
                                      style={"input_type": "password"})
-    last_login = serializers.DateTimeField(source="user.last_login", read_only=True)
+    last_login = serializers.DateTimeField(source="user.last_login", read_only=True, allow_null=True)
     date_joined = serializers.DateTimeField(source="user.date_joined", read_only=True)
 
     def validate_username(self, value: str) -> str:

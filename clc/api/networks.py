@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -82,6 +84,7 @@ class ClusterNetworkViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             return Response({"detail": str(exc)}, status=exc.status)
         return super().handle_exception(exc)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"], url_path="cc-config")
     def cc_config(self, request, cluster: str):
         return Response(as_cc_config(self.get_object()), status=status.HTTP_200_OK)

@@ -265,6 +265,7 @@ class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             require(self.request, "read", serializer.validated_data["image"])
         serializer.save()
 
+    @extend_schema(responses={204: None, 202: inline_serializer("Deleting", {"state": serializers.CharField()})})
     def destroy(self, request, *args, **kwargs):
         gone = delete_instance(self.get_object())
         if gone:

@@ -1,7 +1,8 @@
 """Fuzzing of the CLC, walrus and CC APIs from their own OpenAPI documents (schemathesis), in-process through the
 WSGI app, as a student, as a super administrator and signed as a node, over a small seeded world: no answer may be
 a server error (a 500, or a 5xx other than the designed "another role or the disk cannot do it now" answers with a
-detail: ``tests.apifuzz.DESIGNED_5XX``), and every refusal is JSON naming the field. The counts go to
+detail: ``tests.apifuzz.DESIGNED_5XX``), every refusal is JSON naming the field, and every answer is as the document
+describes it (a status it lists, its media type, a body its schema validates). The counts go to
 ``tests/artifacts/schemathesis.json`` and a summary line to the terminal.
 
 ``EDUCLOUD_FUZZ_EXAMPLES`` sets the examples per operation and mode (default 15; a deeper run: 100), and
@@ -25,8 +26,22 @@ from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
-from tests.apifuzz import DESIGNED_5XX, SUMMARY, Caller, LoopbackOnly, Tally, World, seed_world, session_for
+from tests.apifuzz import (
+    DESIGNED_5XX,
+    SUMMARY,
+    Caller,
+    LoopbackOnly,
+    Tally,
+    World,
+    seed_world,
+    session_for,
+)
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -69,8 +84,24 @@ def operations(schema) -> list:
     return sorted(found, key=lambda operation: operation.method.upper() == "DELETE")
 
 
-def fuzz(operation, app) -> int:
-    """Run the operation's generated cases (valid and invalid data) through ``app``; the number of cases sent."""
+# What the document promises about each answer: a status it lists, its media type, a body its schema describes.
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def conformance_problems(case, response) -> list[str]:
+    """How an answer differs from what the document says of it."""
+    try:
+        case.validate_response(response, checks=CONFORMANCE)
+    except schemathesis.errors.FailureGroup as group:
+        return [failure.title for failure in group.exceptions]
+    except AssertionError as failure:
+        return [getattr(failure, "title", str(failure))]
+    return []
+
+
+def fuzz(operation, app, tally: Tally) -> int:
+    """Run the operation's generated cases (valid and invalid data) through ``app``, each answer checked against the
+    document; the number of cases sent."""
     sent = 0
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
         if mode is GenerationMode.NEGATIVE and operation.label in NOTHING_TO_SPOIL:
@@ -82,7 +113,10 @@ def fuzz(operation, app) -> int:
         def send(case):
             nonlocal sent
             sent += 1
-            case.call(app=app)
+            response = case.call(app=app)
+            for problem in conformance_problems(case, response):
+                tally.add_problem(f"{operation.label} -> {response.status_code}: not as documented: {problem}\n"
+                                  f"    answer: {response.content[:300]!r}")
 
         try:
             send()
@@ -141,7 +175,7 @@ def test_the_apis_answer_every_generated_request_without_a_server_error(world, w
         for operation in operations(loaded(role, world)):
             counted["operations"] += 1
             tally.operation = operation.label
-            counted["cases"] += fuzz(operation, app)
+            counted["cases"] += fuzz(operation, app, tally)
     RESULTS[who] = {**counted, "requests": sum(tally.requests.values()), "status_classes": tally.by_class(),
                     "statuses": {str(code): count for code, count in sorted(tally.statuses.items())},
                     "designed_5xx": sum(tally.statuses[code] for code in DESIGNED_5XX),

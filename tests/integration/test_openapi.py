@@ -30,6 +30,7 @@ def test_every_role_serves_its_own_document_to_a_signed_call(signed_client, role
     assert response.status_code == 200, response.content[:300]
     document = response.json()
     assert document["openapi"] == "3.1.0"
+    assert document["info"]["title"] == f"eduCloud {role} API"
     assert f"/{role}/api/1.0/ping/" in document["paths"]
     assert all(route.startswith(f"/{role}/api/1.0/") for route in document["paths"])
 

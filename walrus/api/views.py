@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,7 +17,7 @@ from rest_framework.views import APIView
 from luhyaapi.drf import SignedRequestAuthentication
 from luhyaapi.ids import InvalidId, validate_id
 from luhyaapi.openapi import number_parameter
-from luhyaapi.pagination import MAX_LIMIT, MAX_OFFSET, BoundedLimitOffsetPagination
+from luhyaapi.pagination import BoundedLimitOffsetPagination
 from luhyaapi.ranges import (
     RangeNotSatisfiable,
     file_response,
@@ -170,16 +171,16 @@ class UploadCompleteView(UploadCorsMixin, StoreView):
                         status=status.HTTP_201_CREATED if made else status.HTTP_200_OK)
 
 
-class ImageListView(StoreView):
+class ImageListView(StoreView, GenericAPIView):
     """``GET images/``: the images with their versions (paginated with ``limit``/``offset``)."""
 
-    @extend_schema(operation_id="images_list", responses=StoredImageSerializer(many=True), parameters=[
-        number_parameter("limit", 1, MAX_LIMIT, description="at most this many images"),
-        number_parameter("offset", 0, MAX_OFFSET, description="images to skip")])
+    pagination_class = BoundedLimitOffsetPagination
+    serializer_class = StoredImageSerializer
+
+    @extend_schema(operation_id="images_list", responses=StoredImageSerializer(many=True))
     def get(self, request):
-        paginator = BoundedLimitOffsetPagination()
-        page = paginator.paginate_queryset(image_ids(), request, view=self)
-        return paginator.get_paginated_response(StoredImageSerializer(list_images(page), many=True).data)
+        page = self.paginate_queryset(image_ids())
+        return self.get_paginated_response(StoredImageSerializer(list_images(page), many=True).data)
 
 
 class ImageDetailView(StoreView):
