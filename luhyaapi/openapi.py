@@ -138,7 +138,7 @@ class RoleSchemaView(JsonRefusals, SpectacularAPIView):
     renderer_classes = [OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRenderer, OpenApiYamlRenderer2]
 
     def get(self, request, *args, **kwargs):
-        self.patterns = [path(f"{self.role}/api/1.0/", include(f"{self.role}.api.urls"))]
+        self.patterns = role_patterns(self.role)
         return super().get(request, *args, **kwargs)
 
 
@@ -147,6 +147,11 @@ class RoleDocsView(JsonRefusals, SpectacularSwaggerView):
     sidecar package, through whitenoise)."""
 
     permission_classes = [IsSignedOrLoggedIn]
+
+
+def role_patterns(role: str) -> list[URLPattern]:
+    """The URL patterns a role's document describes: its API, where the host mounts it."""
+    return [path(f"{role}/api/1.0/", include(f"{role}.api.urls"))]
 
 
 def schema_urls(role: str) -> list[URLPattern]:
