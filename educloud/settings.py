@@ -23,6 +23,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "luhyadb",
     "daemons",
     *EDUCLOUD.roles,
@@ -88,11 +90,33 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["luhyaapi.drf.IsSignedNodeOrStaff"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["luhyaapi.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "luhyaapi.api.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "luhyaapi.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI document of each role's API (luhyaapi/openapi.py). 3.1 because request bodies are described by
+# pydantic's JSON schema (2020-12); the docs page's scripts come from the sidecar package, never from a CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "eduCloud API",
+    "DESCRIPTION": "One role's REST API. Calls between roles are signed (educloudSignature); people log in to the "
+                   "console first (session cookie, and the CSRF token on writes).",
+    "VERSION": "1.0",
+    "OAS_VERSION": "3.1.0",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"LivenessEnum": "luhyadb.choices.LivenessChoices",
+                            "RoleEnum": "luhyadb.choices.RoleChoices",
+                            "HostKindEnum": "luhyadb.choices.HostKindChoices",
+                            "KeyStateEnum": "luhyadb.choices.KeyStateChoices",
+                            "InstanceKindEnum": "luhyadb.choices.InstanceKindChoices"},
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "luhyaapi.openapi.add_error_responses"],
 }
 
 LOGGING = {

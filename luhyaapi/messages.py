@@ -10,14 +10,30 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
 
-from luhyaapi.validators import MAC_RE, NAME_RE
+from luhyaapi.validators import MAC_RE, NAME_RE, InvalidValue, validate_ip
 from luhyaapi.vmspec import ConsolePassword
 
 Name = Annotated[str, Field(pattern=NAME_RE.pattern)]
 Mac = Annotated[str, Field(pattern=r"^$|" + MAC_RE.pattern)]
 Role = Literal["clc", "walrus", "cc", "nc", "sc", "watch"]
+# What the database's columns hold: a request's numbers are refused beyond them, never overflow when stored.
+INT_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+# A network card's own address: the lowest bit of the first byte clear (set, it is a multicast group's).
+UNICAST_MAC_PATTERN = r"^[0-9a-f][02468ace](?::[0-9a-f]{2}){5}$"
+
+
+def _canonical_ip(value: str) -> str:
+    try:
+        return validate_ip(value)
+    except InvalidValue as exc:
+        raise ValueError(exc.message) from None
+
+
+IpAddress = Annotated[str, AfterValidator(_canonical_ip),
+                      WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})]
 Phase = Literal["init", "preparing", "editing", "submitting", "failed"]
 
 
@@ -45,8 +61,8 @@ class Resources(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cpus: float = Field(ge=0)
-    memory_mb: int = Field(ge=0)
-    disk_mb: int = Field(ge=0)
+    memory_mb: int = Field(ge=0, le=BIGINT_MAX)
+    disk_mb: int = Field(ge=0, le=BIGINT_MAX)
 
 
 class VmInfo(BaseModel):
@@ -172,7 +188,7 @@ class ServerRegistration(BaseModel):
 
     role: Role
     name: Name
-    ip: str
+    ip: IpAddress
     mac: Mac = ""
     cluster: Name
     api_url: str = Field(default="", pattern=r"^$|^https?://[A-Za-z0-9.:\[\]-]+$")
@@ -192,12 +208,12 @@ class HostRegistration(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Name
-    ip: str
+    ip: IpAddress
     mac: Annotated[str, Field(pattern=MAC_RE.pattern)]
     cluster: Name
     heartbeat_seconds: float = Field(gt=0)
-    memory_mb: int = Field(default=0, ge=0)
-    disk_mb: int = Field(default=0, ge=0)
+    memory_mb: int = Field(default=0, ge=0, le=BIGINT_MAX)
+    disk_mb: int = Field(default=0, ge=0, le=BIGINT_MAX)
 
 
 class EnrolmentRequest(BaseModel):
@@ -224,7 +240,7 @@ class CommandRequest(BaseModel):
 
     op: str = Field(pattern=r"^[a-z]+(?:/[a-z_]+)*$", max_length=64)
     tid: str = Field(default="", max_length=128)
-    seq: int = Field(default=0, ge=0)
+    seq: int = Field(default=0, ge=0, le=INT_MAX)
     paras: dict = Field(default_factory=dict)
 
 
@@ -234,9 +250,9 @@ class ImageRef(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     image_id: Annotated[str, Field(pattern=r"^img-[0-9a-f]{8}$")]
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=INT_MAX)
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=BIGINT_MAX)
 
 
 class InstanceRunRequest(BaseModel):
@@ -247,15 +263,15 @@ class InstanceRunRequest(BaseModel):
 
     insid: Annotated[str, Field(pattern=r"^ins-[0-9a-f]{8}$")]
     tid: str = Field(max_length=128)
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=INT_MAX)
     kind: Literal["vs", "rvd", "lvd"]
     image: ImageRef
     os_type: Literal["linux", "windows", "other"] = "linux"
     cpus: int = Field(ge=1, le=64)
-    memory_mb: int = Field(ge=32)
-    disk_mb: int = Field(default=0, ge=0)
+    memory_mb: int = Field(ge=32, le=INT_MAX)
+    disk_mb: int = Field(default=0, ge=0, le=INT_MAX)
     persistent: bool = False
-    mac: Mac
+    mac: Annotated[str, Field(pattern=UNICAST_MAC_PATTERN, description="the guest NIC's MAC: unicast, lower case")]
     services: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(default=(), max_length=8)
     pinned_node: Annotated[str, Field(pattern=r"^$|" + NAME_RE.pattern)] = ""
     boot: bool = Field(default=True, description="False: only prepare the disk (the image wizard's first step)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,6 +22,7 @@ class HostDesktopsView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("pc")
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, mac: str):
         require_sender(request, mac=validate_mac(mac, "mac"))
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import requests
 from django.conf import settings
 from django.http import HttpResponse
-from rest_framework import exceptions, permissions, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -35,6 +37,7 @@ from luhyaapi.drf import IsSignedNode, callers, require_sender, signed_node
 from luhyaapi.ids import validate_id
 from luhyaapi.imagecache import CacheFull
 from luhyaapi.messages import (
+    INT_MAX,
     CommandRequest,
     EnrolmentRequest,
     HostRegistration,
@@ -44,6 +47,27 @@ from luhyaapi.messages import (
 from luhyaapi.ranges import RangeNotSatisfiable, file_response, unsatisfiable_headers, wanted_range
 from luhyaapi.trust import registration_refusal
 from luhyaapi.validators import validate_name
+
+INSTANCE_ID = OpenApiParameter("insid", str, OpenApiParameter.PATH, pattern=r"^ins-[0-9a-f]{8}$")
+SEQ = inline_serializer("InstanceCall", {
+    "seq": serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)})
+
+
+class SubmitSerializer(serializers.Serializer):
+    """The body of ``instances/<insid>/submit/``: the image the disk becomes a version of, and the run's ``seq``."""
+
+    seq = serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)
+    image_id = serializers.RegexField(r"^img-[0-9a-f]{8}$", error_messages={"invalid": "not an image id (img-...)"})
+
+
+class PlacedInstanceSerializer(serializers.Serializer):
+    """Where an instance of this cluster runs and how to reach it (``_instance_answer``)."""
+
+    insid = serializers.CharField()
+    node = serializers.CharField()
+    state = serializers.CharField()
+    seq = serializers.IntegerField()
+    access = serializers.DictField(child=serializers.CharField())
 
 
 def _refusal(exc: Exception) -> Response:
@@ -58,6 +82,8 @@ class RegisterServerView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("nc", "sc", "pc")
 
+    @extend_schema(request=ServerRegistration, responses={201: inline_serializer("ClusterServer", {
+        "role": serializers.CharField(), "name": serializers.CharField()})})
     def post(self, request):
         registration = validated(ServerRegistration, request.data)
         refusal = registration_refusal(signed_node(request), role=registration.role, name=registration.name,
@@ -77,6 +103,7 @@ class EnrolmentView(APIView):
 
     permission_classes = [permissions.AllowAny]
 
+    @extend_schema(request=EnrolmentRequest, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT})
     def post(self, request):
         try:
             answer = pass_on_enrolment(validated(EnrolmentRequest, request.data), request.META.get("REMOTE_ADDR", ""))
@@ -96,6 +123,8 @@ class RegisterHostView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("pc")
 
+    @extend_schema(request=HostRegistration, responses={201: inline_serializer("ClusterHost", {
+        "name": serializers.CharField(), "mac": serializers.CharField()})})
     def post(self, request):
         registration = validated(HostRegistration, request.data)
         require_sender(request, registration.name, mac=registration.mac)
@@ -112,6 +141,8 @@ class NodeCommandView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("clc")
 
+    @extend_schema(request=CommandRequest, responses={202: inline_serializer("NodeCommand", {
+        "msg_id": serializers.CharField(), "op": serializers.CharField()})})
     def post(self, request, name: str):
         validate_name(name, "name")
         try:
@@ -129,8 +160,8 @@ def _instance_answer(record: ClusterInstance) -> dict:
 
 def _seq(request) -> int:
     raw = request.data.get("seq", 0) if hasattr(request.data, "get") else 0
-    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
-        raise exceptions.ValidationError({"seq": ["must be a whole number >= 0"]})
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= INT_MAX:
+        raise exceptions.ValidationError({"seq": [f"must be a whole number from 0 to {INT_MAX}"]})
     return raw
 
 
@@ -141,9 +172,11 @@ class InstancesView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("clc")
 
+    @extend_schema(operation_id="instances_list", responses=PlacedInstanceSerializer(many=True))
     def get(self, request):
         return Response([_instance_answer(record) for record in ClusterInstance.objects.all()])
 
+    @extend_schema(request=InstanceRunRequest, responses={201: PlacedInstanceSerializer})
     def post(self, request):
         try:
             record = run_instance(get_bus(settings.EDUCLOUD.bus_url), validated(InstanceRunRequest, request.data))
@@ -167,6 +200,7 @@ class InstanceStopView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("clc")
 
+    @extend_schema(parameters=[INSTANCE_ID], request=SEQ, responses={202: PlacedInstanceSerializer})
     def post(self, request, insid: str):
         return _instance_call(request, insid, stop_instance)
 
@@ -178,8 +212,11 @@ class InstanceSubmitView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("clc")
 
+    @extend_schema(parameters=[INSTANCE_ID], request=SubmitSerializer, responses={202: PlacedInstanceSerializer})
     def post(self, request, insid: str):
-        image_id = validate_id(str(request.data.get("image_id", "")), "image")
+        body = SubmitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        image_id = body.validated_data["image_id"]
         return _instance_call(request, insid, lambda bus, insid, seq: submit_instance(bus, insid, seq, image_id))
 
 
@@ -189,8 +226,14 @@ class InstanceView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("clc")
 
+    @extend_schema(parameters=[INSTANCE_ID], request=SEQ, responses={202: PlacedInstanceSerializer})
     def delete(self, request, insid: str):
         return _instance_call(request, insid, delete_instance)
+
+
+RELAYED = OpenApiParameter("rest", str, OpenApiParameter.PATH,
+                           description="walrus's path below /walrus/api/1.0/ (only uploads/... is relayed)")
+RELAYED_ANSWER = OpenApiResponse(OpenApiTypes.OBJECT, description="walrus's answer, status and body as it gave them")
 
 
 class WalrusRelayView(APIView):
@@ -218,12 +261,16 @@ class WalrusRelayView(APIView):
         return HttpResponse(answer.content, status=answer.status_code,
                             content_type=answer.headers.get("Content-Type", "application/json"))
 
+    @extend_schema(parameters=[RELAYED], responses=RELAYED_ANSWER)
     def get(self, request, rest: str):
         return self._relay(request, rest)
 
+    @extend_schema(parameters=[RELAYED], request=OpenApiTypes.OBJECT, responses=RELAYED_ANSWER)
     def post(self, request, rest: str):
         return self._relay(request, rest)
 
+    @extend_schema(parameters=[RELAYED], request={"application/octet-stream": OpenApiTypes.BINARY},
+                   responses=RELAYED_ANSWER)
     def put(self, request, rest: str):
         return self._relay(request, rest)
 
@@ -238,6 +285,11 @@ class ImageDataView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("nc", "pc")
 
+    @extend_schema(parameters=[
+        OpenApiParameter("image_id", str, OpenApiParameter.PATH, pattern=r"^img-[0-9a-f]{8}$"),
+        OpenApiParameter("version", str, OpenApiParameter.PATH, pattern=r"^([1-9][0-9]{0,18}|current)$")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                   (206, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, image_id: str, version: str):
         validate_id(image_id, "image")
         require_sender(request, cluster=settings.EDUCLOUD.cluster)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,6 +27,9 @@ class WakeView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("clc")
 
+    @extend_schema(request=WakeRequestSerializer, responses={202: inline_serializer("MagicPacket", {
+        "mac": serializers.CharField(), "broadcast": serializers.CharField(), "port": serializers.IntegerField(),
+        "interface": serializers.CharField()})})
     def post(self, request):
         wanted = WakeRequestSerializer(data=request.data)
         wanted.is_valid(raise_exception=True)

@@ -210,16 +210,18 @@ class ClusterImageCache:
             return fetch.written
 
 
-_cache: ClusterImageCache | None = None
+_caches: dict[tuple, ClusterImageCache] = {}
 _cache_lock = threading.Lock()
 
 
 def cluster_cache() -> ClusterImageCache:
-    """This CC's cache, under ``<data_dir>/cc/images`` with the configured size limit."""
-    global _cache
+    """This CC's cache, under ``<data_dir>/cc/images`` with the configured size limit, fetching from walrus signed
+    with this host's key (one per configuration: a host has one, a test may change it)."""
+    config = settings.EDUCLOUD
+    key = own_key()
+    wanted = (config.data_dir, config.image_cache_bytes, config.walrus_url, key.fingerprint)
     with _cache_lock:
-        if _cache is None:
-            config = settings.EDUCLOUD
+        if wanted not in _caches:
             files = VerifiedFileCache(config.data_dir / "cc" / "images", config.image_cache_bytes)
-            _cache = ClusterImageCache(files, RoleClient(config.walrus_url, own_key()))
-        return _cache
+            _caches[wanted] = ClusterImageCache(files, RoleClient(config.walrus_url, key))
+        return _caches[wanted]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import exceptions, filters, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -16,6 +17,8 @@ from clc.services.accounts import (
     find_accounts,
     reset_password,
 )
+from luhyaapi.filters import SearchFilter
+from luhyaapi.openapi import choice_parameter
 from luhyadb.choices import AccountRoleChoices, ResourceTypeChoices
 from luhyadb.models import OwnerGroup
 
@@ -35,7 +38,7 @@ class AccountSerializer(serializers.Serializer):
     owner_group = serializers.SlugRelatedField(slug_field="path", queryset=OwnerGroup.objects.all())
     password = serializers.CharField(write_only=True, required=False, allow_blank=True, trim_whitespace=False,
                                      style={"input_type": "password"})
-    last_login = serializers.DateTimeField(source="user.last_login", read_only=True)
+    last_login = serializers.DateTimeField(source="user.last_login", read_only=True, allow_null=True)
     date_joined = serializers.DateTimeField(source="user.date_joined", read_only=True)
 
     def validate_username(self, value: str) -> str:
@@ -64,6 +67,13 @@ def _refusal(exc: AccountRefused) -> Response:
     return Response({"detail": str(exc)}, status=exc.status)
 
 
+GENERATED_PASSWORD = inline_serializer("GeneratedPassword", {
+    "username": serializers.CharField(), "generated_password": serializers.CharField()})
+
+
+@extend_schema_view(list=extend_schema(parameters=[
+    choice_parameter("role", AccountRoleChoices.values),
+    OpenApiParameter("owner_group", str, description="only accounts of this owner-group (path) and below")]))
 class AccountViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     """Accounts in the person's authority: list (``?search=``, ``?role=``, ``?owner_group=<path>``, paginated),
     create (201; ``generated_password`` once when none was given), get, change, delete, and ``password/`` (POST
@@ -77,7 +87,7 @@ class AccountViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     lookup_field = "user__username"
     lookup_url_kwarg = "username"
     lookup_value_regex = r"[\w.@+-]+"
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
     search_fields = ["user__username", "user__first_name", "user__last_name", "user__email"]
     ordering_fields = ["user__username", "role", "owner_group__path", "user__last_login"]
 
@@ -110,6 +120,7 @@ class AccountViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             return _refusal(exc)
         return super().handle_exception(exc)
 
+    @extend_schema(request=PasswordSerializer, responses={200: GENERATED_PASSWORD, 204: None})
     @action(detail=True, methods=["post"])
     def password(self, request, username: str):
         body = PasswordSerializer(data=request.data)

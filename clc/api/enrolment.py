@@ -5,6 +5,7 @@ adapters over ``clc.services.enrolment``."""
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -25,6 +26,15 @@ def _refused(exc: enrolment.EnrolmentRefused) -> Response:
     return Response({exc.field: [str(exc)]} if exc.field else {"detail": str(exc)}, status=exc.status)
 
 
+PEER = inline_serializer("Peer", {
+    "name": serializers.CharField(), "public_key": serializers.CharField(),
+    "roles": serializers.ListField(child=serializers.CharField()), "cluster": serializers.CharField(),
+    "mac": serializers.CharField()})
+ENROLMENT = inline_serializer("Enrolment", {
+    "name": serializers.CharField(), "state": serializers.ChoiceField(choices=KeyStateChoices.choices),
+    "fingerprint": serializers.CharField(), "clc": PEER})
+
+
 def enrolment_answer(credential: HostCredential) -> dict:
     """What a host learns from enrolling: its key's state and fingerprint, and the CLC's key to check its calls."""
     return {"name": credential.name, "state": credential.state, "fingerprint": credential.fingerprint,
@@ -40,6 +50,7 @@ class EnrolmentView(APIView):
     permission_classes = [permissions.AllowAny]
     signed_callers = callers("cc")
 
+    @extend_schema(request=EnrolmentRequest, responses={200: ENROLMENT, 202: ENROLMENT})
     def post(self, request):
         via = signed_node(request)
         if via is not None and not caller_allowed(request, self):
@@ -61,6 +72,7 @@ class PeerView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("walrus", "cc", "nc", "sc", "watch")
 
+    @extend_schema(responses=PEER)
     def get(self, request, name: str):
         found = trust.peer(validate_name(name, "name"))
         if found is None:

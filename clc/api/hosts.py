@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.db.models import F
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import exceptions, filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -27,6 +28,8 @@ from clc.services.hosts import (
     wake_server,
 )
 from luhyaapi.drf import IsSignedNode, callers, require_sender
+from luhyaapi.filters import SearchFilter
+from luhyaapi.openapi import choice_parameter
 from luhyaapi.validators import InvalidValue, validate_mac, validate_name
 from luhyadb.choices import LivenessChoices, ResourceTypeChoices, RoleChoices
 from luhyadb.models import Host, Instance, OwnerGroup, Server
@@ -104,10 +107,22 @@ def _broadcast(request) -> str:
     return body.validated_data["broadcast"]
 
 
+WOKEN = inline_serializer("Woken", {
+    "mac": serializers.CharField(), "controller": serializers.CharField(), "broadcast": serializers.CharField()})
+POWERED_OFF = inline_serializer("PoweredOff", {
+    "node": serializers.CharField(), "msg_id": serializers.CharField(), "op": serializers.CharField()})
+HOST_DESKTOPS = inline_serializer("HostDesktops", {
+    "host": inline_serializer("KioskHost", {
+        "name": serializers.CharField(), "mac": serializers.CharField(), "cluster": serializers.CharField(),
+        "owner_group": serializers.CharField(allow_null=True), "offline_enabled": serializers.BooleanField(),
+        "auto_sync": serializers.BooleanField()}),
+    "desktops": DesktopSerializer(many=True)})
+
+
 class MachineViewSet(viewsets.GenericViewSet):
     """What hosts and servers share: refusals of the service become their HTTP status with a ``detail``."""
 
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
 
     def handle_exception(self, exc):
         if isinstance(exc, MachineError):
@@ -122,6 +137,7 @@ class HostCreateSerializer(HostSerializer):
         read_only_fields = ("state", "last_seen", "heartbeat_seconds", "memory_mb", "disk_mb")
 
 
+@extend_schema_view(list=extend_schema(parameters=[choice_parameter("state", LivenessChoices.values)]))
 class HostViewSet(AuthorizedViewSetMixin, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                   mixins.UpdateModelMixin, mixins.DestroyModelMixin, MachineViewSet):
     """Classroom PCs (they add themselves when they start; ``POST hosts/`` records one by hand first): list
@@ -163,15 +179,18 @@ class HostViewSet(AuthorizedViewSetMixin, mixins.CreateModelMixin, mixins.ListMo
     def perform_destroy(self, instance):
         delete_host(instance)
 
+    @extend_schema(request=WakeSerializer, responses={202: WOKEN})
     @action(detail=True, methods=["post"])
     def wake(self, request, mac: str):
         host = self.get_object()
         return Response(wake_host(host, _broadcast(request)), status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses={202: POWERED_OFF})
     @action(detail=True, methods=["post"])
     def poweroff(self, request, mac: str):
         return Response(power_off_host(self.get_object()), status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses=HOST_DESKTOPS)
     @action(detail=True, methods=["get"], permission_classes=[IsSignedNode], signed_callers=callers("cc"))
     def desktops(self, request, mac: str):
         """``GET hosts/<mac>/desktops/`` (signed only, by the CC of the PC's cluster: the PC's node controller asks
@@ -188,6 +207,8 @@ class HostViewSet(AuthorizedViewSetMixin, mixins.CreateModelMixin, mixins.ListMo
             "desktops": DesktopSerializer(offered, many=True).data})
 
 
+@extend_schema_view(list=extend_schema(parameters=[choice_parameter("role", RoleChoices.values),
+                                                   choice_parameter("state", LivenessChoices.values)]))
 class ServerViewSet(AuthorizedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, MachineViewSet):
     """Servers: list (``?search=``, ``?role=``, ``?state=``, paginated), get by role and name, and ``wake/`` (nc and
     sc) / ``poweroff/`` (nc) (202). A bad role or name is a 400 naming it, an unknown server a 404."""
@@ -210,9 +231,11 @@ class ServerViewSet(AuthorizedViewSetMixin, mixins.ListModelMixin, mixins.Retrie
         self.check_object_permissions(self.request, server)
         return server
 
+    @extend_schema(request=WakeSerializer, responses={202: WOKEN})
     def wake(self, request, role: str, name: str):
         server = self.get_object()
         return Response(wake_server(server, _broadcast(request)), status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses={202: POWERED_OFF})
     def poweroff(self, request, role: str, name: str):
         return Response(power_off_server(self.get_object()), status=status.HTTP_202_ACCEPTED)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -83,6 +85,7 @@ class ClusterNetworkViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             return Response({"detail": str(exc)}, status=exc.status)
         return super().handle_exception(exc)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"], url_path="cc-config", signed_callers=callers("cc"))
     def cc_config(self, request, cluster: str):
         """The settings as the cluster's CC applies them: for that CC (signed) and who may read networks."""

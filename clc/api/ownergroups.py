@@ -3,22 +3,29 @@ description and permissions, delete (409 while in use); adapters over ``clc.serv
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import filters, serializers, viewsets
 from rest_framework.response import Response
 
 from clc.api.authz import AuthorizedViewSetMixin, actor
 from clc.services.ownergroups import (
+    ACTIONS,
     OwnerGroupRefused,
     change_owner_group,
     create_owner_group,
     delete_owner_group,
     permissions_of,
 )
+from luhyaapi.filters import SearchFilter
 from luhyaapi.validators import OWNER_PATH_RE
 from luhyadb.choices import ResourceTypeChoices
 from luhyadb.models import OwnerGroup
 
 
+@extend_schema_field({
+    "type": "object", "propertyNames": {"enum": ResourceTypeChoices.values},
+    "additionalProperties": {"type": "array", "items": {"enum": [*ACTIONS, "full"]}},
+    "example": {"instance": ["read", "execute"], "image": ["full"]}})
 class PermissionsField(serializers.Field):
     """The group's permissions as ``{"instance": ["read", "execute"], ...}``; the service checks what is sent."""
 
@@ -56,7 +63,7 @@ class OwnerGroupViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     resource_type = ResourceTypeChoices.OWNERGROUP
     lookup_field = "path"
     lookup_value_regex = OWNER_PATH_RE.pattern.removeprefix("^").removesuffix("$")
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
     search_fields = ["name", "path", "description"]
     ordering_fields = ["path", "name"]
 

@@ -66,7 +66,7 @@ class InstanceSerializer(serializers.ModelSerializer):
     vm_type = serializers.SlugRelatedField(slug_field="name", queryset=VMType.objects.all())
     owner_group = serializers.SlugRelatedField(slug_field="path", queryset=OwnerGroup.objects.all())
     services = serializers.ListField(required=False)  # validate_services: the same rule as the console's form
-    pinned_node = serializers.RegexField(r"^$|" + NAME_RE.pattern, required=False, allow_blank=True)
+    pinned_node = serializers.RegexField(NAME_RE.pattern, required=False, allow_blank=True)  # blank: any node
     assigned_to = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.all(),
                                                required=False, allow_null=True)
     tid = serializers.CharField(read_only=True)
@@ -117,7 +117,7 @@ class BuildStartSerializer(serializers.Serializer):
     image = serializers.SlugRelatedField(slug_field="image_id", queryset=Image.objects.all())
     vm_type = serializers.SlugRelatedField(slug_field="name", queryset=VMType.objects.all())
     new_name = serializers.CharField(required=False, allow_blank=True, max_length=100)
-    node = serializers.RegexField(r"^$|" + NAME_RE.pattern, required=False, allow_blank=True)
+    node = serializers.RegexField(NAME_RE.pattern, required=False, allow_blank=True)  # blank: the scheduler picks
 
     def validate_new_name(self, value: str) -> str:
         return _checked(validate_display_name, value, "new_name") if value.strip() else ""

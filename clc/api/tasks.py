@@ -3,10 +3,12 @@ first, ``?show=running|failed|done``, paginated). One task's live status stays `
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, viewsets
 
 from clc.api.authz import AuthorizedViewSetMixin
 from clc.services.tasklist import find_tasks, standing
+from luhyaapi.openapi import choice_parameter
 from luhyadb.choices import ResourceTypeChoices
 from luhyadb.models import TaskTransaction
 
@@ -27,6 +29,7 @@ class TaskSerializer(serializers.ModelSerializer):
         return standing(task)
 
 
+@extend_schema_view(list=extend_schema(parameters=[choice_parameter("show", ["running", "failed", "done"])]))
 class TaskViewSet(AuthorizedViewSetMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = TaskSerializer
     resource_type = ResourceTypeChoices.TASK

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rest_framework import exceptions, filters, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from rest_framework import exceptions, filters, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -48,8 +49,10 @@ from clc.services.tasks import TaskNotFound, task_status
 from clc.services.vmtypes import VMTypeInUse, change_vm_type, create_vm_type, delete_vm_type
 from luhyaapi.api import validated
 from luhyaapi.drf import IsSignedNode, callers, require_sender, signed_node
+from luhyaapi.filters import SearchFilter
 from luhyaapi.ids import InvalidId, TaskId, validate_id
 from luhyaapi.messages import CommandRequest, HostRegistration, ServerRegistration
+from luhyaapi.openapi import choice_parameter, number_parameter
 from luhyaapi.trust import registration_refusal
 from luhyaapi.validators import validate_name
 from luhyadb.choices import InstanceKindChoices, InstanceStateChoices, LivenessChoices, ResourceTypeChoices, RoleChoices
@@ -61,6 +64,21 @@ def _int_param(request, name: str, default: int, low: int, high: int) -> int:
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise exceptions.ValidationError({name: [f"must be a whole number from {low} to {high}"]})
     return int(raw)
+
+
+TASK_ID = OpenApiParameter("tid", str, OpenApiParameter.PATH, description="the task id srcid:dstid:insid",
+                           pattern=r"^img-[0-9a-f]{8}:img-[0-9a-f]{8}:ins-[0-9a-f]{8}$")
+TASK_STATUS = inline_serializer("TaskStatus", {
+    "tid": serializers.CharField(), "phase": serializers.CharField(), "state": serializers.CharField(),
+    "progress": serializers.IntegerField(), "vmstatus": serializers.CharField(), "ccip": serializers.CharField(),
+    "ncip": serializers.CharField(), "message": serializers.CharField(), "failed": serializers.BooleanField(),
+    "done": serializers.BooleanField(), "updated": serializers.FloatField()})
+BUILD = inline_serializer("Build", {
+    "tid": serializers.CharField(), "phase": serializers.CharField(), "state": serializers.CharField(),
+    "progress": serializers.IntegerField(), "src_image_id": serializers.CharField(),
+    "dst_image_id": serializers.CharField(), "create": serializers.BooleanField(),
+    "steps": serializers.DictField(child=serializers.BooleanField()),
+    "instance": InstanceSerializer(allow_null=True)})
 
 
 def _choice_param(request, name: str, choices: list[str]) -> str:
@@ -77,6 +95,8 @@ class RegisterServerView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("clc", "walrus", "cc", "watch")
 
+    @extend_schema(request=ServerRegistration, responses={201: inline_serializer("RegisteredServer", {
+        "role": serializers.CharField(), "name": serializers.CharField(), "state": serializers.CharField()})})
     def post(self, request):
         registration = validated(ServerRegistration, request.data)
         sender = signed_node(request)
@@ -98,6 +118,8 @@ class RegisterHostView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("cc")
 
+    @extend_schema(request=HostRegistration, responses={201: inline_serializer("RegisteredHost", {
+        "name": serializers.CharField(), "mac": serializers.CharField(), "state": serializers.CharField()})})
     def post(self, request):
         registration = validated(HostRegistration, request.data)
         require_sender(request, cluster=registration.cluster)
@@ -110,6 +132,15 @@ class StatusView(APIView):
 
     permission_classes = [SignedOrPerson]
 
+    @extend_schema(
+        parameters=[choice_parameter("role", RoleChoices.values), choice_parameter("state", LivenessChoices.values),
+                    number_parameter("limit", 1, 5000, description="at most this many services"),
+                    number_parameter("offset", 0, 10**9, description="services to skip")],
+        responses=inline_serializer("CloudStatus", {
+            "generated_at": serializers.FloatField(), "count": serializers.IntegerField(),
+            "limit": serializers.IntegerField(), "offset": serializers.IntegerField(),
+            "services": serializers.ListField(child=serializers.DictField()),
+            "hosts": serializers.ListField(child=serializers.DictField())}))
     def get(self, request):
         person = None if is_signed(request) else check_person(request)
         if person is not None and not may_see_status(person):
@@ -129,6 +160,8 @@ class NodeCommandView(APIView):
 
     permission_classes = [SignedOrPerson]
 
+    @extend_schema(request=CommandRequest, responses={202: inline_serializer("QueuedCommand", {
+        "msg_id": serializers.CharField(), "op": serializers.CharField()})})
     def post(self, request, name: str):
         require_type(request, "execute", ResourceTypeChoices.SERVER)
         validate_name(name, "name")
@@ -150,7 +183,7 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     authz_actions = {"start_upload": "write", "complete_upload": "write", "prepare": "execute"}
     lookup_field = "image_id"
     lookup_value_regex = "[^/]+"
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
     search_fields = ["name", "description", "image_id"]
     ordering_fields = ["name", "pub_date", "size_bytes"]
 
@@ -177,6 +210,10 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             return Response({"detail": str(exc)}, status=exc.status)
         return super().handle_exception(exc)
 
+    @extend_schema(request=UploadStartSerializer, responses={201: inline_serializer("ImageUpload", {
+        "upload_id": serializers.CharField(), "image_id": serializers.CharField(), "size": serializers.IntegerField(),
+        "offset": serializers.IntegerField(), "state": serializers.CharField(), "data_url": serializers.CharField(),
+        "walrus_url": serializers.CharField()})})
     @action(detail=True, methods=["post"], url_path="uploads")
     def start_upload(self, request, image_id: str):
         request_data = UploadStartSerializer(data=request.data)
@@ -184,6 +221,8 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
         upload = start_upload(self.get_object(), **request_data.validated_data)
         return Response(upload, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=PrepareSerializer, responses={202: inline_serializer("StartedTask", {
+        "tid": serializers.CharField(), "phase": serializers.CharField(), "state": serializers.CharField()})})
     @action(detail=True, methods=["post"], url_path="prepare")
     def prepare(self, request, image_id: str):
         """Pull the image into a node's cache (``{"node": "nc-1", "version": 2}``); follow ``tasks/<tid>/``."""
@@ -193,6 +232,8 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
                                request_data.validated_data.get("version"))
         return Response({"tid": task.tid, "phase": task.phase, "state": task.state}, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses={201: ImageSerializer},
+                   parameters=[OpenApiParameter("upload_id", str, OpenApiParameter.PATH, pattern=r"^upl-[0-9a-f]{8}$")])
     @action(detail=True, methods=["post"], url_path=r"uploads/(?P<upload_id>[^/]+)/complete")
     def complete_upload(self, request, image_id: str, upload_id: str):
         UploadCompleteSerializer(data={"upload_id": upload_id}).is_valid(raise_exception=True)
@@ -200,6 +241,8 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
         return Response(ImageSerializer(version.image).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(list=extend_schema(parameters=[choice_parameter("kind", InstanceKindChoices.values),
+                                                   choice_parameter("state", InstanceStateChoices.values)]))
 class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     """Instances: list (``?search=``, ``?kind=``, ``?state=``, paginated), define, get, change (when not running),
     delete (202 while its node removes it), ``run/`` / ``stop/`` (202; follow ``state`` or ``tasks/<tid>/``),
@@ -212,7 +255,7 @@ class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     authz_actions = {"run": "execute", "stop": "execute", "push": "execute", "console": "execute"}
     lookup_field = "instance_id"
     lookup_value_regex = "[^/]+"
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [SearchFilter, filters.OrderingFilter]
     search_fields = ["name", "instance_id", "node", "image__name"]
     ordering_fields = ["name", "created", "state"]
 
@@ -242,6 +285,7 @@ class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             require(self.request, "read", serializer.validated_data["image"])
         serializer.save()
 
+    @extend_schema(responses={204: None, 202: inline_serializer("Deleting", {"state": serializers.CharField()})})
     def destroy(self, request, *args, **kwargs):
         gone = delete_instance(self.get_object())
         if gone:
@@ -257,17 +301,27 @@ class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
             return Response({"detail": str(exc)}, status=exc.status)
         return super().handle_exception(exc)
 
+    @extend_schema(responses=inline_serializer("Console", {
+        "url": serializers.CharField(), "protocol": serializers.CharField(), "password": serializers.CharField()}))
     @action(detail=True, methods=["get"])
     def console(self, request, instance_id: str):
         """``{"url", "protocol", "password"}`` of the running console, for who may execute the instance: what a
         native VNC client needs (the password is new for each run)."""
         return Response(console_details(self.get_object()))
 
+    @extend_schema(request=None, responses={202: InstanceSerializer})
     @action(detail=True, methods=["post"])
     def run(self, request, instance_id: str):
         instance = run_instance(self.get_object())
         return Response(InstanceSerializer(instance).data, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(
+        request=inline_serializer("PushRequest", {
+            "hosts": serializers.ListField(child=serializers.RegexField(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$"),
+                                           min_length=1)}),
+        responses={202: inline_serializer("Pushed", {
+            "instance_id": serializers.CharField(),
+            "pushed": serializers.ListField(child=serializers.DictField(child=serializers.CharField()))})})
     @action(detail=True, methods=["post"])
     def push(self, request, instance_id: str):
         """The PCs are each checked with host execute; nothing is pushed if one is refused."""
@@ -279,6 +333,7 @@ class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
              "task": reverse("clc-api:task", args=[item.tid], request=request)} for item in pushed]},
             status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses={202: InstanceSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, instance_id: str):
         instance = stop_instance(self.get_object())
@@ -342,6 +397,7 @@ class BuildListView(APIView):
 
     permission_classes = [SignedOrPerson]
 
+    @extend_schema(request=BuildStartSerializer, responses={201: BUILD})
     def post(self, request):
         data = BuildStartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -360,6 +416,7 @@ class BuildView(APIView):
 
     permission_classes = [SignedOrPerson]
 
+    @extend_schema(parameters=[TASK_ID], responses=BUILD)
     def get(self, request, tid: str):
         task = _task(tid)
         require(request, "read", task)
@@ -374,6 +431,8 @@ class BuildStepView(APIView):
     steps = {"prepare": prepare_build, "run": run_build, "stop": stop_build, "submit": submit_build,
              "cancel": cancel_build}
 
+    @extend_schema(operation_id="builds_step", request=None, responses={202: BUILD}, parameters=[
+        TASK_ID, OpenApiParameter("step", str, OpenApiParameter.PATH, enum=list(steps))])
     def post(self, request, tid: str, step: str):
         if step not in self.steps:
             raise exceptions.ValidationError({"step": [f"must be one of {', '.join(self.steps)}"]})
@@ -396,6 +455,7 @@ class TaskView(APIView):
 
     permission_classes = [SignedOrPerson]
 
+    @extend_schema(parameters=[TASK_ID], responses=TASK_STATUS)
     def get(self, request, tid: str):
         if len(tid) > 128 or not tid.replace(":", "").replace("-", "").isalnum():
             raise exceptions.ValidationError({"tid": ["not a task id (srcid:dstid:insid)"]})

@@ -415,3 +415,21 @@ def test_the_django_admin_lists_and_searches_accounts(admin_client, groups):
     make_person("bob", "user", "edu.other")
     page = admin_client.get("/admin/luhyadb/account/?q=amy").content.decode()
     assert "amy" in page and "bob" not in page
+
+
+@pytest.mark.parametrize("method, route, body", [
+    ("POST", "", {"username": "new1", "role": "user", "owner_group": "edu"}),
+    ("PATCH", "pupil/", {"first_name": "B"}), ("DELETE", "pupil/", None), ("POST", "pupil/password/", {})])
+def test_a_signed_call_that_changes_an_account_is_refused_with_a_403_not_a_server_error(signed_client, groups, method,
+                                                                                       route, body):
+    make_person("pupil", "user", "edu.school.class1")
+    response = signed_client.request(method, f"{API}{route}", body)
+    assert response.status_code == 403, response.content[:300]
+    assert "people" in response.json()["detail"]
+    assert Account.objects.filter(user__username="pupil").exists()
+
+
+def test_a_signed_call_that_creates_an_owner_group_is_refused_with_a_403_not_a_server_error(signed_client, groups):
+    response = signed_client.post("/clc/api/1.0/ownergroups/", {"path": "edu.new", "name": "New"})
+    assert response.status_code == 403, response.content[:300]
+    assert not OwnerGroup.objects.filter(path="edu.new").exists()

@@ -119,3 +119,22 @@ def test_registering_again_keeps_what_the_administrator_set(pc):
     renamed.post("/cc/api/1.0/register/host/", REGISTRATION | {"name": "pc-12b"})
     host = Host.objects.get(mac=MAC)
     assert (host.name, host.location, host.auto_poweroff) == ("pc-12b", "Room 1", True)
+
+
+@pytest.mark.parametrize("route, body", [
+    ("register/host/", REGISTRATION),
+    ("register/server/", {"role": "cc", "name": "cc-9", "cluster": "cluster9", "heartbeat_seconds": 5,
+                          "capacity": {"cpus": 0.0, "memory_mb": 0, "disk_mb": 0}})])
+@pytest.mark.parametrize("ip", ["", "999.1.1.1"])
+def test_a_registration_without_an_ip_address_is_a_400_naming_ip_not_a_server_error(signed_client, route, body, ip):
+    response = signed_client.post(f"/clc/api/1.0/{route}", body | {"ip": ip})
+    assert response.status_code == 400, response.content[:300]
+    assert list(response.json()) == ["ip"]
+
+
+def test_a_registration_with_capacity_past_the_database_column_is_a_400_naming_it(signed_client):
+    server = {"role": "cc", "name": "cc-9", "ip": "10.0.9.1", "cluster": "cluster9", "heartbeat_seconds": 5,
+              "capacity": {"cpus": 1, "memory_mb": 2**63, "disk_mb": 0}}
+    response = signed_client.post("/clc/api/1.0/register/server/", server)
+    assert response.status_code == 400
+    assert list(response.json()) == ["capacity.memory_mb"]

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from luhyaapi.bus import InProcessBus, RabbitMQBus
+from tests.apifuzz import SUMMARY
 
 RABBITMQ_URL = os.environ.get("EDUCLOUD_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
@@ -78,3 +79,9 @@ def start_consumer():
     for consumer in consumers:
         consumer.close()
 
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The API fuzz test's counts, if it ran."""
+    if SUMMARY in config.stash:
+        terminalreporter.write_line(config.stash[SUMMARY])

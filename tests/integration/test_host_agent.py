@@ -151,7 +151,7 @@ def pc_with_desktops(live_server, cloud_at, tmp_path, monkeypatch):
     data_dir = tmp_path / "pc"
     config = cloud_at(live_server.url, name=PC_NAME, mac=PC_MAC, data_dir=data_dir, host_mode=True, kiosk=True,
                       hypervisor="qemu", vm_stop_timeout=30)
-    monkeypatch.setattr(cluster_cache_module, "_cache", None)
+    monkeypatch.setattr(cluster_cache_module, "_caches", {})
     Server.objects.create(name="aio", role="walrus", ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
                           state="online")
     image = create_image(name="Maths", owner_group=school_group())

@@ -45,7 +45,7 @@ SIZE = 24 * 1024 * 1024 + 123
 def cloud(live_server, cloud_at, tmp_path, monkeypatch):
     """One host running every role (the live server), with walrus registered and a fresh cluster cache."""
     config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio")
-    monkeypatch.setattr(cluster_cache_module, "_cache", None)
+    monkeypatch.setattr(cluster_cache_module, "_caches", {})
     for role in ("walrus", "cc"):
         Server.objects.create(name="aio", role=role, ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
                               state="online")

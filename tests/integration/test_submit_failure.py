@@ -72,7 +72,7 @@ def cloud(live_server, cloud_at, tmp_path, monkeypatch):
     if shutil.which("qemu-img") is None:
         pytest.skip("qemu-img is not installed; the test command (tests/run.sh) installs it")
     config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio", hypervisor="qemu")
-    monkeypatch.setattr(cluster_cache_module, "_cache", None)
+    monkeypatch.setattr(cluster_cache_module, "_caches", {})
     monkeypatch.setattr("luhyaapi.transfer.BACKOFF_SECONDS", 0.0)
     cache.clear()
     for role in ("walrus", "cc"):

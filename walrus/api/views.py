@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 
 from django.http import HttpResponse
-from rest_framework import exceptions, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from luhyaapi.drf import SignedRequestAuthentication, callers
 from luhyaapi.ids import InvalidId, validate_id
+from luhyaapi.openapi import number_parameter
+from luhyaapi.pagination import BoundedLimitOffsetPagination
 from luhyaapi.ranges import (
     RangeNotSatisfiable,
     file_response,
@@ -48,6 +52,13 @@ from walrus.services.store import (
 )
 
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
+
+
+UPLOAD_ID = OpenApiParameter("upload_id", str, OpenApiParameter.PATH, pattern=r"^upl-[0-9a-f]{8}$")
+IMAGE_ID = OpenApiParameter("image_id", str, OpenApiParameter.PATH, pattern=r"^img-[0-9a-f]{8}$")
+VERSION = OpenApiParameter("version", str, OpenApiParameter.PATH, pattern=r"^([1-9][0-9]{0,18}|current)$",
+                           description="a version number, or current")
+FILE = OpenApiResponse(OpenApiTypes.BINARY, description="the file, or the part that Range asked for (206)")
 
 
 def _checked_id(value: str, kind: str, field: str) -> str:
@@ -102,6 +113,7 @@ class AnyAccept(BaseContentNegotiation):
 class UploadListView(UploadCorsMixin, StoreView):
     """``POST uploads/`` ``{"image_id", "size", "sha256"?}``: start an upload of a new version of an image."""
 
+    @extend_schema(request=UploadStartSerializer, responses={201: UploadSerializer})
     def post(self, request):
         upload = start_upload(**_valid(UploadStartSerializer, request.data))
         return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)
@@ -110,9 +122,11 @@ class UploadListView(UploadCorsMixin, StoreView):
 class UploadDetailView(UploadCorsMixin, StoreView):
     """``GET uploads/<upload_id>/``: where to resume; ``DELETE``: abandon the upload and its partial file."""
 
+    @extend_schema(parameters=[UPLOAD_ID], responses=UploadSerializer)
     def get(self, request, upload_id: str):
         return Response(UploadSerializer(get_upload(_checked_id(upload_id, "upload", "upload_id"))).data)
 
+    @extend_schema(parameters=[UPLOAD_ID], responses={204: None})
     def delete(self, request, upload_id: str):
         abandon_upload(_checked_id(upload_id, "upload", "upload_id"))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -132,6 +146,10 @@ class UploadDataView(UploadCorsMixin, StoreView):
     authentication_classes = [UploadTokenAuthentication, SignedRequestAuthentication, SessionAuthentication]
     permission_classes = [IsSignedNodeOrStaffOrUploadToken]
 
+    @extend_schema(parameters=[UPLOAD_ID, number_parameter("offset", 0, required=True,
+                                                           description="where in the file this piece starts")],
+                   request={"application/octet-stream": OpenApiTypes.BINARY},
+                   responses={200: inline_serializer("UploadOffset", {"offset": serializers.IntegerField()})})
     def put(self, request, upload_id: str):
         upload_id = _checked_id(upload_id, "upload", "upload_id")
         offset = _checked_number(request.query_params.get("offset"), "offset")
@@ -148,6 +166,8 @@ class UploadCompleteView(UploadCorsMixin, StoreView):
     """``POST uploads/<upload_id>/complete/`` ``{"sha256"?}``: store the upload as the image's next, current
     version (201); a repeated call answers with the same version (200)."""
 
+    @extend_schema(parameters=[UPLOAD_ID], request=UploadCompleteSerializer,
+                   responses={200: StoredVersionSerializer, 201: StoredVersionSerializer})
     def post(self, request, upload_id: str):
         upload_id = _checked_id(upload_id, "upload", "upload_id")
         stored, made = complete_upload(upload_id, **_valid(UploadCompleteSerializer, request.data or {}))
@@ -155,21 +175,26 @@ class UploadCompleteView(UploadCorsMixin, StoreView):
                         status=status.HTTP_201_CREATED if made else status.HTTP_200_OK)
 
 
-class ImageListView(StoreView):
+class ImageListView(StoreView, GenericAPIView):
     """``GET images/``: the images with their versions (paginated with ``limit``/``offset``)."""
 
+    pagination_class = BoundedLimitOffsetPagination
+    serializer_class = StoredImageSerializer
+
+    @extend_schema(operation_id="images_list", responses=StoredImageSerializer(many=True))
     def get(self, request):
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(image_ids(), request, view=self)
-        return paginator.get_paginated_response(StoredImageSerializer(list_images(page), many=True).data)
+        page = self.paginate_queryset(image_ids())
+        return self.get_paginated_response(StoredImageSerializer(list_images(page), many=True).data)
 
 
 class ImageDetailView(StoreView):
     """``GET images/<image_id>/``: the image's versions and which is current; ``DELETE``: every version."""
 
+    @extend_schema(parameters=[IMAGE_ID], responses=StoredImageSerializer)
     def get(self, request, image_id: str):
         return Response(StoredImageSerializer(get_image(_checked_id(image_id, "image", "image_id"))).data)
 
+    @extend_schema(parameters=[IMAGE_ID], responses={204: None})
     def delete(self, request, image_id: str):
         delete_image(_checked_id(image_id, "image", "image_id"))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -179,11 +204,15 @@ class VersionDetailView(StoreView):
     """``GET images/<image_id>/versions/<n or current>/``: one version; ``DELETE .../<n>/``: delete it (the newest
     remaining version becomes current if it was)."""
 
+    @extend_schema(parameters=[IMAGE_ID, VERSION], responses=ImageVersionSerializer)
     def get(self, request, image_id: str, version: str):
         image_id = _checked_id(image_id, "image", "image_id")
         return Response(ImageVersionSerializer(find_version(image_id, _checked_version(version,
                                                                                         allow_current=True))).data)
 
+    @extend_schema(parameters=[IMAGE_ID, OpenApiParameter("version", {"type": "integer", "minimum": 1},
+                                                          OpenApiParameter.PATH)],
+                   responses={204: None})
     def delete(self, request, image_id: str, version: str):
         image_id = _checked_id(image_id, "image", "image_id")
         delete_version(image_id, _checked_version(version, allow_current=False))
@@ -198,6 +227,8 @@ class VersionDataView(StoreView):
 
     content_negotiation_class = AnyAccept
 
+    @extend_schema(parameters=[IMAGE_ID, VERSION], responses={(200, "application/octet-stream"): FILE,
+                                                              (206, "application/octet-stream"): FILE})
     def get(self, request, image_id: str, version: str):
         image_id = _checked_id(image_id, "image", "image_id")
         stored = find_version(image_id, _checked_version(version, allow_current=True))
