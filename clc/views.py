@@ -163,7 +163,7 @@ class ImageDetailView(AuthorizedMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(**kwargs) | {
-            "users": users_of(self.object),
+            "users": users_of(self.object, self.actor),
             # Same host: the browser sends the file to this origin, so no cross-origin request is needed.
             "walrus_local": settings.EDUCLOUD.has_role("walrus"),
         }
@@ -177,7 +177,7 @@ class ImageDeleteView(AuthorizedMixin, View):
     def post(self, request, image_id: str):
         image = self.authorized(Image.objects.all(), image_id=image_id)
         try:
-            delete_image(image)
+            delete_image(image, self.actor)
         except ImageError as exc:
             messages.error(request, str(exc))
             return redirect("clc:image-detail", image_id=image_id)

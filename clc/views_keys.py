@@ -69,7 +69,7 @@ class KeyApproveView(KeysMixin, View):
     def post(self, request, name: str):
         key = self.key(name)
         try:
-            enrolment.approve(key, self.actor)
+            enrolment.approve(key, self.actor, request.POST.get("fingerprint", ""))
         except (enrolment.EnrolmentRefused, authz.Denied) as refused:
             messages.error(request, f"{_named(key)} was not approved: {refused}")
         else:

@@ -179,6 +179,9 @@ def _raw_values(path: str | None, environ: os._Environ | dict) -> tuple[dict[tup
                     raise ConfigError(f"{path}: {section}.{key} is no longer a setting: {RETIRED[(section, key)]}")
                 if (section, key) not in SETTINGS:
                     raise ConfigError(f"{path}: unknown setting {section}.{key}")
+    for section, key in RETIRED:
+        if env_name(section, key) in environ:
+            raise ConfigError(f"{env_name(section, key)} is no longer a setting: {RETIRED[(section, key)]}")
     values: dict[tuple[str, str], str] = {}
     for (section, key), default in SETTINGS.items():
         value = environ.get(env_name(section, key))

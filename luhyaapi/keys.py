@@ -103,7 +103,8 @@ _lock = threading.Lock()
 
 def host_key(name: str, data_dir: Path) -> HostKey:
     """This host's key pair, read from ``<data_dir>/keys/host.key`` or made there on first use (directory 0700,
-    file 0600, written whole under a temporary name so a crash never leaves half a key)."""
+    file 0600, written whole under a temporary name so a crash never leaves half a key, and linked into place so
+    two processes starting at once end up with the same key)."""
     path = Path(data_dir) / KEY_DIR / PRIVATE_FILE
     with _lock:
         cached = _loaded.get((name, path))
@@ -115,13 +116,19 @@ def host_key(name: str, data_dir: Path) -> HostKey:
             private = Ed25519PrivateKey.generate()
             pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption())
-            temporary = path.with_name(f".{PRIVATE_FILE}.{os.getpid()}")
+            temporary = path.with_name(f".{PRIVATE_FILE}.{os.getpid()}.{threading.get_ident()}")
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "wb") as out:
                 out.write(pem)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(temporary, path)
+            try:
+                # A link never replaces: of two processes making the key at once, one's is kept and both read it.
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(temporary)
         os.chmod(path, 0o600)
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(private, Ed25519PrivateKey):

@@ -406,6 +406,10 @@ class HostCredential(models.Model):
     approved_by = models.CharField(max_length=150, blank=True, help_text="a person, or the join token used")
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.CharField(max_length=150, blank=True)
+    owner_group = models.ForeignKey(OwnerGroup, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="host_keys",
+                                    help_text="a PC's: the owner-group of the join token it enrolled with, which its "
+                                              "record gets when it registers")
 
     class Meta:
         ordering = ("state", "name")

@@ -292,12 +292,12 @@ class ImageDataView(APIView):
                    (206, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, image_id: str, version: str):
         validate_id(image_id, "image")
+        if version != "current" and not (version.isdigit() and int(version) > 0):
+            raise exceptions.ValidationError({"version": ["a version number or 'current'"]})
         require_sender(request, cluster=settings.EDUCLOUD.cluster)
         node = signed_node(request)
         if "pc" in node.roles and not pc_may_fetch(node.mac, image_id):
             raise exceptions.PermissionDenied(f"{image_id} is not the image of a desktop {node.name} offers")
-        if version != "current" and not (version.isdigit() and int(version) > 0):
-            raise exceptions.ValidationError({"version": ["a version number or 'current'"]})
         cache = cluster_cache()
         try:
             info = cache.describe(image_id, version)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.keys import enrolled_key
+
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
 RUN = {"insid": "ins-0000000a", "tid": "img-0000aaaa:img-0000aaaa:ins-0000000a", "seq": 1, "kind": "rvd",
@@ -36,7 +38,8 @@ def test_a_seq_past_the_database_column_is_a_400_naming_it(signed_client, call):
     ("register/host/", {"name": "pc-1", "mac": "52:54:00:00:01:01", "cluster": "cluster1", "heartbeat_seconds": 5})])
 @pytest.mark.parametrize("ip", ["", "not-an-address", "10.0.0.256"])
 def test_a_registration_without_an_ip_address_is_a_400_naming_ip(signed_client, route, body, ip):
-    response = signed_client.post(f"/cc/api/1.0/{route}", body | {"ip": ip})
+    sender = enrolled_key(body["name"], "pc" if route == "register/host/" else "nc", mac=body["mac"])
+    response = signed_client.post(f"/cc/api/1.0/{route}", body | {"ip": ip}, key=sender)
     assert response.status_code == 400, response.content[:300]
     assert list(response.json()) == ["ip"]
 

@@ -107,6 +107,7 @@ class HostCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
     """Hosts' keys the person may manage (servers': the root's administrators; PCs': who may create PCs where the PC
     is): list (``?state=pending|active|revoked``), get, ``approve/`` a pending key, ``revoke/`` a key."""
 
+    queryset = HostCredential.objects.all()  # the model, for the API document; each person's keys: get_queryset
     serializer_class = HostCredentialSerializer
     permission_classes = [PersonOnly]
     lookup_field = "name"
@@ -132,9 +133,14 @@ class HostCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
             return _refused(exc)
         return Response(HostCredentialSerializer(credential).data)
 
+    @extend_schema(request=inline_serializer("Approval", {"fingerprint": serializers.CharField()}),
+                   responses=HostCredentialSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request, name: str):
-        return self._act(enrolment.approve)
+        """Trust a waiting key: ``{"fingerprint": "SHA256:..."}``, the one compared with what the host logged
+        (another key than that one is a 409)."""
+        seen = request.data.get("fingerprint", "") if isinstance(request.data, dict) else ""
+        return self._act(lambda credential, person: enrolment.approve(credential, person, str(seen)))
 
     @action(detail=True, methods=["post"])
     def revoke(self, request, name: str):
@@ -172,6 +178,7 @@ class JoinTokenViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.De
     """Join tokens: issue one (201 with ``token``, the secret, shown this once), list, withdraw (DELETE). Server
     tokens are the root's administrators'; PC tokens whoever may create PCs in the token's owner-group."""
 
+    queryset = JoinToken.objects.all()  # the model, for the API document; each person's tokens: get_queryset
     serializer_class = JoinTokenSerializer
     permission_classes = [PersonOnly]
 

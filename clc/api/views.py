@@ -203,7 +203,7 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
         serializer.save()
 
     def perform_destroy(self, instance):
-        delete_image(instance)
+        delete_image(instance, actor(self.request))
 
     def handle_exception(self, exc):
         if isinstance(exc, ImageError):

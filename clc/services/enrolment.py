@@ -28,6 +28,7 @@ from clc.services import authz
 from luhyaapi.keys import fingerprint
 from luhyaapi.messages import EnrolmentRequest
 from luhyaapi.trust import PC, Peer
+from luhyaapi.validators import InvalidValue, validate_display_name, validate_name
 from luhyadb.choices import HostKindChoices as Kind
 from luhyadb.choices import KeyStateChoices as State
 from luhyadb.choices import ResourceTypeChoices as Type
@@ -90,7 +91,15 @@ def enrol(request: EnrolmentRequest, *, address: str | None, via: Peer | None = 
                 return existing
             raise EnrolmentRefused(409, f"{request.name} is enrolled with another key ({existing.fingerprint}); "
                                         "if this host was reinstalled, revoke the old key first", "public_key")
-        token = _spend(request.join_token, request) if request.join_token else None
+        if (existing is not None and existing.state == State.PENDING and existing.public_key != request.public_key
+                and not request.join_token):
+            # Else anyone who reaches this endpoint could swap the key an administrator is about to approve.
+            raise EnrolmentRefused(409, f"another key ({existing.fingerprint}) waits for approval under the name "
+                                        f"{request.name}; an administrator rejects it first", "public_key")
+        # A revoked host comes back only by an administrator's approval: a token left in its configuration (with
+        # uses to spare) would otherwise undo the revocation at its next start.
+        revoked = existing is not None and existing.state == State.REVOKED
+        token = _spend(request.join_token, request) if request.join_token and not revoked else None
         if token is None and existing is None and \
                 HostCredential.objects.filter(state=State.PENDING).count() >= MAX_PENDING:
             raise EnrolmentRefused(429, f"{MAX_PENDING} hosts already wait for approval; approve or reject them "
@@ -100,7 +109,8 @@ def enrol(request: EnrolmentRequest, *, address: str | None, via: Peer | None = 
                   "mac": request.mac, "public_key": request.public_key, "fingerprint": fingerprint(request.public_key),
                   "address": address, "requested_at": now, "revoked_at": None, "revoked_by": "",
                   "state": State.ACTIVE if token else State.PENDING, "approved_at": now if token else None,
-                  "approved_by": f"join token {token.label or token.pk}" if token else ""}
+                  "approved_by": f"join token {token.label or token.pk}" if token else "",
+                  "owner_group": token.owner_group if token is not None and request.kind == Kind.PC else None}
         credential, _ = HostCredential.objects.update_or_create(name=request.name, defaults=values)
         if token is not None and token.owner_group_id and request.kind == Kind.PC:
             Host.objects.filter(mac=request.mac, owner_group__isnull=True).update(owner_group=token.owner_group)
@@ -161,12 +171,16 @@ def key_kinds(actor: authz.Actor) -> list[str]:
 
 
 def credential_owner(credential: HostCredential) -> tuple[str, str]:
-    """The resource type and owner path a key is judged as: a server's is the cloud's, a PC's its record's."""
+    """The resource type and owner path a key is judged as: a server's is the cloud's; a PC's is its record's
+    owner-group, else the owner-group of the join token it came with, else the root's (``manageable`` is the same
+    rule in the database)."""
     if credential.kind == Kind.SERVER:
         return Type.SERVER, authz.ROOT_PATH
     host = Host.objects.select_related("owner_group").filter(mac=credential.mac).first()
-    owner = host.owner_group.path if host is not None and host.owner_group_id else authz.ROOT_PATH
-    return Type.HOST, owner
+    if host is not None and host.owner_group_id:
+        return Type.HOST, host.owner_group.path
+    owner = OwnerGroup.objects.filter(pk=credential.owner_group_id).values_list("path", flat=True).first()
+    return Type.HOST, owner or authz.ROOT_PATH
 
 
 def may_manage(actor: authz.Actor, credential: HostCredential) -> bool:
@@ -181,8 +195,13 @@ def manageable(actor: authz.Actor) -> QuerySet[HostCredential]:
         return credentials
     if not kinds:
         return credentials.none()
-    macs = authz.readable(actor, Host.objects.all()).values("mac")
-    return credentials.filter(kind=Kind.PC, mac__in=macs)
+    groups = authz.groups_within(actor)
+    grouped = Host.objects.filter(owner_group__isnull=False).values("mac")
+    ours = Q(mac__in=Host.objects.filter(owner_group__in=groups).values("mac")) | (
+        ~Q(mac__in=grouped) & Q(owner_group__in=groups))
+    if authz.allows(actor, "create", Type.HOST, authz.ROOT_PATH):
+        ours |= ~Q(mac__in=grouped) & Q(owner_group__isnull=True)
+    return credentials.filter(ours, kind=Kind.PC)
 
 
 def find_keys(actor: authz.Actor, query: str = "", state: str = "") -> QuerySet[HostCredential]:
@@ -225,11 +244,16 @@ def _mark_manageable(actor: authz.Actor, keys: Iterable[HostCredential]) -> None
         key.manageable = key.pk in ours
 
 
-def approve(credential: HostCredential, actor: authz.Actor) -> HostCredential:
-    """Trust a pending key (EnrolmentRefused 409 for a key that is not pending)."""
+def approve(credential: HostCredential, actor: authz.Actor, fingerprint_seen: str) -> HostCredential:
+    """Trust a pending key, the one whose fingerprint the administrator compared with the host's
+    (``fingerprint_seen``). EnrolmentRefused: 409 for a key that is not pending, or another key than the one seen."""
     _require_manage(actor, credential)
     if credential.state != State.PENDING:
         raise EnrolmentRefused(409, f"the key of {credential.name} is {credential.state}, not waiting for approval")
+    if fingerprint_seen != credential.fingerprint:
+        raise EnrolmentRefused(409, f"the key of {credential.name} waiting now is {credential.fingerprint}, not the "
+                                    f"one approved ({fingerprint_seen or 'none given'}); compare it with the host's "
+                                    "again", "fingerprint")
     credential.state, credential.approved_at, credential.approved_by = State.ACTIVE, timezone.now(), actor.username
     credential.save(update_fields=["state", "approved_at", "approved_by"])
     logger.info("enrolment: %s approved the key of %s (%s)", actor.username, credential.name, credential.fingerprint)
@@ -237,8 +261,11 @@ def approve(credential: HostCredential, actor: authz.Actor) -> HostCredential:
 
 
 def revoke(credential: HostCredential, actor: authz.Actor) -> HostCredential:
-    """Stop trusting a key (active or pending): the host's calls are refused until it enrols again."""
+    """Stop trusting a key (active or pending): the host's calls are refused until it enrols again and an
+    administrator approves it (EnrolmentRefused 409 for a key revoked already)."""
     _require_manage(actor, credential)
+    if credential.state == State.REVOKED:
+        raise EnrolmentRefused(409, f"the key of {credential.name} was revoked already ({credential.revoked_by})")
     credential.state, credential.revoked_at, credential.revoked_by = State.REVOKED, timezone.now(), actor.username
     credential.save(update_fields=["state", "revoked_at", "revoked_by"])
     logger.warning("enrolment: %s revoked the key of %s (%s)", actor.username, credential.name,
@@ -274,6 +301,11 @@ def issue_join_token(actor: authz.Actor, *, kind: str, cluster: str, roles: list
         authz.require_create(actor, Type.HOST, owner_group.path if owner_group else authz.ROOT_PATH)
     else:
         raise EnrolmentRefused(400, "kind is server or pc", "kind")
+    try:
+        validate_name(cluster, "cluster")
+        label = validate_display_name(label, "label") if label.strip() else ""
+    except InvalidValue as exc:
+        raise EnrolmentRefused(400, exc.message, exc.field) from None
     if not 1 <= uses <= TOKEN_USES_MAX:
         raise EnrolmentRefused(400, f"uses must be 1 to {TOKEN_USES_MAX}", "uses")
     if not 0 < hours <= TOKEN_HOURS_MAX:

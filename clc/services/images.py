@@ -8,6 +8,7 @@ import time
 from django.db import transaction
 from django.db.models import Q
 
+from clc.services import authz
 from clc.services.commands import CommandError, send_node_command
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.ids import TaskId, new_id
@@ -17,6 +18,9 @@ from luhyadb.choices import LivenessChoices, RoleChoices
 from luhyadb.models import Image, ImageVersion, Instance, Server, TaskTransaction
 
 logger = logging.getLogger(__name__)
+
+# How many of the records that keep an image from being deleted a refusal names.
+SHOWN_USERS = 10
 
 UPLOAD_TOKEN_SECONDS = 24 * 3600
 
@@ -51,19 +55,25 @@ def create_image(**properties) -> Image:
     return Image.objects.create(image_id=new_id("image"), **properties)
 
 
-def users_of(image: Image) -> list[str]:
-    """What keeps an image from being deleted: its instances and its unfinished tasks."""
-    users = [f"instance {instance_id}" for instance_id in
-             Instance.objects.filter(image=image).values_list("instance_id", flat=True)[:10]]
+def users_of(image: Image, actor: authz.Actor) -> list[str]:
+    """What keeps an image from being deleted: its instances and its unfinished tasks, by id where ``actor`` may
+    read them, else only counted (an image shared across schools must not name one school's desktops to another)."""
+    instances = Instance.objects.filter(image=image)
     tasks = TaskTransaction.objects.filter(Q(src_image_id=image.image_id) | Q(dst_image_id=image.image_id),
                                            done=False, failed=False)
-    users += [f"task {tid}" for tid in tasks.values_list("tid", flat=True)[:10]]
+    users = [f"instance {instance_id}" for instance_id in
+             authz.readable(actor, instances).values_list("instance_id", flat=True)[:SHOWN_USERS]]
+    users += [f"task {tid}" for tid in authz.readable(actor, tasks).values_list("tid", flat=True)[:SHOWN_USERS]]
+    unnamed = instances.count() + tasks.count() - len(users)
+    if unnamed > 0:
+        users.append(f"{unnamed} more you may not see" if users else f"{unnamed} instances or tasks you may not see")
     return users
 
 
-def delete_image(image: Image) -> None:
-    """Delete an image and all its files; refused (409) while an instance or an unfinished task uses it."""
-    users = users_of(image)
+def delete_image(image: Image, actor: authz.Actor) -> None:
+    """Delete an image and all its files; refused (409) while an instance or an unfinished task uses it (the message
+    names those ``actor`` may read)."""
+    users = users_of(image, actor)
     if users:
         raise ImageError(409, f"image {image.image_id} is in use by {', '.join(users)}")
     if image.current_version:

@@ -10,9 +10,9 @@ from django.core.cache import cache
 from clc.services import authz
 from clc.services.status import as_datetime, host_key, server_fields, server_key
 from luhyaapi.messages import HostRegistration, ServerRegistration
-from luhyadb.choices import LivenessChoices
+from luhyadb.choices import HostKindChoices, KeyStateChoices, LivenessChoices
 from luhyadb.choices import ResourceTypeChoices as Type
-from luhyadb.models import Host, Server
+from luhyadb.models import Host, HostCredential, Server
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +31,19 @@ def register_server(registration: ServerRegistration) -> Server:
 
 
 def register_host(registration: HostRegistration) -> Host:
-    """Add or refresh a classroom PC that powered on; it is online from now on."""
+    """Add or refresh a classroom PC that powered on; it is online from now on. A PC without an owner-group gets
+    the one of the join token its key came with, if any."""
     host, created = Host.objects.update_or_create(
         mac=registration.mac,
         defaults={"name": registration.name, "ip": registration.ip, "cluster": registration.cluster,
                   "memory_mb": registration.memory_mb, "disk_mb": registration.disk_mb,
                   "heartbeat_seconds": registration.heartbeat_seconds, "state": LivenessChoices.ONLINE,
                   "last_seen": as_datetime(time.time())})
+    if host.owner_group_id is None:  # a PC enrolled with a join token goes where the token says
+        group = (HostCredential.objects.filter(kind=HostKindChoices.PC, mac=host.mac, state=KeyStateChoices.ACTIVE)
+                 .exclude(owner_group=None).values_list("owner_group", flat=True).first())
+        if group is not None:
+            Host.objects.filter(pk=host.pk).update(owner_group_id=group)
     cache.delete(host_key(host.mac))  # the registration is newer than a cached report (which may say offline)
     logger.info("registry: %s host %s (%s) at %s", "new" if created else "known", host.name, host.mac, host.ip)
     return host

@@ -58,7 +58,7 @@ def test_a_host_without_a_join_token_waits_for_approval_and_its_calls_are_refuse
     refused = signed_client.get("/clc/api/1.0/peers/cc-7/", key=key)
     assert (refused.status_code, "not an enrolled host" in refused.json()["detail"]) == (401, True)
 
-    enrolment.approve(HostCredential.objects.get(name="cc-7"), enrolment_admin())
+    enrolment.approve(HostCredential.objects.get(name="cc-7"), enrolment_admin(), key.fingerprint)
     assert post(client, ENROL, request_of(key)).json()["state"] == "active"
     assert signed_client.get("/clc/api/1.0/peers/cc-7/", key=key).json()["roles"] == ["cc"]
 
@@ -199,7 +199,8 @@ def test_a_school_administrator_approves_their_schools_pc_and_nothing_else(clien
     assert [key["name"] for key in listed["results"]] == ["pc-12"]
     assert post(client, "/clc/api/1.0/hostkeys/pc-13/approve/").status_code == 404
     assert post(client, "/clc/api/1.0/hostkeys/cc-7/approve/").status_code == 404
-    approved = post(client, "/clc/api/1.0/hostkeys/pc-12/approve/")
+    approved = post(client, "/clc/api/1.0/hostkeys/pc-12/approve/",
+                    {"fingerprint": HostCredential.objects.get(name="pc-12").fingerprint})
     assert (approved.status_code, approved.json()["state"], approved.json()["approved_by"]) == (200, "active", "head")
     assert post(client, "/clc/api/1.0/hostkeys/pc-12/approve/").status_code == 409
     assert HostCredential.objects.get(name="pc-13").state == "pending"
@@ -287,3 +288,72 @@ def test_a_join_token_is_usable_until_it_is_used_up_or_expires():
     assert enrolment.token_standing(token, now) == enrolment.USABLE
     assert enrolment.token_standing(JoinToken(uses_left=0, expires=token.expires), now) == enrolment.USED_UP
     assert enrolment.token_standing(JoinToken(uses_left=5, expires=now), now) == enrolment.EXPIRED
+
+
+def test_a_new_pc_enrolled_with_a_schools_token_joins_the_school_when_it_registers(client, signed_client, groups):
+    secret = token(kind="pc", roles=("nc",), owner_group=groups["edu.school"])
+    assert post(client, ENROL, request_of(new_key("pc-12"), "pc", ("nc",), mac=MAC, token=secret)).status_code == 200
+    registration = {"name": "pc-12", "ip": "10.0.0.12", "mac": MAC, "cluster": "cluster1", "heartbeat_seconds": 60}
+    assert signed_client.post("/clc/api/1.0/register/host/", registration).status_code == 201  # via its CC
+    assert Host.objects.get(mac=MAC).owner_group == groups["edu.school"]
+
+
+def test_a_schools_administrator_manages_the_key_of_a_pc_their_token_enrolled_before_it_registered(groups):
+    post_token = token(kind="pc", roles=("nc",), owner_group=groups["edu.school"])
+    enrolment.enrol(EnrolmentRequest.model_validate(request_of(new_key("pc-12"), "pc", ("nc",), mac=MAC,
+                                                               token=post_token)), address=None)
+    head = authz.actor_for(make_person("head", "poweradm", "edu.school").user)
+    other = authz.actor_for(make_person("other-head", "poweradm", "edu.other").user)
+    credential = HostCredential.objects.get(name="pc-12")
+    assert list(enrolment.manageable(head)) == [credential] and enrolment.may_manage(head, credential)
+    assert list(enrolment.manageable(other)) == [] and not enrolment.may_manage(other, credential)
+
+
+def test_the_roots_power_administrator_manages_the_key_of_a_pc_nobody_recorded(groups):
+    post(Client(), ENROL, request_of(new_key("pc-12"), "pc", ("nc",), mac=MAC))
+    credential = HostCredential.objects.get(name="pc-12")
+    chief = authz.actor_for(make_person("chief", "poweradm", "edu").user)
+    head = authz.actor_for(make_person("head", "poweradm", "edu.school").user)
+    assert list(enrolment.manageable(chief)) == [credential] and enrolment.may_manage(chief, credential)
+    assert list(enrolment.manageable(head)) == [] and not enrolment.may_manage(head, credential)
+
+
+def test_a_revoked_host_comes_back_only_by_approval_even_with_a_token_left_in_its_configuration(client, groups):
+    secret = token(uses=2)
+    key = new_key("cc-7")
+    assert post(client, ENROL, request_of(key, token=secret)).json()["state"] == "active"
+    enrolment.revoke(HostCredential.objects.get(name="cc-7"), enrolment_admin())
+    again = post(client, ENROL, request_of(key, token=secret))
+    assert (again.status_code, again.json()["state"]) == (202, "pending")
+    assert JoinToken.objects.get().uses_left == 1
+
+
+def test_a_key_is_revoked_once(groups):
+    enrolled_key("cc-7", "cc")
+    credential = HostCredential.objects.get(name="cc-7")
+    enrolment.revoke(credential, enrolment_admin())
+    with pytest.raises(enrolment.EnrolmentRefused, match="revoked already"):
+        enrolment.revoke(credential, enrolment_admin())
+
+
+@pytest.mark.parametrize("change, field", [({"cluster": "Cluster 1"}, "cluster"), ({"label": "x" * 101}, "label"),
+                                           ({"label": "a;rm -rf"}, "label")])
+def test_a_join_token_with_a_bad_cluster_or_label_is_refused_naming_it(groups, change, field):
+    values = {"kind": "server", "roles": ["cc"], "cluster": "cluster1"} | change
+    with pytest.raises(enrolment.EnrolmentRefused) as refused:
+        enrolment.issue_join_token(enrolment_admin(), **values)
+    assert (refused.value.status, refused.value.field) == (400, field)
+
+
+def test_nobody_swaps_the_key_waiting_for_approval_and_an_approval_takes_only_the_key_compared(client, groups):
+    real, swapped = new_key("nc-9"), new_key("nc-9")
+    assert post(client, ENROL, request_of(real, roles=("nc",))).status_code == 202
+    refused = post(client, ENROL, request_of(swapped, roles=("nc",)))
+    assert (refused.status_code, list(refused.json())) == (409, ["public_key"])
+    credential = HostCredential.objects.get(name="nc-9")
+    assert credential.public_key == real.public_key
+    with pytest.raises(enrolment.EnrolmentRefused, match="not the one approved"):
+        enrolment.approve(credential, enrolment_admin(), swapped.fingerprint)
+    assert HostCredential.objects.get(name="nc-9").state == "pending"
+    enrolment.approve(credential, enrolment_admin(), real.fingerprint)
+    assert trust.peer("nc-9").public_key == real.public_key

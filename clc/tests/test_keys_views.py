@@ -97,7 +97,9 @@ def test_the_roots_super_administrator_sees_a_waiting_servers_key_and_approves_i
         assert shown in text
     assert trust.peer("cc-7") is None
 
-    approved = client.post("/clc/hosts/keys/cc-7/approve/", {"next": "/clc/hosts/keys/?state=pending"})
+    assert f'name="fingerprint" value="{key.fingerprint}"' in text  # the approval names the key compared
+    approved = client.post("/clc/hosts/keys/cc-7/approve/", {"next": "/clc/hosts/keys/?state=pending",
+                                                             "fingerprint": key.fingerprint})
     assert approved["Location"] == "/clc/hosts/keys/?state=pending"
     listed = client.get(KEYS)
     assert ("success", f"The key of cc-7 ({key.fingerprint}) is approved: cc-7 is trusted from now on.") in flashes(
@@ -134,7 +136,8 @@ def test_a_schools_power_administrator_sees_only_the_waiting_keys_of_pcs_recorde
         client, login, school):
     login("head", "poweradm", "edu.school")
     assert key_rows(client.get(KEYS, {"state": "pending"})) == ["pc-12"]
-    response = client.post("/clc/hosts/keys/pc-12/approve/", follow=True)
+    response = client.post("/clc/hosts/keys/pc-12/approve/",
+                           {"fingerprint": HostCredential.objects.get(name="pc-12").fingerprint}, follow=True)
     credential = HostCredential.objects.get(name="pc-12")
     assert ("success", f"The key of pc-12 ({credential.fingerprint}) is approved: pc-12 is trusted from now "
                        "on.") in flashes(response)

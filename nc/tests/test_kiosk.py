@@ -327,7 +327,7 @@ def walrus_image(config, tmp_path, data: bytes):
 
 def test_with_auto_sync_the_pc_pulls_its_desktops_images_after_the_list_and_runs_them_offline(
         pc, syncing, tmp_path, monkeypatch, cc_unreachable):
-    monkeypatch.setattr(cluster_cache_module, "_cache", None)  # the cluster cache of this test's data dir
+    monkeypatch.setattr(cluster_cache_module, "_caches", {})  # the cluster cache of this test's data dir
     data = b"the maths lab's disk " * 4096
     image = walrus_image(pc, tmp_path, data)
     make_school(image)  # the Art studio's image has no file in walrus: the chain refuses it, and the pass goes on

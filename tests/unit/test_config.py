@@ -60,6 +60,11 @@ def test_a_file_with_the_retired_cloud_key_says_what_replaced_it(tmp_path):
         load_config({"EDUCLOUD_CONF": str(conf)})
 
 
+def test_the_retired_cloud_key_in_the_environment_says_what_replaced_it_too():
+    with pytest.raises(ConfigError, match="EDUCLOUD_CLOUD_KEY is no longer a setting"):
+        load_config(env(EDUCLOUD_CLOUD_KEY="k" * 32))
+
+
 def test_notes_peer_files_give_the_boss_addresses(tmp_path):
     (tmp_path / "cc.conf").write_text("IP='10.1.2.3'\n")
     (tmp_path / "clc.conf").write_text("[server]\nIP=10.9.9.9\n")

@@ -18,7 +18,7 @@ from luhyaapi.datadir import secure_data_dir
 
 def _config(data_dir: Path, **environment: str):
     return load_config({"EDUCLOUD_HOST_NAME": "clc-1", "EDUCLOUD_ROLES": "clc,walrus",
-                        "EDUCLOUD_HOST_DATA_DIR": str(data_dir), "EDUCLOUD_CLOUD_KEY": "k" * 32,
+                        "EDUCLOUD_HOST_DATA_DIR": str(data_dir),
                         "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent", **environment})
 
 

@@ -133,3 +133,24 @@ def test_public_keys_travel_as_text_and_are_shown_by_a_fingerprint():
     assert verify_signature(key.public_key, key.sign(b"m"), b"m")
     assert not verify_signature(key.public_key, key.sign(b"m"), b"n")
     assert not verify_signature(key.public_key, "not base64!", b"m")
+
+
+def test_two_processes_making_the_hosts_key_at_once_both_end_up_with_the_one_on_disk(tmp_path):
+    import multiprocessing
+
+    from luhyaapi.keys import host_key
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        public_keys = pool.starmap(_public_key_made_in, [(str(tmp_path),)] * 8)
+    assert len(set(public_keys)) == 1
+    assert host_key("nc-1", tmp_path).public_key == public_keys[0]
+    assert [path.name for path in (tmp_path / "keys").iterdir()] == ["host.key"]
+
+
+def _public_key_made_in(data_dir: str) -> str:
+    from pathlib import Path
+
+    from luhyaapi import keys
+
+    keys._loaded.clear()
+    return keys.host_key("nc-1", Path(data_dir)).public_key
