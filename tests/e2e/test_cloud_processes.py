@@ -14,7 +14,7 @@ import pytest
 
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.transfer import upload_file
-from tests.rabbitmq import scratch_vhost, start_broker, stop_broker
+from tests.rabbitmq import private_broker
 from tests.services import RoleProcess, memcached, scratch_mariadb_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.broker_restart]
@@ -24,13 +24,19 @@ HEARTBEAT = 1.0
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
+def broker():
+    """A RabbitMQ server of this module's own (the last test restarts it)."""
+    with private_broker() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory, broker):
     workdir = tmp_path_factory.mktemp("cloud")
-    with scratch_vhost("educloud-e2e") as bus_url, scratch_mariadb_database("educloud_e2e") as db_url, \
-            memcached(private=True) as cache_url:
+    with scratch_mariadb_database("educloud_e2e") as db_url, memcached(private=True) as cache_url:
         common = {"cloud": {"key": KEY, "heartbeat_seconds": str(HEARTBEAT), "missed_heartbeats": "3",
                             "db_touch_seconds": "5"},
-                  "bus": {"url": bus_url}}
+                  "bus": {"url": broker.url}}
         clc = RoleProcess(workdir, "clc-1", "clc,walrus", common | {"database": {"url": db_url},
                                                             "cache": {"url": cache_url}})
         clc.start().wait_listening()
@@ -154,13 +160,13 @@ def test_a_killed_node_goes_offline_and_the_others_stay_online(cloud):
     assert _states(status, "clc:clc-1", "walrus:clc-1", "cc:cc-1", "nc:nc-1") == ["online"] * 4
 
 
-def test_daemons_reconnect_after_a_rabbitmq_restart_and_nothing_after_it_is_lost(cloud):
+def test_daemons_reconnect_after_a_rabbitmq_restart_and_nothing_after_it_is_lost(cloud, broker):
     before = _wait(cloud, lambda s: _states(s, "nc:nc-1") == ["online"], "nc-1 online")["nc:nc-1"]
-    stop_broker()
+    broker.stop()
     try:
         time.sleep(2)
     finally:
-        start_broker()
+        broker.start()
     # Heartbeats published after the restart reach the CLC again...
     _wait(cloud, lambda s: s["nc:nc-1"]["state"] == "online" and s["nc:nc-1"]["age_seconds"] < 2 * HEARTBEAT
           and s["nc:nc-1"]["last_seen"] > before["last_seen"] + 2, "fresh heartbeats from nc-1", timeout=60)
