@@ -306,7 +306,7 @@ def test_a_text_frame_ends_the_session(proxy, console, school, alice):
 
 def _config(tmp_path, **environ):
     return load_config({"EDUCLOUD_HOST_NAME": "clc-1", "EDUCLOUD_ROLES": "clc", "EDUCLOUD_HOST_DATA_DIR":
-                        str(tmp_path), "EDUCLOUD_CLOUD_KEY": "k" * 32, "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent",
+                        str(tmp_path), "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent",
                         "EDUCLOUD_HOST_LISTEN": "10.0.0.1:8000", **environ})
 
 
