@@ -4,16 +4,18 @@ For each size (default 1 GiB and 4 GiB) the script
 
 1. starts (once) two real eduCloud hosts as processes on 127.0.0.1 with ``manage.py run_cloud`` (web API on
    waitress plus daemons; ``tests.services.RoleProcess``): ``wal`` with roles ``clc,walrus`` and ``cc`` with role
-   ``cc`` (embedded defaults: SQLite, in-process bus, local-memory cache; the data path is HTTP between them);
+   ``cc`` (embedded defaults: SQLite, in-process bus, local-memory cache; the data path is HTTP between them), the
+   CC enrolled with a join token issued on ``wal``, and one key per simulated NC enrolled with ``wal`` the same way;
 2. writes a test file: a 64 MiB random block repeated with a per-block counter in its first 8 bytes, so the data is
    incompressible and its sha256 real;
 3. times ``cp`` of that file to a new file on the same disk (``--cp-repeats`` times before the chain and once
    after), ``cp`` followed by ``fsync`` of the copy (``cp+fsync``: ``download`` fsyncs too) and the sha256 of the
    file in one thread;
-4. uploads the file to walrus with ``luhyaapi.transfer.upload_file`` (walrus upload MB/s), ``--upload-repeats``
-   times (the versions after the first are deleted at once);
+4. uploads the file to walrus with ``luhyaapi.transfer.upload_file`` signed with ``wal``'s own key, as
+   ``manage.py upload_image`` on the CLC host sends it (walrus upload MB/s), ``--upload-repeats`` times (the
+   versions after the first are deleted at once);
 5. pulls it as an NC does (``nc.services.images.fetch_image``): ``luhyaapi.transfer.download`` of
-   ``<cc>/cc/api/1.0/images/<id>/versions/<n>/data`` signed with the cloud key, expected sha256 given, from a child
+   ``<cc>/cc/api/1.0/images/<id>/versions/<n>/data`` signed with its NC's key, expected sha256 given, from a child
    process of this script; first with the CC's cache cold (the CC fetches from walrus while it streams to the NC),
    then warm (served from the CC's verified cache), ``--repeats`` times each;
 6. ``--nodes`` NCs (child processes, each a ``download`` into its own file) pull the image at once with the CC's
@@ -82,10 +84,10 @@ if str(ROOT) not in sys.path:
 
 from luhyaapi.client import RoleClient  # noqa: E402
 from luhyaapi.ids import new_id  # noqa: E402
+from luhyaapi.keys import HostKey  # noqa: E402
 from luhyaapi.transfer import download, upload_file  # noqa: E402
-from tests.services import RoleProcess  # noqa: E402
+from tests.services import RoleProcess, enrol_keys  # noqa: E402
 
-KEY = "bench-image-transfer-key-0123456789"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 MB = 1_000_000
@@ -209,7 +211,7 @@ class Usage:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _nc_main(url: str, dest: str, sender: str, sha256: str, size: int, go, results) -> None:
+def _nc_main(url: str, dest: str, key: HostKey, sha256: str, size: int, go, results) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent ends us
     marks = {"first": None, "last": None}
 
@@ -224,7 +226,7 @@ def _nc_main(url: str, dest: str, sender: str, sha256: str, size: int, go, resul
     start = time.monotonic()
     cpu0 = os.times()
     try:
-        digest = download(url, dest, key=KEY, sender=sender, expected_sha256=sha256, progress=progress)
+        digest = download(url, dest, key=key, expected_sha256=sha256, progress=progress)
         error = "" if digest == sha256 else f"sha256 {digest}"
     except Exception as exc:  # reported to the parent, which fails the step
         error = f"{type(exc).__name__}: {exc}"
@@ -232,7 +234,7 @@ def _nc_main(url: str, dest: str, sender: str, sha256: str, size: int, go, resul
     cpu1 = os.times()
     if not error and os.path.getsize(dest) != size:
         error = f"{dest} has {os.path.getsize(dest)} bytes, not {size}"
-    results.put({"sender": sender, "start": start, "end": end, "first": marks["first"], "last": marks["last"],
+    results.put({"sender": key.name, "start": start, "end": end, "first": marks["first"], "last": marks["last"],
                  "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), "error": error})
 
 
@@ -279,24 +281,28 @@ class Bench:
         self.helpers: set[int] = set()  # py-spy processes: not "foreign" load
         max_size = max(args.sizes)
         cache_gb = str(max(2, int(max_size * 2 / GiB) + 2))
-        self.walrus = RoleProcess(workdir, "wal", "clc,walrus",
-                                  {"cloud": {"key": KEY}, "host": {"image_cache_gb": cache_gb}})
+        self.cache_gb = cache_gb
+        self.walrus = RoleProcess(workdir, "wal", "clc,walrus", {"host": {"image_cache_gb": cache_gb}})
         self.walrus_url = self.walrus.url
-        self.cc = RoleProcess(workdir, "cc", "cc",
-                              {"cloud": {"key": KEY, "clc_url": self.walrus_url, "walrus_url": self.walrus_url},
-                               "host": {"image_cache_gb": cache_gb}})
+        self.cc: RoleProcess | None = None
         self.ctx = mp.get_context("fork")
         self.children: list = []
 
     # Hosts.
 
     def start(self) -> None:
-        log(f"starting walrus (clc,walrus) at {self.walrus.url} and the CC at {self.cc.url} in {self.workdir}")
-        self.walrus.start()
-        self.cc.start()
-        self.walrus.wait_listening(180)
-        self.cc.wait_listening(180)
-        self.walrus_client = RoleClient(self.walrus_url, KEY, sender="bench", timeout=120)
+        log(f"starting walrus (clc,walrus) at {self.walrus.url} in {self.workdir}")
+        self.walrus.start().wait_listening(180)
+        # Uploads and walrus calls are the CLC host's (signed with its own key); each NC pulls with a key of its own.
+        self.clc_key = self.walrus.key()
+        self.nc_keys = enrol_keys(self.walrus, [f"bench-nc-{n}" for n in range(max(1, self.args.nodes))])
+        self.cc = RoleProcess(self.workdir, "cc", "cc",
+                              {"cloud": {"clc_url": self.walrus_url, "walrus_url": self.walrus_url},
+                               "host": {"image_cache_gb": self.cache_gb}},
+                              join_token=self.walrus.issue_join_token(roles="cc"))
+        log(f"starting the CC at {self.cc.url}; {len(self.nc_keys)} NC keys enrolled")
+        self.cc.start().wait_listening(180)
+        self.walrus_client = RoleClient(self.walrus_url, self.clc_key, timeout=120)
         self.walrus_client.get("/walrus/api/1.0/images/")
 
     def stop(self) -> None:
@@ -305,6 +311,8 @@ class Bench:
                 child.kill()
                 child.join(timeout=10)
         for host in (self.cc, self.walrus):
+            if host is None:
+                continue
             try:
                 host.stop()
             except Exception as exc:
@@ -382,7 +390,7 @@ class Bench:
         children = []
         for n in range(nodes):
             child = self.ctx.Process(target=_nc_main, name=f"nc-{n}", daemon=True,
-                                     args=(url, str(folder / f"nc-{n}.img"), f"bench-nc-{n}", sha256, size, go,
+                                     args=(url, str(folder / f"nc-{n}.img"), self.nc_keys[n], sha256, size, go,
                                            results))
             child.start()
             children.append(child)
@@ -480,7 +488,7 @@ class Bench:
             os.sync()
             usage = Usage(self)
             start = time.monotonic()
-            stored = upload_file(self.walrus_url, KEY, "bench", source, image_id)
+            stored = upload_file(self.walrus_url, self.clc_key, source, image_id)
             uploads.append({"wall_s": round(time.monotonic() - start, 3), **usage.done(set())})
             if stored["sha256"] != sha256 or stored["size"] != size:
                 raise RuntimeError(f"walrus stored {stored}, expected {size} bytes with sha256 {sha256}")
@@ -525,7 +533,7 @@ class Bench:
                                                         ("client", os.getpid())])
                 try:
                     start = time.monotonic()
-                    again = upload_file(self.walrus_url, KEY, "bench", source, image_id)
+                    again = upload_file(self.walrus_url, self.clc_key, source, image_id)
                     upload_again = time.monotonic() - start
                 finally:
                     self.stop_spies(spies)

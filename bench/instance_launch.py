@@ -8,6 +8,9 @@ Two figures, against the issue's goals:
 2. request -> console reachable (the VNC port answers with its RFB banner) and request -> the guest's page served
    (the tiny test image under TCG on this machine; goal for the console: under 8 s).
 
+The CC and the NC enrol with join tokens issued on the CLC host; the benchmark acts as the administrator, logged in
+to the CLC's API, and uploads the test image as the console does (walrus's pre-signed data URL).
+
 Run: ``.venv/bin/python bench/instance_launch.py [--launches 50]``. Prints the figures and their ratio to the goal.
 """
 
@@ -27,10 +30,10 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from luhyaapi.client import RemoteError, RoleClient  # noqa: E402
-from luhyaapi.transfer import upload_file  # noqa: E402
+from luhyaapi.client import RemoteError  # noqa: E402
 from tests.rabbitmq import scratch_vhost  # noqa: E402
 from tests.services import (  # noqa: E402
+    ConsoleClient,
     RoleProcess,
     build_test_image,
     free_port_block,
@@ -38,7 +41,6 @@ from tests.services import (  # noqa: E402
     scratch_mariadb_database,
 )
 
-KEY = "bench-launch-key-0123456789"
 START_CALL = re.compile(r"instances: (ins-[0-9a-f]{8}) start call at (\d+\.\d+)")
 CONTROL_PLANE_GOAL = 0.5
 CONSOLE_GOAL = 8.0
@@ -80,17 +82,25 @@ class Cloud:
 
     def __init__(self, workdir: Path, bus_url: str, db_url: str) -> None:
         low, high = free_port_block(40)
-        common = {"cloud": {"key": KEY, "heartbeat_seconds": "1", "missed_heartbeats": "5"}, "bus": {"url": bus_url}}
+        common = {"cloud": {"heartbeat_seconds": "1", "missed_heartbeats": "5"}, "bus": {"url": bus_url}}
         self.clc = RoleProcess(workdir, "clc-1", "clc,walrus", common | {"database": {"url": db_url}})
-        self.clc.start().wait_listening()
-        self.cc = RoleProcess(workdir, "cc-1", "cc", common | {"cloud": common["cloud"] | {"clc_url": self.clc.url},
-                                                             "cc": {"port_range": f"{low}-{high}"}})
-        self.cc.start().wait_listening()
-        self.nc = RoleProcess(workdir, "nc-1", "nc", common | {"cloud": common["cloud"] | {"cc_url": self.cc.url},
-                                                             "nc": {"stop_timeout_seconds": "2"}})
-        self.nc.start().wait_listening()
-        self.client = RoleClient(self.clc.url, KEY, sender="bench", timeout=60)
-        self.processes = (self.clc, self.cc, self.nc)
+        self.processes = [self.clc]
+        try:
+            self.clc.start().wait_listening()
+            self.cc = RoleProcess(workdir, "cc-1", "cc", common | {"cloud": common["cloud"] | {"clc_url": self.clc.url},
+                                                                 "cc": {"port_range": f"{low}-{high}"}},
+                                  join_token=self.clc.issue_join_token(roles="cc"))
+            self.processes.append(self.cc)
+            self.cc.start().wait_listening()
+            self.nc = RoleProcess(workdir, "nc-1", "nc", common | {"cloud": common["cloud"] | {"cc_url": self.cc.url},
+                                                                 "nc": {"stop_timeout_seconds": "2"}},
+                                  join_token=self.clc.issue_join_token(roles="nc"))
+            self.processes.append(self.nc)
+            self.nc.start().wait_listening()
+        except BaseException:
+            self.close()
+            raise
+        self.client = ConsoleClient(self.clc.url)
 
     def online(self) -> bool:
         try:
@@ -100,13 +110,7 @@ class Cloud:
         return {("nc", "online"), ("cc", "online"), ("walrus", "online")} <= states
 
     def upload(self, image: Path) -> str:
-        record = self.client.post("/clc/api/1.0/images/", {"name": "bench test VM", "os_type": "linux", "arch": 64,
-                                                           "usage": "desktop", "owner_group": "edu"})
-        upload = self.client.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/",
-                                  {"size": image.stat().st_size})
-        upload_file(self.clc.url, KEY, "bench", image, record["image_id"], upload_id=upload["upload_id"])
-        self.client.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/{upload['upload_id']}/complete/", {})
-        return record["image_id"]
+        return self.client.upload_image(image, "bench test VM")["image_id"]
 
     def instance(self, image_id: str) -> str:
         return self.client.post("/clc/api/1.0/instances/", {

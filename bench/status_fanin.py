@@ -69,7 +69,6 @@ if str(ROOT) not in sys.path:
 
 QUEUE = "clc.status"  # replaced by luhyaapi.queues.CLC_STATUS once imported (kept here for the spawned children)
 DEFAULT_BUS_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-CLOUD_KEY = "bench-status-fanin-key-0123456789"
 DAEMONS = "clc-status,clc-sweeper"
 STALE_MARGIN_SECONDS = 2.0
 SLACK_SECONDS = 0.005
@@ -281,7 +280,6 @@ def base_env(data_dir: Path, conf: Path, peer_dir: Path, args, cache_url: str, d
         "EDUCLOUD_ROLES": "clc",
         "EDUCLOUD_HOST_DATA_DIR": str(data_dir),
         "EDUCLOUD_HOST_PEER_CONFIG_DIR": str(peer_dir),
-        "EDUCLOUD_CLOUD_KEY": CLOUD_KEY,
         "EDUCLOUD_BUS_URL": args.bus_url,
         "EDUCLOUD_CACHE_URL": cache_url,
         "EDUCLOUD_DATABASE_URL": database_url,

@@ -15,8 +15,8 @@ CONF="${EDUCLOUD_CONF:-$DATA/educloud.conf}"
 LISTEN="${EDUCLOUD_LISTEN:-127.0.0.1:8000}"
 if [ ! -f "$CONF" ]; then
   # Private from the start: the data dir (eduCloud keeps it so at every start, see luhyaapi/datadir.py; -m is for it
-  # alone, as its parents must stay passable) and the configuration, which holds the cloud key (umask 077: not
-  # readable by others even before the chmod).
+  # alone, as its parents must stay passable) and the configuration (umask 077: not readable by others even before
+  # the chmod). The host's own key is made in the data dir at its first start.
   mkdir -p -m 700 "$DATA"
   umask_before="$(umask)"
   umask 077

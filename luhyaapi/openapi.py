@@ -96,16 +96,17 @@ class PydanticModelSchema(OpenApiSerializerExtension):
 
 
 class SignedRequestScheme(OpenApiAuthenticationExtension):
-    """The HMAC signature of calls between roles (``luhyaapi.signing``)."""
+    """The Ed25519 signature of calls between hosts (``luhyaapi.signing``)."""
 
     target_class = "luhyaapi.drf.SignedRequestAuthentication"
     name = "educloudSignature"
 
     def get_security_definition(self, auto_schema) -> dict:
         return {"type": "apiKey", "in": "header", "name": HEADER_SIGNATURE,
-                "description": "HMAC-SHA256 with the cloud key over method, path with query, X-Educloud-Timestamp "
-                               "and the body's sha256 (X-Educloud-Content-Sha256); X-Educloud-Sender names the "
-                               "calling host. See luhyaapi/signing.py."}
+                "description": "The sending host's Ed25519 signature (its own key, enrolled with the CLC) over "
+                               "method, Host, path with query, X-Educloud-Timestamp, X-Educloud-Nonce, "
+                               "X-Educloud-Sender and the body's sha256 (X-Educloud-Content-Sha256); each nonce is "
+                               "taken once. See luhyaapi/signing.py and docs/security.md."}
 
 
 class UploadTokenScheme(OpenApiAuthenticationExtension):
@@ -117,7 +118,8 @@ class UploadTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema) -> dict:
         return {"type": "apiKey", "in": "query", "name": "token",
-                "description": "HMAC of upload:<upload_id>:<expires> with the cloud key, with ?expires=<epoch>."}
+                "description": "<issuer>.<signature>: the CLC host's signature of the upload's id and "
+                               "?expires=<epoch>."}
 
 
 class JsonRefusals:

@@ -1,14 +1,27 @@
-"""Helpers for tests that manage the real RabbitMQ broker: scratch vhosts and application restarts."""
+"""RabbitMQ for tests: scratch vhosts on the machine's broker, and brokers of a test's own for tests that stop one.
+
+The machine's broker (127.0.0.1:5672) serves every test run on the machine at once, so a test never stops it: a test
+that restarts a broker starts its own (``private_broker``: its own node name, ports, data and Erlang cookie, all
+under a temporary directory) and stops and starts that one.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 RABBITMQCTL = "rabbitmqctl"
+# The server's own scripts, not Debian's wrappers in /usr/sbin (they switch to the rabbitmq user and the machine
+# broker's cookie and configuration).
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 
 
 def _ctl(*args: str, timeout: float = 60) -> None:
@@ -17,7 +30,7 @@ def _ctl(*args: str, timeout: float = 60) -> None:
 
 @contextmanager
 def scratch_vhost(prefix: str = "educloud-test"):
-    """A vhost of its own, so a test's queues meet no other consumer; removed afterwards."""
+    """A vhost of its own on the machine's broker, so a test's queues meet no other consumer; removed afterwards."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     _ctl("add_vhost", name)
     _ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
@@ -35,15 +48,81 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def stop_broker() -> None:
-    """Stop the RabbitMQ application (every connection drops; durable queues and persistent messages stay)."""
-    _ctl("stop_app")
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
-def start_broker(timeout: float = 60) -> None:
-    _ctl("start_app", timeout=timeout)
-    deadline = time.monotonic() + timeout
-    while not _port_open(5672):
-        if time.monotonic() > deadline:
-            raise RuntimeError("RabbitMQ did not come back on 127.0.0.1:5672")
-        time.sleep(0.2)
+class PrivateBroker:
+    """A RabbitMQ server of one test, on loopback ports of its own, that the test may stop and start: ``stop`` halts
+    the whole server (every connection drops), ``start`` boots it again on the same data (durable queues and
+    persistent messages stay), as a broker's machine restarting would. ``url`` is its default vhost, as guest."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.node = f"educloud-test-{uuid.uuid4().hex[:8]}@localhost"
+        self.port = _free_port()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        (directory / "rabbitmq.conf").write_text("")
+        (directory / "rabbitmq-env.conf").write_text("")
+        (directory / "enabled_plugins").write_text("[].\n")
+        self.env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/bin"), "HOME": str(directory),
+                    "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+                    "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(_free_port()),
+                    "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"), "RABBITMQ_LOG_BASE": str(directory / "log"),
+                    "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+                    "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
+                    "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+                    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+                    "ERL_EPMD_ADDRESS": "127.0.0.1"}
+        self.process: subprocess.Popen | None = None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 90) -> None:
+        """Boot the server and wait until it takes AMQP connections."""
+        with (self.directory / "server.log").open("ab") as log:
+            self.process = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not _port_open(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.halt()
+                raise RuntimeError(f"the test's RabbitMQ {self.node} did not start on 127.0.0.1:{self.port}:\n"
+                                   f"{(self.directory / 'server.log').read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 60) -> None:
+        """Halt the server (``rabbitmqctl stop``) and wait until it is gone."""
+        subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, "stop"], env=self.env,
+                       capture_output=True, timeout=timeout, check=False)
+        self.halt(timeout)
+
+    def halt(self, timeout: float = 30) -> None:
+        """End the server's processes if they are still there (SIGTERM, then SIGKILL)."""
+        if not self.running():
+            return
+        os.killpg(self.process.pid, 15)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=10)
+
+
+@contextmanager
+def private_broker() -> Iterator[PrivateBroker]:
+    """A running RabbitMQ server of the caller's own (see ``PrivateBroker``); halted and removed afterwards."""
+    if not (RABBITMQ_BIN / "rabbitmq-server").is_file():
+        raise RuntimeError(f"{RABBITMQ_BIN / 'rabbitmq-server'} is missing; tests/run.sh installs rabbitmq-server")
+    directory = Path(tempfile.mkdtemp(prefix="educloud-rabbitmq-"))
+    broker = PrivateBroker(directory)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(directory, ignore_errors=True)

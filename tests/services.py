@@ -1,8 +1,11 @@
-"""Real services for tests: a scratch MariaDB database, memcached, and eduCloud roles as separate processes."""
+"""Real services for tests: a scratch MariaDB database, memcached, eduCloud roles as separate processes, and the
+ways a test acts on them: as a person through the API (``ConsoleClient``), as the administrator of a host on the host
+(``RoleProcess.manage``: join tokens, image uploads), or as a host with its own key (``RoleProcess.key``)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,8 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from luhyaapi.client import RemoteError
+from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.keys import KEY_DIR, PRIVATE_FILE, HostKey, host_key
+from luhyaapi.messages import EnrolmentRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
@@ -79,10 +86,12 @@ def _wait_port(port: int, timeout: float) -> None:
 
 
 class RoleProcess:
-    """One eduCloud host (``manage.py run_cloud``) as a separate process with its own configuration file."""
+    """One eduCloud host (``manage.py run_cloud``) as a separate process with its own configuration file. A host
+    without the clc role enrols at start: with ``join_token`` (from ``issue_join_token`` on the CLC's process) it is
+    trusted at once, without one it waits for an administrator's approval."""
 
     def __init__(self, workdir: Path, name: str, roles: str, settings: dict[str, dict[str, str]],
-                 netns: str | None = None, ip: str = "127.0.0.1") -> None:
+                 netns: str | None = None, ip: str = "127.0.0.1", join_token: str = "") -> None:
         """``netns``: run it inside that network namespace (``ip netns exec``), where ``ip`` is its address."""
         self.name = name
         self.netns = netns
@@ -98,6 +107,8 @@ class RoleProcess:
                     "cc": {"manage_network": "false"},
                     # Its console proxy (CLC hosts) on a port of its own, not the default one a real cloud may hold.
                     "clc": {"console_port": str(free_port())}}
+        if join_token:
+            sections["host"]["join_token"] = join_token
         for section, values in settings.items():
             sections.setdefault(section, {}).update(values)
         self.conf = self.dir / "educloud.conf"
@@ -106,16 +117,60 @@ class RoleProcess:
         self.log = self.dir / "run.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> RoleProcess:
+    def _env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("EDUCLOUD_")}
         env["EDUCLOUD_CONF"] = str(self.conf)
         env["DJANGO_SETTINGS_MODULE"] = "educloud.settings"
         env["EDUCLOUD_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+        return env
+
+    def _argv(self, *command: str) -> list[str]:
+        netns = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return [*netns, sys.executable, str(ROOT / "manage.py"), *command]
+
+    def start(self) -> RoleProcess:
         with self.log.open("ab") as log:
-            netns = ["ip", "netns", "exec", self.netns] if self.netns else []
-            self.process = subprocess.Popen([*netns, sys.executable, str(ROOT / "manage.py"), "run_cloud"], cwd=ROOT,
-                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(self._argv("run_cloud"), cwd=ROOT, env=self._env(), stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         return self
+
+    def manage(self, *command: str, timeout: float = 300) -> str:
+        """Run ``manage.py <command>`` as this host's administrator does: on the host (in its network namespace,
+        with its configuration); its stdout. RuntimeError with its output if it fails."""
+        result = subprocess.run(self._argv(*command), cwd=ROOT, env=self._env(), capture_output=True, text=True,
+                                timeout=timeout, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(command)} on {self.name} exited with {result.returncode}:\n"
+                               f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def issue_join_token(self, kind: str = "server", *, roles: str = "", cluster: str = "cluster1",
+                         owner_group: str = "", uses: int = 1) -> str:
+        """A join token issued on this (running CLC) host with ``manage.py issue_join_token``: for servers of
+        ``roles`` (a comma list), or for classroom PCs going into ``owner_group``."""
+        argv = ["issue_join_token", "--kind", kind, "--cluster", cluster, "--uses", str(uses),
+                "--label", f"e2e {kind} {roles or owner_group}"]
+        argv += ["--roles", roles] if roles else []
+        argv += ["--owner-group", owner_group] if owner_group else []
+        lines = self.manage(*argv).split()
+        if len(lines) != 1:
+            raise RuntimeError(f"issue_join_token printed {lines!r}, not one token")
+        return lines[0]
+
+    def upload_image(self, path: Path, name: str, owner_group: str = "edu") -> str:
+        """Upload an image file with ``manage.py upload_image`` on this (CLC) host; the new image's id."""
+        printed = self.manage("upload_image", str(path), "--name", name, "--owner-group", owner_group)
+        match = re.match(r"^(img-[0-9a-f]+) version (\d+) ", printed.strip().splitlines()[-1])
+        if match is None:
+            raise RuntimeError(f"upload_image printed {printed!r}")
+        return match[1]
+
+    def key(self) -> HostKey:
+        """This host's own key pair, read from its data directory (made by the host at its first start), for a test
+        that calls as this host."""
+        if not (self.dir / KEY_DIR / PRIVATE_FILE).is_file():
+            raise RuntimeError(f"{self.name} has no key yet: {self.dir / KEY_DIR / PRIVATE_FILE}")
+        return host_key(self.name, self.dir)
 
     def wait_listening(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -152,6 +207,112 @@ class RoleProcess:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+
+class ConsoleClient:
+    """The CLC's API as a person uses it (by default the first administrator): logged in through the console's login
+    page, the session cookie on every call and the CSRF token on every unsafe one. The calls of a ``RoleClient``
+    (``get``, ``post``, ``request``, ``RemoteError`` on an answer >= 400); it logs in at its first call, so a test
+    running it on a thread inside a network namespace logs in from there."""
+
+    LOGIN_PATH = "/clc/login/"
+    UPLOAD_PIECE_BYTES = 8 * 1024 * 1024  # as the console's upload page sends a file (clc/static/clc/upload.js)
+
+    def __init__(self, base_url: str, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD,
+                 timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self._session: requests.Session | None = None
+
+    def _logged_in(self) -> requests.Session:
+        if self._session is not None:
+            return self._session
+        session = requests.Session()
+        url = self.base_url + self.LOGIN_PATH
+        try:
+            form = session.get(url, timeout=self.timeout)
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+            if form.status_code != 200 or token is None:
+                raise RemoteError(url, form.status_code, "no login form with a CSRF token")
+            answer = session.post(url, data={"csrfmiddlewaretoken": token[1], "username": self.username,
+                                             "password": self.password}, timeout=self.timeout,
+                                  allow_redirects=False)
+        except requests.RequestException as exc:
+            raise RemoteError(url, 0, str(exc)) from exc
+        if answer.status_code != 302 or "sessionid" not in session.cookies:
+            raise RemoteError(url, answer.status_code, f"{self.username} could not log in")
+        self._session = session
+        return session
+
+    def request(self, method: str, path: str, payload: dict | None = None) -> dict:
+        session = self._logged_in()
+        url = self.base_url + path
+        headers = {}
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            headers["X-CSRFToken"] = session.cookies["csrftoken"]  # Django's new one after the login
+        try:
+            response = session.request(method, url, json=payload, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise RemoteError(url, 0, str(exc)) from exc
+        if response.status_code >= 400:
+            body = _json_or_none(response)
+            detail = body.get("detail") if isinstance(body, dict) and isinstance(body.get("detail"), str) else None
+            raise RemoteError(url, response.status_code, detail or response.text[:500],
+                              body if isinstance(body, dict) else None)
+        return response.json() if response.content else {}
+
+    def get(self, path: str) -> dict:
+        return self.request("GET", path)
+
+    def post(self, path: str, payload: dict) -> dict:
+        return self.request("POST", path, payload)
+
+    def upload_image(self, path: Path, name: str, owner_group: str = "edu", usage: str = "desktop") -> dict:
+        """A new image with ``path`` as its file, made as the console's pages make it: the image created, an upload
+        started (its answer carries walrus's pre-signed data URL), the file sent to that URL in pieces without
+        any other credential, the upload completed. The image's record afterwards."""
+        image = self.post("/clc/api/1.0/images/", {"name": name, "os_type": "linux", "arch": 64, "usage": usage,
+                                                   "owner_group": owner_group})
+        uploads = f"/clc/api/1.0/images/{image['image_id']}/uploads/"
+        size = path.stat().st_size
+        started = self.post(uploads, {"size": size})
+        data_url = started["walrus_url"] + started["data_url"]
+        offset = 0
+        with path.open("rb") as source:
+            while offset < size:
+                piece = source.read(self.UPLOAD_PIECE_BYTES)
+                response = requests.put(f"{data_url}&offset={offset}", data=piece, timeout=self.timeout,
+                                        headers={"Content-Type": "application/octet-stream"})
+                if response.status_code != 200:
+                    raise RemoteError(data_url, response.status_code, response.text[:500])
+                offset = response.json()["offset"]
+        return self.post(f"{uploads}{started['upload_id']}/complete/", {})
+
+
+def _json_or_none(response: requests.Response):
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def enrol_keys(clc: RoleProcess, names: list[str], roles: str = "nc", cluster: str = "cluster1") -> list[HostKey]:
+    """Key pairs for hosts ``names`` (made here, in memory) enrolled with the running CLC ``clc`` as servers of
+    ``roles``, the way a host enrols: a join token issued on the CLC host, then each public key sent to
+    ``enrolments/`` with it. For a benchmark or test that stands in for such hosts."""
+    token = clc.issue_join_token("server", roles=roles, cluster=cluster, uses=len(names))
+    keys = []
+    for name in names:
+        key = HostKey(name, Ed25519PrivateKey.generate())
+        request = EnrolmentRequest(name=name, kind="server", roles=roles.split(","), cluster=cluster,
+                                   public_key=key.public_key, join_token=token)
+        answer = RoleClient(clc.url, None).post("/clc/api/1.0/enrolments/", request.model_dump(mode="json"))
+        if answer.get("state") != "active":
+            raise RuntimeError(f"the CLC did not enrol {name}: {answer}")
+        keys.append(key)
+    return keys
 
 
 def _listens(pid: int, port: int) -> bool:
@@ -240,7 +401,7 @@ def wait_for(what: str, probe, timeout: float = 180.0, every: float = 0.5):
 
 
 def instance_record(client, insid: str) -> dict | None:
-    """An instance as the CLC's API shows it through ``client`` (a RoleClient), or None once it is gone."""
+    """An instance as the CLC's API shows it through ``client`` (a ConsoleClient), or None once it is gone."""
     try:
         return client.get(f"/clc/api/1.0/instances/{insid}/")
     except RemoteError as exc:
@@ -250,7 +411,7 @@ def instance_record(client, insid: str) -> dict | None:
 
 
 @contextmanager
-def allinone_host(workdir: Path, key: str, *, ports: int, stop_timeout: int):
+def allinone_host(workdir: Path, *, ports: int, stop_timeout: int):
     """An all-in-one host (clc, walrus, cc, nc) with real QEMU and the test image file, as ``(host, image)``;
     afterwards its VMs are killed, its log printed, and a VM left running fails the test."""
     if shutil.which("qemu-system-x86_64") is None:
@@ -258,7 +419,7 @@ def allinone_host(workdir: Path, key: str, *, ports: int, stop_timeout: int):
     image = build_test_image()
     low, high = free_port_block(ports)
     aio = RoleProcess(workdir, "aio", "clc,walrus,cc,nc",
-                      {"cloud": {"key": key, "heartbeat_seconds": "1", "missed_heartbeats": "5"},
+                      {"cloud": {"heartbeat_seconds": "1", "missed_heartbeats": "5"},
                        "cc": {"port_range": f"{low}-{high}"}, "nc": {"stop_timeout_seconds": str(stop_timeout)}})
     aio.start().wait_listening()
     try:

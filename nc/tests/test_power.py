@@ -141,7 +141,7 @@ def test_on_the_nodes_queue_a_stale_power_off_is_parked_with_its_reason_and_a_fr
 
 
 CONFIG = {"EDUCLOUD_HOST_NAME": "pc-12", "EDUCLOUD_ROLES": "nc", "EDUCLOUD_HOST_DATA_DIR": "/tmp/educloud-config-test",
-          "EDUCLOUD_CLOUD_KEY": "k" * 32, "EDUCLOUD_CLOUD_CC_URL": "http://10.0.0.1:8000",
+          "EDUCLOUD_CLOUD_CC_URL": "http://10.0.0.1:8000",
           "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent"}
 
 

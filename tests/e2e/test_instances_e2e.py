@@ -1,5 +1,6 @@
-"""End to end on the all-in-one host (every role in one process, the embedded defaults): the test image uploaded,
-an instance defined and run as a real QEMU VM, its page fetched through its port forward and its screen captured
+"""End to end on the all-in-one host (every role in one process, the embedded defaults): the test image uploaded
+with ``manage.py upload_image`` on the host, an instance defined and run as a real QEMU VM by the administrator
+through the API, its page fetched through its port forward and its screen captured
 with a real VNC client, then stopped and deleted with nothing left behind; and the image wizard used end to end
 (a file written in the guest, the disk submitted as a new version, the new version booted and the file found)."""
 
@@ -15,9 +16,9 @@ import pytest
 import requests
 
 from luhyaapi.client import RoleClient
-from luhyaapi.transfer import upload_file
 from tests.services import (
     ARTIFACTS,
+    ConsoleClient,
     allinone_host,
     instance_record,
     processes_mentioning,
@@ -26,18 +27,24 @@ from tests.services import (
 
 pytestmark = [pytest.mark.e2e]
 
-KEY = "e2e-instances-key-0123456789"
 VNCDO = Path(sys.executable).with_name("vncdo")
 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    with allinone_host(tmp_path_factory.mktemp("aio"), KEY, ports=40, stop_timeout=30) as running:
+    with allinone_host(tmp_path_factory.mktemp("aio"), ports=40, stop_timeout=30) as running:
         yield running
 
 
-def _client(aio) -> RoleClient:
-    return RoleClient(aio.url, KEY, sender="e2e-test", timeout=60)
+def _client(aio) -> ConsoleClient:
+    """The first administrator, logged in to the host's console."""
+    return ConsoleClient(aio.url)
+
+
+def _cluster_instances(aio) -> list[dict]:
+    """The CC's own list of the instances it placed, asked as the CLC asks it (signed by the host, whose roles
+    include clc: the CC's API is for the CLC, not for people)."""
+    return RoleClient(aio.url, aio.key(), timeout=60).get("/cc/api/1.0/instances/")
 
 
 def _wait_state(client, insid: str, state: str, timeout: float = 180.0) -> dict:
@@ -54,11 +61,10 @@ def _upload_image(client, aio, image: Path) -> dict:
     wait_for("the node and walrus online", lambda: {
         (s["role"], s["state"]) for s in client.get("/clc/api/1.0/status/")["services"]} >= {
         ("nc", "online"), ("walrus", "online"), ("cc", "online")}, timeout=60)
-    record = client.post("/clc/api/1.0/images/", {"name": "eduCloud test VM", "os_type": "linux", "arch": 64,
-                                                  "usage": "desktop", "owner_group": "edu"})
-    upload = client.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/", {"size": image.stat().st_size})
-    upload_file(aio.url, KEY, "e2e-test", image, record["image_id"], upload_id=upload["upload_id"])
-    return client.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/{upload['upload_id']}/complete/", {})
+    image_id = aio.upload_image(image, "eduCloud test VM")
+    record = client.get(f"/clc/api/1.0/images/{image_id}/")
+    assert record["current_version"] == 1 and record["owner_group"] == "edu", record
+    return record
 
 
 def _guest_page(url: str, path: str = "", timeout: float = 120.0) -> str:
@@ -144,12 +150,12 @@ def test_an_instance_runs_serves_its_page_shows_its_console_and_leaves_nothing_w
     assert not disk_dir.exists(), "a temporary instance's disk is discarded on stop"
     assert not _listening(_port_of(running["console_url"]))
     assert not _listening(_port_of(running["access"]["http"]))
-    assert client.get("/cc/api/1.0/instances/")[0]["state"] == "stopped"
+    assert _cluster_instances(aio)[0]["state"] == "stopped"
 
     client.request("DELETE", f"/clc/api/1.0/instances/{insid}/")
     wait_for(f"{insid} to be deleted", lambda: instance_record(client, insid) is None, 60)
     assert not vm_dir.exists() and not disk_dir.exists() and not processes_mentioning(insid)
-    assert all(item["insid"] != insid for item in client.get("/cc/api/1.0/instances/"))
+    assert all(item["insid"] != insid for item in _cluster_instances(aio))
 
 
 def test_the_image_wizard_modifies_an_image_and_the_new_version_boots_with_the_change(host):

@@ -26,9 +26,11 @@ checks that ``cc_eip:port`` does not answer).
                                     by taps; default via .1
       lanuser  eth0 10.20.0.200     the user of public mode, a pupil's PC on the LAN; no route beyond it
 
-The CC registers with its LAN address (``host.ip`` = 10.20.0.1, the one its nodes use, so its ``api_url`` is
-``http://10.20.0.1:port``); the CLC reaches that address through a route via the CC's public interface, as a CLC
-routed to its clusters would. RabbitMQ listens on the machine's loopback only: each namespace reaches it through
+The CC and the node enrol with join tokens issued on the CLC host (``manage.py issue_join_token`` run in the CLC's
+namespace), the node through its CC. The CC registers with its LAN address (``host.ip`` = 10.20.0.1, the one its
+nodes use, so its ``api_url`` is ``http://10.20.0.1:port``); the CLC reaches that address through a route via the
+CC's public interface, as a CLC routed to its clusters would. The administrator's calls are logged in to the
+console's API (``ConsoleClient``). RabbitMQ listens on the machine's loopback only: each namespace reaches it through
 a forwarder on its own 127.0.0.1:5672 and a Unix socket (``Network.forward``). The test's own calls run on threads
 that entered the student's, the pupil's (or the node's) namespace, so no address or interface is added to the
 machine's own network and every packet stays inside these namespaces. Needs root, iproute2, iptables, dnsmasq, QEMU
@@ -48,16 +50,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from luhyaapi.client import RemoteError, RoleClient
-from luhyaapi.transfer import upload_file
+from luhyaapi.client import RemoteError
 from luhyaapi.wol import PACKET_SIZE, magic_packet
 from tests.netns import Namespace, NamespaceThread, Network, missing_requirements, wait_until
 from tests.rabbitmq import scratch_vhost
-from tests.services import RoleProcess, build_test_image, kill_vms_under
+from tests.services import ConsoleClient, RoleProcess, build_test_image, kill_vms_under
 
 pytestmark = [pytest.mark.e2e]
 
-KEY = "e2e-multihost-key-0123456789"
 CLC_IP, CC_EIP, STUDENT_IP = "192.0.2.2", "192.0.2.10", "192.0.2.100"
 CC_LAN_IP, NC_IP, LANUSER_IP = "10.20.0.1", "10.20.0.11", "10.20.0.200"
 NC_MAC = "52:54:00:20:00:11"
@@ -71,14 +71,14 @@ NETWORK = {
 
 
 class Cloud:
-    """The running hosts, the namespaces they run in, and the users' views: the student's outside (API calls are
-    made from its namespace) and the pupil's on the cluster LAN (``lanuser``)."""
+    """The running hosts, the namespaces they run in, and the users' views: the student's outside (the
+    administrator's API calls are made from its namespace) and the pupil's on the cluster LAN (``lanuser``)."""
 
     def __init__(self, net: Network, spaces: dict[str, Namespace], hosts: dict[str, RoleProcess],
                  student: NamespaceThread, lanuser: NamespaceThread, image: Path) -> None:
         self.net, self.ns, self.hosts, self.image = net, spaces, hosts, image
         self.student, self.lanuser = student, lanuser
-        self.client = RoleClient(hosts["clc"].url, KEY, sender="e2e-test", timeout=60)
+        self.client = ConsoleClient(hosts["clc"].url)
 
     def get(self, path: str) -> dict:
         return self.student.call(self.client.get, path)
@@ -144,22 +144,25 @@ def _cloud(workdir: Path, image: Path):
             net.forward(None, f"unix:{socket_path}", "tcp:127.0.0.1:5672")
             for role in ("clc", "cc", "nc"):
                 net.forward(spaces[role], "tcp:127.0.0.1:5672", f"unix:{socket_path}")
-            cloud_settings = {"key": KEY, "heartbeat_seconds": "1", "missed_heartbeats": "5"}
+            cloud_settings = {"heartbeat_seconds": "1", "missed_heartbeats": "5"}
             hosts["clc"] = RoleProcess(workdir, "clc", "clc,walrus", {"cloud": cloud_settings, "bus": {"url": bus_url}},
                                        netns=spaces["clc"].name, ip=CLC_IP)
+            hosts["clc"].start().wait_listening()
             hosts["cc"] = RoleProcess(
                 workdir, "cc", "cc",
                 {"cloud": cloud_settings | {"clc_url": hosts["clc"].url}, "bus": {"url": bus_url, "cloud_url": bus_url},
                  "cc": {"manage_network": "true", "wake_broadcast": "10.20.0.255", "wake_interface": "lan0"}},
-                netns=spaces["cc"].name, ip=CC_LAN_IP)
+                netns=spaces["cc"].name, ip=CC_LAN_IP,
+                join_token=hosts["clc"].issue_join_token(roles="cc", cluster=CLUSTER))
             hosts["nc"] = RoleProcess(
                 workdir, "nc", "nc",
                 {"cloud": cloud_settings | {"cc_url": hosts["cc"].url}, "bus": {"url": bus_url},
                  "host": {"mac": NC_MAC}, "nc": {"stop_timeout_seconds": "5"}},
-                netns=spaces["nc"].name, ip=NC_IP)
-            for host in hosts.values():
+                netns=spaces["nc"].name, ip=NC_IP,
+                join_token=hosts["clc"].issue_join_token(roles="nc", cluster=CLUSTER))
+            for host in (hosts["cc"], hosts["nc"]):
                 host.start()
-            for host in hosts.values():
+            for host in (hosts["cc"], hosts["nc"]):
                 host.wait_listening()
             student, lanuser = NamespaceThread(spaces["student"]), NamespaceThread(spaces["lanuser"])
             threads += [student, lanuser]
@@ -241,13 +244,9 @@ def _address(url: str) -> tuple[str, int]:
 
 
 def _upload_image(cloud: Cloud) -> dict:
-    image = cloud.image
-    record = cloud.post("/clc/api/1.0/images/", {"name": "eduCloud test VM", "os_type": "linux", "arch": 64,
-                                                 "usage": "desktop", "owner_group": "edu"})
-    upload = cloud.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/", {"size": image.stat().st_size})
-    cloud.student.call(upload_file, cloud.hosts["clc"].url, KEY, "e2e-test", image, record["image_id"],
-                       upload_id=upload["upload_id"])
-    return cloud.post(f"/clc/api/1.0/images/{record['image_id']}/uploads/{upload['upload_id']}/complete/", {})
+    """The test image uploaded from the student's namespace, as the console's upload page does it (walrus's
+    pre-signed data URL)."""
+    return cloud.student.call(cloud.client.upload_image, cloud.image, "eduCloud test VM")
 
 
 def _run(cloud: Cloud, image: dict, kind: str, name: str) -> dict:

@@ -1,5 +1,5 @@
 """A RabbitMQ restart loses nothing: publishers wait and retry, consumers reconnect, and every message published
-after the restart arrives."""
+after the restart arrives (on a broker of the test's own, halted and booted again)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import pytest
 from luhyaapi.bus import RabbitMQBus
 from luhyaapi.messages import Command
 from tests.integration.conftest import RunningConsumer
-from tests.rabbitmq import scratch_vhost, start_broker, stop_broker
+from tests.rabbitmq import private_broker
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.broker_restart]
 
 
 def test_messages_published_around_a_broker_restart_all_arrive():
-    with scratch_vhost() as url:
+    with private_broker() as broker:
+        url = broker.url
         queue = "restart.test"
         publisher = RabbitMQBus(url, publish_retry_seconds=90)
         consumer = RunningConsumer(RabbitMQBus(url), queue)
@@ -27,13 +28,13 @@ def test_messages_published_around_a_broker_restart_all_arrive():
                 publisher.publish(queue, message)
             assert len(consumer.wait_for(20)) == 20
 
-            stop_broker()
+            broker.stop()
             during = [Command(op="status/report", paras={"n": n}) for n in range(20, 30)]
             publishing = threading.Thread(target=lambda: [publisher.publish(queue, m) for m in during])
             publishing.start()
             time.sleep(2)
             assert publishing.is_alive(), "publish must wait for the broker, not drop the message"
-            start_broker()
+            broker.start()
             publishing.join(timeout=90)
             assert not publishing.is_alive()
 
@@ -45,6 +46,7 @@ def test_messages_published_around_a_broker_restart_all_arrive():
             assert {message.msg_id for message in before + during + after} <= ids
             assert consumer.thread.is_alive()
         finally:
-            start_broker()
+            if not broker.running():  # the consumer and publisher close on a running broker
+                broker.start()
             consumer.close()
             publisher.close()

@@ -110,7 +110,7 @@ def test_without_configured_origins_no_cross_origin_call_is_allowed(client, walr
 
 
 CONFIG = {"EDUCLOUD_HOST_NAME": "wal-1", "EDUCLOUD_ROLES": "walrus", "EDUCLOUD_HOST_DATA_DIR": "/tmp/x",
-          "EDUCLOUD_CLOUD_KEY": "k" * 32, "EDUCLOUD_CLOUD_CLC_URL": "http://10.0.0.1:8000",
+          "EDUCLOUD_CLOUD_CLC_URL": "http://10.0.0.1:8000",
           "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent"}
 
 

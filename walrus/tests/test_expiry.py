@@ -123,7 +123,7 @@ def test_the_daemon_loop_expires_at_once_and_stops_when_asked():
 
 def test_a_walrus_host_runs_the_expiry_daemon_with_its_setting(tmp_path):
     config = load_config({"EDUCLOUD_HOST_NAME": "wal-1", "EDUCLOUD_ROLES": "walrus", "EDUCLOUD_HOST_DATA_DIR":
-                          str(tmp_path), "EDUCLOUD_CLOUD_KEY": "k" * 32, "EDUCLOUD_CLOUD_CLC_URL": "http://10.0.0.1:8000",
+                          str(tmp_path), "EDUCLOUD_CLOUD_CLC_URL": "http://10.0.0.1:8000",
                           "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent", "EDUCLOUD_WALRUS_UPLOAD_EXPIRY_HOURS": "2"})
     assert config.upload_expiry_seconds == 7200
     workers, _heartbeats = build_workers(config, threading.Event())

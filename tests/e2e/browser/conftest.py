@@ -1,7 +1,7 @@
 """Fixtures of the browser tests: one all-in-one host (every role in one process, real QEMU, the console proxy on a
 port of its own) and one headless Chromium for the whole package, a fresh page with its own cookies per test, an
-administrator's page, and the classroom the admin console test builds (the student tests build it themselves when
-run alone)."""
+administrator's page, the administrator's API client (for what a test checks besides the pages), and the classroom
+the admin console test builds (the student tests build it themselves when run alone)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser.pages import CLOUD_KEY, SHOTS, Classroom, build_classroom, login, shot
-from tests.services import ADMIN_PASSWORD, ADMIN_USER, allinone_host
+from tests.e2e.browser.pages import SHOTS, Classroom, build_classroom, login, shot
+from tests.services import ADMIN_PASSWORD, ADMIN_USER, ConsoleClient, allinone_host
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -21,8 +21,15 @@ def host(tmp_path_factory):
     """The all-in-one host and the test image file; its VMs are killed and its log printed afterwards."""
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is not installed; the test command (tests/run.sh) installs Debian's chromium")
-    with allinone_host(tmp_path_factory.mktemp("browser-aio"), CLOUD_KEY, ports=20, stop_timeout=20) as running:
+    with allinone_host(tmp_path_factory.mktemp("browser-aio"), ports=20, stop_timeout=20) as running:
         yield running
+
+
+@pytest.fixture(scope="package")
+def admin_api(host) -> ConsoleClient:
+    """The first administrator on the host's API (logged in, as the console's own scripts call it)."""
+    aio, _image = host
+    return ConsoleClient(aio.url)
 
 
 @pytest.fixture(scope="package")

@@ -14,7 +14,6 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from tests.services import ARTIFACTS
 
 SHOTS = ARTIFACTS / "browser"
-CLOUD_KEY = "browser-e2e-key-0123456789"
 # A VM under TCG boots in 5-10 s; the image is copied to the node first. Generous, so a slow CI machine passes.
 VM_TIMEOUT_MS = 180_000
 SHOT_TIMEOUT_MS = 20_000

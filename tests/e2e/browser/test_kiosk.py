@@ -1,8 +1,9 @@
 """The kiosk flow in a real browser: a classroom PC (a second host running only a node controller with ``nc.host_mode``
-and ``nc.kiosk``, the all-in-one host as its CC, CLC and walrus) registers itself and the admin's Hosts page lists it
-online; the administrator gives it the students' owner-group and defines a local desktop in that group; in the PC's
-own browser the kiosk lists the desktop, Start pulls it onto the PC (progress bar) and runs it as a real QEMU VM with
-its console on the PC's loopback, and Stop stops it.
+and ``nc.kiosk``, the all-in-one host as its CC, CLC and walrus) enrols with a PC join token of the students'
+owner-group (issued on the all-in-one host), registers itself and the admin's Hosts page lists it online; the
+administrator gives it the students' owner-group and defines a local desktop in that group; in the PC's own browser
+the kiosk lists the desktop, Start pulls it onto the PC (progress bar) and runs it as a real QEMU VM with its console
+on the PC's loopback, and Stop stops it.
 
 The PC is a host of its own because the all-in-one host's node controller must stay a node for the cloud's
 instances (the students' remote desktops): the CC never places those on a classroom PC. The two processes share no
@@ -23,7 +24,7 @@ from contextlib import contextmanager, suppress
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser.pages import CLOUD_KEY, VM_TIMEOUT_MS, choose, create_desktop, shot, wait_host_online
+from tests.e2e.browser.pages import VM_TIMEOUT_MS, choose, create_desktop, shot, wait_host_online
 from tests.services import RoleProcess, kill_vms_under, processes_mentioning, wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -90,17 +91,18 @@ def slow_link(port: int, bytes_per_second: int):
 
 
 @pytest.fixture
-def classroom_pc(host, tmp_path_factory):
-    """The classroom PC's node controller as a process of its own, reaching the all-in-one host through the
-    classroom's LAN (``slow_link``); its VMs are killed and its log printed afterwards."""
+def classroom_pc(host, built_classroom, tmp_path_factory):
+    """The classroom PC's node controller as a process of its own, enrolled with a PC join token of the classroom's
+    owner-group, reaching the all-in-one host through the classroom's LAN (``slow_link``); its VMs are killed and
+    its log printed afterwards."""
     aio, _image = host
     workdir = tmp_path_factory.mktemp("browser-pc")
+    token = aio.issue_join_token("pc", owner_group=built_classroom.group)
     with slow_link(aio.port, LAN_BYTES_PER_SECOND) as cloud:
         pc = RoleProcess(workdir, PC_NAME, "nc", {
-            "cloud": {"key": CLOUD_KEY, "clc_url": cloud, "cc_url": cloud, "walrus_url": cloud,
-                      "heartbeat_seconds": "60"},
+            "cloud": {"clc_url": cloud, "cc_url": cloud, "walrus_url": cloud, "heartbeat_seconds": "60"},
             "host": {"mac": PC_MAC},
-            "nc": {"host_mode": "true", "kiosk": "true", "stop_timeout_seconds": "5"}})
+            "nc": {"host_mode": "true", "kiosk": "true", "stop_timeout_seconds": "5"}}, join_token=token)
         pc.start().wait_listening()
         try:
             yield pc

@@ -10,8 +10,7 @@ import re
 import pytest
 from playwright.sync_api import Page, Response, expect
 
-from luhyaapi.client import RoleClient
-from tests.e2e.browser.pages import CLOUD_KEY, VM_TIMEOUT_MS, login, shot
+from tests.e2e.browser.pages import VM_TIMEOUT_MS, login, shot
 from tests.services import instance_record, wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -32,11 +31,6 @@ CANVAS_SHOWS_A_SCREEN = """() => {
 }"""
 
 
-def _client(host) -> RoleClient:
-    aio, _disk = host
-    return RoleClient(aio.url, CLOUD_KEY, sender="browser-test", timeout=30)
-
-
 def _post_from_page(page: Page, action: str) -> Response:
     """Submit a POST form to ``action`` from the current page with the page's own CSRF token, as the console's Run
     button does, and return the answer."""
@@ -53,7 +47,7 @@ def _post_from_page(page: Page, action: str) -> Response:
 
 
 def test_another_student_can_neither_see_nor_open_nor_run_a_students_desktop_and_a_refusal_is_a_page(
-        page, host, built_classroom):
+        page, admin_api, built_classroom):
     classroom = built_classroom
     insid = classroom.desktop_id
     login(page, classroom.students[1], classroom.password)
@@ -82,7 +76,7 @@ def test_another_student_can_neither_see_nor_open_nor_run_a_students_desktop_and
         expect(page.get_by_role("heading", name="Not found")).to_be_visible()
         shot(page, "run-refused-" + action.strip("/").split("/")[0])
         page.goto("/clc/instances/")
-    assert instance_record(_client(host), insid)["state"] == "defined", "a refused run must not start the desktop"
+    assert instance_record(admin_api, insid)["state"] == "defined", "a refused run must not start the desktop"
 
     response = page.goto("/clc/images/")
     assert response.status == 403
@@ -93,7 +87,7 @@ def test_another_student_can_neither_see_nor_open_nor_run_a_students_desktop_and
 
 
 def test_a_student_starts_their_desktop_sees_its_screen_in_the_browser_console_and_stops_it(
-        page, host, built_classroom):
+        page, admin_api, built_classroom):
     classroom = built_classroom
     insid = classroom.desktop_id
     login(page, classroom.students[0], classroom.password)
@@ -116,7 +110,7 @@ def test_a_student_starts_their_desktop_sees_its_screen_in_the_browser_console_a
     page.wait_for_function(CANVAS_SHOWS_A_SCREEN, timeout=60_000, polling=500)
     # The screen is there from the firmware on; the guest's own screen (its banner) once its system has come up,
     # which the test image announces with its address on the serial console.
-    wait_for("the guest's system to come up", lambda: (instance_record(_client(host), insid) or {}).get("guest_ip"),
+    wait_for("the guest's system to come up", lambda: (instance_record(admin_api, insid) or {}).get("guest_ip"),
               timeout=120)
     page.wait_for_timeout(1000)
     assert page.evaluate(CANVAS_SHOWS_A_SCREEN), "the console went blank once the guest was up"
