@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from rest_framework import serializers
 
-from clc.services.authz import assignee_problem
+from clc.api.authz import actor, is_signed
+from clc.services.authz import assignee_problem, groups_within
 from clc.services.instances import change_instance
 from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name, validate_ports
 from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, VMType
@@ -78,6 +80,17 @@ class InstanceSerializer(serializers.ModelSerializer):
                   "access", "message", "tid", "created", "updated")
         read_only_fields = ("instance_id", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip",
                             "access", "message", "tid", "created", "updated")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None and "assigned_to" in self.fields and not is_signed(request):
+            # A person names only people of their own branch: anyone else "does not exist", and the refusal never
+            # says where another branch's people are.
+            people = Q(account__owner_group__in=groups_within(actor(request)))
+            if isinstance(self.instance, Instance) and self.instance.assigned_to_id:
+                people |= Q(pk=self.instance.assigned_to_id)
+            self.fields["assigned_to"].queryset = get_user_model().objects.filter(people)
 
     def validate_name(self, value: str) -> str:
         return _checked(validate_display_name, value, "name")

@@ -181,3 +181,26 @@ def test_a_malformed_instance_id_in_the_path_is_a_400(api_client, cloud, image, 
     response = api_client.post(f"/clc/api/1.0/instances/{bad_id}/run/", {})
     assert response.status_code == 400
     assert "instance_id" in response.json()
+
+
+def test_a_school_administrator_assigns_desktops_to_their_own_people_and_never_learns_where_others_are(client, image):
+    from django.contrib.auth import get_user_model
+
+    from luhyadb.models import Account, OwnerGroupPermission
+
+    school, other = (OwnerGroup.objects.create(name=path, path=path) for path in ("edu.s1", "edu.s2"))
+    OwnerGroupPermission.objects.create(owner_group=school, resource_type="instance", read=True, write=True,
+                                        create=True)
+    OwnerGroupPermission.objects.create(owner_group=school, resource_type="image", read=True)
+    users = {name: get_user_model().objects.create_user(name) for name in ("head", "pupil-1", "pupil-2")}
+    for name, group, role in (("head", school, "poweradm"), ("pupil-1", school, "user"), ("pupil-2", other, "user")):
+        Account.objects.create(user=users[name], owner_group=group, role=role)
+    Image.objects.filter(pk=image.pk).update(owner_group=school)
+    client.force_login(users["head"])
+    body = {"name": "Desk", "kind": "rvd", "image": image.image_id, "vm_type": "tiny", "owner_group": "edu.s1"}
+    assert client.post("/clc/api/1.0/instances/", body | {"assigned_to": "pupil-1"},
+                       content_type="application/json").status_code == 201
+    refused = client.post("/clc/api/1.0/instances/", body | {"assigned_to": "pupil-2"},
+                          content_type="application/json")
+    assert (refused.status_code, list(refused.json())) == (400, ["assigned_to"])
+    assert "edu.s2" not in refused.content.decode()
