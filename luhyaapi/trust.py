@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,9 +149,29 @@ def _asked_of_the_clc(name: str) -> Peer | None:
     return found
 
 
+_local_nonces: dict[str, float] = {}
+_local_lock = threading.Lock()
+LOCAL_NONCES_MAX = 100_000
+
+
 def remember_nonce(sender: str, nonce: str, seconds: float) -> bool:
-    """Record a signed call's nonce; False if it was seen within ``seconds`` (a replayed call)."""
-    return cache.add(f"trust:nonce:{sender}:{nonce}", 1, timeout=int(seconds) + 1)
+    """Record a signed call's nonce; False if it was seen within ``seconds`` (a replayed call). In the host's cache,
+    which its web workers share (memcached in production); while that cannot be reached, in this process's memory,
+    so a call is still taken once by this worker and a cache outage is not an outage of every signed call."""
+    key = f"trust:nonce:{sender}:{nonce}"
+    try:
+        return cache.add(key, 1, timeout=int(seconds) + 1)
+    except Exception as exc:  # any cache backend's failure: memcached's are socket and protocol errors
+        logger.warning("trust: the cache cannot be reached (%s); remembering nonces in this process", exc)
+    now = time.monotonic()
+    with _local_lock:
+        if len(_local_nonces) >= LOCAL_NONCES_MAX:
+            for old in [name for name, until in _local_nonces.items() if until < now]:
+                del _local_nonces[old]
+        if _local_nonces.get(key, 0) > now:
+            return False
+        _local_nonces[key] = now + seconds
+        return True
 
 
 def forget_pinned() -> None:

@@ -1,16 +1,16 @@
 """Django admin pages for every record of the cloud."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from clc.services import logins
 from luhyadb.models import (
     Account,
     ClusterNetwork,
     Host,
+    HostCredential,
     Image,
     ImageVersion,
     Instance,
-    LoginThrottle,
+    JoinToken,
     OwnerGroup,
     OwnerGroupPermission,
     Server,
@@ -92,8 +92,21 @@ class VMTypeAdmin(admin.ModelAdmin):
     list_display = ("name", "cpus", "memory_mb", "disk_gb")
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records changed only through the console, where the rules of who may change them are asked."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(ClusterNetwork)
-class ClusterNetworkAdmin(admin.ModelAdmin):
+class ClusterNetworkAdmin(ReadOnlyAdmin):
     """Shown here, changed only on the console's Networks page (/clc/networks/), where every rule that ties the
     settings together is checked: a change made here would skip those rules."""
 
@@ -102,47 +115,21 @@ class ClusterNetworkAdmin(admin.ModelAdmin):
     list_filter = ("kind", "mode")
     search_fields = ("cluster", "cc_eip", "cc_internal_ip")
 
-    def has_add_permission(self, request) -> bool:
-        return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+@admin.register(HostCredential)
+class HostCredentialAdmin(ReadOnlyAdmin):
+    """Hosts' keys (approve, reject and revoke on the console's Keys page, docs/keys.md)."""
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class LockedFilter(admin.SimpleListFilter):
-    title = "lock"
-    parameter_name = "locked"
-
-    def lookups(self, request, model_admin):
-        return (("yes", "locked now"),)
-
-    def queryset(self, request, queryset):
-        return logins.locked(queryset) if self.value() == "yes" else queryset
+    list_display = ("name", "kind", "roles", "cluster", "mac", "fingerprint", "state", "owner_group", "requested_at",
+                    "approved_by", "revoked_by")
+    list_filter = ("state", "kind", "cluster")
+    search_fields = ("name", "mac", "fingerprint")
 
 
-@admin.register(LoginThrottle)
-class LoginThrottleAdmin(admin.ModelAdmin):
-    """User names and addresses with failed logins, and their locks (``clc.services.logins`` keeps them); the only
-    change is *Unlock*, which lifts the lock and forgets the failures."""
+@admin.register(JoinToken)
+class JoinTokenAdmin(ReadOnlyAdmin):
+    """Join tokens, without their secret (only its sha256 is kept; issue and withdraw them on the console)."""
 
-    list_display = ("kind", "key", "failures", "last_failure", "locked_until", "locks")
-    list_filter = (LockedFilter, "kind")
-    search_fields = ("key",)
-    actions = ("unlock",)
-
-    @admin.action(description="Unlock (lift the lock and forget the failures)")
-    def unlock(self, request, queryset):
-        count = logins.unlock(queryset, by=request.user.get_username())
-        self.message_user(request, f"{count} unlocked.", messages.SUCCESS)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    list_display = ("label", "kind", "roles", "cluster", "owner_group", "uses_left", "expires", "created_by")
+    list_filter = ("kind", "cluster")
+    exclude = ("digest",)

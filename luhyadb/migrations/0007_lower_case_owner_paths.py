@@ -2,7 +2,6 @@
 two paths differ only in case stops here with their names, for an administrator to rename one first."""
 
 from django.db import migrations
-from django.db.models.functions import Lower
 
 
 def lower_paths(apps, schema_editor):
@@ -13,7 +12,10 @@ def lower_paths(apps, schema_editor):
             raise RuntimeError(f"owner-groups {seen[path.lower()]!r} and {path!r} differ only in case; rename one "
                                "(paths are lower case from now on) and migrate again")
         seen[path.lower()] = path
-    OwnerGroup.objects.exclude(path=Lower("path")).update(path=Lower("path"))
+    # Compared in Python: MariaDB's collation would find every path equal to its lower-case self.
+    for group in OwnerGroup.objects.all():
+        if group.path != group.path.lower():
+            OwnerGroup.objects.filter(pk=group.pk).update(path=group.path.lower())
 
 
 class Migration(migrations.Migration):

@@ -95,7 +95,7 @@ def test_a_node_without_a_join_token_waits_for_approval_then_works_until_its_key
     assert f"nc:{NODE}" not in _services(admin)
     assert "heartbeat: nc registered" not in nc.tail(200)
 
-    approved = admin.post(f"/clc/api/1.0/hostkeys/{NODE}/approve/", {})
+    approved = admin.post(f"/clc/api/1.0/hostkeys/{NODE}/approve/", {"fingerprint": key.fingerprint})
     approved_at = time.monotonic()
     assert (approved["state"], approved["approved_by"], approved["fingerprint"]) == ("active", "admin",
                                                                                     key.fingerprint)

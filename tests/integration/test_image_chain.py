@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 from django.core.management import CommandError, call_command
+from django.db import OperationalError
 
 import cc.services.image_cache as cluster_cache_module
 from clc.services.images import create_image, finish_upload, prepare_on_node, start_upload
@@ -121,14 +122,27 @@ def test_a_node_prepares_an_image_and_the_clc_task_shows_its_progress_to_done(cl
     NcCommandConsumer(Reporter()).consume(taken)
 
     deadline = time.monotonic() + 60
-    while not task_status(task.tid).get("done") and time.monotonic() < deadline:
+    while not read_task(task.tid).get("done") and time.monotonic() < deadline:
         time.sleep(0.1)
-    status = task_status(task.tid)
+    status = read_task(task.tid)
     assert (status["phase"], status["state"], status["progress"], status["done"]) == ("preparing", "done", 100, True)
     assert reports[0].state == "downloading"
     assert len(reports) < 30, "progress must be reported at a bounded rate"
     cached = node_cache().lookup(image.image_id, version.number, version.sha256)
     assert cached is not None and sha256_of(cached.path) == version.sha256
+
+
+def read_task(tid: str) -> dict:
+    """``task_status`` while the node's thread writes the task: the suite's in-memory SQLite refuses a read at once
+    ("table is locked") where a host's file database (WAL) lets readers go on, so a locked read is tried again."""
+    for _attempt in range(50):
+        try:
+            return task_status(tid)
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    return task_status(tid)
 
 
 def _corrupt(path) -> None:

@@ -154,3 +154,16 @@ def _public_key_made_in(data_dir: str) -> str:
 
     keys._loaded.clear()
     return keys.host_key("nc-1", Path(data_dir)).public_key
+
+
+def test_with_the_cache_unreachable_a_nonce_is_still_taken_once_by_this_process(monkeypatch):
+    from luhyaapi import trust
+
+    class Down:
+        def add(self, *args, **kwargs):
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(trust, "cache", Down())
+    assert trust.remember_nonce("nc-1", "n" * 24, 600) is True
+    assert trust.remember_nonce("nc-1", "n" * 24, 600) is False
+    assert trust.remember_nonce("nc-2", "n" * 24, 600) is True
