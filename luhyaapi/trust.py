@@ -128,7 +128,7 @@ def pin_clc(clc: Peer) -> None:
 def _asked_of_the_clc(name: str) -> Peer | None:
     from luhyaapi.client import RemoteError, RoleClient  # the client signs with this module's key
 
-    fresh = cache.get(f"trust:peer:{name}")
+    fresh = _cached("get", f"trust:peer:{name}")
     if fresh is not None:
         return Peer.from_json(fresh) if fresh else None
     config = settings.EDUCLOUD
@@ -136,17 +136,25 @@ def _asked_of_the_clc(name: str) -> Peer | None:
         answer = RoleClient(config.clc_url, own_key(), timeout=5).get(PEERS_PATH.format(name=name))
     except RemoteError as exc:
         if exc.status == 404:
-            cache.set(f"trust:peer:{name}", {}, UNKNOWN_CACHE_SECONDS)
-            cache.delete(f"trust:peer-last:{name}")
+            _cached("set", f"trust:peer:{name}", {}, UNKNOWN_CACHE_SECONDS)
+            _cached("delete", f"trust:peer-last:{name}")
             return None
-        last = cache.get(f"trust:peer-last:{name}")
+        last = _cached("get", f"trust:peer-last:{name}")
         logger.warning("trust: the CLC did not say who %s is (%s); %s", name, exc,
                        "using its last answer" if last else "refusing")
         return Peer.from_json(last) if last else None
-    found = Peer.from_json(answer)
-    cache.set(f"trust:peer:{name}", answer, PEER_CACHE_SECONDS)
-    cache.set(f"trust:peer-last:{name}", answer, LAST_KNOWN_SECONDS)
-    return found
+    _cached("set", f"trust:peer:{name}", answer, PEER_CACHE_SECONDS)
+    _cached("set", f"trust:peer-last:{name}", answer, LAST_KNOWN_SECONDS)
+    return Peer.from_json(answer)
+
+
+def _cached(operation: str, *args):
+    """The host's cache, or nothing while it cannot be reached (the CLC is asked every time meanwhile)."""
+    try:
+        return getattr(cache, operation)(*args)
+    except Exception as exc:  # any cache backend's failure: memcached's are socket and protocol errors
+        logger.warning("trust: the cache cannot be reached (%s)", exc)
+        return None
 
 
 _local_nonces: dict[str, float] = {}
@@ -159,10 +167,9 @@ def remember_nonce(sender: str, nonce: str, seconds: float) -> bool:
     which its web workers share (memcached in production); while that cannot be reached, in this process's memory,
     so a call is still taken once by this worker and a cache outage is not an outage of every signed call."""
     key = f"trust:nonce:{sender}:{nonce}"
-    try:
-        return cache.add(key, 1, timeout=int(seconds) + 1)
-    except Exception as exc:  # any cache backend's failure: memcached's are socket and protocol errors
-        logger.warning("trust: the cache cannot be reached (%s); remembering nonces in this process", exc)
+    added = _cached("add", key, 1, int(seconds) + 1)
+    if added is not None:
+        return added
     now = time.monotonic()
     with _local_lock:
         if len(_local_nonces) >= LOCAL_NONCES_MAX:
