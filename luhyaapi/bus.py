@@ -123,7 +123,7 @@ class Bus(ABC):
     @staticmethod
     def handle_batch(queue: str, handler: Handler, bodies: list[bytes], policy: Policy) -> list[DeadLetter]:
         """Check, decode and hand over a batch; return the messages to park. RetryLater propagates."""
-        dead, taken = _admit(queue, bodies, policy)
+        dead, taken = admit(queue, bodies, policy)
         if not taken:
             return dead
         try:
@@ -147,7 +147,7 @@ class Bus(ABC):
         return dead
 
 
-def _admit(queue: str, bodies: list[bytes], policy: Policy) -> tuple[list[DeadLetter], list[tuple[bytes, Message]]]:
+def admit(queue: str, bodies: list[bytes], policy: Policy) -> tuple[list[DeadLetter], list[tuple[bytes, Message]]]:
     """Split a batch into what to park and what to hand over (each with its body): a message is handed over only
     if it is sealed for this queue by a trusted host, decodes, and ``policy`` allows it."""
     dead: list[DeadLetter] = []
