@@ -13,7 +13,7 @@ from luhyaapi.bus import InProcessBus
 from luhyaapi.messages import HostStatus, InsStatus, NodeStatus, Resources, TaskStatus
 from luhyaapi.queues import CLC_STATUS
 from luhyadb.choices import KeyStateChoices
-from luhyadb.models import HostCredential, Server, TaskTransaction
+from luhyadb.models import HostCredential, Image, Instance, OwnerGroup, Server, TaskTransaction, VMType
 from tests.consuming import deliver
 from tests.keys import enrolled_key
 
@@ -91,6 +91,19 @@ def test_a_cc_relays_the_progress_of_its_own_clusters_tasks_only(hosts):
     assert [message.tid for message in done.handled] == [PREPARE]
     assert done.reasons == [f"refused: task {PREPARE} runs in cluster cluster2, not in cc-1's cluster cluster1"]
     assert TaskTransaction.objects.get(tid=PREPARE).state == "downloading"
+
+
+def test_a_cc_relays_its_own_clusters_instances_only(hosts):
+    """ins-0000000a runs in cluster2: cluster1's CC may not report on it, even about its own node; cluster2's may."""
+    group = OwnerGroup.objects.create(name="edu", path="edu")
+    image = Image.objects.create(image_id="img-0000aaaa", name="desk", owner_group=group)
+    Instance.objects.create(instance_id="ins-0000000a", name="desk", kind="rvd", image=image, owner_group=group,
+                            vm_type=VMType.objects.create(name="small", cpus=1, memory_mb=1024, disk_gb=10),
+                            cluster="cluster2", node="nc-9", state="running")
+    done = run([(InsStatus(insid="ins-0000000a", node="nc-1", state="stopped"), hosts["cc-1"]),
+                (InsStatus(insid="ins-0000000a", node="nc-9", state="stopped", seq=1), hosts["cc-2"])])
+    assert [(message.node, message.state) for message in done.handled] == [("nc-9", "stopped")]
+    assert done.reasons == ["refused: instance ins-0000000a runs in cluster cluster2, not in cc-1's cluster cluster1"]
 
 
 def test_reports_about_a_revoked_host_stop_counting_at_once(hosts):
