@@ -72,20 +72,17 @@ class DeadLetter:
 class Policy(Protocol):
     """Who may put what on a queue (``luhyaapi.bus_trust.QueuePolicy``)."""
 
+    def batch(self, queue: str):
+        """What the checks of one batch share: the hosts looked up (``peer``, ``preload``)."""
+
     def refusals(self, batch, items: list) -> list[str]:
         """For each (sender, message), why it is refused ("" if it is not)."""
 
 
 def _policy_for(queue: str) -> Policy:
-    from luhyaapi.bus_trust import policy_for  # it raises this module's RetryLater
+    from luhyaapi.bus_trust import policy_for  # imported here: it raises this module's RetryLater
 
     return policy_for(queue)
-
-
-def _batch(queue: str):
-    from luhyaapi.bus_trust import Batch
-
-    return Batch(queue)
 
 
 class Bus(ABC):
@@ -157,7 +154,7 @@ def admit(queue: str, bodies: list[bytes], policy: Policy) -> tuple[list[DeadLet
             opened.append((body, unseal(body)))
         except BadEnvelope as exc:
             dead.append(_refused(queue, body, "", str(exc)))
-    batch = _batch(queue)
+    batch = policy.batch(queue)
     batch.preload(sealed.sender for _body, sealed in opened)
     checked = []
     for body, sealed in opened:

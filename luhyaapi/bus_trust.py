@@ -110,6 +110,9 @@ class QueuePolicy:
     queue: str
     clauses: tuple[Clause, ...]
 
+    def batch(self, queue: str) -> Batch:
+        return Batch(queue)
+
     def refusals(self, batch: Batch, items: list[tuple[Peer, Message]]) -> list[str]:
         """For each (sender, message) of a batch, why the sender may not put it on the queue ("" if it may)."""
         batch.preload(name for _sender, message in items if (name := _subject_of(message)))
