@@ -7,10 +7,12 @@ For each N (default 100, 1,000 and 10,000) the script
    ``clc.status``; empties the cache (one memcached that the script starts on a free port for the whole run);
 2. starts the real daemon as its own process: ``manage.py run_daemons --only clc-status,clc-sweeper``;
 3. starts publisher processes (``multiprocessing``, a few threads each, one RabbitMQ connection per thread) that
-   simulate the N nodes: node ``bench-NNNNN`` (role ``nc``, cluster ``bench``) publishes a ``NodeStatus`` with
+   simulate the N nodes: node ``bench-NNNNN`` (role ``nc``, cluster ``bench``, its key enrolled in the CLC's
+   database, made from its name so that every process makes the same one) publishes a ``NodeStatus`` with
    ``seq`` 1, 2, 3 ... every ``--interval`` seconds, the N nodes spread evenly over the interval, through
-   ``luhyaapi.bus.RabbitMQBus.publish`` (a publisher confirm per message, as a real node does; ``--publish-mode
-   unconfirmed`` is a cheaper load generator for telling the daemon's limit from the load generator's);
+   ``luhyaapi.bus.RabbitMQBus.publish`` sealed with its key (a publisher confirm per message, as a real node does;
+   ``--publish-mode unconfirmed`` is a cheaper load generator for telling the daemon's limit from the load
+   generator's), so the daemon checks every message's seal, sender and policy as it does in a cloud;
 4. waits until the daemon has caught up (every node in the cache, under 0.5 s of heartbeats queued) and, by
    default, until the window can hold the daemon's database liveness pass (``db_touch_seconds`` after the first
    heartbeats), then measures ``--seconds``: every ``--sample-every`` seconds it reads the cache entries of an evenly
@@ -30,7 +32,11 @@ What is measured in the window (the definitions are printed with the results):
   share older than interval + 2 s;
 - CPU: ``psutil`` CPU time over the window / wall time, for the daemon, the publishers, RabbitMQ (``beam.smp``,
   read only), memcached, this process and everything else, in % of one core;
-- publisher lag: how late publishes started against their schedule (tells whether the load generator kept up).
+- publisher lag: how late publishes started against their schedule (tells whether the load generator kept up);
+- the cost of the bus's signatures, measured in this process on one batch as the daemon takes it (500 heartbeats of
+  500 nodes, their keys looked up in the template database): sealing one message, decoding one unsealed message
+  (all the daemon did per message before messages were signed), and checking one (``luhyaapi.bus.admit``: envelope,
+  the batch's one look-up of its senders, Ed25519 verification, decoding, the queue's policy).
 
 Run from the repository root (RabbitMQ at 127.0.0.1:5672, memcached installed); the default run takes about
 5 minutes (each N lasts about --db-touch + 2/3 --seconds):
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import hashlib
 import json
 import math
 import multiprocessing as mp
@@ -72,6 +79,8 @@ DEFAULT_BUS_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DAEMONS = "clc-status,clc-sweeper"
 STALE_MARGIN_SECONDS = 2.0
 SLACK_SECONDS = 0.005
+KEY_SEED = b"educloud-bench-node:"
+VERIFY_BATCH = 500
 
 
 def log(text: str) -> None:
@@ -87,8 +96,19 @@ def node_name(index: int) -> str:
     return f"bench-{index:05d}"
 
 
+def node_key(index: int):
+    """Simulated node ``index``'s key pair, made from its name: the publishers sign with it and this process enrols
+    its public half, without passing keys between processes."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from luhyaapi.keys import HostKey
+
+    name = node_name(index)
+    return HostKey(name, Ed25519PrivateKey.from_private_bytes(hashlib.sha256(KEY_SEED + name.encode()).digest()))
+
+
 class UnconfirmedPublisher:
-    """``--publish-mode unconfirmed``: the same bytes (``luhyaapi.messages.encode``), persistent, to the same durable
+    """``--publish-mode unconfirmed``: the same bytes (``luhyaapi.signing.seal``), persistent, to the same durable
     queue, but on a channel without publisher confirms, so the load generator spends ~10x less CPU per message and
     leaves the machine's cores to the broker and the daemon. Not how a node publishes: use it to tell the daemon's
     limit from the load generator's on a machine too small to run both."""
@@ -102,10 +122,12 @@ class UnconfirmedPublisher:
                                                content_type="application/json")
         self.serviced = time.monotonic()
 
-    def publish(self, queue: str, message) -> None:
+    def publish(self, queue: str, message, key) -> None:
         from luhyaapi.messages import encode
+        from luhyaapi.signing import seal
 
-        self.channel.basic_publish(exchange="", routing_key=queue, body=encode(message), properties=self.properties)
+        self.channel.basic_publish(exchange="", routing_key=queue, body=seal(key, queue, encode(message)),
+                                   properties=self.properties)
         if time.monotonic() - self.serviced > 1.0:  # answer broker heartbeats, notice flow control
             self.connection.process_data_events(time_limit=0)
             self.serviced = time.monotonic()
@@ -123,6 +145,7 @@ def _publish_thread(nodes: list[int], n_total: int, interval: float, t0: float, 
     from luhyaapi.messages import NodeStatus, Resources
 
     bus = RabbitMQBus(bus_url, publish_retry_seconds=10.0) if mode == "bus" else UnconfirmedPublisher(bus_url)
+    keys = {index: node_key(index) for index in nodes}
     capacity = Resources(cpus=16, memory_mb=65536, disk_mb=1_000_000)
     free = Resources(cpus=12, memory_mb=49152, disk_mb=800_000)
     # One record per publish: scheduled time, start and end of the publish call (wall clock, as sent_at is).
@@ -146,7 +169,7 @@ def _publish_thread(nodes: list[int], n_total: int, interval: float, t0: float, 
                                     f"{index & 255}", cluster="bench", api_url="", interval=interval,
                                     seq=rounds + 1, capacity=capacity, free=free, cpu_usage=25.0,
                                     services={"daemon": "running"})
-                bus.publish(queue, status)
+                bus.publish(queue, status, key=keys[index])
                 due_log.append(due)
                 start_log.append(started)
                 end_log.append(time.time())
@@ -296,6 +319,85 @@ def run_manage(env: dict, *command: str, timeout: float = 300) -> None:
                             text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+ENROL_CODE = """
+import json, os
+from django.utils import timezone
+from luhyaapi.keys import fingerprint
+from luhyadb.models import HostCredential
+now = timezone.now()
+keys = json.loads(open(os.environ["BENCH_KEYS"]).read())
+HostCredential.objects.bulk_create([
+    HostCredential(name=name, kind="server", roles="nc", cluster="bench", public_key=key, fingerprint=fingerprint(key),
+                   state="active", requested_at=now, approved_at=now, approved_by="bench")
+    for name, key in keys.items()], batch_size=1000)
+"""
+
+
+def enrol_nodes(env: dict, count: int, workdir: Path) -> None:
+    """Trust nodes 1 to ``count`` in the database ``env`` points at: approved keys of role nc in cluster bench."""
+    path = workdir / f"keys-{count}.json"
+    path.write_text(json.dumps({node_name(index): node_key(index).public_key for index in range(1, count + 1)}))
+    run_manage(env | {"BENCH_KEYS": str(path)}, "shell", "-c", ENROL_CODE)
+
+
+def measure_signatures(count: int = VERIFY_BATCH, rounds: int = 7) -> dict[str, float]:
+    """What the bus's signatures cost per message, in microseconds of this process's CPU (the best of ``rounds``
+    batches of ``count`` heartbeats from as many nodes, enrolled in the template database): sealing one (a node's
+    side); decoding an unsealed one (all the daemon did per message before); Ed25519 verification alone; and
+    checking one as the daemon does (``luhyaapi.bus.admit``: envelope, the batch's one look-up of its senders,
+    verification, decoding, the policy), so that check - decode is what signing adds to the daemon's work."""
+    from luhyaapi.bus import admit
+    from luhyaapi.bus_trust import policy_for
+    from luhyaapi.messages import NodeStatus, Resources, decode, encode
+    from luhyaapi.queues import CLC_STATUS
+    from luhyaapi.signing import seal, unseal, verify_sealed
+
+    room = Resources(cpus=16, memory_mb=65536, disk_mb=1_000_000)
+    keys = [node_key(index) for index in range(1, count + 1)]
+    public = [key.public_key for key in keys]
+    plain = [encode(NodeStatus(role="nc", name=key.name, ip="10.0.0.1", cluster="bench", interval=5, seq=1,
+                               capacity=room, free=room, cpu_usage=25.0, services={"daemon": "running"}))
+             for key in keys]
+    sealed = [seal(key, CLC_STATUS, body) for key, body in zip(keys, plain, strict=True)]
+    policy = policy_for(CLC_STATUS)
+
+    def best(work) -> float:
+        spent = []
+        for _ in range(rounds):
+            started = time.process_time()
+            work()
+            spent.append(time.process_time() - started)
+        return min(spent) / count * 1e6
+
+    def check() -> None:
+        dead, taken = admit(CLC_STATUS, sealed, policy)
+        if dead or len(taken) != count:
+            raise RuntimeError(f"the bench's own heartbeats were refused: {dead[:1]}")
+
+    figures = {
+        "seal_us": best(lambda: [seal(key, CLC_STATUS, body) for key, body in zip(keys, plain, strict=True)]),
+        "decode_us": best(lambda: [decode(body) for body in plain]),
+        "verify_us": best(lambda: [verify_sealed(key, CLC_STATUS, unseal(body))
+                                   for key, body in zip(public, sealed, strict=True)]),
+        "check_us": best(check),
+        "plain_bytes": statistics.mean(len(body) for body in plain),
+        "sealed_bytes": statistics.mean(len(body) for body in sealed),
+    }
+    figures["added_us"] = figures["check_us"] - figures["decode_us"]
+    return figures
+
+
+def print_signatures(figures: dict[str, float]) -> None:
+    print(f"Bus signatures, per message (best of batches of {VERIFY_BATCH} heartbeats of as many nodes, this "
+          "process's CPU)")
+    print(f"  seal (node): {figures['seal_us']:.1f} us; daemon before signing (decode): {figures['decode_us']:.1f} us;"
+          f" daemon now (admit: envelope, senders looked up once a batch, verify, decode, policy): "
+          f"{figures['check_us']:.1f} us, of which Ed25519 verify {figures['verify_us']:.1f} us; added by signing "
+          f"{figures['added_us']:.1f} us/message")
+    print(f"  size: {figures['plain_bytes']:.0f} bytes unsealed, {figures['sealed_bytes']:.0f} sealed "
+          f"(+{figures['sealed_bytes'] / figures['plain_bytes'] - 1:.0%})")
 
 
 def wait_for_line(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -480,8 +582,9 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
     env = base_env(data_dir, conf, peer_dir, args, memcached_url, database_url)
     try:
         if args.database == "mysql":
-            log(f"N={n_nodes}: creating tables in MariaDB database {db_name}")
+            log(f"N={n_nodes}: creating tables in MariaDB database {db_name}, enrolling the nodes' keys")
             run_manage(env, "init_cloud")
+            enrol_nodes(env, n_nodes, run_dir)
 
         bus = RabbitMQBus(args.bus_url)
         bus.purge(QUEUE)
@@ -920,13 +1023,16 @@ def main(argv=None) -> int:
         template_db = None
         env = base_env(template_dir, conf, peer_dir, args, memcached_url,
                        f"sqlite:///{template_dir / 'educloud.sqlite3'}")
+        # The template always has the nodes' keys for measuring the signatures' cost; SQLite runs copy it.
+        enrolled = max(max(args.node_counts), VERIFY_BATCH)
+        log(f"creating the template database (manage.py init_cloud), enrolling {enrolled:,} nodes' keys")
+        run_manage(env, "init_cloud")
+        template_dir.mkdir(exist_ok=True)
+        enrol_nodes(env, enrolled, template_dir)
         if args.database == "sqlite":
-            log("creating the template database (manage.py init_cloud)")
-            run_manage(env, "init_cloud")
             template_db = template_dir / "educloud.sqlite3"
         # This process reads the cache through Django, configured like the daemon.
         os.environ.update({key: value for key, value in env.items() if key.startswith(("EDUCLOUD_", "DJANGO_"))})
-        template_dir.mkdir(exist_ok=True)
         import django
 
         django.setup()
@@ -934,6 +1040,9 @@ def main(argv=None) -> int:
         from luhyaapi.queues import CLC_STATUS
 
         QUEUE = CLC_STATUS
+        signatures = measure_signatures()
+        log(f"signatures: seal {signatures['seal_us']:.1f} us, check {signatures['check_us']:.1f} us "
+            f"(decode alone {signatures['decode_us']:.1f} us) per message")
 
         for n_nodes in args.node_counts:
             try:
@@ -945,9 +1054,11 @@ def main(argv=None) -> int:
                 f"{result.target_rate:,.0f}/s; latency p50 {fmt(result.latency_p50, '.3f')}s p99 "
                 f"{fmt(result.latency_p99, '.3f')}s; daemon CPU {result.cpu['daemon'] * 100:.0f}% of a core")
         print_report(results)
+        print()
+        print_signatures(signatures)
         if args.json:
-            Path(args.json).write_text(json.dumps([r.__dict__ | {"goal_met": r.goal_met} for r in results],
-                                                  indent=2, default=str))
+            Path(args.json).write_text(json.dumps({"runs": [r.__dict__ | {"goal_met": r.goal_met} for r in results],
+                                                   "signatures": signatures}, indent=2, default=str))
         return 0
     except KeyboardInterrupt:
         log("interrupted; stopping everything started")

@@ -19,7 +19,6 @@ from luhyaapi.messages import EnrolmentRequest
 
 logger = logging.getLogger(__name__)
 
-CLUSTER_ROLES = frozenset({"nc", "sc"})
 RETRY_SECONDS = (1.0, 60.0)
 
 _enrolled = threading.Event()
@@ -34,7 +33,7 @@ def enrolment_request(config: Config) -> EnrolmentRequest:
 
 def enrolment_target(config: Config) -> tuple[str, str]:
     """Where the host enrols (base URL, path): with its CC if it runs only cluster roles, else with the CLC."""
-    if set(config.roles) <= CLUSTER_ROLES:
+    if trust.reaches_only_its_cc(config):
         return config.cc_url, "/cc/api/1.0/enrolments/"
     return config.clc_url, "/clc/api/1.0/enrolments/"
 

@@ -2,15 +2,26 @@
 imports pika.
 
 Contract, the same for both (``tests/integration/test_bus_contract.py`` proves it against each):
-- ``publish`` returns only once the broker holds the message (publisher confirms; persistent message on a durable
-  queue); while the broker is unreachable it retries with back-off up to ``publish_retry_seconds``, then raises
-  ``BusUnavailable``. Nothing published after a broker restart is lost.
-- ``consume`` runs until ``stop`` is set, handing the handler batches of decoded messages. A batch is acknowledged
-  only after the handler returns, so a crash redelivers it (handlers must be idempotent). When the handler raises,
-  each message of the batch is retried alone; a message that still fails, or that does not decode, is parked on the
-  queue's dead-letter queue with the reason and logged, and the consumer goes on. ``RetryLater`` from the handler
-  puts the batch back and pauses instead. A lost connection is re-made with back-off.
-- Every message crosses the bus as JSON bytes, the in-process bus included.
+- ``publish`` seals the message with this host's key (``luhyaapi.signing.seal``: an envelope naming the sender, whose
+  signature covers the queue's name and the message's JSON bytes) and returns only once the broker holds it
+  (publisher confirms; persistent message on a durable queue); while the broker is unreachable it retries with
+  back-off up to ``publish_retry_seconds``, then raises ``BusUnavailable``. Nothing published after a broker restart
+  is lost.
+- ``consume`` runs until ``stop`` is set, handing the handler batches of checked, decoded messages. Every message is
+  checked first: signed by a trusted host (``luhyaapi.trust``) for this queue, and allowed there by the queue's
+  policy (``luhyaapi.bus_trust``); one that is not is refused: parked on the queue's dead-letter queue with the
+  reason, logged on ``educloud.security``, never handed over. A batch is acknowledged only after the handler returns,
+  so a crash redelivers it (handlers must be idempotent). When the handler raises, each message of the batch is
+  retried alone; a message that still fails, or that does not decode, is parked with the reason and logged, and the
+  consumer goes on. ``RetryLater`` from the handler (or from the trust records) puts the batch back and pauses
+  instead. A lost connection is re-made with back-off.
+- Every message crosses the bus as the same bytes, a JSON envelope with the message's JSON inside, the in-process bus
+  included; a parked message keeps its envelope (who sent it, and the signature).
+
+Why an envelope in the body rather than AMQP headers: both buses then carry bytes and nothing else (the in-process
+bus has no headers to fake, and whatever carries commands after RabbitMQ carries bytes too), a parked message keeps
+its sender and signature wherever it is moved, and the signature covers the exact bytes the consumer decodes, never
+a re-encoding of them.
 """
 
 from __future__ import annotations
@@ -22,15 +33,20 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
 
+from luhyaapi.keys import HostKey
 from luhyaapi.messages import InvalidMessage, Message, decode, encode
 from luhyaapi.queues import dead_letters
+from luhyaapi.signing import BadEnvelope, seal, unseal, verify_sealed
+from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
+security = logging.getLogger("educloud.security")
 
 Handler = Callable[[list[Message]], None]
 _BACKOFF_START = 0.2
@@ -47,10 +63,26 @@ class RetryLater(Exception):
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message parked on a dead-letter queue, with why it failed."""
+    """A message parked on a dead-letter queue (its envelope as it came), with why it failed."""
 
     body: bytes
     reason: str
+
+
+class Policy(Protocol):
+    """Who may put what on a queue (``luhyaapi.bus_trust.QueuePolicy``)."""
+
+    def batch(self, queue: str):
+        """What the checks of one batch share: the hosts looked up (``peer``, ``preload``)."""
+
+    def refusals(self, batch, items: list) -> list[str]:
+        """For each (sender, message), why it is refused ("" if it is not)."""
+
+
+def _policy_for(queue: str) -> Policy:
+    from luhyaapi.bus_trust import policy_for  # imported here: it raises this module's RetryLater
+
+    return policy_for(queue)
 
 
 class Bus(ABC):
@@ -62,8 +94,9 @@ class Bus(ABC):
 
     @abstractmethod
     def consume(self, queue: str, handler: Handler, stop: threading.Event, *,
-                max_batch: int = 200, max_wait: float = 0.05) -> None:
-        """Block, handing batches (at most ``max_batch`` messages, waiting at most ``max_wait`` s to fill one)."""
+                max_batch: int = 200, max_wait: float = 0.05, policy: Policy | None = None) -> None:
+        """Block, handing batches (at most ``max_batch`` messages, waiting at most ``max_wait`` s to fill one) of the
+        messages ``policy`` takes (the queue's own, ``luhyaapi.bus_trust.policy_for``, by default)."""
 
     @abstractmethod
     def take_dead_letters(self, queue: str, limit: int = 1000) -> list[DeadLetter]:
@@ -80,40 +113,76 @@ class Bus(ABC):
     def close(self) -> None:  # noqa: B027 - most buses hold nothing to release
         """Release connections; the bus may be used again afterwards (it reconnects)."""
 
-    def publish(self, queue: str, message: Message) -> None:
-        self.publish_raw(queue, encode(message))
+    def publish(self, queue: str, message: Message, key: HostKey | None = None) -> None:
+        """Seal ``message`` for ``queue`` with ``key`` (this host's own by default) and put it there."""
+        self.publish_raw(queue, seal(key or own_key(), queue, encode(message)))
 
     @staticmethod
-    def handle_batch(queue: str, handler: Handler, bodies: list[bytes]) -> list[DeadLetter]:
-        """Decode and hand over a batch; return the messages to park. RetryLater propagates."""
-        dead: list[DeadLetter] = []
-        messages: list[Message] = []
-        for body in bodies:
-            try:
-                messages.append(decode(body))
-            except InvalidMessage as exc:
-                dead.append(DeadLetter(body, str(exc)))
-        if not messages:
+    def handle_batch(queue: str, handler: Handler, bodies: list[bytes], policy: Policy) -> list[DeadLetter]:
+        """Check, decode and hand over a batch; return the messages to park. RetryLater propagates."""
+        dead, taken = admit(queue, bodies, policy)
+        if not taken:
             return dead
         try:
-            handler(messages)
+            handler([message for _body, message in taken])
             return dead
         except RetryLater:
             raise
         except Exception as exc:
-            if len(messages) == 1:
+            if len(taken) == 1:
                 logger.exception("bus: handler failed on %s message", queue)
-                return dead + [DeadLetter(encode(messages[0]), _failure_reason(exc))]
+                return dead + [DeadLetter(taken[0][0], _failure_reason(exc))]
         # The batch failed as a whole: retry one by one so one bad message cannot sink the others.
-        for message in messages:
+        for body, message in taken:
             try:
                 handler([message])
             except RetryLater:
                 raise
             except Exception as exc:
                 logger.exception("bus: handler failed on %s message %s", queue, message.msg_id)
-                dead.append(DeadLetter(encode(message), _failure_reason(exc)))
+                dead.append(DeadLetter(body, _failure_reason(exc)))
         return dead
+
+
+def admit(queue: str, bodies: list[bytes], policy: Policy) -> tuple[list[DeadLetter], list[tuple[bytes, Message]]]:
+    """Split a batch into what to park and what to hand over (each with its body): a message is handed over only
+    if it is sealed for this queue by a trusted host, decodes, and ``policy`` allows it."""
+    dead: list[DeadLetter] = []
+    opened = []
+    for body in bodies:
+        try:
+            opened.append((body, unseal(body)))
+        except BadEnvelope as exc:
+            dead.append(_refused(queue, body, "", str(exc)))
+    batch = policy.batch(queue)
+    batch.preload(sealed.sender for _body, sealed in opened)
+    checked = []
+    for body, sealed in opened:
+        sender = batch.peer(sealed.sender)
+        if sender is None:
+            dead.append(_refused(queue, body, sealed.sender, f"{sealed.sender} is not a trusted host of this cloud "
+                                                             "(unknown, or its key was revoked)"))
+        elif not verify_sealed(sender.public_key, queue, sealed):
+            dead.append(_refused(queue, body, sealed.sender, f"wrong signature: not sealed by {sealed.sender} for "
+                                                             f"{queue}"))
+        else:
+            try:
+                checked.append((body, sender, decode(sealed.message)))
+            except InvalidMessage as exc:
+                dead.append(DeadLetter(body, str(exc)))
+    reasons = policy.refusals(batch, [(sender, message) for _body, sender, message in checked])
+    taken = []
+    for (body, sender, message), reason in zip(checked, reasons, strict=True):
+        if reason:
+            dead.append(_refused(queue, body, sender.name, reason))
+        else:
+            taken.append((body, message))
+    return dead, taken
+
+
+def _refused(queue: str, body: bytes, sender: str, reason: str) -> DeadLetter:
+    security.warning("bus: refused a message on %s from %s: %s", queue, sender or "nobody", reason)
+    return DeadLetter(body, f"refused: {reason}")
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -148,7 +217,8 @@ class InProcessBus(Bus):
             self._cond.notify_all()
 
     def consume(self, queue: str, handler: Handler, stop: threading.Event, *,
-                max_batch: int = 200, max_wait: float = 0.05) -> None:
+                max_batch: int = 200, max_wait: float = 0.05, policy: Policy | None = None) -> None:
+        policy = policy or _policy_for(queue)
         while not stop.is_set():
             with self._cond:
                 pending = self._queues[queue]
@@ -157,7 +227,7 @@ class InProcessBus(Bus):
                     continue
                 batch = [pending.popleft() for _ in range(min(max_batch, len(pending)))]
             try:
-                dead = self.handle_batch(queue, handler, batch)
+                dead = self.handle_batch(queue, handler, batch, policy)
             except RetryLater as exc:
                 logger.warning("bus: %s handler asked to retry later: %s", queue, exc)
                 self._requeue(queue, batch)
@@ -261,7 +331,8 @@ class RabbitMQBus(Bus):
                 delay = min(delay * 2, _BACKOFF_MAX)
 
     def consume(self, queue: str, handler: Handler, stop: threading.Event, *,
-                max_batch: int = 200, max_wait: float = 0.05) -> None:
+                max_batch: int = 200, max_wait: float = 0.05, policy: Policy | None = None) -> None:
+        policy = policy or _policy_for(queue)
         delay = _BACKOFF_START
         while not stop.is_set():
             channel = None
@@ -270,7 +341,7 @@ class RabbitMQBus(Bus):
                 self._declare(channel, queue)
                 channel.basic_qos(prefetch_count=max_batch * 2)
                 delay = _BACKOFF_START
-                self._consume_on(channel, queue, handler, stop, max_batch, max_wait)
+                self._consume_on(channel, queue, handler, stop, max_batch, max_wait, policy)
             except _RECOVERABLE as exc:
                 logger.warning("bus: consumer of %s lost the broker (%r); reconnecting in %.1fs", queue, exc, delay)
                 stop.wait(delay)
@@ -280,7 +351,7 @@ class RabbitMQBus(Bus):
                     _close_quietly(channel.connection)
 
     def _consume_on(self, channel, queue: str, handler: Handler, stop: threading.Event,
-                    max_batch: int, max_wait: float) -> None:
+                    max_batch: int, max_wait: float, policy: Policy) -> None:
         batch: list[tuple[int, bytes]] = []
         started = 0.0
         for method, _properties, body in channel.consume(queue, inactivity_timeout=max_wait):
@@ -289,7 +360,7 @@ class RabbitMQBus(Bus):
                     started = time.monotonic()
                 batch.append((method.delivery_tag, body))
             if batch and (method is None or len(batch) >= max_batch or time.monotonic() - started >= max_wait):
-                if not self._flush(channel, queue, handler, batch, stop):
+                if not self._flush(channel, queue, handler, batch, stop, policy):
                     return
                 batch = []
             if stop.is_set():
@@ -297,9 +368,9 @@ class RabbitMQBus(Bus):
         channel.cancel()
 
     def _flush(self, channel, queue: str, handler: Handler, batch: list[tuple[int, bytes]],
-               stop: threading.Event) -> bool:
+               stop: threading.Event, policy: Policy) -> bool:
         try:
-            dead = self.handle_batch(queue, handler, [body for _tag, body in batch])
+            dead = self.handle_batch(queue, handler, [body for _tag, body in batch], policy)
         except RetryLater as exc:
             logger.warning("bus: %s handler asked to retry later: %s", queue, exc)
             channel.basic_nack(delivery_tag=batch[-1][0], multiple=True, requeue=True)

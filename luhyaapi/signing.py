@@ -11,15 +11,22 @@ accept that, and they check the data's integrity themselves (walrus compares the
 
 Browsers send an image's data to walrus with a pre-signed token the CLC makes (``make_upload_token``), which walrus
 checks with the CLC's public key.
+
+Messages on the bus travel sealed (``seal``): a JSON envelope naming the sender, with its signature of the queue's
+name, its own name and the message's exact JSON bytes, which the envelope carries as a string. Sealed messages have no
+time limit (they may wait in a queue for hours) and no nonce: consumers are idempotent, so a replayed one does no
+harm (``luhyaapi.bus``, ``docs/security.md``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from luhyaapi.keys import HostKey, verify_signature
@@ -32,6 +39,8 @@ HEADER_CONTENT_SHA256 = "X-Educloud-Content-Sha256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 MAX_SKEW_SECONDS = 300
 SCHEME = "EDUCLOUD-ED25519"
+BUS_SCHEME = "EDUCLOUD-BUS-ED25519"
+ENVELOPE_VERSION = 1
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _SENDER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -139,3 +148,52 @@ def verify_upload_token(public_key_of: Callable[[str], str | None], upload_id: s
     if public_key is None or not verify_signature(public_key, signature, _upload_message(upload_id, int(expires))):
         raise SignatureError(401, "wrong upload token")
     return issuer
+
+
+class BadEnvelope(ValueError):
+    """Bytes from a queue that are not a sealed message; the text says why."""
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """An opened envelope, not yet checked: who says it sent ``message`` (JSON bytes), and its signature."""
+
+    sender: str
+    signature: str
+    message: bytes
+
+
+def _bus_string_to_sign(queue: str, sender: str, message: bytes) -> bytes:
+    return b"\n".join((BUS_SCHEME.encode(), queue.encode(), sender.encode(), message))
+
+
+def seal(key: HostKey, queue: str, message: bytes) -> bytes:
+    """The envelope that carries ``message`` (JSON bytes, UTF-8) on ``queue``, signed by ``key``'s host:
+    ``{"envelope": 1, "sender": ..., "signature": ..., "message": "<the message's JSON as a string>"}``."""
+    return json.dumps({"envelope": ENVELOPE_VERSION, "sender": key.name,
+                       "signature": key.sign(_bus_string_to_sign(queue, key.name, message)),
+                       "message": message.decode()}, separators=(",", ":")).encode()
+
+
+def unseal(body: bytes) -> Sealed:
+    """Open an envelope without checking it (``verify_sealed`` does); BadEnvelope if ``body`` is not one."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadEnvelope("unsigned message: not JSON") from None
+    if not isinstance(envelope, dict) or envelope.get("envelope") != ENVELOPE_VERSION:
+        raise BadEnvelope(f"unsigned message: not an eduCloud envelope (version {ENVELOPE_VERSION})")
+    sender, signature, message = (envelope.get(field) for field in ("sender", "signature", "message"))
+    if not isinstance(sender, str) or not _SENDER_RE.fullmatch(sender):
+        raise BadEnvelope(f"bad sender {str(sender)[:80]!r}")
+    if not isinstance(signature, str) or not isinstance(message, str):
+        raise BadEnvelope(f"the envelope from {sender} lacks its signature or its message")
+    try:
+        return Sealed(sender, signature, message.encode())
+    except UnicodeEncodeError:
+        raise BadEnvelope(f"the message from {sender} is not UTF-8") from None
+
+
+def verify_sealed(public_key: str, queue: str, sealed: Sealed) -> bool:
+    """Whether ``sealed`` was sealed for ``queue`` by the holder of ``public_key`` and not changed since."""
+    return verify_signature(public_key, sealed.signature, _bus_string_to_sign(queue, sealed.sender, sealed.message))

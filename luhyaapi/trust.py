@@ -1,10 +1,12 @@
 """Which hosts this host trusts, and as what: the public key, roles and cluster of a signed call's sender.
 
 The cloud controller is the authority: it records every host's key when the host enrols (``clc.services.enrolment``)
-and plugs its records in here (``set_local_resolver``). Any other host asks the CLC (``GET peers/<name>/``) and keeps
-the answer for ``PEER_CACHE_SECONDS``, so a revoked key stops working within that time while the CLC is reachable,
-and the last answer keeps the cluster working while it is not. The CLC's own key is pinned when the host enrols
-(the enrolment's answer carries it), so checking a call from the CLC never needs a call back to it.
+and plugs its records in here (``set_local_resolver``). Any other host asks the CLC (``GET peers/<name>/``), or, if it
+may reach only its CC (a host of nc/sc roles only: nodes and classroom PCs), its CC (``GET /cc/api/1.0/peers/<name>/``,
+which answers for the cluster's controllers only, from what the CC itself was told), and keeps the answer for
+``PEER_CACHE_SECONDS``, so a revoked key stops working within that time while the CLC is reachable, and the last
+answer keeps the cluster working while it is not. The CLC's own key is pinned when the host enrols (the enrolment's
+answer carries it), so checking a call from the CLC never needs a call back to it.
 
 Each host also remembers the nonces of the signed calls it accepted, for as long as a signature is good, so a call
 caught on the wire cannot be sent again (``remember_nonce``).
@@ -16,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,9 @@ UNKNOWN_CACHE_SECONDS = 10
 LAST_KNOWN_SECONDS = 7 * 24 * 3600
 CLC_KEY_FILE = "clc.json"
 PEERS_PATH = "/clc/api/1.0/peers/{name}/"
+CC_PEERS_PATH = "/cc/api/1.0/peers/{name}/"
+# Roles whose hosts may reach only their CC: a host that runs nothing else enrols through its CC and asks it who is who.
+CLUSTER_ONLY_ROLES = frozenset({"nc", "sc"})
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,20 @@ class Peer:
 
 
 _local_resolver: Callable[[str], Peer | None] | None = None
+_local_many: Callable[[set[str]], dict[str, Peer]] | None = None
 
 
-def set_local_resolver(resolver: Callable[[str], Peer | None] | None) -> None:
-    """The CLC host's own records of every host's key (``None`` to forget them)."""
-    global _local_resolver
-    _local_resolver = resolver
+def set_local_resolver(resolver: Callable[[str], Peer | None] | None,
+                       many: Callable[[set[str]], dict[str, Peer]] | None = None) -> None:
+    """The CLC host's own records of every host's key (``None`` to forget them): ``resolver`` for one name, ``many``
+    (if given) for several at once, answering only for the trusted ones."""
+    global _local_resolver, _local_many
+    _local_resolver, _local_many = resolver, many
+
+
+def reaches_only_its_cc(config) -> bool:
+    """Whether a host runs cluster roles only (nc, sc): it enrols through its CC and asks it who other hosts are."""
+    return set(config.roles) <= CLUSTER_ONLY_ROLES
 
 
 def own_key() -> HostKey:
@@ -88,7 +101,20 @@ def peer(name: str) -> Peer | None:
         return pinned
     if _local_resolver is not None:
         return _local_resolver(name)
-    return _asked_of_the_clc(name)
+    return _asked_of_the_authority(name)
+
+
+def peers(names: Iterable[str]) -> dict[str, Peer | None]:
+    """``peer`` of each of ``names``, all at once where that is cheaper (the CLC's records: one look-up)."""
+    wanted = set(names)
+    if _local_many is None:
+        return {name: peer(name) for name in wanted}
+    pinned = pinned_clc()
+    found = {name: peer(name) for name in wanted
+             if name == settings.EDUCLOUD.name or (pinned is not None and pinned.name == name)}
+    rest = wanted - found.keys()
+    trusted = _local_many(rest) if rest else {}
+    return found | {name: trusted.get(name) for name in rest}
 
 
 def public_key_of(name: str) -> str | None:
@@ -125,22 +151,23 @@ def pin_clc(clc: Peer) -> None:
         _pinned[path] = clc
 
 
-def _asked_of_the_clc(name: str) -> Peer | None:
+def _asked_of_the_authority(name: str) -> Peer | None:
     from luhyaapi.client import RemoteError, RoleClient  # the client signs with this module's key
 
     fresh = _cached("get", f"trust:peer:{name}")
     if fresh is not None:
         return Peer.from_json(fresh) if fresh else None
     config = settings.EDUCLOUD
+    base, path = (config.cc_url, CC_PEERS_PATH) if reaches_only_its_cc(config) else (config.clc_url, PEERS_PATH)
     try:
-        answer = RoleClient(config.clc_url, own_key(), timeout=5).get(PEERS_PATH.format(name=name))
+        answer = RoleClient(base, own_key(), timeout=5).get(path.format(name=name))
     except RemoteError as exc:
         if exc.status == 404:
             _cached("set", f"trust:peer:{name}", {}, UNKNOWN_CACHE_SECONDS)
             _cached("delete", f"trust:peer-last:{name}")
             return None
         last = _cached("get", f"trust:peer-last:{name}")
-        logger.warning("trust: the CLC did not say who %s is (%s); %s", name, exc,
+        logger.warning("trust: %s did not say who %s is (%s); %s", base, name, exc,
                        "using its last answer" if last else "refusing")
         return Peer.from_json(last) if last else None
     _cached("set", f"trust:peer:{name}", answer, PEER_CACHE_SECONDS)

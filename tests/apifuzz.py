@@ -39,6 +39,7 @@ from luhyadb.models import (
     VMType,
 )
 from luhyadb.services.initial_data import seed_initial_data
+from tests.keys import enrolled_key
 from walrus.services import store
 
 SUMMARY = pytest.StashKey[str]()  # the fuzz test's one line for the end of the pytest run
@@ -195,6 +196,7 @@ def seed_world(cc_url: str) -> World:
                           api_url=cc_url, state="online", last_seen=now)
     Server.objects.create(role="nc", name=NODE_NAME, ip="127.0.0.1", cluster=settings.EDUCLOUD.cluster,
                           state="online", last_seen=now, cpus=2, memory_mb=4096, disk_mb=10**5)
+    enrolled_key(NODE_NAME)
     ClusterNode.objects.create(name=NODE_NAME, role="nc", ip="127.0.0.1", cpus=2, memory_mb=4096, disk_mb=10**5,
                                free_disk_mb=10**5, last_seen=now)
     Host.objects.create(name="pc-12", mac=PC_MAC, ip="127.0.0.12", cluster=settings.EDUCLOUD.cluster,

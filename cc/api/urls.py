@@ -11,6 +11,7 @@ urlpatterns = [
     path("register/server/", views.RegisterServerView.as_view(), name="register-server"),
     path("register/host/", views.RegisterHostView.as_view(), name="register-host"),
     path("enrolments/", views.EnrolmentView.as_view(), name="enrolments"),
+    path("peers/<str:name>/", views.PeerView.as_view(), name="peer"),
     path("nodes/<str:name>/commands/", views.NodeCommandView.as_view(), name="node-commands"),
     path("hosts/wake/", wake.WakeView.as_view(), name="hosts-wake"),
     path("hosts/<str:mac>/desktops/", desktops.HostDesktopsView.as_view(), name="host-desktops"),

@@ -24,6 +24,7 @@ from cc.services.instances import (
 from cc.services.nodes import (
     UnknownNode,
     WrongCluster,
+    cluster_controller,
     pass_on_enrolment,
     queue_node_command,
     register_cluster_host,
@@ -115,6 +116,26 @@ class EnrolmentView(APIView):
             return _refusal(exc)
         active = answer.get("state") == "active"
         return Response(answer, status=status.HTTP_200_OK if active else status.HTTP_202_ACCEPTED)
+
+
+class PeerView(APIView):
+    """``GET peers/<name>/`` (signed, by the cluster's nodes and PCs, which may reach only their CC): the public key,
+    roles and cluster of a controller of this cluster, to check the commands on their queues; 404 for any other
+    host, and for one whose key is not trusted (``luhyaapi.trust``)."""
+
+    permission_classes = [IsSignedNode]
+    signed_callers = callers("nc", "sc", "pc")
+
+    @extend_schema(responses=inline_serializer("ClusterPeer", {
+        "name": serializers.CharField(), "public_key": serializers.CharField(),
+        "roles": serializers.ListField(child=serializers.CharField()), "cluster": serializers.CharField(),
+        "mac": serializers.CharField()}))
+    def get(self, request, name: str):
+        require_sender(request, cluster=settings.EDUCLOUD.cluster)
+        found = cluster_controller(validate_name(name, "name"))
+        if found is None:
+            raise exceptions.NotFound(f"{name} is not a trusted controller of cluster {settings.EDUCLOUD.cluster}")
+        return Response(found.as_json())
 
 
 class RegisterHostView(APIView):

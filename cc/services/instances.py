@@ -15,6 +15,7 @@ from cc.network.addresses import PortPool
 from cc.services.leases import PoolBusy, PoolUsedUp, lease_next_free
 from cc.services.network import AddressPoolExhausted, apply_network, cluster_network, lease_address, release_addresses
 from cc.services.scheduler import Candidate, Need, NoNodeFits, pick_node
+from luhyaapi import trust
 from luhyaapi.bus import Bus
 from luhyaapi.messages import Command, InsStatus, InstanceRunRequest
 from luhyaapi.queues import node_commands
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 # States in which an instance holds its node's resources and its ports.
 ACTIVE_STATES = ("scheduled", "preparing", "booting", "running", "stopping", "submitting")
 RELEASING_STATES = ("stopped", "failed", "deleted")
+# The roles a node controller may have been enrolled with: a server's nc, or a classroom PC.
+NODE_ROLES = frozenset({"nc", trust.PC})
 
 
 class InstanceRefused(Exception):
@@ -42,10 +45,15 @@ def _candidates() -> list[Candidate]:
     committed = {row["node"]: Need(row["cpus"] or 0, row["memory_mb"] or 0) for row in
                  ClusterInstance.objects.filter(state__in=ACTIVE_STATES).values("node")
                  .annotate(cpus=Sum("cpus"), memory_mb=Sum("memory_mb"))}
+    nodes = list(ClusterNode.objects.filter(role="nc"))
+    # A node whose key was revoked keeps its row (and heartbeats until its CC stops taking them): it runs nothing more.
+    trusted = {name for name, found in trust.peers(node.name for node in nodes).items()
+               if found is not None and found.roles & NODE_ROLES and found.cluster == config.cluster}
     return [Candidate(name=node.name, online=bool(node.last_seen and node.last_seen >= recent), cpus=node.cpus,
                       memory_mb=node.memory_mb, free_disk_mb=node.free_disk_mb or node.disk_mb,
-                      committed=committed.get(node.name, Need(0, 0)), classroom_pc=node.classroom_pc)
-            for node in ClusterNode.objects.filter(role="nc")]
+                      committed=committed.get(node.name, Need(0, 0)), classroom_pc=node.classroom_pc,
+                      trusted=node.name in trusted)
+            for node in nodes]
 
 
 def lease_ports(insid: str, purposes: list[str], port_range: tuple[int, int]) -> dict[str, int]:

@@ -25,7 +25,7 @@ from luhyaapi.messages import (
     ServerRegistration,
 )
 from luhyaapi.queues import CLC_STATUS, node_commands
-from luhyaapi.trust import own_key
+from luhyaapi.trust import Peer, own_key, peer
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,15 @@ def pass_on_enrolment(request: EnrolmentRequest, address: str) -> dict:
         raise WrongCluster(f"this cluster controller serves cluster {config.cluster!r}, not {request.cluster!r}")
     return _clc_client().post(f"/clc/api/1.0/enrolments/?{urlencode({'address': address})}",
                               request.model_dump(mode="json"))
+
+
+def cluster_controller(name: str) -> Peer | None:
+    """The controller ``name`` of this cluster as this CC trusts it (itself, or as the CLC answered), for its nodes
+    and PCs, which may reach only their CC, to check the commands on their queues; None for any other host."""
+    found = peer(name)
+    if found is None or "cc" not in found.roles or found.cluster != settings.EDUCLOUD.cluster:
+        return None
+    return found
 
 
 def queue_node_command(bus: Bus, node_name: str, request: CommandRequest) -> Command:

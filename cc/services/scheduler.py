@@ -14,6 +14,7 @@ CPU_OVERCOMMIT = 4
 # Memory kept for the node itself (its daemons, the page cache the image transfers need).
 HOST_RESERVE_MB = 512
 CLASSROOM_PC = "a classroom PC, not a node for the cloud's instances"
+UNTRUSTED = "its key is not trusted (revoked, or never approved)"
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class Need:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A node as the scheduler sees it: its capacity, its reported free disk, what instances already hold, and
-    whether it is a classroom PC's node controller."""
+    """A node as the scheduler sees it: its capacity, its reported free disk, what instances already hold, whether
+    it is a classroom PC's node controller, and whether its key is trusted (a revoked node runs nothing more)."""
 
     name: str
     online: bool
@@ -37,6 +38,7 @@ class Candidate:
     free_disk_mb: int
     committed: Need = field(default_factory=lambda: Need(0, 0))
     classroom_pc: bool = False
+    trusted: bool = True
 
     @property
     def spare_memory_mb(self) -> int:
@@ -60,6 +62,8 @@ def why_not(need: Need, node: Candidate) -> str | None:
     """Why ``node`` cannot take ``need`` now, or None if it can."""
     if node.classroom_pc:
         return CLASSROOM_PC
+    if not node.trusted:
+        return UNTRUSTED
     if not node.online:
         return "offline"
     if node.spare_memory_mb < need.memory_mb:

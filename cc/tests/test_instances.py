@@ -13,6 +13,9 @@ from luhyaapi.bus import InProcessBus
 from luhyaapi.messages import Command, ImageRef, InsStatus, InstanceRunRequest
 from luhyaapi.queues import node_commands
 from luhyaapi.vmspec import guest_devices
+from luhyadb.choices import KeyStateChoices
+from luhyadb.models import HostCredential
+from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -28,6 +31,8 @@ def request(insid="ins-0000000a", seq=1, **changes):
 @pytest.fixture
 def nodes(settings):
     now = datetime.now(tz=UTC)
+    for name in ("nc-1", "nc-2", "nc-old"):
+        enrolled_key(name)
     ClusterNode.objects.create(name="nc-1", role="nc", ip="10.0.0.11", cpus=2, memory_mb=4096, disk_mb=10**6,
                                free_disk_mb=10**6, last_seen=now)
     ClusterNode.objects.create(name="nc-2", role="nc", ip="10.0.0.12", cpus=2, memory_mb=2048, disk_mb=10**6,
@@ -105,6 +110,14 @@ def test_when_nothing_fits_the_refusal_names_every_nodes_reason(nodes):
     assert "nc-2: 1536 MB memory free, 8192 MB needed" in text
     assert "nc-old: offline" in text
     assert not PortLease.objects.exists() and not ClusterInstance.objects.exists()
+
+
+def test_a_node_whose_key_was_revoked_runs_nothing_more_though_it_still_looks_online(nodes):
+    """nc-1 has the most room, and its last heartbeat is recent; its key is revoked: nc-2 gets the instance."""
+    HostCredential.objects.filter(name="nc-1").update(state=KeyStateChoices.REVOKED)
+    assert run_instance(InProcessBus(), request()).node == "nc-2"
+    with pytest.raises(InstanceRefused, match="nc-1: its key is not trusted \\(revoked, or never approved\\)"):
+        run_instance(InProcessBus(), request("ins-0000000b", pinned_node="nc-1"))
 
 
 def test_a_kind_the_cluster_does_not_run_is_refused(nodes, settings):

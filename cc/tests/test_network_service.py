@@ -13,6 +13,7 @@ from cc.services.instances import InstanceRefused, note_instance_status, run_ins
 from cc.services.network import cluster_network, desired_state
 from luhyaapi.bus import InProcessBus
 from luhyaapi.messages import ImageRef, InsStatus, InstanceRunRequest
+from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -33,6 +34,7 @@ def settings_of(kind="rvd", mode="private", dhcp=True, eips=True, bridge="br0"):
 
 @pytest.fixture
 def network(settings):
+    enrolled_key("nc-1")
     ClusterNode.objects.create(name="nc-1", role="nc", ip=NODE_IP, cpus=4, memory_mb=8192, disk_mb=10**6,
                                free_disk_mb=10**6, last_seen=datetime.now(tz=UTC))
 

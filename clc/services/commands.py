@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from luhyaapi import trust
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.trust import own_key
 from luhyadb.choices import LivenessChoices, RoleChoices
@@ -44,10 +45,15 @@ def controller_client(controller: Server) -> RoleClient:
 
 
 def send_node_command(node_name: str, op: str, paras: dict | None = None, tid: str = "") -> dict:
-    """Queue command ``op`` for NC ``node_name`` through its cluster's CC; return the CC's answer (``msg_id``)."""
+    """Queue command ``op`` for NC ``node_name`` through its cluster's CC; return the CC's answer (``msg_id``).
+    CommandError 404 for an unknown node, 409 for one whose key is not trusted (revoked: it is sent nothing) or whose
+    cluster has no online CC, 502 when the CC does not take it."""
     node = Server.objects.filter(role=RoleChoices.NC, name=node_name).first()
     if node is None:
         raise CommandError(404, f"no node controller named {node_name!r}")
+    if trust.peer(node_name) is None:
+        raise CommandError(409, f"node controller {node_name!r} is not trusted (its key is not active): it is sent "
+                                "no commands")
     controllers = online_controllers(node.cluster)
     if not controllers:
         raise CommandError(409, f"cluster {node.cluster!r} of node {node_name!r} has no online cluster controller")

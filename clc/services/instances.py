@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from clc.services.commands import controller_client, online_controllers
 from luhyaapi.client import RemoteError
-from luhyaapi.ids import TaskId, new_id
-from luhyaapi.messages import ImageRef, InstanceRunRequest
+from luhyaapi.ids import InvalidId, TaskId, new_id
+from luhyaapi.messages import ImageRef, InsStatus, InstanceRunRequest, TaskStatus
 from luhyadb.choices import InstanceStateChoices as State
 from luhyadb.models import Image, Instance, OwnerGroup, Server, TaskTransaction, VMType
 
@@ -138,6 +138,26 @@ def _placed(instance: Instance, cluster: str, answer: dict, phase_state: tuple[s
     logger.info("instances: %s placed on %s (cluster %s)", instance.instance_id, answer["node"], cluster)
     instance.refresh_from_db()
     return instance
+
+
+def placement_of(report: InsStatus | TaskStatus) -> str:
+    """The cluster these records place a report's run in ("" where they place it nowhere yet, or do not know it):
+    an instance's cluster; for a task, its instance's, or for an image's preparation the cluster of the node it was
+    sent to. The bus lets a CC relay only reports of runs placed in its cluster (``luhyaapi.bus_trust``)."""
+    if isinstance(report, InsStatus):
+        return Instance.objects.filter(instance_id=report.insid).values_list("cluster", flat=True).first() or ""
+    try:
+        tid = TaskId.parse(report.tid)
+    except InvalidId:
+        return ""
+    cluster = Instance.objects.filter(instance_id=tid.ins).values_list("cluster", flat=True).first()
+    if cluster:
+        return cluster
+    options = TaskTransaction.objects.filter(tid=report.tid).values_list("runtime_option", flat=True).first()
+    node = options.get("node") if isinstance(options, dict) else None
+    if not node:
+        return ""
+    return Server.objects.filter(role="nc", name=node).values_list("cluster", flat=True).first() or ""
 
 
 def instance_controller(instance: Instance) -> Server:

@@ -23,6 +23,7 @@ from luhyadb.models import (
     TaskTransaction,
     VMType,
 )
+from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
@@ -395,6 +396,7 @@ def cloud(live_server, cloud_at, tmp_path, records):
     Server.objects.filter(role="nc").update(cluster=config.cluster, ip="127.0.0.1")
     Server.objects.create(name="aio", role="cc", ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
                           state="online", last_seen=datetime.now(tz=UTC))
+    enrolled_key("nc-1")
     ClusterNode.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cpus=2, memory_mb=4096, disk_mb=10**5,
                                free_disk_mb=10**5, last_seen=datetime.now(tz=UTC))
     return config

@@ -14,6 +14,7 @@ from clc.services.status import StatusFolder
 from clc.tests.machines import queued
 from luhyaapi.messages import InsStatus
 from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, TaskTransaction, VMType
+from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -24,6 +25,7 @@ def cloud(live_server, cloud_at, tmp_path):
     Server.objects.create(name="aio", role="cc", ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
                           state="online", last_seen=datetime.now(tz=UTC))
     Server.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
+    enrolled_key("nc-1")
     ClusterNode.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cpus=2, memory_mb=4096, disk_mb=10**5,
                                free_disk_mb=10**5, last_seen=datetime.now(tz=UTC))
     return config

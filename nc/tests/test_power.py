@@ -16,6 +16,7 @@ from luhyaapi.bus import InProcessBus
 from luhyaapi.config import ConfigError, load_config
 from luhyaapi.messages import Command, NodeStatus, decode
 from luhyaapi.queues import boss_status_queue, node_commands
+from luhyaapi.signing import unseal
 from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.models import CommandRecord
 from nc.services.commands import execute_command
@@ -49,7 +50,7 @@ class RecordingBus(InProcessBus):
         self.published: list[tuple[str, object, bool]] = []
 
     def publish_raw(self, queue: str, body: bytes) -> None:
-        self.published.append((queue, decode(body), self.marker.exists()))
+        self.published.append((queue, decode(unseal(body).message), self.marker.exists()))
         super().publish_raw(queue, body)
 
 

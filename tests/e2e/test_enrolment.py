@@ -3,20 +3,28 @@ again once the key is revoked (CLC with walrus, CC and the node as separate proc
 
 The node makes its key at its first start, asks its CC to enrol it (passed on to the CLC) and logs the key's
 fingerprint; until approval its registration waits, the CLC lists the key as pending with that fingerprint, and its
-signed calls are refused. The administrator approves it through the API: the node registers and heartbeats. The
-administrator revokes it: the CLC refuses the node's signed calls at once, its CC within the time it keeps the CLC's
-answers (``luhyaapi.trust.PEER_CACHE_SECONDS``). The test makes the node's signed calls itself, with the node's key
-read from its data directory, so it does not wait for the node's own next call."""
+signed calls are refused. The administrator approves it through the API: the node registers and heartbeats, and runs
+the commands its CC seals for it (it learns the CC's key from the CC), never one sealed by a host it does not trust.
+The administrator revokes it: the CLC refuses the node's signed calls and its heartbeats (relayed by the CC) at once,
+so it goes offline after the missed heartbeats, and sends it no command; its CC refuses its calls and parks its
+heartbeats within the time it keeps the CLC's answers (``luhyaapi.trust.PEER_CACHE_SECONDS``). The test makes the
+node's signed calls itself, with the node's key read from its data directory, so it does not wait for the node's
+own next call."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
 import pytest
 
+from luhyaapi.bus import RabbitMQBus
 from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.messages import Command
+from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
 from luhyaapi.trust import PEER_CACHE_SECONDS
+from tests.keys import new_key
 from tests.rabbitmq import scratch_vhost
 from tests.services import ConsoleClient, RoleProcess, wait_for
 
@@ -30,6 +38,8 @@ WAITS_FOR_APPROVAL = re.compile(r"enrolment: this host's key (SHA256:[A-Za-z0-9+
 NODE_CALL = "/cc/api/1.0/images/img-00000000/versions/current/data"
 # A call the node makes to the CLC (its own trust record), answered at once from the CLC's records.
 PEER_CALL = f"/clc/api/1.0/peers/{NODE}/"
+CC_SENDER = "cc-1"
+UNTRUSTED = f"refused: {NODE} is not a trusted host of this cloud (unknown, or its key was revoked)"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +58,7 @@ def cloud(tmp_path_factory):
             # No join token: this node waits for an administrator.
             hosts["nc"] = RoleProcess(workdir, NODE, "nc",
                                       common | {"cloud": common["cloud"] | {"cc_url": hosts["cc"].url}})
-            yield hosts
+            yield hosts | {"bus": RabbitMQBus(bus_url, publish_retry_seconds=10)}
         finally:
             for host in hosts.values():
                 host.stop()
@@ -63,6 +73,20 @@ def _services(admin: ConsoleClient) -> dict[str, dict]:
 def _servers(admin: ConsoleClient) -> set[tuple[str, str]]:
     listing = admin.get("/clc/api/1.0/servers/")
     return {(server["role"], server["name"]) for server in listing.get("results", listing)}
+
+
+def _parked(bus: RabbitMQBus, queue: str, seen: list) -> list[tuple[str, str]]:
+    """Every (sender, reason) parked on ``queue`` so far (taken off its dead-letter queue into ``seen``)."""
+    seen += [(json.loads(letter.body)["sender"], letter.reason) for letter in bus.take_dead_letters(queue)]
+    return seen
+
+
+def _command(admin: ConsoleClient) -> int | str:
+    """Ask the CLC to have the node report at once; the command's id, or the status of the refusal."""
+    try:
+        return admin.post(f"/clc/api/1.0/nodes/{NODE}/commands/", {"op": "status/report"})["msg_id"]
+    except RemoteError as exc:
+        return exc.status
 
 
 def _refusal(client: RoleClient, path: str) -> int:
@@ -113,10 +137,38 @@ def test_a_node_without_a_join_token_waits_for_approval_then_works_until_its_key
         RoleClient(cc.url, key).get(NODE_CALL)
     assert taken.value.status == 404 and "walrus has no image" in taken.value.detail, taken.value
 
+    # Its CC's commands run (the node checks their seal with the CC's key, which it asks the CC for); a command sealed
+    # by a host nobody trusts is parked on the node's queue and never runs.
+    bus, parked = cloud["bus"], {CLC_STATUS: [], cc_status("cluster1"): [], node_commands(NODE): []}
+    command = _command(admin)
+    wait_for("the node to run its CC's command", lambda: _services(admin)[f"nc:{NODE}"]["last_command"] == command,
+             30)
+    bus.publish(node_commands(NODE), Command(op="status/report"), key=new_key("intruder"))
+    wait_for("the node to park the intruder's command", lambda: _parked(bus, node_commands(NODE),
+                                                                         parked[node_commands(NODE)]), 30)
+    assert parked[node_commands(NODE)] == [
+        ("intruder", "refused: intruder is not a trusted host of this cloud (unknown, or its key was revoked)")]
+    beat = _services(admin)[f"nc:{NODE}"]["last_seen"]
+    wait_for("a heartbeat after that", lambda: _services(admin)[f"nc:{NODE}"]["last_seen"] > beat, 10)
+    assert _services(admin)[f"nc:{NODE}"]["last_command"] == command, "the intruder's command did not run"
+    assert _parked(bus, CLC_STATUS, parked[CLC_STATUS]) == _parked(bus, cc_status("cluster1"), []) == []
+
     revoked = admin.post(f"/clc/api/1.0/hostkeys/{NODE}/revoke/", {})
     revoked_at = time.monotonic()
     assert (revoked["state"], revoked["revoked_by"]) == ("revoked", "admin")
     assert _refusal(RoleClient(clc.url, key), PEER_CALL) == 401, "the CLC refuses a revoked key at once"
+    assert _command(admin) == 409, "the CLC sends a revoked node no command"
+
+    # Its heartbeats stop counting on the CLC at once (the CC still relays them: it has not been told yet), so it goes
+    # offline after the missed heartbeats.
+    wait_for("the revoked node offline on the CLC", lambda: _services(admin)[f"nc:{NODE}"]["state"] == "offline",
+             PEER_CACHE_SECONDS)
+    offline_after = time.monotonic() - revoked_at
+    assert (CC_SENDER, UNTRUSTED) in _parked(bus, CLC_STATUS, parked[CLC_STATUS])
+    print(f"the CLC had the revoked node offline {offline_after:.1f} s after the revocation (3 missed heartbeats of "
+          f"{HEARTBEAT:g} s)")
+    assert offline_after <= 10 * HEARTBEAT + 5
+
     wait_for("the CC to refuse the revoked key", lambda: _refusal(RoleClient(cc.url, key), NODE_CALL) == 401,
              PEER_CACHE_SECONDS + 10, every=1.0)
     refused_after = time.monotonic() - revoked_at
@@ -124,4 +176,10 @@ def test_a_node_without_a_join_token_waits_for_approval_then_works_until_its_key
           f"({time.monotonic() - approved_at:.1f} s after the approval; it keeps the CLC's answers "
           f"{PEER_CACHE_SECONDS} s)")
     assert refused_after <= PEER_CACHE_SECONDS + 5
+    wait_for("the CC to park the revoked node's heartbeats", lambda: (NODE, UNTRUSTED) in _parked(
+        bus, cc_status("cluster1"), parked[cc_status("cluster1")]), 10)
+    print(f"the CC parked the revoked node's heartbeats {time.monotonic() - revoked_at:.1f} s after the revocation")
+    assert {sender for sender, _reason in parked[cc_status("cluster1")]} == {NODE}
+    assert _services(admin)[f"nc:{NODE}"]["state"] == "offline"
+    assert _command(admin) == 409
     assert admin.get("/clc/api/1.0/hostkeys/?state=revoked")["results"][0]["name"] == NODE

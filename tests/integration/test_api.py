@@ -8,11 +8,13 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from clc.tests.machines import queued
 from luhyaapi.bus import get_bus
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.queues import node_commands
 from luhyaapi.trust import own_key
-from luhyadb.models import Account, Host, OwnerGroup, Server
+from luhyadb.choices import KeyStateChoices
+from luhyadb.models import Account, Host, HostCredential, OwnerGroup, Server
 from luhyadb.services.initial_data import seed_initial_data
 from tests.keys import enrolled_key, new_key
 
@@ -167,6 +169,19 @@ def test_a_command_for_a_node_goes_clc_to_cc_to_the_nodes_queue(live_server, clo
 
     bus.consume(node_commands("nc-7"), take, stop, max_wait=0.05)
     assert [(m.op, m.msg_id) for m in got] == [("status/report", answer["msg_id"])]
+
+
+def test_a_node_whose_key_was_revoked_is_sent_no_command(live_server, cloud_at, api_client):
+    cloud_at(live_server.url)
+    RoleClient(live_server.url, enrolled_key("nc-7")).post("/cc/api/1.0/register/server/", REGISTRATION)
+    RoleClient(live_server.url, enrolled_key("cc-1", "cc")).post(
+        "/clc/api/1.0/register/server/", REGISTRATION | {"role": "cc", "name": "cc-1", "api_url": live_server.url})
+    HostCredential.objects.filter(name="nc-7").update(state=KeyStateChoices.REVOKED)
+    response = api_client.post("/clc/api/1.0/nodes/nc-7/commands/", {"op": "status/report"})
+    assert response.status_code == 409, response.content
+    assert response.json()["detail"] == ("node controller 'nc-7' is not trusted (its key is not active): it is sent "
+                                         "no commands")
+    assert queued("nc-7") == []
 
 
 def test_a_command_for_an_unknown_node_is_a_404(api_client):

@@ -436,6 +436,8 @@ EXPECTATIONS: dict[str, Expect] = {
     # A CC's API: hosts of the cloud only.
     "cc-api:ping": Expect(public("GET", "/cc/api/1.0/ping/")),
     "cc-api:enrolments": Expect(public("POST", "/cc/api/1.0/enrolments/", {})),
+    "cc-api:peer": Expect(people_only_signed("GET", "/cc/api/1.0/peers/nobody-here/"), frozenset({"nc", "sc", "pc"}),
+                          lambda world: ("GET", "/cc/api/1.0/peers/nobody-here/", None)),
     "cc-api:register-server": Expect(people_only_signed("POST", "/cc/api/1.0/register/server/", {}),
                                      frozenset({"nc", "sc", "pc"}),
                                      lambda world: ("POST", "/cc/api/1.0/register/server/", {})),

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from cc.services.scheduler import CPU_OVERCOMMIT, HOST_RESERVE_MB, Candidate, Need, NoNodeFits, pick_node
+from cc.services.scheduler import (
+    CPU_OVERCOMMIT,
+    HOST_RESERVE_MB,
+    UNTRUSTED,
+    Candidate,
+    Need,
+    NoNodeFits,
+    pick_node,
+)
 
 
-def node(name, memory_mb=8192, cpus=4, free_disk_mb=100_000, online=True, committed=None):
+def node(name, memory_mb=8192, cpus=4, free_disk_mb=100_000, online=True, committed=None, trusted=True):
     return Candidate(name=name, online=online, cpus=cpus, memory_mb=memory_mb, free_disk_mb=free_disk_mb,
-                     committed=committed or Need(0, 0))
+                     committed=committed or Need(0, 0), trusted=trusted)
+
+
+def test_a_node_whose_key_is_not_trusted_is_never_chosen_however_much_room_it_has():
+    assert pick_node(Need(1, 1024), [node("nc-1", 65536, trusted=False), node("nc-2", 2048)]).name == "nc-2"
+    with pytest.raises(NoNodeFits) as raised:
+        pick_node(Need(1, 1024), [node("nc-1", 65536, trusted=False)], pinned="nc-1")
+    assert raised.value.reasons == {"nc-1": UNTRUSTED}
 
 
 def test_the_node_with_most_spare_memory_wins():

@@ -1,4 +1,7 @@
-"""Signatures of calls between hosts: each host's own key, over everything that makes the call what it is."""
+"""Signatures of calls between hosts and of their messages on the bus: each host's own key, over everything that
+makes the call or the message what it is."""
+
+import json
 
 import pytest
 
@@ -7,11 +10,15 @@ from luhyaapi.signing import (
     HEADER_NONCE,
     HEADER_SENDER,
     HEADER_SIGNATURE,
+    BadEnvelope,
     SignatureError,
     canonical_host,
     make_upload_token,
+    seal,
     sign_headers,
+    unseal,
     verify,
+    verify_sealed,
     verify_upload_token,
 )
 from tests.keys import new_key
@@ -167,3 +174,47 @@ def test_with_the_cache_unreachable_a_nonce_is_still_taken_once_by_this_process(
     assert trust.remember_nonce("nc-1", "n" * 24, 600) is True
     assert trust.remember_nonce("nc-1", "n" * 24, 600) is False
     assert trust.remember_nonce("nc-2", "n" * 24, 600) is True
+
+
+# Messages on the bus
+
+
+QUEUE = "cmd.nc-1"
+MESSAGE = '{"type":"cmd","op":"status/report","note":"café"}'.encode()
+
+
+def test_a_sealed_message_carries_its_exact_bytes_and_sender_and_verifies_for_its_queue_only():
+    body = seal(NODE, QUEUE, MESSAGE)
+    opened = unseal(body)
+    assert (opened.sender, opened.message) == ("nc-1", MESSAGE)
+    assert verify_sealed(NODE.public_key, QUEUE, opened)
+    assert not verify_sealed(OTHER.public_key, QUEUE, opened), "another host's key"
+    assert not verify_sealed(NODE.public_key, "cmd.nc-2", opened), "another queue"
+    assert seal(NODE, QUEUE, MESSAGE) == body, "Ed25519 is deterministic: the same bytes on every bus"
+
+
+@pytest.mark.parametrize("change", [
+    lambda envelope: envelope | {"message": envelope["message"].replace("report", "poweroff")},
+    lambda envelope: envelope | {"sender": "nc-2"},
+    lambda envelope: envelope | {"signature": envelope["signature"][:-4] + "AAAA"},
+])
+def test_a_changed_envelope_does_not_verify(change):
+    changed = unseal(json.dumps(change(json.loads(seal(NODE, QUEUE, MESSAGE)))).encode())
+    assert not verify_sealed(NODE.public_key, QUEUE, changed) and not verify_sealed(OTHER.public_key, QUEUE, changed)
+
+
+@pytest.mark.parametrize("body, reason", [
+    (MESSAGE, "unsigned message: not an eduCloud envelope (version 1)"),
+    (b"\xff", "unsigned message: not JSON"),
+    (b'{"envelope": 2, "sender": "nc-1", "signature": "x", "message": "{}"}',
+     "unsigned message: not an eduCloud envelope (version 1)"),
+    (b'{"envelope": 1, "sender": "NC 1;", "signature": "x", "message": "{}"}', "bad sender 'NC 1;'"),
+    (b'{"envelope": 1, "sender": "nc-1", "message": "{}"}',
+     "the envelope from nc-1 lacks its signature or its message"),
+    (b'{"envelope": 1, "sender": "nc-1", "signature": "x", "message": {"type": "cmd"}}',
+     "the envelope from nc-1 lacks its signature or its message"),
+])
+def test_what_is_not_an_envelope_is_refused_saying_why(body, reason):
+    with pytest.raises(BadEnvelope) as refused:
+        unseal(body)
+    assert str(refused.value) == reason
