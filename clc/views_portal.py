@@ -21,6 +21,7 @@ from clc.services.instances import InstanceError
 from clc.views import AuthorizedMixin
 from luhyadb.choices import InstanceKindChoices
 from luhyadb.choices import ResourceTypeChoices as Type
+from luhyadb.models import Instance
 
 # Desktops' states and progress refresh this often on the portal's pages.
 REFRESH_MS = 2000
@@ -40,7 +41,9 @@ class PortalMixin(AuthorizedMixin):
     def desktop(self, insid: str, action: str | None = None, *, console: bool = False):
         """The desktop the person may read (else 404) and may ``action`` (else 403); with ``console`` any instance
         whose console the portal's page opens (a virtual server or a wizard's VM too, for an administrator)."""
-        instances = portal.consoles(self.actor) if console else portal.desktops(self.actor)
+        kinds = portal.CONSOLE_KINDS if console else (InstanceKindChoices.RVD,)
+        # The rule finds the desktop (``authorized``): read on it, or the action alone where a group grants that.
+        instances = Instance.objects.filter(kind__in=kinds).select_related("image", "vm_type", "owner_group")
         return self.authorized(instances, action, instance_id=insid)
 
     def back(self):

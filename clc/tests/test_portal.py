@@ -139,6 +139,21 @@ def test_a_person_who_may_only_read_a_desktop_may_not_start_it_or_open_its_conso
         "start": False, "stop": False, "connect": False}
 
 
+def test_a_group_that_grants_execute_without_read_starts_and_stops_from_the_portal_as_from_the_api(
+        client, school, monkeypatch):
+    starters = OwnerGroup.objects.create(name="starters", path="edu.school.start")
+    OwnerGroupPermission.objects.create(owner_group=starters, resource_type="instance", execute=True)
+    operator = get_user_model().objects.create_user("operator")
+    Account.objects.create(user=operator, owner_group=starters, role="poweruser")
+    desktop(school, 1, None, owner_group=starters)
+    started = []
+    monkeypatch.setattr(portal, "run_instance", lambda instance: started.append(instance.instance_id) or instance)
+    client.force_login(operator)
+    assert client.post("/portal/desktops/ins-00000001/start/").status_code == 302
+    assert started == ["ins-00000001"]
+    assert client.get("/portal/desktops/ins-00000001/").status_code == 403  # reading desktops is not granted
+
+
 def test_anonymous_people_are_sent_to_log_in_and_come_back_to_the_page(client, school):
     user = person(school, "carol")
     user.set_password("carol-password-1")

@@ -64,7 +64,7 @@ class AuthorizationPropertyTest(TestCase):
 
     # No shrinking: a failing world's report already lists every wrong answer in it, and shrinking a world of this
     # size would take many minutes.
-    @settings(max_examples=int(os.environ.get("EDUCLOUD_AUTHZ_WORLDS", "20")), deadline=None,
+    @settings(max_examples=int(os.environ.get("EDUCLOUD_AUTHZ_WORLDS", "12")), deadline=None,
               phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.too_slow])
     @given(worlds())
     def test_every_url_answers_everyone_exactly_as_the_owner_group_rule_says(self, spec):
