@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from luhyadb.models import Account, Host, Image, Instance, TaskTransaction
@@ -228,48 +229,21 @@ def token_withdraw(world, person) -> Iterable[Call]:
         yield Call("DELETE", f"/clc/api/1.0/jointokens/{token.pk}/", _who(person, allowed, 404))
 
 
-def _images(world):
-    return world.images
-
-
-def _instances(world):
-    return world.instances
+# The records of a kind a call is tried on.
+_images = attrgetter("images")
+_instances = attrgetter("instances")
+_hosts = attrgetter("hosts")
+_tasks = attrgetter("tasks")
+_builds = attrgetter("builds")
+_accounts = attrgetter("accounts")
+_groups = attrgetter("groups")
+_vmtypes = attrgetter("vmtypes")
+_networks = attrgetter("networks")
+_servers = attrgetter("servers")
 
 
 def _desktops(world):
     return [instance for instance in world.instances if instance.kind == "rvd"]
-
-
-def _hosts(world):
-    return world.hosts
-
-
-def _tasks(world):
-    return world.tasks
-
-
-def _builds(world):
-    return world.builds
-
-
-def _accounts(world):
-    return world.accounts
-
-
-def _groups(world):
-    return world.groups
-
-
-def _vmtypes(world):
-    return world.vmtypes
-
-
-def _networks(world):
-    return world.networks
-
-
-def _servers(world):
-    return world.servers
 
 
 API = "/clc/api/1.0"
