@@ -8,6 +8,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import random
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -20,7 +21,8 @@ from luhyaapi.imagecache import CacheFull, VerifiedFileCache
 IMAGE = "img-0000c001"
 OTHER = "img-0000c002"
 THIRD = "img-0000c003"
-DATA = os.urandom(64 * 1024) + b"end"
+# The same bytes in every process (spawned workers import this module again).
+DATA = random.Random(13).randbytes(64 * 1024)
 SHA = hashlib.sha256(DATA).hexdigest()
 ROUNDS = 150
 
