@@ -30,7 +30,7 @@ from luhyaapi.vmspec import RuntimeOptions, VMSpec
 from nc.drivers import get_driver
 from nc.drivers.base import DriverError, HypervisorDriver, VMState, check_instance_id
 from nc.models import NodeInstance
-from nc.services.images import PROGRESS_PER_SECOND, fetch_image
+from nc.services.images import PROGRESS_PER_SECOND, held_image
 
 logger = logging.getLogger(__name__)
 
@@ -113,18 +113,19 @@ def _prepare_disk(record: NodeInstance, image: ImageRef, reports: _Reports, canc
     if disk.exists() and record.persistent:
         return disk  # a persistent instance keeps its disk (and what was written to it) from run to run
     reports.task("preparing", "downloading", 0)
-    cached = fetch_image(image.image_id, image.version, image.sha256, image.size,
-                         throttled(on_progress, PROGRESS_PER_SECOND))
-    if cancel.is_set():
-        raise Cancelled()
-    reports.task("preparing", "cloning", 99)
-    if disk.exists():
-        disk.unlink()  # a temporary instance's clone left by an interrupted run: start clean
-    disk.parent.mkdir(parents=True, exist_ok=True)
-    node_driver().clone_disk(cached.path, disk)
-    record.image_path = str(cached.path)
-    record.disk_path = str(disk)
-    record.save(update_fields=["image_path", "disk_path", "updated"])
+    # Held until the record names the image: from then on ``image_in_use`` keeps it from eviction.
+    with held_image(image.image_id, image.version, image.sha256, image.size,
+                    throttled(on_progress, PROGRESS_PER_SECOND)) as cached:
+        if cancel.is_set():
+            raise Cancelled()
+        reports.task("preparing", "cloning", 99)
+        if disk.exists():
+            disk.unlink()  # a temporary instance's clone left by an interrupted run: start clean
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        node_driver().clone_disk(cached.path, disk)
+        record.image_path = str(cached.path)
+        record.disk_path = str(disk)
+        record.save(update_fields=["image_path", "disk_path", "updated"])
     return disk
 
 
