@@ -16,6 +16,7 @@ from django.db import connection
 import cc.services.image_cache as cluster_cache_module
 import nc.services.images as node_images
 from clc.services.images import create_image, finish_upload, start_upload
+from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.imagecache import CacheFull, sha256_of
 from luhyaapi.messages import Command, ImageRef
 from luhyaapi.transfer import upload_file
@@ -69,13 +70,13 @@ def node_downloads(monkeypatch) -> list[str]:
     return calls
 
 
-def upload(cloud, tmp_path, name: str) -> ImageRef:
-    """A new image in walrus holding ``SIZE`` random bytes (a raw disk), as the node is told of it."""
+def upload(cloud, tmp_path, name: str, size: int = SIZE) -> ImageRef:
+    """A new image in walrus holding ``size`` random bytes (a raw disk), as the node is told of it."""
     path = tmp_path / f"{name}.raw"
-    path.write_bytes(os.urandom(SIZE))
+    path.write_bytes(os.urandom(size))
     group, _ = OwnerGroup.objects.get_or_create(name="root", path="edu")
     image = create_image(name=name, owner_group=group)
-    started = start_upload(image, SIZE)
+    started = start_upload(image, size)
     upload_file(cloud.walrus_url, own_key(), path, image.image_id, upload_id=started["upload_id"])
     version = finish_upload(image, started["upload_id"])
     return ImageRef(image_id=image.image_id, version=version.number, sha256=version.sha256, size=version.size_bytes)
@@ -217,3 +218,22 @@ def test_eviction_skips_an_image_while_a_launch_clones_it(cloud, tmp_path, monke
     fetch_image(other.image_id, other.version, other.sha256, other.size)
     assert not cached.path.exists()
     assert node_cache().lookup(other.image_id, other.version, other.sha256) is not None
+
+
+def test_caches_too_small_for_an_image_refuse_it_before_evicting_the_images_they_hold(cloud, tmp_path):
+    kept = upload(cloud, tmp_path, "Kept desktop")
+    huge = upload(cloud, tmp_path, "Huge desktop", size=2 * SIZE)
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, image_cache_bytes=SIZE + SIZE // 2)
+    on_node = fetch_image(kept.image_id, kept.version, kept.sha256, kept.size)
+    on_cluster = cluster_cache_module.cluster_cache().files.path(kept.image_id, kept.version)
+    assert on_cluster.exists()
+
+    with pytest.raises(CacheFull) as refused_by_node:
+        fetch_image(huge.image_id, huge.version, huge.sha256, huge.size)
+    with pytest.raises(RemoteError) as refused_by_cluster:
+        RoleClient(cloud.cc_url, own_key()).get(f"/cc/api/1.0/images/{huge.image_id}/versions/{huge.version}/data")
+    assert on_node.path.exists() and sha256_of(on_node.path) == kept.sha256
+    assert on_cluster.exists() and sha256_of(on_cluster) == kept.sha256
+    assert "larger than the whole image cache" in str(refused_by_node.value)
+    assert refused_by_cluster.value.status == 507
+    assert "larger than the whole image cache" in refused_by_cluster.value.detail
