@@ -288,3 +288,39 @@ def test_remove_waits_while_the_image_is_held(tmp_path):
         assert path.read_bytes() == DATA
     remover.join(5)
     assert removed.is_set() and not path.exists()
+
+
+def test_a_user_waiting_while_its_image_is_evicted_then_holds_the_lock_a_new_fetcher_respects(tmp_path):
+    cache = VerifiedFileCache(tmp_path, 2 * len(DATA))
+    _put(cache, IMAGE)
+    _put(cache, OTHER)
+    cache.lookup(OTHER, 1, SHA)  # IMAGE is the least recently used: locked first, evicted with OTHER
+    user_holds, user_may_leave = threading.Event(), threading.Event()
+    found = []
+
+    def user() -> None:
+        with cache.held(IMAGE, 1):
+            found.append(cache.lookup(IMAGE, 1, SHA))
+            user_holds.set()
+            user_may_leave.wait(10)
+
+    def in_use(path: Path) -> bool:
+        if path == cache.path(OTHER, 1):
+            # IMAGE is locked by the eviction now: the user starts waiting on the lock file about to be deleted.
+            threading.Thread(target=user, daemon=True).start()
+            time.sleep(0.3)
+        return False
+
+    cache.make_room(2 * len(DATA), in_use=in_use)
+    assert user_holds.wait(10)
+    assert found == [None]  # evicted: the user would fetch it again
+    fetcher_holds = threading.Event()
+
+    def fetcher() -> None:
+        with cache.held(IMAGE, 1, exclusive=True):
+            fetcher_holds.set()
+
+    threading.Thread(target=fetcher, daemon=True).start()
+    assert not fetcher_holds.wait(0.3), "the user's lock must be on the lock file a fetcher takes now"
+    user_may_leave.set()
+    assert fetcher_holds.wait(10)
