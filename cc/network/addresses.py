@@ -118,31 +118,37 @@ class PortPool:
         return None
 
 
-def port_in_use(port: int) -> bool:
-    """Whether a program on this host holds TCP ``port`` (listening, or bound to it to listen), on any of its IPv4
-    addresses or on IPv6. Raises OSError if the port cannot be tried for another reason than its being in use."""
+def port_in_use(port: int, address: str | None = None) -> bool:
+    """Whether a program on this host holds TCP ``port`` (listening, or bound to it to listen) on any of its IPv4
+    addresses or on IPv6; with ``address``, whether a server could not listen on ``address:port`` because of that.
+    Raises OSError if the port cannot be tried for another reason (``address`` is not one of this host's)."""
     # Binding the wildcard address conflicts with a socket bound to the port on any address, which a connect to
     # 127.0.0.1 would miss: a VNC console listening on the node's own address, a socket bound but not listening yet.
-    # SO_REUSEADDR is on, as QEMU (the port's future user) sets it: a listener or a socket bound without it still
-    # conflicts, while a connection of a stopped VM lingering in TIME_WAIT does not (off, it would read as in use
-    # for a minute after every console session). IPv6 is tried alone (V6ONLY), for a service listening there only:
-    # a client that resolves the console's host name may reach it first.
-    families = [(socket.AF_INET, "0.0.0.0")] + ([(socket.AF_INET6, "::")] if socket.has_ipv6 else [])
-    for family, wildcard in families:
+    # SO_REUSEADDR is on, as QEMU and waitress (the port's future users) set it: a listener or a socket bound without
+    # it still conflicts, while a connection of a stopped VM lingering in TIME_WAIT does not (off, the port would
+    # read as in use for a minute after every console session). IPv6 is tried alone (V6ONLY), for a service
+    # listening there only: a client that resolves the console's host name may reach it first.
+    if address is not None:
+        probes = [(socket.AF_INET6 if ":" in address else socket.AF_INET, address, True)]
+    else:
+        probes = [(socket.AF_INET, "0.0.0.0", True)] + ([(socket.AF_INET6, "::", False)] if socket.has_ipv6 else [])
+    for family, where, required in probes:
         try:
             probe = socket.socket(family, socket.SOCK_STREAM)
         except OSError:
+            if required:
+                raise
             continue  # no IPv6 on this host: nothing can hold the port there
         with probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
-                probe.bind((wildcard, port))
+                probe.bind((where, port))
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
                     return True
-                if family == socket.AF_INET:
+                if required:
                     raise
     return False
 
