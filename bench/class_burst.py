@@ -38,7 +38,7 @@ from tests.services import (  # noqa: E402
     kill_vms_under,
 )
 
-ENDED = ("running", "failed", "stopped", "defined")
+STARTING = ("scheduled", "preparing", "booting")
 # What a class may wait for its desktops before the run counts as failed.
 BURST_LIMIT_SECONDS = 900.0
 
@@ -107,15 +107,20 @@ class Launch:
 
     def follow(self, record: dict) -> bool:
         """Take in the instance's record; True once its run has ended one way or the other."""
-        state = record["state"]
-        if state == "running" and record.get("console_url"):
+        state, refused = record["state"], self.answer.startswith("refused")
+        if state in STARTING:
+            return False  # refused or not, a node may be starting it: see where it ends
+        if state == "running" and refused:
+            self.end = "refused, yet running" + ("" if record.get("console_url") else " without console")
+        elif state == "running" and record.get("console_url"):
             self.running_after = time.monotonic() - self.sent
             self.end = "running with console"
-            return True
-        if state in ENDED and state != "running":
-            self.end, self.reason = state, self.reason or record.get("message", "")
-            return True
-        return False
+        elif state == "running":
+            return False  # its console comes with the next report
+        else:
+            self.end = self.answer if refused else state
+            self.reason = self.reason or record.get("message", "")
+        return True
 
 
 def run_alone(cloud: AllInOne, insid: str) -> float:
@@ -146,7 +151,8 @@ def burst(cloud: AllInOne, insids: list[str]) -> list[Launch]:
         thread.start()
     for thread in threads:
         thread.join()
-    waiting = {launch.insid: launch for launch in launches if not launch.answer.startswith("refused")}
+    # A refused launch is followed too: a run refused while its VM starts anyway is the worst end of all.
+    waiting = {launch.insid: launch for launch in launches}
     deadline = time.monotonic() + BURST_LIMIT_SECONDS
     while waiting and time.monotonic() < deadline:
         for insid, launch in list(waiting.items()):
