@@ -8,6 +8,7 @@ Erlang cookie, all under a temporary directory) and stops, kills and starts that
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -49,10 +50,29 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port outside the kernel's ephemeral range: while the broker is down, the port must stay its
+    own, and in that range any outgoing connection may take it as its local port (a client reconnecting to the
+    stopped broker even connects to itself, through TCP's simultaneous open, and holds the port)."""
+    ephemeral = _ephemeral_ports()
+    while True:
+        port = random.randrange(10000, 65535)
+        if port in ephemeral:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class PrivateBroker:
