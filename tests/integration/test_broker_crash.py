@@ -228,4 +228,5 @@ def test_a_publish_under_way_at_the_crash_is_confirmed_and_delivered_or_raises_n
     # Every message on the queue came from a publish: sent, or failed but reached the broker before it died.
     assert received <= {attempt.message.msg_id for p in (patient, hasty) for attempt in p.attempts}
     print(f"sent {len(sent)}, raised {len(hasty.failed())}, delivered {len(received)} "
-          f"({len(received) - len(sent)} of the raised ones reached the queue before the crash)")
+          f"({len(received) - len(sent)} of the raised ones reached the queue before the crash; "
+          f"{len(consumer.received) - len(received)} delivered twice)")
