@@ -148,7 +148,6 @@ def _boot(record: NodeInstance, disk: Path, options: RuntimeOptions, reports: _R
     if driver.state(insid) is not VMState.ABSENT:
         driver.destroy(insid)  # the definition of an earlier run (other ports); the disk lives outside it
     reports.task("editing", "booting", 100)
-    reports.instance("booting")
     driver.create(VMSpec.build(insid, [str(disk)], options))
     # bench/instance_launch.py times the control plane up to this moment.
     logger.info("instances: %s start call at %.6f", insid, time.time())
