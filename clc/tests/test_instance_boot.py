@@ -61,11 +61,12 @@ def admin_pages(client):
     return pages
 
 
-def test_a_booting_instance_is_shown_booting_without_the_last_runs_address(instance, admin_pages):
+def test_a_booting_instance_is_shown_booting_with_its_console_without_the_last_runs_address(instance, admin_pages):
     booting = fold(state="booting", vmstatus="started", console="vnc://10.0.0.5:6401")
     assert (booting.state, booting.guest_ip, booting.answering) == ("booting", "", True)
     pages = admin_pages()
     assert 'class="state booting">Booting<' in pages and "10.0.2.99" not in pages
+    assert 'href="vnc://10.0.0.5:6401"' in pages, "the VM is started: its console shows what it does"
 
 
 def test_a_running_guests_address_is_on_the_admins_list_and_page(instance, admin_pages):
