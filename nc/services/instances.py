@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -51,6 +52,8 @@ class Cancelled(Exception):
 
 # The states of an instance whose VM this node has started: booting until the guest shows it is up, then running.
 STARTED_STATES = ("booting", "running")
+# How many guests the watcher looks at at once.
+WATCH_THREADS = 16
 
 _driver: HypervisorDriver | None = None
 _guard = threading.Lock()
@@ -365,17 +368,22 @@ def _boot_target(record: NodeInstance) -> readiness.BootTarget:
         return readiness.BootTarget(macs=(), services=())  # a record of an older node: only the driver's word
 
 
-def _follow_guest(record: NodeInstance, driver: HypervisorDriver, reports: _Reports) -> None:
-    """Look for evidence that the guest of a started VM is up (``nc.services.readiness``): a booting one becomes
-    running; one still without evidence after ``nc.ready_timeout_seconds`` becomes running, not answering (and
-    answering once evidence comes later); a new guest address is reported."""
+def _look_for_guest(record: NodeInstance, driver: HypervisorDriver) -> readiness.Readiness:
+    """Whether the guest of a started VM is up (``nc.services.readiness``) and its address. One already up and
+    answering is only asked for its address (no probe of its services). Safe to run on several threads at once."""
     config = settings.EDUCLOUD
     lease_files = [config.lease_file] if config.lease_file else []
     target, guest = _boot_target(record), driver.guest_info(record.instance_id)
-    if record.state == "running" and record.answering:  # up already: only a new address is news
-        found = readiness.Readiness(True, "", guest.ip or readiness.leased_address(target, lease_files))
-    else:
-        found = readiness.check_readiness(target, guest, lease_files)
+    if record.state == "running" and record.answering:
+        return readiness.Readiness(True, "", guest.ip or readiness.leased_address(target, lease_files))
+    return readiness.check_readiness(target, guest, lease_files)
+
+
+def _follow_guest(record: NodeInstance, found: readiness.Readiness, driver: HypervisorDriver,
+                  reports: _Reports) -> None:
+    """Act on what ``_look_for_guest`` found: a booting instance becomes running; one still without evidence after
+    ``nc.ready_timeout_seconds`` becomes running, not answering (and answering once evidence comes later); a new
+    guest address is reported."""
     was = (record.state, record.answering, record.guest_ip)
     if found.up:
         if record.state == "booting" or not record.answering:
@@ -384,9 +392,10 @@ def _follow_guest(record: NodeInstance, driver: HypervisorDriver, reports: _Repo
         record.guest_ip = found.guest_ip or record.guest_ip
     elif record.state == "booting":
         started = record.booted_at or record.updated
-        if (timezone.now() - started).total_seconds() >= config.vm_ready_timeout:
+        limit = settings.EDUCLOUD.vm_ready_timeout
+        if (timezone.now() - started).total_seconds() >= limit:
             logger.warning("instances: %s shows no sign of its guest after %.0f s; running, not answering",
-                           record.instance_id, config.vm_ready_timeout)
+                           record.instance_id, limit)
             record.state, record.answering = "running", False
     if (record.state, record.answering, record.guest_ip) != was:
         record.save(update_fields=["state", "answering", "guest_ip", "updated"])
@@ -395,24 +404,40 @@ def _follow_guest(record: NodeInstance, driver: HypervisorDriver, reports: _Repo
 
 def watch_instances(reporter: Reporter) -> list[str]:
     """One look at the instances this node has started: one whose VM stopped on its own (shut down inside the
-    guest, or killed) is ended as a stop would; for the others, ``_follow_guest``. Returns the instance ids found
-    stopped."""
+    guest, or killed) is ended as a stop would; for the others, ``_follow_guest``. The guests are looked at in
+    parallel (a probe of a guest that is not up waits up to ``readiness.PROBE_TIMEOUT``, and a class boots many at
+    once). Returns the instance ids found stopped."""
     driver = node_driver()
     stopped = []
-    for record in NodeInstance.objects.filter(state__in=STARTED_STATES):
-        lock = _lock(record.instance_id)
-        if not lock.acquire(blocking=False):
-            continue  # a run, stop or delete is at work on it
-        try:
+    held: list[tuple[NodeInstance, threading.Lock]] = []
+    try:
+        for record in NodeInstance.objects.filter(state__in=STARTED_STATES):
+            lock = _lock(record.instance_id)
+            if not lock.acquire(blocking=False):
+                continue  # a run, stop or delete is at work on it
+            held.append((record, lock))
+        following = []
+        for record, _ in held:
             reports = _Reports(reporter, record.tid, record.seq, record.instance_id)
-            if driver.state(record.instance_id) is not VMState.RUNNING:
-                _end_run(record, driver, reports, "stopped (from inside the guest)")
-                stopped.append(record.instance_id)
-                continue
-            _follow_guest(record, driver, reports)
-        except DriverError as exc:
-            logger.warning("instances: could not look at %s: %s", record.instance_id, exc)
-        finally:
+            try:
+                if driver.state(record.instance_id) is not VMState.RUNNING:
+                    _end_run(record, driver, reports, "stopped (from inside the guest)")
+                    stopped.append(record.instance_id)
+                else:
+                    following.append((record, reports))
+            except DriverError as exc:
+                logger.warning("instances: could not look at %s: %s", record.instance_id, exc)
+        if following:
+            with ThreadPoolExecutor(max_workers=min(WATCH_THREADS, len(following))) as pool:
+                looks = [(record, reports, pool.submit(_look_for_guest, record, driver))
+                         for record, reports in following]
+            for record, reports, look in looks:
+                try:
+                    _follow_guest(record, look.result(), driver, reports)
+                except DriverError as exc:
+                    logger.warning("instances: could not look at %s: %s", record.instance_id, exc)
+    finally:
+        for _, lock in held:
             lock.release()
     return stopped
 
