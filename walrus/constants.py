@@ -13,3 +13,6 @@ CHECKPOINT_BYTES = 64 * MiB
 
 # Disk images of schools' desktops and servers are tens of GB; refuse sizes beyond reason before any disk is used.
 MAX_IMAGE_BYTES = 4 * 1024 * 1024 * MiB
+
+# The ``reason`` of a 507 (the store's disk has no room): programs (the CLC passing it on, upload clients) test it.
+DISK_FULL = "disk-full"

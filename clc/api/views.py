@@ -207,7 +207,7 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
 
     def handle_exception(self, exc):
         if isinstance(exc, ImageError):
-            return Response({"detail": str(exc)}, status=exc.status)
+            return Response({"detail": str(exc)} | ({"reason": exc.reason} if exc.reason else {}), status=exc.status)
         return super().handle_exception(exc)
 
     @extend_schema(request=UploadStartSerializer, responses={201: inline_serializer("ImageUpload", {
