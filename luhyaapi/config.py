@@ -51,10 +51,13 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("cache", "url"): "locmem://",
     ("nc", "hypervisor"): "qemu",
     ("nc", "stop_timeout_seconds"): "60",
+    ("nc", "ready_timeout_seconds"): "300",
+    ("nc", "lease_file"): "{data_dir}/cc/dhcp/dnsmasq.leases",
     ("nc", "poweroff_command"): "systemctl poweroff",
     ("nc", "host_mode"): "false",
     ("nc", "kiosk"): "false",
     ("cc", "port_range"): "6400-6999",
+    ("cc", "cpu_overcommit"): "4",
     ("cc", "kinds"): "vs,rvd,lvd",
     ("cc", "manage_network"): "true",
     ("cc", "wake_broadcast"): "255.255.255.255",
@@ -116,9 +119,14 @@ class Config:
     cache_url: str
     hypervisor: str = "qemu"
     vm_stop_timeout: float = 60.0
+    # How long a booted guest may show no sign of life before it is reported "running, not answering".
+    vm_ready_timeout: float = 300.0
+    # The dnsmasq lease file where the guests' DHCP leases show (the CC's, when it runs on this host).
+    lease_file: Path | None = None
     host_mode: bool = False
     kiosk: bool = False
     port_range: tuple[int, int] = (6400, 6999)
+    cpu_overcommit: float = 4.0
     cluster_kinds: tuple[str, ...] = INSTANCE_KINDS
     manage_network: bool = True
     walrus_cors_origins: tuple[str, ...] = ()
@@ -376,9 +384,13 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         cache_url=_parse_url("cache", "url", get("cache", "url"), ("locmem", "memcached")),
         hypervisor=hypervisor,
         vm_stop_timeout=_parse_number("nc", "stop_timeout_seconds", get("nc", "stop_timeout_seconds"), float, 1),
+        vm_ready_timeout=_parse_number("nc", "ready_timeout_seconds", get("nc", "ready_timeout_seconds"), float, 1),
+        lease_file=Path(get("nc", "lease_file").replace("{data_dir}", str(data_dir))) if get("nc", "lease_file")
+        else None,
         host_mode=host_mode,
         kiosk=kiosk,
         port_range=_parse_port_range(get("cc", "port_range")),
+        cpu_overcommit=_parse_number("cc", "cpu_overcommit", get("cc", "cpu_overcommit"), float, 1),
         cluster_kinds=kinds,
         manage_network=_flag(get("cc", "manage_network")),
         walrus_cors_origins=_parse_origins("walrus", "cors_origins", get("walrus", "cors_origins")),
