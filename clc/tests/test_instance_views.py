@@ -296,10 +296,10 @@ def test_running_a_running_instance_says_to_stop_it_first(staff_client, records)
     assert "is running; stop it first" in page
 
 
-def test_deleting_an_instance_already_being_deleted_says_so(staff_client, records):
+def test_deleting_an_instance_already_being_deleted_says_so_on_the_list(staff_client, records):
     make(records, 1, state="deleting", node="nc-1")
     response = staff_client.post("/clc/instances/ins-00000001/delete/", follow=True)
-    assert response.redirect_chain == [("/clc/instances/ins-00000001/", 302)]
+    assert response.redirect_chain == [("/clc/instances/", 302)]
     assert "already being deleted" in response.content.decode()
     assert Instance.objects.filter(state="deleting").exists()
 

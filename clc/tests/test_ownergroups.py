@@ -76,7 +76,8 @@ def test_the_list_has_pages_of_25(client, school_admin):
 
 def test_a_school_administrator_creates_a_group_inside_their_school_only(client, school_admin):
     assert 'value="edu.school."' in client.get("/clc/groups/new/").content.decode()
-    response = client.post("/clc/groups/new/", {"path": "edu.school.class2", "name": "Class 2", "description": ""})
+    response = client.post("/clc/groups/new/", {"path": "edu.school.class2", "name": "Class 2", "kind": "none",
+                                                "description": ""})
     assert (response.status_code, response["Location"]) == (302, "/clc/groups/edu.school.class2/edit/")
     assert granted("edu.school.class2") == {}
     page = client.post("/clc/groups/new/", {"path": "edu.other.class9", "name": "Class 9"}).content.decode()
