@@ -2,7 +2,6 @@
 # Installs what eduCloud needs on a fresh Debian machine and starts the all-in-one cloud: all six roles, web and
 # daemons in one process, with the embedded defaults (SQLite, in-process bus, local-memory cache).
 # Settings: var/allinone/educloud.conf (written on the first start); EDUCLOUD_LISTEN=0.0.0.0:8000 to serve the LAN.
-# Arguments go to `manage.py run_cloud` (e.g. --stop-vms: stop the node's VMs when it ends).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$EDUCLOUD_ROOT"
@@ -37,4 +36,5 @@ CONF
 fi
 export EDUCLOUD_CONF="$CONF"
 say "starting eduCloud (Ctrl-C stops it; its VMs keep running unless started with --stop-vms)"
+# Arguments go to `manage.py run_cloud` (e.g. --stop-vms: stop the node's VMs when it ends).
 exec "$VENV/bin/python" manage.py run_cloud "$@"
