@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import connection
 
 from luhyaapi.messages import Command
 from nc.drivers.base import DriverError, VMState
@@ -49,6 +50,8 @@ def stop_vms(insids: list[str], reporter: Reporter, timeout: float) -> list[str]
             stop_instance(command, reporter)
         except DriverError as exc:
             logger.error("shutdown: could not stop %s: %s", insid, exc)
+        finally:
+            connection.close()  # this thread's own database connection
 
     threads = [threading.Thread(target=stop_one, args=(insid,), name=f"stop-{insid}", daemon=True)
                for insid in insids]
