@@ -162,3 +162,40 @@ def test_every_host_serves_its_icon_to_anyone(client):
     assert response.status_code == 200
     assert response["Content-Type"] == "image/vnd.microsoft.icon"
     assert b"".join(response.streaming_content)[:4] == b"\x00\x00\x01\x00"  # the ICO header
+
+
+# Every Delete of the console lands on its list, with a message.
+
+def _records():
+    """(the Delete's URL, the list it must land on, the message) for one record of each kind the console deletes."""
+    from clc.services.networks import save_network
+    from clc.tests.test_networks import GOOD
+    from luhyadb.models import Host, Image, Instance, VMType
+
+    edu = OwnerGroup.objects.get(path="edu")
+    Image.objects.create(image_id="img-0000dead", name="Old image", owner_group=edu)
+    Instance.objects.create(instance_id="ins-0000dead", name="Old desktop", kind="rvd", owner_group=edu,
+                            image=Image.objects.get(image_id="img-0000dead"), vm_type=VMType.objects.get(name="tiny"),
+                            mac="52:54:00:00:00:09")
+    VMType.objects.create(name="huge", cpus=16, memory_mb=32768, disk_gb=500)
+    save_network(GOOD)
+    OwnerGroup.objects.create(path="edu.school.lab", name="Lab")
+    make_person("leaver", "user", "edu.school")
+    Host.objects.create(name="pc-9", mac="52:54:00:00:00:99", ip="10.0.0.9", cluster="c1")
+    return [
+        ("/clc/instances/ins-0000dead/delete/", "/clc/instances/", "Instance Old desktop (ins-0000dead) deleted."),
+        ("/clc/images/img-0000dead/delete/", "/clc/images/", "Image Old image (img-0000dead) deleted."),
+        ("/clc/vmtypes/huge/delete/", "/clc/vmtypes/", "VM type huge deleted."),
+        ("/clc/networks/c1/delete/", "/clc/networks/", "Network settings of cluster c1 deleted."),
+        ("/clc/groups/edu.school.lab/delete/", "/clc/groups/", "Owner-group edu.school.lab deleted."),
+        ("/clc/accounts/leaver/delete/", "/clc/accounts/", "Account leaver deleted."),
+        ("/clc/hosts/52:54:00:00:00:99/delete/", "/clc/hosts/", "pc-9 (52:54:00:00:00:99) deleted"),
+    ]
+
+
+def test_every_delete_of_the_console_lands_on_its_list_with_a_message(admin_client, groups):
+    for url, listing, message in _records():
+        response = admin_client.post(url)
+        assert (url, response.status_code, response["Location"]) == (url, 302, listing)
+        page = admin_client.get(listing)
+        assert page.status_code == 200 and message in html.unescape(page.content.decode()), url
