@@ -60,8 +60,10 @@ def _wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"the web server did not start listening on {host}:{port}")
 
 
-def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], only: set[str] | None = None) -> None:
-    """Serve and run until a signal arrives; daemons start after the web server answers (they register over it)."""
+def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], only: set[str] | None = None,
+             stop_vms: bool = False) -> None:
+    """Serve and run until a signal arrives; daemons start after the web server answers (they register over it).
+    On a node, its VMs are then stopped (``stop_vms``) or left running with a word on how to stop them."""
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -79,7 +81,7 @@ def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], onl
         if config.has_role("clc"):
             log(f"log in to the admin console at http://{config.ip}:{config.listen_port}/clc/ as the administrator "
                 f"(first password: {config.data_dir / 'admin-password'})")
-    workers, _heartbeats = build_workers(config, stop)
+    workers, heartbeats = build_workers(config, stop)
     if only:
         unknown = only - {worker.name for worker in workers}
         if unknown:
@@ -91,6 +93,10 @@ def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], onl
     log(f"daemons running: {', '.join(worker.name for worker in workers)}")
     while not stop.wait(1.0):
         pass
+    if config.has_role("nc"):
+        from nc.services.shutdown import on_exit
+
+        on_exit(heartbeats["nc"], stop=stop_vms, log=log)
     for worker in workers:
         worker.join(timeout=10)
     log("stopped")
