@@ -23,8 +23,9 @@ from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
 
-# Whether "no network settings yet" was said since the settings were last there (it is said once, not every minute).
-_said_none = False
+# The clusters of which "no network settings yet" was said since their settings were last there: said once, not at
+# every look.
+_said_none: set[str] = set()
 # The states in which an instance holds its ports and addresses (the same as the scheduler's).
 HOLDING_STATES = ("scheduled", "preparing", "booting", "running", "stopping", "submitting")
 
@@ -78,7 +79,6 @@ def cluster_network() -> ClusterNet | None:
 def remember_network(values: dict) -> ClusterNet | None:
     """Keep the CLC's settings for this cluster (``{}``: it has none); written only when they changed, and a
     cluster without settings is said once in the log, not at every look. ValueError when they cannot be read."""
-    global _said_none
     cluster = settings.EDUCLOUD.cluster
     try:
         net = ClusterNet.from_config(values) if values else None
@@ -88,12 +88,12 @@ def remember_network(values: dict) -> ClusterNet | None:
     if net is None:
         if row is not None:
             row.delete()
-        if row is not None or not _said_none:
+        if row is not None or cluster not in _said_none:
             logger.info("network: cluster %s has no network settings yet; it runs NAT-only with cc.kinds and "
                         "cc.port_range until they are set on the CLC's Networks page", cluster)
-            _said_none = True
+            _said_none.add(cluster)
         return None
-    _said_none = False
+    _said_none.discard(cluster)
     if row is None or row.settings != values:
         NetworkSettings.objects.update_or_create(cluster=cluster, defaults={"settings": values})
         logger.info("network: cluster %s's network settings received (%s, %s mode)", cluster, net.kind, net.mode)
