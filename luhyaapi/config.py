@@ -55,6 +55,7 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("nc", "host_mode"): "false",
     ("nc", "kiosk"): "false",
     ("cc", "port_range"): "6400-6999",
+    ("cc", "cpu_overcommit"): "4",
     ("cc", "kinds"): "vs,rvd,lvd",
     ("cc", "manage_network"): "true",
     ("cc", "wake_broadcast"): "255.255.255.255",
@@ -119,6 +120,7 @@ class Config:
     host_mode: bool = False
     kiosk: bool = False
     port_range: tuple[int, int] = (6400, 6999)
+    cpu_overcommit: float = 4.0
     cluster_kinds: tuple[str, ...] = INSTANCE_KINDS
     manage_network: bool = True
     walrus_cors_origins: tuple[str, ...] = ()
@@ -379,6 +381,7 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         host_mode=host_mode,
         kiosk=kiosk,
         port_range=_parse_port_range(get("cc", "port_range")),
+        cpu_overcommit=_parse_number("cc", "cpu_overcommit", get("cc", "cpu_overcommit"), float, 1),
         cluster_kinds=kinds,
         manage_network=_flag(get("cc", "manage_network")),
         walrus_cors_origins=_parse_origins("walrus", "cors_origins", get("walrus", "cors_origins")),

@@ -59,7 +59,7 @@ def _candidates() -> list[Candidate]:
     return [Candidate(name=node.name, online=bool(node.last_seen and node.last_seen >= recent), cpus=node.cpus,
                       memory_mb=node.memory_mb, free_disk_mb=node.free_disk_mb or node.disk_mb,
                       committed=committed.get(node.name, Need(0, 0)), classroom_pc=node.classroom_pc,
-                      trusted=node.name in trusted)
+                      trusted=node.name in trusted, cpu_overcommit=config.cpu_overcommit)
             for node in nodes]
 
 
@@ -70,7 +70,7 @@ def lease_ports(insid: str, purposes: list[str], port_range: tuple[int, int]) ->
     leased: dict[str, int] = {}
     for purpose in purposes:
         try:
-            leased[purpose] = lease_next_free(taken, "port", pool.next_free,
+            leased[purpose] = lease_next_free(taken, "port", pool.next_unused,
                                               {"instance_id": insid, "purpose": purpose})
         except PoolUsedUp:
             raise InstanceRefused(409, f"the cluster's port pool {pool.low}-{pool.high} is used up") from None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# VMs rarely keep all their virtual CPUs busy; a node takes this many virtual CPUs per real one.
-CPU_OVERCOMMIT = 4
+# VMs rarely keep all their virtual CPUs busy; by default a node takes this many virtual CPUs per real one
+# (the cluster's cc.cpu_overcommit setting changes it: a class of idle desktops fits many more).
+CPU_OVERCOMMIT = 4.0
 # Memory kept for the node itself (its daemons, the page cache the image transfers need).
 HOST_RESERVE_MB = 512
 CLASSROOM_PC = "a classroom PC, not a node for the cloud's instances"
@@ -29,7 +30,8 @@ class Need:
 @dataclass(frozen=True)
 class Candidate:
     """A node as the scheduler sees it: its capacity, its reported free disk, what instances already hold, whether
-    it is a classroom PC's node controller, and whether its key is trusted (a revoked node runs nothing more)."""
+    it is a classroom PC's node controller, whether its key is trusted (a revoked node runs nothing more), and how
+    many virtual CPUs it takes per real one."""
 
     name: str
     online: bool
@@ -39,6 +41,7 @@ class Candidate:
     committed: Need = field(default_factory=lambda: Need(0, 0))
     classroom_pc: bool = False
     trusted: bool = True
+    cpu_overcommit: float = CPU_OVERCOMMIT
 
     @property
     def spare_memory_mb(self) -> int:
@@ -46,7 +49,7 @@ class Candidate:
 
     @property
     def spare_cpus(self) -> float:
-        return self.cpus * CPU_OVERCOMMIT - self.committed.cpus
+        return self.cpus * self.cpu_overcommit - self.committed.cpus
 
 
 class NoNodeFits(LookupError):

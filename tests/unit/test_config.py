@@ -132,3 +132,11 @@ def test_sessions_end_after_half_an_hour_without_activity_unless_set_otherwise()
     for wrong in ("0", "-5", "soon"):
         with pytest.raises(ConfigError, match=r"clc.session_idle_minutes \(EDUCLOUD_CLC_SESSION_IDLE_MINUTES\)"):
             load_config(env(EDUCLOUD_CLC_SESSION_IDLE_MINUTES=wrong))
+
+
+def test_the_cpu_overcommit_defaults_to_four_and_a_class_of_idle_desktops_may_raise_it():
+    assert load_config(env()).cpu_overcommit == 4
+    assert load_config(env(EDUCLOUD_CC_CPU_OVERCOMMIT="16")).cpu_overcommit == 16
+    for wrong in ("0.5", "many", "-2"):
+        with pytest.raises(ConfigError, match="cc.cpu_overcommit"):
+            load_config(env(EDUCLOUD_CC_CPU_OVERCOMMIT=wrong))

@@ -15,9 +15,10 @@ from cc.services.scheduler import (
 )
 
 
-def node(name, memory_mb=8192, cpus=4, free_disk_mb=100_000, online=True, committed=None, trusted=True):
+def node(name, memory_mb=8192, cpus=4, free_disk_mb=100_000, online=True, committed=None, trusted=True,
+         cpu_overcommit=CPU_OVERCOMMIT):
     return Candidate(name=name, online=online, cpus=cpus, memory_mb=memory_mb, free_disk_mb=free_disk_mb,
-                     committed=committed or Need(0, 0), trusted=trusted)
+                     committed=committed or Need(0, 0), trusted=trusted, cpu_overcommit=cpu_overcommit)
 
 
 def test_a_node_whose_key_is_not_trusted_is_never_chosen_however_much_room_it_has():
@@ -72,3 +73,10 @@ def test_a_pinned_node_that_does_not_fit_or_exist_is_refused_not_replaced():
         pick_node(Need(1, 512), [node("nc-1", online=False), node("nc-2")], pinned="nc-1")
     with pytest.raises(NoNodeFits, match="nc-9: not a node of this cluster"):
         pick_node(Need(1, 512), [node("nc-2")], pinned="nc-9")
+
+
+def test_a_raised_cpu_overcommit_lets_a_class_of_thirty_fit_on_a_two_core_node():
+    thirty = Need(30, 0)
+    with pytest.raises(NoNodeFits, match="8 virtual CPUs free, 30 needed"):
+        pick_node(thirty, [node("nc-1", 65536, cpus=2)])
+    assert pick_node(thirty, [node("nc-1", 65536, cpus=2, cpu_overcommit=15)]).name == "nc-1"
