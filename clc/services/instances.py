@@ -191,10 +191,12 @@ def _placed(instance: Instance, seq: int, cluster: str, answer: dict) -> None:
     state = answer.get("state") or State.SCHEDULED
     access = (answer.get("access") or {}) if state in State.values and state not in ENDED_STATES else {}
     with transaction.atomic():
+        ended = state in ENDED_STATES
         updated = Instance.objects.filter(pk=instance.pk, runs=seq, placing__in=WAITING).update(
             state=state if state in State.values else State.SCHEDULED, placing=Placing.NONE, cluster=cluster,
             node=answer["node"], access=access, console_url=access.get("console", ""),
-            message=f"placed on {answer['node']} in cluster {cluster}")
+            message=(f"the run ended ({state}) on {answer['node']} before its placement was learnt" if ended
+                     else f"placed on {answer['node']} in cluster {cluster}"))
         if not updated:
             return
         disk_kept = instance.persistent and bool(instance.node) and seq > 1
@@ -275,16 +277,31 @@ def instance_controller(instance: Instance) -> Server:
     return controllers[0]
 
 
+def _cancel_waiting(instance: Instance, placing: tuple[str, ...]) -> bool:
+    """End a run no cluster has (``placing`` one of ``placing``): stopped, as if it had run. False if it was
+    placed or settled meanwhile."""
+    return bool(Instance.objects.filter(pk=instance.pk, runs=instance.runs, placing__in=placing).update(
+        state=State.STOPPED, placing=Placing.NONE, message="stopped before a cluster took it"))
+
+
 def stop_instance(instance: Instance) -> Instance:
-    """Ask the instance's cluster to stop it (graceful, then forced); 409 unless it is placed and not stopping."""
+    """Ask the instance's cluster to stop it (graceful, then forced); 409 unless it is placed and not stopping. A
+    run still waiting for a cluster is stopped here (the one asked is told, in case it took it)."""
+    instance.refresh_from_db()
     if instance.state not in STOPPABLE_STATES:
         raise InstanceError(409, f"instance {instance.instance_id} is {instance.state}, not running")
+    if instance.placing == Placing.QUEUED and _cancel_waiting(instance, (Placing.QUEUED,)):
+        instance.refresh_from_db()
+        return instance
     try:
         controller_client(instance_controller(instance)).post(f"/cc/api/1.0/instances/{instance.instance_id}/stop/",
                                                          {"seq": instance.runs})
     except RemoteError as exc:
+        if exc.status == 404 and _cancel_waiting(instance, WAITING):  # the asked cluster never placed it
+            instance.refresh_from_db()
+            return instance
         raise InstanceError(502, f"the cluster controller did not take the stop: {exc.detail}") from exc
-    Instance.objects.filter(pk=instance.pk).update(state=State.STOPPING)
+    Instance.objects.filter(pk=instance.pk).update(state=State.STOPPING, placing=Placing.NONE)
     instance.refresh_from_db()
     return instance
 
@@ -294,7 +311,7 @@ def delete_instance(instance: Instance) -> bool:
     that ran is removed from its node first and goes when the node reports it deleted (returns False)."""
     if instance.state == State.DELETING:
         return False
-    if not instance.node:
+    if not instance.node and instance.placing != Placing.ASKED:  # an asked cluster may have placed it
         instance.delete()
         logger.info("instances: %s deleted", instance.instance_id)
         return True

@@ -276,3 +276,19 @@ def test_a_run_that_ended_forgets_its_console_access_and_guest_address(api_clien
     gone = Instance.objects.get(instance_id=insid)
     assert (gone.state, gone.console_url, gone.access, gone.guest_ip) == (ended, "", {}, "")
     assert api_client.get(f"/clc/api/1.0/instances/{insid}/console/").status_code == 409
+
+
+def test_a_run_still_waiting_for_a_cluster_is_stopped_here_and_the_placer_leaves_it(api_client, cloud):
+    instance = desktop()
+    Instance.objects.filter(pk=instance.pk).update(state="scheduled", placing="queued", runs=1)
+    answer = api_client.post(f"/clc/api/1.0/instances/{instance.instance_id}/stop/", {})
+    assert (answer.status_code, answer.json()["state"], answer.json()["placing"]) == (202, "stopped", "")
+    assert place_pending() == 0
+    assert not ClusterInstance.objects.exists()
+
+
+def test_a_run_asked_of_a_cluster_that_never_got_it_is_stopped_when_the_cluster_says_it_has_none(api_client, cloud):
+    instance = desktop()
+    Instance.objects.filter(pk=instance.pk).update(state="scheduled", placing="asked", runs=1, cluster="cluster1")
+    answer = api_client.post(f"/clc/api/1.0/instances/{instance.instance_id}/stop/", {})
+    assert (answer.status_code, answer.json()["state"], answer.json()["placing"]) == (202, "stopped", "")
