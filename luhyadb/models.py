@@ -257,6 +257,8 @@ class Instance(models.Model):
     runs = models.PositiveIntegerField(default=0, help_text="how many times it was asked to run")
     placing = models.CharField(max_length=6, choices=PlacingChoices.choices, default=PlacingChoices.NONE, blank=True,
                                help_text="while the run waits for a cluster to take it (clc.services.instances)")
+    asked_at = models.DateTimeField(null=True, blank=True,
+                                    help_text="when a cluster was last asked to take the waiting run")
     build_tid = models.CharField(max_length=40, blank=True, help_text="set on the VM of an image wizard's task")
     console_url = models.CharField(max_length=200, blank=True)
     console_password = models.CharField(max_length=8, blank=True,

@@ -7,6 +7,7 @@ import logging
 import secrets
 import string
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -38,7 +39,9 @@ GIVE_UP_SECONDS = 300
 # leaves web threads free for everything else (the cluster controller's own answer among them on the all-in-one).
 IN_REQUEST_PLACEMENTS = 4
 _in_request = threading.BoundedSemaphore(IN_REQUEST_PLACEMENTS)
-PLACED, REFUSED, UNANSWERED = "placed", "refused", "unanswered"
+# A run asked of a cluster that did not answer is asked again after this long (more than the calls' timeout).
+ASK_AGAIN_SECONDS = 15
+PLACED, REFUSED, UNANSWERED, SETTLED = "placed", "refused", "unanswered", "settled"
 
 
 class InstanceError(Exception):
@@ -136,14 +139,12 @@ def run_instance(instance: Instance, boot: bool = True) -> Instance:
         logger.info("instances: %s queued for the placer", instance.instance_id)
         return instance
     try:
-        outcome, message = _place(instance, request, controllers)
+        attempt = _place(instance, request, controllers, held=None)
     finally:
         _in_request.release()
-    if outcome == REFUSED:
-        # Nothing runs anywhere: the instance is as it was before this run, with the reasons.
-        Instance.objects.filter(pk=instance.pk, runs=request.seq, placing__in=WAITING).update(
-            state=before[0], placing=Placing.NONE, message=message or before[1])
-        raise InstanceError(409, message)
+    if attempt.outcome == REFUSED and _held(instance, request.seq, attempt.held).update(
+            state=before[0], placing=Placing.NONE, message=attempt.message or before[1]):
+        raise InstanceError(409, attempt.message)  # nothing runs anywhere: the instance is as it was, with why
     instance.refresh_from_db()
     return instance
 
@@ -154,19 +155,40 @@ def _boots(instance: Instance) -> bool:
     return not (instance.build_tid and not instance.node)
 
 
-def _place(instance: Instance, request: InstanceRunRequest, controllers: list[Server]) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt to place a run ended: ``outcome`` PLACED, REFUSED (``message``: every cluster's reason),
+    UNANSWERED (``message``: who did not answer) or SETTLED (someone else took or ended the run meanwhile);
+    ``held``: the ``asked_at`` of this attempt's last ask, by which it still holds the run."""
+
+    outcome: str
+    message: str = ""
+    held: datetime | None = None
+
+
+def _held(instance: Instance, seq: int, held: datetime | None):
+    """The instance's row while this run waits as the caller left it: queued (``held`` None), or asked by the
+    caller's own last ask (``asked_at`` == ``held``). Updating through it is how an attempt claims or settles the
+    run without overwriting what another one (the placer, a request, a stop, the status fold) did meanwhile."""
+    rows = Instance.objects.filter(pk=instance.pk, runs=seq)
+    return rows.filter(placing=Placing.QUEUED) if held is None else rows.filter(placing=Placing.ASKED, asked_at=held)
+
+
+def _place(instance: Instance, request: InstanceRunRequest, controllers: list[Server],
+           held: datetime | None) -> Attempt:
     """Ask each cluster in turn to take the run, the cluster's network settings sent along so that its CC calls
-    nobody back while it places. Returns (PLACED, "") when one took it, (REFUSED, reasons) when every cluster
-    clearly refused, or (UNANSWERED, why) when a cluster may have received the request but did not answer: then
-    no other cluster is asked (the run must not be placed twice) and the instance stays ``asked`` there."""
+    nobody back while it places. Each ask first claims the run (from ``held``: see ``_held``), so one run is never
+    asked of two clusters, or twice at once. When a cluster may have received the request but did not answer, no
+    other cluster is asked (the run must not be placed twice) and the instance stays ``asked`` there."""
     from clc.services.networks import cc_config_of  # here: that module takes BUSY_STATES from this one
 
     reasons = []
     for controller in controllers:
-        asked = Instance.objects.filter(pk=instance.pk, runs=request.seq, placing__in=WAITING).update(
-            cluster=controller.cluster, placing=Placing.ASKED)
-        if not asked:
-            return PLACED, ""  # settled meanwhile: stopped, deleted, or learnt from the cluster's reports
+        now = timezone.now()
+        if not _held(instance, request.seq, held).update(cluster=controller.cluster, placing=Placing.ASKED,
+                                                          asked_at=now):
+            return Attempt(SETTLED)
+        held = now
         payload = request.model_copy(update={"network": cc_config_of(controller.cluster)}).model_dump(mode="json")
         try:
             answer = controller_client(controller).post("/cc/api/1.0/instances/", payload)
@@ -174,25 +196,24 @@ def _place(instance: Instance, request: InstanceRunRequest, controllers: list[Se
             if exc.may_have_arrived:
                 message = (f"cluster {controller.cluster} has not answered yet ({exc.detail}); the instance waits "
                            "for its answer")
-                Instance.objects.filter(pk=instance.pk, runs=request.seq, placing=Placing.ASKED).update(
-                    message=message)
+                _held(instance, request.seq, held).update(message=message)
                 logger.warning("instances: %s: %s", instance.instance_id, message)
-                return UNANSWERED, message
+                return Attempt(UNANSWERED, message, held)
             reasons.append(f"{controller.cluster}: {exc.detail}")
             continue
-        _placed(instance, request.seq, controller.cluster, answer)
-        return PLACED, ""
-    return REFUSED, "no cluster could run it: " + "; ".join(reasons)
+        _placed(instance, request.seq, held, controller.cluster, answer)
+        return Attempt(PLACED, held=held)
+    return Attempt(REFUSED, "no cluster could run it: " + "; ".join(reasons), held)
 
 
-def _placed(instance: Instance, seq: int, cluster: str, answer: dict) -> None:
+def _placed(instance: Instance, seq: int, held: datetime, cluster: str, answer: dict) -> None:
     """Record the cluster's answer, unless the run was settled meanwhile (its reports came first, or it was
     stopped): the answer's state (an ended run is answered as it ended, without its access)."""
     state = answer.get("state") or State.SCHEDULED
-    access = (answer.get("access") or {}) if state in State.values and state not in ENDED_STATES else {}
+    ended = state in ENDED_STATES
+    access = (answer.get("access") or {}) if state in State.values and not ended else {}
     with transaction.atomic():
-        ended = state in ENDED_STATES
-        updated = Instance.objects.filter(pk=instance.pk, runs=seq, placing__in=WAITING).update(
+        updated = _held(instance, seq, held).update(
             state=state if state in State.values else State.SCHEDULED, placing=Placing.NONE, cluster=cluster,
             node=answer["node"], access=access, console_url=access.get("console", ""),
             message=(f"the run ended ({state}) on {answer['node']} before its placement was learnt" if ended
@@ -211,39 +232,39 @@ def _placed(instance: Instance, seq: int, cluster: str, answer: dict) -> None:
 
 
 def place_pending(now: datetime | None = None) -> int:
-    """The placer's round (the CLC's ``clc-placer`` daemon): ask again for every run still waiting for a cluster,
-    with the same run number, so a cluster that placed it but whose answer was lost answers the same placement.
-    A clear refusal marks the run failed with the reasons; a run that waited ``GIVE_UP_SECONDS`` without an answer
-    is marked failed too. Returns how many were settled."""
+    """The placer's round (the CLC's ``clc-placer`` daemon, one per cloud): place the runs no request placed, and
+    ask again, with the same run number, for a run whose cluster did not answer (``ASK_AGAIN_SECONDS`` after the
+    last ask), which a cluster that placed it answers with the placement it made. A clear refusal marks the run
+    failed with the reasons; so does waiting ``GIVE_UP_SECONDS`` since it was run. Returns how many it settled."""
     now = now or timezone.now()
     settled = 0
     waiting = Instance.objects.filter(placing__in=WAITING, state=State.SCHEDULED).select_related("image", "vm_type")
     for instance in waiting.order_by("updated"):
-        seq = instance.runs
+        seq, held = instance.runs, instance.asked_at if instance.placing == Placing.ASKED else None
         if now - instance.updated > timedelta(seconds=GIVE_UP_SECONDS):
-            settled += _fail(instance, seq, f"no cluster answered within {GIVE_UP_SECONDS} s; run it again")
+            settled += _fail(instance, seq, held, f"no cluster answered within {GIVE_UP_SECONDS} s; run it again")
             continue
+        if held is not None and now - held < timedelta(seconds=ASK_AGAIN_SECONDS):
+            continue  # its ask may still be under way
         try:
             # An asked cluster is asked again, and only it: another one might place the run a second time.
-            controllers = (online_controllers(instance.cluster)[:1] if instance.placing == Placing.ASKED
-                           else _clusters_to_try(instance))
+            controllers = online_controllers(instance.cluster)[:1] if held else _clusters_to_try(instance)
             request = _run_request(instance, seq, _boots(instance))
         except InstanceError as exc:
-            settled += _fail(instance, seq, str(exc))
+            settled += _fail(instance, seq, held, str(exc))
             continue
         if not controllers:
             continue  # the asked cluster's controller is away: its reports, or its return, settle the run
-        outcome, message = _place(instance, request, controllers)
-        if outcome == REFUSED:
-            settled += _fail(instance, seq, message)
-        elif outcome == PLACED:
+        attempt = _place(instance, request, controllers, held)
+        if attempt.outcome == REFUSED:
+            settled += _fail(instance, seq, attempt.held, attempt.message)
+        elif attempt.outcome == PLACED:
             settled += 1
     return settled
 
 
-def _fail(instance: Instance, seq: int, message: str) -> int:
-    failed = Instance.objects.filter(pk=instance.pk, runs=seq, placing__in=WAITING).update(
-        state=State.FAILED, placing=Placing.NONE, message=message)
+def _fail(instance: Instance, seq: int, held: datetime | None, message: str) -> int:
+    failed = _held(instance, seq, held).update(state=State.FAILED, placing=Placing.NONE, message=message)
     if failed:
         logger.warning("instances: %s not placed: %s", instance.instance_id, message)
     return failed

@@ -21,7 +21,7 @@ from cc.models import ClusterInstance, ClusterNode
 from cc.services.instances import note_instance_status
 from cc.services.scheduler import HOST_RESERVE_MB
 from clc.services import instances as instance_service
-from clc.services.instances import GIVE_UP_SECONDS, place_pending
+from clc.services.instances import ASK_AGAIN_SECONDS, GIVE_UP_SECONDS, place_pending
 from clc.services.status import StatusFolder
 from clc.tests.machines import queued
 from daemons.host import web_server
@@ -63,12 +63,13 @@ def desktop(number: int = 1, vm_type: str = "tiny") -> Instance:
 
 
 def place_until_settled(seconds: float = 60.0) -> None:
-    """The placer's rounds (as the ``clc-placer`` daemon runs them) until no run waits for a cluster."""
+    """The placer's rounds (as the ``clc-placer`` daemon runs them, each as if the last ask were long enough ago to
+    ask again) until no run waits for a cluster."""
     deadline = datetime.now(tz=UTC) + timedelta(seconds=seconds)
     while Instance.objects.exclude(placing="").exists():
         assert datetime.now(tz=UTC) < deadline, list(Instance.objects.exclude(placing="").values(
             "instance_id", "placing", "message"))
-        place_pending()
+        place_pending(now=datetime.now(tz=UTC) + timedelta(seconds=ASK_AGAIN_SECONDS + 1))
         threading.Event().wait(0.2)
 
 
@@ -216,6 +217,16 @@ def test_a_run_whose_answer_was_lost_waits_and_is_placed_when_the_placer_asks_ag
     assert [command.op for command in queued("nc-1")] == ["instance/run"]  # sent to the node once
 
 
+def test_the_placer_does_not_ask_again_while_the_last_ask_may_still_be_under_way(api_client, cloud, lost_answers):
+    insid = desktop().instance_id
+    api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    asked = Instance.objects.get(instance_id=insid)
+    Server.objects.filter(role="cc").update(api_url=cloud)
+    assert place_pending(now=asked.asked_at + timedelta(seconds=ASK_AGAIN_SECONDS - 1)) == 0
+    assert Instance.objects.get(instance_id=insid).asked_at == asked.asked_at  # not asked again yet
+    assert place_pending(now=asked.asked_at + timedelta(seconds=ASK_AGAIN_SECONDS + 1)) == 1
+
+
 def test_a_run_whose_answer_was_lost_is_placed_by_its_clusters_status_report(api_client, cloud, lost_answers):
     insid = desktop().instance_id
     queued("nc-1")
@@ -256,7 +267,8 @@ def test_a_queued_run_no_cluster_can_take_is_marked_failed_with_the_reasons(clou
 
 def test_a_run_no_cluster_answered_for_five_minutes_is_given_up_with_the_reason(cloud):
     instance = desktop()
-    Instance.objects.filter(pk=instance.pk).update(state="scheduled", placing="asked", runs=1, cluster="cluster1")
+    Instance.objects.filter(pk=instance.pk).update(state="scheduled", placing="asked", runs=1, cluster="cluster1",
+                                                   asked_at=datetime.now(tz=UTC))
     later = datetime.now(tz=UTC) + timedelta(seconds=GIVE_UP_SECONDS + 1)
     assert place_pending(now=later) == 1
     given_up = Instance.objects.get(pk=instance.pk)
@@ -289,6 +301,7 @@ def test_a_run_still_waiting_for_a_cluster_is_stopped_here_and_the_placer_leaves
 
 def test_a_run_asked_of_a_cluster_that_never_got_it_is_stopped_when_the_cluster_says_it_has_none(api_client, cloud):
     instance = desktop()
-    Instance.objects.filter(pk=instance.pk).update(state="scheduled", placing="asked", runs=1, cluster="cluster1")
+    Instance.objects.filter(pk=instance.pk).update(state="scheduled", placing="asked", runs=1, cluster="cluster1",
+                                                   asked_at=datetime.now(tz=UTC))
     answer = api_client.post(f"/clc/api/1.0/instances/{instance.instance_id}/stop/", {})
     assert (answer.status_code, answer.json()["state"], answer.json()["placing"]) == (202, "stopped", "")
