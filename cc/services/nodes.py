@@ -122,9 +122,8 @@ class NodeStatusRelay:
             for message in messages:
                 if isinstance(message, NodeStatus) and message.role in CLUSTER_ROLES:
                     self._note(message, now)
-                elif isinstance(message, InsStatus):
-                    message = note_instance_status(message)  # noqa: PLW2901 - it goes up with the run's access
-                upstream.append(message)
+                # An instance's report goes up with its run's access (a CLC that lost the answer learns it there).
+                upstream.append(note_instance_status(message) if isinstance(message, InsStatus) else message)
         except DatabaseError as exc:
             raise RetryLater(f"cluster database unavailable: {exc}") from exc
         for message in upstream:
