@@ -290,9 +290,12 @@ class Instance(models.Model):
 
     @property
     def state_text(self) -> str:
-        """The state as the pages show it: "Running, not answering" for a VM whose guest never showed it is up."""
+        """The state as the pages show it: "Running, not answering" for a VM whose guest never showed it is up;
+        "Scheduled, waiting for a cluster" for a run no cluster has taken yet (``placing``)."""
         if self.state == InstanceStateChoices.RUNNING and not self.answering:
             return "Running, not answering"
+        if self.state == InstanceStateChoices.SCHEDULED and self.placing:
+            return "Scheduled, waiting for a cluster"
         return self.get_state_display()
 
 

@@ -250,6 +250,7 @@ def test_a_run_no_request_placed_is_placed_by_the_placer(api_client, cloud):
             instance_service._in_request.release()
     assert answer.status_code == 202
     assert (answer.json()["placing"], answer.json()["console_url"]) == ("queued", "")
+    assert answer.json()["state_text"] == "Scheduled, waiting for a cluster"
     assert not ClusterInstance.objects.exists()
     assert place_pending() == 1
     assert assert_one_truth(Instance.objects.get(instance_id=insid)) == "placed"
