@@ -205,8 +205,11 @@ class InstanceRunView(AuthorizedMixin, View):
         except InstanceError as exc:
             messages.error(request, f"{instance.name} was not started: {exc}")
         else:
-            messages.success(request, f"{instance.name} is scheduled on {instance.node} (cluster {instance.cluster}); "
-                                      "follow its progress below.")
+            if instance.placing:
+                messages.info(request, f"{instance.name} is scheduled: {instance.message}; follow its progress below.")
+            else:
+                messages.success(request, f"{instance.name} is scheduled on {instance.node} (cluster "
+                                          f"{instance.cluster}); follow its progress below.")
         return redirect(instance)
 
 

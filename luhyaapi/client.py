@@ -7,6 +7,7 @@ import logging
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from luhyaapi.keys import HostKey
 from luhyaapi.signing import canonical_host, canonical_path, sign_headers
@@ -16,14 +17,31 @@ logger = logging.getLogger(__name__)
 
 class RemoteError(RuntimeError):
     """A call to another role failed: unreachable (``status`` 0) or answered with an error status; ``body`` is the
-    answer's JSON object, if it sent one (to pass a refusal on as it was)."""
+    answer's JSON object, if it sent one (to pass a refusal on as it was). ``may_have_arrived``: no answer came, but
+    the request may have reached the other side and be carried out there (the answer timed out, or the connection
+    broke after it was made); a caller must not take this as a refusal."""
 
-    def __init__(self, url: str, status: int, detail: str, body: dict | None = None) -> None:
+    def __init__(self, url: str, status: int, detail: str, body: dict | None = None,
+                 may_have_arrived: bool = False) -> None:
         super().__init__(f"{url}: {status or 'unreachable'}: {detail}")
         self.url = url
         self.status = status
         self.detail = detail
         self.body = body
+        self.may_have_arrived = may_have_arrived
+
+
+def _may_have_arrived(exc: requests.RequestException) -> bool:
+    """Whether a request that got no answer may still have been received: everything but a connection that was
+    never made (refused, no route, connect timeout)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ReadTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return not isinstance(reason, NewConnectionError | ConnectTimeoutError)
+    return False
 
 
 def _detail(response: requests.Response) -> str:
@@ -66,7 +84,7 @@ class RoleClient:
         try:
             response = self._session.request(method, url, data=body or None, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise RemoteError(url, 0, str(exc)) from exc
+            raise RemoteError(url, 0, str(exc), may_have_arrived=_may_have_arrived(exc)) from exc
         if response.status_code >= 400:
             raise RemoteError(url, response.status_code, _detail(response), _json_object(response))
         return response.json() if response.content else {}

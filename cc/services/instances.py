@@ -13,7 +13,14 @@ from django.db.models import Sum
 from cc.models import ClusterInstance, ClusterNode, PortLease
 from cc.network.addresses import PortPool
 from cc.services.leases import PoolBusy, PoolUsedUp, lease_next_free
-from cc.services.network import AddressPoolExhausted, apply_network, cluster_network, lease_address, release_addresses
+from cc.services.network import (
+    AddressPoolExhausted,
+    apply_network,
+    cluster_network,
+    lease_address,
+    release_addresses,
+    remember_network,
+)
 from cc.services.scheduler import Candidate, Need, NoNodeFits, pick_node
 from luhyaapi import trust
 from luhyaapi.bus import Bus
@@ -115,21 +122,28 @@ def _access(kind: str, node_ip: str, ports: dict[str, int], services: tuple[int,
 
 def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
     """Place the instance on a node (the pinned one, or where its persistent disk lives, else the best fit), lease
-    its console and service ports, and queue ``instance/run`` for the node after the commit. Asking again for the
-    same run (same ``seq``) answers the same placement. InstanceRefused: 409 when the cluster does not run this
-    kind, no node fits (with each node's reason) or it already runs."""
+    its console and service ports, and queue ``instance/run`` for the node and apply the network after the commit.
+    The cluster's network settings come with the request (kept, ``remember_network``) or are the copy kept here:
+    nothing here calls the CLC, which waits for this answer. Asking again for the same run (same ``seq``) answers
+    its placement as it stands, in any state (the CLC asks again when an answer was lost). InstanceRefused: 400
+    when the settings sent cannot be read, 409 when the cluster does not run this kind, no node fits (with each
+    node's reason) or it already runs."""
     config = settings.EDUCLOUD
-    net = cluster_network()
-    if net is not None and request.kind != net.kind:
-        net = cluster_network(max_age=0)  # the CLC's settings may have changed since this copy was fetched
+    if request.network is not None:
+        try:
+            net = remember_network(request.network)
+        except ValueError as exc:
+            raise InstanceRefused(400, str(exc)) from None
+    else:
+        net = cluster_network()
     kinds = (net.kind,) if net else config.cluster_kinds
     if request.kind not in kinds:
         raise InstanceRefused(409, f"cluster {config.cluster} runs {', '.join(kinds)} instances, not {request.kind}")
     with transaction.atomic():
         existing = ClusterInstance.objects.select_for_update().filter(instance_id=request.insid).first()
+        if existing and existing.seq == request.seq:
+            return existing
         if existing and existing.state in ACTIVE_STATES:
-            if existing.seq == request.seq:
-                return existing
             raise InstanceRefused(409, f"instance {request.insid} is already {existing.state} on {existing.node}")
         pinned = request.pinned_node or (existing.node if existing and existing.persistent else "")
         need = Need(request.cpus, request.memory_mb, request.disk_mb)
@@ -202,12 +216,15 @@ def submit_instance(bus: Bus, insid: str, seq: int, image_id: str) -> ClusterIns
     return _send(bus, insid, "instance/submit", seq, "submitting", image_id=image_id)
 
 
-def note_instance_status(report: InsStatus) -> None:
+def note_instance_status(report: InsStatus) -> InsStatus:
     """Follow an instance's state as its node reports it: ports are given back once it stopped, failed or is gone,
-    and the record of a deleted one removed. A report of an earlier run (lower ``seq``) changes nothing."""
+    and with them the run's access (its addresses are another instance's next); the record of a deleted one is
+    removed. A report of an earlier run (lower ``seq``) changes nothing. Returns the report as it goes up to the
+    CLC: with the run's access while it holds its ports, so that a CLC whose answer to the run was lost learns the
+    placement from it."""
     record = ClusterInstance.objects.filter(instance_id=report.insid).first()
     if record is None or report.seq < record.seq:
-        return
+        return report
     released = 0
     if report.state in RELEASING_STATES:
         released = release_ports(report.insid) + release_addresses(report.insid)
@@ -216,7 +233,12 @@ def note_instance_status(report: InsStatus) -> None:
                         released)
     if report.state == "deleted":
         record.delete()
+    elif report.state in RELEASING_STATES:
+        ClusterInstance.objects.filter(pk=record.pk).update(state=report.state, access={})
     elif record.state != report.state:
         ClusterInstance.objects.filter(pk=record.pk).update(state=report.state)
     if released:
         apply_network()
+    if report.seq == record.seq and report.state not in RELEASING_STATES and not report.access:
+        return report.model_copy(update={"access": record.access})
+    return report
