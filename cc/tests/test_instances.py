@@ -16,6 +16,7 @@ from luhyaapi.vmspec import guest_devices
 from luhyadb.choices import KeyStateChoices
 from luhyadb.models import HostCredential
 from tests.keys import enrolled_key
+from tests.services import free_port_block
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -92,12 +93,14 @@ def test_a_second_run_while_running_is_refused(nodes):
 def test_no_port_is_handed_out_twice_and_an_empty_pool_is_refused(nodes, settings):
     from dataclasses import replace
 
-    settings.EDUCLOUD = replace(settings.EDUCLOUD, port_range=(5900, 5904))
+    # A block nothing else on the machine holds: the lease passes over ports other programs hold (a VM's VNC 5900).
+    low, high = free_port_block(5)
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, port_range=(low, high))
     bus = InProcessBus()
     run_instance(bus, request("ins-00000001"))
     run_instance(bus, request("ins-00000002"))
-    assert sorted(PortLease.objects.values_list("port", flat=True)) == [5900, 5901, 5902, 5903]
-    with pytest.raises(InstanceRefused, match="port pool 5900-5904 is used up"):
+    assert sorted(PortLease.objects.values_list("port", flat=True)) == [low, low + 1, low + 2, low + 3]
+    with pytest.raises(InstanceRefused, match=f"port pool {low}-{high} is used up"):
         run_instance(bus, request("ins-00000003"))
     assert not PortLease.objects.filter(instance_id="ins-00000003").exists()
 
