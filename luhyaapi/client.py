@@ -17,9 +17,10 @@ logger = logging.getLogger(__name__)
 
 class RemoteError(RuntimeError):
     """A call to another role failed: unreachable (``status`` 0) or answered with an error status; ``body`` is the
-    answer's JSON object, if it sent one (to pass a refusal on as it was). ``may_have_arrived``: no answer came, but
-    the request may have reached the other side and be carried out there (the answer timed out, or the connection
-    broke after it was made); a caller must not take this as a refusal."""
+    answer's JSON object, if it sent one (to pass a refusal on as it was). ``may_have_arrived``: the request may have
+    been carried out on the other side though no answer says so (the answer timed out, the connection broke after
+    it was made, or the other side failed with a server error other than 503); a caller must not take this as a
+    refusal."""
 
     def __init__(self, url: str, status: int, detail: str, body: dict | None = None,
                  may_have_arrived: bool = False) -> None:
@@ -86,7 +87,10 @@ class RoleClient:
         except requests.RequestException as exc:
             raise RemoteError(url, 0, str(exc), may_have_arrived=_may_have_arrived(exc)) from exc
         if response.status_code >= 400:
-            raise RemoteError(url, response.status_code, _detail(response), _json_object(response))
+            # A server error (not 503, which says it did nothing) may come after the other side did its part.
+            unsure = response.status_code >= 500 and response.status_code != 503
+            raise RemoteError(url, response.status_code, _detail(response), _json_object(response),
+                              may_have_arrived=unsure)
         return response.json() if response.content else {}
 
     def get(self, path: str) -> dict:

@@ -142,6 +142,8 @@ def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
     with transaction.atomic():
         existing = ClusterInstance.objects.select_for_update().filter(instance_id=request.insid).first()
         if existing and existing.seq == request.seq:
+            if existing.state == "scheduled" and not existing.run_sent:
+                _send_run(bus, existing, request)  # its command never reached the bus: the ask is why it comes again
             return existing
         if existing and existing.state in ACTIVE_STATES:
             raise InstanceRefused(409, f"instance {request.insid} is already {existing.state} on {existing.node}")
@@ -174,14 +176,25 @@ def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
                       "disk_mb": request.disk_mb, "state": "scheduled", "options": options.model_dump(mode="json"),
                       "access": _access(request.kind, node_ip, ports, request.services, node.console_protocol,
                                         net.console_host if net else "", guest_address)})
-        command = Command(op="instance/run", tid=request.tid, seq=request.seq,
-                          paras={"insid": request.insid, "image": request.image.model_dump(),
-                                 "options": record.options, "persistent": request.persistent,
-                                 "boot": request.boot})
-        transaction.on_commit(lambda: bus.publish(node_commands(chosen.name), command))
+        _send_run(bus, record, request)
         transaction.on_commit(apply_network)
     logger.info("instances: %s scheduled on %s (console port %d)", request.insid, chosen.name, ports["console"])
     return record
+
+
+def _send_run(bus: Bus, record: ClusterInstance, request: InstanceRunRequest) -> None:
+    """Queue the run's command for its node once the placement is committed, and note that the bus took it. A
+    publish that fails then (the broker away longer than its retry window) fails the CLC's call, which asks again
+    with the same run number: the command goes again, under the same key, so a node that has it skips it."""
+    command = Command(op="instance/run", tid=request.tid, seq=request.seq,
+                      paras={"insid": request.insid, "image": request.image.model_dump(), "options": record.options,
+                             "persistent": request.persistent, "boot": request.boot})
+
+    def publish() -> None:
+        bus.publish(node_commands(record.node), command)
+        ClusterInstance.objects.filter(pk=record.pk, seq=request.seq).update(run_sent=True)
+
+    transaction.on_commit(publish)
 
 
 def _send(bus: Bus, insid: str, op: str, seq: int, state: str, **paras) -> ClusterInstance:

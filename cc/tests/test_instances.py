@@ -9,7 +9,7 @@ import pytest
 
 from cc.models import ClusterInstance, ClusterNode, PortLease
 from cc.services.instances import InstanceRefused, delete_instance, note_instance_status, run_instance, stop_instance
-from luhyaapi.bus import InProcessBus
+from luhyaapi.bus import BusUnavailable, InProcessBus
 from luhyaapi.messages import Command, ImageRef, InsStatus, InstanceRunRequest
 from luhyaapi.queues import node_commands
 from luhyaapi.vmspec import guest_devices
@@ -285,3 +285,30 @@ def test_a_report_of_the_current_run_goes_up_with_its_access_and_an_ended_ones_w
     assert relayed.access == record.access and relayed.access["console"].startswith("vnc://10.0.0.11:")
     stopped = note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
     assert stopped.access == {}
+
+
+class FailingOnceBus(InProcessBus):
+    """The in-process bus, but its first publish fails as a broker away longer than the retry window does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def publish_raw(self, queue, body):
+        if self.failures:
+            self.failures -= 1
+            raise BusUnavailable("the broker did not take the message")
+        super().publish_raw(queue, body)
+
+
+def test_a_run_whose_command_the_bus_refused_sends_it_when_the_clc_asks_again_and_only_then(nodes):
+    bus = FailingOnceBus()
+    with pytest.raises(BusUnavailable):  # the CLC's call fails (a 500): it asks again with the same run number
+        run_instance(bus, request())
+    assert ClusterInstance.objects.get().run_sent is False
+    assert take(bus, "nc-1") == []
+    again = run_instance(bus, request())
+    assert again.node == "nc-1" and ClusterInstance.objects.get().run_sent is True
+    assert [command.op for command in take(bus, "nc-1")] == ["instance/run"]
+    run_instance(bus, request())  # a third ask, its command taken by the bus: nothing more goes
+    assert take(bus, "nc-1") == []
