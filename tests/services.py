@@ -430,3 +430,16 @@ def allinone_host(workdir: Path, *, ports: int, stop_timeout: int, nc: dict[str,
         leftovers = kill_vms_under(workdir)
         print(f"----- aio log -----\n{aio.tail(60)}")
         assert not leftovers, f"VM processes were left running: {leftovers}"
+
+
+def one_host_servers(config, url: str, **node) -> None:
+    """The records of one host running every role at ``url`` (the live server): walrus and the CC online, the node
+    known to the CLC and to its CC (``node``: more of the CC's record of it, its capacity say)."""
+    from cc.models import ClusterNode
+    from luhyadb.models import Server
+
+    for role in ("walrus", "cc"):
+        Server.objects.create(name="aio", role=role, ip="127.0.0.1", cluster=config.cluster, api_url=url,
+                              state="online")
+    Server.objects.create(name="aio", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
+    ClusterNode.objects.create(name="aio", role="nc", ip="127.0.0.1", **node)

@@ -3,6 +3,7 @@ host sealed for them), a consumer running in a thread."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -79,6 +80,16 @@ class RunningConsumer:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(timeout=15)
+
+
+@pytest.fixture
+def no_lingering_connections():
+    """A client that raised keeps its keep-alive connection in a reference cycle until the garbage collector runs:
+    collect after each test, so the live server's thread for that connection ends while the server still runs (one
+    that ends after the session's server stopped fails with a DatabaseError at exit). For modules that call the
+    live server: ``pytest.mark.usefixtures("no_lingering_connections")``."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

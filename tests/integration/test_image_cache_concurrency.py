@@ -4,7 +4,6 @@ verified file, and eviction never takes an image a clone is reading."""
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 from dataclasses import replace
@@ -22,23 +21,18 @@ from luhyaapi.messages import Command, ImageRef
 from luhyaapi.transfer import upload_file
 from luhyaapi.trust import own_key
 from luhyaapi.vmspec import ConsoleSpec, RuntimeOptions
-from luhyadb.models import OwnerGroup, Server
+from luhyadb.models import OwnerGroup
 from nc.drivers.qemu_img import image_info
 from nc.models import NodeInstance
 from nc.services import instances
 from nc.services.images import fetch_image, held_image, node_cache
+from tests.services import one_host_servers
 
-pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("no_lingering_connections")]
 
 SIZE = 6 * 1024 * 1024 + 77
 LAUNCHES = 8
-
-
-@pytest.fixture(autouse=True)
-def no_lingering_connections():
-    """Connections of the live server's threads are collected while it still runs (as in test_image_chain)."""
-    yield
-    gc.collect()
 
 
 @pytest.fixture
@@ -46,13 +40,7 @@ def cloud(live_server, cloud_at, tmp_path, monkeypatch):
     """One host running every role (the live server) with walrus and the CC registered, fresh caches."""
     config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio")
     monkeypatch.setattr(cluster_cache_module, "_caches", {})
-    for role in ("walrus", "cc"):
-        Server.objects.create(name="aio", role=role, ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
-                              state="online")
-    Server.objects.create(name="aio", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
-    from cc.models import ClusterNode
-
-    ClusterNode.objects.create(name="aio", role="nc", ip="127.0.0.1")
+    one_host_servers(config, live_server.url)
     return config
 
 

@@ -3,7 +3,6 @@ progress reported up to the CLC's task record, corrupt cache files detected and 
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import threading
@@ -24,20 +23,14 @@ from luhyaapi.messages import Command
 from luhyaapi.queues import node_commands
 from luhyaapi.transfer import download, upload_file
 from luhyaapi.trust import own_key
-from luhyadb.models import Image, OwnerGroup, Server
+from luhyadb.models import Image, OwnerGroup
 from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.services.images import fetch_image, node_cache
+from tests.services import one_host_servers
 
-pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("no_lingering_connections")]
 
-
-@pytest.fixture(autouse=True)
-def no_lingering_connections():
-    """A client that raised keeps its keep-alive connection in a reference cycle until the garbage collector runs:
-    collect after each test, so the live server's thread for that connection ends while the server still runs (one
-    that ends after the session's server stopped fails with a DatabaseError at exit)."""
-    yield
-    gc.collect()
 
 SIZE = 24 * 1024 * 1024 + 123
 
@@ -47,13 +40,7 @@ def cloud(live_server, cloud_at, tmp_path, monkeypatch):
     """One host running every role (the live server), with walrus registered and a fresh cluster cache."""
     config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio")
     monkeypatch.setattr(cluster_cache_module, "_caches", {})
-    for role in ("walrus", "cc"):
-        Server.objects.create(name="aio", role=role, ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
-                              state="online")
-    Server.objects.create(name="aio", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
-    from cc.models import ClusterNode
-
-    ClusterNode.objects.create(name="aio", role="nc", ip="127.0.0.1")
+    one_host_servers(config, live_server.url)
     return config
 
 

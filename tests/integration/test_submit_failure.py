@@ -5,7 +5,6 @@ task; the disk stays, and the submit asked again stores the new version."""
 
 from __future__ import annotations
 
-import gc
 import shutil
 import socket
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 from django.core.cache import cache
 
 import cc.services.image_cache as cluster_cache_module
-from cc.models import ClusterInstance, ClusterNode
+from cc.models import ClusterInstance
 from cc.services.nodes import NodeStatusRelay
 from clc.services.builds import begin_build, build_steps, prepare_build, submit_build
 from clc.services.images import create_image, finish_upload, start_upload
@@ -32,12 +31,14 @@ from luhyaapi.messages import Command, Message, decode, encode
 from luhyaapi.queues import CLC_STATUS, node_commands
 from luhyaapi.transfer import upload_file
 from luhyaapi.trust import own_key
-from luhyadb.models import Image, Instance, OwnerGroup, Server, TaskTransaction, VMType
+from luhyadb.models import Image, Instance, OwnerGroup, TaskTransaction, VMType
 from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.models import CommandRecord, NodeInstance
 from nc.services.instances import disk_dir
+from tests.services import one_host_servers
 
-pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("no_lingering_connections")]
 
 
 def _dead_url() -> str:
@@ -57,14 +58,6 @@ def _wait_for(what: str, probe, timeout: float = 60.0):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-@pytest.fixture(autouse=True)
-def no_lingering_connections():
-    """Collect the keep-alive connections of clients that raised (as in test_image_chain), so the live server's
-    threads for them end while the server still runs."""
-    yield
-    gc.collect()
-
-
 @pytest.fixture
 def cloud(live_server, cloud_at, tmp_path, monkeypatch):
     """One host running every role, with walrus and the CC online, its node known to the CC, upload retries that
@@ -75,12 +68,8 @@ def cloud(live_server, cloud_at, tmp_path, monkeypatch):
     monkeypatch.setattr(cluster_cache_module, "_caches", {})
     monkeypatch.setattr("luhyaapi.transfer.BACKOFF_SECONDS", 0.0)
     cache.clear()
-    for role in ("walrus", "cc"):
-        Server.objects.create(name="aio", role=role, ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
-                              state="online")
-    Server.objects.create(name="aio", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
-    ClusterNode.objects.create(name="aio", role="nc", ip="127.0.0.1", cpus=4, memory_mb=8192, disk_mb=10**6,
-                               free_disk_mb=10**6, last_seen=datetime.now(tz=UTC))
+    one_host_servers(config, live_server.url, cpus=4, memory_mb=8192, disk_mb=10**6, free_disk_mb=10**6,
+                     last_seen=datetime.now(tz=UTC))
     return config
 
 

@@ -4,7 +4,6 @@ and formats detected on the way in."""
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import shutil
@@ -27,16 +26,9 @@ from luhyaapi.transfer import ChecksumMismatch, TransferError, download, throttl
 from luhyaapi.trust import own_key
 from tests.keys import new_key
 
-pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("no_lingering_connections")]
 
-
-@pytest.fixture(autouse=True)
-def no_lingering_connections():
-    """A client that raised keeps its keep-alive connection in a reference cycle until the garbage collector runs:
-    collect after each test, so the live server's thread for that connection ends while the server still runs (one
-    that ends after the session's server stopped fails with a DatabaseError at exit)."""
-    yield
-    gc.collect()
 
 IMAGE = "img-0000abcd"
 MiB = 1024 * 1024
