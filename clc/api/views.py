@@ -373,7 +373,12 @@ class VMTypeViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
 
 
 def _require_build(request, image: Image, *, create: bool) -> None:
+    """Starting the wizard on ``image``: it must be visible to the person, then the wizard's rule."""
     require(request, "read", image)
+    _require_may_build(request, image, create=create)
+
+
+def _require_may_build(request, image: Image, *, create: bool) -> None:
     if not is_signed(request) and not authz.may_build(actor(request), image, create=create):
         raise exceptions.PermissionDenied("you may not change this image or create images in its owner-group")
 
@@ -447,7 +452,9 @@ class BuildStepView(APIView):
         source = Image.objects.filter(image_id=task.src_image_id).select_related("owner_group").first()
         if source is None:
             raise exceptions.NotFound(f"the image of task {tid!r} is gone")
-        _require_build(request, source, create=bool(task.runtime_option.get("create")))
+        # The task is the record here (read above); on its image only the wizard's rule counts, as on the console's
+        # step page: changing an image needs write on it, not read as well.
+        _require_may_build(request, source, create=bool(task.runtime_option.get("create")))
         try:
             self.steps[step](task)
         except InstanceError as exc:

@@ -92,3 +92,21 @@ def test_cancel_removes_the_vm(api_client, image):
     assert not Instance.objects.filter(build_tid=build["tid"]).exists()
     after = api_client.get(f"/clc/api/1.0/builds/{build['tid']}/").json()
     assert (after["phase"], after["failed"], after["instance"]) == ("failed", True, None)
+
+
+def test_a_step_of_a_modify_needs_write_on_the_image_not_read_as_well(api_client, client, image):
+    """As the console's step page: a person whose group grants write on images (not read) and read on tasks may take
+    a step of a modify wizard someone else started."""
+    from clc.tests.people import make_person
+    from luhyadb.choices import ResourceTypeChoices
+    from luhyadb.models import OwnerGroupPermission
+
+    group = OwnerGroup.objects.create(name="Lab", path="edu.lab")
+    image.owner_group = group
+    image.save(update_fields=["owner_group"])
+    build = begin(api_client)
+    OwnerGroupPermission.objects.create(owner_group=group, resource_type=ResourceTypeChoices.IMAGE, write=True)
+    OwnerGroupPermission.objects.create(owner_group=group, resource_type=ResourceTypeChoices.TASK, read=True)
+    client.force_login(make_person("lab-tech", "poweruser", "edu.lab").user)
+    response = client.post(f"/clc/api/1.0/builds/{build['tid']}/cancel/", content_type="application/json")
+    assert response.status_code == 202, response.json()
