@@ -52,7 +52,7 @@ def _candidates() -> list[Candidate]:
     return [Candidate(name=node.name, online=bool(node.last_seen and node.last_seen >= recent), cpus=node.cpus,
                       memory_mb=node.memory_mb, free_disk_mb=node.free_disk_mb or node.disk_mb,
                       committed=committed.get(node.name, Need(0, 0)), classroom_pc=node.classroom_pc,
-                      trusted=node.name in trusted, cpu_overcommit=config.cpu_overcommit)
+                      trusted=node.name in trusted, cpu_overcommit=config.cpu_overcommit, draining=node.draining)
             for node in nodes]
 
 
