@@ -29,6 +29,7 @@ from clc.services.hosts import (
     wake_host,
     wake_server,
 )
+from clc.services.servers import admin_actions
 from clc.views import AuthorizedMixin, back_to_list
 from luhyaapi import trust
 from luhyaapi.validators import InvalidValue, validate_mac
@@ -207,7 +208,7 @@ class ServerListView(AuthorizedMixin, ListView):
         context = super().get_context_data(**kwargs)
         keys = enrolment.keys_by_name(self.actor, [server.name for server in context["page_obj"]])
         for server in context["page_obj"]:
-            server.actions, server.key = server_actions(server), keys.get(server.name)
+            server.actions, server.key = server_actions(server) | admin_actions(server), keys.get(server.name)
         return context | {
             "query": self.request.GET.get("q", ""), "role": self.request.GET.get("role", ""),
             "state": self.request.GET.get("state", ""), "roles": RoleChoices.choices,

@@ -152,3 +152,12 @@ def refresh_host(host: Host) -> dict:
     if problem:
         raise MachineError(409, f"host {host.name} cannot be asked for its status: {problem}")
     return _ask_report(node, f"host {host.name}")
+
+
+def admin_actions(server: Server) -> dict[str, bool]:
+    """Which of refresh, drain, undrain and forget the servers page offers for ``server`` (each checks again when
+    asked)."""
+    node = server.role == RoleChoices.NC
+    this_clc = server.role == RoleChoices.CLC and server.name == settings.EDUCLOUD.name
+    return {"refresh": node, "drain": node and not server.draining, "undrain": node and server.draining,
+            "forget": not this_clc}
