@@ -163,7 +163,7 @@ def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
         command = Command(op="instance/run", tid=request.tid, seq=request.seq,
                           paras={"insid": request.insid, "image": request.image.model_dump(),
                                  "options": record.options, "persistent": request.persistent,
-                                 "boot": request.boot})
+                                 "boot": request.boot, "disk_mb": request.disk_mb})
         transaction.on_commit(lambda: bus.publish(node_commands(chosen.name), command))
         transaction.on_commit(apply_network)
     logger.info("instances: %s scheduled on %s (console port %d)", request.insid, chosen.name, ports["console"])

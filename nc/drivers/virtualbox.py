@@ -172,6 +172,7 @@ class VirtualBoxDriver(HypervisorDriver):
         "guest_ip": True,
         "snapshot_run": True,
         "adopt": True,
+        "grow_disk": False,
     })
 
     def __init__(self, root: Path, *, runner: Runner | None = None, clock: Callable[[], float] = time.monotonic,

@@ -369,6 +369,7 @@ EXPECTATIONS: dict[str, Expect] = {
                                for host in world.hosts],
         frozenset({"cc"}), lambda world: ("GET", f"{API}/hosts/52:54:00:00:09:99/desktops/", None)),
     "clc-api:host-wake": Expect(on_records("host", "execute", "POST", _p(API + "/hosts/{0.mac}/wake/"), _hosts)),
+    "clc-api:host-refresh": Expect(on_records("host", "execute", "POST", _p(API + "/hosts/{0.mac}/refresh/"), _hosts)),
     "clc-api:host-poweroff": Expect(on_records("host", "execute", "POST", _p(API + "/hosts/{0.mac}/poweroff/"),
                                                _hosts)),
     "clc-api:network-list": Expect(of_type("network", "read", "GET", f"{API}/networks/")),
