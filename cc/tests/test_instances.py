@@ -183,3 +183,10 @@ def test_a_guest_gets_virtio_only_if_it_runs_linux_by_the_one_rule_kiosks_use_to
     [command] = take(bus, "nc-1")
     options = command.paras["options"]
     assert (options["disk_type"], options["nics"][0]["model"]) == (disk_type, nic_model)
+
+
+def test_the_nodes_run_command_carries_the_vm_types_disk_size(nodes):
+    bus = InProcessBus()
+    run_instance(bus, request(disk_mb=20 * 1024))
+    [command] = take(bus, "nc-1")
+    assert command.paras["disk_mb"] == 20 * 1024

@@ -283,3 +283,19 @@ def test_only_who_may_read_servers_sees_the_health(client):
     Account.objects.create(user=head, owner_group=school, role="superadm")
     client.force_login(head)
     assert client.get("/clc/api/1.0/health/").status_code == 403
+
+
+# The VM type's disk size
+
+
+def test_the_run_request_carries_the_vm_types_disk_size_to_the_cluster():
+    from clc.services.instances import _run_request
+    from luhyadb.models import ImageVersion
+
+    instance = clc_instance("ins-000000e1", "", "defined")
+    VMType.objects.filter(pk=instance.vm_type_id).update(disk_gb=20)
+    ImageVersion.objects.create(image=instance.image, number=1, label="1.0.0", size_bytes=1024, sha256="a" * 64,
+                                format="qcow2")
+    Image.objects.filter(pk=instance.image_id).update(current_version=1)
+    instance.refresh_from_db()
+    assert _run_request(instance, seq=1, boot=True).disk_mb == 20 * 1024
