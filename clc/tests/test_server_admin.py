@@ -294,6 +294,7 @@ def test_the_run_request_carries_the_vm_types_disk_size_to_the_cluster():
 
     instance = clc_instance("ins-000000e1", "", "defined")
     VMType.objects.filter(pk=instance.vm_type_id).update(disk_gb=20)
+    Instance.objects.filter(pk=instance.pk).update(mac="52:54:00:00:00:e1")
     ImageVersion.objects.create(image=instance.image, number=1, label="1.0.0", size_bytes=1024, sha256="a" * 64,
                                 format="qcow2")
     Image.objects.filter(pk=instance.image_id).update(current_version=1)
