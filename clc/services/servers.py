@@ -14,7 +14,7 @@ from django.db.models import Q
 from clc.services import authz, enrolment
 from clc.services.commands import CommandError, controller_client, online_controllers, send_node_command
 from clc.services.hosts import MachineError, node_of, own_node_problem
-from clc.services.status import server_key
+from clc.services.status import as_datetime, host_key, server_key
 from luhyaapi.client import RemoteError
 from luhyadb.choices import InstanceStateChoices, KeyStateChoices, LivenessChoices, RoleChoices
 from luhyadb.models import Host, HostCredential, Instance, Server
@@ -124,7 +124,21 @@ def forget_server(server: Server, actor: authz.Actor) -> dict:
     return {"role": server.role, "name": server.name, "key_revoked": revoked, "cc_forgot": cc_forgot}
 
 
+def with_reported_times(machines: list[Server] | list[Host]) -> None:
+    """Set each server's or PC's ``last_seen`` to its newest report: the status cache's (every heartbeat, a
+    refresh's answer too) when newer than the record's (written at most every ``db_touch_seconds`` while nothing
+    changes)."""
+    keys = {(server_key(m.role, m.name) if isinstance(m, Server) else host_key(m.mac)): m for m in machines}
+    for key, report in cache.get_many(list(keys)).items():
+        reported = report.get("last_seen") if isinstance(report, dict) else None
+        machine = keys[key]
+        if isinstance(reported, int | float) and (machine.last_seen is None
+                                                   or reported > machine.last_seen.timestamp()):
+            machine.last_seen = as_datetime(reported)
+
+
 def _ask_report(node: Server, what: str) -> dict:
+    with_reported_times([node])
     try:
         answer = send_node_command(node.name, REPORT_OP)
     except CommandError as exc:

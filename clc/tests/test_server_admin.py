@@ -6,19 +6,24 @@ CC API, called by the CLC over signed HTTP as between two hosts."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.utils import timezone
 
 from cc.models import AddressLease, ClusterInstance, ClusterNode, NetworkSettings
 from cc.services.instances import InstanceRefused, run_instance
 from cc.tests.nodes import run_request
 from clc.services.networks import as_cc_config, save_network
+from clc.services.status import StatusFolder, server_key
 from clc.tests.machines import MAC, NODE, queued
 from clc.tests.test_networks import GOOD
 from luhyaapi.bus import get_bus
 from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.messages import NodeStatus, Resources
 from luhyaapi.queues import node_commands
 from luhyadb.choices import KeyStateChoices
 from luhyadb.models import Account, HostCredential, Image, Instance, OwnerGroup, Server, VMType
@@ -184,6 +189,30 @@ def test_refresh_asks_the_node_for_its_status_now(staff, nc1):
     assert response.status_code == 202, response.content
     assert response.json()["op"] == "status/report"
     assert [command.op for command in queued("nc-1")] == ["status/report"]
+
+
+def test_the_nodes_answer_to_a_refresh_shows_as_its_new_last_seen_on_the_servers_page(staff, nc1):
+    folder = StatusFolder(missed_heartbeats=3, db_touch_seconds=3600)
+    folder.fold([heartbeat(seq=1)])
+    # Its last report two days ago, in the record and the cache alike.
+    Server.objects.filter(pk=nc1.pk).update(last_seen=timezone.now() - timedelta(days=2))
+    cache.delete(server_key("nc", "nc-1"))
+    assert "2\xa0days ago" in staff.get("/clc/hosts/servers/?q=nc-1").content.decode()
+
+    asked = post(staff, "/clc/api/1.0/servers/nc/nc-1/refresh/").json()
+    [command] = queued("nc-1")
+    folder.fold([heartbeat(seq=2, last_command=command.msg_id)])  # what the node publishes on status/report
+    assert cache.get(server_key("nc", "nc-1"))["last_command"] == asked["msg_id"]
+    page = staff.get("/clc/hosts/servers/?q=nc-1").content.decode()
+    assert "0\xa0minutes ago" in page and "days ago" not in page
+    # The record is written at most every db_touch_seconds: the page shows the report the cache holds.
+    assert Server.objects.get(pk=nc1.pk).last_seen < timezone.now() - timedelta(days=1)
+
+
+def heartbeat(**fields) -> NodeStatus:
+    return NodeStatus(role="nc", name="nc-1", ip="10.0.9.21", mac="52:54:00:00:00:21", cluster="cluster1",
+                      interval=5, capacity=Resources(cpus=4, memory_mb=8192, disk_mb=100000),
+                      free=Resources(cpus=4, memory_mb=8192, disk_mb=100000), **fields)
 
 
 def test_refresh_of_a_pc_asks_the_node_controller_it_runs(staff, pc, node):
