@@ -104,12 +104,9 @@ def forget_server(server: Server, actor: authz.Actor) -> dict:
         raise MachineError(409, f"{server} cannot be forgotten: {problem}")
     cc_forgot = None
     if server.role == RoleChoices.NC:
-        try:
-            cc_forgot = _cc_call(server, "DELETE", f"/cc/api/1.0/nodes/{server.name}/") is not None
-        except MachineError as exc:
-            if exc.status != 409 or "no online cluster controller" not in str(exc):
-                raise
-            cc_forgot = False  # a dead cluster: its revoked key keeps the node out when the CC comes back
+        # A cluster without an online CC cannot be asked; the revoked key keeps the node out when the CC is back.
+        cc_forgot = bool(online_controllers(server.cluster)) and \
+            _cc_call(server, "DELETE", f"/cc/api/1.0/nodes/{server.name}/") is not None
     revoked = False
     with transaction.atomic():
         server.delete()

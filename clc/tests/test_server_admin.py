@@ -137,6 +137,16 @@ def test_forgetting_a_drained_empty_node_removes_it_everywhere_and_revokes_its_k
     assert refused.value.status in (401, 403)
 
 
+def test_a_node_of_a_cluster_without_an_online_controller_is_still_forgotten_and_its_key_revoked(staff, nc1,
+                                                                                                 controller):
+    post(staff, "/clc/api/1.0/servers/nc/nc-1/drain/")
+    Server.objects.filter(pk=controller.pk).update(state="offline")
+    response = staff.delete("/clc/api/1.0/servers/nc/nc-1/")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"role": "nc", "name": "nc-1", "key_revoked": True, "cc_forgot": False}
+    assert HostCredential.objects.get(name="nc-1").state == KeyStateChoices.REVOKED
+
+
 def test_a_key_the_host_still_uses_for_another_role_is_kept(staff, nc1):
     Server.objects.create(role="sc", name="nc-1", ip="10.0.9.21", cluster="cluster1")
     post(staff, "/clc/api/1.0/servers/nc/nc-1/drain/")
