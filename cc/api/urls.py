@@ -4,10 +4,12 @@ from django.urls import path, re_path
 
 from cc.api import admin, desktops, views, wake
 from luhyaapi.api import PingView
+from luhyaapi.reporting import StatusReportView
 
 app_name = "cc-api"
 urlpatterns = [
     path("ping/", PingView.as_view(role="cc"), name="ping"),
+    path("status/report/", StatusReportView.as_view(role="cc"), name="status-report"),
     path("register/server/", views.RegisterServerView.as_view(), name="register-server"),
     path("register/host/", views.RegisterHostView.as_view(), name="register-host"),
     path("enrolments/", views.EnrolmentView.as_view(), name="enrolments"),

@@ -1,6 +1,6 @@
 """Taking servers out of the cloud and asking machines for their status now: drain a node controller (its cluster
 places nothing new on it), forget a server (its record removed and its key revoked) once nothing depends on it, and
-refresh (a node controller, or a classroom PC's, publishes its status at once)."""
+refresh (a server, or a classroom PC's node controller, publishes its status at once)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from clc.services import authz, enrolment
 from clc.services.commands import CommandError, controller_client, online_controllers, send_node_command
 from clc.services.hosts import MachineError, node_of, own_node_problem
 from clc.services.status import as_datetime, host_key, server_key
-from luhyaapi.client import RemoteError
+from luhyaapi import reporting
+from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.trust import own_key
 from luhyadb.choices import InstanceStateChoices, KeyStateChoices, LivenessChoices, RoleChoices
 from luhyadb.models import Host, HostCredential, Instance, Server
 
@@ -146,13 +148,33 @@ def _ask_report(node: Server, what: str) -> dict:
 
 
 def refresh_server(server: Server) -> dict:
-    """Ask a node controller to publish its status at once (``status/report`` through its CC); the new report
-    arrives as every heartbeat does and moves ``last_seen``. Other roles take no commands and report by themselves
-    every ``heartbeat_seconds`` (MachineError 409 saying so); 409/502 as ``send_node_command``."""
-    if server.role != RoleChoices.NC:
-        raise MachineError(409, f"{server} takes no commands; it reports by itself every "
+    """Ask a server to publish its status at once; the new report arrives as every heartbeat does and moves
+    ``last_seen``. A node controller gets ``status/report`` through its CC (409/502 as ``send_node_command``); this
+    CLC wakes its own heartbeat; other roles are asked with a signed ``POST /<role>/api/1.0/status/report/`` at
+    their address (MachineError 409 without an address or when its heartbeat runs in another process, 502 when it
+    cannot be reached)."""
+    if server.role == RoleChoices.NC:
+        return _ask_report(server, str(server))
+    with_reported_times([server])
+    asked = {"node": server.name, "msg_id": "", "op": REPORT_OP,
+             "last_seen": server.last_seen.isoformat() if server.last_seen else None}
+    if server.role == RoleChoices.CLC and server.name == settings.EDUCLOUD.name:
+        if not reporting.report_now(RoleChoices.CLC):
+            raise MachineError(409, f"{server} runs no heartbeat in this process; it reports by itself every "
+                                    f"{server.heartbeat_seconds:g} s")
+        return asked
+    if not server.api_url:
+        raise MachineError(409, f"{server} registered no address to ask; it reports by itself every "
                                 f"{server.heartbeat_seconds:g} s")
-    return _ask_report(server, str(server))
+    try:
+        RoleClient(server.api_url, own_key()).post(f"/{server.role}/api/1.0/status/report/", {})
+    except RemoteError as exc:
+        if exc.status == 409:
+            raise MachineError(409, f"{server} was not asked for its status: {exc.detail}") from exc
+        logger.warning("servers: asking %s for its status failed: %s", server, exc)
+        raise MachineError(502, f"{server} was not asked for its status: {exc.detail}") from exc
+    logger.info("servers: %s asked for its status", server)
+    return asked
 
 
 def refresh_host(host: Host) -> dict:
@@ -170,5 +192,5 @@ def admin_actions(server: Server) -> dict[str, bool]:
     asked)."""
     node = server.role == RoleChoices.NC
     this_clc = server.role == RoleChoices.CLC and server.name == settings.EDUCLOUD.name
-    return {"refresh": node, "drain": node and not server.draining, "undrain": node and server.draining,
+    return {"refresh": True, "drain": node and not server.draining, "undrain": node and server.draining,
             "forget": not this_clc}

@@ -5,6 +5,7 @@ CC API, called by the CLC over signed HTTP as between two hosts."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import timedelta
 
@@ -21,10 +22,11 @@ from clc.services.networks import as_cc_config, save_network
 from clc.services.status import StatusFolder, server_key
 from clc.tests.machines import MAC, NODE, queued
 from clc.tests.test_networks import GOOD
-from luhyaapi.bus import get_bus
+from daemons.heartbeat import HeartbeatPublisher
+from luhyaapi.bus import InProcessBus, get_bus
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.messages import NodeStatus, Resources
-from luhyaapi.queues import node_commands
+from luhyaapi.queues import CLC_STATUS, node_commands
 from luhyadb.choices import KeyStateChoices
 from luhyadb.models import Account, HostCredential, Image, Instance, OwnerGroup, Server, VMType
 from tests.keys import enrolled_key
@@ -231,10 +233,53 @@ def test_refresh_of_a_pc_asks_the_node_controller_it_runs(staff, pc, node):
     assert [command.op for command in queued("pc-12")] == ["status/report"]
 
 
-def test_refresh_says_why_a_role_without_commands_cannot_be_asked(staff, controller, pc):
-    response = post(staff, "/clc/api/1.0/servers/cc/cc-1/refresh/")
+def test_refresh_of_a_walrus_makes_its_next_heartbeat_go_out_at_once(staff, live_server, cloud_at):
+    config = replace(cloud_at(live_server.url), heartbeat_seconds=3600)
+    status_bus = InProcessBus()
+    publisher = HeartbeatPublisher("walrus", config, status_bus)
+    stop = threading.Event()
+    thread = threading.Thread(target=publisher.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        (first,) = take(status_bus, 1)
+        Server.objects.filter(role="walrus", name=first.name).update(api_url=live_server.url)
+        response = post(staff, f"/clc/api/1.0/servers/walrus/{first.name}/refresh/")
+        assert response.status_code == 202, response.content
+        (second,) = take(status_bus, 1, timeout=5)  # the next one was due in an hour
+        assert (second.role, second.seq) == ("walrus", 2)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def take(status_bus, count: int, timeout: float = 10.0) -> list:
+    got: list = []
+    stop = threading.Event()
+
+    def handle(messages):
+        got.extend(message for message in messages if message.state == "online")
+        if len(got) >= count:
+            stop.set()
+
+    watchdog = threading.Timer(timeout, stop.set)
+    watchdog.start()
+    status_bus.consume(CLC_STATUS, handle, stop, max_wait=0.05)
+    watchdog.cancel()
+    return got
+
+
+def test_refresh_says_why_a_server_or_pc_cannot_be_asked(staff, controller, pc):
+    response = post(staff, "/clc/api/1.0/servers/cc/cc-1/refresh/")  # no heartbeat runs in this test process
     assert response.status_code == 409
-    assert "reports by itself every" in response.json()["detail"]
+    assert "runs no heartbeat in this process" in response.json()["detail"]
+    Server.objects.create(role="sc", name="sc-1", ip="10.0.9.30", cluster="cluster1")
+    response = post(staff, "/clc/api/1.0/servers/sc/sc-1/refresh/")
+    assert response.status_code == 409
+    assert "registered no address to ask" in response.json()["detail"]
+    Server.objects.create(role="watch", name="watch-1", ip="10.0.9.31", cluster="cluster1",
+                          api_url="http://127.0.0.1:9")
+    response = post(staff, "/clc/api/1.0/servers/watch/watch-1/refresh/")
+    assert response.status_code == 502
     response = post(staff, f"/clc/api/1.0/hosts/{MAC}/refresh/")  # pc-12 runs no node controller here
     assert response.status_code == 409
     assert "runs no node controller" in response.json()["detail"]
