@@ -1,13 +1,17 @@
 """What of the cluster's pools is in use: the ports and addresses leased, to which instance and MAC, how many are
-free, and whether the cluster's DHCP server runs. Read from this CC's records only (no call back to the CLC: the
-network settings are the copy kept here)."""
+free, and whether the cluster's DHCP server runs and holds its port. Read from this CC's records only (no call back
+to the CLC: the network settings are the copy kept here)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from django.conf import settings
 
 from cc.models import AddressLease, ClusterInstance, NetworkSettings, PortLease
 from cc.network.addresses import PortPool
+from cc.network.dnsmasq import DhcpServer
 from cc.services.network import ClusterNet, dhcp_server
 
 
@@ -19,6 +23,41 @@ def _kept_network() -> ClusterNet | None:
 def _pool(name: str, first: str, last: str, size: int, leases: list[dict]) -> dict:
     return {"name": name, "first": first, "last": last, "size": size, "leased": len(leases),
             "free": max(0, size - len(leases)), "leases": leases}
+
+
+DHCP_PORT = 67
+
+
+def dhcp_state(server: DhcpServer) -> dict:
+    """Whether ``server``'s dnsmasq runs (its pid file's process, checked to be this server's dnsmasq) and holds the
+    DHCP port: ``running``, ``pid``, ``interface`` and ``port_67`` (None when its sockets cannot be read)."""
+    pid = server.pid()
+    return {"running": pid is not None, "pid": pid, "interface": server.interface,
+            "port_67": None if pid is None else _holds_udp_port(pid, DHCP_PORT)}
+
+
+def _holds_udp_port(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` has a UDP socket bound to ``port``, read from its own view of the network (its
+    ``/proc/<pid>/net/udp``, so a dnsmasq in another network namespace is seen too); None when it cannot be read."""
+    proc = Path("/proc") / str(pid)
+    try:
+        table = (proc / "net" / "udp").read_text().splitlines()[1:]
+        names = os.listdir(proc / "fd")
+    except OSError:
+        return None
+    sockets = set()
+    for name in names:
+        try:
+            target = os.readlink(proc / "fd" / name)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            sockets.add(target[len("socket:["):-1])
+    for line in table:
+        fields = line.split()
+        if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in sockets:
+            return True
+    return False
 
 
 def cluster_usage() -> dict:
@@ -40,11 +79,10 @@ def cluster_usage() -> dict:
                    "node": nodes.get(lease.instance_id, "")} for lease in address_leases
                   if lease.pool == name and lease.ip in pool]
         pools.append(_pool(name, pool.first, pool.last, len(pool), leases))
-    dhcp = {"needed": bool(net and net.dhcp and config.manage_network), "running": False, "pid": None}
+    dhcp = {"needed": bool(net and net.dhcp and config.manage_network), "running": False, "pid": None,
+            "port_67": None}
     if net is not None and net.dhcp is not None:
-        server = dhcp_server(net)
-        pid = server.pid()
-        dhcp.update(running=pid is not None, pid=pid, interface=net.private_interface)
+        dhcp |= dhcp_state(dhcp_server(net))
     return {"cluster": config.cluster, "mode": net.mode if net else "nat",
             "ports": _pool("ports", str(port_pool.low), str(port_pool.high), len(port_pool), ports),
             "addresses": pools, "dhcp": dhcp}

@@ -74,7 +74,11 @@ def check_dhcp(cluster: str) -> Check:
     except MachineError as exc:
         return Check(name, False, str(exc))
     if dhcp.get("running"):
-        return Check(name, True, f"runs as pid {dhcp.get('pid')} on {dhcp.get('interface', '?')}")
+        where = f"pid {dhcp.get('pid')} on {dhcp.get('interface', '?')}"
+        if dhcp.get("port_67") is False:
+            return Check(name, False, f"runs as {where} but holds no DHCP port (UDP 67)")
+        return Check(name, True, f"runs as {where}" + ("" if dhcp.get("port_67") else "; its port could not be "
+                                                                                       "read"))
     if not dhcp.get("needed"):
         return Check(name, True, "not needed: the cluster hands out no LAN addresses, or its CC does not manage "
                                  "the network")
