@@ -41,8 +41,9 @@ ACTION_STATES = {
     "stop": [str(state) for state in STOPPABLE_STATES],
     "delete": [state for state in State.values if state not in (State.DELETING, State.DELETED)],
 }
-# A console port is leased from scheduling on, but only a running guest answers on it.
-CONSOLE_STATES = [State.RUNNING.value]
+# A console port is leased from scheduling on, but answers only once the VM is started: booting (the node reports it
+# after the start) or running. While it boots, the console is how the administrator sees what it does.
+CONSOLE_STATES = [State.BOOTING.value, State.RUNNING.value]
 
 
 class InstanceIdConverter:

@@ -9,12 +9,12 @@ from django.views.generic.base import TemplateResponseMixin
 
 from clc.forms import ClusterNetworkForm
 from clc.services.networks import (
-    SUGGESTED_PORT_POOL,
     NetworkInUse,
     NetworkInvalid,
     busy_instances,
     delete_network,
     save_network,
+    suggested_port_pool,
     unconfigured_clusters,
 )
 from clc.views import AuthorizedMixin
@@ -79,7 +79,7 @@ class NetworkCreateView(_NetworkFormView):
     """Network settings for a cluster that has none (``?cluster=`` fills in its name)."""
 
     def get_initial(self):
-        low, high = SUGGESTED_PORT_POOL
+        low, high = suggested_port_pool()
         return {"cluster": self.request.GET.get("cluster", "")[:63], "mode": "private", "port_low": low,
                 "port_high": high}
 

@@ -27,13 +27,19 @@ def web_server(host: str, port: int):
     Tuned for image data (``docs/images.md``, "Speed"): complete files are handed to waitress's file wrapper, which
     sends them straight from the file; streamed bodies (a cluster cache relaying a file that is still arriving)
     stay in memory instead of going through a temporary file each (``outbuf_overflow``); the socket is read in
-    large pieces, so an upload's body costs few calls to receive (``recv_bytes``)."""
+    large pieces, so an upload's body costs few calls to receive (``recv_bytes``). A body over
+    ``walrus.constants.MAX_PUT_BYTES`` is refused by its headers (``daemons.waitress_channel``)."""
     from waitress.server import create_server
 
+    from daemons.waitress_channel import RefusingChannel
     from educloud.wsgi import application
+    from walrus.constants import MAX_PUT_BYTES
 
-    return create_server(application, host=host, port=port, threads=16, ident="educloud", channel_timeout=120,
-                         outbuf_overflow=32 * 2**20, recv_bytes=RECV_BYTES)
+    # waitress refuses a body of max_request_body_size bytes or more.
+    server = create_server(application, host=host, port=port, threads=16, ident="educloud", channel_timeout=120,
+                           outbuf_overflow=32 * 2**20, recv_bytes=RECV_BYTES, max_request_body_size=MAX_PUT_BYTES + 1)
+    server.channel_class = RefusingChannel
+    return server
 
 
 def _serve(config: Config) -> threading.Thread:

@@ -40,6 +40,39 @@ ensure_venv() {
   fi
 }
 
+# write_allinone_conf CONF DATA LISTEN: the all-in-one's first configuration, serving on LISTEN (HOST:PORT), with
+# its console port and port pool moved off this machine's defaults when another program (another all-in-one, most
+# often) holds them; nothing is written, and the start stops, when LISTEN's port is taken.
+write_allinone_conf() {
+  local conf="$1" data="$2" listen="$3" ports umask_before
+  ports="$(cd "$EDUCLOUD_ROOT" && "$VENV/bin/python" -m deploy.first_ports "$listen")" || return 1
+  # Private from the start: the data dir (eduCloud keeps it so at every start, see luhyaapi/datadir.py; -m is for it
+  # alone, as its parents must stay passable) and the configuration (umask 077: not readable by others even before
+  # the chmod). The host's own key is made in the data dir at its first start.
+  mkdir -p -m 700 "$data"
+  umask_before="$(umask)"
+  umask 077
+  say "writing a new configuration to $conf"
+  cat > "$conf" <<CONF
+# eduCloud all-in-one host: every role, embedded defaults. See docs/configuration.md for every setting.
+[host]
+name = $(hostname -s | tr 'A-Z_.' 'a-z--' | cut -c1-63)
+roles = clc,walrus,cc,nc,sc,watch
+data_dir = $data
+listen = $listen
+[cloud]
+heartbeat_seconds = 60
+CONF
+  if [ -n "$ports" ]; then
+    say "this machine's default console port or port pool is taken; the new configuration names free ones:"
+    printf '%s\n' "$ports"
+    printf '# Chosen at the first start: the defaults were taken on this machine (another all-in-one?).\n%s\n' \
+      "$ports" >> "$conf"
+  fi
+  chmod 600 "$conf"
+  umask "$umask_before"
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # wait_port PORT SECONDS NAME: wait until something listens on 127.0.0.1:PORT.

@@ -7,13 +7,14 @@ from django.views.generic import RedirectView
 
 from clc.forms import AdminLoginForm
 from luhyaapi.openapi import schema_urls
+from luhyaapi.routes import api_urls
 
 handler404 = "luhyaapi.api.not_found"
 # Every host serves the admin site; its login shows the throttle's refusals like the console's (clc.services.logins).
 admin.site.login_form = AdminLoginForm
 urlpatterns = [path("admin/", admin.site.urls)]
 for role in settings.EDUCLOUD.roles:
-    urlpatterns += [path(f"{role}/api/1.0/", include(f"{role}.api.urls")),
+    urlpatterns += [path(f"{role}/api/1.0/", include(api_urls(f"{role}.api.urls"))),
                     path(f"{role}/api/1.0/", include(schema_urls(role)))]
 if settings.EDUCLOUD.has_role("nc"):
     urlpatterns.append(path("nc/", include("nc.urls")))  # the classroom kiosk (served only with nc.kiosk on)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import Resolver404, resolve
 from django.views.defaults import page_not_found
 from drf_spectacular.utils import extend_schema, inline_serializer
 from pydantic import BaseModel, ValidationError
@@ -17,6 +15,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from luhyaapi.ids import InvalidId
+from luhyaapi.routes import encoded_slash_refusal
 from luhyaapi.validators import InvalidValue
 
 
@@ -66,30 +65,12 @@ class PingView(APIView):
 
 
 _API_PATH = re.compile(r"^/[a-z]+/api/")
-_ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
-_SLASH_STAND_IN = "0encodedslash0"  # letters and digits: every id pattern of a route takes them
-
-
-def encoded_slash_fields(request: HttpRequest) -> list[str]:
-    """The path parameters that hold a ``%2F`` of the raw URL (the server decodes it to '/' before routing, so such a
-    URL matches no route): found by routing the raw path with a stand-in for each ``%2F``. Empty if there is none,
-    or the server does not pass the raw URL on (``REQUEST_URI``, as waitress and werkzeug do)."""
-    raw = request.META.get("REQUEST_URI", "").split("?", 1)[0]
-    if not _ENCODED_SLASH.search(raw):
-        return []
-    try:
-        match = resolve(unquote(_ENCODED_SLASH.sub(_SLASH_STAND_IN, raw)))
-    except Resolver404:
-        return []
-    return [name for name, value in match.kwargs.items() if _SLASH_STAND_IN in str(value)]
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404 for a URL no route matches: JSON under ``/<role>/api/``, Django's page elsewhere. An API URL that matches
     no route only because an id in it has an encoded '/' is a 400 naming that id's parameter."""
     if _API_PATH.match(request.path):
-        fields = encoded_slash_fields(request)
-        if fields:
-            return JsonResponse({field: ["may not contain '/' (%2F)"] for field in fields}, status=400)
-        return JsonResponse({"detail": f"no such API endpoint: {request.path}"}, status=404)
+        return encoded_slash_refusal(request, routed=False) or JsonResponse(
+            {"detail": f"no such API endpoint: {request.path}"}, status=404)
     return page_not_found(request, exception)

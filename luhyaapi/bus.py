@@ -5,8 +5,10 @@ Contract, the same for both (``tests/integration/test_bus_contract.py`` proves i
 - ``publish`` seals the message with this host's key (``luhyaapi.signing.seal``: an envelope naming the sender, whose
   signature covers the queue's name and the message's JSON bytes) and returns only once the broker holds it
   (publisher confirms; persistent message on a durable queue); while the broker is unreachable it retries with
-  back-off up to ``publish_retry_seconds``, then raises ``BusUnavailable``. Nothing published after a broker restart
-  is lost.
+  back-off up to ``publish_retry_seconds``, then raises ``BusUnavailable``. What ``publish`` returned for survives a
+  crash of the broker (kill -9) and its restart; a publish under way at the crash is sent again once the broker is
+  back, so the message may arrive twice, and one that raised may have reached the queue all the same
+  (``tests/integration/test_broker_crash.py``).
 - ``consume`` runs until ``stop`` is set, handing the handler batches of checked, decoded messages. Every message is
   checked first: signed by a trusted host (``luhyaapi.trust``) for this queue, and allowed there by the queue's
   policy (``luhyaapi.bus_trust``); one that is not is refused: parked on the queue's dead-letter queue with the

@@ -51,6 +51,8 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("cache", "url"): "locmem://",
     ("nc", "hypervisor"): "qemu",
     ("nc", "stop_timeout_seconds"): "60",
+    ("nc", "ready_timeout_seconds"): "300",
+    ("nc", "lease_file"): "{data_dir}/cc/dhcp/dnsmasq.leases",
     ("nc", "poweroff_command"): "systemctl poweroff",
     ("nc", "host_mode"): "false",
     ("nc", "kiosk"): "false",
@@ -117,6 +119,10 @@ class Config:
     cache_url: str
     hypervisor: str = "qemu"
     vm_stop_timeout: float = 60.0
+    # How long a booted guest may show no sign of life before it is reported "running, not answering".
+    vm_ready_timeout: float = 300.0
+    # The dnsmasq lease file where the guests' DHCP leases show (the CC's, when it runs on this host).
+    lease_file: Path | None = None
     host_mode: bool = False
     kiosk: bool = False
     port_range: tuple[int, int] = (6400, 6999)
@@ -378,6 +384,9 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         cache_url=_parse_url("cache", "url", get("cache", "url"), ("locmem", "memcached")),
         hypervisor=hypervisor,
         vm_stop_timeout=_parse_number("nc", "stop_timeout_seconds", get("nc", "stop_timeout_seconds"), float, 1),
+        vm_ready_timeout=_parse_number("nc", "ready_timeout_seconds", get("nc", "ready_timeout_seconds"), float, 1),
+        lease_file=Path(get("nc", "lease_file").replace("{data_dir}", str(data_dir))) if get("nc", "lease_file")
+        else None,
         host_mode=host_mode,
         kiosk=kiosk,
         port_range=_parse_port_range(get("cc", "port_range")),

@@ -160,6 +160,8 @@ class InsStatus(Message):
     guest_ip: str = Field(default="", max_length=45)
     access: dict[str, str] = Field(default_factory=dict)
     errormsg: str = ""
+    # False with ``running``: the VM runs but its guest showed no sign of being up within the node's time limit.
+    answering: bool = True
 
 
 AnyMessage = Annotated[Command | TaskStatus | NodeStatus | HostStatus | InsStatus, Field(discriminator="type")]

@@ -261,6 +261,8 @@ class Instance(models.Model):
     console_password = models.CharField(max_length=8, blank=True,
                                         help_text="the VNC console's password of the current run (new for each run)")
     guest_ip = models.CharField(max_length=45, blank=True)
+    answering = models.BooleanField(default=True, help_text="false: running, but its guest showed no sign of life "
+                                                            "within the node's time limit")
     access = models.JSONField(default=dict, blank=True, help_text="how to reach its services, by name")
     message = models.TextField(blank=True, help_text="why the last step failed, or what the scheduler said")
     created = models.DateTimeField(auto_now_add=True)
@@ -279,6 +281,16 @@ class Instance(models.Model):
 
     def get_absolute_url(self) -> str:
         return f"/clc/instances/{self.instance_id}/"
+
+    NOT_ANSWERING_HINT = ("its VM runs, but the guest gave no sign of being up in time (no DHCP lease, no word from "
+                          "the guest, no service answering): open its console to see what it shows")
+
+    @property
+    def state_text(self) -> str:
+        """The state as the pages show it: "Running, not answering" for a VM whose guest never showed it is up."""
+        if self.state == InstanceStateChoices.RUNNING and not self.answering:
+            return "Running, not answering"
+        return self.get_state_display()
 
 
 class TaskTransaction(models.Model):

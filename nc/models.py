@@ -33,6 +33,8 @@ class NodeInstance(models.Model):
     options = models.JSONField(default=dict, help_text="the runtime options of its current run")
     state = models.CharField(max_length=12, default="preparing")
     guest_ip = models.CharField(max_length=45, blank=True)
+    booted_at = models.DateTimeField(null=True, blank=True, help_text="when its VM was last started")
+    answering = models.BooleanField(default=True, help_text="false: running, but no sign of the guest in time")
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:

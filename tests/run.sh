@@ -3,8 +3,8 @@
 #   1. unit and integration tests on the embedded defaults (SQLite, in-process bus, local-memory cache), with the
 #      bus contract also against RabbitMQ;
 #   2. the database-backed tests again on MariaDB with memcached;
-#   3. the broker-restart test and the end-to-end test (CLC, CC and two NCs as processes on RabbitMQ + MariaDB +
-#      memcached).
+#   3. the broker restart and crash tests (RabbitMQ servers of their own, halted and killed with SIGKILL) and the
+#      end-to-end test (CLC, CC and two NCs as processes on RabbitMQ + MariaDB + memcached).
 # Extra arguments go to every pytest run (e.g. -x, -k name).
 set -uo pipefail
 source "$(dirname "$0")/../deploy/lib.sh"
@@ -15,9 +15,11 @@ ensure_packages python3 python3-venv python3-dev default-libmysqlclient-dev pkg-
   qemu-system-x86 iptables dnsmasq-base busybox iproute2 procps novnc chromium
 ensure_venv requirements-test.txt
 
+# The broker tests boot, crash and restart RabbitMQ servers of their own (tests/rabbitmq.py), so the package is needed
+# even where a broker already answers on 5672 (a container's, say).
+ensure_packages rabbitmq-server
 # RabbitMQ and MariaDB: use the running ones; on a machine without them, install and start them.
 if ! port_open 5672; then
-  ensure_packages rabbitmq-server
   say "starting RabbitMQ"
   as_root rabbitmq-server -detached
   wait_port 5672 90 RabbitMQ

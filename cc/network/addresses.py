@@ -1,13 +1,16 @@
-"""Addresses on the cluster controller: elastic IPs aliased on its public interface (``ip addr``), and the pure
-pool arithmetic that picks the next free port or address (the leasing itself is recorded in the database by the
-caller)."""
+"""Addresses on the cluster controller: elastic IPs aliased on its public interface (``ip addr``), the pool
+arithmetic that picks the next free port or address (the leasing itself is recorded in the database by the caller),
+and whether another program on this host holds a port."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import itertools
 import json
 import logging
+import socket
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -15,6 +18,11 @@ from cc.network import command, validate
 from luhyaapi.validators import InvalidValue
 
 logger = logging.getLogger(__name__)
+
+# Ports found held by another program, each warned about once while it stays held (a lease looks at every port up to
+# a free one, so a port held for a day would otherwise be logged on every launch of that day).
+_held_ports: set[int] = set()
+_held_lock = threading.Lock()
 
 
 class AddressConflict(RuntimeError):
@@ -88,6 +96,61 @@ class PortPool:
         """The first port of the pool not in ``taken``, searching from just past ``after`` (round robin, so a port
         just given back is not handed out again at once) or from ``low``; None when every port is taken."""
         return _next_free(self.low, self.high, set(taken), after)
+
+    def next_unused(self, taken: Collection[int]) -> int | None:
+        """The first port of the pool neither in ``taken`` nor held by another program on this host
+        (``port_in_use``); None when there is none. Each held port passed over is logged as a warning once, and
+        again only after it was found free in between."""
+        passed = set(taken)
+        while (port := self.next_free(passed)) is not None:
+            if not port_in_use(port):
+                with _held_lock:
+                    _held_ports.discard(port)
+                return port
+            with _held_lock:
+                first_time = port not in _held_ports
+                _held_ports.add(port)
+            if first_time:
+                logger.warning("port %d of the pool %d-%d is in use by another program on this host (another "
+                               "all-in-one, a service?); it is skipped while it stays in use", port, self.low,
+                               self.high)
+            passed.add(port)
+        return None
+
+
+def port_in_use(port: int, address: str | None = None) -> bool:
+    """Whether a program on this host holds TCP ``port`` (listening, or bound to it to listen) on any of its IPv4
+    addresses or on IPv6; with ``address``, whether a server could not listen on ``address:port`` because of that.
+    Raises OSError if the port cannot be tried for another reason (``address`` is not one of this host's)."""
+    # Binding the wildcard address conflicts with a socket bound to the port on any address, which a connect to
+    # 127.0.0.1 would miss: a VNC console listening on the node's own address, a socket bound but not listening yet.
+    # SO_REUSEADDR is on, as QEMU and waitress (the port's future users) set it: a listener or a socket bound without
+    # it still conflicts, while a connection of a stopped VM lingering in TIME_WAIT does not (off, the port would
+    # read as in use for a minute after every console session). IPv6 is tried alone (V6ONLY), for a service
+    # listening there only: a client that resolves the console's host name may reach it first.
+    if address is not None:
+        probes = [(socket.AF_INET6 if ":" in address else socket.AF_INET, address, True)]
+    else:
+        probes = [(socket.AF_INET, "0.0.0.0", True)] + ([(socket.AF_INET6, "::", False)] if socket.has_ipv6 else [])
+    for family, where, required in probes:
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            if required:
+                raise
+            continue  # no IPv6 on this host: nothing can hold the port there
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind((where, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+                if required:
+                    raise
+    return False
 
 
 @dataclass(frozen=True)

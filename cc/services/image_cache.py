@@ -160,9 +160,14 @@ class ClusterImageCache:
         logger.info("cluster cache: fetching %s version %d (%d bytes) from walrus", info.image_id, info.version,
                     info.size)
         try:
-            download(url, path, key=self.walrus.key, expected_sha256=info.sha256,
-                     progress=fetch.advance)
-            self.files.adopt(info.image_id, info.version, info.sha256)
+            # Exclusive for the download, as an NC's cache does: another process on this root waits, then finds it.
+            with self.files.held(info.image_id, info.version, exclusive=True):
+                if self.files.lookup(info.image_id, info.version, info.sha256) is None:
+                    download(url, path, key=self.walrus.key, expected_sha256=info.sha256,
+                             progress=fetch.advance)
+                    self.files.adopt(info.image_id, info.version, info.sha256)
+                else:
+                    fetch.advance(info.size, info.size)
             fetch.end()
             logger.info("cluster cache: %s version %d is cached and verified", info.image_id, info.version)
         except (TransferError, OSError) as exc:

@@ -63,7 +63,7 @@ def lease_ports(insid: str, purposes: list[str], port_range: tuple[int, int]) ->
     leased: dict[str, int] = {}
     for purpose in purposes:
         try:
-            leased[purpose] = lease_next_free(taken, "port", pool.next_free,
+            leased[purpose] = lease_next_free(taken, "port", pool.next_unused,
                                               {"instance_id": insid, "purpose": purpose})
         except PoolUsedUp:
             raise InstanceRefused(409, f"the cluster's port pool {pool.low}-{pool.high} is used up") from None

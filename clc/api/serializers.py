@@ -72,14 +72,15 @@ class InstanceSerializer(serializers.ModelSerializer):
     assigned_to = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.all(),
                                                required=False, allow_null=True)
     tid = serializers.CharField(read_only=True)
+    state_text = serializers.CharField(read_only=True)
 
     class Meta:
         model = Instance
         fields = ("instance_id", "name", "kind", "image", "vm_type", "owner_group", "persistent", "services",
                   "pinned_node", "assigned_to", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip",
-                  "access", "message", "tid", "created", "updated")
+                  "answering", "state_text", "access", "message", "tid", "created", "updated")
         read_only_fields = ("instance_id", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip",
-                            "access", "message", "tid", "created", "updated")
+                            "answering", "access", "message", "tid", "created", "updated")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -207,7 +207,7 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
 
     def handle_exception(self, exc):
         if isinstance(exc, ImageError):
-            return Response({"detail": str(exc)}, status=exc.status)
+            return Response({"detail": str(exc)} | ({"reason": exc.reason} if exc.reason else {}), status=exc.status)
         return super().handle_exception(exc)
 
     @extend_schema(request=UploadStartSerializer, responses={201: inline_serializer("ImageUpload", {
@@ -236,6 +236,7 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
                    parameters=[OpenApiParameter("upload_id", str, OpenApiParameter.PATH, pattern=r"^upl-[0-9a-f]{8}$")])
     @action(detail=True, methods=["post"], url_path=r"uploads/(?P<upload_id>[^/]+)/complete")
     def complete_upload(self, request, image_id: str, upload_id: str):
+        """Complete a finished upload: the image with its new version (201). A repeated call answers the same."""
         UploadCompleteSerializer(data={"upload_id": upload_id}).is_valid(raise_exception=True)
         version = finish_upload(self.get_object(), upload_id)
         return Response(ImageSerializer(version.image).data, status=status.HTTP_201_CREATED)

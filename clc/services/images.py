@@ -24,13 +24,18 @@ SHOWN_USERS = 10
 
 UPLOAD_TOKEN_SECONDS = 24 * 3600
 
+# The reason of a 507 when walrus gave none (walrus's own code for it).
+STORE_FULL = "disk-full"
+
 
 class ImageError(Exception):
-    """An image operation was refused; ``status`` is the HTTP status that says why."""
+    """An image operation was refused; ``status`` is the HTTP status that says why, ``reason`` (if any) a stable code
+    for programs."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
 
 
 def walrus_client() -> RoleClient:
@@ -43,11 +48,15 @@ def walrus_client() -> RoleClient:
 
 
 def _walrus_call(method: str, path: str, payload: dict | None = None) -> dict:
+    """Walrus's answer; its refusals raise ImageError with their status: 4xx as they are, 507 (the store's disk is
+    full: the client must free room or wait, not retry) as 507 with walrus's ``reason``, any other failure 502."""
     try:
         return walrus_client().request(method, path, payload)
     except RemoteError as exc:
-        status = exc.status if 400 <= exc.status < 500 else 502
-        raise ImageError(status, f"walrus refused {method} {path}: {exc.detail}") from exc
+        message = f"walrus refused {method} {path}: {exc.detail}"
+        if exc.status == 507:
+            raise ImageError(507, message, reason=(exc.body or {}).get("reason") or STORE_FULL) from exc
+        raise ImageError(exc.status if 400 <= exc.status < 500 else 502, message) from exc
 
 
 def create_image(**properties) -> Image:
@@ -110,19 +119,25 @@ def next_label(label: str) -> str:
 
 @transaction.atomic
 def record_version(image: Image, stored: dict) -> ImageVersion:
-    """Record a version walrus has stored (its answer to ``complete/``) and make it the image's current one."""
+    """Record a version walrus has stored (its answer to ``complete/``) and make it the image's current one, unless
+    a newer one already is. Idempotent, keyed by walrus's version number (walrus never reuses one): a version already
+    recorded (a repeated ``complete/``, a redelivered report) is returned as recorded and nothing changes, so the
+    label is bumped once per stored file."""
     image = Image.objects.select_for_update().get(pk=image.pk)
+    recorded = image.versions.filter(number=stored["version"]).first()
+    if recorded is not None:
+        recorded.image = image
+        return recorded
     label = image.version if not image.versions.exists() else next_label(image.version)
-    version, _ = ImageVersion.objects.update_or_create(
-        image=image, number=stored["version"],
-        defaults={"label": label, "size_bytes": stored["size"], "sha256": stored["sha256"],
-                  "format": stored["format"]})
-    image.current_version = version.number
-    image.version = label
-    image.size_bytes = version.size_bytes
-    image.save(update_fields=["current_version", "version", "size_bytes"])
-    logger.info("images: %s version %s (%s, %d bytes) is current", image.image_id, version.number, label,
-                version.size_bytes)
+    version = ImageVersion.objects.create(image=image, number=stored["version"], label=label,
+                                          size_bytes=stored["size"], sha256=stored["sha256"], format=stored["format"])
+    if version.number > image.current_version:
+        image.current_version = version.number
+        image.version = label
+        image.size_bytes = version.size_bytes
+        image.save(update_fields=["current_version", "version", "size_bytes"])
+        logger.info("images: %s version %s (%s, %d bytes) is current", image.image_id, version.number, label,
+                    version.size_bytes)
     return version
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import transaction
 
 from clc.services.instances import BUSY_STATES
@@ -51,6 +52,14 @@ CC_SERVICE_PORTS = {
 # The port pool a new cluster's form starts with: at or above 5900 for QEMU consoles, clear of Redis (6379), and
 # inside the CC's configured default (5900-6999), so a CC that still uses its own setting hands out the same ports.
 SUGGESTED_PORT_POOL = (6400, 6999)
+
+
+def suggested_port_pool() -> tuple[int, int]:
+    """The pool a new cluster's form starts with: on a host that is a CC too (an all-in-one), its own
+    ``cc.port_range``, which its first start may have moved off another all-in-one's on the same machine; else
+    SUGGESTED_PORT_POOL."""
+    config = settings.EDUCLOUD
+    return config.port_range if config.has_role("cc") else SUGGESTED_PORT_POOL
 
 # Longer text is never a valid setting; refusing it first keeps messages short and parsing cheap.
 _MAX_TEXT = 64

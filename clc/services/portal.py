@@ -175,10 +175,11 @@ def desktop_status(actor: authz.Actor, instance: Instance) -> dict:
         "name": instance.name,
         "kind": instance.kind,
         "state": instance.state,
-        "state_label": State(instance.state).label,
+        "state_label": instance.state_text,
         "progress": progress,
         "step": step,
-        "message": instance.message if instance.state == State.FAILED else "",
+        "message": instance.message if instance.state == State.FAILED else
+        (instance.NOT_ANSWERING_HINT if instance.state == State.RUNNING and not instance.answering else ""),
         "console": endpoint.scheme if endpoint else "",
         "actions": desktop_actions(actor, instance),
     }

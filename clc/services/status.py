@@ -301,7 +301,7 @@ class StatusFolder:
         self._tasks[report.tid] = signature
 
     def _fold_instance(self, report: InsStatus) -> None:
-        signature = (report.seq, report.state, report.guest_ip, report.console, report.errormsg)
+        signature = (report.seq, report.state, report.guest_ip, report.console, report.errormsg, report.answering)
         if self._instances.get(report.insid) == signature:
             return
         if report.state not in InstanceStateChoices.values:
@@ -314,7 +314,9 @@ class StatusFolder:
                 logger.info("status: instance %s deleted on %s", report.insid, report.node)
             self._instances.pop(report.insid, None)
             return
-        values = {"state": report.state, "node": report.node}
+        values = {"state": report.state, "node": report.node, "answering": report.answering}
+        if report.state == InstanceStateChoices.BOOTING:
+            values["guest_ip"] = ""  # a new boot: the last run's address is no longer known to be the guest's
         if report.guest_ip:
             values["guest_ip"] = report.guest_ip
         if report.errormsg or report.state == InstanceStateChoices.FAILED:

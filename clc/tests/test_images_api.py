@@ -66,7 +66,13 @@ def test_hostile_ids_in_the_path_are_refused_with_400(api_client, image_id):
     assert "image_id" in response.json()
 
 
-def test_an_id_that_smuggles_a_slash_matches_no_api_route_and_gets_a_json_404(api_client):
+def test_an_id_that_smuggles_a_slash_is_a_400_naming_it_where_the_server_passes_the_raw_url_on(api_client):
+    response = api_client.get("/clc/api/1.0/images/%2e%2e%2fetc/", REQUEST_URI="/clc/api/1.0/images/%2e%2e%2fetc/")
+    assert response.status_code == 400
+    assert response.json() == {"image_id": ["may not contain '/' (%2F)"]}
+
+
+def test_an_id_that_smuggles_a_slash_is_a_json_404_where_the_server_hides_the_raw_url(api_client):
     response = api_client.get("/clc/api/1.0/images/%2e%2e%2fetc/")
     assert response.status_code == 404
     assert response.json() == {"detail": "no such API endpoint: /clc/api/1.0/images/../etc/"}

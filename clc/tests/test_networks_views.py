@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import replace
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -63,6 +64,16 @@ def test_the_new_form_suggests_private_mode_and_a_port_pool_that_passes(staff):
     assert 'name="port_low" value="6400"' in page and 'name="port_high" value="6999"' in page
     assert '<option value="private" selected>' in page
     assert "a QEMU VNC console is display N on port 5900+N" in html.unescape(page)
+
+
+def test_on_an_all_in_one_the_new_form_suggests_the_hosts_own_port_pool(staff, settings):
+    # A second all-in-one's first start moved its pool off the first one's: the form must not lead it back.
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, roles=("clc", "cc"), port_range=(7000, 7599))
+    page = staff.get("/clc/networks/new/").content.decode()
+    assert 'name="port_low" value="7000"' in page and 'name="port_high" value="7599"' in page
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, roles=("clc",))
+    page = staff.get("/clc/networks/new/").content.decode()
+    assert 'name="port_low" value="6400"' in page and 'name="port_high" value="6999"' in page
 
 
 def test_a_network_is_created_from_the_form(staff):

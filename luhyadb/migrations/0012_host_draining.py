@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('luhyadb', '0009_login_throttle'),
+        ('luhyadb', '0010_instance_boot'),
     ]
 
     operations = [

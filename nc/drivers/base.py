@@ -86,10 +86,12 @@ class VMMetrics:
 
 @dataclass(frozen=True)
 class GuestInfo:
-    """What the driver learnt of the guest from inside (its address once it has one)."""
+    """What the driver learnt of the guest from inside: its address once it has one, and ``ready`` once the guest
+    said it is up (a marker or an agent; see "Readiness" in ``HypervisorDriver``)."""
 
     ip: str | None = None
     properties: Mapping[str, str] = field(default_factory=dict)
+    ready: bool = False
 
 
 def check_instance_id(insid: str) -> str:
@@ -106,8 +108,19 @@ class HypervisorDriver(abc.ABC):
     ``capabilities`` declares optional features (clients check it rather than ``hasattr``):
     ``linked_clone`` (``clone_disk`` makes a copy-on-write child), ``console_vnc`` / ``console_rdp``,
     ``nat_forwards`` (NAT NICs with host port forwards), ``bridged``, ``guest_ip`` (``guest_info`` can learn the
-    guest's address), ``snapshot_run`` (``run_with_snapshot``), ``adopt`` (running VMs survive a node restart),
-    ``grow_disk`` (``grow_disk`` gives a clone the VM type's disk size).
+    guest's address), ``guest_ready`` (``guest_info`` can say the guest is up), ``snapshot_run``
+    (``run_with_snapshot``), ``adopt`` (running VMs survive a node restart), ``grow_disk`` (``grow_disk`` gives a
+    clone the VM type's disk size).
+
+    Readiness. ``start`` returns once the hypervisor runs the VM, which may still be in its BIOS: the node reports
+    it ``booting`` and ``nc.services.readiness`` decides when the guest is up from evidence. What a driver gives for
+    that: ``guest_info`` must only ever report what came from the booted guest itself, never a guess: an ``ip``
+    the guest's own system reported (QEMU: the ``EDUCLOUD-GUEST-IP`` line on the serial console; VirtualBox: the
+    Guest Additions' ``/VirtualBox/GuestInfo/Net/0/V4/IP``), and ``ready`` True once the guest said it is up
+    (QEMU: ``EDUCLOUD-GUEST-READY``); both empty before, and for guests without a marker or an agent (then the
+    node's DHCP lease for the NIC's MAC or the first forwarded service answering decide). It must be cheap (the
+    node asks every few seconds while the VM boots) and never block on the guest. The NAT port forwards of the
+    spec must be served on the host while the VM runs, so that a probe of them reaches the guest.
     """
 
     name: ClassVar[str]

@@ -57,6 +57,7 @@ UNIX_PATH_MAX = 107
 NIC_DEVICES = {"e1000": "e1000", "virtio": "virtio-net-pci", "rtl8139": "rtl8139"}
 MAX_NICS = 4
 GUEST_IP_MARK = "EDUCLOUD-GUEST-IP"
+GUEST_READY_MARK = "EDUCLOUD-GUEST-READY"
 START_TIMEOUT = 60.0
 QUIT_WAIT = 5.0
 KILL_WAIT = 5.0
@@ -195,6 +196,7 @@ class QemuDriver(HypervisorDriver):
         "nat_forwards": True,
         "bridged": True,
         "guest_ip": True,
+        "guest_ready": True,
         "snapshot_run": True,
         "adopt": True,
         "grow_disk": True,
@@ -424,13 +426,16 @@ class QemuDriver(HypervisorDriver):
     def guest_info(self, insid: str) -> GuestInfo:
         """The address from the last ``EDUCLOUD-GUEST-IP <ip>`` line the guest printed on its serial console since
         its last boot (the project's test image prints one when DHCP gives it an address; other images need a guest
-        agent for this). Lines that do not carry an IPv4 address are ignored: the guest writes this file."""
+        agent for this), and ``ready`` once it printed ``EDUCLOUD-GUEST-READY`` alone on a line (its services
+        listen). Lines that do not carry an IPv4 address are ignored: the guest writes this file."""
         self._spec(insid)
         ip = None
+        ready = False
         try:
             with (self.vm_dir(insid) / SERIAL_LOG).open("rb") as serial:
                 for raw_line in serial:
                     words = raw_line.decode("ascii", "replace").split()
+                    ready = ready or words == [GUEST_READY_MARK]
                     if len(words) == 2 and words[0] == GUEST_IP_MARK:
                         try:
                             ip = str(ipaddress.IPv4Address(words[1]))
@@ -438,7 +443,7 @@ class QemuDriver(HypervisorDriver):
                             continue
         except FileNotFoundError:
             pass
-        return GuestInfo(ip=ip)
+        return GuestInfo(ip=ip, ready=ready)
 
     def flatten_disk(self, source: Path, dest: Path) -> None:
         """``qemu-img convert -f <format> -O qcow2 <source> <dest>``: the clone's chain merged into one qcow2."""

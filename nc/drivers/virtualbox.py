@@ -170,6 +170,7 @@ class VirtualBoxDriver(HypervisorDriver):
         "nat_forwards": True,
         "bridged": True,
         "guest_ip": True,
+        "guest_ready": False,
         "snapshot_run": True,
         "adopt": True,
         "grow_disk": False,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -32,27 +34,39 @@ def _in_use(path) -> bool:
     return image_in_use(path)
 
 
-def fetch_image(image_id: str, version: int, sha256: str, size: int,
-                progress: Callable[[int, int], None] | None = None) -> CachedFile:
-    """The verified image version in this node's cache, pulled from the cluster cache if it is not there (a
-    partial earlier pull resumes). A copy that arrives corrupt is fetched once more before giving up."""
-    cache = node_cache()
-    cached = cache.lookup(image_id, version, sha256)
-    if cached is not None:
-        return cached
-    cache.make_room(size, in_use=_in_use)
-    config = settings.EDUCLOUD
-    url = f"{config.cc_url}/cc/api/1.0/images/{image_id}/versions/{version}/data"
-    path = cache.path(image_id, version)
+def _pull(image_id: str, version: int, sha256: str, progress: Callable[[int, int], None] | None, path: Path) -> None:
+    """Pull the version from the cluster cache to ``path`` (a partial earlier pull resumes); a copy that arrives
+    corrupt is fetched once more before giving up."""
+    url = f"{settings.EDUCLOUD.cc_url}/cc/api/1.0/images/{image_id}/versions/{version}/data"
     for attempt in (1, 2):
         try:
             download(url, path, key=own_key(), expected_sha256=sha256, progress=progress)
-            return cache.adopt(image_id, version, sha256)
+            return
         except ChecksumMismatch:
             if attempt == 2:
                 raise
             logger.warning("images: %s version %d arrived corrupt; fetching it again", image_id, version)
-    raise AssertionError("unreachable")
+
+
+@contextmanager
+def held_image(image_id: str, version: int, sha256: str, size: int,
+               progress: Callable[[int, int], None] | None = None) -> Iterator[CachedFile]:
+    """The verified image version in this node's cache, kept for the ``with`` block: nothing evicts or replaces it
+    meanwhile (hold it while a clone is made of it, until the instance's record names it). If it is not cached,
+    one launch pulls it from the cluster cache (``progress`` is that pull's) while every other launch of it waits.
+    Raises CacheFull (nothing evicted) when the cache cannot make room, TransferError when the pull fails."""
+    cache = node_cache()
+    with cache.using(image_id, version, sha256, size, fetch=partial(_pull, image_id, version, sha256, progress),
+                     in_use=_in_use) as cached:
+        yield cached
+
+
+def fetch_image(image_id: str, version: int, sha256: str, size: int,
+                progress: Callable[[int, int], None] | None = None) -> CachedFile:
+    """The verified image version in this node's cache, pulled from the cluster cache if it is not there (see
+    ``held_image``; the file is not held once this returns)."""
+    with held_image(image_id, version, sha256, size, progress) as cached:
+        return cached
 
 
 def size_disk(driver: HypervisorDriver, disk: Path, disk_mb: int) -> None:

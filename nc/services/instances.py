@@ -13,12 +13,14 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 from pydantic import ValidationError
 
 from luhyaapi.ids import InvalidId, validate_id
@@ -30,7 +32,8 @@ from luhyaapi.vmspec import RuntimeOptions, VMSpec
 from nc.drivers import get_driver
 from nc.drivers.base import DriverError, HypervisorDriver, VMState, check_instance_id
 from nc.models import NodeInstance
-from nc.services.images import PROGRESS_PER_SECOND, fetch_image, size_disk
+from nc.services import readiness
+from nc.services.images import PROGRESS_PER_SECOND, held_image, size_disk
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,11 @@ class Reporter(Protocol):
 class Cancelled(Exception):
     """A stop or delete arrived while the instance was being prepared."""
 
+
+# The states of an instance whose VM this node has started: booting until the guest shows it is up, then running.
+STARTED_STATES = ("booting", "running")
+# How many guests the watcher looks at at once.
+WATCH_THREADS = 16
 
 _driver: HypervisorDriver | None = None
 _guard = threading.Lock()
@@ -114,19 +122,20 @@ def _prepare_disk(record: NodeInstance, image: ImageRef, reports: _Reports, canc
     if disk.exists() and record.persistent:
         return disk  # a persistent instance keeps its disk (and what was written to it) from run to run
     reports.task("preparing", "downloading", 0)
-    cached = fetch_image(image.image_id, image.version, image.sha256, image.size,
-                         throttled(on_progress, PROGRESS_PER_SECOND))
-    if cancel.is_set():
-        raise Cancelled()
-    reports.task("preparing", "cloning", 99)
-    if disk.exists():
-        disk.unlink()  # a temporary instance's clone left by an interrupted run: start clean
-    disk.parent.mkdir(parents=True, exist_ok=True)
-    node_driver().clone_disk(cached.path, disk)
-    size_disk(node_driver(), disk, disk_mb)
-    record.image_path = str(cached.path)
-    record.disk_path = str(disk)
-    record.save(update_fields=["image_path", "disk_path", "updated"])
+    # Held until the record names the image: from then on ``image_in_use`` keeps it from eviction.
+    with held_image(image.image_id, image.version, image.sha256, image.size,
+                    throttled(on_progress, PROGRESS_PER_SECOND)) as cached:
+        if cancel.is_set():
+            raise Cancelled()
+        reports.task("preparing", "cloning", 99)
+        if disk.exists():
+            disk.unlink()  # a temporary instance's clone left by an interrupted run: start clean
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        node_driver().clone_disk(cached.path, disk)
+        size_disk(node_driver(), disk, disk_mb)
+        record.image_path = str(cached.path)
+        record.disk_path = str(disk)
+        record.save(update_fields=["image_path", "disk_path", "updated"])
     return disk
 
 
@@ -151,23 +160,22 @@ def _boot(record: NodeInstance, disk: Path, options: RuntimeOptions, reports: _R
     if driver.state(insid) is not VMState.ABSENT:
         driver.destroy(insid)  # the definition of an earlier run (other ports); the disk lives outside it
     reports.task("editing", "booting", 100)
-    reports.instance("booting")
     driver.create(VMSpec.build(insid, [str(disk)], options))
     # bench/instance_launch.py times the control plane up to this moment.
     logger.info("instances: %s start call at %.6f", insid, time.time())
     driver.start(insid)
-    record.state = "running"
-    record.save(update_fields=["state", "updated"])
-    console = driver.console(insid)
-    reports.task("editing", "running", 100, vmstatus="running", done=True)
-    reports.instance("running", vmstatus="running", console=console.url)
+    # Started is not up: the guest may sit in its BIOS for a while. The watcher reports it running on evidence.
+    record.state, record.booted_at, record.answering, record.guest_ip = "booting", timezone.now(), True, ""
+    record.save(update_fields=["state", "booted_at", "answering", "guest_ip", "updated"])
+    reports.instance("booting", vmstatus="started", console=driver.console(insid).url)
 
 
 def run_instance(command: Command, reporter: Reporter) -> None:
     """``instance/run``: fetch the image version into this node's cache, make the instance's linked clone (kept
     across runs if persistent), define and boot the VM with the runtime options. Reports ``preparing`` (download
-    progress, cloning), ``booting`` and ``running`` with the console, or ``failed`` with the reason (what the run
-    made is removed again, a persistent disk excepted). Running an instance that runs already reports it running.
+    progress, cloning) and ``booting`` with the console once the VM is started (``running`` follows from
+    ``watch_instances`` when the guest is up), or ``failed`` with the reason (what the run made is removed again,
+    a persistent disk excepted). Running an instance that runs already reports its state again.
     With ``boot`` false it stops after the clone and reports the instance ``stopped`` (vmstatus ``prepared``)."""
     paras = command.paras
     insid = check_instance_id(str(paras.get("insid", "")))
@@ -188,9 +196,10 @@ def run_instance(command: Command, reporter: Reporter) -> None:
         driver = node_driver()
         try:
             if driver.state(insid) is VMState.RUNNING and record.disk_path:
-                record.state = "running"
-                record.save(update_fields=["state", "updated"])
-                reports.instance("running", vmstatus="running", console=driver.console(insid).url)
+                if record.state not in STARTED_STATES:
+                    record.state = "booting"
+                    record.save(update_fields=["state", "updated"])
+                _report_run_state(record, driver, reports)
                 return
             reports.instance("preparing")
             disk = _prepare_disk(record, image, reports, cancel, _disk_mb(paras))
@@ -200,7 +209,7 @@ def run_instance(command: Command, reporter: Reporter) -> None:
                 _prepared(record, reports)
                 return
             _boot(record, disk, options, reports)
-            logger.info("instances: %s runs (%s)", insid, driver.console(insid).url)
+            logger.info("instances: %s started (%s)", insid, driver.console(insid).url)
         except Cancelled:
             logger.info("instances: preparing %s cancelled by a stop or delete", insid)
         except (DriverError, TransferError, CacheFull, OSError, ValidationError) as exc:
@@ -350,38 +359,102 @@ def vm_infos() -> list[VmInfo]:
     return infos
 
 
+def _report_run_state(record: NodeInstance, driver: HypervisorDriver, reports: _Reports) -> None:
+    """Report a started instance as the node knows it: booting, or running (answering or not) with its address."""
+    console = driver.console(record.instance_id).url
+    if record.state == "booting":
+        reports.instance("booting", vmstatus="started", console=console)
+        return
+    reports.task("editing", "running", 100, vmstatus="running", done=True)
+    reports.instance("running", vmstatus="running" if record.answering else "not answering", console=console,
+                     guest_ip=record.guest_ip, answering=record.answering)
+
+
+def _boot_target(record: NodeInstance) -> readiness.BootTarget:
+    try:
+        return readiness.BootTarget.of(RuntimeOptions.model_validate(record.options))
+    except ValidationError:
+        return readiness.BootTarget(macs=(), services=())  # a record of an older node: only the driver's word
+
+
+def _look_for_guest(record: NodeInstance, driver: HypervisorDriver) -> readiness.Readiness:
+    """Whether the guest of a started VM is up (``nc.services.readiness``) and its address. One already up and
+    answering is only asked for its address (no probe of its services). Safe to run on several threads at once."""
+    config = settings.EDUCLOUD
+    lease_files = [config.lease_file] if config.lease_file else []
+    target, guest = _boot_target(record), driver.guest_info(record.instance_id)
+    if record.state == "running" and record.answering:
+        return readiness.Readiness(True, "", guest.ip or readiness.leased_address(target, lease_files))
+    return readiness.check_readiness(target, guest, lease_files)
+
+
+def _follow_guest(record: NodeInstance, found: readiness.Readiness, driver: HypervisorDriver,
+                  reports: _Reports) -> None:
+    """Act on what ``_look_for_guest`` found: a booting instance becomes running; one still without evidence after
+    ``nc.ready_timeout_seconds`` becomes running, not answering (and answering once evidence comes later); a new
+    guest address is reported."""
+    was = (record.state, record.answering, record.guest_ip)
+    if found.up:
+        if record.state == "booting" or not record.answering:
+            logger.info("instances: %s is up (%s)", record.instance_id, found.evidence)
+        record.state, record.answering = "running", True
+        record.guest_ip = found.guest_ip or record.guest_ip
+    elif record.state == "booting":
+        started = record.booted_at or record.updated
+        limit = settings.EDUCLOUD.vm_ready_timeout
+        if (timezone.now() - started).total_seconds() >= limit:
+            logger.warning("instances: %s shows no sign of its guest after %.0f s; running, not answering",
+                           record.instance_id, limit)
+            record.state, record.answering = "running", False
+    if (record.state, record.answering, record.guest_ip) != was:
+        record.save(update_fields=["state", "answering", "guest_ip", "updated"])
+        _report_run_state(record, driver, reports)
+
+
 def watch_instances(reporter: Reporter) -> list[str]:
-    """One look at the instances this node believes running: one whose VM stopped on its own (shut down inside
-    the guest, or killed) is ended as a stop would; a guest that got a new address has it reported. Returns the
-    instance ids found stopped."""
+    """One look at the instances this node has started: one whose VM stopped on its own (shut down inside the
+    guest, or killed) is ended as a stop would; for the others, ``_follow_guest``. The guests are looked at in
+    parallel (a probe of a guest that is not up waits up to ``readiness.PROBE_TIMEOUT``, and a class boots many at
+    once). Returns the instance ids found stopped."""
     driver = node_driver()
     stopped = []
-    for record in NodeInstance.objects.filter(state="running"):
-        lock = _lock(record.instance_id)
-        if not lock.acquire(blocking=False):
-            continue  # a run, stop or delete is at work on it
-        try:
+    held: list[tuple[NodeInstance, threading.Lock]] = []
+    try:
+        for record in NodeInstance.objects.filter(state__in=STARTED_STATES):
+            lock = _lock(record.instance_id)
+            if not lock.acquire(blocking=False):
+                continue  # a run, stop or delete is at work on it
+            held.append((record, lock))
+        following = []
+        for record, _ in held:
             reports = _Reports(reporter, record.tid, record.seq, record.instance_id)
-            if driver.state(record.instance_id) is not VMState.RUNNING:
-                _end_run(record, driver, reports, "stopped (from inside the guest)")
-                stopped.append(record.instance_id)
-                continue
-            guest_ip = driver.guest_info(record.instance_id).ip or ""
-            if guest_ip and guest_ip != record.guest_ip:
-                record.guest_ip = guest_ip
-                record.save(update_fields=["guest_ip", "updated"])
-                reports.instance("running", vmstatus="running", guest_ip=guest_ip,
-                                 console=driver.console(record.instance_id).url)
-        except DriverError as exc:
-            logger.warning("instances: could not look at %s: %s", record.instance_id, exc)
-        finally:
+            try:
+                if driver.state(record.instance_id) is not VMState.RUNNING:
+                    _end_run(record, driver, reports, "stopped (from inside the guest)")
+                    stopped.append(record.instance_id)
+                else:
+                    following.append((record, reports))
+            except DriverError as exc:
+                logger.warning("instances: could not look at %s: %s", record.instance_id, exc)
+        if following:
+            with ThreadPoolExecutor(max_workers=min(WATCH_THREADS, len(following))) as pool:
+                looks = [(record, reports, pool.submit(_look_for_guest, record, driver))
+                         for record, reports in following]
+            for record, reports, look in looks:
+                try:
+                    _follow_guest(record, look.result(), driver, reports)
+                except DriverError as exc:
+                    logger.warning("instances: could not look at %s: %s", record.instance_id, exc)
+    finally:
+        for _, lock in held:
             lock.release()
     return stopped
 
 
 def adopt_instances(reporter: Reporter) -> list[str]:
-    """At the start of the node controller: take back the VMs that kept running and report them running, so the
-    cloud's view is current; the watcher then ends those that stopped meanwhile."""
+    """At the start of the node controller: take back the VMs that kept running and report them as they were
+    (booting, or running answering or not), so the cloud's view is current; the watcher then ends those that
+    stopped meanwhile and goes on following the booting ones."""
     driver = node_driver()
     running = set(driver.adopt())
     known = {record.instance_id: record for record in NodeInstance.objects.all()}
@@ -389,11 +462,10 @@ def adopt_instances(reporter: Reporter) -> list[str]:
         logger.warning("instances: VM %s runs but this node has no record of it; leaving it alone", insid)
     for insid in running & set(known):
         record = known[insid]
-        if record.state != "running":
-            record.state = "running"
+        if record.state not in STARTED_STATES:
+            record.state = "booting"
             record.save(update_fields=["state", "updated"])
-        _Reports(reporter, record.tid, record.seq, insid).instance("running", vmstatus="running",
-                                                                   console=driver.console(insid).url)
+        _report_run_state(record, driver, _Reports(reporter, record.tid, record.seq, insid))
     logger.info("instances: %d running VMs adopted", len(running & set(known)))
     return sorted(running & set(known))
 

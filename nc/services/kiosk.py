@@ -237,7 +237,7 @@ def _snapshot(insid: str) -> _Activity | None:
 def _shown(seen: _Activity | None, record: NodeInstance | None, cached: bool) -> dict:
     """What the kiosk page shows of one desktop: state, pull progress, error, console and services. A background
     pull, start or stop says what it does; else the node's record says whether it runs."""
-    running = record is not None and record.state == "running"
+    running = record is not None and record.state in instances.STARTED_STATES
     if seen is not None and seen.busy:
         shown = {"state": seen.state, "progress": seen.progress, "error": ""}
     elif running:  # the pull's progress as it ended, or 100 for a desktop taken back after a restart
@@ -393,7 +393,7 @@ def start_desktop(insid: str) -> dict:
     if not online and not _is_cached(desktop):
         raise KioskError(409, f"the cloud cannot be reached and {desktop.name} has never been pulled to this PC")
     records = _kiosk_records()
-    running = {other for other, record in records.items() if record.state == "running"}
+    running = {other for other, record in records.items() if record.state in instances.STARTED_STATES}
     with _guard:
         activity = _activities.get(insid)
         if (activity is not None and activity.busy) or insid in running:
@@ -443,7 +443,7 @@ def stop_desktop(insid: str) -> dict:
         busy = activity is not None and activity.busy
         if busy and activity.state == "stopping":
             return {"instance_id": insid, **_shown(_snapshot(insid), record, cached=True)}
-        if not busy and (record is None or record.state != "running"):
+        if not busy and (record is None or record.state not in instances.STARTED_STATES):
             raise KioskError(404, f"desktop {insid} does not run on this PC")
         activity = _activities[insid] = _Activity("stopping")
     logger.info("kiosk: stopping %s", insid)

@@ -43,8 +43,8 @@ BOOT_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0
 # The base image is handed to each driver in a format its hypervisor reads (converted with qemu-img).
 BASE_IMAGE_FORMATS = {"virtualbox": "vdi"}
-CAPABILITIES = ("linked_clone", "console_vnc", "console_rdp", "nat_forwards", "bridged", "guest_ip", "snapshot_run",
-                "adopt")  # fmt: skip
+CAPABILITIES = ("linked_clone", "console_vnc", "console_rdp", "nat_forwards", "bridged", "guest_ip", "guest_ready",
+                "snapshot_run", "adopt")  # fmt: skip
 HOSTILE_IDS = {
     "parent-dir": "../x",
     "shell": "ins-;rm -rf /",
@@ -441,6 +441,12 @@ def test_the_guest_gets_an_address_and_serves_its_page_through_a_nat_forward(dri
     assert ipaddress.IPv4Address(ip)
     page = guest_get(running_vm, "/")
     assert page.status_code == 200 and "eduCloud test VM" in page.text
+
+
+def test_a_driver_that_says_the_guest_is_ready_says_so_only_once_it_serves(driver: HypervisorDriver, running_vm):
+    needs(driver, "guest_ready")
+    wait_for(lambda: driver.guest_info(running_vm.insid).ready, BOOT_TIMEOUT, "the guest's ready marker")
+    assert guest_serves(running_vm)
 
 
 def test_starting_a_running_vm_changes_nothing(driver: HypervisorDriver, running_vm: VM):

@@ -35,6 +35,7 @@ from walrus.api.serializers import (
     UploadSerializer,
     UploadStartSerializer,
 )
+from walrus.constants import MAX_PUT_BYTES, PUT_TOO_LARGE
 from walrus.services.store import (
     StoreError,
     abandon_upload,
@@ -133,7 +134,8 @@ class UploadDetailView(UploadCorsMixin, StoreView):
 
 
 class UploadDataView(UploadCorsMixin, StoreView):
-    """``PUT uploads/<upload_id>/data?offset=N``: the raw body, streamed to the partial file in chunks.
+    """``PUT uploads/<upload_id>/data?offset=N``: the raw body, streamed to the partial file in chunks; a body over
+    ``MAX_PUT_BYTES`` is refused (413) by its ``Content-Length``, before any of it is read.
 
     The body is read from the WSGI stream (``request._request``), never through ``request.body`` or
     ``request.data``: an image does not fit in memory. There are no parsers, so an accidental ``request.data`` fails
@@ -157,8 +159,10 @@ class UploadDataView(UploadCorsMixin, StoreView):
         if not length:
             return Response({"detail": "a Content-Length header is required"},
                             status=status.HTTP_411_LENGTH_REQUIRED)
-        new_offset = write_upload(upload_id, offset, _checked_number(length, "Content-Length"),
-                                  request._request.read)
+        length = _checked_number(length, "Content-Length")
+        if length > MAX_PUT_BYTES:
+            return Response({"Content-Length": [PUT_TOO_LARGE]}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        new_offset = write_upload(upload_id, offset, length, request._request.read)
         return Response({"offset": new_offset})
 
 

@@ -32,7 +32,7 @@ from luhyaapi.ids import new_id, validate_id
 from luhyaapi.ranges import FileRange
 from luhyaapi.transfer import BackgroundHash, Writeback, write_all
 from walrus.choices import UploadStateChoices
-from walrus.constants import CHECKPOINT_BYTES, IO_CHUNK_BYTES
+from walrus.constants import CHECKPOINT_BYTES, DISK_FULL, IO_CHUNK_BYTES
 from walrus.models import ImageVersion, Upload
 from walrus.services.formats import HEAD_BYTES, detect_format, host_file_reference
 
@@ -209,7 +209,7 @@ def _write_all(fd: int, data: bytes, position: int) -> None:
         write_all(fd, data, position)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StoreError(507, "the image store's disk is full") from exc
+            raise StoreError(507, "the image store's disk is full", reason=DISK_FULL) from exc
         raise
 
 
@@ -226,7 +226,7 @@ def start_upload(image_id: str, size: int, sha256: str = "") -> Upload:
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if size > free:
-        raise StoreError(507, f"the image store has {free} bytes free; this image needs {size}")
+        raise StoreError(507, f"the image store has {free} bytes free; this image needs {size}", reason=DISK_FULL)
     for _attempt in range(5):
         upload_id = new_id("upload")
         try:

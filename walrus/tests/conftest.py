@@ -46,13 +46,14 @@ def walrus(client, settings):
             return client.generic(method, f"{API}/{path}", body, content_type="application/json", **extra)
 
         def put(self, upload_id: str, data: bytes, offset: int = 0, *, query: str | None = None, key=None,
-                signed: bool = True):
+                signed: bool = True, **meta):
+            """A PUT of ``data``; ``meta`` sets WSGI environ entries (a ``CONTENT_LENGTH`` that is not the data's)."""
             route = f"{API}/uploads/{upload_id}/data"
             query = f"offset={offset}" if query is None else query
-            extra = {}
+            extra = dict(meta)
             if signed:
-                extra = as_meta(sign_headers(key or own_key(), "PUT", "testserver", canonical_path(route, query),
-                                             None))
+                extra |= as_meta(sign_headers(key or own_key(), "PUT", "testserver", canonical_path(route, query),
+                                              None))
             return client.generic("PUT", f"{route}?{query}", data, content_type="application/octet-stream", **extra)
 
         def start(self, image_id: str, data: bytes, **extra) -> str:

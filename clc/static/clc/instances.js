@@ -31,14 +31,15 @@
 
   const { setAllowed } = window.educloudLive;
 
-  function showState(state) {
+  function showState(state, text) {
     const badge = byId("state");
     badge.className = "state " + state;
-    badge.textContent = live.labels[state] || state;
+    badge.textContent = text || live.labels[state] || state;
   }
 
   function showInstance(instance) {
-    showState(instance.state);
+    showState(instance.state, instance.state_text);
+    byId("not-answering").hidden = instance.answering !== false || instance.state !== "running";
     byId("node").textContent = instance.node;
     byId("cluster").textContent = instance.cluster;
     byId("guest-ip").textContent = instance.guest_ip;
