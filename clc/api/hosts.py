@@ -232,7 +232,7 @@ class HostViewSet(AuthorizedViewSetMixin, mixins.CreateModelMixin, mixins.ListMo
                                                    choice_parameter("state", LivenessChoices.values)]))
 class ServerViewSet(AuthorizedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, MachineViewSet):
     """Servers: list (``?search=``, ``?role=``, ``?state=``, paginated), get by role and name, and ``wake/`` (nc and
-    sc) / ``poweroff/`` (nc) (202), ``refresh/`` (nc: its status now, 202), ``drain/`` (nc: no new instances) and
+    sc) / ``poweroff/`` (nc) (202), ``refresh/`` (its status now, 202), ``drain/`` (nc: no new instances) and
     ``DELETE`` (forget it; 409 naming what still needs it). A bad role or name is a 400 naming it, an unknown server
     a 404."""
 
