@@ -103,7 +103,8 @@ class Launch:
         except RemoteError as exc:
             self.answer, self.reason = f"refused ({exc.status})", exc.detail
             return
-        self.answer = "placed" if placed.get("node") else "being placed"
+        # A run no cluster has taken yet waits for one (``placing``: queued or asked); the placer settles it.
+        self.answer = "being placed" if placed.get("placing") or not placed.get("node") else "placed"
 
     def follow(self, record: dict) -> bool:
         """Take in the instance's record; True once its run has ended one way or the other."""

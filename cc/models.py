@@ -46,6 +46,7 @@ class ClusterInstance(models.Model):
     memory_mb = models.PositiveIntegerField()
     disk_mb = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=12, default="scheduled")
+    run_sent = models.BooleanField(default=False, help_text="the bus took the run's command for the node")
     options = models.JSONField(default=dict, help_text="the runtime options sent to the node")
     access = models.JSONField(default=dict)
     updated = models.DateTimeField(auto_now=True)

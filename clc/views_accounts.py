@@ -134,7 +134,9 @@ class AccountListView(AuthorizedMixin, ListView):
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(**kwargs) | self.filters() | {
-            "roles": Role.choices, "groups": authz.groups_within(self.actor)}
+            "roles": Role.choices, "groups": authz.groups_within(self.actor),
+            # The first administrator is a superuser without an account: the empty list must not deny they exist.
+            "has_account": Account.objects.filter(user_id=self.request.user.pk).exists()}
 
 
 class AccountCreateView(AuthorizedMixin, FormView):

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.generic import CreateView, DetailView, ListView, UpdateView, View
 
 from clc.forms import InstanceChangeForm, InstanceForm
+from clc.services import authz
 from clc.services.instances import (
     EDITABLE_STATES,
     STOPPABLE_STATES,
@@ -83,6 +84,11 @@ class InstanceListView(AuthorizedMixin, ListView):
     paginate_by = 25
     resource_type = Type.INSTANCE
 
+    def get(self, request, *args, **kwargs):
+        if authz.uses_portal(self.actor):
+            return redirect("portal:desktops")
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self):
         instances = self.readable(Instance.objects.select_related("image", "vm_type"))
         query = self.request.GET.get("q", "").strip()
@@ -105,6 +111,7 @@ class InstanceListView(AuthorizedMixin, ListView):
             "state": self.request.GET.get("state", ""),
             "kinds": InstanceKindChoices.choices,
             "states": State.choices,
+            "may_create": authz.may_type(self.actor, "create", Type.INSTANCE),
         }
 
 
@@ -198,8 +205,11 @@ class InstanceRunView(AuthorizedMixin, View):
         except InstanceError as exc:
             messages.error(request, f"{instance.name} was not started: {exc}")
         else:
-            messages.success(request, f"{instance.name} is scheduled on {instance.node} (cluster {instance.cluster}); "
-                                      "follow its progress below.")
+            if instance.placing:
+                messages.info(request, f"{instance.name} is scheduled: {instance.message}; follow its progress below.")
+            else:
+                messages.success(request, f"{instance.name} is scheduled on {instance.node} (cluster "
+                                          f"{instance.cluster}); follow its progress below.")
         return redirect(instance)
 
 
@@ -220,7 +230,8 @@ class InstanceStopView(AuthorizedMixin, View):
 
 
 class InstanceDeleteView(AuthorizedMixin, View):
-    """Delete on POST: at once if it never ran, else once its node has removed it."""
+    """Delete on POST: at once if it never ran, else once its node has removed it. Either way the list is next (a
+    node may confirm before the browser follows a redirect, and the instance's page would then be a 404)."""
 
     resource_type, action = Type.INSTANCE, "delete"
 
@@ -234,13 +245,13 @@ class InstanceDeleteView(AuthorizedMixin, View):
             return redirect(instance)
         if gone:
             messages.success(request, f"Instance {instance.name} ({insid}) deleted.")
-            return redirect("clc:instances")
-        if already:
-            messages.info(request, f"{instance.name} is already being deleted; it goes when its node confirms.")
+        elif already:
+            messages.info(request, f"{instance.name} is already being deleted; it leaves this list when its node "
+                                   "confirms.")
         else:
-            messages.success(request, f"{instance.name} is being removed from {instance.node}; it goes when the node "
-                                      "confirms.")
-        return redirect(instance)
+            messages.success(request, f"{instance.name} is being removed from {instance.node}; it leaves this list "
+                                      "when the node confirms.")
+        return redirect("clc:instances")
 
 
 class InstancePushView(AuthorizedMixin, View):

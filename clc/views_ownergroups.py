@@ -13,6 +13,8 @@ from django.views.generic.base import TemplateResponseMixin
 
 from clc.services.ownergroups import (
     ACTIONS,
+    DEFAULT_KIND,
+    KINDS,
     OwnerGroupRefused,
     change_owner_group,
     create_owner_group,
@@ -51,6 +53,8 @@ class GroupCreateForm(GroupFormMixin, forms.Form):
     path = forms.CharField(max_length=255, help_text="where it sits: its parent's path and one more word, e.g. "
                                                      "edu.school.class1")
     name = forms.CharField(max_length=100)
+    kind = forms.ChoiceField(choices=[(kind, label) for kind, (label, _) in KINDS.items()], initial=DEFAULT_KIND,
+                             help_text="the permissions it starts with; change them on its page next")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
 
 
@@ -124,8 +128,8 @@ class GroupListView(AuthorizedMixin, ListView):
 
 
 class GroupCreateView(AuthorizedMixin, FormView):
-    """A new owner-group inside the person's authority (``?parent=`` starts its path); its permissions are set on
-    its page next."""
+    """A new owner-group inside the person's authority (``?parent=`` starts its path), with the preset permissions
+    of its kind; they can be changed on its page next."""
 
     template_name = "clc/groups/create.html"
     form_class = GroupCreateForm
@@ -144,7 +148,8 @@ class GroupCreateView(AuthorizedMixin, FormView):
         except OwnerGroupRefused as exc:
             form.refused(exc)
             return self.form_invalid(form)
-        messages.success(self.request, f"Owner-group {group.path} created: now give it its permissions.")
+        messages.success(self.request, f"Owner-group {group.path} created with the permissions of its kind "
+                                       f"({form.cleaned_data['kind']}): check or change them here.")
         return redirect("clc:group-edit", path=group.path)
 
 

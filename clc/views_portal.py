@@ -36,7 +36,9 @@ class PortalMixin(AuthorizedMixin):
         try:
             return super().dispatch(request, *args, **kwargs)
         except PermissionDenied as denied:
-            return render(request, "clc/portal/forbidden.html", {"reason": str(denied)}, status=403)
+            has_account = getattr(self, "actor", authz.NOBODY).is_person
+            return render(request, "clc/portal/forbidden.html", {"reason": str(denied), "has_account": has_account},
+                          status=403)
 
     def desktop(self, insid: str, action: str | None = None, *, console: bool = False):
         """The desktop the person may read (else 404) and may ``action`` (else 403); with ``console`` any instance

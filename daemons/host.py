@@ -21,14 +21,16 @@ logger = logging.getLogger(__name__)
 RECV_BYTES = 2**20
 
 
-def web_server(host: str, port: int):
+def web_server(host: str, port: int, threads: int | None = None):
     """This host's web server (waitress, threads), not started yet: ``.run()`` serves, ``.close()`` stops.
 
     Tuned for image data (``docs/images.md``, "Speed"): complete files are handed to waitress's file wrapper, which
     sends them straight from the file; streamed bodies (a cluster cache relaying a file that is still arriving)
     stay in memory instead of going through a temporary file each (``outbuf_overflow``); the socket is read in
     large pieces, so an upload's body costs few calls to receive (``recv_bytes``). A body over
-    ``walrus.constants.MAX_PUT_BYTES`` is refused by its headers (``daemons.waitress_channel``)."""
+    ``walrus.constants.MAX_PUT_BYTES`` is refused by its headers (``daemons.waitress_channel``). ``threads``: the
+    setting ``WEB_THREADS`` unless given."""
+    from django.conf import settings
     from waitress.server import create_server
 
     from daemons.waitress_channel import RefusingChannel
@@ -36,8 +38,9 @@ def web_server(host: str, port: int):
     from walrus.constants import MAX_PUT_BYTES
 
     # waitress refuses a body of max_request_body_size bytes or more.
-    server = create_server(application, host=host, port=port, threads=16, ident="educloud", channel_timeout=120,
-                           outbuf_overflow=32 * 2**20, recv_bytes=RECV_BYTES, max_request_body_size=MAX_PUT_BYTES + 1)
+    server = create_server(application, host=host, port=port, threads=threads or settings.WEB_THREADS,
+                           ident="educloud", channel_timeout=120, outbuf_overflow=32 * 2**20, recv_bytes=RECV_BYTES,
+                           max_request_body_size=MAX_PUT_BYTES + 1)
     server.channel_class = RefusingChannel
     return server
 
@@ -60,8 +63,10 @@ def _wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"the web server did not start listening on {host}:{port}")
 
 
-def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], only: set[str] | None = None) -> None:
-    """Serve and run until a signal arrives; daemons start after the web server answers (they register over it)."""
+def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], only: set[str] | None = None,
+             stop_vms: bool = False) -> None:
+    """Serve and run until a signal arrives; daemons start after the web server answers (they register over it).
+    On a node, its VMs are then stopped (``stop_vms``) or left running with a word on how to stop them."""
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -79,7 +84,7 @@ def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], onl
         if config.has_role("clc"):
             log(f"log in to the admin console at http://{config.ip}:{config.listen_port}/clc/ as the administrator "
                 f"(first password: {config.data_dir / 'admin-password'})")
-    workers, _heartbeats = build_workers(config, stop)
+    workers, heartbeats = build_workers(config, stop)
     if only:
         unknown = only - {worker.name for worker in workers}
         if unknown:
@@ -91,6 +96,10 @@ def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], onl
     log(f"daemons running: {', '.join(worker.name for worker in workers)}")
     while not stop.wait(1.0):
         pass
+    if config.has_role("nc"):
+        from nc.services.shutdown import on_exit
+
+        on_exit(heartbeats["nc"], stop=stop_vms, log=log)
     for worker in workers:
         worker.join(timeout=10)
     log("stopped")

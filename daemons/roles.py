@@ -14,6 +14,7 @@ from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
 SWEEP_FRACTION = 0.5
 REFRESH_SECONDS = 30.0
 NETWORK_SECONDS = 60.0
+PLACER_SECONDS = 2.0
 
 
 def _consume(bus, queue: str, consumer, **options):
@@ -26,6 +27,7 @@ def _consume(bus, queue: str, consumer, **options):
 def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
     from clc.consumers.clc_status import ClcStatusConsumer
     from clc.services.console_proxy import ConsoleProxy
+    from clc.services.instances import place_pending
     from clc.services.portal import IDLE_CHECK_SECONDS, stop_idle_desktops
     from clc.services.status import StatusFolder
 
@@ -45,9 +47,14 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
         while not stop.wait(IDLE_CHECK_SECONDS):
             stop_idle_desktops(config.idle_stop_minutes)
 
+    def placer(stop: threading.Event) -> None:
+        # Runs no request placed at once wait here; so do runs whose cluster did not answer (asked again).
+        while not stop.wait(PLACER_SECONDS):
+            place_pending()
+
     bus = get_bus(config.cloud_bus_url)
     workers = [Worker("clc-status", _consume(bus, CLC_STATUS, ClcStatusConsumer(folder), max_batch=500), stop),
-               Worker("clc-sweeper", sweep, stop)]
+               Worker("clc-sweeper", sweep, stop), Worker("clc-placer", placer, stop)]
     if config.console_port:
         workers.append(Worker("clc-console-proxy", ConsoleProxy(config.console_listen, config.console_port).run, stop))
     if config.idle_stop_minutes:
@@ -57,15 +64,16 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
 
 def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
     from cc.consumers.cc_status import CcStatusConsumer
-    from cc.services.network import apply_network
+    from cc.services.network import apply_network, refresh_network
     from cc.services.nodes import NodeStatusRelay
 
     relay = NodeStatusRelay(get_bus(config.cloud_bus_url), touch_seconds=config.db_touch_seconds)
 
     def network(stop: threading.Event) -> None:
         # Re-applied at start (a restarted CC puts its rules back, once) and then now and again, which also picks
-        # up changed network settings on the CLC.
+        # up changed network settings on the CLC. Only here does the CC ask the CLC for them: never in a request.
         while True:
+            refresh_network()
             apply_network()
             if stop.wait(NETWORK_SECONDS):
                 return

@@ -19,5 +19,6 @@ if [ ! -f "$CONF" ]; then
   write_allinone_conf "$CONF" "$DATA" "$LISTEN"
 fi
 export EDUCLOUD_CONF="$CONF"
-say "starting eduCloud (Ctrl-C stops it)"
-exec "$VENV/bin/python" manage.py run_cloud
+say "starting eduCloud (Ctrl-C stops it; its VMs keep running unless started with --stop-vms)"
+# Arguments go to `manage.py run_cloud` (e.g. --stop-vms: stop the node's VMs when it ends).
+exec "$VENV/bin/python" manage.py run_cloud "$@"

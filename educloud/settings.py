@@ -61,6 +61,9 @@ TEMPLATES = [
 WSGI_APPLICATION = "educloud.wsgi.application"
 
 DATABASES = {"default": django_database(EDUCLOUD.database_url)}
+# The web server's threads (``daemons.host.web_server``). No request of ours waits on a call back into this host, and
+# at most clc.services.instances.IN_REQUEST_PLACEMENTS launches call a cluster from within a request.
+WEB_THREADS = 16
 CACHES = {"default": django_cache(EDUCLOUD.cache_url)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -6,13 +6,14 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from clc.forms import AdminLoginForm
+from educloud.views import favicon
 from luhyaapi.openapi import schema_urls
 from luhyaapi.routes import api_urls
 
 handler404 = "luhyaapi.api.not_found"
 # Every host serves the admin site; its login shows the throttle's refusals like the console's (clc.services.logins).
 admin.site.login_form = AdminLoginForm
-urlpatterns = [path("admin/", admin.site.urls)]
+urlpatterns = [path("admin/", admin.site.urls), path("favicon.ico", favicon, name="favicon")]
 for role in settings.EDUCLOUD.roles:
     urlpatterns += [path(f"{role}/api/1.0/", include(api_urls(f"{role}.api.urls"))),
                     path(f"{role}/api/1.0/", include(schema_urls(role)))]

@@ -278,3 +278,6 @@ class InstanceRunRequest(BaseModel):
     pinned_node: Annotated[str, Field(pattern=r"^$|" + NAME_RE.pattern)] = ""
     boot: bool = Field(default=True, description="False: only prepare the disk (the image wizard's first step)")
     console_password: ConsolePassword = ""
+    network: dict | None = Field(
+        default=None, description="the cluster's network settings as the CLC has them (its cc-config form, {} for "
+                                  "none), so that the CC needs no call back to the CLC while it places the run")

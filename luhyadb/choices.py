@@ -82,6 +82,16 @@ class InstanceStateChoices(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class PlacingChoices(models.TextChoices):
+    """Where a run stands with the clusters while no cluster has taken it: ``queued`` (no cluster asked yet: the
+    placer will), ``asked`` (a cluster was asked and has not answered; its status reports or the placer asking again
+    with the same run number settle it). Empty once a cluster took it or refused it."""
+
+    NONE = "", "Placed or not running"
+    QUEUED = "queued", "Waiting to be placed"
+    ASKED = "asked", "Asked a cluster, no answer yet"
+
+
 class PhaseChoices(models.TextChoices):
     INIT = "init", "Init"
     PREPARING = "preparing", "Preparing"

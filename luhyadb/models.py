@@ -25,6 +25,7 @@ from luhyadb.choices import (
     NetworkModeChoices,
     OsTypeChoices,
     PhaseChoices,
+    PlacingChoices,
     ResourceTypeChoices,
     RoleChoices,
     UsageChoices,
@@ -256,6 +257,10 @@ class Instance(models.Model):
     node = models.CharField(max_length=63, blank=True, validators=[name_validator])
     state = models.CharField(max_length=12, choices=InstanceStateChoices.choices, default=InstanceStateChoices.DEFINED)
     runs = models.PositiveIntegerField(default=0, help_text="how many times it was asked to run")
+    placing = models.CharField(max_length=6, choices=PlacingChoices.choices, default=PlacingChoices.NONE, blank=True,
+                               help_text="while the run waits for a cluster to take it (clc.services.instances)")
+    asked_at = models.DateTimeField(null=True, blank=True,
+                                    help_text="when a cluster was last asked to take the waiting run")
     build_tid = models.CharField(max_length=40, blank=True, help_text="set on the VM of an image wizard's task")
     console_url = models.CharField(max_length=200, blank=True)
     console_password = models.CharField(max_length=8, blank=True,
@@ -287,9 +292,12 @@ class Instance(models.Model):
 
     @property
     def state_text(self) -> str:
-        """The state as the pages show it: "Running, not answering" for a VM whose guest never showed it is up."""
+        """The state as the pages show it: "Running, not answering" for a VM whose guest never showed it is up;
+        "Scheduled, waiting for a cluster" for a run no cluster has taken yet (``placing``)."""
         if self.state == InstanceStateChoices.RUNNING and not self.answering:
             return "Running, not answering"
+        if self.state == InstanceStateChoices.SCHEDULED and self.placing:
+            return "Scheduled, waiting for a cluster"
         return self.get_state_display()
 
 

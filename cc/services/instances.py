@@ -13,7 +13,14 @@ from django.db.models import Sum
 from cc.models import ClusterInstance, ClusterNode, PortLease
 from cc.network.addresses import PortPool
 from cc.services.leases import PoolBusy, PoolUsedUp, lease_next_free
-from cc.services.network import AddressPoolExhausted, apply_network, cluster_network, lease_address, release_addresses
+from cc.services.network import (
+    AddressPoolExhausted,
+    apply_network,
+    cluster_network,
+    lease_address,
+    release_addresses,
+    remember_network,
+)
 from cc.services.scheduler import Candidate, Need, NoNodeFits, pick_node
 from luhyaapi import trust
 from luhyaapi.bus import Bus
@@ -115,21 +122,30 @@ def _access(kind: str, node_ip: str, ports: dict[str, int], services: tuple[int,
 
 def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
     """Place the instance on a node (the pinned one, or where its persistent disk lives, else the best fit), lease
-    its console and service ports, and queue ``instance/run`` for the node after the commit. Asking again for the
-    same run (same ``seq``) answers the same placement. InstanceRefused: 409 when the cluster does not run this
-    kind, no node fits (with each node's reason) or it already runs."""
+    its console and service ports, and queue ``instance/run`` for the node and apply the network after the commit.
+    The cluster's network settings come with the request (kept, ``remember_network``) or are the copy kept here:
+    nothing here calls the CLC, which waits for this answer. Asking again for the same run (same ``seq``) answers
+    its placement as it stands, in any state (the CLC asks again when an answer was lost). InstanceRefused: 400
+    when the settings sent cannot be read, 409 when the cluster does not run this kind, no node fits (with each
+    node's reason) or it already runs."""
     config = settings.EDUCLOUD
-    net = cluster_network()
-    if net is not None and request.kind != net.kind:
-        net = cluster_network(max_age=0)  # the CLC's settings may have changed since this copy was fetched
+    if request.network is not None:
+        try:
+            net = remember_network(request.network)
+        except ValueError as exc:
+            raise InstanceRefused(400, str(exc)) from None
+    else:
+        net = cluster_network()
     kinds = (net.kind,) if net else config.cluster_kinds
     if request.kind not in kinds:
         raise InstanceRefused(409, f"cluster {config.cluster} runs {', '.join(kinds)} instances, not {request.kind}")
     with transaction.atomic():
         existing = ClusterInstance.objects.select_for_update().filter(instance_id=request.insid).first()
+        if existing and existing.seq == request.seq:
+            if existing.state == "scheduled" and not existing.run_sent:
+                _send_run(bus, existing, request)  # its command never reached the bus: the ask is why it comes again
+            return existing
         if existing and existing.state in ACTIVE_STATES:
-            if existing.seq == request.seq:
-                return existing
             raise InstanceRefused(409, f"instance {request.insid} is already {existing.state} on {existing.node}")
         pinned = request.pinned_node or (existing.node if existing and existing.persistent else "")
         need = Need(request.cpus, request.memory_mb, request.disk_mb)
@@ -160,14 +176,25 @@ def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
                       "disk_mb": request.disk_mb, "state": "scheduled", "options": options.model_dump(mode="json"),
                       "access": _access(request.kind, node_ip, ports, request.services, node.console_protocol,
                                         net.console_host if net else "", guest_address)})
-        command = Command(op="instance/run", tid=request.tid, seq=request.seq,
-                          paras={"insid": request.insid, "image": request.image.model_dump(),
-                                 "options": record.options, "persistent": request.persistent,
-                                 "boot": request.boot, "disk_mb": request.disk_mb})
-        transaction.on_commit(lambda: bus.publish(node_commands(chosen.name), command))
+        _send_run(bus, record, request)
         transaction.on_commit(apply_network)
     logger.info("instances: %s scheduled on %s (console port %d)", request.insid, chosen.name, ports["console"])
     return record
+
+
+def _send_run(bus: Bus, record: ClusterInstance, request: InstanceRunRequest) -> None:
+    """Queue the run's command for its node once the placement is committed, and note that the bus took it. A
+    publish that fails then (the broker away longer than its retry window) fails the CLC's call, which asks again
+    with the same run number: the command goes again, under the same key, so a node that has it skips it."""
+    command = Command(op="instance/run", tid=request.tid, seq=request.seq,
+                      paras={"insid": request.insid, "image": request.image.model_dump(), "options": record.options,
+                             "persistent": request.persistent, "boot": request.boot, "disk_mb": request.disk_mb})
+
+    def publish() -> None:
+        bus.publish(node_commands(record.node), command)
+        ClusterInstance.objects.filter(pk=record.pk, seq=request.seq).update(run_sent=True)
+
+    transaction.on_commit(publish)
 
 
 def _send(bus: Bus, insid: str, op: str, seq: int, state: str, **paras) -> ClusterInstance:
@@ -202,12 +229,15 @@ def submit_instance(bus: Bus, insid: str, seq: int, image_id: str) -> ClusterIns
     return _send(bus, insid, "instance/submit", seq, "submitting", image_id=image_id)
 
 
-def note_instance_status(report: InsStatus) -> None:
+def note_instance_status(report: InsStatus) -> InsStatus:
     """Follow an instance's state as its node reports it: ports are given back once it stopped, failed or is gone,
-    and the record of a deleted one removed. A report of an earlier run (lower ``seq``) changes nothing."""
+    and with them the run's access (its addresses are another instance's next); the record of a deleted one is
+    removed. A report of an earlier run (lower ``seq``) changes nothing. Returns the report as it goes up to the
+    CLC: with the run's access while it holds its ports, so that a CLC whose answer to the run was lost learns the
+    placement from it."""
     record = ClusterInstance.objects.filter(instance_id=report.insid).first()
     if record is None or report.seq < record.seq:
-        return
+        return report
     released = 0
     if report.state in RELEASING_STATES:
         released = release_ports(report.insid) + release_addresses(report.insid)
@@ -216,7 +246,12 @@ def note_instance_status(report: InsStatus) -> None:
                         released)
     if report.state == "deleted":
         record.delete()
+    elif report.state in RELEASING_STATES:
+        ClusterInstance.objects.filter(pk=record.pk).update(state=report.state, access={})
     elif record.state != report.state:
         ClusterInstance.objects.filter(pk=record.pk).update(state=report.state)
     if released:
         apply_network()
+    if report.seq == record.seq and report.state not in RELEASING_STATES and not report.access:
+        return report.model_copy(update={"access": record.access})
+    return report

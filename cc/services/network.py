@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
@@ -24,7 +23,9 @@ from luhyaapi.trust import own_key
 
 logger = logging.getLogger(__name__)
 
-REFRESH_SECONDS = 30.0
+# The clusters of which "no network settings yet" was said since their settings were last there: said once, not at
+# every look.
+_said_none: set[str] = set()
 # The states in which an instance holds its ports and addresses (the same as the scheduler's).
 HOLDING_STATES = ("scheduled", "preparing", "booting", "running", "stopping", "submitting")
 
@@ -67,23 +68,51 @@ class ClusterNet:
         return kind == "vs" and bool(self.node_bridge) and self.dhcp is not None
 
 
-def cluster_network(max_age: float = REFRESH_SECONDS) -> ClusterNet | None:
-    """This cluster's network settings: fetched from the CLC when the copy here is older than ``max_age`` (kept
-    when the CLC cannot be reached), None when the CLC has none (NAT-only defaults from this host's config)."""
-    config = settings.EDUCLOUD
-    row = NetworkSettings.objects.filter(cluster=config.cluster).first()
-    if row is None or datetime.now(tz=UTC) - row.fetched > timedelta(seconds=max_age):
-        client = RoleClient(config.clc_url, own_key())
-        try:
-            fetched = client.get(f"/clc/api/1.0/networks/{config.cluster}/cc-config/")
-        except RemoteError as exc:
-            if exc.status == 404:
-                NetworkSettings.objects.filter(cluster=config.cluster).delete()
-                return None
-            logger.warning("network: the CLC did not give this cluster's settings (%s); using the last copy", exc)
-        else:
-            row, _ = NetworkSettings.objects.update_or_create(cluster=config.cluster, defaults={"settings": fetched})
+def cluster_network() -> ClusterNet | None:
+    """This cluster's network settings as last received from the CLC (with a run request, or fetched by the
+    ``cc-network`` daemon), None while the CLC has none (NAT-only defaults from this host's config). Never calls the
+    CLC: it is read while requests from the CLC wait for their answer."""
+    row = NetworkSettings.objects.filter(cluster=settings.EDUCLOUD.cluster).first()
     return ClusterNet.from_config(row.settings) if row else None
+
+
+def remember_network(values: dict) -> ClusterNet | None:
+    """Keep the CLC's settings for this cluster (``{}``: it has none); written only when they changed, and a
+    cluster without settings is said once in the log, not at every look. ValueError when they cannot be read."""
+    cluster = settings.EDUCLOUD.cluster
+    try:
+        net = ClusterNet.from_config(values) if values else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"network settings the CC cannot read: {exc!r} is missing or wrong") from None
+    row = NetworkSettings.objects.filter(cluster=cluster).first()
+    if net is None:
+        if row is not None:
+            row.delete()
+        if row is not None or cluster not in _said_none:
+            logger.info("network: cluster %s has no network settings yet; it runs NAT-only with cc.kinds and "
+                        "cc.port_range until they are set on the CLC's Networks page", cluster)
+            _said_none.add(cluster)
+        return None
+    _said_none.discard(cluster)
+    if row is None or row.settings != values:
+        NetworkSettings.objects.update_or_create(cluster=cluster, defaults={"settings": values})
+        logger.info("network: cluster %s's network settings received (%s, %s mode)", cluster, net.kind, net.mode)
+    return net
+
+
+def refresh_network() -> ClusterNet | None:
+    """Fetch this cluster's settings from the CLC and keep them (the ``cc-network`` daemon, never a request); the
+    last copy is kept while the CLC cannot be reached."""
+    config = settings.EDUCLOUD
+    client = RoleClient(config.clc_url, own_key())
+    try:
+        fetched = client.get(f"/clc/api/1.0/networks/{config.cluster}/cc-config/")
+    except RemoteError as exc:
+        if exc.status == 404:  # a CLC from before ``{}`` meant "no settings"
+            return remember_network({})
+        logger.warning("network: the CLC did not give this cluster's settings (%s); using the last copy", exc)
+        return cluster_network()
+    return remember_network(fetched)
 
 
 def lease_address(insid: str, pool: AddressPool, kind: str, mac: str = "") -> str:

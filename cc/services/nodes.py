@@ -104,7 +104,8 @@ def queue_node_command(bus: Bus, node_name: str, request: CommandRequest) -> Com
 
 
 class NodeStatusRelay:
-    """Keeps the cluster's view of its nodes and instances current and passes every report up to the CLC unchanged.
+    """Keeps the cluster's view of its nodes and instances current and passes every report up to the CLC (an
+    instance's with the run's access added, ``note_instance_status``).
 
     The table is written only when a node's address or capacity changes, or at most every ``touch_seconds``.
     """
@@ -116,15 +117,16 @@ class NodeStatusRelay:
 
     def relay(self, messages: list[Message]) -> None:
         now = time.time()
+        upstream: list[Message] = []
         try:
             for message in messages:
                 if isinstance(message, NodeStatus) and message.role in CLUSTER_ROLES:
                     self._note(message, now)
-                elif isinstance(message, InsStatus):
-                    note_instance_status(message)
+                # An instance's report goes up with its run's access (a CLC that lost the answer learns it there).
+                upstream.append(note_instance_status(message) if isinstance(message, InsStatus) else message)
         except DatabaseError as exc:
             raise RetryLater(f"cluster database unavailable: {exc}") from exc
-        for message in messages:
+        for message in upstream:
             self.upstream.publish(CLC_STATUS, message)
 
     def _note(self, report: NodeStatus, now: float) -> None:

@@ -76,6 +76,18 @@ def test_the_clusters_hosts_reports_about_themselves_are_relayed(hosts):
     assert ClusterNode.objects.filter(name__in=["nc-1", "sc-1", "pc-12"]).count() == 3
 
 
+def test_a_report_of_a_run_placed_here_goes_up_with_the_runs_access(hosts):
+    """A CLC whose answer to the run was lost learns the placement from its reports."""
+    from cc.models import ClusterInstance
+
+    access = {"console": "vnc://10.0.0.2:6400", "http": "http://10.0.0.2:6401/"}
+    ClusterInstance.objects.create(instance_id="ins-0000000a", node="nc-1", tid=TID, seq=1, kind="rvd", cpus=1,
+                                   memory_mb=256, state="scheduled", access=access)
+    report = InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="preparing")
+    _, relayed = run([(report, hosts["nc-1"])])
+    assert relayed == [report.model_copy(update={"access": access})]
+
+
 @pytest.mark.parametrize("message, sender, reason", [
     (pc_beat("pc-13", PC_13), "pc-12", "the report is about pc-13, not pc-12"),
     (heartbeat("pc-13", mac=PC_13), "pc-12", "the report is about pc-13, not pc-12"),

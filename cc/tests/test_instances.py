@@ -9,13 +9,14 @@ import pytest
 
 from cc.models import ClusterInstance, ClusterNode, PortLease
 from cc.services.instances import InstanceRefused, delete_instance, note_instance_status, run_instance, stop_instance
-from luhyaapi.bus import InProcessBus
+from luhyaapi.bus import BusUnavailable, InProcessBus
 from luhyaapi.messages import Command, ImageRef, InsStatus, InstanceRunRequest
 from luhyaapi.queues import node_commands
 from luhyaapi.vmspec import guest_devices
 from luhyadb.choices import KeyStateChoices
 from luhyadb.models import HostCredential
 from tests.keys import enrolled_key
+from tests.services import free_port_block
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -92,12 +93,14 @@ def test_a_second_run_while_running_is_refused(nodes):
 def test_no_port_is_handed_out_twice_and_an_empty_pool_is_refused(nodes, settings):
     from dataclasses import replace
 
-    settings.EDUCLOUD = replace(settings.EDUCLOUD, port_range=(5900, 5904))
+    # A block nothing else on the machine holds: the lease passes over ports other programs hold (a VM's VNC 5900).
+    low, high = free_port_block(5)
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, port_range=(low, high))
     bus = InProcessBus()
     run_instance(bus, request("ins-00000001"))
     run_instance(bus, request("ins-00000002"))
-    assert sorted(PortLease.objects.values_list("port", flat=True)) == [5900, 5901, 5902, 5903]
-    with pytest.raises(InstanceRefused, match="port pool 5900-5904 is used up"):
+    assert sorted(PortLease.objects.values_list("port", flat=True)) == [low, low + 1, low + 2, low + 3]
+    with pytest.raises(InstanceRefused, match=f"port pool {low}-{high} is used up"):
         run_instance(bus, request("ins-00000003"))
     assert not PortLease.objects.filter(instance_id="ins-00000003").exists()
 
@@ -183,6 +186,132 @@ def test_a_guest_gets_virtio_only_if_it_runs_linux_by_the_one_rule_kiosks_use_to
     [command] = take(bus, "nc-1")
     options = command.paras["options"]
     assert (options["disk_type"], options["nics"][0]["model"]) == (disk_type, nic_model)
+
+
+class ListeningClc:
+    """A socket where the CLC would be, counting who connects (and answering nothing): the CC must not call it while
+    it places a run."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def connections(self) -> int:
+        count = 0
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                return count
+            connection.close()
+            count += 1
+
+
+NETWORK = {"cluster": "cluster1", "kind": "rvd", "mode": "private", "cc_eip": "192.0.2.10",
+           "cc_internal_ip": "10.0.0.1", "interfaces": {"public": "pub0", "private": "lan0"},
+           "lan": {"subnet": "10.0.0.0/24", "netmask": "255.255.255.0", "prefix": 24, "gateway": "10.0.0.1"},
+           "dhcp": None, "eip_pool": None, "ports": {"low": 6400, "high": 6499}, "node_bridge": "",
+           "forward_ports": True, "console_host": "192.0.2.10"}
+
+
+@pytest.fixture
+def clc_elsewhere(settings):
+    from dataclasses import replace
+
+    clc = ListeningClc()
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, clc_url=clc.url)
+    yield clc
+    clc.listener.close()
+
+
+def test_a_run_carries_the_clusters_network_which_the_cc_keeps_and_uses_without_calling_the_clc(nodes, clc_elsewhere):
+    from cc.models import NetworkSettings
+
+    record = run_instance(InProcessBus(), request(network=NETWORK))
+    ports = dict(PortLease.objects.values_list("purpose", "port"))
+    assert 6400 <= ports["console"] <= 6499  # the settings' port pool, not the host's default
+    assert record.access["console"] == f"vnc://192.0.2.10:{ports['console']}"  # reached through the CC (private)
+    assert NetworkSettings.objects.get(cluster="cluster1").settings == NETWORK
+    assert clc_elsewhere.connections() == 0
+
+
+def test_without_settings_in_the_run_the_cc_uses_its_own_copy_and_calls_nobody_back(nodes, clc_elsewhere):
+    run_instance(InProcessBus(), request())
+    assert clc_elsewhere.connections() == 0
+
+
+def test_an_empty_network_in_the_run_means_the_cluster_has_none_and_drops_an_old_copy(nodes, clc_elsewhere):
+    from cc.models import NetworkSettings
+
+    NetworkSettings.objects.create(cluster="cluster1", settings=NETWORK)
+    record = run_instance(InProcessBus(), request(network={}))
+    assert record.access["console"].startswith("vnc://10.0.0.11:")  # NAT-only: the node's own address
+    assert not NetworkSettings.objects.exists()
+
+
+def test_network_settings_the_cc_cannot_read_are_a_400_and_place_nothing(nodes, clc_elsewhere):
+    with pytest.raises(InstanceRefused, match="network settings the CC cannot read") as raised:
+        run_instance(InProcessBus(), request(network={"kind": "rvd"}))
+    assert raised.value.status == 400
+    assert not ClusterInstance.objects.exists() and not PortLease.objects.exists()
+
+
+def test_asking_again_for_a_run_that_ended_answers_it_as_it_ended_and_places_nothing_new(nodes):
+    """The CLC asks again, with the same seq, when the answer to a run was lost: by then the run may have ended."""
+    bus = InProcessBus()
+    run_instance(bus, request())
+    take(bus, "nc-1")
+    note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="failed", errormsg="no disk"))
+    again = run_instance(bus, request())
+    assert (again.state, again.seq, again.access) == ("failed", 1, {})
+    assert not PortLease.objects.exists()
+    assert take(bus, "nc-1") == []
+
+
+def test_releasing_the_ports_of_an_ended_run_forgets_its_access(nodes):
+    bus = InProcessBus()
+    run_instance(bus, request())
+    note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
+    assert ClusterInstance.objects.get().access == {}
+
+
+def test_a_report_of_the_current_run_goes_up_with_its_access_and_an_ended_ones_without(nodes):
+    bus = InProcessBus()
+    record = run_instance(bus, request())
+    relayed = note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="preparing"))
+    assert relayed.access == record.access and relayed.access["console"].startswith("vnc://10.0.0.11:")
+    stopped = note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
+    assert stopped.access == {}
+
+
+class FailingOnceBus(InProcessBus):
+    """The in-process bus, but its first publish fails as a broker away longer than the retry window does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def publish_raw(self, queue, body):
+        if self.failures:
+            self.failures -= 1
+            raise BusUnavailable("the broker did not take the message")
+        super().publish_raw(queue, body)
+
+
+def test_a_run_whose_command_the_bus_refused_sends_it_when_the_clc_asks_again_and_only_then(nodes):
+    bus = FailingOnceBus()
+    with pytest.raises(BusUnavailable):  # the CLC's call fails (a 500): it asks again with the same run number
+        run_instance(bus, request())
+    assert ClusterInstance.objects.get().run_sent is False
+    assert take(bus, "nc-1") == []
+    again = run_instance(bus, request())
+    assert again.node == "nc-1" and ClusterInstance.objects.get().run_sent is True
+    assert [command.op for command in take(bus, "nc-1")] == ["instance/run"]
+    run_instance(bus, request())  # a third ask, its command taken by the bus: nothing more goes
+    assert take(bus, "nc-1") == []
 
 
 def test_the_nodes_run_command_carries_the_vm_types_disk_size(nodes):

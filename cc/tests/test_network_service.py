@@ -123,3 +123,17 @@ def test_a_kind_the_clusters_network_is_not_for_is_refused(network):
     network(kind="vs", mode="private")
     with pytest.raises(InstanceRefused, match="runs vs instances, not rvd"):
         run_instance(InProcessBus(), request(kind="rvd"))
+
+
+def test_a_cluster_without_settings_is_said_once_in_plain_words_not_every_minute(live_server, cloud_at, caplog):
+    """The cc-network daemon asks the CLC every minute; the CLC has no settings for this cluster (a fresh install)."""
+    from cc.services.network import refresh_network
+
+    cloud_at(live_server.url, cluster="fresh")  # a cluster this process has said nothing of yet
+    with caplog.at_level("INFO"):
+        for _ in range(3):
+            assert refresh_network() is None
+    said = [record.getMessage() for record in caplog.records if "no network settings yet" in record.getMessage()]
+    assert said == ["network: cluster fresh has no network settings yet; it runs NAT-only with cc.kinds and "
+                    "cc.port_range until they are set on the CLC's Networks page"]
+    assert not [record for record in caplog.records if record.levelname == "WARNING"]

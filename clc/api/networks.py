@@ -11,12 +11,13 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from clc.api.authz import AuthorizedViewSetMixin
+from clc.api.authz import AuthorizedViewSetMixin, is_signed
 from clc.services.networks import (
     NETWORK_FIELDS,
     NetworkInUse,
     NetworkInvalid,
     as_cc_config,
+    cc_config_of,
     delete_network,
     network_settings,
     save_network,
@@ -88,6 +89,9 @@ class ClusterNetworkViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"], url_path="cc-config", signed_callers=callers("cc"))
     def cc_config(self, request, cluster: str):
-        """The settings as the cluster's CC applies them: for that CC (signed) and who may read networks."""
+        """The settings as the cluster's CC applies them: for that CC (signed) and who may read networks. The CC is
+        answered ``{}`` while its cluster has no settings (a normal state, not a missing page); people get a 404."""
         require_sender(request, cluster=validate_name(cluster, "cluster"))
+        if is_signed(request):
+            return Response(cc_config_of(cluster), status=status.HTTP_200_OK)
         return Response(as_cc_config(self.get_object()), status=status.HTTP_200_OK)

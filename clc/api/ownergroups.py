@@ -10,6 +10,8 @@ from rest_framework.response import Response
 from clc.api.authz import AuthorizedViewSetMixin, actor
 from clc.services.ownergroups import (
     ACTIONS,
+    DEFAULT_KIND,
+    KINDS,
     OwnerGroupRefused,
     change_owner_group,
     create_owner_group,
@@ -43,8 +45,18 @@ class OwnerGroupSerializer(serializers.Serializer):
     path = serializers.CharField(max_length=255)
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    kind = serializers.ChoiceField(
+        choices=[(kind, label) for kind, (label, _) in KINDS.items()], required=False, write_only=True,
+        help_text=f"creation only: the new group's preset permissions (default {DEFAULT_KIND}); not with "
+                  "permissions")
     permissions = PermissionsField(required=False)
     accounts = serializers.IntegerField(source="accounts.count", read_only=True)
+
+    def validate_kind(self, value: str) -> str:
+        if self.instance is not None:
+            raise serializers.ValidationError("a kind presets a new group's permissions; change them with "
+                                              "permissions")
+        return value
 
     def validate_path(self, value: str) -> str:
         if self.instance is not None and value != self.instance.path:
@@ -54,7 +66,8 @@ class OwnerGroupSerializer(serializers.Serializer):
 
 class OwnerGroupViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     """Owner-groups in the person's authority: list (``?search=``, paginated), create (its path inside one's
-    authority, below an existing group: else 403 / 400 naming ``path``), get, change (name, description,
+    authority, below an existing group: else 403 / 400 naming ``path``; its permissions the preset of ``kind``,
+    class by default, or the ``permissions`` given), get, change (name, description,
     permissions: all of them, a type left out loses its permission), delete (409 while accounts, images, instances,
     hosts or sub-groups use it)."""
 

@@ -77,10 +77,10 @@ class InstanceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Instance
         fields = ("instance_id", "name", "kind", "image", "vm_type", "owner_group", "persistent", "services",
-                  "pinned_node", "assigned_to", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip",
-                  "answering", "state_text", "access", "message", "tid", "created", "updated")
-        read_only_fields = ("instance_id", "mac", "cluster", "node", "state", "runs", "console_url", "guest_ip",
-                            "answering", "access", "message", "tid", "created", "updated")
+                  "pinned_node", "assigned_to", "mac", "cluster", "node", "state", "runs", "placing", "console_url",
+                  "guest_ip", "answering", "state_text", "access", "message", "tid", "created", "updated")
+        read_only_fields = ("instance_id", "mac", "cluster", "node", "state", "runs", "placing", "console_url",
+                            "guest_ip", "answering", "access", "message", "tid", "created", "updated")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -313,8 +313,13 @@ class InstanceViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     @extend_schema(request=None, responses={202: InstanceSerializer})
     @action(detail=True, methods=["post"])
     def run(self, request, instance_id: str):
+        """202 with the instance: placed (its node and console), or still waiting for a cluster (``placing``
+        queued or asked, ``detail`` says which); 409/503 when it was refused, and it is then as it was."""
         instance = run_instance(self.get_object())
-        return Response(InstanceSerializer(instance).data, status=status.HTTP_202_ACCEPTED)
+        body = InstanceSerializer(instance).data
+        if instance.placing:
+            body["detail"] = instance.message
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request=inline_serializer("PushRequest", {

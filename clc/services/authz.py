@@ -234,20 +234,66 @@ def require_create(actor: Actor, resource_type: str, owner: str) -> None:
 def require_type(actor: Actor, action: str, resource_type: str) -> None:
     """Raise ``Denied`` (403) unless the actor's role and group allow the action on the type somewhere (for pages
     and endpoints that act on a whole type, like a list or a new-record form). Records of the whole cloud exist at
-    the root only, so for them "somewhere" is the root: a school's administrator may not act on any of them."""
-    if not (actor.is_person and action in ROLE_CAPS[actor.role].get(resource_type, frozenset())
-            and (actor.role == Role.SUPERADM or action in actor.grants.get(resource_type, frozenset()))
-            and (actor.path == ROOT_PATH or not _root_only(action, resource_type))):
-        raise Denied(f"you may not {action} {Type(resource_type).label.lower()} records")
+    the root only, so for them "somewhere" is the root: a school's administrator may not act on any of them. The
+    refusal is ``why_refused``'s: which permission is missing and who can grant it."""
+    if _refused_step(actor, action, resource_type):
+        raise Denied(why_refused(actor, action, resource_type))
+
+
+def uses_portal(actor: Actor) -> bool:
+    """A student (role user): their pages are the portal's, where the same rule shows them their desktops; the
+    console's instance pages are for those who manage instances."""
+    return actor.is_person and actor.role == Role.USER
 
 
 def may_type(actor: Actor, action: str, resource_type: str) -> bool:
-    """``require_type`` as a yes or no."""
-    try:
-        require_type(actor, action, resource_type)
-    except Denied:
-        return False
-    return True
+    """``require_type`` as a yes or no (without looking up who could grant it)."""
+    return not _refused_step(actor, action, resource_type)
+
+
+def _refused_step(actor: Actor, action: str, resource_type: str) -> str:
+    """Which step of the rule refuses the action on every record of the type: "account", "role", "group" or
+    "root" ("" when some record of the type may be acted on)."""
+    if not actor.is_person:
+        return "account"
+    if action not in ROLE_CAPS[actor.role].get(resource_type, frozenset()):
+        return "role"
+    if actor.role != Role.SUPERADM and action not in actor.grants.get(resource_type, frozenset()):
+        return "group"
+    if actor.path != ROOT_PATH and _root_only(action, resource_type):
+        return "root"
+    return ""
+
+
+def why_refused(actor: Actor, action: str, resource_type: str) -> str:
+    """Why the actor may not ``action`` any record of the type, in words the person can act on: the permission
+    that is missing and who can grant it (a super administrator of the person's group or above, by path); "" if the
+    action is allowed. The console's and portal's 403 pages and the API's 403 body say this."""
+    step = _refused_step(actor, action, resource_type)
+    if not step:
+        return ""
+    label = Type(resource_type).label.lower()
+    refusal = f"you may not {action} {label} records"
+    if step == "account":
+        return f"{refusal}: your login has no eduCloud account; {_granters(ROOT_PATH)} can give it one"
+    if step == "role":
+        return (f"{refusal}: your role ({actor.role}) does not allow it; {_granters(actor.path)} can give your "
+                "account another role on the Accounts page")
+    if step == "group":
+        return (f"{refusal}: your owner-group {actor.path} does not grant {action} on {label} records; "
+                f"{_granters(actor.path)} can grant it on the Owner-groups page")
+    return f"{refusal}: {label} records belong to the whole cloud: only {_granters(ROOT_PATH)} may {action} them"
+
+
+def _granters(path: str) -> str:
+    """Who may change the owner-group at ``path`` and its accounts: a super administrator of it or of a group above
+    it (named by path, nearest first). People are not named: the usernames of other branches are not the asker's to
+    know (docs/authorization.md)."""
+    parts = path.split(".")
+    above = [".".join(parts[:length]) for length in range(len(parts) - 1, 0, -1)]
+    if not above:
+        return f"a super administrator of {path} (the whole cloud)"
+    return f"a super administrator of {path} or of a group above it ({', '.join(above)})"
 
 
 def _root_only(action: str, resource_type: str) -> bool:
@@ -258,9 +304,7 @@ def readable(actor: Actor, queryset: QuerySet, action: str = "read") -> QuerySet
     """The rows of ``queryset`` the actor may ``action`` (read by default), filtered in the database: the same
     rule as ``allows``, row by row."""
     resource_type = MODEL_TYPES[queryset.model]
-    try:
-        require_type(actor, action, resource_type)
-    except Denied:
+    if not may_type(actor, action, resource_type):
         return queryset.none()
     if resource_type in SHARED_TYPES and action == "read":
         return queryset

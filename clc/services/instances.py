@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,6 +18,7 @@ from luhyaapi.client import RemoteError
 from luhyaapi.ids import InvalidId, TaskId, new_id
 from luhyaapi.messages import ImageRef, InsStatus, InstanceRunRequest, TaskStatus
 from luhyadb.choices import InstanceStateChoices as State
+from luhyadb.choices import PlacingChoices as Placing
 from luhyadb.models import Image, Instance, OwnerGroup, Server, TaskTransaction, VMType
 
 logger = logging.getLogger(__name__)
@@ -26,6 +30,18 @@ BUSY_STATES = (State.SCHEDULED, State.PREPARING, State.BOOTING, State.RUNNING, S
 EDITABLE_STATES = (State.DEFINED, State.STOPPED, State.FAILED)
 CONSOLE_PASSWORD_ALPHABET = string.ascii_letters + string.digits
 STOPPABLE_STATES = (State.SCHEDULED, State.PREPARING, State.BOOTING, State.RUNNING)
+# A run that ended gives its ports back: its console and service addresses are another instance's next.
+ENDED_STATES = (State.STOPPED, State.FAILED)
+# A run waits for a cluster in these; the placer asks until it is placed, refused or GIVE_UP_SECONDS have passed.
+WAITING = (Placing.QUEUED, Placing.ASKED)
+GIVE_UP_SECONDS = 300
+# Runs placed within the caller's request at once; more wait for the placer, so that a class's burst of launches
+# leaves web threads free for everything else (the cluster controller's own answer among them on the all-in-one).
+IN_REQUEST_PLACEMENTS = 4
+_in_request = threading.BoundedSemaphore(IN_REQUEST_PLACEMENTS)
+# A run asked of a cluster that did not answer is asked again after this long (more than the calls' timeout).
+ASK_AGAIN_SECONDS = 15
+PLACED, REFUSED, UNANSWERED, SETTLED = "placed", "refused", "unanswered", "settled"
 
 
 class InstanceError(Exception):
@@ -97,48 +113,162 @@ def _clusters_to_try(instance: Instance) -> list[Server]:
 
 
 def run_instance(instance: Instance, boot: bool = True) -> Instance:
-    """Ask a cluster controller to place and run the instance; the first cluster that takes it wins. The task
-    (``img:img:insid``) is reset to ``preparing`` (``editing/booting`` when the disk is there already) and follows
-    the run. With ``boot`` false the node only prepares the disk. InstanceError: 409 while it is busy or when no
-    cluster can take it (with each cluster's reason), 503 when no cluster controller is online."""
+    """Ask a cluster controller to place and run the instance; the first cluster that takes it wins. The instance is
+    ``scheduled`` at once and waits for a cluster (``placing`` queued); up to ``IN_REQUEST_PLACEMENTS`` runs at a
+    time are placed within the caller's request, the others by the placer (``place_pending``), so a class's burst
+    of launches never holds every web thread on calls to the clusters. The task (``img:img:insid``) is reset to
+    ``preparing`` (``editing/booting`` when the disk is there already) once it is placed. With ``boot`` false the
+    node only prepares the disk. The outcome is one truth: a placed instance (``placing`` empty, with its node and
+    console), or a refusal and the instance as it was; a cluster that did not answer in time leaves it ``asked``,
+    settled by the cluster's status reports or by asking again (same run number). InstanceError: 409 while it is
+    busy or when no cluster can take it (with each cluster's reason), 503 when no cluster controller is online."""
     with transaction.atomic():
         instance = Instance.objects.select_for_update().select_related("image", "vm_type").get(pk=instance.pk)
         if instance.state in BUSY_STATES:
             raise InstanceError(409, f"instance {instance.instance_id} is {instance.state}; stop it first")
+        controllers = _clusters_to_try(instance)
+        before = (instance.state, instance.message)
         instance.runs += 1
         instance.console_password = new_console_password()
         request = _run_request(instance, instance.runs, boot)
-        instance.save(update_fields=["runs", "console_password", "updated"])
+        instance.state, instance.placing = State.SCHEDULED, Placing.QUEUED
+        instance.console_url, instance.access, instance.guest_ip = "", {}, ""
+        instance.message = "waiting for a cluster to take it"
+        instance.save(update_fields=["runs", "console_password", "state", "placing", "console_url", "access",
+                                     "guest_ip", "message", "updated"])
+    if not _in_request.acquire(blocking=False):
+        logger.info("instances: %s queued for the placer", instance.instance_id)
+        return instance
+    try:
+        attempt = _place(instance, request, controllers, held=None)
+    finally:
+        _in_request.release()
+    if attempt.outcome == REFUSED and _held(instance, request.seq, attempt.held).update(
+            state=before[0], placing=Placing.NONE, message=attempt.message or before[1]):
+        raise InstanceError(409, attempt.message)  # nothing runs anywhere: the instance is as it was, with why
+    instance.refresh_from_db()
+    return instance
+
+
+def _boots(instance: Instance) -> bool:
+    """Whether the run boots the VM: all do but an image wizard's first step (its VM has no node yet), which only
+    prepares the disk (``clc.services.builds.prepare_build``)."""
+    return not (instance.build_tid and not instance.node)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt to place a run ended: ``outcome`` PLACED, REFUSED (``message``: every cluster's reason),
+    UNANSWERED (``message``: who did not answer) or SETTLED (someone else took or ended the run meanwhile);
+    ``held``: the ``asked_at`` of this attempt's last ask, by which it still holds the run."""
+
+    outcome: str
+    message: str = ""
+    held: datetime | None = None
+
+
+def _held(instance: Instance, seq: int, held: datetime | None):
+    """The instance's row while this run waits as the caller left it: queued (``held`` None), or asked by the
+    caller's own last ask (``asked_at`` == ``held``). Updating through it is how an attempt claims or settles the
+    run without overwriting what another one (the placer, a request, a stop, the status fold) did meanwhile."""
+    rows = Instance.objects.filter(pk=instance.pk, runs=seq)
+    return rows.filter(placing=Placing.QUEUED) if held is None else rows.filter(placing=Placing.ASKED, asked_at=held)
+
+
+def _place(instance: Instance, request: InstanceRunRequest, controllers: list[Server],
+           held: datetime | None) -> Attempt:
+    """Ask each cluster in turn to take the run, the cluster's network settings sent along so that its CC calls
+    nobody back while it places. Each ask first claims the run (from ``held``: see ``_held``), so one run is never
+    asked of two clusters, or twice at once. When a cluster may have received the request but did not answer, no
+    other cluster is asked (the run must not be placed twice) and the instance stays ``asked`` there."""
+    from clc.services.networks import cc_config_of  # here: that module takes BUSY_STATES from this one
+
     reasons = []
-    for controller in _clusters_to_try(instance):
+    for controller in controllers:
+        now = timezone.now()
+        if not _held(instance, request.seq, held).update(cluster=controller.cluster, placing=Placing.ASKED,
+                                                          asked_at=now):
+            return Attempt(SETTLED)
+        held = now
+        payload = request.model_copy(update={"network": cc_config_of(controller.cluster)}).model_dump(mode="json")
         try:
-            answer = controller_client(controller).post("/cc/api/1.0/instances/", request.model_dump(mode="json"))
+            answer = controller_client(controller).post("/cc/api/1.0/instances/", payload)
         except RemoteError as exc:
+            if exc.may_have_arrived:
+                message = (f"cluster {controller.cluster} has not answered yet ({exc.detail}); the instance waits "
+                           "for its answer")
+                _held(instance, request.seq, held).update(message=message)
+                logger.warning("instances: %s: %s", instance.instance_id, message)
+                return Attempt(UNANSWERED, message, held)
             reasons.append(f"{controller.cluster}: {exc.detail}")
             continue
-        disk_kept = instance.persistent and bool(instance.node) and instance.runs > 1
-        phase_state = ("editing", "booting") if disk_kept else ("preparing", "init")
-        return _placed(instance, controller.cluster, answer, phase_state)
-    message = "no cluster could run it: " + "; ".join(reasons)
-    Instance.objects.filter(pk=instance.pk).update(message=message)
-    raise InstanceError(409, message)
+        _placed(instance, request.seq, held, controller.cluster, answer)
+        return Attempt(PLACED, held=held)
+    return Attempt(REFUSED, "no cluster could run it: " + "; ".join(reasons), held)
 
 
-def _placed(instance: Instance, cluster: str, answer: dict, phase_state: tuple[str, str]) -> Instance:
+def _placed(instance: Instance, seq: int, held: datetime, cluster: str, answer: dict) -> None:
+    """Record the cluster's answer, unless the run was settled meanwhile (its reports came first, or it was
+    stopped): the answer's state (an ended run is answered as it ended, without its access)."""
+    state = answer.get("state") or State.SCHEDULED
+    ended = state in ENDED_STATES
+    access = (answer.get("access") or {}) if state in State.values and not ended else {}
     with transaction.atomic():
-        Instance.objects.filter(pk=instance.pk).update(
-            state=State.SCHEDULED, cluster=cluster, node=answer["node"], access=answer.get("access", {}),
-            console_url=answer.get("access", {}).get("console", ""), guest_ip="",
-            message=f"placed on {answer['node']} in cluster {cluster}")
+        updated = _held(instance, seq, held).update(
+            state=state if state in State.values else State.SCHEDULED, placing=Placing.NONE, cluster=cluster,
+            node=answer["node"], access=access, console_url=access.get("console", ""),
+            message=(f"the run ended ({state}) on {answer['node']} before its placement was learnt" if ended
+                     else f"placed on {answer['node']} in cluster {cluster}"))
+        if not updated:
+            return
+        disk_kept = instance.persistent and bool(instance.node) and seq > 1
+        phase, task_state = ("editing", "booting") if disk_kept else ("preparing", "init")
         tid = TaskId.parse(instance.tid)
         TaskTransaction.objects.update_or_create(
             tid=str(tid),
             defaults={"src_image_id": tid.src, "dst_image_id": tid.dst, "instance_id": tid.ins,
-                      "phase": phase_state[0], "state": phase_state[1], "progress": 0, "failed": False,
+                      "phase": phase, "state": task_state, "progress": 0, "failed": False,
                       "done": False, "message": "", "vmstatus": ""})
     logger.info("instances: %s placed on %s (cluster %s)", instance.instance_id, answer["node"], cluster)
-    instance.refresh_from_db()
-    return instance
+
+
+def place_pending(now: datetime | None = None) -> int:
+    """The placer's round (the CLC's ``clc-placer`` daemon, one per cloud): place the runs no request placed, and
+    ask again, with the same run number, for a run whose cluster did not answer (``ASK_AGAIN_SECONDS`` after the
+    last ask), which a cluster that placed it answers with the placement it made. A clear refusal marks the run
+    failed with the reasons; so does waiting ``GIVE_UP_SECONDS`` since it was run. Returns how many it settled."""
+    now = now or timezone.now()
+    settled = 0
+    waiting = Instance.objects.filter(placing__in=WAITING, state=State.SCHEDULED).select_related("image", "vm_type")
+    for instance in waiting.order_by("updated"):
+        seq, held = instance.runs, instance.asked_at if instance.placing == Placing.ASKED else None
+        if now - instance.updated > timedelta(seconds=GIVE_UP_SECONDS):
+            settled += _fail(instance, seq, held, f"no cluster answered within {GIVE_UP_SECONDS} s; run it again")
+            continue
+        if held is not None and now - held < timedelta(seconds=ASK_AGAIN_SECONDS):
+            continue  # its ask may still be under way
+        try:
+            # An asked cluster is asked again, and only it: another one might place the run a second time.
+            controllers = online_controllers(instance.cluster)[:1] if held else _clusters_to_try(instance)
+            request = _run_request(instance, seq, _boots(instance))
+        except InstanceError as exc:
+            settled += _fail(instance, seq, held, str(exc))
+            continue
+        if not controllers:
+            continue  # the asked cluster's controller is away: its reports, or its return, settle the run
+        attempt = _place(instance, request, controllers, held)
+        if attempt.outcome == REFUSED:
+            settled += _fail(instance, seq, attempt.held, attempt.message)
+        elif attempt.outcome == PLACED:
+            settled += 1
+    return settled
+
+
+def _fail(instance: Instance, seq: int, held: datetime | None, message: str) -> int:
+    failed = _held(instance, seq, held).update(state=State.FAILED, placing=Placing.NONE, message=message)
+    if failed:
+        logger.warning("instances: %s not placed: %s", instance.instance_id, message)
+    return failed
 
 
 def placement_of(report: InsStatus | TaskStatus) -> str:
@@ -169,16 +299,31 @@ def instance_controller(instance: Instance) -> Server:
     return controllers[0]
 
 
+def _cancel_waiting(instance: Instance, placing: tuple[str, ...]) -> bool:
+    """End a run no cluster has (``placing`` one of ``placing``): stopped, as if it had run. False if it was
+    placed or settled meanwhile."""
+    return bool(Instance.objects.filter(pk=instance.pk, runs=instance.runs, placing__in=placing).update(
+        state=State.STOPPED, placing=Placing.NONE, message="stopped before a cluster took it"))
+
+
 def stop_instance(instance: Instance) -> Instance:
-    """Ask the instance's cluster to stop it (graceful, then forced); 409 unless it is placed and not stopping."""
+    """Ask the instance's cluster to stop it (graceful, then forced); 409 unless it is placed and not stopping. A
+    run still waiting for a cluster is stopped here (the one asked is told, in case it took it)."""
+    instance.refresh_from_db()
     if instance.state not in STOPPABLE_STATES:
         raise InstanceError(409, f"instance {instance.instance_id} is {instance.state}, not running")
+    if instance.placing == Placing.QUEUED and _cancel_waiting(instance, (Placing.QUEUED,)):
+        instance.refresh_from_db()
+        return instance
     try:
         controller_client(instance_controller(instance)).post(f"/cc/api/1.0/instances/{instance.instance_id}/stop/",
                                                          {"seq": instance.runs})
     except RemoteError as exc:
+        if exc.status == 404 and _cancel_waiting(instance, WAITING):  # the asked cluster never placed it
+            instance.refresh_from_db()
+            return instance
         raise InstanceError(502, f"the cluster controller did not take the stop: {exc.detail}") from exc
-    Instance.objects.filter(pk=instance.pk).update(state=State.STOPPING)
+    Instance.objects.filter(pk=instance.pk).update(state=State.STOPPING, placing=Placing.NONE)
     instance.refresh_from_db()
     return instance
 
@@ -188,7 +333,7 @@ def delete_instance(instance: Instance) -> bool:
     that ran is removed from its node first and goes when the node reports it deleted (returns False)."""
     if instance.state == State.DELETING:
         return False
-    if not instance.node:
+    if not instance.node and instance.placing != Placing.ASKED:  # an asked cluster may have placed it
         instance.delete()
         logger.info("instances: %s deleted", instance.instance_id)
         return True

@@ -484,3 +484,10 @@ def as_cc_config(network: ClusterNetwork) -> dict:
         "console_host": network.cc_eip if forward else "",
         "updated": network.updated.isoformat() if network.updated else None,
     }
+
+
+def cc_config_of(cluster: str) -> dict:
+    """The settings of ``cluster`` as its CC takes them (``as_cc_config``), or ``{}`` while it has none: a cluster
+    without settings is a normal state (its CC runs NAT-only on its own defaults), not an error."""
+    network = network_of(cluster)
+    return as_cc_config(network) if network is not None else {}

@@ -19,6 +19,25 @@ logger = logging.getLogger(__name__)
 ACTIONS = authz.ACTIONS
 SHOWN_USERS = 5  # names listed per kind in a refusal to delete
 
+# What a new group may do, by the kind of group it is (the create form's "kind"; changed later on its page). A
+# group with no permission at all leaves its people facing refusals, so "none" must be chosen on purpose.
+KINDS: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
+    "class": ("Class: its students see and start the desktops given to them (read, execute instances)",
+              {Type.INSTANCE: frozenset({"read", "execute"})}),
+    "teachers": ("Teachers: prepare images and run the instances of their classes", {
+        Type.IMAGE: frozenset({"read", "write", "execute", "create"}),
+        Type.INSTANCE: authz.ALL,
+        Type.TASK: frozenset({"read"}),
+        Type.VMTYPE: frozenset({"read"})}),
+    "school": ("School: its administrators manage everything of the school", {
+        Type.IMAGE: authz.ALL, Type.INSTANCE: authz.ALL, Type.HOST: authz.ALL, Type.ACCOUNT: authz.ALL,
+        Type.OWNERGROUP: authz.ALL,
+        Type.TASK: frozenset({"read"}),
+        Type.VMTYPE: frozenset({"read"})}),
+    "none": ("None: no permission yet (set them on its page)", {}),
+}
+DEFAULT_KIND = "class"
+
 
 class OwnerGroupRefused(Exception):
     """An owner-group operation was refused: ``status`` 400 (a bad value), 403 (outside the person's authority) or
@@ -72,12 +91,24 @@ def parse_permissions(value: object) -> dict[str, frozenset[str]]:
     return parsed
 
 
-def create_owner_group(actor: authz.Actor, *, path: str, name: str, description: str = "",
+def preset_permissions(kind: str) -> dict[str, frozenset[str]]:
+    """The permissions a new group of ``kind`` starts with (``KINDS``).
+
+    Raises ``OwnerGroupRefused`` (400, field ``kind``) for an unknown kind."""
+    if kind not in KINDS:
+        raise OwnerGroupRefused(f"{kind!r} is not a kind of owner-group (one of {', '.join(KINDS)})", field="kind")
+    return dict(KINDS[kind][1])
+
+
+def create_owner_group(actor: authz.Actor, *, path: str, name: str, description: str = "", kind: str | None = None,
                        permissions: Mapping[str, Iterable[str]] | None = None) -> OwnerGroup:
-    """Make an owner-group at ``path``, which must lie within the actor's authority, below an existing group.
+    """Make an owner-group at ``path``, which must lie within the actor's authority, below an existing group. Its
+    permissions are ``permissions`` when given, else the preset of its ``kind`` (``KINDS``; ``DEFAULT_KIND`` when
+    neither is given): never both.
 
     Raises ``OwnerGroupRefused``: 400 naming the field for a malformed or taken path, a missing parent, a bad or
-    taken name or bad permissions; 403 (field ``path``) for a path outside the actor's authority."""
+    taken name, an unknown kind, both kind and permissions, or bad permissions; 403 (field ``path``) for a path
+    outside the actor's authority."""
     path = _checked(validate_owner_path, path, "path")
     if not authz.allows(actor, "create", Type.OWNERGROUP, path):
         raise OwnerGroupRefused(f"you may not create owner-groups at {path}: it lies outside your authority "
@@ -90,11 +121,14 @@ def create_owner_group(actor: authz.Actor, *, path: str, name: str, description:
                                 field="path")
     name = _checked_name(name)
     description = _checked_description(description)
-    granted = parse_permissions(permissions or {})
+    if permissions is not None and kind is not None:
+        raise OwnerGroupRefused("give a kind (its preset permissions) or the permissions, not both", field="kind")
+    granted = parse_permissions(permissions) if permissions is not None else preset_permissions(kind or DEFAULT_KIND)
     with transaction.atomic():
         group = OwnerGroup.objects.create(path=path, name=name, description=description)
         _save_permissions(group, granted)
-    logger.info("owner-groups: %s created %s (%s)", actor.username, path, name)
+    logger.info("owner-groups: %s created %s (%s, %s)", actor.username, path, name,
+                "own permissions" if permissions is not None else f"kind {kind or DEFAULT_KIND}")
     return group
 
 

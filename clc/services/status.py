@@ -21,7 +21,7 @@ from luhyaapi.bus import RetryLater
 from luhyaapi.ids import InvalidId, TaskId
 from luhyaapi.messages import HostStatus, InsStatus, Message, NodeStatus, Resources, ServerRegistration, TaskStatus
 from luhyaapi.wording import with_article
-from luhyadb.choices import InstanceStateChoices, LivenessChoices
+from luhyadb.choices import InstanceStateChoices, LivenessChoices, PlacingChoices
 from luhyadb.models import Host, Instance, Server, TaskTransaction
 
 logger = logging.getLogger(__name__)
@@ -301,7 +301,8 @@ class StatusFolder:
         self._tasks[report.tid] = signature
 
     def _fold_instance(self, report: InsStatus) -> None:
-        signature = (report.seq, report.state, report.guest_ip, report.console, report.errormsg, report.answering)
+        signature = (report.seq, report.state, report.guest_ip, report.console, report.errormsg, report.answering,
+                     tuple(sorted(report.access.items())))
         if self._instances.get(report.insid) == signature:
             return
         if report.state not in InstanceStateChoices.values:
@@ -319,6 +320,13 @@ class StatusFolder:
             values["guest_ip"] = ""  # a new boot: the last run's address is no longer known to be the guest's
         if report.guest_ip:
             values["guest_ip"] = report.guest_ip
+        if report.state in (InstanceStateChoices.STOPPED, InstanceStateChoices.FAILED):
+            # The CC gave its ports and addresses back with the run: they may be another instance's already.
+            values |= {"console_url": "", "access": {}, "guest_ip": "", "placing": PlacingChoices.NONE}
+        elif report.access:
+            # The CC relays its placement with the report: a run whose answer never reached us is placed by it.
+            values |= {"access": report.access, "console_url": report.access.get("console", ""),
+                       "placing": PlacingChoices.NONE}
         if report.errormsg or report.state == InstanceStateChoices.FAILED:
             values["message"] = report.errormsg
         if not current.update(**values):

@@ -296,10 +296,10 @@ def test_running_a_running_instance_says_to_stop_it_first(staff_client, records)
     assert "is running; stop it first" in page
 
 
-def test_deleting_an_instance_already_being_deleted_says_so(staff_client, records):
+def test_deleting_an_instance_already_being_deleted_says_so_on_the_list(staff_client, records):
     make(records, 1, state="deleting", node="nc-1")
     response = staff_client.post("/clc/instances/ins-00000001/delete/", follow=True)
-    assert response.redirect_chain == [("/clc/instances/ins-00000001/", 302)]
+    assert response.redirect_chain == [("/clc/instances/", 302)]
     assert "already being deleted" in response.content.decode()
     assert Instance.objects.filter(state="deleting").exists()
 
@@ -425,3 +425,19 @@ def test_when_no_node_fits_the_page_says_why_for_each_node(staff_client, records
     assert "Desktop 1 was not started: no cluster could run it" in page
     assert "nc-1: 3584 MB memory free, 65536 MB needed" in page
     assert Instance.objects.get().state == "defined"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_running_instance_lands_on_the_list_even_when_its_node_confirmed_at_once(staff_client, records,
+                                                                                            cloud):
+    make(records, 1, services=[80])
+    staff_client.post("/clc/instances/ins-00000001/run/")
+    response = staff_client.post("/clc/instances/ins-00000001/delete/")
+    assert (response.status_code, response["Location"]) == (302, "/clc/instances/")
+    # The node confirms before the browser follows the redirect (the all-in-one's node answers within a second).
+    StatusFolder(missed_heartbeats=3, db_touch_seconds=60).fold(
+        [InsStatus(insid="ins-00000001", node="nc-1", seq=1, state="deleted")])
+    assert not Instance.objects.exists()
+    page = staff_client.get(response["Location"])
+    assert page.status_code == 200
+    assert "Desktop 1 is being removed from nc-1; it leaves this list when the node confirms." in page.content.decode()

@@ -180,6 +180,16 @@ def test_a_cc_gets_its_clusters_config_with_a_signed_call_and_nothing_else(staff
     assert signed_client.get(f"{URL}c1/", key=cc).status_code == 403
 
 
+def test_the_cc_of_a_cluster_without_settings_is_answered_an_empty_object_not_a_404(staff, signed_client, caplog):
+    """A fresh install's CC asks every minute; a cluster without settings is a normal state, not a missing page."""
+    cc = enrolled_key("cc-1", "cc", cluster="c1")
+    with caplog.at_level("WARNING", logger="django.request"):
+        answer = signed_client.get(f"{URL}c1/cc-config/", key=cc)
+    assert (answer.status_code, answer.json()) == (200, {})
+    assert not [record for record in caplog.records if record.name == "django.request"]
+    assert staff.get(f"{URL}c1/cc-config/").status_code == 404  # people still see that there is nothing
+
+
 def test_a_cc_may_not_read_another_clusters_config(staff, signed_client):
     create(staff)
     refused = signed_client.get(f"{URL}c1/cc-config/", key=enrolled_key("cc-2", "cc", cluster="c2"))

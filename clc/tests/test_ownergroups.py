@@ -35,6 +35,11 @@ def granted(path: str) -> dict[str, set[str]]:
             for row in group.permissions.all()}
 
 
+def create(client, path: str, name: str) -> str:
+    """The create form's answer to a new class group at ``path``."""
+    return client.post("/clc/groups/new/", {"path": path, "name": name, "kind": "class"}).content.decode()
+
+
 @pytest.fixture
 def school_admin(login):
     return login("head", "superadm", "edu.school")
@@ -76,16 +81,17 @@ def test_the_list_has_pages_of_25(client, school_admin):
 
 def test_a_school_administrator_creates_a_group_inside_their_school_only(client, school_admin):
     assert 'value="edu.school."' in client.get("/clc/groups/new/").content.decode()
-    response = client.post("/clc/groups/new/", {"path": "edu.school.class2", "name": "Class 2", "description": ""})
+    response = client.post("/clc/groups/new/", {"path": "edu.school.class2", "name": "Class 2", "kind": "none",
+                                                "description": ""})
     assert (response.status_code, response["Location"]) == (302, "/clc/groups/edu.school.class2/edit/")
     assert granted("edu.school.class2") == {}
-    page = client.post("/clc/groups/new/", {"path": "edu.other.class9", "name": "Class 9"}).content.decode()
+    page = create(client, "edu.other.class9", "Class 9")
     assert "outside your authority" in errors_of(page, "path")[0]
-    page = client.post("/clc/groups/new/", {"path": "edu.school.nowhere.deep", "name": "Deep"}).content.decode()
+    page = create(client, "edu.school.nowhere.deep", "Deep")
     assert errors_of(page, "path") == ["must lie below an existing owner-group (edu.school.nowhere does not exist)"]
-    page = client.post("/clc/groups/new/", {"path": "edu.school.x y", "name": "Bad"}).content.decode()
+    page = create(client, "edu.school.x y", "Bad")
     assert "is not an owner-group path" in errors_of(page, "path")[0]
-    page = client.post("/clc/groups/new/", {"path": "edu.school.class3", "name": "Class 1"}).content.decode()
+    page = create(client, "edu.school.class3", "Class 1")
     assert errors_of(page, "name") == ["the name 'Class 1' is taken by another owner-group"]
     assert not OwnerGroup.objects.filter(path__in=["edu.other.class9", "edu.school.class3"]).exists()
 

@@ -36,8 +36,8 @@ def test_a_page_refused_by_the_rule_is_one_warning_line_with_the_reason(client, 
     assert client.get("/clc/accounts/new/").status_code == 403
     assert "Traceback" not in host_log.getvalue()
     [line] = _lines_about(host_log, "/clc/accounts/new/")
-    assert line.endswith("WARNING django.request: Forbidden (Permission denied): /clc/accounts/new/ "
-                         "(you may not create account records)")
+    assert "WARNING django.request: Forbidden (Permission denied): /clc/accounts/new/ (you may not create account " \
+           "records: your role (user) does not allow it;" in line
 
 
 @pytest.mark.parametrize(("data", "reason"), [

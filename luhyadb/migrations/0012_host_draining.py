@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('luhyadb', '0010_instance_boot'),
+        ('luhyadb', '0011_instance_placing'),
     ]
 
     operations = [

@@ -14,11 +14,8 @@ import requests
 
 from tests.services import (
     ConsoleClient,
-    RoleProcess,
-    build_test_image,
-    free_port_block,
+    allinone_host,
     instance_record,
-    kill_vms_under,
     processes_mentioning,
     wait_for,
 )
@@ -32,21 +29,9 @@ READY_TIMEOUT = 45
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     """An all-in-one host (clc, walrus, cc, nc) whose node gives a guest READY_TIMEOUT seconds to show it is up."""
-    workdir = tmp_path_factory.mktemp("aio")
-    image = build_test_image()
-    low, high = free_port_block(20)
-    aio = RoleProcess(workdir, "aio", "clc,walrus,cc,nc",
-                      {"cloud": {"heartbeat_seconds": "1", "missed_heartbeats": "5"},
-                       "cc": {"port_range": f"{low}-{high}"},
-                       "nc": {"stop_timeout_seconds": "20", "ready_timeout_seconds": str(READY_TIMEOUT)}})
-    aio.start().wait_listening()
-    try:
-        yield aio, image
-    finally:
-        aio.stop()
-        leftovers = kill_vms_under(workdir)
-        print(f"----- aio log -----\n{aio.tail(60)}")
-        assert not leftovers, f"VM processes were left running: {leftovers}"
+    with allinone_host(tmp_path_factory.mktemp("aio"), ports=20, stop_timeout=20,
+                       nc={"ready_timeout_seconds": str(READY_TIMEOUT)}) as running:
+        yield running
 
 
 def _run(client: ConsoleClient, image: Path, name: str) -> str:

@@ -274,9 +274,9 @@ def _cc_idle(cloud: Cloud) -> bool:
 
 
 def _switch(cloud: Cloud, kind: str, mode: str) -> None:
-    """Set the cluster's kind and mode on the CLC, so that the CC's next run uses them. The CC fetches its settings
-    afresh when asked to run a kind its copy does not name; otherwise only once its copy is 30 s old (its network
-    loop looks every 60 s), so a change of mode alone is waited for."""
+    """Set the cluster's kind and mode on the CLC, so that the CC's next run uses them (every run request carries
+    them). A change of mode alone is also waited for in the CC's copy (its network loop fetches every 60 s), so
+    that what the CC applies between runs is the new mode's too."""
     cloud.patch(f"/clc/api/1.0/networks/{CLUSTER}/", {"kind": kind, "mode": mode})
     if cloud.cc_network().get("kind", kind) == kind:
         _wait(f"the CC to fetch mode {mode}", lambda: cloud.cc_network().get("mode", mode) == mode, 100, 1)

@@ -469,6 +469,7 @@ EXPECTATIONS: dict[str, Expect] = {
     # The console's pages.
     "clc:status": Expect(logged_in("GET", "/clc/", page=True)),
     "clc:login": Expect(public("GET", "/clc/login/")),
+    "favicon": Expect(public("GET", "/favicon.ico")),  # every host's icon, asked for by browsers on every page
     "clc:logout": Expect(public("GET", "/clc/logout/")),
     "clc:my-account": Expect(logged_in("GET", "/clc/password/", page=True)),
     "clc:accounts": Expect(of_type("account", "read", "GET", "/clc/accounts/", page=True)),

@@ -5,6 +5,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from daemons.host import run_host
+from daemons.stop_vms import HELP as STOP_VMS_HELP
+from daemons.stop_vms import stop_vms_option
 
 
 class Command(BaseCommand):
@@ -12,8 +14,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--no-init", action="store_true", help="skip the idempotent init_cloud step")
+        parser.add_argument("--stop-vms", action="store_true", help=STOP_VMS_HELP)
 
-    def handle(self, *args, no_init: bool, **options):
+    def handle(self, *args, no_init: bool, stop_vms: bool, **options):
+        stop_vms = stop_vms_option(stop_vms)
         if not no_init:
             call_command("init_cloud", stdout=self.stdout)
-        run_host(settings.EDUCLOUD, serve_web=True, log=self.stdout.write)
+        run_host(settings.EDUCLOUD, serve_web=True, log=self.stdout.write, stop_vms=stop_vms)
