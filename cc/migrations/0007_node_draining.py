@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cc', '0005_console_protocol'),
+        ('cc', '0006_run_sent'),
     ]
 
     operations = [
