@@ -23,6 +23,7 @@ class ClusterNode(models.Model):
                                  "cloud's instances")
     console_protocol = models.CharField(max_length=3, default="vnc", choices=[("vnc", "VNC"), ("rdp", "RDP")],
                                         help_text="the console its hypervisor serves (as it registered)")
+    draining = models.BooleanField(default=False, help_text="being removed (the CLC said so): placed on no more")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=("role", "name"), name="one_cluster_node_per_role_and_name")]

@@ -32,6 +32,13 @@ from clc.views_networks import (
     NetworkListView,
     NetworkUpdateView,
 )
+from clc.views_servers import (
+    ClusterUsageView,
+    HostRefreshView,
+    ServerDrainView,
+    ServerForgetView,
+    ServerRefreshView,
+)
 
 register_converter(views_instances.InstanceIdConverter, "insid")
 register_converter(views_builds.TaskIdConverter, "tid")
@@ -84,6 +91,9 @@ urlpatterns = [
     path("hosts/servers/", ServerListView.as_view(), name="servers"),
     path("hosts/servers/<str:role>/<str:name>/wake/", ServerWakeView.as_view(), name="server-wake"),
     path("hosts/servers/<str:role>/<str:name>/poweroff/", ServerPowerOffView.as_view(), name="server-poweroff"),
+    path("hosts/servers/<str:role>/<str:name>/refresh/", ServerRefreshView.as_view(), name="server-refresh"),
+    path("hosts/servers/<str:role>/<str:name>/drain/", ServerDrainView.as_view(), name="server-drain"),
+    path("hosts/servers/<str:role>/<str:name>/forget/", ServerForgetView.as_view(), name="server-forget"),
     path("hosts/keys/", views_keys.KeyListView.as_view(), name="keys"),
     path("hosts/keys/<str:name>/approve/", views_keys.KeyApproveView.as_view(), name="key-approve"),
     path("hosts/keys/<str:name>/revoke/", views_keys.KeyRevokeView.as_view(), name="key-revoke"),
@@ -94,8 +104,10 @@ urlpatterns = [
     path("hosts/<str:mac>/delete/", HostDeleteView.as_view(), name="host-delete"),
     path("hosts/<str:mac>/wake/", HostWakeView.as_view(), name="host-wake"),
     path("hosts/<str:mac>/poweroff/", HostPowerOffView.as_view(), name="host-poweroff"),
+    path("hosts/<str:mac>/refresh/", HostRefreshView.as_view(), name="host-refresh"),
     path("networks/", NetworkListView.as_view(), name="networks"),
     path("networks/new/", NetworkCreateView.as_view(), name="network-create"),
     path("networks/<clustername:cluster>/edit/", NetworkUpdateView.as_view(), name="network-edit"),
     path("networks/<clustername:cluster>/delete/", NetworkDeleteView.as_view(), name="network-delete"),
+    path("networks/<clustername:cluster>/usage/", ClusterUsageView.as_view(), name="network-usage"),
 ]

@@ -11,6 +11,7 @@ from django.views.generic import CreateView, DetailView, ListView, TemplateView,
 
 from clc.forms import AuthorityForm, ImageForm
 from clc.services import authz
+from clc.services.health import system_health
 from clc.services.images import ImageError, create_image, delete_image, users_of
 from clc.services.registry import cloud_status
 from luhyaapi.signing import HEADER_SIGNATURE
@@ -98,8 +99,9 @@ class SystemStatusView(AuthorizedMixin, TemplateView):
         return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs) | {"status": cloud_status(self.actor),
-                                                     "show_services": self.resource_type == Type.SERVER}
+        root = self.resource_type == Type.SERVER
+        return super().get_context_data(**kwargs) | {"status": cloud_status(self.actor), "show_services": root,
+                                                     "health": system_health() if root else []}
 
 
 class ImageListView(AuthorizedMixin, ListView):

@@ -29,6 +29,7 @@ from clc.services.hosts import (
     wake_host,
     wake_server,
 )
+from clc.services.servers import admin_actions, with_reported_times
 from clc.views import AuthorizedMixin, back_to_list
 from luhyaapi import trust
 from luhyaapi.validators import InvalidValue, validate_mac
@@ -92,6 +93,7 @@ class HostListView(AuthorizedMixin, ListView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         hosts = list(context["page_obj"])
+        with_reported_times(hosts)
         nodes, running = nodes_of(hosts), running_desktops(self.actor, hosts)
         keys = enrolment.keys_by_mac(self.actor, [host.mac for host in hosts])
         for host in hosts:
@@ -205,9 +207,10 @@ class ServerListView(AuthorizedMixin, ListView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        with_reported_times(list(context["page_obj"]))
         keys = enrolment.keys_by_name(self.actor, [server.name for server in context["page_obj"]])
         for server in context["page_obj"]:
-            server.actions, server.key = server_actions(server), keys.get(server.name)
+            server.actions, server.key = server_actions(server) | admin_actions(server), keys.get(server.name)
         return context | {
             "query": self.request.GET.get("q", ""), "role": self.request.GET.get("role", ""),
             "state": self.request.GET.get("state", ""), "roles": RoleChoices.choices,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from django.db import close_old_connections
 
 from daemons.enrolment import wait_until_enrolled
+from luhyaapi import reporting
 from luhyaapi.bus import Bus, BusUnavailable
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.config import Config
@@ -133,6 +134,7 @@ class HeartbeatPublisher:
     def run(self, stop: threading.Event) -> None:
         self.register(stop)
         close_old_connections()
+        reporting.register(self.role, self)
         significant = None
         next_beat = 0.0
         while not stop.is_set():
@@ -146,6 +148,7 @@ class HeartbeatPublisher:
                 significant = (status.capacity, status.services, status.vms, status.last_command)
                 next_beat = now + self.config.heartbeat_seconds
             self._wake.wait(timeout=min(CHANGE_CHECK_SECONDS, max(0.0, next_beat - time.monotonic())))
+        reporting.unregister(self.role, self)
         self._say_goodbye()
 
     def _say_goodbye(self) -> None:

@@ -112,6 +112,10 @@ class Bus(ABC):
     def delete(self, queue: str) -> None:
         """Remove ``queue`` and its dead-letter queue with whatever they hold (a decommissioned node's queue)."""
 
+    def check(self) -> str:
+        """Prove the bus can be reached now (the console's health check): what was reached, or BusUnavailable."""
+        return "the in-process bus of this process"
+
     def close(self) -> None:  # noqa: B027 - most buses hold nothing to release
         """Release connections; the bus may be used again afterwards (it reconnects)."""
 
@@ -421,6 +425,15 @@ class RabbitMQBus(Bus):
             _close_quietly(channel.connection)
         if getattr(self._local, "declared", None):
             self._local.declared.discard(queue)
+
+    def check(self) -> str:
+        """A fresh connection and channel to the broker, closed again."""
+        try:
+            channel = self._connect()
+        except _RECOVERABLE as exc:
+            raise BusUnavailable(f"{_safe_url(self.url)}: {exc!r}") from exc
+        _close_quietly(channel.connection)
+        return f"RabbitMQ at {_safe_url(self.url)}"
 
     def close(self) -> None:
         self._drop_publisher()

@@ -135,6 +135,8 @@ class Server(models.Model):
     free_disk_mb = models.BigIntegerField(default=0)
     cpu_usage = models.FloatField(default=0)
     registered_at = models.DateTimeField(auto_now_add=True)
+    draining = models.BooleanField(
+        default=False, help_text="a node controller being removed: its cluster places no new instance on it")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=("role", "name"), name="one_server_per_role_and_name")]

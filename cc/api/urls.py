@@ -2,17 +2,22 @@
 
 from django.urls import path, re_path
 
-from cc.api import desktops, views, wake
+from cc.api import admin, desktops, views, wake
 from luhyaapi.api import PingView
+from luhyaapi.reporting import StatusReportView
 
 app_name = "cc-api"
 urlpatterns = [
     path("ping/", PingView.as_view(role="cc"), name="ping"),
+    path("status/report/", StatusReportView.as_view(role="cc"), name="status-report"),
     path("register/server/", views.RegisterServerView.as_view(), name="register-server"),
     path("register/host/", views.RegisterHostView.as_view(), name="register-host"),
     path("enrolments/", views.EnrolmentView.as_view(), name="enrolments"),
     path("peers/<str:name>/", views.PeerView.as_view(), name="peer"),
     path("nodes/<str:name>/commands/", views.NodeCommandView.as_view(), name="node-commands"),
+    path("nodes/<str:name>/drain/", admin.NodeDrainView.as_view(), name="node-drain"),
+    path("nodes/<str:name>/", admin.NodeView.as_view(), name="node"),
+    path("usage/", admin.UsageView.as_view(), name="usage"),
     path("hosts/wake/", wake.WakeView.as_view(), name="hosts-wake"),
     path("hosts/<str:mac>/desktops/", desktops.HostDesktopsView.as_view(), name="host-desktops"),
     path("instances/", views.InstancesView.as_view(), name="instances"),

@@ -59,7 +59,7 @@ def _candidates() -> list[Candidate]:
     return [Candidate(name=node.name, online=bool(node.last_seen and node.last_seen >= recent), cpus=node.cpus,
                       memory_mb=node.memory_mb, free_disk_mb=node.free_disk_mb or node.disk_mb,
                       committed=committed.get(node.name, Need(0, 0)), classroom_pc=node.classroom_pc,
-                      trusted=node.name in trusted, cpu_overcommit=config.cpu_overcommit)
+                      trusted=node.name in trusted, cpu_overcommit=config.cpu_overcommit, draining=node.draining)
             for node in nodes]
 
 
@@ -188,7 +188,7 @@ def _send_run(bus: Bus, record: ClusterInstance, request: InstanceRunRequest) ->
     with the same run number: the command goes again, under the same key, so a node that has it skips it."""
     command = Command(op="instance/run", tid=request.tid, seq=request.seq,
                       paras={"insid": request.insid, "image": request.image.model_dump(), "options": record.options,
-                             "persistent": request.persistent, "boot": request.boot})
+                             "persistent": request.persistent, "boot": request.boot, "disk_mb": request.disk_mb})
 
     def publish() -> None:
         bus.publish(node_commands(record.node), command)

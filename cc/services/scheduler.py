@@ -16,6 +16,7 @@ CPU_OVERCOMMIT = 4.0
 HOST_RESERVE_MB = 512
 CLASSROOM_PC = "a classroom PC, not a node for the cloud's instances"
 UNTRUSTED = "its key is not trusted (revoked, or never approved)"
+DRAINING = "draining: being removed, it takes no new instances"
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,9 @@ class Need:
 @dataclass(frozen=True)
 class Candidate:
     """A node as the scheduler sees it: its capacity, its reported free disk, what instances already hold, whether
-    it is a classroom PC's node controller, whether its key is trusted (a revoked node runs nothing more), and how
-    many virtual CPUs it takes per real one."""
+    it is a classroom PC's node controller, whether its key is trusted (a revoked node runs nothing more), whether
+    it is draining (being removed: it keeps what it runs, takes nothing new), and how many virtual CPUs it takes per
+    real one."""
 
     name: str
     online: bool
@@ -42,6 +44,7 @@ class Candidate:
     classroom_pc: bool = False
     trusted: bool = True
     cpu_overcommit: float = CPU_OVERCOMMIT
+    draining: bool = False
 
     @property
     def spare_memory_mb(self) -> int:
@@ -67,6 +70,8 @@ def why_not(need: Need, node: Candidate) -> str | None:
         return CLASSROOM_PC
     if not node.trusted:
         return UNTRUSTED
+    if node.draining:
+        return DRAINING
     if not node.online:
         return "offline"
     if node.spare_memory_mb < need.memory_mb:

@@ -312,3 +312,10 @@ def test_a_run_whose_command_the_bus_refused_sends_it_when_the_clc_asks_again_an
     assert [command.op for command in take(bus, "nc-1")] == ["instance/run"]
     run_instance(bus, request())  # a third ask, its command taken by the bus: nothing more goes
     assert take(bus, "nc-1") == []
+
+
+def test_the_nodes_run_command_carries_the_vm_types_disk_size(nodes):
+    bus = InProcessBus()
+    run_instance(bus, request(disk_mb=20 * 1024))
+    [command] = take(bus, "nc-1")
+    assert command.paras["disk_mb"] == 20 * 1024

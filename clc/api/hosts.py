@@ -11,7 +11,7 @@ from rest_framework import exceptions, filters, mixins, serializers, status, vie
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from clc.api.authz import AuthorizedViewSetMixin, require_create, require_owner_change
+from clc.api.authz import AuthorizedViewSetMixin, actor, require_create, require_owner_change
 from clc.services.authz import ROOT_PATH, kiosk_desktops
 from clc.services.hosts import (
     EDITABLE_HOST_FIELDS,
@@ -27,6 +27,7 @@ from clc.services.hosts import (
     wake_host,
     wake_server,
 )
+from clc.services.servers import drain_server, forget_server, refresh_host, refresh_server
 from luhyaapi.drf import IsSignedNode, callers, require_sender
 from luhyaapi.filters import SearchFilter
 from luhyaapi.openapi import choice_parameter
@@ -61,7 +62,7 @@ class ServerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Server
         fields = ("role", "name", "ip", "mac", "cluster", "api_url", "state", "last_seen", "heartbeat_seconds", "cpus",
-                  "memory_mb", "disk_mb", "free_cpus", "free_memory_mb", "free_disk_mb", "cpu_usage")
+                  "memory_mb", "disk_mb", "free_cpus", "free_memory_mb", "free_disk_mb", "cpu_usage", "draining")
         read_only_fields = fields
 
 
@@ -111,6 +112,20 @@ WOKEN = inline_serializer("Woken", {
     "mac": serializers.CharField(), "controller": serializers.CharField(), "broadcast": serializers.CharField()})
 POWERED_OFF = inline_serializer("PoweredOff", {
     "node": serializers.CharField(), "msg_id": serializers.CharField(), "op": serializers.CharField()})
+ASKED = inline_serializer("StatusAsked", {
+    "node": serializers.CharField(), "msg_id": serializers.CharField(), "op": serializers.CharField(),
+    "last_seen": serializers.DateTimeField(allow_null=True)})
+FORGOTTEN = inline_serializer("ServerForgotten", {
+    "role": serializers.CharField(), "name": serializers.CharField(), "key_revoked": serializers.BooleanField(),
+    "cc_forgot": serializers.BooleanField(allow_null=True)})
+
+
+class DrainSerializer(serializers.Serializer):
+    """The optional body of ``drain/``: ``draining`` false takes a drained node back."""
+
+    draining = serializers.BooleanField(required=False, default=True)
+
+
 HOST_DESKTOPS = inline_serializer("HostDesktops", {
     "host": inline_serializer("KioskHost", {
         "name": serializers.CharField(), "mac": serializers.CharField(), "cluster": serializers.CharField(),
@@ -146,7 +161,7 @@ class HostViewSet(AuthorizedViewSetMixin, mixins.CreateModelMixin, mixins.ListMo
 
     serializer_class = HostSerializer
     resource_type = ResourceTypeChoices.HOST
-    authz_actions = {"wake": "execute", "poweroff": "execute"}
+    authz_actions = {"wake": "execute", "poweroff": "execute", "refresh": "execute"}
     lookup_field = "mac"
     lookup_value_regex = "[^/]+"
     search_fields = ["name", "mac", "ip", "location", "cluster"]
@@ -190,6 +205,12 @@ class HostViewSet(AuthorizedViewSetMixin, mixins.CreateModelMixin, mixins.ListMo
     def poweroff(self, request, mac: str):
         return Response(power_off_host(self.get_object()), status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses={202: ASKED})
+    @action(detail=True, methods=["post"])
+    def refresh(self, request, mac: str):
+        """Ask the PC for its status now (through the node controller it runs); its report moves ``last_seen``."""
+        return Response(refresh_host(self.get_object()), status=status.HTTP_202_ACCEPTED)
+
     @extend_schema(responses=HOST_DESKTOPS)
     @action(detail=True, methods=["get"], permission_classes=[IsSignedNode], signed_callers=callers("cc"))
     def desktops(self, request, mac: str):
@@ -211,11 +232,13 @@ class HostViewSet(AuthorizedViewSetMixin, mixins.CreateModelMixin, mixins.ListMo
                                                    choice_parameter("state", LivenessChoices.values)]))
 class ServerViewSet(AuthorizedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, MachineViewSet):
     """Servers: list (``?search=``, ``?role=``, ``?state=``, paginated), get by role and name, and ``wake/`` (nc and
-    sc) / ``poweroff/`` (nc) (202). A bad role or name is a 400 naming it, an unknown server a 404."""
+    sc) / ``poweroff/`` (nc) (202), ``refresh/`` (its status now, 202), ``drain/`` (nc: no new instances) and
+    ``DELETE`` (forget it; 409 naming what still needs it). A bad role or name is a 400 naming it, an unknown server
+    a 404."""
 
     serializer_class = ServerSerializer
     resource_type = ResourceTypeChoices.SERVER
-    authz_actions = {"wake": "execute", "poweroff": "execute"}
+    authz_actions = {"wake": "execute", "poweroff": "execute", "refresh": "execute", "drain": "execute"}
     search_fields = ["name", "mac", "ip", "cluster"]
     ordering_fields = ["role", "name", "cluster", "state", "last_seen"]
 
@@ -239,3 +262,18 @@ class ServerViewSet(AuthorizedViewSetMixin, mixins.ListModelMixin, mixins.Retrie
     @extend_schema(request=None, responses={202: POWERED_OFF})
     def poweroff(self, request, role: str, name: str):
         return Response(power_off_server(self.get_object()), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: ASKED})
+    def refresh(self, request, role: str, name: str):
+        return Response(refresh_server(self.get_object()), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=DrainSerializer, responses={200: ServerSerializer})
+    def drain(self, request, role: str, name: str):
+        server = self.get_object()
+        body = DrainSerializer(data=request.data if isinstance(request.data, dict) else {"draining": request.data})
+        body.is_valid(raise_exception=True)
+        return Response(ServerSerializer(drain_server(server, body.validated_data["draining"])).data)
+
+    @extend_schema(request=None, responses={200: FORGOTTEN})
+    def destroy(self, request, role: str, name: str):
+        return Response(forget_server(self.get_object(), actor(request)))

@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from clc.api import views
 from clc.api.accounts import AccountViewSet
+from clc.api.admin import ClusterUsageView, HealthView
 from clc.api.enrolment import EnrolmentView, HostCredentialViewSet, JoinTokenViewSet, PeerView
 from clc.api.hosts import HostViewSet, ServerViewSet
 from clc.api.networks import ClusterNetworkViewSet
@@ -26,7 +27,12 @@ urlpatterns = [
     path("builds/<str:tid>/", views.BuildView.as_view(), name="build"),
     path("builds/<str:tid>/<str:step>/", views.BuildStepView.as_view(), name="build-step"),
     path("servers/", ServerViewSet.as_view({"get": "list"}), name="server-list"),
-    path("servers/<str:role>/<str:name>/", ServerViewSet.as_view({"get": "retrieve"}), name="server-detail"),
+    path("servers/<str:role>/<str:name>/", ServerViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
+         name="server-detail"),
+    path("servers/<str:role>/<str:name>/refresh/", ServerViewSet.as_view({"post": "refresh"}), name="server-refresh"),
+    path("servers/<str:role>/<str:name>/drain/", ServerViewSet.as_view({"post": "drain"}), name="server-drain"),
+    path("clusters/<str:cluster>/usage/", ClusterUsageView.as_view(), name="cluster-usage"),
+    path("health/", HealthView.as_view(), name="health"),
     path("servers/<str:role>/<str:name>/wake/", ServerViewSet.as_view({"post": "wake"}), name="server-wake"),
     path("servers/<str:role>/<str:name>/poweroff/", ServerViewSet.as_view({"post": "poweroff"}),
          name="server-poweroff"),

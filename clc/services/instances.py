@@ -86,6 +86,7 @@ def _run_request(instance: Instance, seq: int, boot: bool) -> InstanceRunRequest
         image=ImageRef(image_id=image.image_id, version=version.number, sha256=version.sha256,
                        size=version.size_bytes),
         os_type=image.os_type, cpus=instance.vm_type.cpus, memory_mb=instance.vm_type.memory_mb,
+        disk_mb=instance.vm_type.disk_gb * 1024,
         persistent=instance.persistent, mac=instance.mac, services=tuple(instance.services),
         pinned_node=instance.pinned_node or (instance.node if instance.persistent else ""), boot=boot,
         console_password=instance.console_password)

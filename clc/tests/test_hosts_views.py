@@ -227,7 +227,9 @@ def test_the_servers_page_lists_servers_with_the_actions_their_role_offers(staff
                  'class="state offline"'):
         assert text in page
     assert re.findall(r'action="/clc/hosts/servers/(\w+)/([\w-]+)/(\w+)/"', page) == [
-        ("nc", "nc-1", "wake"), ("nc", "nc-1", "poweroff"), ("sc", "sc-1", "wake")]
+        ("nc", "nc-1", "wake"), ("nc", "nc-1", "poweroff"), ("nc", "nc-1", "refresh"), ("nc", "nc-1", "drain"),
+        ("nc", "nc-1", "forget"), ("sc", "sc-1", "wake"), ("sc", "sc-1", "refresh"), ("sc", "sc-1", "forget"),
+        ("walrus", "store", "refresh"), ("walrus", "store", "forget")]
     filtered = staff.get("/clc/hosts/servers/", {"role": "walrus", "q": "sto"}).content.decode()
     assert "store" in filtered and "nc-1" not in filtered
 

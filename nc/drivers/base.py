@@ -23,6 +23,11 @@ class DriverError(RuntimeError):
     """A hypervisor operation failed; the text says what was run and what the hypervisor answered."""
 
 
+class DiskTooSmall(DriverError):
+    """The size asked for a VM's disk is smaller than its image's disk: shrinking would cut off the guest's file
+    system, so the disk is refused, not shrunk."""
+
+
 class VMNotFound(DriverError):
     """No VM of that instance id is defined on this node."""
 
@@ -104,7 +109,8 @@ class HypervisorDriver(abc.ABC):
     ``linked_clone`` (``clone_disk`` makes a copy-on-write child), ``console_vnc`` / ``console_rdp``,
     ``nat_forwards`` (NAT NICs with host port forwards), ``bridged``, ``guest_ip`` (``guest_info`` can learn the
     guest's address), ``guest_ready`` (``guest_info`` can say the guest is up), ``snapshot_run``
-    (``run_with_snapshot``), ``adopt`` (running VMs survive a node restart).
+    (``run_with_snapshot``), ``adopt`` (running VMs survive a node restart), ``grow_disk`` (``grow_disk`` gives a
+    clone the VM type's disk size).
 
     Readiness. ``start`` returns once the hypervisor runs the VM, which may still be in its BIOS: the node reports
     it ``booting`` and ``nc.services.readiness`` decides when the guest is up from evidence. What a driver gives for
@@ -191,6 +197,13 @@ class HypervisorDriver(abc.ABC):
         """Make ``dest`` a linked (copy-on-write) clone of ``base``: ``base`` is never written; writes go to
         ``dest``. Refuses a ``base`` that itself refers to other files (a backing file, an extent) with
         DriverError, so an uploaded image cannot make the hypervisor open a host file. ``dest`` must not exist."""
+
+    def grow_disk(self, disk: Path, size_bytes: int) -> int:
+        """Make the virtual disk ``disk`` (a clone this driver made, not in use by a running VM) ``size_bytes`` big
+        when it is smaller; the guest sees the new space after its end (its partitions are not touched). Returns
+        the disk's virtual size afterwards. Raises DiskTooSmall when the disk is already bigger than ``size_bytes``
+        (never shrunk), DriverError when it cannot be read or resized. Only with the ``grow_disk`` capability."""
+        raise DriverError(f"the {self.name} driver cannot resize disks")
 
     @abc.abstractmethod
     def flatten_disk(self, source: Path, dest: Path) -> None:

@@ -39,7 +39,7 @@ from nc.drivers.base import (
     check_instance_id,
 )
 from nc.drivers.qemu_accel import QEMU_SYSTEM, detect_accelerator
-from nc.drivers.qemu_img import QEMU_IMG, clone_image, flatten_image, image_format
+from nc.drivers.qemu_img import QEMU_IMG, clone_image, flatten_image, grow_image, image_format
 from nc.drivers.qemu_qmp import QMPClient, QMPError
 
 logger = logging.getLogger(__name__)
@@ -199,6 +199,7 @@ class QemuDriver(HypervisorDriver):
         "guest_ready": True,
         "snapshot_run": True,
         "adopt": True,
+        "grow_disk": True,
     }
 
     def __init__(self, root: Path) -> None:
@@ -448,6 +449,10 @@ class QemuDriver(HypervisorDriver):
         """``qemu-img convert -f <format> -O qcow2 <source> <dest>``: the clone's chain merged into one qcow2."""
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         flatten_image(Path(source), Path(dest))
+
+    def grow_disk(self, disk: Path, size_bytes: int) -> int:
+        """``qemu-img resize -f <format> <disk> <size>`` when the disk is smaller (``qemu-img info`` says)."""
+        return grow_image(Path(disk), size_bytes)
 
     def clone_disk(self, base: Path, dest: Path) -> None:
         """``qemu-img create -f qcow2 -b <base> -F <format> <dest>`` after ``qemu-img info`` shows ``base`` is one

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from nc.drivers.base import DriverError
+from nc.drivers.base import DiskTooSmall, DriverError
 
 QEMU_IMG = "qemu-img"
 # Formats a VM may boot from or a clone may sit on. Others (luks, nbd, iscsi, dmg...) need secrets, open the network
@@ -93,6 +93,26 @@ def clone_image(base: Path, dest: Path) -> None:
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
+
+
+def grow_image(path: Path, size_bytes: int) -> int:
+    """Grow disk image ``path``'s virtual size to ``size_bytes`` with ``qemu-img resize`` if it is smaller (see
+    ``HypervisorDriver.grow_disk``); its format is pinned from ``qemu-img info``. Returns the virtual size after."""
+    path = Path(os.path.abspath(path))
+    info = image_info(path)
+    fmt, current = info["format"], int(info.get("virtual-size") or 0)
+    if fmt not in ALLOWED_FORMATS:
+        raise DriverError(f"cannot resize {path}: format {fmt!r} is not one of {', '.join(sorted(ALLOWED_FORMATS))}")
+    if current > size_bytes:
+        raise DiskTooSmall(f"the image's disk is {_gib(current)}, bigger than the {_gib(size_bytes)} asked for (the "
+                           f"VM type's disk): choose a VM type with at least {_gib(current)} of disk")
+    if current < size_bytes:
+        run_qemu_img(["resize", "-q", "-f", fmt, str(path), str(size_bytes)], f"resizing {path}")
+    return size_bytes
+
+
+def _gib(size_bytes: int) -> str:
+    return f"{size_bytes / 2**30:.3g} GiB"
 
 
 def _claim(dest: Path, what: str) -> None:

@@ -173,6 +173,7 @@ class VirtualBoxDriver(HypervisorDriver):
         "guest_ready": False,
         "snapshot_run": True,
         "adopt": True,
+        "grow_disk": False,
     })
 
     def __init__(self, root: Path, *, runner: Runner | None = None, clock: Callable[[], float] = time.monotonic,

@@ -15,6 +15,7 @@ from luhyaapi.imagecache import CachedFile, CacheFull, VerifiedFileCache
 from luhyaapi.messages import Command, Message, TaskStatus
 from luhyaapi.transfer import ChecksumMismatch, TransferError, download, throttled
 from luhyaapi.trust import own_key
+from nc.drivers.base import HypervisorDriver
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,20 @@ def fetch_image(image_id: str, version: int, sha256: str, size: int,
     ``held_image``; the file is not held once this returns)."""
     with held_image(image_id, version, sha256, size, progress) as cached:
         return cached
+
+
+def size_disk(driver: HypervisorDriver, disk: Path, disk_mb: int) -> None:
+    """Give an instance's fresh clone ``disk`` the VM type's disk size (``disk_mb``; 0: the image's own size).
+    DiskTooSmall (a DriverError) when the image is bigger than the VM type's disk; a driver without the
+    ``grow_disk`` capability keeps the image's size, said in the log."""
+    if disk_mb <= 0:
+        return
+    if not driver.capabilities.get("grow_disk"):
+        logger.warning("images: the %s driver cannot resize disks; %s keeps its image's size, not %d MB",
+                       driver.name, disk, disk_mb)
+        return
+    size = driver.grow_disk(disk, disk_mb * 2**20)
+    logger.info("images: %s sized to %d MB", disk, size // 2**20)
 
 
 def prepare_image(command: Command, publish: Callable[[Message], None]) -> None:

@@ -33,7 +33,7 @@ from nc.drivers import get_driver
 from nc.drivers.base import DriverError, HypervisorDriver, VMState, check_instance_id
 from nc.models import NodeInstance
 from nc.services import readiness
-from nc.services.images import PROGRESS_PER_SECOND, held_image
+from nc.services.images import PROGRESS_PER_SECOND, held_image, size_disk
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def _remove_disk(insid: str) -> None:
     shutil.rmtree(disk_dir(insid), ignore_errors=True)
 
 
-def _prepare_disk(record: NodeInstance, image: ImageRef, reports: _Reports, cancel: threading.Event) -> Path:
+def _prepare_disk(record: NodeInstance, image: ImageRef, reports: _Reports, cancel: threading.Event,
+                  disk_mb: int = 0) -> Path:
     def on_progress(done: int, total: int) -> None:
         if cancel.is_set():
             raise Cancelled()
@@ -131,10 +132,17 @@ def _prepare_disk(record: NodeInstance, image: ImageRef, reports: _Reports, canc
             disk.unlink()  # a temporary instance's clone left by an interrupted run: start clean
         disk.parent.mkdir(parents=True, exist_ok=True)
         node_driver().clone_disk(cached.path, disk)
+        size_disk(node_driver(), disk, disk_mb)
         record.image_path = str(cached.path)
         record.disk_path = str(disk)
         record.save(update_fields=["image_path", "disk_path", "updated"])
     return disk
+
+
+def _disk_mb(paras: dict) -> int:
+    """The VM type's disk size the command asks for; 0 (the image's size) when absent or not a count."""
+    value = paras.get("disk_mb", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _prepared(record: NodeInstance, reports: _Reports) -> None:
@@ -194,7 +202,7 @@ def run_instance(command: Command, reporter: Reporter) -> None:
                 _report_run_state(record, driver, reports)
                 return
             reports.instance("preparing")
-            disk = _prepare_disk(record, image, reports, cancel)
+            disk = _prepare_disk(record, image, reports, cancel, _disk_mb(paras))
             if cancel.is_set():
                 raise Cancelled()
             if not paras.get("boot", True):

@@ -3,8 +3,10 @@
 from django.urls import path
 
 from luhyaapi.api import PingView
+from luhyaapi.reporting import StatusReportView
 
 app_name = "sc-api"
 urlpatterns = [
     path("ping/", PingView.as_view(role="sc"), name="ping"),
+    path("status/report/", StatusReportView.as_view(role="sc"), name="status-report"),
 ]

@@ -7,11 +7,13 @@ and is refused with a 400 naming the field, rather than falling through to a bar
 from django.urls import path, re_path
 
 from luhyaapi.api import PingView
+from luhyaapi.reporting import StatusReportView
 from walrus.api import views
 
 app_name = "walrus-api"
 urlpatterns = [
     path("ping/", PingView.as_view(role="walrus"), name="ping"),
+    path("status/report/", StatusReportView.as_view(role="walrus"), name="status-report"),
     path("uploads/", views.UploadListView.as_view(), name="upload-list"),
     re_path(r"^uploads/(?P<upload_id>.+)/data$", views.UploadDataView.as_view(), name="upload-data"),
     re_path(r"^uploads/(?P<upload_id>.+)/complete/$", views.UploadCompleteView.as_view(), name="upload-complete"),
