@@ -123,18 +123,19 @@ class World:
             return person is None or not any(rule(person, action, kind, owner, assignee) for action in ACTIONS)
 
         found = set()
-        # What a record the person may see names is part of it: an instance's image and assignee, a task's images
-        # and who started it.
+        # What a record the person may see names is part of it: an instance's image and assignee, a task's images,
+        # instance (its id is the task id's last part) and who started it.
         named: set[str | None] = set()
+        for task in TaskTransaction.objects.all():
+            if not untouchable("task", self.owner(task)[0]):
+                named.update((task.user, task.src_image_id, task.dst_image_id, task.instance_id))
         for instance in Instance.objects.select_related("owner_group", "assigned_to", "image"):
             owner, assignee = self.owner(instance)
             if untouchable("instance", owner, assignee):
-                found.add(instance.instance_id)
+                if instance.instance_id not in named:
+                    found.add(instance.instance_id)
             else:
                 named.update((assignee, instance.image.image_id))
-        for task in TaskTransaction.objects.all():
-            if not untouchable("task", self.owner(task)[0]):
-                named.update((task.user, task.src_image_id, task.dst_image_id))
         for image in Image.objects.select_related("owner_group"):
             if untouchable("image", image.owner_group.path) and image.image_id not in named:
                 found.add(image.image_id)
