@@ -55,7 +55,11 @@ class KeyListView(KeysMixin, ListView):
         return enrolment.find_keys(self.actor, **self.filters())
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs) | self.filters() | {
+        context = super().get_context_data(**kwargs)
+        for key in context["object_list"]:
+            key.approved_by_shown = enrolment.acted_by(self.actor, key.approved_by)
+            key.revoked_by_shown = enrolment.acted_by(self.actor, key.revoked_by)
+        return context | self.filters() | {
             "states": STATE_FILTERS, "kinds": enrolment.key_kinds(self.actor), "path": self.actor.path}
 
 

@@ -81,7 +81,11 @@ class PeerView(APIView):
 
 
 class HostCredentialSerializer(serializers.ModelSerializer):
+    """A host's key; who approved or revoked it as the asking person may read it (``enrolment.acted_by``)."""
+
     roles = serializers.SerializerMethodField()
+    approved_by = serializers.SerializerMethodField()
+    revoked_by = serializers.SerializerMethodField()
 
     class Meta:
         model = HostCredential
@@ -91,6 +95,12 @@ class HostCredentialSerializer(serializers.ModelSerializer):
 
     def get_roles(self, credential: HostCredential) -> list[str]:
         return sorted(credential.role_set)
+
+    def get_approved_by(self, credential: HostCredential) -> str:
+        return enrolment.acted_by(actor(self.context["request"]), credential.approved_by)
+
+    def get_revoked_by(self, credential: HostCredential) -> str:
+        return enrolment.acted_by(actor(self.context["request"]), credential.revoked_by)
 
 
 class PersonOnly(permissions.BasePermission):
@@ -131,7 +141,7 @@ class HostCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
             raise as_api_error(denied) from None
         except enrolment.EnrolmentRefused as exc:
             return _refused(exc)
-        return Response(HostCredentialSerializer(credential).data)
+        return Response(HostCredentialSerializer(credential, context={"request": self.request}).data)
 
     @extend_schema(request=inline_serializer("Approval", {"fingerprint": serializers.CharField()}),
                    responses=HostCredentialSerializer)

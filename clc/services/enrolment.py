@@ -32,7 +32,7 @@ from luhyaapi.validators import InvalidValue, validate_display_name, validate_na
 from luhyadb.choices import HostKindChoices as Kind
 from luhyadb.choices import KeyStateChoices as State
 from luhyadb.choices import ResourceTypeChoices as Type
-from luhyadb.models import Host, HostCredential, JoinToken, OwnerGroup
+from luhyadb.models import Account, Host, HostCredential, JoinToken, OwnerGroup
 
 logger = logging.getLogger("educloud.security")
 
@@ -273,12 +273,28 @@ def approve(credential: HostCredential, actor: authz.Actor, fingerprint_seen: st
     return credential
 
 
+UNNAMED_ACTOR = "an administrator outside your owner-group"
+
+
+def acted_by(actor: authz.Actor, name: str) -> str:
+    """Who approved or revoked a key (``approved_by``/``revoked_by``) as ``actor`` may read it: a join token, the
+    actor themself or a person of their own branch by name; anyone else unnamed (one school's people are never named
+    to another school, and a cloud administrator's login is not a school's business)."""
+    if not name or name.startswith("join token ") or name == actor.username:
+        return name
+    path = Account.objects.filter(user__username=name).values_list("owner_group__path", flat=True).first()
+    if path is not None and actor.path is not None and authz.within(actor.path, path):
+        return name
+    return UNNAMED_ACTOR
+
+
 def revoke(credential: HostCredential, actor: authz.Actor) -> HostCredential:
     """Stop trusting a key (active or pending): the host's calls are refused until it enrols again and an
     administrator approves it (EnrolmentRefused 409 for a key revoked already)."""
     _require_manage(actor, credential)
     if credential.state == State.REVOKED:
-        raise EnrolmentRefused(409, f"the key of {credential.name} was revoked already ({credential.revoked_by})")
+        raise EnrolmentRefused(409, f"the key of {credential.name} was revoked already "
+                                    f"({acted_by(actor, credential.revoked_by)})")
     credential.state, credential.revoked_at, credential.revoked_by = State.REVOKED, timezone.now(), actor.username
     credential.save(update_fields=["state", "revoked_at", "revoked_by"])
     logger.warning("enrolment: %s revoked the key of %s (%s)", actor.username, credential.name,

@@ -384,3 +384,20 @@ def test_every_page_renders_in_the_test_world(client, login, groups, school):
         login(username, role, path)
         for page in pages:
             assert client.get(page).status_code == 200, (username, page)
+
+
+def test_who_approved_a_key_is_named_only_to_people_of_their_own_branch(client, login, school):
+    """The cloud's administrator approved a school's PC: the school's administrator sees that it was approved, not
+    the login of someone above their school (page and API alike); the approver sees their own name."""
+    from clc.tests.people import make_person
+
+    root_admin = make_person("cloud-chief", "superadm", "edu")
+    enrolment.approve(HostCredential.objects.get(name="pc-12"), authz.actor_for(root_admin.user),
+                      HostCredential.objects.get(name="pc-12").fingerprint)
+    login("head", "poweradm", "edu.school")
+    page = text_of(client.get(KEYS))
+    assert "approved by an administrator outside your owner-group" in page and "cloud-chief" not in page
+    listed = client.get("/clc/api/1.0/hostkeys/").json()["results"]
+    assert [key["approved_by"] for key in listed if key["name"] == "pc-12"] == [enrolment.UNNAMED_ACTOR]
+    client.force_login(root_admin.user)
+    assert "approved by cloud-chief" in text_of(client.get(KEYS))

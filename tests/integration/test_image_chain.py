@@ -92,6 +92,7 @@ def test_a_node_prepares_an_image_and_the_clc_task_shows_its_progress_to_done(cl
     image, version = uploaded
     folder = StatusFolder(missed_heartbeats=3, db_touch_seconds=60)
     reports = []
+    folded = 0
 
     class Reporter:
         def report_now(self, last_command=""):
@@ -99,7 +100,14 @@ def test_a_node_prepares_an_image_and_the_clc_task_shows_its_progress_to_done(cl
 
         def publish(self, message):
             reports.append(message)
-            folder.fold([message])
+
+    def fold_new() -> None:
+        # The CLC's fold runs here, as its own daemon would, not on the node's thread: the suite's in-memory SQLite
+        # refuses a write at once ("table is locked") while another thread reads the same table.
+        nonlocal folded
+        arrived = reports[folded:]
+        folder.fold(arrived)
+        folded += len(arrived)
 
     task = prepare_on_node(image, "aio")
     bus = get_bus(cloud.bus_url)
@@ -109,7 +117,10 @@ def test_a_node_prepares_an_image_and_the_clc_task_shows_its_progress_to_done(cl
     NcCommandConsumer(Reporter()).consume(taken)
 
     deadline = time.monotonic() + 60
-    while not read_task(task.tid).get("done") and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        fold_new()
+        if read_task(task.tid).get("done"):
+            break
         time.sleep(0.1)
     status = read_task(task.tid)
     assert (status["phase"], status["state"], status["progress"], status["done"]) == ("preparing", "done", 100, True)
