@@ -67,3 +67,15 @@ def cloud_at(settings):
         return settings.EDUCLOUD
 
     return point
+
+
+@pytest.fixture(autouse=True)
+def empty_command_queues(settings):
+    """Each test starts with no command waiting on the host's own broker (the embedded default's SQLite file, which
+    outlives a test as it outlives a restart of the host)."""
+    from luhyaapi.config import celery_broker_url
+    from luhyaapi.sqlite_broker import empty
+
+    url = celery_broker_url(settings.EDUCLOUD)
+    if url.startswith("sqlite-broker://"):
+        empty(url)

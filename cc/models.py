@@ -101,3 +101,33 @@ class AddressLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ip} -> {self.instance_id} ({self.pool})"
+
+
+class CommandTask(models.Model):
+    """A command this CC sent to one of its nodes, as a Celery task, and its live state as the node's worker reports
+    it in Celery's task events (``cc.services.command_tasks``): queued, received, started, progress, retrying, done,
+    failed. Written when the broker took the task, then only by the events."""
+
+    STATES = ("queued", "received", "started", "progress", "retrying", "done", "failed")
+    FINAL = ("done", "failed")
+
+    task_id = models.CharField(max_length=64, primary_key=True, help_text="the Celery task id, the command's msg_id")
+    node = models.CharField(max_length=63, db_index=True)
+    op = models.CharField(max_length=32)
+    tid = models.CharField(max_length=128, blank=True, db_index=True, help_text="the CLC task it belongs to")
+    state = models.CharField(max_length=10, default="queued", choices=[(state, state) for state in STATES])
+    phase = models.CharField(max_length=32, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=128, blank=True, help_text="the Celery worker that took it (nc@<node>)")
+    retries = models.PositiveSmallIntegerField(default=0)
+    reason = models.TextField(blank=True, help_text="why it failed or is retried")
+    queued_at = models.DateTimeField()
+    event_at = models.FloatField(default=0, help_text="the time of the newest event folded (the worker's clock)")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-queued_at",)
+        indexes = [models.Index(fields=("node", "state"), name="command_task_node_state")]
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.task_id} on {self.node} ({self.state})"

@@ -66,6 +66,7 @@ urlpatterns = [
     path("groups/<ownerpath:path>/edit/", views_ownergroups.GroupUpdateView.as_view(), name="group-edit"),
     path("groups/<ownerpath:path>/delete/", views_ownergroups.GroupDeleteView.as_view(), name="group-delete"),
     path("tasks/", views_tasks.TaskListView.as_view(), name="tasks"),
+    path("tasks/<str:tid>/", views_tasks.TaskDetailView.as_view(), name="task"),
     path("vmtypes/", views_vmtypes.VMTypeListView.as_view(), name="vmtypes"),
     path("vmtypes/new/", views_vmtypes.VMTypeCreateView.as_view(), name="vmtype-create"),
     path("vmtypes/<vmtype:name>/edit/", views_vmtypes.VMTypeUpdateView.as_view(), name="vmtype-edit"),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from django.core.management.base import CommandError
 
 from daemons.roles import build_workers
+from daemons.worker import Worker
 from luhyaapi.config import Config
 from luhyaapi.trust import own_key
 
@@ -63,10 +64,26 @@ def _wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"the web server did not start listening on {host}:{port}")
 
 
+def daemon_names(text: str) -> set[str]:
+    """``--only``/``--without``: a comma list of daemon names."""
+    return {name.strip() for name in text.split(",") if name.strip()}
+
+
+def chosen(workers: list[Worker], only: set[str], without: set[str]) -> list[Worker]:
+    """The daemons ``--only``/``--without`` leave to run; a name this host has no daemon of is a CommandError."""
+    unknown = (only | without) - {worker.name for worker in workers}
+    if unknown:
+        raise CommandError(f"no daemon named {', '.join(sorted(unknown))} on this host; "
+                           f"there are {', '.join(worker.name for worker in workers)}")
+    return [worker for worker in workers if (not only or worker.name in only) and worker.name not in without]
+
+
 def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], only: set[str] | None = None,
-             stop_vms: bool = False) -> None:
+             without: set[str] | None = None, stop_vms: bool = False) -> None:
     """Serve and run until a signal arrives; daemons start after the web server answers (they register over it).
-    On a node, its VMs are then stopped (``stop_vms``) or left running with a word on how to stop them."""
+    ``only``/``without``: the daemons to run, or to leave out (``nc-commands`` where a ``celery -A educloud worker``
+    of its own runs the node's commands). On a node, its VMs are then stopped (``stop_vms``) or left running with a
+    word on how to stop them."""
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -85,12 +102,7 @@ def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], onl
             log(f"log in to the admin console at http://{config.ip}:{config.listen_port}/clc/ as the administrator "
                 f"(first password: {config.data_dir / 'admin-password'})")
     workers, heartbeats = build_workers(config, stop)
-    if only:
-        unknown = only - {worker.name for worker in workers}
-        if unknown:
-            raise CommandError(f"no daemon named {', '.join(sorted(unknown))} on this host; "
-                               f"there are {', '.join(worker.name for worker in workers)}")
-        workers = [worker for worker in workers if worker.name in only]
+    workers = chosen(workers, only or set(), without or set())
     for worker in workers:
         worker.start()
     log(f"daemons running: {', '.join(worker.name for worker in workers)}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+from daemons.celery_worker import celery_worker
 from daemons.heartbeat import HeartbeatPublisher
 from daemons.worker import Worker
 from luhyaapi.bus import get_bus
-from luhyaapi.config import Config
+from luhyaapi.config import Config, celery_broker_url
 from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
 
 SWEEP_FRACTION = 0.5
@@ -64,6 +65,7 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
 
 def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
     from cc.consumers.cc_status import CcStatusConsumer
+    from cc.services.command_tasks import follow_task_events
     from cc.services.network import apply_network, refresh_network
     from cc.services.nodes import NodeStatusRelay
 
@@ -80,26 +82,32 @@ def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
 
     return [Worker("cc-status", _consume(get_bus(config.bus_url), cc_status(config.cluster),
                                          CcStatusConsumer(relay), max_batch=200), stop),
-            Worker("cc-network", network, stop)]
+            Worker("cc-network", network, stop),
+            Worker("cc-task-events", follow_task_events(celery_broker_url(config), f"cc.{config.name}"), stop)]
 
 
 def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPublisher) -> list[Worker]:
-    from nc.consumers.nc_cmd import NcCommandConsumer
-    from nc.services.commands import resume_unfinished
     from nc.services.instances import watch_loop
     from nc.services.kiosk import LocalRunReports
+    from nc.tasks import use_reporter
 
-    consume = _consume(get_bus(config.bus_url), node_commands(config.name), NcCommandConsumer(heartbeat),
-                       max_batch=1)
-
-    def commands(stop: threading.Event) -> None:
-        # Long commands a killed or restarted node had taken go on first (their downloads resume).
-        resume_unfinished(heartbeat)
-        consume(stop)
-
+    # The node's commands: Celery tasks on its own queue, run by a worker in this process that reports through the
+    # node's heartbeat (a command a killed node had taken is delivered again, and resumes).
+    use_reporter(heartbeat)
+    worker = celery_worker(f"nc@{config.name}", [node_commands(config.name)], config.command_slots)
     # On a classroom PC, what the watcher sees of the kiosk's own desktops stays on the PC (nc/services/kiosk.py).
     watcher_reports = LocalRunReports(heartbeat) if config.host_mode else heartbeat
-    return [Worker("nc-commands", commands, stop), Worker("nc-vm-watch", watch_loop(watcher_reports), stop)]
+    return [Worker("nc-commands", worker, stop), Worker("nc-vm-watch", watch_loop(watcher_reports), stop)]
+
+
+def node_heartbeat() -> HeartbeatPublisher:
+    """The node's heartbeat publisher, for a worker process of its own (``celery -A educloud worker``): what its
+    tasks report goes up as the host's ``run_cloud`` would send it."""
+    from django.conf import settings
+
+    config = settings.EDUCLOUD
+    return HeartbeatPublisher("nc", config, get_bus(status_bus_url("nc", config)), vms=_vms_of("nc"),
+                              console=_console_of("nc"))
 
 
 def _vms_of(role: str):

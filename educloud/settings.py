@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from luhyaapi.config import django_cache, django_database, load_config
+from luhyaapi.config import celery_broker_url, django_cache, django_database, load_config
 from luhyaapi.keys import host_key
 
 EDUCLOUD = load_config()
@@ -122,6 +122,24 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "luhyaapi.openapi.add_error_responses"],
 }
 
+# Commands to nodes are Celery tasks (educloud/celery.py, luhyaapi/commands.py, docs/architecture.md "Commands").
+CELERY_BROKER_URL = celery_broker_url(EDUCLOUD)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# py-amqp's publisher confirms: a command is sent once RabbitMQ holds it (the SQLite broker holds it on its commit).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Acknowledged when done, and given back when the worker dies under it: a command is never lost with its worker.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A node's worker takes only what it runs (a long image prepare must not sit on commands another slot could run).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "educloud.default"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TASK_TRACK_STARTED = True
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -129,5 +147,6 @@ LOGGING = {
     "filters": {"refusals": {"()": "luhyaapi.logfilters.RefusalsOnOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["refusals"]}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"pika": {"level": "WARNING"}, "waitress": {"level": "WARNING"}},
+    "loggers": {"pika": {"level": "WARNING"}, "waitress": {"level": "WARNING"}, "kombu": {"level": "WARNING"},
+                "celery": {"level": "WARNING"}, "celery.worker.strategy": {"level": "WARNING"}},
 }

@@ -52,6 +52,7 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("nc", "hypervisor"): "qemu",
     ("nc", "stop_timeout_seconds"): "60",
     ("nc", "ready_timeout_seconds"): "300",
+    ("nc", "command_slots"): "32",
     ("nc", "lease_file"): "{data_dir}/cc/dhcp/dnsmasq.leases",
     ("nc", "poweroff_command"): "systemctl poweroff",
     ("nc", "host_mode"): "false",
@@ -121,6 +122,7 @@ class Config:
     vm_stop_timeout: float = 60.0
     # How long a booted guest may show no sign of life before it is reported "running, not answering".
     vm_ready_timeout: float = 300.0
+    command_slots: int = 32
     # The dnsmasq lease file where the guests' DHCP leases show (the CC's, when it runs on this host).
     lease_file: Path | None = None
     host_mode: bool = False
@@ -385,6 +387,7 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         hypervisor=hypervisor,
         vm_stop_timeout=_parse_number("nc", "stop_timeout_seconds", get("nc", "stop_timeout_seconds"), float, 1),
         vm_ready_timeout=_parse_number("nc", "ready_timeout_seconds", get("nc", "ready_timeout_seconds"), float, 1),
+        command_slots=int(_parse_number("nc", "command_slots", get("nc", "command_slots"), int, 1)),
         lease_file=Path(get("nc", "lease_file").replace("{data_dir}", str(data_dir))) if get("nc", "lease_file")
         else None,
         host_mode=host_mode,
@@ -435,6 +438,15 @@ def django_database(url: str) -> dict:
         "OPTIONS": {"charset": "utf8mb4"},
         "TEST": {"NAME": f"test_{name}", "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
     }
+
+
+def celery_broker_url(config: Config) -> str:
+    """Where this host's commands (Celery tasks) go: the cluster's RabbitMQ, or on the embedded default (an
+    in-process status bus) the host's own SQLite broker file, which keeps queued and running commands across a kill
+    -9 (``luhyaapi.sqlite_broker``)."""
+    if urlsplit(config.bus_url).scheme == "memory":
+        return f"sqlite-broker://{config.data_dir}/broker.sqlite3"
+    return config.bus_url
 
 
 def django_cache(url: str) -> dict:

@@ -235,12 +235,19 @@ class EnrolmentRequest(BaseModel):
     join_token: Annotated[str, Field(pattern=r"^$|^[A-Za-z0-9_-]{20,64}$")] = ""
 
 
+def _known_command(op: str) -> str:
+    from luhyaapi.commands import kind_of  # it sends these messages: imported here, not at the top
+
+    kind_of(op)  # UnknownCommand, a ValueError: refused as the field's error
+    return op
+
+
 class CommandRequest(BaseModel):
     """A command asked for over REST (``nodes/<name>/commands/`` on CLC and CC)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    op: str = Field(pattern=r"^[a-z]+(?:/[a-z_]+)*$", max_length=64)
+    op: Annotated[str, Field(pattern=r"^[a-z]+(?:/[a-z_]+)*$", max_length=64), AfterValidator(_known_command)]
     tid: str = Field(default="", max_length=128)
     seq: int = Field(default=0, ge=0, le=INT_MAX)
     paras: dict = Field(default_factory=dict)

@@ -1,7 +1,7 @@
 """A kombu transport on a SQLite file: the embedded default's broker for Celery, which needs no server and loses
 nothing on a kill -9.
 
-URL: ``sqlite-broker:///<path>`` (``luhyaapi.celery_config`` makes it ``<data_dir>/broker.sqlite3``).
+URL: ``sqlite-broker:///<path>`` (``luhyaapi.config.celery_broker_url`` makes it ``<data_dir>/broker.sqlite3``).
 
 Why our own, not kombu's SQLAlchemy transport: that one hides a message when a worker fetches it and forgets it only
 in memory on the ack, so a message fetched but not yet acknowledged when the process dies (a task under way, with
@@ -17,8 +17,10 @@ every queue bound to them. A message with an AMQP ``expiration`` (Celery's repli
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -147,14 +149,34 @@ class Store:
                                   (exchange, routing_key, queue))
 
     def bound(self, exchange: str, routing_key: str) -> list[str]:
-        rows = self.connection().execute(
-            "SELECT queue FROM binding WHERE exchange = ? AND (type = 'fanout' OR routing_key = ?)",
-            (exchange, routing_key)).fetchall()
-        return [queue for (queue,) in rows]
+        """The queues a message to ``exchange`` with ``routing_key`` goes to: every one bound to a fanout, those bound
+        with that key to a direct exchange, those whose pattern matches it on a topic exchange (Celery's events)."""
+        rows = self.connection().execute("SELECT type, routing_key, queue FROM binding WHERE exchange = ?",
+                                         (exchange,)).fetchall()
+        return [queue for kind, pattern, queue in rows
+                if kind == "fanout" or pattern == routing_key or (kind == "topic" and topic_matches(pattern,
+                                                                                                   routing_key))]
 
     def exchange_type(self, exchange: str) -> str | None:
         row = self.connection().execute("SELECT type FROM binding WHERE exchange = ? LIMIT 1", (exchange,)).fetchone()
         return row[0] if row else None
+
+
+@functools.lru_cache(maxsize=256)
+def _topic_regex(pattern: str) -> re.Pattern:
+    # AMQP topics: words between dots; '*' is exactly one word, '#' zero or more.
+    parts = []
+    for word in pattern.split("."):
+        parts.append({"*": r"[^.]+", "#": r".*"}.get(word, re.escape(word)))
+    regex = r"\.".join(parts)
+    # '#' may also stand for no word at all, with the dot beside it.
+    regex = regex.replace(r"\..*", r"(?:\..*)?").replace(r".*\.", r"(?:.*\.)?")
+    return re.compile(f"^{regex}$")
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """Whether a topic binding's ``pattern`` takes a message with ``routing_key``."""
+    return _topic_regex(pattern).match(routing_key) is not None
 
 
 _stores: dict[str, Store] = {}

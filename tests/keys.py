@@ -19,7 +19,13 @@ def new_key(name: str) -> HostKey:
 def enrolled_key(name: str, *roles: str, cluster: str = "cluster1", mac: str = "") -> HostKey:
     """A key pair for host ``name``, trusted as a server of ``roles`` (default nc) or, with role ``pc``, as the
     classroom PC of ``mac``."""
-    key = new_key(name)
+    return trusted(new_key(name), *roles, cluster=cluster, mac=mac)
+
+
+def trusted(key: HostKey, *roles: str, cluster: str = "cluster1", mac: str = "") -> HostKey:
+    """``key`` (this host's own, say, when the test host plays another host beside it) trusted under its name as
+    ``enrolled_key`` trusts a new one."""
+    name = key.name
     pc = roles == ("pc",)
     HostCredential.objects.update_or_create(name=name, defaults={
         "kind": HostKindChoices.PC if pc else HostKindChoices.SERVER,

@@ -117,7 +117,7 @@ class RoleProcess:
         self.log = self.dir / "run.log"
         self.process: subprocess.Popen | None = None
 
-    def _env(self) -> dict[str, str]:
+    def environment(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("EDUCLOUD_")}
         env["EDUCLOUD_CONF"] = str(self.conf)
         env["DJANGO_SETTINGS_MODULE"] = "educloud.settings"
@@ -128,17 +128,24 @@ class RoleProcess:
         netns = ["ip", "netns", "exec", self.netns] if self.netns else []
         return [*netns, sys.executable, str(ROOT / "manage.py"), *command]
 
-    def start(self) -> RoleProcess:
+    def start(self, *options: str) -> RoleProcess:
+        """Start ``manage.py run_cloud`` with ``options`` (``--without nc-commands``)."""
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self._argv("run_cloud"), cwd=ROOT, env=self._env(), stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(self._argv("run_cloud", *options), cwd=ROOT, env=self.environment(),
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
+
+    def spawn(self, argv: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start another program of this host (a ``celery`` worker), with its configuration; the caller stops it."""
+        with (self.dir / log_name).open("ab") as log:
+            return subprocess.Popen(argv, cwd=ROOT, env=self.environment() | (env or {}), stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
 
     def manage(self, *command: str, timeout: float = 300) -> str:
         """Run ``manage.py <command>`` as this host's administrator does: on the host (in its network namespace,
         with its configuration); its stdout. RuntimeError with its output if it fails."""
-        result = subprocess.run(self._argv(*command), cwd=ROOT, env=self._env(), capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(self._argv(*command), cwd=ROOT, env=self.environment(), capture_output=True,
+                                text=True, timeout=timeout, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(command)} on {self.name} exited with {result.returncode}:\n"
                                f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}")

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from cc.api import admin, desktops, views, wake
+from cc.api import admin, desktops, tasks, views, wake
 from luhyaapi.api import PingView
 from luhyaapi.reporting import StatusReportView
 
@@ -18,6 +18,8 @@ urlpatterns = [
     path("nodes/<str:name>/drain/", admin.NodeDrainView.as_view(), name="node-drain"),
     path("nodes/<str:name>/", admin.NodeView.as_view(), name="node"),
     path("usage/", admin.UsageView.as_view(), name="usage"),
+    path("tasks/", tasks.CommandTasksView.as_view(), name="tasks"),
+    path("tasks/<str:task_id>/", tasks.CommandTaskView.as_view(), name="task"),
     path("hosts/wake/", wake.WakeView.as_view(), name="hosts-wake"),
     path("hosts/<str:mac>/desktops/", desktops.HostDesktopsView.as_view(), name="host-desktops"),
     path("instances/", views.InstancesView.as_view(), name="instances"),

@@ -32,8 +32,8 @@ from cc.services.nodes import (
 )
 from cc.services.walrus_relay import NotRelayed, relay_to_walrus
 from luhyaapi.api import validated
-from luhyaapi.bus import get_bus
 from luhyaapi.client import RemoteError
+from luhyaapi.config import celery_broker_url
 from luhyaapi.drf import IsSignedNode, callers, require_sender, signed_node
 from luhyaapi.ids import validate_id
 from luhyaapi.imagecache import CacheFull
@@ -167,7 +167,7 @@ class NodeCommandView(APIView):
     def post(self, request, name: str):
         validate_name(name, "name")
         try:
-            command = queue_node_command(get_bus(settings.EDUCLOUD.bus_url), name,
+            command = queue_node_command(celery_broker_url(settings.EDUCLOUD), name,
                                          validated(CommandRequest, request.data))
         except UnknownNode as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
@@ -200,7 +200,7 @@ class InstancesView(APIView):
     @extend_schema(request=InstanceRunRequest, responses={201: PlacedInstanceSerializer})
     def post(self, request):
         try:
-            record = run_instance(get_bus(settings.EDUCLOUD.bus_url), validated(InstanceRunRequest, request.data))
+            record = run_instance(celery_broker_url(settings.EDUCLOUD), validated(InstanceRunRequest, request.data))
         except InstanceRefused as exc:
             return Response({"detail": str(exc)}, status=exc.status)
         return Response(_instance_answer(record), status=status.HTTP_201_CREATED)
@@ -209,7 +209,7 @@ class InstancesView(APIView):
 def _instance_call(request, insid: str, operation) -> Response:
     validate_id(insid, "instance")
     try:
-        record = operation(get_bus(settings.EDUCLOUD.bus_url), insid, _seq(request))
+        record = operation(celery_broker_url(settings.EDUCLOUD), insid, _seq(request))
     except InstanceRefused as exc:
         return Response({"detail": str(exc)}, status=exc.status)
     return Response(_instance_answer(record), status=status.HTTP_202_ACCEPTED)
@@ -238,7 +238,7 @@ class InstanceSubmitView(APIView):
         body = SubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         image_id = body.validated_data["image_id"]
-        return _instance_call(request, insid, lambda bus, insid, seq: submit_instance(bus, insid, seq, image_id))
+        return _instance_call(request, insid, lambda broker, insid, seq: submit_instance(broker, insid, seq, image_id))
 
 
 class InstanceView(APIView):

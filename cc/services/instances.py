@@ -12,6 +12,7 @@ from django.db.models import Sum
 
 from cc.models import ClusterInstance, ClusterNode, PortLease
 from cc.network.addresses import PortPool
+from cc.services.command_tasks import queue_command
 from cc.services.leases import PoolBusy, PoolUsedUp, lease_next_free
 from cc.services.network import (
     AddressPoolExhausted,
@@ -23,9 +24,7 @@ from cc.services.network import (
 )
 from cc.services.scheduler import Candidate, Need, NoNodeFits, pick_node
 from luhyaapi import trust
-from luhyaapi.bus import Bus
 from luhyaapi.messages import Command, InsStatus, InstanceRunRequest
-from luhyaapi.queues import node_commands
 from luhyaapi.vmspec import ConsoleSpec, NicSpec, PortForward, RuntimeOptions, guest_devices
 
 logger = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def _access(kind: str, node_ip: str, ports: dict[str, int], services: tuple[int,
     return access
 
 
-def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
+def run_instance(broker: str, request: InstanceRunRequest) -> ClusterInstance:
     """Place the instance on a node (the pinned one, or where its persistent disk lives, else the best fit), lease
     its console and service ports, and queue ``instance/run`` for the node and apply the network after the commit.
     The cluster's network settings come with the request (kept, ``remember_network``) or are the copy kept here:
@@ -143,7 +142,8 @@ def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
         existing = ClusterInstance.objects.select_for_update().filter(instance_id=request.insid).first()
         if existing and existing.seq == request.seq:
             if existing.state == "scheduled" and not existing.run_sent:
-                _send_run(bus, existing, request)  # its command never reached the bus: the ask is why it comes again
+                # Its command never reached the broker: that is why the CLC asks again.
+                _send_run(broker, existing, request)
             return existing
         if existing and existing.state in ACTIVE_STATES:
             raise InstanceRefused(409, f"instance {request.insid} is already {existing.state} on {existing.node}")
@@ -176,14 +176,14 @@ def run_instance(bus: Bus, request: InstanceRunRequest) -> ClusterInstance:
                       "disk_mb": request.disk_mb, "state": "scheduled", "options": options.model_dump(mode="json"),
                       "access": _access(request.kind, node_ip, ports, request.services, node.console_protocol,
                                         net.console_host if net else "", guest_address)})
-        _send_run(bus, record, request)
+        _send_run(broker, record, request)
         transaction.on_commit(apply_network)
     logger.info("instances: %s scheduled on %s (console port %d)", request.insid, chosen.name, ports["console"])
     return record
 
 
-def _send_run(bus: Bus, record: ClusterInstance, request: InstanceRunRequest) -> None:
-    """Queue the run's command for its node once the placement is committed, and note that the bus took it. A
+def _send_run(broker: str, record: ClusterInstance, request: InstanceRunRequest) -> None:
+    """Queue the run's command for its node once the placement is committed, and note that the broker took it. A
     publish that fails then (the broker away longer than its retry window) fails the CLC's call, which asks again
     with the same run number: the command goes again, under the same key, so a node that has it skips it."""
     command = Command(op="instance/run", tid=request.tid, seq=request.seq,
@@ -191,13 +191,13 @@ def _send_run(bus: Bus, record: ClusterInstance, request: InstanceRunRequest) ->
                              "persistent": request.persistent, "boot": request.boot, "disk_mb": request.disk_mb})
 
     def publish() -> None:
-        bus.publish(node_commands(record.node), command)
+        queue_command(broker, record.node, command)
         ClusterInstance.objects.filter(pk=record.pk, seq=request.seq).update(run_sent=True)
 
     transaction.on_commit(publish)
 
 
-def _send(bus: Bus, insid: str, op: str, seq: int, state: str, **paras) -> ClusterInstance:
+def _send(broker: str, insid: str, op: str, seq: int, state: str, **paras) -> ClusterInstance:
     with transaction.atomic():
         record = ClusterInstance.objects.select_for_update().filter(instance_id=insid).first()
         if record is None:
@@ -207,26 +207,26 @@ def _send(bus: Bus, insid: str, op: str, seq: int, state: str, **paras) -> Clust
         record.save(update_fields=["state", "seq", "updated"])
         command = Command(op=op, tid=record.tid, seq=record.seq,
                           paras={"insid": insid, "persistent": record.persistent} | paras)
-        transaction.on_commit(lambda: bus.publish(node_commands(record.node), command))
+        transaction.on_commit(lambda: queue_command(broker, record.node, command))
     logger.info("instances: %s for %s queued for %s", op, insid, record.node)
     return record
 
 
-def stop_instance(bus: Bus, insid: str, seq: int) -> ClusterInstance:
+def stop_instance(broker: str, insid: str, seq: int) -> ClusterInstance:
     """Queue ``instance/stop`` for the instance's node; its ports are given back when the node reports it stopped."""
-    return _send(bus, insid, "instance/stop", seq, "stopping")
+    return _send(broker, insid, "instance/stop", seq, "stopping")
 
 
-def delete_instance(bus: Bus, insid: str, seq: int) -> ClusterInstance:
+def delete_instance(broker: str, insid: str, seq: int) -> ClusterInstance:
     """Queue ``instance/delete`` (VM and disk removed) for its node; the record goes when the node reports it."""
-    return _send(bus, insid, "instance/delete", seq, "deleting")
+    return _send(broker, insid, "instance/delete", seq, "deleting")
 
 
-def submit_instance(bus: Bus, insid: str, seq: int, image_id: str) -> ClusterInstance:
+def submit_instance(broker: str, insid: str, seq: int, image_id: str) -> ClusterInstance:
     """Queue ``instance/submit``: the node uploads the instance's disk (through this CC) to walrus as a new version
     of ``image_id``, then removes the instance (the image wizard's last step). Each submit comes with a new ``seq``
     from the CLC; when it fails the node reports the instance stopped (its disk kept), which frees it here."""
-    return _send(bus, insid, "instance/submit", seq, "submitting", image_id=image_id)
+    return _send(broker, insid, "instance/submit", seq, "submitting", image_id=image_id)
 
 
 def note_instance_status(report: InsStatus) -> InsStatus:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from cc.models import ClusterNode
+from cc.services.command_tasks import queue_command
 from cc.services.instances import note_instance_status
 from luhyaapi.bus import Bus, RetryLater
 from luhyaapi.client import RoleClient
@@ -24,7 +25,7 @@ from luhyaapi.messages import (
     NodeStatus,
     ServerRegistration,
 )
-from luhyaapi.queues import CLC_STATUS, node_commands
+from luhyaapi.queues import CLC_STATUS
 from luhyaapi.trust import Peer, own_key, peer
 
 logger = logging.getLogger(__name__)
@@ -92,14 +93,13 @@ def cluster_controller(name: str) -> Peer | None:
     return found
 
 
-def queue_node_command(bus: Bus, node_name: str, request: CommandRequest) -> Command:
+def queue_node_command(broker: str, node_name: str, request: CommandRequest) -> Command:
     """Put a command on the node's own queue; the node runs it and reports through status."""
     if not ClusterNode.objects.filter(role="nc", name=node_name).exists():
         cluster = settings.EDUCLOUD.cluster
         raise UnknownNode(f"node controller {node_name!r} has not registered with cluster {cluster!r}")
     command = Command(op=request.op, tid=request.tid, seq=request.seq, paras=request.paras)
-    bus.publish(node_commands(node_name), command)
-    logger.info("commands: %s queued for %s as %s", command.op, node_name, command.msg_id)
+    queue_command(broker, node_name, command)
     return command
 
 

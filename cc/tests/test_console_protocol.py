@@ -14,6 +14,7 @@ from daemons.heartbeat import HeartbeatPublisher
 from daemons.roles import build_workers
 from luhyaapi.bus import InProcessBus
 from luhyaapi.messages import ServerRegistration
+from tests.commands import broker
 
 NODE = {key: value for key, value in NODE_REGISTRATION.items() if key != "classroom_pc"}
 
@@ -36,7 +37,7 @@ def test_a_node_that_says_nothing_of_its_console_serves_vnc(settings, tmp_path):
 @pytest.mark.parametrize("console, password", [("vnc", "Pw4run99"), ("rdp", "")])
 def test_an_instance_gets_the_console_its_node_serves(cc, signed_client, console, password):
     assert register(signed_client, NODE | {"console": console}).console_protocol == console
-    record = run_instance(InProcessBus(), run_request(console_password="Pw4run99"))
+    record = run_instance(broker(), run_request(console_password="Pw4run99"))
     port = record.options["console"]["port"]
     assert record.options["console"] == {"protocol": console, "listen": "10.0.9.21", "port": port,
                                          "password": password}

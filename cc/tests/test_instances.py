@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cc.models import ClusterInstance, ClusterNode, PortLease
 from cc.services.instances import InstanceRefused, delete_instance, note_instance_status, run_instance, stop_instance
-from luhyaapi.bus import BusUnavailable, InProcessBus
-from luhyaapi.messages import Command, ImageRef, InsStatus, InstanceRunRequest
-from luhyaapi.queues import node_commands
+from luhyaapi import commands
+from luhyaapi.bus import BusUnavailable
+from luhyaapi.messages import ImageRef, InsStatus, InstanceRunRequest
 from luhyaapi.vmspec import guest_devices
 from luhyadb.choices import KeyStateChoices
 from luhyadb.models import HostCredential
+from tests.commands import broker, queued
 from tests.keys import enrolled_key
 from tests.services import free_port_block
 
@@ -42,29 +42,15 @@ def nodes(settings):
                                free_disk_mb=10**6, last_seen=now - timedelta(days=1))
 
 
-def take(bus, node):
-    """The commands queued for ``node`` (a last status/report is queued so that taking never waits forever)."""
-    got, stop = [], threading.Event()
-    bus.publish(node_commands(node), Command(op="status/report"))
-
-    def handle(batch):
-        got.extend(batch)
-        if any(message.op == "status/report" for message in batch):
-            stop.set()
-
-    bus.consume(node_commands(node), handle, stop)
-    return [message for message in got if message.op != "status/report"]
-
-
 def test_an_instance_is_placed_on_the_roomiest_online_node_with_leased_ports_and_the_node_gets_its_command(nodes):
-    bus = InProcessBus()
-    record = run_instance(bus, request(console_password="Pw4run99"))
+    url = broker()
+    record = run_instance(url, request(console_password="Pw4run99"))
     assert record.node == "nc-1"  # nc-old has more room but has not been heard of for a day
     leases = dict(PortLease.objects.values_list("purpose", "port"))
     assert set(leases) == {"console", "tcp/80"} and leases["console"] != leases["tcp/80"]
     assert record.access == {"console": f"vnc://10.0.0.11:{leases['console']}",
                              "http": f"http://10.0.0.11:{leases['tcp/80']}/"}
-    [command] = take(bus, "nc-1")
+    [command] = queued("nc-1")
     assert (command.op, command.seq, command.paras["insid"]) == ("instance/run", 1, "ins-0000000a")
     options = command.paras["options"]
     assert options["console"] == {"protocol": "vnc", "listen": "10.0.0.11", "port": leases["console"],
@@ -74,19 +60,19 @@ def test_an_instance_is_placed_on_the_roomiest_online_node_with_leased_ports_and
 
 
 def test_asking_twice_for_the_same_run_answers_the_same_placement_and_sends_one_command(nodes):
-    bus = InProcessBus()
-    first = run_instance(bus, request())
-    again = run_instance(bus, request())
+    url = broker()
+    first = run_instance(url, request())
+    again = run_instance(url, request())
     assert (again.node, again.access) == (first.node, first.access)
     assert PortLease.objects.count() == 2
-    assert len(take(bus, "nc-1")) == 1
+    assert len(queued("nc-1")) == 1
 
 
 def test_a_second_run_while_running_is_refused(nodes):
-    bus = InProcessBus()
-    run_instance(bus, request(seq=1))
+    url = broker()
+    run_instance(url, request(seq=1))
     with pytest.raises(InstanceRefused, match="already scheduled on nc-1") as raised:
-        run_instance(bus, request(seq=2))
+        run_instance(url, request(seq=2))
     assert raised.value.status == 409
 
 
@@ -96,18 +82,18 @@ def test_no_port_is_handed_out_twice_and_an_empty_pool_is_refused(nodes, setting
     # A block nothing else on the machine holds: the lease passes over ports other programs hold (a VM's VNC 5900).
     low, high = free_port_block(5)
     settings.EDUCLOUD = replace(settings.EDUCLOUD, port_range=(low, high))
-    bus = InProcessBus()
-    run_instance(bus, request("ins-00000001"))
-    run_instance(bus, request("ins-00000002"))
+    url = broker()
+    run_instance(url, request("ins-00000001"))
+    run_instance(url, request("ins-00000002"))
     assert sorted(PortLease.objects.values_list("port", flat=True)) == [low, low + 1, low + 2, low + 3]
     with pytest.raises(InstanceRefused, match=f"port pool {low}-{high} is used up"):
-        run_instance(bus, request("ins-00000003"))
+        run_instance(url, request("ins-00000003"))
     assert not PortLease.objects.filter(instance_id="ins-00000003").exists()
 
 
 def test_when_nothing_fits_the_refusal_names_every_nodes_reason(nodes):
     with pytest.raises(InstanceRefused) as raised:
-        run_instance(InProcessBus(), request(memory_mb=8192))
+        run_instance(broker(), request(memory_mb=8192))
     text = str(raised.value)
     assert "nc-1: 3584 MB memory free, 8192 MB needed" in text
     assert "nc-2: 1536 MB memory free, 8192 MB needed" in text
@@ -118,9 +104,9 @@ def test_when_nothing_fits_the_refusal_names_every_nodes_reason(nodes):
 def test_a_node_whose_key_was_revoked_runs_nothing_more_though_it_still_looks_online(nodes):
     """nc-1 has the most room, and its last heartbeat is recent; its key is revoked: nc-2 gets the instance."""
     HostCredential.objects.filter(name="nc-1").update(state=KeyStateChoices.REVOKED)
-    assert run_instance(InProcessBus(), request()).node == "nc-2"
+    assert run_instance(broker(), request()).node == "nc-2"
     with pytest.raises(InstanceRefused, match="nc-1: its key is not trusted \\(revoked, or never approved\\)"):
-        run_instance(InProcessBus(), request("ins-0000000b", pinned_node="nc-1"))
+        run_instance(broker(), request("ins-0000000b", pinned_node="nc-1"))
 
 
 def test_a_kind_the_cluster_does_not_run_is_refused(nodes, settings):
@@ -128,13 +114,13 @@ def test_a_kind_the_cluster_does_not_run_is_refused(nodes, settings):
 
     settings.EDUCLOUD = replace(settings.EDUCLOUD, cluster_kinds=("vs",))
     with pytest.raises(InstanceRefused, match="runs vs instances, not rvd"):
-        run_instance(InProcessBus(), request())
+        run_instance(broker(), request())
 
 
 def test_ports_return_to_the_pool_when_the_node_reports_the_instance_stopped(nodes):
-    bus = InProcessBus()
-    run_instance(bus, request())
-    stop_instance(bus, "ins-0000000a", 1)
+    url = broker()
+    run_instance(url, request())
+    stop_instance(url, "ins-0000000a", 1)
     assert ClusterInstance.objects.get().state == "stopping"
     note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
     assert not PortLease.objects.exists()
@@ -142,37 +128,37 @@ def test_ports_return_to_the_pool_when_the_node_reports_the_instance_stopped(nod
 
 
 def test_a_late_report_of_an_earlier_run_changes_nothing(nodes):
-    bus = InProcessBus()
-    run_instance(bus, request(seq=1))
+    url = broker()
+    run_instance(url, request(seq=1))
     note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
-    run_instance(bus, request(seq=2))
+    run_instance(url, request(seq=2))
     note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
     assert ClusterInstance.objects.get().state == "scheduled"
     assert PortLease.objects.count() == 2
 
 
 def test_a_persistent_instance_runs_again_where_its_disk_is(nodes):
-    bus = InProcessBus()
+    url = broker()
     ClusterNode.objects.filter(name="nc-2").update(memory_mb=3000)
-    first = run_instance(bus, request(persistent=True, memory_mb=3000))  # only nc-1 has room for it
+    first = run_instance(url, request(persistent=True, memory_mb=3000))  # only nc-1 has room for it
     assert first.node == "nc-1"
     note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
     ClusterNode.objects.filter(name="nc-2").update(memory_mb=65536)
-    again = run_instance(bus, request(seq=2, persistent=True, memory_mb=256))
+    again = run_instance(url, request(seq=2, persistent=True, memory_mb=256))
     assert again.node == "nc-1"
 
 
 def test_a_deleted_instance_leaves_no_record_or_lease(nodes):
-    bus = InProcessBus()
-    run_instance(bus, request())
-    delete_instance(bus, "ins-0000000a", 1)
+    url = broker()
+    run_instance(url, request())
+    delete_instance(url, "ins-0000000a", 1)
     note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="deleted"))
     assert not ClusterInstance.objects.exists() and not PortLease.objects.exists()
 
 
 def test_stopping_an_instance_this_cluster_never_placed_is_a_404(nodes):
     with pytest.raises(InstanceRefused) as raised:
-        stop_instance(InProcessBus(), "ins-0000ffff", 1)
+        stop_instance(broker(), "ins-0000ffff", 1)
     assert raised.value.status == 404
 
 
@@ -181,9 +167,9 @@ def test_stopping_an_instance_this_cluster_never_placed_is_a_404(nodes):
 def test_a_guest_gets_virtio_only_if_it_runs_linux_by_the_one_rule_kiosks_use_too(nodes, os_type, disk_type,
                                                                                    nic_model):
     assert guest_devices(os_type) == (disk_type, nic_model)
-    bus = InProcessBus()
-    run_instance(bus, request(os_type=os_type))
-    [command] = take(bus, "nc-1")
+    url = broker()
+    run_instance(url, request(os_type=os_type))
+    [command] = queued("nc-1")
     options = command.paras["options"]
     assert (options["disk_type"], options["nics"][0]["model"]) == (disk_type, nic_model)
 
@@ -230,7 +216,7 @@ def clc_elsewhere(settings):
 def test_a_run_carries_the_clusters_network_which_the_cc_keeps_and_uses_without_calling_the_clc(nodes, clc_elsewhere):
     from cc.models import NetworkSettings
 
-    record = run_instance(InProcessBus(), request(network=NETWORK))
+    record = run_instance(broker(), request(network=NETWORK))
     ports = dict(PortLease.objects.values_list("purpose", "port"))
     assert 6400 <= ports["console"] <= 6499  # the settings' port pool, not the host's default
     assert record.access["console"] == f"vnc://192.0.2.10:{ports['console']}"  # reached through the CC (private)
@@ -239,7 +225,7 @@ def test_a_run_carries_the_clusters_network_which_the_cc_keeps_and_uses_without_
 
 
 def test_without_settings_in_the_run_the_cc_uses_its_own_copy_and_calls_nobody_back(nodes, clc_elsewhere):
-    run_instance(InProcessBus(), request())
+    run_instance(broker(), request())
     assert clc_elsewhere.connections() == 0
 
 
@@ -247,75 +233,62 @@ def test_an_empty_network_in_the_run_means_the_cluster_has_none_and_drops_an_old
     from cc.models import NetworkSettings
 
     NetworkSettings.objects.create(cluster="cluster1", settings=NETWORK)
-    record = run_instance(InProcessBus(), request(network={}))
+    record = run_instance(broker(), request(network={}))
     assert record.access["console"].startswith("vnc://10.0.0.11:")  # NAT-only: the node's own address
     assert not NetworkSettings.objects.exists()
 
 
 def test_network_settings_the_cc_cannot_read_are_a_400_and_place_nothing(nodes, clc_elsewhere):
     with pytest.raises(InstanceRefused, match="network settings the CC cannot read") as raised:
-        run_instance(InProcessBus(), request(network={"kind": "rvd"}))
+        run_instance(broker(), request(network={"kind": "rvd"}))
     assert raised.value.status == 400
     assert not ClusterInstance.objects.exists() and not PortLease.objects.exists()
 
 
 def test_asking_again_for_a_run_that_ended_answers_it_as_it_ended_and_places_nothing_new(nodes):
     """The CLC asks again, with the same seq, when the answer to a run was lost: by then the run may have ended."""
-    bus = InProcessBus()
-    run_instance(bus, request())
-    take(bus, "nc-1")
+    url = broker()
+    run_instance(url, request())
+    queued("nc-1")
     note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="failed", errormsg="no disk"))
-    again = run_instance(bus, request())
+    again = run_instance(url, request())
     assert (again.state, again.seq, again.access) == ("failed", 1, {})
     assert not PortLease.objects.exists()
-    assert take(bus, "nc-1") == []
+    assert queued("nc-1") == []
 
 
 def test_releasing_the_ports_of_an_ended_run_forgets_its_access(nodes):
-    bus = InProcessBus()
-    run_instance(bus, request())
+    url = broker()
+    run_instance(url, request())
     note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
     assert ClusterInstance.objects.get().access == {}
 
 
 def test_a_report_of_the_current_run_goes_up_with_its_access_and_an_ended_ones_without(nodes):
-    bus = InProcessBus()
-    record = run_instance(bus, request())
+    url = broker()
+    record = run_instance(url, request())
     relayed = note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="preparing"))
     assert relayed.access == record.access and relayed.access["console"].startswith("vnc://10.0.0.11:")
     stopped = note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
     assert stopped.access == {}
 
 
-class FailingOnceBus(InProcessBus):
-    """The in-process bus, but its first publish fails as a broker away longer than the retry window does."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failures = 1
-
-    def publish_raw(self, queue, body):
-        if self.failures:
-            self.failures -= 1
-            raise BusUnavailable("the broker did not take the message")
-        super().publish_raw(queue, body)
-
-
-def test_a_run_whose_command_the_bus_refused_sends_it_when_the_clc_asks_again_and_only_then(nodes):
-    bus = FailingOnceBus()
+def test_a_run_whose_command_the_broker_refused_sends_it_when_the_clc_asks_again_and_only_then(nodes, monkeypatch):
+    monkeypatch.setattr(commands, "PUBLISH_RETRY", {"max_retries": 0})
+    away = "amqp://guest:guest@127.0.0.1:1//"  # nothing listens there: as a broker away longer than the retries
     with pytest.raises(BusUnavailable):  # the CLC's call fails (a 500): it asks again with the same run number
-        run_instance(bus, request())
+        run_instance(away, request())
     assert ClusterInstance.objects.get().run_sent is False
-    assert take(bus, "nc-1") == []
-    again = run_instance(bus, request())
+    assert queued("nc-1") == []
+    again = run_instance(broker(), request())
     assert again.node == "nc-1" and ClusterInstance.objects.get().run_sent is True
-    assert [command.op for command in take(bus, "nc-1")] == ["instance/run"]
-    run_instance(bus, request())  # a third ask, its command taken by the bus: nothing more goes
-    assert take(bus, "nc-1") == []
+    assert [command.op for command in queued("nc-1")] == ["instance/run"]
+    run_instance(broker(), request())  # a third ask, its command taken by the broker: nothing more goes
+    assert queued("nc-1") == []
 
 
 def test_the_nodes_run_command_carries_the_vm_types_disk_size(nodes):
-    bus = InProcessBus()
-    run_instance(bus, request(disk_mb=20 * 1024))
-    [command] = take(bus, "nc-1")
+    url = broker()
+    run_instance(url, request(disk_mb=20 * 1024))
+    [command] = queued("nc-1")
     assert command.paras["disk_mb"] == 20 * 1024

@@ -11,8 +11,8 @@ from cc.network import iptables
 from cc.network.dnsmasq import Reservation
 from cc.services.instances import InstanceRefused, note_instance_status, run_instance
 from cc.services.network import cluster_network, desired_state
-from luhyaapi.bus import InProcessBus
 from luhyaapi.messages import ImageRef, InsStatus, InstanceRunRequest
+from tests.commands import broker
 from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
@@ -52,7 +52,7 @@ def request(insid="ins-0000000a", kind="rvd", mac="52:54:00:00:00:0a", seq=1):
 
 def test_a_private_remote_desktop_is_reached_through_the_ccs_public_address(network):
     net = network(kind="rvd", mode="private")
-    record = run_instance(InProcessBus(), request())
+    record = run_instance(broker(), request())
     ports = dict(PortLease.objects.values_list("purpose", "port"))
     assert record.access == {"console": f"vnc://192.0.2.10:{ports['console']}",
                              "http": f"http://192.0.2.10:{ports['tcp/80']}/"}
@@ -66,14 +66,14 @@ def test_a_private_remote_desktop_is_reached_through_the_ccs_public_address(netw
 
 def test_a_public_remote_desktop_is_reached_at_its_node_and_nothing_is_forwarded(network):
     net = network(kind="rvd", mode="public", eips=False)
-    record = run_instance(InProcessBus(), request())
+    record = run_instance(broker(), request())
     assert record.access["console"].startswith(f"vnc://{NODE_IP}:")
     assert desired_state(net).rules == []
 
 
 def test_a_private_virtual_server_is_bridged_with_a_reserved_address_and_an_elastic_ip(network):
     net = network(kind="vs", mode="private")
-    record = run_instance(InProcessBus(), request(kind="vs"))
+    record = run_instance(broker(), request(kind="vs"))
     leases = {lease.pool: lease.ip for lease in AddressLease.objects.all()}
     assert leases == {"lan": "10.20.0.100", "eip": "192.0.2.50"}
     nic = record.options["nics"][0]
@@ -91,14 +91,14 @@ def test_a_private_virtual_server_is_bridged_with_a_reserved_address_and_an_elas
 
 def test_a_public_virtual_server_is_reached_at_its_lan_address(network):
     network(kind="vs", mode="public", eips=False)
-    record = run_instance(InProcessBus(), request(kind="vs"))
+    record = run_instance(broker(), request(kind="vs"))
     assert record.access["http"] == "http://10.20.0.100/"
     assert not AddressLease.objects.filter(pool="eip").exists()
 
 
 def test_a_stopped_instance_gives_back_its_ports_and_addresses_and_its_rules_go(network):
     net = network(kind="vs", mode="private")
-    run_instance(InProcessBus(), request(kind="vs"))
+    run_instance(broker(), request(kind="vs"))
     note_instance_status(InsStatus(insid="ins-0000000a", node="nc-1", seq=1, state="stopped"))
     assert not AddressLease.objects.exists() and not PortLease.objects.exists()
     state = desired_state(net)
@@ -107,13 +107,13 @@ def test_a_stopped_instance_gives_back_its_ports_and_addresses_and_its_rules_go(
 
 def test_an_address_is_never_handed_out_twice_and_an_empty_pool_is_refused(network):
     network(kind="vs", mode="private")
-    bus = InProcessBus()
-    run_instance(bus, request("ins-00000001", kind="vs", mac="52:54:00:00:00:01"))
-    run_instance(bus, request("ins-00000002", kind="vs", mac="52:54:00:00:00:02"))
+    url = broker()
+    run_instance(url, request("ins-00000001", kind="vs", mac="52:54:00:00:00:01"))
+    run_instance(url, request("ins-00000002", kind="vs", mac="52:54:00:00:00:02"))
     assert sorted(AddressLease.objects.values_list("ip", flat=True)) == [
         "10.20.0.100", "10.20.0.101", "192.0.2.50", "192.0.2.51"]
     with pytest.raises(InstanceRefused, match="lan address pool 10.20.0.100-10.20.0.101 is used up") as raised:
-        run_instance(bus, request("ins-00000003", kind="vs", mac="52:54:00:00:00:03"))
+        run_instance(url, request("ins-00000003", kind="vs", mac="52:54:00:00:00:03"))
     assert raised.value.status == 409
     assert not AddressLease.objects.filter(instance_id="ins-00000003").exists()
     assert not PortLease.objects.filter(instance_id="ins-00000003").exists()
@@ -122,7 +122,7 @@ def test_an_address_is_never_handed_out_twice_and_an_empty_pool_is_refused(netwo
 def test_a_kind_the_clusters_network_is_not_for_is_refused(network):
     network(kind="vs", mode="private")
     with pytest.raises(InstanceRefused, match="runs vs instances, not rvd"):
-        run_instance(InProcessBus(), request(kind="rvd"))
+        run_instance(broker(), request(kind="rvd"))
 
 
 def test_a_cluster_without_settings_is_said_once_in_plain_words_not_every_minute(live_server, cloud_at, caplog):

@@ -16,6 +16,7 @@ from daemons.heartbeat import HeartbeatPublisher
 from luhyaapi.bus import InProcessBus
 from luhyaapi.messages import ServerRegistration
 from luhyadb.models import Server
+from tests.commands import broker
 
 
 def candidate(name: str, memory_mb: int = 8192, classroom_pc: bool = False, online: bool = True) -> Candidate:
@@ -63,12 +64,12 @@ def test_the_cc_keeps_that_a_node_is_a_classroom_pc_and_places_instances_elsewhe
     assert register(signed_client, PC_REGISTRATION).classroom_pc
     assert Server.objects.get(role="nc", name="pc-12").state == "online"  # still announced to the CLC as a node
     with pytest.raises(InstanceRefused) as raised:
-        run_instance(InProcessBus(), run_request())
+        run_instance(broker(), run_request())
     assert raised.value.status == 409 and f"pc-12: {CLASSROOM_PC}" in str(raised.value)
 
     older = {key: value for key, value in NODE_REGISTRATION.items() if key != "classroom_pc"}
     assert not register(signed_client, older).classroom_pc
-    assert run_instance(InProcessBus(), run_request()).node == "nc-1"  # pc-12 has 16 times the room, and is skipped
+    assert run_instance(broker(), run_request()).node == "nc-1"  # pc-12 has 16 times the room, and is skipped
 
 
 @pytest.mark.database
@@ -76,9 +77,9 @@ def test_the_cc_keeps_that_a_node_is_a_classroom_pc_and_places_instances_elsewhe
 def test_a_pc_pinned_instance_is_refused_and_a_node_that_stops_being_a_pc_is_used_again(cc, signed_client):
     register(signed_client, PC_REGISTRATION)
     with pytest.raises(InstanceRefused, match=f"pc-12: {CLASSROOM_PC}"):
-        run_instance(InProcessBus(), run_request(pinned_node="pc-12"))
+        run_instance(broker(), run_request(pinned_node="pc-12"))
     assert not register(signed_client, PC_REGISTRATION | {"classroom_pc": False}).classroom_pc
-    assert run_instance(InProcessBus(), run_request(pinned_node="pc-12")).node == "pc-12"
+    assert run_instance(broker(), run_request(pinned_node="pc-12")).node == "pc-12"
 
 
 @pytest.mark.database
@@ -89,4 +90,4 @@ def test_the_cc_keeps_it_even_when_the_clc_cannot_be_told_yet(cc, signed_client,
     assert answer.status_code == 502  # the PC's node controller registers again later
     assert ClusterNode.objects.get(role="nc", name="pc-12").classroom_pc
     with pytest.raises(InstanceRefused, match=f"pc-12: {CLASSROOM_PC}"):
-        run_instance(InProcessBus(), run_request())
+        run_instance(broker(), run_request())

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
 from clc.tests.machines import MAC, NODE
-from luhyaapi.bus import get_bus
 from luhyaapi.client import RoleClient
-from luhyaapi.queues import node_commands
 from luhyadb.models import Host, Server
+from tests.commands import purge
 from tests.keys import enrolled_key
 
 
@@ -37,5 +35,5 @@ def controller(live_server, cloud_at):
 def node(controller):
     """The node controller pc-12 runs, registered with its CC (which announced it to the CLC)."""
     RoleClient(controller.api_url, enrolled_key("pc-12")).post("/cc/api/1.0/register/server/", NODE)
-    get_bus(django_settings.EDUCLOUD.bus_url).purge(node_commands("pc-12"))
+    purge("pc-12")
     return Server.objects.get(role="nc", name="pc-12")

@@ -23,10 +23,10 @@ from cc.services.scheduler import HOST_RESERVE_MB
 from clc.services import instances as instance_service
 from clc.services.instances import ASK_AGAIN_SECONDS, GIVE_UP_SECONDS, place_pending
 from clc.services.status import StatusFolder
-from clc.tests.machines import queued
 from daemons.host import web_server
 from luhyaapi.messages import InsStatus
 from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, VMType
+from tests.commands import queued
 from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]

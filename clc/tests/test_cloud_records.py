@@ -9,9 +9,10 @@ import json
 import pytest
 
 from clc.services.networks import save_network
-from clc.tests.machines import NODE, queued
+from clc.tests.machines import NODE
 from clc.tests.test_networks import GOOD
 from luhyadb.models import ClusterNetwork, Host, Server
+from tests.commands import queued
 
 pytest_plugins = ["clc.tests.people_fixtures"]
 pytestmark = [pytest.mark.database, pytest.mark.django_db]

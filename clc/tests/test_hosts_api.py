@@ -9,9 +9,10 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from clc.services.networks import save_network
-from clc.tests.machines import MAC, queued
+from clc.tests.machines import MAC
 from clc.tests.test_networks import GOOD
 from luhyadb.models import Account, Host, OwnerGroup, OwnerGroupPermission, Server
+from tests.commands import queued
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
 from dataclasses import replace
 
 import pytest
@@ -16,10 +15,11 @@ from django.contrib.auth import get_user_model
 from clc.tests.machines import MAC
 from daemons.heartbeat import HeartbeatPublisher
 from luhyaapi.bus import get_bus
-from luhyaapi.queues import node_commands
+from luhyaapi.trust import own_key
 from luhyadb.models import Host, OwnerGroup, Server
-from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.models import CommandRecord
+from tests.commands import run_queued
+from tests.keys import trusted
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -184,20 +184,11 @@ def test_power_off_goes_through_the_cc_to_the_node_which_reports_stopping_and_ru
         staff, pc, node, marker):
     response = staff.post(f"/clc/hosts/{MAC}/poweroff/", follow=True)
     assert ("success", "pc-12 is asked to power off.") in flashes(response)
-    # The node's command consumer, as the nc-commands daemon runs it.
-    bus = get_bus(django_settings.EDUCLOUD.bus_url)
-    heartbeat = HeartbeatPublisher("nc", django_settings.EDUCLOUD, bus)
-    consumer = NcCommandConsumer(heartbeat)
-    stop = threading.Event()
-    timer = threading.Timer(5, stop.set)
-    timer.start()
-
-    def consume(messages):
-        consumer.consume(messages)
-        stop.set()
-
-    bus.consume(node_commands("pc-12"), consume, stop, max_wait=0.05)
-    timer.cancel()
+    # The node's task, as its worker runs it: the test host plays pc-12, whose CC it is too.
+    trusted(own_key(), "cc")
+    heartbeat = HeartbeatPublisher("nc", django_settings.EDUCLOUD, get_bus(django_settings.EDUCLOUD.bus_url))
+    [result] = run_queued("pc-12", heartbeat, wait=5)
+    assert result.state == "SUCCESS"
     assert marker.read_text() == "powered off\n"
     assert CommandRecord.objects.get(op="host/poweroff").done_at is not None
 

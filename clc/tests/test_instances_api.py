@@ -11,9 +11,9 @@ import pytest
 
 from cc.models import ClusterInstance, ClusterNode, PortLease
 from clc.services.status import StatusFolder
-from clc.tests.machines import queued
 from luhyaapi.messages import InsStatus
 from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, TaskTransaction, VMType
+from tests.commands import queued
 from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]

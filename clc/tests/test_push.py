@@ -11,9 +11,10 @@ import pytest
 
 from clc.services import authz
 from clc.services.push import push_targets
-from clc.tests.machines import MAC, queued
+from clc.tests.machines import MAC
 from clc.tests.people import make_person
 from luhyadb.models import Host, Image, ImageVersion, Instance, OwnerGroup, OwnerGroupPermission, Server, VMType
+from tests.commands import queued
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 pytest_plugins = ["clc.tests.people_fixtures"]  # the groups and login fixtures

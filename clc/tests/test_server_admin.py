@@ -20,15 +20,16 @@ from cc.services.instances import InstanceRefused, run_instance
 from cc.tests.nodes import run_request
 from clc.services.networks import as_cc_config, save_network
 from clc.services.status import StatusFolder, server_key
-from clc.tests.machines import MAC, NODE, queued
+from clc.tests.machines import MAC, NODE
 from clc.tests.test_networks import GOOD
 from daemons.heartbeat import HeartbeatPublisher
-from luhyaapi.bus import InProcessBus, get_bus
+from luhyaapi.bus import InProcessBus
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.messages import NodeStatus, Resources
-from luhyaapi.queues import CLC_STATUS, node_commands
+from luhyaapi.queues import CLC_STATUS
 from luhyadb.choices import KeyStateChoices
 from luhyadb.models import Account, HostCredential, Image, Instance, OwnerGroup, Server, VMType
+from tests.commands import broker, purge, queued
 from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
@@ -45,14 +46,10 @@ def nc1(controller):
     """A server node controller of cluster1, registered with its CC (which announced it to the CLC)."""
     key = enrolled_key("nc-1")
     RoleClient(controller.api_url, key).post("/cc/api/1.0/register/server/", NC1)
-    get_bus(django_settings.EDUCLOUD.bus_url).purge(node_commands("nc-1"))
+    purge("nc-1")
     server = Server.objects.get(role="nc", name="nc-1")
     server.key = key
     return server
-
-
-def bus():
-    return get_bus(django_settings.EDUCLOUD.bus_url)
 
 
 def clc_instance(insid: str, node: str, state: str, persistent: bool = False) -> Instance:
@@ -73,12 +70,12 @@ def test_a_drained_node_keeps_running_but_its_cluster_places_nothing_new_there_a
     assert response.json()["draining"] is True
     assert ClusterNode.objects.get(name="nc-1").draining is True
     with pytest.raises(InstanceRefused) as refused:
-        run_instance(bus(), run_request(pinned_node="nc-1"))
+        run_instance(broker(), run_request(pinned_node="nc-1"))
     assert "nc-1: draining" in str(refused.value)
 
     response = post(staff, "/clc/api/1.0/servers/nc/nc-1/drain/", {"draining": False})
     assert response.json()["draining"] is False
-    assert run_instance(bus(), run_request(pinned_node="nc-1")).node == "nc-1"
+    assert run_instance(broker(), run_request(pinned_node="nc-1")).node == "nc-1"
 
 
 def test_only_node_controllers_are_drained(staff, controller):
@@ -291,7 +288,7 @@ def test_refresh_says_why_a_server_or_pc_cannot_be_asked(staff, controller, pc):
 def test_cluster_usage_shows_each_leased_port_and_address_with_its_instance_and_the_free_counts(staff, nc1):
     network = save_network(GOOD | {"cluster": "cluster1", "kind": "rvd", "port_low": 30000, "port_high": 30009})
     NetworkSettings.objects.create(cluster="cluster1", settings=as_cc_config(network))
-    placed = run_instance(bus(), run_request(pinned_node="nc-1"))
+    placed = run_instance(broker(), run_request(pinned_node="nc-1"))
     clc_instance(placed.instance_id, "nc-1", "scheduled")
     AddressLease.objects.create(ip="10.20.0.100", instance_id=placed.instance_id, pool="lan", mac="52:54:00:00:00:0a")
     AddressLease.objects.create(ip="203.0.113.20", instance_id="ins-000000d1", pool="eip")

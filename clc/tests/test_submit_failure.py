@@ -6,18 +6,15 @@ number), not as a repeat of the failed one that the node would skip."""
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
-from django.conf import settings
 
 from cc.models import ClusterInstance
 from clc.services.builds import BuildError, begin_build, build_steps, submit_build
 from clc.services.status import StatusFolder
-from luhyaapi.bus import get_bus
-from luhyaapi.messages import Command, InsStatus, TaskStatus
-from luhyaapi.queues import node_commands
+from luhyaapi.messages import InsStatus, TaskStatus
 from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, TaskTransaction, VMType
+from tests.commands import queued
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -59,20 +56,6 @@ def test_a_submit_the_cc_does_not_take_leaves_the_vm_stopped_and_the_task_failed
     assert build_steps(instance)["submit"]
 
 
-def _taken(node: str) -> list[Command]:
-    """The commands queued for ``node`` (a last status/report is queued so that taking ends)."""
-    bus, got, stop = get_bus(settings.EDUCLOUD.bus_url), [], threading.Event()
-    bus.publish(node_commands(node), Command(op="status/report"))
-
-    def take(batch):
-        got.extend(batch)
-        if any(message.op == "status/report" for message in batch):
-            stop.set()
-
-    bus.consume(node_commands(node), take, stop)
-    return [message for message in got if message.op != "status/report"]
-
-
 def test_a_submit_asked_again_after_the_node_reported_it_failed_is_a_new_command_for_the_node(node, stopped_build):
     insid = stopped_build.instance_id
     ClusterInstance.objects.create(instance_id=insid, node="pc-12", tid=stopped_build.tid, seq=1, kind="rvd",
@@ -81,7 +64,7 @@ def test_a_submit_asked_again_after_the_node_reported_it_failed_is_a_new_command
     reason = "submit failed: walrus refused POST /walrus/api/1.0/uploads/: 507: the image store is full"
 
     assert submit_build(stopped_build).state == "submitting"
-    [first] = _taken("pc-12")
+    [first] = queued("pc-12")
     folder.fold([TaskStatus(tid=stopped_build.tid, phase="failed", state="init", failed=True, errormsg=reason)])
     folder.fold([InsStatus(insid=insid, node="pc-12", seq=1, state="stopped", vmstatus="stopped")])
     assert Instance.objects.get(instance_id=insid).state == "submitting", "a late report of the run before"
@@ -94,7 +77,7 @@ def test_a_submit_asked_again_after_the_node_reported_it_failed_is_a_new_command
     assert build_steps(instance)["submit"]
 
     submit_build(stopped_build)
-    [again] = _taken("pc-12")
+    [again] = queued("pc-12")
     assert (first.op, again.op) == ("instance/submit", "instance/submit")
     assert again.key != first.key, "the node would skip it as a repeat of the failed submit"
     assert (first.seq, again.seq) == (2, 3)

@@ -1,9 +1,9 @@
-"""The node runs each command once, and parks the ones it does not know."""
+"""The node runs each command once, again only when it was taken and never finished, and refuses the ones it does
+not know."""
 
 import pytest
 
-from luhyaapi.messages import Command, InsStatus
-from nc.consumers.nc_cmd import NcCommandConsumer
+from luhyaapi.messages import Command
 from nc.drivers.base import InvalidVMName
 from nc.models import CommandRecord
 from nc.services.commands import UnknownCommand, execute_command
@@ -42,11 +42,30 @@ def test_an_unknown_command_is_refused_and_not_recorded():
     assert not CommandRecord.objects.exists()
 
 
-def test_a_status_message_on_the_command_queue_is_refused_in_plain_english():
-    status = InsStatus(insid="ins-0000a001", node="nc-1", state="running")
-    with pytest.raises(UnknownCommand, match="^an insstatus message is not a command$"):
-        NcCommandConsumer(Reporter()).consume([status])
-    assert not CommandRecord.objects.exists()
+def test_a_command_taken_and_never_finished_runs_again_when_it_is_delivered_again():
+    """The node died under it: its record has no end, and the broker hands the task over again."""
+    reporter = Reporter()
+    command = Command(op="status/report", tid="img-0000000a:img-0000000a:ins-0000000b")
+    CommandRecord.objects.create(key=command.key, op=command.op, msg_id=command.msg_id)
+    assert execute_command(command, reporter) is True
+    assert reporter.reports == [command.msg_id]
+    assert CommandRecord.objects.get(key=command.key).done_at is not None
+
+
+def test_a_command_this_process_runs_now_is_skipped_when_the_broker_hands_it_over_twice(monkeypatch):
+    import nc.services.commands as commands
+
+    reporter = Reporter()
+    command = Command(op="status/report", tid="img-0000000a:img-0000000a:ins-0000000b")
+    twice = []
+
+    def report_and_meet_the_second_copy(command, reporter):
+        twice.append(execute_command(Command.model_validate_json(command.model_dump_json()), reporter))
+        reporter.report_now(command.msg_id)
+
+    monkeypatch.setitem(commands.HANDLERS, "status/report", commands.Handler(report_and_meet_the_second_copy))
+    assert execute_command(command, reporter) is True
+    assert (twice, reporter.reports) == ([False], [command.msg_id])
 
 
 @pytest.mark.parametrize("insid", ["ins-;rm -rf /", "../../etc/passwd", "ins-0123abcd\n", "$(reboot)", "", None])

@@ -4,7 +4,6 @@ repeated command runs nothing. The configured argv is always a harmless one here
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from dataclasses import replace
 
@@ -13,14 +12,15 @@ from django.conf import settings as django_settings
 
 from daemons.heartbeat import HeartbeatPublisher
 from luhyaapi.bus import InProcessBus
+from luhyaapi.commands import send_command
 from luhyaapi.config import ConfigError, load_config
 from luhyaapi.messages import Command, NodeStatus, decode
-from luhyaapi.queues import boss_status_queue, node_commands
+from luhyaapi.queues import boss_status_queue
 from luhyaapi.signing import unseal
-from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.models import CommandRecord
 from nc.services.commands import execute_command
 from nc.services.power import MAX_AGE_SECONDS, PowerOffFailed, StalePowerOff
+from tests.commands import broker, purge, run_queued
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
@@ -118,24 +118,16 @@ def test_a_power_off_that_waited_too_long_on_the_queue_is_refused_before_anythin
     assert not CommandRecord.objects.exists()
 
 
-def test_on_the_nodes_queue_a_stale_power_off_is_parked_with_its_reason_and_a_fresh_one_runs(marker):
+def test_on_the_nodes_queue_a_stale_power_off_fails_with_its_reason_and_a_fresh_one_runs(marker):
     bus = RecordingBus(marker)
     heartbeat = HeartbeatPublisher("nc", django_settings.EDUCLOUD, bus)
-    queue = node_commands(django_settings.EDUCLOUD.name)
-    bus.publish(queue, Command(op="host/poweroff", sent_at=time.time() - 3600))
-    fresh = Command(op="host/poweroff")
-    bus.publish(queue, fresh)
-    stop = threading.Event()
-    consumer = NcCommandConsumer(heartbeat)
-
-    def consume(messages):
-        consumer.consume(messages)
-        if CommandRecord.objects.filter(key=fresh.key).exists():
-            stop.set()
-
-    bus.consume(queue, consume, stop, max_batch=1, max_wait=0.05)
-    (parked,) = bus.take_dead_letters(queue)
-    assert "StalePowerOff" in parked.reason
+    node = django_settings.EDUCLOUD.name
+    purge(node)
+    send_command(broker(), node, Command(op="host/poweroff", sent_at=time.time() - 3600))
+    send_command(broker(), node, Command(op="host/poweroff"))
+    stale, fresh = run_queued(node, heartbeat)
+    assert (stale.state, type(stale.result)) == ("FAILURE", StalePowerOff)
+    assert fresh.state == "SUCCESS"
     assert marker.read_text() == "powered off\n"
     reports = [message.state for _queue, message, _ in bus.published if isinstance(message, NodeStatus)]
     assert reports == ["stopping"]

@@ -21,8 +21,9 @@ import pytest
 
 from luhyaapi.bus import RabbitMQBus
 from luhyaapi.client import RemoteError, RoleClient
+from luhyaapi.commands import send_command
 from luhyaapi.messages import Command
-from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
+from luhyaapi.queues import CLC_STATUS, cc_status
 from luhyaapi.trust import PEER_CACHE_SECONDS
 from tests.keys import new_key
 from tests.rabbitmq import scratch_vhost
@@ -58,7 +59,7 @@ def cloud(tmp_path_factory):
             # No join token: this node waits for an administrator.
             hosts["nc"] = RoleProcess(workdir, NODE, "nc",
                                       common | {"cloud": common["cloud"] | {"cc_url": hosts["cc"].url}})
-            yield hosts | {"bus": RabbitMQBus(bus_url, publish_retry_seconds=10)}
+            yield hosts | {"bus": RabbitMQBus(bus_url, publish_retry_seconds=10), "bus_url": bus_url}
         finally:
             for host in hosts.values():
                 host.stop()
@@ -79,6 +80,17 @@ def _parked(bus: RabbitMQBus, queue: str, seen: list) -> list[tuple[str, str]]:
     """Every (sender, reason) parked on ``queue`` so far (taken off its dead-letter queue into ``seen``)."""
     seen += [(json.loads(letter.body)["sender"], letter.reason) for letter in bus.take_dead_letters(queue)]
     return seen
+
+
+def _command_task(clc: RoleProcess, cc: RoleProcess, task_id: str) -> dict:
+    """The live state of a command task as the CC folds it from Celery's events (asked as the CLC asks); {} while
+    the CC has not heard of it."""
+    try:
+        return RoleClient(cc.url, clc.key()).get(f"/cc/api/1.0/tasks/{task_id}/")
+    except RemoteError as exc:
+        if exc.status == 404:
+            return {}
+        raise
 
 
 def _command(admin: ConsoleClient) -> int | str:
@@ -138,16 +150,18 @@ def test_a_node_without_a_join_token_waits_for_approval_then_works_until_its_key
     assert taken.value.status == 404 and "walrus has no image" in taken.value.detail, taken.value
 
     # Its CC's commands run (the node checks their seal with the CC's key, which it asks the CC for); a command sealed
-    # by a host nobody trusts is parked on the node's queue and never runs.
-    bus, parked = cloud["bus"], {CLC_STATUS: [], cc_status("cluster1"): [], node_commands(NODE): []}
+    # by a host nobody trusts fails on the node (the CC reads why from Celery's events) and never runs.
+    bus, parked = cloud["bus"], {CLC_STATUS: [], cc_status("cluster1"): []}
     command = _command(admin)
     wait_for("the node to run its CC's command", lambda: _services(admin)[f"nc:{NODE}"]["last_command"] == command,
              30)
-    bus.publish(node_commands(NODE), Command(op="status/report"), key=new_key("intruder"))
-    wait_for("the node to park the intruder's command", lambda: _parked(bus, node_commands(NODE),
-                                                                         parked[node_commands(NODE)]), 30)
-    assert parked[node_commands(NODE)] == [
-        ("intruder", "refused: intruder is not a trusted host of this cloud (unknown, or its key was revoked)")]
+    intruder = send_command(cloud["bus_url"], NODE, Command(op="status/report"), key=new_key("intruder"))
+    refused = wait_for("the node to refuse the intruder's command, as its CC sees it through Celery",
+                       lambda: _command_task(clc, cc, intruder).get("state") == "failed"
+                       and _command_task(clc, cc, intruder), 30)
+    assert (refused["op"], refused["worker"]) == ("status/report", f"nc@{NODE}")
+    assert "refused: intruder is not a trusted host of this cloud (unknown, or its key was revoked)" in \
+        refused["reason"]
     beat = _services(admin)[f"nc:{NODE}"]["last_seen"]
     wait_for("a heartbeat after that", lambda: _services(admin)[f"nc:{NODE}"]["last_seen"] > beat, 10)
     assert _services(admin)[f"nc:{NODE}"]["last_command"] == command, "the intruder's command did not run"

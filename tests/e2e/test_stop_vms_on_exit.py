@@ -38,8 +38,8 @@ class CtrlCHost(RoleProcess):
     def _argv(self, *command: str) -> list[str]:
         return super()._argv(*command) + (list(self.args) if command == ("run_cloud",) else [])
 
-    def _env(self) -> dict[str, str]:
-        return super()._env() | self.extra_env
+    def environment(self) -> dict[str, str]:
+        return super().environment() | self.extra_env
 
     def ctrl_c(self, timeout: float = 120) -> int:
         """What a terminal's Ctrl-C does: SIGINT to the host's process group; its exit code."""

@@ -16,6 +16,7 @@ from luhyaapi.bus_trust import ANY_HOST, Clause, QueuePolicy
 from luhyaapi.messages import MESSAGE_CLASSES
 from luhyaapi.queues import kind_of
 from tests.apifuzz import SUMMARY
+from tests.rabbitmq import scratch_vhost
 
 RABBITMQ_URL = os.environ.get("EDUCLOUD_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/%2F")
 # The policy of a test's scratch queue: every message sealed for it by a trusted host.
@@ -37,6 +38,17 @@ def bus(request):
     bus = InProcessBus() if request.param == "in-process" else RabbitMQBus(RABBITMQ_URL, publish_retry_seconds=30)
     yield bus
     bus.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+def broker_url(request, tmp_path):
+    """Each Celery test runs once per transport: the embedded default's SQLite broker file, and RabbitMQ (a
+    scratch virtual host of its own)."""
+    if request.param == "sqlite":
+        yield f"sqlite-broker://{tmp_path}/broker.sqlite3"
+    else:
+        with scratch_vhost() as url:
+            yield url
 
 
 @pytest.fixture

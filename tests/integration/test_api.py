@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from clc.tests.machines import queued
-from luhyaapi.bus import get_bus
 from luhyaapi.client import RemoteError, RoleClient
-from luhyaapi.queues import node_commands
 from luhyaapi.trust import own_key
 from luhyadb.choices import KeyStateChoices
 from luhyadb.models import Account, Host, HostCredential, OwnerGroup, Server
 from luhyadb.services.initial_data import seed_initial_data
+from tests.commands import queued, take_queued
 from tests.keys import enrolled_key, new_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
@@ -159,16 +154,9 @@ def test_a_command_for_a_node_goes_clc_to_cc_to_the_nodes_queue(live_server, clo
     answer = response.json()
     assert answer["op"] == "status/report"
 
-    bus = get_bus(settings.EDUCLOUD.bus_url)
-    got = []
-    stop = threading.Event()
-
-    def take(messages):
-        got.extend(messages)
-        stop.set()
-
-    bus.consume(node_commands("nc-7"), take, stop, max_wait=0.05)
-    assert [(m.op, m.msg_id) for m in got] == [("status/report", answer["msg_id"])]
+    got = take_queued("nc-7")
+    assert [(item.task, item.task_id, item.command.op, item.command.msg_id) for item in got] == [
+        ("nc.status_report", answer["msg_id"], "status/report", answer["msg_id"])]
 
 
 def test_a_node_whose_key_was_revoked_is_sent_no_command(live_server, cloud_at, api_client):

@@ -2,8 +2,8 @@
 on a broker of this module's own and through the project's own bus (``luhyaapi.bus.RabbitMQBus``):
 
 - messages the bus confirmed, waiting on their durable queue, are all delivered after the restart;
-- a batch a consumer was handed but had not acknowledged when the broker died comes again, and the node's command
-  consumer (``nc.consumers.nc_cmd``) runs each of its commands once;
+- a command task the node's Celery worker had run but not acknowledged when the broker died comes again after the
+  restart, and the node runs each of its commands once (its record of the command's key);
 - a publish under way at the crash either returns (confirmed; then the message is delivered) or raises
   ``BusUnavailable`` once its retry window is over: no message is reported sent and then missing.
 """
@@ -16,15 +16,17 @@ import time
 from dataclasses import dataclass, replace
 
 import pytest
+from celery.signals import task_prerun
 
 from luhyaapi.bus import BusUnavailable, RabbitMQBus
+from luhyaapi.commands import send_command
 from luhyaapi.messages import Command
-from luhyaapi.queues import node_commands
-from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.models import CommandRecord
+from tests.commands import node_worker
 from tests.integration.conftest import RunningConsumer
 from tests.keys import enrolled_key
 from tests.rabbitmq import private_broker
+from tests.services import wait_for
 
 pytestmark = [pytest.mark.broker_restart]
 
@@ -70,13 +72,25 @@ def test_confirmed_messages_on_a_durable_queue_survive_a_kill_9_of_the_broker(up
 
 
 class Reporter:
-    """What the node's ``status/report`` command does, recorded: one report per command run."""
+    """What the node's ``status/report`` command does, recorded: one report per command run. The first report kills
+    the broker: the task has run, its acknowledgement (late, after it returns) has not been sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, broker) -> None:
+        self.broker = broker
         self.reports: list[str] = []
+        self.crashed_with = ""
+        self.restart: threading.Thread | None = None
 
     def report_now(self, last_command: str = "") -> None:
         self.reports.append(last_command)
+        if not self.crashed_with:
+            self.crashed_with = last_command
+            self.broker.kill9()
+            self.restart = threading.Thread(target=self.broker.start, daemon=True)
+            self.restart.start()
+
+    def publish(self, message) -> None:
+        pass
 
 
 @pytest.fixture
@@ -87,46 +101,31 @@ def node(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_handled_but_not_acknowledged_at_the_crash_comes_again_and_runs_once(up, node):
-    queue = node_commands("nc-1")
-    bus = RabbitMQBus(up.url, publish_retry_seconds=30)
+def test_a_command_task_run_but_not_acknowledged_at_the_crash_comes_again_and_runs_once(up, node):
     commands = _commands(40)
     for command in commands:
-        bus.publish(queue, command, key=node)  # sealed by the cluster's CC, as its commands are
+        send_command(up.url, "nc-1", command, key=node)  # sealed by the cluster's CC, as its commands are
     wanted = {command.msg_id for command in commands}
+    started: collections.Counter[str] = collections.Counter()
 
-    reporter = Reporter()
-    consumer = NcCommandConsumer(reporter)
-    delivered: collections.Counter[str] = collections.Counter()
-    crashed_with: list[str] = []
-    restarts: list[threading.Thread] = []
-    stop = threading.Event()
+    def count(task_id=None, **_):
+        started[task_id] += 1
 
-    def handle(messages: list[Command]) -> None:
-        consumer.consume(messages)
-        delivered.update(message.msg_id for message in messages)
-        if not crashed_with:
-            # Handled, not yet acknowledged (the bus acks after this returns): the broker dies now.
-            crashed_with.extend(message.msg_id for message in messages)
-            up.kill9()
-            restarts.append(threading.Thread(target=up.start, daemon=True))
-            restarts[0].start()
-        if set(delivered) == wanted and all(delivered[msg_id] >= 2 for msg_id in crashed_with):
-            stop.set()
-
-    watchdog = threading.Timer(120, stop.set)
-    watchdog.start()
+    reporter = Reporter(up)
+    task_prerun.connect(count, weak=False)
     try:
-        bus.consume(queue, handle, stop)  # in this thread, on the test's database connection
+        with node_worker("nc-1", reporter, up.url, slots=1):
+            wait_for("every command to be done and the crashed one delivered again", lambda: (
+                CommandRecord.objects.filter(done_at__isnull=False).count() == len(wanted)
+                and started[reporter.crashed_with] >= 2), 180)
     finally:
-        watchdog.cancel()
-        for restart in restarts:
-            restart.join(timeout=90)
-        bus.close()
+        task_prerun.disconnect(count)
+        if reporter.restart is not None:
+            reporter.restart.join(timeout=90)
 
-    assert crashed_with, "the consumer was never handed a batch"
-    assert all(delivered[msg_id] == 2 for msg_id in crashed_with), "the unacknowledged batch came again"
-    assert set(delivered) == wanted
+    assert reporter.crashed_with, "the worker never ran a command"
+    assert started[reporter.crashed_with] == 2, "the unacknowledged task came again"
+    assert set(started) == wanted
     assert sorted(reporter.reports) == sorted(wanted), "each command ran exactly once"
     records = CommandRecord.objects.filter(done_at__isnull=False)
     assert sorted(records.values_list("msg_id", flat=True)) == sorted(wanted)

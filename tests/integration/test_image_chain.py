@@ -11,21 +11,17 @@ import time
 import pytest
 import requests
 from django.core.management import CommandError, call_command
-from django.db import OperationalError
 
 import cc.services.image_cache as cluster_cache_module
 from clc.services.images import create_image, finish_upload, prepare_on_node, start_upload
 from clc.services.status import StatusFolder
 from clc.services.tasks import task_status
-from luhyaapi.bus import get_bus
 from luhyaapi.imagecache import sha256_of
-from luhyaapi.messages import Command
-from luhyaapi.queues import node_commands
 from luhyaapi.transfer import download, upload_file
 from luhyaapi.trust import own_key
 from luhyadb.models import Image, OwnerGroup
-from nc.consumers.nc_cmd import NcCommandConsumer
 from nc.services.images import fetch_image, node_cache
+from tests.commands import run_queued
 from tests.services import one_host_servers
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True),
@@ -90,9 +86,7 @@ def test_many_nodes_pulling_one_image_at_once_share_one_walrus_download(cloud, u
 
 def test_a_node_prepares_an_image_and_the_clc_task_shows_its_progress_to_done(cloud, uploaded):
     image, version = uploaded
-    folder = StatusFolder(missed_heartbeats=3, db_touch_seconds=60)
     reports = []
-    folded = 0
 
     class Reporter:
         def report_now(self, last_command=""):
@@ -101,46 +95,16 @@ def test_a_node_prepares_an_image_and_the_clc_task_shows_its_progress_to_done(cl
         def publish(self, message):
             reports.append(message)
 
-    def fold_new() -> None:
-        # The CLC's fold runs here, as its own daemon would, not on the node's thread: the suite's in-memory SQLite
-        # refuses a write at once ("table is locked") while another thread reads the same table.
-        nonlocal folded
-        arrived = reports[folded:]
-        folder.fold(arrived)
-        folded += len(arrived)
-
     task = prepare_on_node(image, "aio")
-    bus = get_bus(cloud.bus_url)
-    taken: list[Command] = []
-    stop = threading.Event()
-    bus.consume(node_commands("aio"), lambda batch: (taken.extend(batch), stop.set()), stop)
-    NcCommandConsumer(Reporter()).consume(taken)
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        fold_new()
-        if read_task(task.tid).get("done"):
-            break
-        time.sleep(0.1)
-    status = read_task(task.tid)
+    [result] = run_queued("aio", Reporter())
+    assert result.state == "SUCCESS", result.result
+    StatusFolder(missed_heartbeats=3, db_touch_seconds=60).fold(reports)
+    status = task_status(task.tid)
     assert (status["phase"], status["state"], status["progress"], status["done"]) == ("preparing", "done", 100, True)
     assert reports[0].state == "downloading"
     assert len(reports) < 30, "progress must be reported at a bounded rate"
     cached = node_cache().lookup(image.image_id, version.number, version.sha256)
     assert cached is not None and sha256_of(cached.path) == version.sha256
-
-
-def read_task(tid: str) -> dict:
-    """``task_status`` while the node's thread writes the task: the suite's in-memory SQLite refuses a read at once
-    ("table is locked") where a host's file database (WAL) lets readers go on, so a locked read is tried again."""
-    for _attempt in range(50):
-        try:
-            return task_status(tid)
-        except OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-            time.sleep(0.05)
-    return task_status(tid)
 
 
 def _corrupt(path) -> None:

@@ -178,3 +178,29 @@ def test_an_expired_message_is_dropped_unread(url):
         connection.Producer().publish({"late": False}, exchange=EXCHANGE, routing_key="reply", declare=[queue])
     time.sleep(0.4)
     assert [body for body, _ in _take(url, queue, 2, timeout=1.0)] == [{"late": False}]
+
+
+def test_a_topic_message_reaches_the_queues_whose_pattern_matches_it_as_celerys_events_are_routed(url):
+    events = Exchange("educloud.events", type="topic")
+    tasks = Queue("tasks", events, routing_key="task.#")
+    workers = Queue("workers", events, routing_key="worker.*")
+    every = Queue("every", events, routing_key="#")
+    with Connection(url) as connection:
+        for queue in (tasks, workers, every):
+            queue(connection.default_channel).declare()
+    with Connection(url) as stranger:
+        producer = stranger.Producer()
+        for key in ("task.sent", "worker.heartbeat", "worker.online.late"):
+            producer.publish({"key": key}, exchange="educloud.events", routing_key=key)
+    assert [body["key"] for body, _ in _take(url, tasks, 1)] == ["task.sent"]
+    assert [body["key"] for body, _ in _take(url, workers, 1)] == ["worker.heartbeat"]
+    assert [body["key"] for body, _ in _take(url, every, 3)] == ["task.sent", "worker.heartbeat", "worker.online.late"]
+    assert _ready(url, "tasks") == _ready(url, "workers") == 0, "nothing else was routed to them"
+
+
+@pytest.mark.parametrize("pattern, key, matches", [
+    ("#", "task.sent", True), ("task.#", "task", True), ("task.*", "task", False), ("task.*", "task.a.b", False),
+    ("a.#.b", "a.b", True), ("a.#.b", "a.x.y.b", True), ("a.#.b", "a.x.c", False), ("#.b", "xb", False),
+    ("a.b", "aXb", False)])
+def test_topic_patterns_match_as_amqp_defines_them(pattern, key, matches):
+    assert sqlite_broker.topic_matches(pattern, key) is matches

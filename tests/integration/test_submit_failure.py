@@ -1,5 +1,5 @@
 """The image wizard's submit when walrus does not take the disk, on the all-in-one host (every role's API on the
-live server, the node's command consumer, the CC's status relay and the CLC's fold, a real qcow2 disk): the node
+live server, the node's command tasks, the CC's status relay and the CLC's fold, a real qcow2 disk): the node
 reports the VM stopped with the reason, which reaches the node's, the cluster's and the cloud's records and the
 task; the disk stays, and the submit asked again stores the new version."""
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,15 +25,14 @@ from clc.services.builds import begin_build, build_steps, prepare_build, submit_
 from clc.services.images import create_image, finish_upload, start_upload
 from clc.services.status import StatusFolder
 from clc.services.tasks import task_status
-from luhyaapi.bus import get_bus
-from luhyaapi.messages import Command, Message, decode, encode
-from luhyaapi.queues import CLC_STATUS, node_commands
+from luhyaapi.messages import Message, decode, encode
+from luhyaapi.queues import CLC_STATUS
 from luhyaapi.transfer import upload_file
 from luhyaapi.trust import own_key
 from luhyadb.models import Image, Instance, OwnerGroup, TaskTransaction, VMType
-from nc.consumers.nc_cmd import NcCommandConsumer
-from nc.models import CommandRecord, NodeInstance
+from nc.models import NodeInstance
 from nc.services.instances import disk_dir
+from tests.commands import purge, run_queued
 from tests.services import one_host_servers
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True),
@@ -101,28 +99,15 @@ class StatusUp:
 
 @pytest.fixture
 def node(cloud):
-    """Runs what the CC queued for the node, as the node's command daemon does, and waits until the node has done
-    it (its instance commands run in threads of their own)."""
-    bus = get_bus(cloud.bus_url)
-    queue = node_commands(cloud.name)
-    bus.purge(queue)
-    consumer = NcCommandConsumer(StatusUp())
+    """Runs what the CC queued for the node, as the node's worker does (its tasks, here in the test's thread)."""
+    purge(cloud.name)
+    reporter = StatusUp()
 
-    def run_queued() -> None:
-        taken, stop = [], threading.Event()
-        bus.publish(queue, Command(op="status/report"))  # the last one, so that taking ends
+    def run() -> None:
+        for result in run_queued(cloud.name, reporter):
+            assert result.state == "SUCCESS", result.result
 
-        def take(batch):
-            taken.extend(batch)
-            if any(message.op == "status/report" for message in batch):
-                stop.set()
-
-        bus.consume(queue, take, stop)
-        consumer.consume([message for message in taken if message.op != "status/report"])
-        _wait_for("the node to finish its commands", lambda: not CommandRecord.objects.filter(done_at=None).exists())
-
-    yield run_queued
-    _wait_for("the node to finish its commands", lambda: not CommandRecord.objects.filter(done_at=None).exists())
+    return run
 
 
 @pytest.fixture

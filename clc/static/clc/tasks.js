@@ -4,6 +4,7 @@
   "use strict";
   const table = document.getElementById("tasks");
   const source = table.dataset.source;
+  const pages = table.dataset.pages;
   const PERIOD = 2000;
 
   function cell(content) {
@@ -42,7 +43,10 @@
   function row(task) {
     const tr = document.createElement("tr");
     tr.dataset.tid = task.tid;
-    const tid = cell(task.tid);
+    const link = document.createElement("a");
+    link.href = pages + encodeURIComponent(task.tid) + "/";
+    link.textContent = task.tid;
+    const tid = cell(link);
     tid.className = "tid";
     const updated = document.createElement("span");
     updated.title = task.updated;

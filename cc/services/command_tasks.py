@@ -1,0 +1,140 @@
+"""The commands this CC sends its nodes, as Celery tasks, and their live state read from Celery's task events.
+
+``queue_command`` is how the CC sends a command: the task is queued on the node's queue (``luhyaapi.commands``) and
+recorded here as ``queued``. The node's worker sends Celery's task events on the same broker (received, started,
+retried, succeeded, failed; and ``task-progress`` with the command's phase and percent, ``nc.tasks``); the CC's
+``cc-task-events`` daemon folds them into the record (``TaskEventFold``), so the CC's API and the CLC's Tasks page
+show where each command is, on which worker, and why it failed, without a result backend (docs/architecture.md).
+
+Events may come twice or late (a redelivered task starts again): an event older than the newest folded one changes
+nothing, and a command done stays done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from django.db import transaction
+
+from cc.models import CommandTask
+from luhyaapi.bus import BusUnavailable
+from luhyaapi.commands import KINDS, send_command
+from luhyaapi.messages import Command
+
+logger = logging.getLogger(__name__)
+
+# The Celery task names of node commands, and their ops.
+_OPS = {kind.task: kind.op for kind in KINDS.values()}
+_WORKER_PREFIX = "nc@"
+DAY = 24 * 3600.0
+
+
+def queue_command(broker_url: str, node: str, command: Command, *, expires: float | None = None) -> CommandTask:
+    """Record ``command`` queued and send it to ``node`` (returns once the broker holds it). Recorded first: the
+    node's worker may take it, and its events arrive, before the broker's confirm does. A command the broker could
+    not take is not recorded (BusUnavailable); one sent again keeps its record and its state."""
+    task, created = CommandTask.objects.get_or_create(task_id=command.msg_id, defaults={
+        "node": node, "op": command.op, "tid": command.tid, "queued_at": datetime.now(UTC)})
+    try:
+        send_command(broker_url, node, command, expires=expires)
+    except BusUnavailable:
+        if created:
+            task.delete()
+        raise
+    return task
+
+
+class TaskEventFold:
+    """Folds one Celery event at a time into the CommandTask it is about (events of other tasks are skipped)."""
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("type", "")
+        if not kind.startswith("task-") or "uuid" not in event:
+            return
+        changes = self._changes(kind, event)
+        if changes is None:
+            return
+        with transaction.atomic():
+            task = CommandTask.objects.select_for_update().filter(task_id=event["uuid"]).first()
+            if task is None:
+                task = self._unrecorded(kind, event)
+                if task is None:
+                    return
+            at = float(event.get("timestamp") or 0)
+            if task.state == "done" or (at and at < task.event_at):
+                return
+            for field, value in changes.items():
+                setattr(task, field, value)
+            task.event_at = max(task.event_at, at)
+            task.save()
+
+    @staticmethod
+    def _changes(kind: str, event: dict) -> dict | None:
+        worker = event.get("hostname", "")
+        match kind:
+            case "task-received":
+                return {"state": "received", "worker": worker, "retries": int(event.get("retries") or 0)}
+            case "task-started":
+                return {"state": "started", "worker": worker}
+            case "task-progress":
+                return {"state": "progress", "phase": str(event.get("phase", ""))[:32],
+                        "progress": max(0, min(100, int(event.get("progress") or 0)))}
+            case "task-retried":
+                return {"state": "retrying", "reason": str(event.get("exception", ""))}
+            case "task-succeeded":
+                return {"state": "done", "progress": 100, "reason": ""}
+            case "task-failed":
+                return {"state": "failed", "reason": str(event.get("exception", "")), "worker": worker}
+            case "task-rejected" | "task-revoked":
+                why = "expired before a worker took it" if event.get("expired") else kind.removeprefix("task-")
+                return {"state": "failed", "reason": why}
+        return None
+
+    @staticmethod
+    def _unrecorded(kind: str, event: dict) -> CommandTask | None:
+        """A node command this CC has no record of (sent by another process of the cluster's CC, or before a loss of
+        its database): recorded from the event that names it."""
+        op = _OPS.get(event.get("name", ""))
+        worker = event.get("hostname", "")
+        if op is None or kind != "task-received" or not worker.startswith(_WORKER_PREFIX):
+            return None
+        return CommandTask(task_id=event["uuid"], node=worker.removeprefix(_WORKER_PREFIX), op=op,
+                           queued_at=datetime.now(UTC))
+
+
+def follow_task_events(broker_url: str, node_id: str):
+    """A loop for ``daemons.worker.Worker``: folds the task events on ``broker_url`` until ``stop`` is set. The
+    events' queue is named after this CC (``node_id``), so a restarted CC takes up the same one."""
+    fold = TaskEventFold()
+
+    def loop(stop: threading.Event) -> None:
+        from educloud.celery import app
+
+        with app.connection_for_read(broker_url) as connection:
+            # Task events only (not the workers' heartbeats), on a queue that outlives a restart of this CC (not
+            # Celery's exclusive one, whose events die with the connection) and goes away a day after the CC did.
+            receiver = app.events.Receiver(connection, handlers={"*": _logged(fold)}, routing_key="task.#",
+                                           node_id=node_id, queue_prefix="educloud.events", queue_durable=True,
+                                           queue_exclusive=False, queue_ttl=DAY, queue_expires=DAY)
+
+            def stop_when_asked() -> None:
+                stop.wait()
+                receiver.should_stop = True
+
+            threading.Thread(target=stop_when_asked, name=f"{node_id}-events-stopper", daemon=True).start()
+            logger.info("command tasks: following the task events on the cluster's broker as %s", node_id)
+            receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    return loop
+
+
+def _logged(fold: TaskEventFold):
+    def handle(event: dict) -> None:
+        try:
+            fold(event)
+        except Exception:  # one event that cannot be folded must not stop the others
+            logger.exception("command tasks: could not fold %s of %s", event.get("type"), event.get("uuid"))
+
+    return handle

@@ -1,0 +1,42 @@
+"""A Celery worker in a thread of the host's process (``manage.py run_cloud``), as ``celery -A educloud worker``
+runs one in a process of its own: the same tasks, queues and pool."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+logger = logging.getLogger(__name__)
+
+# Threads, not processes: a node's commands share its per-instance locks and its image cache's in-process state, and
+# they mostly wait (downloads, guests booting), so a thread each is what they need.
+POOL = "threads"
+
+
+def celery_worker(hostname: str, queues: list[str], concurrency: int):
+    """A loop for ``daemons.worker.Worker``: runs a worker consuming ``queues`` until ``stop`` is set."""
+
+    def loop(stop: threading.Event) -> None:
+        from celery.platforms import EX_OK
+        from celery.worker import state as celery_state
+
+        from educloud.celery import app
+
+        worker = app.WorkController(hostname=hostname, queues=queues, pool=POOL, concurrency=concurrency,
+                                    without_mingle=True, without_gossip=True, loglevel="WARNING")
+
+        def stop_when_asked() -> None:
+            stop.wait()
+            # Asked as Celery's own signal handlers ask (a warm shutdown): the worker's loop sees the flag and stops
+            # in its own thread. worker.stop() from here raced that loop for the broker connection (the loop read
+            # the confirm of the goodbye event that stop() waited for, and both hung).
+            celery_state.should_stop = EX_OK
+
+        celery_state.should_stop = None  # a worker this process ran before was stopped by this flag
+        threading.Thread(target=stop_when_asked, name=f"{hostname}-stopper", daemon=True).start()
+        logger.info("celery worker %s consumes %s (%d slots)", hostname, ", ".join(queues), concurrency)
+        worker.start()
+        if not stop.is_set():
+            raise RuntimeError(f"the celery worker {hostname} stopped (exit code {worker.exitcode})")
+
+    return loop

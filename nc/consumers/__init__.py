@@ -1,1 +1,0 @@
-"""Queue consumers of the Node controller role, one module per queue."""

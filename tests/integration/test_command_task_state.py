@@ -1,0 +1,107 @@
+"""The live state of a node's commands as the CC reads it through Celery: the CC records a command queued when the
+broker took it, and its ``cc-task-events`` daemon folds the node worker's task events (``cc.services.command_tasks``),
+on both transports: a command goes received, started, in progress (its phase and percent) and done, naming the worker
+that ran it; a task whose argument is not a sealed command shows failed with the reason."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import replace
+
+import pytest
+
+from cc.models import CommandTask
+from cc.services.command_tasks import follow_task_events, queue_command
+from luhyaapi.messages import Command, TaskStatus
+from luhyaapi.queues import node_commands
+from nc.services import commands as node_commands_service
+from nc.services.commands import Handler
+from tests.commands import node_worker
+from tests.services import wait_for
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+
+class Reporter:
+    def report_now(self, last_command: str = "") -> None:
+        pass
+
+    def publish(self, message) -> None:
+        pass
+
+
+@pytest.fixture
+def node(settings):
+    """This host as node controller nc-1 (a command it seals for itself is one it may run, as its CC's are)."""
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, name="nc-1", roles=("nc", "cc"), cluster="cluster1")
+
+
+@contextmanager
+def following(broker_url: str):
+    """The CC's task-event daemon in a thread, once it folds events (a command sent before it bound its queue would
+    not be seen: each warm-up command is a new one, until one shows done)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=follow_task_events(broker_url, "cc.test"), args=(stop,), daemon=True)
+    thread.start()
+    try:
+        def warmed_up() -> bool:
+            task = queue_command(broker_url, "nc-1", Command(op="status/report"))
+            return bool(wait_for_state(task.task_id, "done", 3, fail=False))
+
+        wait_for("the CC to fold the worker's task events", warmed_up, 60, every=0)
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the task-event daemon did not stop"
+
+
+def wait_for_state(task_id: str, state: str, timeout: float = 60, fail: bool = True) -> CommandTask | None:
+    def reached():
+        task = CommandTask.objects.filter(task_id=task_id).first()
+        return task if task is not None and task.state == state else None
+
+    if not fail:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (task := reached()) is not None:
+                return task
+            time.sleep(0.1)
+        return None
+    return wait_for(f"{task_id} to be {state}", reached, timeout, every=0.1)
+
+
+def test_a_command_shows_queued_started_in_progress_and_done_with_its_worker(broker_url, node, monkeypatch):
+    release = threading.Event()
+
+    def download(command: Command, reporter) -> None:
+        reporter.publish(TaskStatus(tid=command.tid, phase="preparing", state="downloading", progress=40))
+        release.wait(30)
+
+    with node_worker("nc-1", Reporter(), broker_url), following(broker_url):
+        monkeypatch.setitem(node_commands_service.HANDLERS, "status/report", Handler(download))
+        task = queue_command(broker_url, "nc-1", Command(op="status/report", tid="tsk-1"))
+        assert (task.state, task.node, task.op, task.tid) == ("queued", "nc-1", "status/report", "tsk-1")
+
+        live = wait_for_state(task.task_id, "progress")
+        assert (live.phase, live.progress, live.worker) == ("preparing", 40, "nc@nc-1")
+        release.set()
+        done = wait_for_state(task.task_id, "done")
+    assert (done.progress, done.reason, done.worker) == (100, "", "nc@nc-1")
+
+
+def test_a_task_whose_argument_is_not_a_sealed_command_shows_failed_with_the_reason(broker_url, node):
+    from educloud.celery import app
+
+    with node_worker("nc-1", Reporter(), broker_url), following(broker_url):
+        queue = node_commands("nc-1")
+        with app.connection_for_write(broker_url) as connection:
+            bad = app.send_task("nc.instance_stop", args=[{"op": "instance/stop"}], queue=queue, routing_key=queue,
+                                connection=connection)
+        failed = wait_for_state(bad.id, "failed")
+    assert (failed.node, failed.op, failed.worker) == ("nc-1", "instance/stop", "nc@nc-1")
+    assert "the task's argument is a dict, not a sealed command" in failed.reason
+    assert failed.retries == 0
