@@ -65,6 +65,7 @@ urlpatterns = [
     path("groups/new/", views_ownergroups.GroupCreateView.as_view(), name="group-create"),
     path("groups/<ownerpath:path>/edit/", views_ownergroups.GroupUpdateView.as_view(), name="group-edit"),
     path("groups/<ownerpath:path>/delete/", views_ownergroups.GroupDeleteView.as_view(), name="group-delete"),
+    path("workers/", views.WorkersView.as_view(), name="workers"),
     path("tasks/", views_tasks.TaskListView.as_view(), name="tasks"),
     path("tasks/<str:tid>/", views_tasks.TaskDetailView.as_view(), name="task"),
     path("vmtypes/", views_vmtypes.VMTypeListView.as_view(), name="vmtypes"),

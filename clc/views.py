@@ -14,6 +14,7 @@ from clc.services import authz
 from clc.services.health import system_health
 from clc.services.images import ImageError, create_image, delete_image, users_of
 from clc.services.registry import cloud_status
+from clc.services.workers import clusters_workers
 from luhyaapi.signing import HEADER_SIGNATURE
 from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import Image
@@ -185,3 +186,13 @@ class ImageDeleteView(AuthorizedMixin, View):
             return redirect("clc:image-detail", image_id=image_id)
         messages.success(request, f"Image {image.name} ({image_id}) deleted.")
         return redirect("clc:images")
+
+
+class WorkersView(AuthorizedMixin, TemplateView):
+    """The nodes' Celery workers of every cluster, as Celery's inspection finds them now (asked of each CC)."""
+
+    template_name = "clc/workers.html"
+    resource_type = Type.SERVER
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs) | {"clusters": clusters_workers()}

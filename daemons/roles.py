@@ -9,6 +9,7 @@ from daemons.celery_worker import celery_worker
 from daemons.heartbeat import HeartbeatPublisher
 from daemons.worker import Worker
 from luhyaapi.bus import get_bus
+from luhyaapi.commands import worker_name
 from luhyaapi.config import Config, celery_broker_url
 from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
 
@@ -94,7 +95,7 @@ def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPubli
     # The node's commands: Celery tasks on its own queue, run by a worker in this process that reports through the
     # node's heartbeat (a command a killed node had taken is delivered again, and resumes).
     use_reporter(heartbeat)
-    worker = celery_worker(f"nc@{config.name}", [node_commands(config.name)], config.command_slots)
+    worker = celery_worker(worker_name(config.name), [node_commands(config.name)], config.command_slots)
     # On a classroom PC, what the watcher sees of the kiosk's own desktops stays on the PC (nc/services/kiosk.py).
     watcher_reports = LocalRunReports(heartbeat) if config.host_mode else heartbeat
     return [Worker("nc-commands", worker, stop), Worker("nc-vm-watch", watch_loop(watcher_reports), stop)]

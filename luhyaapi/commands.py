@@ -46,6 +46,15 @@ KINDS: dict[str, CommandKind] = {kind.op: kind for kind in (
     CommandKind("host/poweroff", "nc.host_poweroff", 5 * MINUTE),
 )}
 
+# A node's Celery worker is named after the node (``celery -A educloud worker -n nc@<node>``).
+WORKER_PREFIX = "nc@"
+
+
+def worker_name(node: str) -> str:
+    """The Celery worker name of node ``node``, under which it answers inspection and sends its events."""
+    return f"{WORKER_PREFIX}{node}"
+
+
 # How long a publish may retry while the broker is away before the sender is told (BusUnavailable).
 PUBLISH_RETRY = {"max_retries": 8, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 5.0}
 

@@ -88,6 +88,15 @@ def run_queued(node: str, reporter=None, wait: float = 0.3) -> list[EagerResult]
     return [run_task(node, item, reporter) for item in take_queued(node, wait)]
 
 
+def _use_broker(app, url: str) -> None:
+    """Point the app at ``url``. A host has one broker for its life, so the app keeps the connection and producer
+    pools of the first one it used; a test that moves to another (a broker per test) drops them, or the worker's
+    replies to inspection would still go to the first broker."""
+    app.conf.broker_url = url
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @contextmanager
 def node_worker(node: str, reporter=None, broker_url: str | None = None, slots: int = 4) -> Iterator[None]:
     """``node``'s Celery worker (``daemons.celery_worker``, as ``run_cloud`` runs it) in a thread of this process, on
@@ -98,7 +107,7 @@ def node_worker(node: str, reporter=None, broker_url: str | None = None, slots: 
 
     previous_reporter, previous_url = tasks._reporter, app.conf.broker_url
     tasks.use_reporter(reporter)
-    app.conf.broker_url = broker_url or broker()
+    _use_broker(app, broker_url or broker())
     stop = threading.Event()
     thread = threading.Thread(target=celery_worker(f"nc@{node}", [node_commands(node)], slots), args=(stop,),
                               name=f"test-worker-{node}", daemon=True)
@@ -108,6 +117,6 @@ def node_worker(node: str, reporter=None, broker_url: str | None = None, slots: 
     finally:
         stop.set()
         thread.join(timeout=60)
-        app.conf.broker_url = previous_url
+        _use_broker(app, previous_url)
         tasks.use_reporter(previous_reporter)
         assert not thread.is_alive(), f"the worker of {node} did not stop"

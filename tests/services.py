@@ -273,6 +273,17 @@ class ConsoleClient:
     def get(self, path: str) -> dict:
         return self.request("GET", path)
 
+    def page(self, path: str) -> str:
+        """A console page's HTML, as the logged-in person's browser gets it; RemoteError for an error status."""
+        url = self.base_url + path
+        try:
+            response = self._logged_in().get(url, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise RemoteError(url, 0, str(exc)) from exc
+        if response.status_code >= 400:
+            raise RemoteError(url, response.status_code, response.text[:500])
+        return response.text
+
     def post(self, path: str, payload: dict) -> dict:
         return self.request("POST", path, payload)
 

@@ -1,15 +1,20 @@
-"""The live state of the commands this CC sent its nodes, as Celery's task events show it (signed, from the CLC: its
-Tasks page and the admin's task view); an adapter over ``cc.models.CommandTask``, folded by
-``cc.services.command_tasks``."""
+"""The live state of the commands this CC sent its nodes, as Celery's task events show it, and its nodes' Celery
+workers, as Celery's inspection finds them (signed, from the CLC: its task pages and its Workers page); adapters
+over ``cc.models.CommandTask`` (folded by ``cc.services.command_tasks``) and ``cc.services.workers``."""
 
 from __future__ import annotations
 
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cc.models import CommandTask
+from cc.services.workers import cluster_workers
+from luhyaapi.bus import BusUnavailable
+from luhyaapi.config import celery_broker_url
 from luhyaapi.drf import IsSignedNode, callers
 from luhyaapi.validators import validate_name
 
@@ -69,3 +74,19 @@ class CommandTaskView(APIView):
         if task is None:
             raise exceptions.NotFound(f"no command task {task_id} on this cluster")
         return Response(CommandTaskSerializer(task).data)
+
+
+class WorkersView(APIView):
+    """``GET workers/``: each node controller's Celery worker on the cluster's broker: online (it answered the
+    inspection), slots, tasks run since it started, the tasks it runs now; 503 when the broker does not answer."""
+
+    permission_classes = [IsSignedNode]
+    signed_callers = callers("clc")
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        try:
+            workers = cluster_workers(celery_broker_url(settings.EDUCLOUD))
+        except BusUnavailable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response({"workers": workers})

@@ -20,6 +20,7 @@ urlpatterns = [
     path("usage/", admin.UsageView.as_view(), name="usage"),
     path("tasks/", tasks.CommandTasksView.as_view(), name="tasks"),
     path("tasks/<str:task_id>/", tasks.CommandTaskView.as_view(), name="task"),
+    path("workers/", tasks.WorkersView.as_view(), name="workers"),
     path("hosts/wake/", wake.WakeView.as_view(), name="hosts-wake"),
     path("hosts/<str:mac>/desktops/", desktops.HostDesktopsView.as_view(), name="host-desktops"),
     path("instances/", views.InstancesView.as_view(), name="instances"),

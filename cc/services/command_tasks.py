@@ -20,14 +20,13 @@ from django.db import transaction
 
 from cc.models import CommandTask
 from luhyaapi.bus import BusUnavailable
-from luhyaapi.commands import KINDS, send_command
+from luhyaapi.commands import KINDS, WORKER_PREFIX, send_command
 from luhyaapi.messages import Command
 
 logger = logging.getLogger(__name__)
 
 # The Celery task names of node commands, and their ops.
 _OPS = {kind.task: kind.op for kind in KINDS.values()}
-_WORKER_PREFIX = "nc@"
 DAY = 24 * 3600.0
 
 
@@ -98,9 +97,9 @@ class TaskEventFold:
         its database): recorded from the event that names it."""
         op = _OPS.get(event.get("name", ""))
         worker = event.get("hostname", "")
-        if op is None or kind != "task-received" or not worker.startswith(_WORKER_PREFIX):
+        if op is None or kind != "task-received" or not worker.startswith(WORKER_PREFIX):
             return None
-        return CommandTask(task_id=event["uuid"], node=worker.removeprefix(_WORKER_PREFIX), op=op,
+        return CommandTask(task_id=event["uuid"], node=worker.removeprefix(WORKER_PREFIX), op=op,
                            queued_at=datetime.now(UTC))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 
 import pytest
@@ -23,6 +24,8 @@ from tests.services import ConsoleClient, RoleProcess, memcached, scratch_mariad
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.broker_restart]
 
 HEARTBEAT = 1.0
+# Big enough that the node is caught half way through its download on loopback.
+BIG_IMAGE_MB = 256
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +152,15 @@ def test_a_command_goes_down_to_a_node_and_its_effect_comes_back_up(cloud, admin
     _command_round_trip(admin, "nc-2")
 
 
+def test_the_workers_page_finds_each_nodes_celery_worker_by_inspection_on_the_clusters_rabbitmq(cloud, admin):
+    _wait(admin, lambda s: _states(s, *ALL) == ["online"] * len(ALL), "every role online")
+    page = admin.page("/clc/workers/")
+    for node in ("nc-1", "nc-2"):
+        row = re.search(rf'<tr data-worker="nc@{node}">(.*?)</tr>', page, re.S)
+        assert row is not None, page[-3000:]
+        assert 'class="state online"' in row[1] and "<td>32</td>" in row[1], row[1]
+
+
 def test_an_image_uploaded_to_walrus_is_prepared_on_a_node_through_the_cluster_cache(cloud, admin, tmp_path):
     _wait(admin, lambda s: _states(s, "walrus:clc-1", "nc:nc-1") == ["online"] * 2, "walrus and nc-1 online")
     disk = tmp_path / "disk.img"
@@ -169,6 +181,50 @@ def test_an_image_uploaded_to_walrus_is_prepared_on_a_node_through_the_cluster_c
     cached = cloud["nc-1"].dir / "nc" / "images" / image["image_id"] / "1.img"
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == stored["versions"][0]["sha256"]
     assert (cloud["cc-1"].dir / "cc" / "images" / image["image_id"] / "1.img").exists()
+
+
+def test_a_node_killed_in_the_middle_of_an_image_prepare_takes_the_task_again_and_finishes_it(cloud, admin,
+                                                                                               tmp_path):
+    """kill -9 of the node while its worker runs ``image/prepare`` (its partial file half written): the task was not
+    acknowledged, so RabbitMQ gives it back; the restarted node's worker takes it, resumes the download from the
+    partial file and finishes; the CLC's task ends done, never stuck, and the CC saw it done on nc-1's worker."""
+    _wait(admin, lambda s: _states(s, "walrus:clc-1", "nc:nc-1") == ["online"] * 2, "walrus and nc-1 online")
+    disk = tmp_path / "big.img"
+    with disk.open("wb") as out:
+        for _ in range(BIG_IMAGE_MB // 16):
+            out.write(os.urandom(16 * 1024 * 1024))
+    image = admin.upload_image(disk, "E2E big desktop")
+    node = cloud["nc-1"]
+    partial = node.dir / "nc" / "images" / image["image_id"] / "1.img.part"
+
+    task = admin.post(f"/clc/api/1.0/images/{image['image_id']}/prepare/", {"node": "nc-1"})
+    size_at_kill = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not size_at_kill:
+        size = partial.stat().st_size if partial.exists() else 0
+        if 8 * 1024 * 1024 <= size < disk.stat().st_size - 32 * 1024 * 1024:
+            node.kill()
+            size_at_kill = partial.stat().st_size
+        time.sleep(0.002)
+    assert size_at_kill, "the node's download was never caught half way"
+    assert not (partial.parent / "1.img").exists()
+
+    node.start().wait_listening()
+    deadline = time.monotonic() + 180
+    status = {}
+    while time.monotonic() < deadline:
+        status = admin.get(f"/clc/api/1.0/tasks/{task['tid']}/")
+        if status["done"] or status["failed"]:
+            break
+        time.sleep(0.2)
+    assert (status["phase"], status["state"], status["done"]) == ("preparing", "done", True), status
+    cached = partial.parent / "1.img"
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == image["versions"][0]["sha256"]
+    commands = RoleClient(cloud["cc-1"].url, cloud["clc-1"].key()).get(
+        f"/cc/api/1.0/tasks/?tid={task['tid']}")["results"]
+    assert [(c["op"], c["state"], c["worker"]) for c in commands] == [("image/prepare", "done", "nc@nc-1")]
+    print(f"killed nc-1 with {size_at_kill / 2**20:.1f} of {disk.stat().st_size >> 20} MiB downloaded; the task came "
+          f"again after the restart and finished")
 
 
 def test_a_killed_node_goes_offline_and_the_others_stay_online(cloud, admin):

@@ -105,3 +105,33 @@ def test_a_task_whose_argument_is_not_a_sealed_command_shows_failed_with_the_rea
     assert (failed.node, failed.op, failed.worker) == ("nc-1", "instance/stop", "nc@nc-1")
     assert "the task's argument is a dict, not a sealed command" in failed.reason
     assert failed.retries == 0
+
+
+def test_the_clusters_workers_show_online_with_what_they_run_and_a_silent_node_not_answering(tmp_path, node,
+                                                                                             monkeypatch):
+    """On the SQLite broker. A worker in the test's own process answered no inspection on RabbitMQ after one on the
+    SQLite broker had run in that process (a host never changes brokers), so the RabbitMQ case is proved with hosts
+    as processes of their own, in tests/e2e/test_cloud_processes.py."""
+    from cc.models import ClusterNode
+    from cc.services.workers import cluster_workers
+
+    broker_url = f"sqlite-broker://{tmp_path}/broker.sqlite3"
+
+    for name in ("nc-1", "nc-2"):  # nc-2 registered, its worker is not running
+        ClusterNode.objects.create(name=name, role="nc", ip="10.0.0.1")
+    release = threading.Event()
+    monkeypatch.setitem(node_commands_service.HANDLERS, "status/report",
+                        Handler(lambda command, reporter: release.wait(30)))
+    with node_worker("nc-1", Reporter(), broker_url, slots=3):
+        try:
+            task = queue_command(broker_url, "nc-1", Command(op="status/report", tid="tsk-9"))
+            rows = wait_for("nc-1's worker to run the command", lambda: (
+                found := cluster_workers(broker_url, timeout=3.0)) and found[0]["active"] and found[0]["slots"]
+                and found, 60)
+        finally:
+            release.set()
+    one, two = rows
+    assert (one["node"], one["worker"], one["online"], one["slots"]) == ("nc-1", "nc@nc-1", True, 3)
+    assert one["active"][0] | {"started": None} == {"task_id": task.task_id, "op": "status/report", "tid": "tsk-9",
+                                                    "started": None}
+    assert (two["node"], two["online"], two["active"], two["unknown_node"]) == ("nc-2", False, [], False)
