@@ -43,6 +43,10 @@ class ProgressEvents:
         self.task = task
         self.reporter = reporter
 
+    def __getattr__(self, name: str):
+        # Everything else a command asks of the node's reporter (the power-off's own ``status``) is the reporter's.
+        return getattr(self.reporter, name)
+
     def report_now(self, last_command: str = "") -> None:
         self.reporter.report_now(last_command)
 

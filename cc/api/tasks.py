@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -49,7 +49,8 @@ class CommandTasksView(APIView):
     permission_classes = [IsSignedNode]
     signed_callers = callers("clc")
 
-    @extend_schema(parameters=[Filters], responses={200: CommandTaskSerializer(many=True)})
+    @extend_schema(operation_id="tasks_list", parameters=[Filters], responses={200: inline_serializer(
+        "CommandTaskPage", {"count": serializers.IntegerField(), "results": CommandTaskSerializer(many=True)})})
     def get(self, request):
         filters = Filters(data=request.query_params)
         filters.is_valid(raise_exception=True)
