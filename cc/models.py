@@ -115,6 +115,8 @@ class CommandTask(models.Model):
     node = models.CharField(max_length=63, db_index=True)
     op = models.CharField(max_length=32)
     tid = models.CharField(max_length=128, blank=True, db_index=True, help_text="the CLC task it belongs to")
+    instance_id = models.CharField(max_length=12, blank=True, help_text="the instance it is about, if any")
+    seq = models.PositiveIntegerField(default=0, help_text="the run of the instance it is for")
     state = models.CharField(max_length=10, default="queued", choices=[(state, state) for state in STATES])
     phase = models.CharField(max_length=32, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)

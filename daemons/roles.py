@@ -17,6 +17,7 @@ SWEEP_FRACTION = 0.5
 REFRESH_SECONDS = 30.0
 NETWORK_SECONDS = 60.0
 PLACER_SECONDS = 2.0
+EXPIRY_SECONDS = 30.0
 
 
 def _consume(bus, queue: str, consumer, **options):
@@ -66,11 +67,16 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
 
 def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
     from cc.consumers.cc_status import CcStatusConsumer
-    from cc.services.command_tasks import follow_task_events
+    from cc.services.command_tasks import expire_commands, follow_task_events
     from cc.services.network import apply_network, refresh_network
     from cc.services.nodes import NodeStatusRelay
 
     relay = NodeStatusRelay(get_bus(config.cloud_bus_url), touch_seconds=config.db_touch_seconds)
+
+    def expiry(stop: threading.Event) -> None:
+        # Commands an offline node never took fail, and the instances they were to run with them.
+        while not stop.wait(EXPIRY_SECONDS):
+            expire_commands(get_bus(config.cloud_bus_url))
 
     def network(stop: threading.Event) -> None:
         # Re-applied at start (a restarted CC puts its rules back, once) and then now and again, which also picks
@@ -84,7 +90,8 @@ def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
     return [Worker("cc-status", _consume(get_bus(config.bus_url), cc_status(config.cluster),
                                          CcStatusConsumer(relay), max_batch=200), stop),
             Worker("cc-network", network, stop),
-            Worker("cc-task-events", follow_task_events(celery_broker_url(config), f"cc.{config.name}"), stop)]
+            Worker("cc-task-events", follow_task_events(celery_broker_url(config), f"cc.{config.name}"), stop),
+            Worker("cc-command-expiry", expiry, stop)]
 
 
 def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPublisher) -> list[Worker]:

@@ -34,12 +34,16 @@ class CommandKind:
     task: str
     # Seconds the node's worker gives one run of it (the image transfers are the long ones).
     time_limit: int
+    # Seconds it may wait for its node's worker (an offline node); after that it is not run, and the CC fails it
+    # (cc.services.command_tasks.expire_commands). None: it waits as long as it takes.
+    expires: int | None = None
 
 
 KINDS: dict[str, CommandKind] = {kind.op: kind for kind in (
     CommandKind("status/report", "nc.status_report", MINUTE),
     CommandKind("image/prepare", "nc.image_prepare", 6 * HOUR),
-    CommandKind("instance/run", "nc.instance_run", 2 * HOUR),
+    # A desktop nobody got within ten minutes is not wanted any more: its student asks again.
+    CommandKind("instance/run", "nc.instance_run", 2 * HOUR, expires=10 * MINUTE),
     CommandKind("instance/stop", "nc.instance_stop", 15 * MINUTE),
     CommandKind("instance/delete", "nc.instance_delete", 15 * MINUTE),
     CommandKind("instance/submit", "nc.instance_submit", 6 * HOUR),
@@ -78,12 +82,13 @@ def sealed(node: str, command: Command, key: HostKey | None = None) -> str:
 def send_command(broker_url: str, node: str, command: Command, *, key: HostKey | None = None,
                  expires: float | None = None) -> str:
     """Queue ``command`` for ``node``; returns once the broker holds it (the task id, the command's msg_id).
-    ``expires``: seconds after which a node that had not taken it drops it. BusUnavailable when the broker could not
-    take it within the publish retries."""
+    ``expires``: seconds after which a node that had not taken it drops it (the kind's own by default).
+    BusUnavailable when the broker could not take it within the publish retries."""
     from educloud.celery import app
 
     kind = kind_of(command.op)
     queue = node_commands(node)
+    expires = kind.expires if expires is None else expires
     try:
         # The app's connection carries its transport options: publisher confirms, without which a broker killed
         # right after the publish loses what it had not yet written.

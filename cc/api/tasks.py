@@ -27,8 +27,8 @@ TID_MAX = 128
 class CommandTaskSerializer(serializers.ModelSerializer):
     class Meta:
         model = CommandTask
-        fields = ("task_id", "node", "op", "tid", "state", "phase", "progress", "worker", "retries", "reason",
-                  "queued_at", "updated")
+        fields = ("task_id", "node", "op", "tid", "instance_id", "seq", "state", "phase", "progress", "worker",
+                  "retries", "reason", "queued_at", "updated")
 
 
 class Filters(serializers.Serializer):

@@ -17,6 +17,8 @@ class Migration(migrations.Migration):
                 ('node', models.CharField(db_index=True, max_length=63)),
                 ('op', models.CharField(max_length=32)),
                 ('tid', models.CharField(blank=True, db_index=True, help_text='the CLC task it belongs to', max_length=128)),
+                ('instance_id', models.CharField(blank=True, help_text='the instance it is about, if any', max_length=12)),
+                ('seq', models.PositiveIntegerField(default=0, help_text='the run of the instance it is for')),
                 ('state', models.CharField(choices=[('queued', 'queued'), ('received', 'received'), ('started', 'started'), ('progress', 'progress'), ('retrying', 'retrying'), ('done', 'done'), ('failed', 'failed')], default='queued', max_length=10)),
                 ('phase', models.CharField(blank=True, max_length=32)),
                 ('progress', models.PositiveSmallIntegerField(default=0)),

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 
 from cc.models import CommandTask
-from luhyaapi.bus import BusUnavailable
+from luhyaapi.bus import Bus, BusUnavailable
 from luhyaapi.commands import KINDS, WORKER_PREFIX, send_command
-from luhyaapi.messages import Command
+from luhyaapi.messages import Command, InsStatus
+from luhyaapi.queues import CLC_STATUS
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,10 @@ def queue_command(broker_url: str, node: str, command: Command, *, expires: floa
     """Record ``command`` queued and send it to ``node`` (returns once the broker holds it). Recorded first: the
     node's worker may take it, and its events arrive, before the broker's confirm does. A command the broker could
     not take is not recorded (BusUnavailable); one sent again keeps its record and its state."""
+    insid = command.paras.get("insid", "")
     task, created = CommandTask.objects.get_or_create(task_id=command.msg_id, defaults={
-        "node": node, "op": command.op, "tid": command.tid, "queued_at": datetime.now(UTC)})
+        "node": node, "op": command.op, "tid": command.tid, "queued_at": datetime.now(UTC),
+        "instance_id": insid if isinstance(insid, str) else "", "seq": command.seq})
     try:
         send_command(broker_url, node, command, expires=expires)
     except BusUnavailable:
@@ -64,6 +67,8 @@ class TaskEventFold:
             at = float(event.get("timestamp") or 0)
             if task.state == "done" or (at and at < task.event_at):
                 return
+            if task.state == "failed" and kind in ("task-revoked", "task-rejected"):
+                return  # failed already, with the CC's own reason (expire_commands)
             for field, value in changes.items():
                 setattr(task, field, value)
             task.event_at = max(task.event_at, at)
@@ -101,6 +106,35 @@ class TaskEventFold:
             return None
         return CommandTask(task_id=event["uuid"], node=worker.removeprefix(WORKER_PREFIX), op=op,
                            queued_at=datetime.now(UTC))
+
+
+def expire_commands(upstream: Bus, now: datetime | None = None) -> list[CommandTask]:
+    """Fail the commands no worker took within their kind's expiry (their node is offline or stuck): the node will
+    not run them if it comes back (Celery drops an expired task it receives), and an instance they were to run is
+    failed with a reason a person understands, sent up to the CLC as its node would (its ports are given back).
+    Returns the commands failed."""
+    from cc.services.instances import note_instance_status  # which sends through queue_command, above
+
+    now = now or datetime.now(UTC)
+    failed = []
+    for kind in KINDS.values():
+        if kind.expires is None:
+            continue
+        waited_too_long = CommandTask.objects.filter(op=kind.op, state="queued",
+                                                     queued_at__lt=now - timedelta(seconds=kind.expires))
+        for task in waited_too_long:
+            reason = (f"node {task.node} did not take the command within {kind.expires // 60} minutes "
+                      f"(it is offline or too busy); it will not run there. Start it again to place it anew.")
+            if not CommandTask.objects.filter(pk=task.pk, state="queued").update(state="failed", reason=reason):
+                continue  # a worker took it meanwhile
+            logger.warning("command tasks: %s of %s for %s expired unrun", task.op, task.task_id, task.node)
+            task.state, task.reason = "failed", reason
+            failed.append(task)
+            if task.instance_id:
+                report = note_instance_status(InsStatus(insid=task.instance_id, node=task.node, seq=task.seq,
+                                                        state="failed", errormsg=reason))
+                upstream.publish(CLC_STATUS, report)
+    return failed
 
 
 def follow_task_events(broker_url: str, node_id: str):

@@ -292,3 +292,53 @@ def test_the_nodes_run_command_carries_the_vm_types_disk_size(nodes):
     run_instance(url, request(disk_mb=20 * 1024))
     [command] = queued("nc-1")
     assert command.paras["disk_mb"] == 20 * 1024
+
+
+class Upstream:
+    """The cloud's bus as the CC's expiry sweep publishes to it: what went up, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def publish(self, queue: str, message) -> None:
+        self.sent.append((queue, message))
+
+
+def test_a_run_an_offline_node_never_took_fails_after_its_expiry_with_a_reason_and_gives_its_ports_back(nodes):
+    from cc.models import CommandTask
+    from cc.services.command_tasks import TaskEventFold, expire_commands
+    from luhyaapi.queues import CLC_STATUS
+
+    record = run_instance(broker(), request())
+    task = CommandTask.objects.get(instance_id="ins-0000000a")
+    assert (task.op, task.state, task.seq, task.node) == ("instance/run", "queued", 1, "nc-1")
+    upstream = Upstream()
+    assert expire_commands(upstream, now=task.queued_at + timedelta(minutes=9)) == [], "not yet"
+
+    [expired] = expire_commands(upstream, now=task.queued_at + timedelta(minutes=11))
+    assert expired.task_id == task.task_id
+    task.refresh_from_db()
+    assert task.state == "failed"
+    assert task.reason.startswith("node nc-1 did not take the command within 10 minutes (it is offline or too busy)")
+    [(queue, report)] = upstream.sent
+    assert queue == CLC_STATUS
+    assert (report.insid, report.seq, report.state, report.errormsg) == ("ins-0000000a", 1, "failed", task.reason)
+    assert not PortLease.objects.filter(instance_id=record.instance_id).exists()
+    assert ClusterInstance.objects.get(instance_id="ins-0000000a").state == "failed"
+
+    # The node back online: Celery drops the expired task unrun and says so; the CC keeps its own reason.
+    TaskEventFold()({"type": "task-revoked", "uuid": task.task_id, "expired": True, "hostname": "nc@nc-1",
+                     "timestamp": 1e10})
+    task.refresh_from_db()
+    assert (task.state, task.reason) == ("failed", expired.reason)
+    assert expire_commands(upstream, now=task.queued_at + timedelta(hours=1)) == [], "failed once"
+
+
+def test_commands_without_an_expiry_and_commands_a_worker_took_never_expire(nodes):
+    from cc.models import CommandTask
+    from cc.services.command_tasks import expire_commands
+
+    run_instance(broker(), request())
+    stop_instance(broker(), "ins-0000000a", 1)
+    CommandTask.objects.filter(op="instance/run").update(state="received")
+    assert expire_commands(Upstream(), now=datetime.now(UTC) + timedelta(days=2)) == []

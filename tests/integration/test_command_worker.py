@@ -90,3 +90,18 @@ def test_a_task_the_node_does_not_know_or_with_a_bad_argument_fails_once_and_the
     assert "nc.image_explode" in logged and "unregistered" in logged.lower()
     assert "the task's argument is a dict, not a sealed command" in logged
     assert not CommandRecord.objects.exclude(msg_id=after.msg_id).exists()
+
+
+def test_a_command_that_expired_while_its_node_was_offline_is_dropped_unrun_when_the_node_comes_back(
+        broker_url, node, runs):
+    stale = Command(op="status/report", paras={"n": "stale"})
+    send_command(broker_url, "nc-1", stale, key=node, expires=1)
+    time.sleep(1.5)  # the node is offline past the command's expiry
+    fresh = Command(op="status/report", paras={"n": "fresh"})
+    send_command(broker_url, "nc-1", fresh, key=node)
+    reporter = Reporter()
+    with node_worker("nc-1", reporter, broker_url):
+        wait_for("the fresh command to run", lambda: reporter.reports == [fresh.msg_id], 60)
+        time.sleep(0.5)
+    assert runs[stale.msg_id] == 0 and reporter.reports == [fresh.msg_id]
+    assert not CommandRecord.objects.filter(msg_id=stale.msg_id).exists()
