@@ -11,6 +11,7 @@ logger = logging.getLogger(__name__)
 # Threads, not processes: a node's commands share its per-instance locks and its image cache's in-process state, and
 # they mostly wait (downloads, guests booting), so a thread each is what they need.
 POOL = "threads"
+BEAT_MAX_INTERVAL = 5.0
 
 
 def celery_worker(hostname: str, queues: list[str], concurrency: int):
@@ -38,5 +39,31 @@ def celery_worker(hostname: str, queues: list[str], concurrency: int):
         worker.start()
         if not stop.is_set():
             raise RuntimeError(f"the celery worker {hostname} stopped (exit code {worker.exitcode})")
+
+    return loop
+
+
+def celery_beat():
+    """A loop for ``daemons.worker.Worker``: Celery beat, sending the periodic jobs (``luhyaapi.jobs``) on the
+    schedules in this host's database (django-celery-beat, editable by a super administrator) until ``stop`` is
+    set. Runs on the CLC's host, one per cloud, as ``celery -A educloud beat`` would
+    (deploy/systemd/educloud-beat.service)."""
+
+    def loop(stop: threading.Event) -> None:
+        from celery.beat import Service
+
+        from educloud.celery import app
+
+        # Checks the schedules at least every few seconds, so an administrator's change is taken up soon.
+        # The scheduler named, as ``celery beat`` passes it (Service alone would keep a shelve file instead).
+        service = Service(app, max_interval=BEAT_MAX_INTERVAL, scheduler_cls=app.conf.beat_scheduler)
+
+        def stop_when_asked() -> None:
+            stop.wait()
+            service.stop()
+
+        threading.Thread(target=stop_when_asked, name="beat-stopper", daemon=True).start()
+        logger.info("celery beat sends the periodic jobs (scheduler %s)", app.conf.beat_scheduler)
+        service.start(embedded_process=False)
 
     return loop

@@ -81,7 +81,7 @@ def chosen(workers: list[Worker], only: set[str], without: set[str]) -> list[Wor
 def run_host(config: Config, *, serve_web: bool, log: Callable[[str], None], only: set[str] | None = None,
              without: set[str] | None = None, stop_vms: bool = False) -> None:
     """Serve and run until a signal arrives; daemons start after the web server answers (they register over it).
-    ``only``/``without``: the daemons to run, or to leave out (``nc-commands`` where a ``celery -A educloud worker``
+    ``only``/``without``: the daemons to run, or to leave out (``celery-worker`` where a ``celery -A educloud worker``
     of its own runs the node's commands). On a node, its VMs are then stopped (``stop_vms``) or left running with a
     word on how to stop them."""
     stop = threading.Event()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-from daemons.celery_worker import celery_worker
+from daemons.celery_worker import celery_beat, celery_worker
 from daemons.heartbeat import HeartbeatPublisher
 from daemons.worker import Worker
 from luhyaapi.bus import get_bus
 from luhyaapi.commands import worker_name
 from luhyaapi.config import Config, celery_broker_url
-from luhyaapi.queues import CLC_STATUS, cc_status, node_commands
+from luhyaapi.jobs import ROLES_WITH_JOBS
+from luhyaapi.queues import CLC_STATUS, cc_status, jobs_queue, node_commands
 
 SWEEP_FRACTION = 0.5
 REFRESH_SECONDS = 30.0
@@ -31,7 +32,6 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
     from clc.consumers.clc_status import ClcStatusConsumer
     from clc.services.console_proxy import ConsoleProxy
     from clc.services.instances import place_pending
-    from clc.services.portal import IDLE_CHECK_SECONDS, stop_idle_desktops
     from clc.services.status import StatusFolder
 
     folder = StatusFolder(missed_heartbeats=config.missed_heartbeats, db_touch_seconds=config.db_touch_seconds)
@@ -46,10 +46,6 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
                 last_refresh = time.monotonic()
             folder.sweep()
 
-    def idle_stop(stop: threading.Event) -> None:
-        while not stop.wait(IDLE_CHECK_SECONDS):
-            stop_idle_desktops(config.idle_stop_minutes)
-
     def placer(stop: threading.Event) -> None:
         # Runs no request placed at once wait here; so do runs whose cluster did not answer (asked again).
         while not stop.wait(PLACER_SECONDS):
@@ -60,8 +56,8 @@ def _clc_workers(config: Config, stop: threading.Event) -> list[Worker]:
                Worker("clc-sweeper", sweep, stop), Worker("clc-placer", placer, stop)]
     if config.console_port:
         workers.append(Worker("clc-console-proxy", ConsoleProxy(config.console_listen, config.console_port).run, stop))
-    if config.idle_stop_minutes:
-        workers.append(Worker("clc-idle-stop", idle_stop, stop))
+    # The cloud's periodic jobs (luhyaapi.jobs), on the schedules in this CLC's database.
+    workers.append(Worker("clc-beat", celery_beat(), stop))
     return workers
 
 
@@ -99,13 +95,23 @@ def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPubli
     from nc.services.kiosk import LocalRunReports
     from nc.tasks import use_reporter
 
-    # The node's commands: Celery tasks on its own queue, run by a worker in this process that reports through the
-    # node's heartbeat (a command a killed node had taken is delivered again, and resumes).
+    # The node's commands run in the host's Celery worker (host_worker) and report through the node's heartbeat.
     use_reporter(heartbeat)
-    worker = celery_worker(worker_name(config.name), [node_commands(config.name)], config.command_slots)
     # On a classroom PC, what the watcher sees of the kiosk's own desktops stays on the PC (nc/services/kiosk.py).
     watcher_reports = LocalRunReports(heartbeat) if config.host_mode else heartbeat
-    return [Worker("nc-commands", worker, stop), Worker("nc-vm-watch", watch_loop(watcher_reports), stop)]
+    return [Worker("nc-vm-watch", watch_loop(watcher_reports), stop)]
+
+
+def host_worker(config: Config, stop: threading.Event) -> Worker | None:
+    """The host's one Celery worker (``celery-worker``): its node's commands (a command a killed node had taken is
+    delivered again, and resumes) and the periodic jobs of its roles; None for a host with neither."""
+    queues = [node_commands(config.name)] if config.has_role("nc") else []
+    queues += [jobs_queue(role) for role in sorted(ROLES_WITH_JOBS) if config.has_role(role)]
+    if not queues:
+        return None
+    # A node's worker is named after the node, as its CC inspects it.
+    name = worker_name(config.name) if config.has_role("nc") else f"jobs@{config.name}"
+    return Worker("celery-worker", celery_worker(name, queues, config.command_slots), stop)
 
 
 def node_heartbeat() -> HeartbeatPublisher:
@@ -151,9 +157,8 @@ def build_workers(config: Config, stop: threading.Event) -> tuple[list[Worker], 
         workers += _cc_workers(config, stop)
     if config.has_role("nc"):
         workers += _nc_workers(config, stop, heartbeats["nc"])
-    if config.has_role("walrus"):
-        from walrus.tasks import expire_uploads_loop
-
-        workers.append(Worker("walrus-expiry", expire_uploads_loop(config.upload_expiry_seconds), stop))
+    worker = host_worker(config, stop)
+    if worker is not None:
+        workers.append(worker)
     workers += [Worker(f"{role}-heartbeat", heartbeat.run, stop) for role, heartbeat in heartbeats.items()]
     return workers, heartbeats

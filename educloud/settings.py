@@ -28,6 +28,8 @@ INSTALLED_APPS = [
     "luhyadb",
     "daemons",
     *EDUCLOUD.roles,
+    # The periodic jobs' schedules (luhyaapi.jobs), kept and sent by Celery beat on the CLC's host.
+    *(["django_celery_beat"] if "clc" in EDUCLOUD.roles else []),
 ]
 
 MIDDLEWARE = [
@@ -142,6 +144,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_TASK_TRACK_STARTED = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# No result backend (a command's state is read from the workers' events), so no daily clean-up of results either.
+CELERY_RESULT_EXPIRES = None
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,7 @@ from luhyaapi.validators import NAME_RE, validate_name
 CLC_STATUS = "clc.status"
 CC_STATUS_PREFIX = "cc.status."
 NODE_COMMANDS_PREFIX = "cmd."
+JOBS_PREFIX = "jobs."
 DEAD_SUFFIX = ".dead"
 
 
@@ -18,6 +19,11 @@ def cc_status(cluster: str) -> str:
 def node_commands(node: str) -> str:
     """Commands for one NC; only that NC consumes it."""
     return NODE_COMMANDS_PREFIX + validate_name(node, "node")
+
+
+def jobs_queue(role: str) -> str:
+    """The periodic jobs of a role (``luhyaapi.jobs``), sent by Celery beat; a host of the role runs each."""
+    return JOBS_PREFIX + validate_name(role, "role")
 
 
 def kind_of(queue: str) -> tuple[str, str]:

@@ -129,7 +129,7 @@ class RoleProcess:
         return [*netns, sys.executable, str(ROOT / "manage.py"), *command]
 
     def start(self, *options: str) -> RoleProcess:
-        """Start ``manage.py run_cloud`` with ``options`` (``--without nc-commands``)."""
+        """Start ``manage.py run_cloud`` with ``options`` (``--without celery-worker``)."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(self._argv("run_cloud", *options), cwd=ROOT, env=self.environment(),
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

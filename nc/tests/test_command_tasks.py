@@ -126,3 +126,11 @@ def test_a_status_message_in_a_task_fails_in_plain_english(node):
     result = apply("status/report", seal(node["cc-1"], node_commands("nc-1"), encode(status)).decode())
     assert (result.state, str(result.result)) == (
         "FAILURE", "refused: cc-1 (cc) may not put an insstatus message on cmd.<node>")
+
+
+def test_every_registered_task_of_eduCloud_is_a_node_command_or_a_scheduled_periodic_job():
+    from luhyaapi.jobs import JOBS
+
+    app.loader.import_default_modules()  # every installed app's tasks module, as a worker loads them
+    ours = {name for name in app.tasks if not name.startswith("celery.")}
+    assert ours == {kind.task for kind in KINDS.values()} | {job.task for job in JOBS}

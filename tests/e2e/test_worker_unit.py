@@ -1,5 +1,5 @@
 """A node whose commands run in a Celery worker of their own, as ``deploy/systemd/educloud-worker.service`` starts it
-beside ``run_cloud --without nc-commands``: the unit's own ``ExecStart`` line, read from the file, runs each command
+beside ``run_cloud --without celery-worker``: the unit's own ``ExecStart`` line, read from the file, runs each command
 the node is sent once; the host process runs none; ``celery inspect`` finds the worker on the host's broker."""
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ def _done(host: RoleProcess) -> int:
 
 def test_the_worker_units_command_line_runs_the_nodes_commands_beside_a_host_without_its_own(tmp_path: Path):
     host = RoleProcess(tmp_path, "aio", "clc,walrus,cc,nc", {"cloud": {"heartbeat_seconds": "1"}})
-    host.start("--without", "nc-commands").wait_listening()
+    host.start("--without", "celery-worker").wait_listening()
     env = {"EDUCLOUD_NODE": host.name, "EDUCLOUD_COMMAND_SLOTS": "4"}
     worker: subprocess.Popen | None = None
     try:
         wait_for("the host to list its daemons", lambda: "daemons running:" in host.tail(200), 60)
         daemons = next(line for line in host.tail(200).splitlines() if "daemons running:" in line)
-        assert "nc-vm-watch" in daemons and "nc-commands" not in daemons
+        assert "nc-vm-watch" in daemons and "celery-worker" not in daemons
 
         url = f"sqlite-broker://{host.dir / 'broker.sqlite3'}"
         key = host.key()

@@ -310,15 +310,15 @@ def _config(tmp_path, **environ):
                         "EDUCLOUD_HOST_LISTEN": "10.0.0.1:8000", **environ})
 
 
-def test_the_clc_runs_the_console_proxy_and_the_idle_stop_as_daemons(tmp_path):
+def test_the_clc_runs_the_console_proxy_as_a_daemon_and_the_idle_stop_as_a_job_of_its_worker(tmp_path):
     config = _config(tmp_path)
     assert (config.console_port, config.console_listen, config.idle_stop_minutes) == (6080, "10.0.0.1", 60)
     names = [worker.name for worker in build_workers(config, threading.Event())[0]]
-    assert {"clc-console-proxy", "clc-idle-stop"} <= set(names)
+    assert {"clc-console-proxy", "clc-beat", "celery-worker"} <= set(names)
     config = _config(tmp_path, EDUCLOUD_CLC_CONSOLE_PORT="0", EDUCLOUD_CLC_IDLE_STOP_MINUTES="0",
                      EDUCLOUD_CLC_CONSOLE_LISTEN="127.0.0.1")
     names = [worker.name for worker in build_workers(config, threading.Event())[0]]
-    assert not {"clc-console-proxy", "clc-idle-stop"} & set(names)
+    assert "clc-console-proxy" not in names
 
 
 @pytest.mark.parametrize("key, value", [("CONSOLE_PORT", "70000"), ("CONSOLE_PORT", "x"), ("CONSOLE_LISTEN", "here"),

@@ -1,6 +1,6 @@
 """Abandoned uploads expire: open uploads nobody has written to for ``walrus.upload_expiry_hours`` are deleted with
-their partial data, by the walrus daemon's periodic loop or ``manage.py expire_uploads``; uploads in use, complete
-uploads and fresh ones stay."""
+their partial data, by the periodic job ``walrus.expire_uploads`` or ``manage.py expire_uploads``; uploads in use,
+complete uploads and fresh ones stay."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from daemons.roles import build_workers
 from luhyaapi.config import load_config
 from walrus.models import Upload
 from walrus.services.store import complete_upload, expire_uploads, start_upload, upload_path, write_upload
-from walrus.tasks import expire_uploads_loop
+from walrus.tasks import expire_abandoned_uploads
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
@@ -110,21 +110,19 @@ def test_the_command_expires_with_the_configured_or_given_limit(settings, capsys
     assert not Upload.objects.exists()
 
 
-# The loop closes its connection as a daemon does, which would end a test transaction.
-@pytest.mark.django_db(transaction=True)
-def test_the_daemon_loop_expires_at_once_and_stops_when_asked():
-    upload_id = open_upload()
-    idle_for(upload_id, 25)
-    stop = threading.Event()
-    stop.set()  # one pass, then the loop sees the stop and returns
-    expire_uploads_loop(DAY)(stop)
-    assert not Upload.objects.exists()
+def test_the_periodic_job_expires_with_the_hosts_setting(settings):
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, upload_expiry_seconds=2 * DAY)
+    day_old, week_old = open_upload(), open_upload()
+    idle_for(day_old, 25)
+    idle_for(week_old, 24 * 7)
+    assert expire_abandoned_uploads.apply().get() == [week_old]
+    assert list(Upload.objects.values_list("upload_id", flat=True)) == [day_old]
 
 
-def test_a_walrus_host_runs_the_expiry_daemon_with_its_setting(tmp_path):
+def test_a_walrus_host_has_a_worker_for_its_jobs_queue(tmp_path):
     config = load_config({"EDUCLOUD_HOST_NAME": "wal-1", "EDUCLOUD_ROLES": "walrus", "EDUCLOUD_HOST_DATA_DIR":
                           str(tmp_path), "EDUCLOUD_CLOUD_CLC_URL": "http://10.0.0.1:8000",
                           "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent", "EDUCLOUD_WALRUS_UPLOAD_EXPIRY_HOURS": "2"})
     assert config.upload_expiry_seconds == 7200
     workers, _heartbeats = build_workers(config, threading.Event())
-    assert "walrus-expiry" in [worker.name for worker in workers]
+    assert "celery-worker" in [worker.name for worker in workers]

@@ -15,7 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-init", action="store_true", help="skip the idempotent init_cloud step")
         parser.add_argument("--without", default="", type=daemon_names,
-                            help="comma list of daemon names not to run (e.g. nc-commands, where a celery worker "
+                            help="comma list of daemon names not to run (e.g. celery-worker, where a celery worker "
                                  "of its own runs the node's commands)")
         parser.add_argument("--stop-vms", action="store_true", help=STOP_VMS_HELP)
 

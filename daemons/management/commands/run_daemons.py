@@ -15,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--only", default="", type=daemon_names,
                             help="comma list of daemon names to run (e.g. clc-status,clc-sweeper)")
         parser.add_argument("--without", default="", type=daemon_names,
-                            help="comma list of daemon names not to run (e.g. nc-commands, where a celery worker "
+                            help="comma list of daemon names not to run (e.g. celery-worker, where a celery worker "
                                  "of its own runs the node's commands)")
         parser.add_argument("--stop-vms", action="store_true", help=STOP_VMS_HELP)
 

@@ -23,6 +23,10 @@ class Command(BaseCommand):
             return
         seed_initial_data()
         self.stdout.write("initial data ready (VM types, root owner-group 'edu')")
+        from clc.services.jobs import ensure_job_schedules  # a CLC's app (django-celery-beat is installed with it)
+
+        for name in ensure_job_schedules():
+            self.stdout.write(f"periodic job scheduled: {name}")
         password = ensure_superuser(admin, config.data_dir)
         if password:
             self.stdout.write(f"administrator {admin!r} created; password {password} "

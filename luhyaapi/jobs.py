@@ -1,0 +1,35 @@
+"""The cloud's periodic jobs: Celery tasks that Celery beat (on the CLC's host, its schedules in the CLC's database
+through django-celery-beat, editable by a super administrator) sends to the jobs queue of the role that runs them,
+where that role's host's worker runs them. What folds status (heartbeats, the sweeper, the placer) stays a daemon
+of its host: it keeps state in memory and works every second or two (docs/architecture.md, "Periodic jobs")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from luhyaapi.queues import jobs_queue
+
+MINUTE = 60
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str  # the schedule's name, as the administrator sees it
+    task: str  # the Celery task it sends
+    role: str  # whose hosts run it
+    every: int  # seconds between runs, the first schedule (the administrator may change it)
+    description: str
+
+    @property
+    def queue(self) -> str:
+        return jobs_queue(self.role)
+
+
+JOBS: tuple[Job, ...] = (
+    Job("Expire abandoned uploads", "walrus.expire_uploads", "walrus", 15 * MINUTE,
+        "Deletes the uploads nobody wrote to for walrus.upload_expiry_seconds, with their partial files."),
+    Job("Stop idle remote desktops", "clc.stop_idle_desktops", "clc", MINUTE,
+        "Stops the remote desktops unused for clc.idle_stop_minutes (nothing when it is 0)."),
+)
+
+ROLES_WITH_JOBS = frozenset(job.role for job in JOBS)
