@@ -77,4 +77,4 @@ def test_the_idle_stop_job_does_nothing_while_the_cloud_stops_no_idle_desktop(se
     from clc.tasks import stop_idle
 
     settings.EDUCLOUD = replace(settings.EDUCLOUD, idle_stop_minutes=0)
-    assert stop_idle.apply().get() == []
+    assert stop_idle.apply().result == []

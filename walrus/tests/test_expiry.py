@@ -115,7 +115,7 @@ def test_the_periodic_job_expires_with_the_hosts_setting(settings):
     day_old, week_old = open_upload(), open_upload()
     idle_for(day_old, 25)
     idle_for(week_old, 24 * 7)
-    assert expire_abandoned_uploads.apply().get() == [week_old]
+    assert expire_abandoned_uploads.apply().result == [week_old]
     assert list(Upload.objects.values_list("upload_id", flat=True)) == [day_old]
 
 
