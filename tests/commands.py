@@ -33,6 +33,27 @@ class Queued:
         return decode(unseal(self.envelope.encode()).message)
 
 
+class RecordingReporter:
+    """What a node's tasks report, as its heartbeat would send it: the commands reported (``report_now``), in order;
+    progress reports are let go. Safe for a worker's threads."""
+
+    def __init__(self) -> None:
+        self.reports: list[str] = []
+        self._lock = threading.Lock()
+
+    def report_now(self, last_command: str = "") -> None:
+        with self._lock:
+            self.reports.append(last_command)
+
+    def publish(self, message) -> None:
+        pass
+
+
+def as_node(settings, name: str = "nc-1", *roles: str) -> None:
+    """This host as node controller ``name`` of cluster1 (with ``roles`` besides nc)."""
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, name=name, roles=("nc", *roles), cluster="cluster1")
+
+
 def broker() -> str:
     return celery_broker_url(settings.EDUCLOUD)
 

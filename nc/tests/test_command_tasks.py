@@ -5,8 +5,6 @@ once with the reason and never runs anything."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from educloud.celery import app
@@ -20,27 +18,17 @@ from luhyadb.models import HostCredential
 from nc import tasks
 from nc.models import CommandRecord
 from nc.services.commands import HANDLERS, RefusedCommand
+from tests.commands import RecordingReporter, as_node
 from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
 
-class Reporter:
-    def __init__(self) -> None:
-        self.reports: list[str] = []
-
-    def report_now(self, last_command: str = "") -> None:
-        self.reports.append(last_command)
-
-    def publish(self, message) -> None:
-        pass
-
-
 @pytest.fixture
 def node(settings):
     """This host as node controller nc-1 of cluster1, the hosts around it, and what its tasks report."""
-    settings.EDUCLOUD = replace(settings.EDUCLOUD, name="nc-1", roles=("nc",), cluster="cluster1")
-    reporter = Reporter()
+    as_node(settings)
+    reporter = RecordingReporter()
     tasks.use_reporter(reporter)
     yield {"cc-1": enrolled_key("cc-1", "cc"), "cc-2": enrolled_key("cc-2", "cc", cluster="cluster2"),
            "nc-2": enrolled_key("nc-2"), "pc-12": enrolled_key("pc-12", "pc", mac="52:54:00:3c:0f:12"),

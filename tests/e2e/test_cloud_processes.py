@@ -161,6 +161,18 @@ def test_the_workers_page_finds_each_nodes_celery_worker_by_inspection_on_the_cl
         assert 'class="state online"' in row[1] and "<td>32</td>" in row[1], row[1]
 
 
+def _task_ended(admin, tid: str, timeout: float) -> dict:
+    """The CLC's record of task ``tid`` once it is done or failed (or as it stands after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    status = {}
+    while time.monotonic() < deadline:
+        status = admin.get(f"/clc/api/1.0/tasks/{tid}/")
+        if status["done"] or status["failed"]:
+            break
+        time.sleep(0.2)
+    return status
+
+
 def test_an_image_uploaded_to_walrus_is_prepared_on_a_node_through_the_cluster_cache(cloud, admin, tmp_path):
     _wait(admin, lambda s: _states(s, "walrus:clc-1", "nc:nc-1") == ["online"] * 2, "walrus and nc-1 online")
     disk = tmp_path / "disk.img"
@@ -170,13 +182,7 @@ def test_an_image_uploaded_to_walrus_is_prepared_on_a_node_through_the_cluster_c
     assert stored["versions"][0]["sha256"] == hashlib.sha256(disk.read_bytes()).hexdigest()
 
     task = admin.post(f"/clc/api/1.0/images/{image['image_id']}/prepare/", {"node": "nc-1"})
-    deadline = time.monotonic() + 60
-    status = {}
-    while time.monotonic() < deadline:
-        status = admin.get(f"/clc/api/1.0/tasks/{task['tid']}/")
-        if status["done"] or status["failed"]:
-            break
-        time.sleep(0.2)
+    status = _task_ended(admin, task["tid"], 60)
     assert (status["phase"], status["state"], status["progress"], status["done"]) == ("preparing", "done", 100, True)
     cached = cloud["nc-1"].dir / "nc" / "images" / image["image_id"] / "1.img"
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == stored["versions"][0]["sha256"]
@@ -210,13 +216,7 @@ def test_a_node_killed_in_the_middle_of_an_image_prepare_takes_the_task_again_an
     assert not (partial.parent / "1.img").exists()
 
     node.start().wait_listening()
-    deadline = time.monotonic() + 180
-    status = {}
-    while time.monotonic() < deadline:
-        status = admin.get(f"/clc/api/1.0/tasks/{task['tid']}/")
-        if status["done"] or status["failed"]:
-            break
-        time.sleep(0.2)
+    status = _task_ended(admin, task["tid"], 180)
     assert (status["phase"], status["state"], status["done"]) == ("preparing", "done", True), status
     cached = partial.parent / "1.img"
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == image["versions"][0]["sha256"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pytest
 from celery.signals import task_prerun
@@ -22,7 +22,7 @@ from luhyaapi.bus import BusUnavailable, RabbitMQBus
 from luhyaapi.commands import send_command
 from luhyaapi.messages import Command
 from nc.models import CommandRecord
-from tests.commands import node_worker
+from tests.commands import RecordingReporter, as_node, node_worker
 from tests.integration.conftest import RunningConsumer
 from tests.keys import enrolled_key
 from tests.rabbitmq import private_broker
@@ -71,32 +71,29 @@ def test_confirmed_messages_on_a_durable_queue_survive_a_kill_9_of_the_broker(up
         consumer.close()
 
 
-class Reporter:
+class Reporter(RecordingReporter):
     """What the node's ``status/report`` command does, recorded: one report per command run. The first report kills
     the broker: the task has run, its acknowledgement (late, after it returns) has not been sent."""
 
     def __init__(self, broker) -> None:
+        super().__init__()
         self.broker = broker
-        self.reports: list[str] = []
         self.crashed_with = ""
         self.restart: threading.Thread | None = None
 
     def report_now(self, last_command: str = "") -> None:
-        self.reports.append(last_command)
+        super().report_now(last_command)
         if not self.crashed_with:
             self.crashed_with = last_command
             self.broker.kill9()
             self.restart = threading.Thread(target=self.broker.start, daemon=True)
             self.restart.start()
 
-    def publish(self, message) -> None:
-        pass
-
 
 @pytest.fixture
 def node(settings):
     """This host as node controller nc-1 of cluster1, and cc-1, the cluster's CC, that may command it."""
-    settings.EDUCLOUD = replace(settings.EDUCLOUD, name="nc-1", roles=("nc",), cluster="cluster1")
+    as_node(settings)
     return enrolled_key("cc-1", "cc")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import replace
 
 import pytest
 
@@ -17,24 +16,16 @@ from luhyaapi.messages import Command, TaskStatus
 from luhyaapi.queues import node_commands
 from nc.services import commands as node_commands_service
 from nc.services.commands import Handler
-from tests.commands import node_worker
+from tests.commands import RecordingReporter, as_node, node_worker
 from tests.services import wait_for
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
-class Reporter:
-    def report_now(self, last_command: str = "") -> None:
-        pass
-
-    def publish(self, message) -> None:
-        pass
-
-
 @pytest.fixture
 def node(settings):
     """This host as node controller nc-1 (a command it seals for itself is one it may run, as its CC's are)."""
-    settings.EDUCLOUD = replace(settings.EDUCLOUD, name="nc-1", roles=("nc", "cc"), cluster="cluster1")
+    as_node(settings, "nc-1", "cc")
 
 
 @contextmanager
@@ -81,7 +72,7 @@ def test_a_command_shows_queued_started_in_progress_and_done_with_its_worker(bro
         reporter.publish(TaskStatus(tid=command.tid, phase="preparing", state="downloading", progress=40))
         release.wait(30)
 
-    with node_worker("nc-1", Reporter(), broker_url), following(broker_url):
+    with node_worker("nc-1", RecordingReporter(), broker_url), following(broker_url):
         monkeypatch.setitem(node_commands_service.HANDLERS, "status/report", Handler(download))
         task = queue_command(broker_url, "nc-1", Command(op="status/report", tid="tsk-1"))
         assert (task.state, task.node, task.op, task.tid) == ("queued", "nc-1", "status/report", "tsk-1")
@@ -96,7 +87,7 @@ def test_a_command_shows_queued_started_in_progress_and_done_with_its_worker(bro
 def test_a_task_whose_argument_is_not_a_sealed_command_shows_failed_with_the_reason(broker_url, node):
     from educloud.celery import app
 
-    with node_worker("nc-1", Reporter(), broker_url), following(broker_url):
+    with node_worker("nc-1", RecordingReporter(), broker_url), following(broker_url):
         queue = node_commands("nc-1")
         with app.connection_for_write(broker_url) as connection:
             bad = app.send_task("nc.instance_stop", args=[{"op": "instance/stop"}], queue=queue, routing_key=queue,
@@ -122,7 +113,7 @@ def test_the_clusters_workers_show_online_with_what_they_run_and_a_silent_node_n
     release = threading.Event()
     monkeypatch.setitem(node_commands_service.HANDLERS, "status/report",
                         Handler(lambda command, reporter: release.wait(30)))
-    with node_worker("nc-1", Reporter(), broker_url, slots=3):
+    with node_worker("nc-1", RecordingReporter(), broker_url, slots=3):
         try:
             task = queue_command(broker_url, "nc-1", Command(op="status/report", tid="tsk-9"))
             rows = wait_for("nc-1's worker to run the command", lambda: (

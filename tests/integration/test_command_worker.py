@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import collections
 import logging
-import threading
 import time
-from dataclasses import replace
 
 import pytest
 from celery.signals import task_prerun
@@ -18,30 +16,17 @@ from luhyaapi.commands import send_command
 from luhyaapi.messages import Command
 from luhyaapi.queues import node_commands
 from nc.models import CommandRecord
-from tests.commands import node_worker
+from tests.commands import RecordingReporter, as_node, node_worker
 from tests.keys import enrolled_key
 from tests.services import wait_for
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
-class Reporter:
-    def __init__(self) -> None:
-        self.reports: list[str] = []
-        self.lock = threading.Lock()
-
-    def report_now(self, last_command: str = "") -> None:
-        with self.lock:
-            self.reports.append(last_command)
-
-    def publish(self, message) -> None:
-        pass
-
-
 @pytest.fixture
 def node(settings):
     """This host as node controller nc-1 of cluster1, and cc-1, the cluster's CC, that may command it."""
-    settings.EDUCLOUD = replace(settings.EDUCLOUD, name="nc-1", roles=("nc",), cluster="cluster1")
+    as_node(settings)
     return enrolled_key("cc-1", "cc")
 
 
@@ -63,7 +48,7 @@ def test_every_command_sent_to_a_node_runs_once_on_its_worker(broker_url, node, 
     for command in commands:
         send_command(broker_url, "nc-1", command, key=node)
     send_command(broker_url, "nc-1", commands[0], key=node)  # sent again (a CC that asked twice)
-    reporter = Reporter()
+    reporter = RecordingReporter()
     with node_worker("nc-1", reporter, broker_url):
         wait_for("the node to run every command", lambda: CommandRecord.objects.filter(done_at__isnull=False).count()
                  == len(commands) and runs[commands[0].msg_id] == 2, 60)
@@ -81,7 +66,7 @@ def test_a_task_the_node_does_not_know_or_with_a_bad_argument_fails_once_and_the
                                   routing_key=queue, connection=connection)
     after = Command(op="status/report")
     send_command(broker_url, "nc-1", after, key=node)
-    reporter = Reporter()
+    reporter = RecordingReporter()
     with caplog.at_level(logging.ERROR), node_worker("nc-1", reporter, broker_url):
         wait_for("the command after them to run", lambda: reporter.reports == [after.msg_id], 60)
         time.sleep(0.5)
@@ -99,7 +84,7 @@ def test_a_command_that_expired_while_its_node_was_offline_is_dropped_unrun_when
     time.sleep(1.5)  # the node is offline past the command's expiry
     fresh = Command(op="status/report", paras={"n": "fresh"})
     send_command(broker_url, "nc-1", fresh, key=node)
-    reporter = Reporter()
+    reporter = RecordingReporter()
     with node_worker("nc-1", reporter, broker_url):
         wait_for("the fresh command to run", lambda: reporter.reports == [fresh.msg_id], 60)
         time.sleep(0.5)
