@@ -50,6 +50,8 @@ KINDS: dict[str, CommandKind] = {kind.op: kind for kind in (
     CommandKind("host/poweroff", "nc.host_poweroff", 5 * MINUTE),
 )}
 
+_OPS = {kind.task: kind.op for kind in KINDS.values()}
+
 # A node's Celery worker is named after the node (``celery -A educloud worker -n nc@<node>``).
 WORKER_PREFIX = "nc@"
 
@@ -65,6 +67,11 @@ PUBLISH_RETRY = {"max_retries": 8, "interval_start": 0.2, "interval_step": 0.5, 
 
 class UnknownCommand(ValueError):
     """The op is not a command nodes know."""
+
+
+def op_of_task(task: str) -> str | None:
+    """The command op a Celery task name runs, None for a task that is not a node command."""
+    return _OPS.get(task)
 
 
 def kind_of(op: str) -> CommandKind:

@@ -13,6 +13,7 @@ nothing, and a command done stays done.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -20,14 +21,14 @@ from django.db import transaction
 
 from cc.models import CommandTask
 from luhyaapi.bus import Bus, BusUnavailable
-from luhyaapi.commands import KINDS, WORKER_PREFIX, send_command
+from luhyaapi.commands import KINDS, WORKER_PREFIX, op_of_task, send_command
 from luhyaapi.messages import Command, InsStatus
 from luhyaapi.queues import CLC_STATUS
 
 logger = logging.getLogger(__name__)
 
-# The Celery task names of node commands, and their ops.
-_OPS = {kind.task: kind.op for kind in KINDS.values()}
+# The instance a command is about, when its paras name one (anything else is not recorded as one).
+INSTANCE_ID = re.compile(r"^ins-[0-9a-f]{8}$")
 DAY = 24 * 3600.0
 
 
@@ -38,7 +39,7 @@ def queue_command(broker_url: str, node: str, command: Command, *, expires: floa
     insid = command.paras.get("insid", "")
     task, created = CommandTask.objects.get_or_create(task_id=command.msg_id, defaults={
         "node": node, "op": command.op, "tid": command.tid, "queued_at": datetime.now(UTC),
-        "instance_id": insid if isinstance(insid, str) else "", "seq": command.seq})
+        "instance_id": insid if isinstance(insid, str) and INSTANCE_ID.match(insid) else "", "seq": command.seq})
     try:
         send_command(broker_url, node, command, expires=expires)
     except BusUnavailable:
@@ -76,7 +77,7 @@ class TaskEventFold:
 
     @staticmethod
     def _changes(kind: str, event: dict) -> dict | None:
-        worker = event.get("hostname", "")
+        worker = str(event.get("hostname", ""))[:128]
         match kind:
             case "task-received":
                 return {"state": "received", "worker": worker, "retries": int(event.get("retries") or 0)}
@@ -100,7 +101,7 @@ class TaskEventFold:
     def _unrecorded(kind: str, event: dict) -> CommandTask | None:
         """A node command this CC has no record of (sent by another process of the cluster's CC, or before a loss of
         its database): recorded from the event that names it."""
-        op = _OPS.get(event.get("name", ""))
+        op = op_of_task(event.get("name", ""))
         worker = event.get("hostname", "")
         if op is None or kind != "task-received" or not worker.startswith(WORKER_PREFIX):
             return None

@@ -9,12 +9,11 @@ import kombu.exceptions
 
 from cc.models import ClusterNode, CommandTask
 from luhyaapi.bus import BusUnavailable
-from luhyaapi.commands import KINDS, WORKER_PREFIX, worker_name
+from luhyaapi.commands import WORKER_PREFIX, op_of_task, worker_name
 
 logger = logging.getLogger(__name__)
 
 INSPECT_SECONDS = 1.5
-_OPS = {kind.task: kind.op for kind in KINDS.values()}
 
 
 def cluster_workers(broker_url: str, timeout: float = INSPECT_SECONDS) -> list[dict]:
@@ -45,7 +44,7 @@ def cluster_workers(broker_url: str, timeout: float = INSPECT_SECONDS) -> list[d
 
 def _row(node: str, worker: str, stats: dict, active: dict) -> dict:
     worker_stats = stats.get(worker, {})
-    running = [{"task_id": task.get("id", ""), "op": _OPS.get(task.get("name", ""), task.get("name", "")),
+    running = [{"task_id": task.get("id", ""), "op": op_of_task(task.get("name", "")) or task.get("name", ""),
                 "started": task.get("time_start")} for task in active.get(worker, [])]
     return {"node": node, "worker": worker, "online": worker in stats or worker in active,
             "slots": (worker_stats.get("pool") or {}).get("max-concurrency", 0),

@@ -91,3 +91,14 @@ def test_a_node_command_the_cc_has_no_record_of_is_recorded_from_its_receipt():
 def test_events_that_are_not_about_a_node_command_are_left_alone(unrelated):
     fold(unrelated)
     assert not CommandTask.objects.exists()
+
+
+def test_a_command_whose_paras_name_no_instance_id_is_recorded_without_one(settings, tmp_path):
+    from cc.services.command_tasks import queue_command
+    from luhyaapi.messages import Command
+
+    url = f"sqlite-broker://{tmp_path}/broker.sqlite3"
+    odd = queue_command(url, "nc-1", Command(op="status/report", paras={"insid": "x" * 300}, seq=2))
+    named = queue_command(url, "nc-1", Command(op="instance/stop", paras={"insid": "ins-0000000a"}, seq=3))
+    assert (odd.instance_id, odd.seq) == ("", 2)
+    assert (named.instance_id, named.seq) == ("ins-0000000a", 3)
