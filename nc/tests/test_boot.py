@@ -108,11 +108,13 @@ def test_the_test_image_is_booting_after_its_start_and_running_with_its_address_
     assert reporter.last().console.startswith("vnc://")
     assert NodeInstance.objects.get(instance_id=INSID).state == "booting"
 
-    watch_until(reporter, lambda: reporter.states()[-1] == "running", BOOT_TIMEOUT)
+    # Its page may answer before the guest tells its address: the address then comes in a later report.
+    watch_until(reporter, lambda: reporter.states()[-1] == "running" and reporter.last().guest_ip, BOOT_TIMEOUT)
     running = reporter.last()
     assert (running.answering, running.guest_ip, running.vmstatus) == (True, "10.0.2.15", "running")
     assert serves(http_port), "running means the guest is up: its page answers"
-    assert reporter.states() == ["preparing", "booting", "running"]
+    states = reporter.states()
+    assert states[:3] == ["preparing", "booting", "running"] and set(states[3:]) <= {"running"}
     record = NodeInstance.objects.get(instance_id=INSID)
     assert (record.state, record.guest_ip, record.answering) == ("running", "10.0.2.15", True)
 
