@@ -70,9 +70,10 @@ def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
     relay = NodeStatusRelay(get_bus(config.cloud_bus_url), touch_seconds=config.db_touch_seconds)
 
     def expiry(stop: threading.Event) -> None:
-        # Commands an offline node never took fail, and the instances they were to run with them.
+        # Commands an offline node never took fail, and the instances they were to run with them (told to the CLC
+        # on the cloud's bus, as the relay tells it).
         while not stop.wait(EXPIRY_SECONDS):
-            expire_commands(get_bus(config.cloud_bus_url))
+            expire_commands(relay.upstream)
 
     def network(stop: threading.Event) -> None:
         # Re-applied at start (a restarted CC puts its rules back, once) and then now and again, which also picks

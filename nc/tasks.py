@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
-from kombu.pools import connections
 
 from luhyaapi.bus import BusUnavailable, RetryLater
 from luhyaapi.commands import KINDS, CommandKind
@@ -54,21 +53,10 @@ class ProgressEvents:
         self.reporter.publish(message)
         if isinstance(message, TaskStatus) and not self.task.request.is_eager:
             try:
-                self._send_event("task-progress", phase=message.phase, state=message.state,
-                                 progress=message.progress)
+                self.task.send_event("task-progress", retry=False, phase=message.phase, state=message.state,
+                                     progress=message.progress)
             except Exception as exc:  # the broker away: the status queue still carries the progress
                 logger.warning("commands: progress event of %s not sent: %s", self.task.request.id, exc)
-
-    def _send_event(self, kind: str, **fields) -> None:
-        # On a connection of the broker the worker consumes now (kombu's pool per URL), as the worker's own events go.
-        app = self.task.app
-        with connections[app.connection_for_write()].acquire(block=True, timeout=10) as connection:
-            dispatcher = app.events.Dispatcher(connection, hostname=self.task.request.hostname, enabled=True,
-                                               buffer_while_offline=False)
-            try:
-                dispatcher.send(kind, uuid=self.task.request.id, **fields)
-            finally:
-                dispatcher.close()
 
 
 def _task_of(kind: CommandKind) -> Task:

@@ -36,11 +36,13 @@ def following(broker_url: str):
     thread = threading.Thread(target=follow_task_events(broker_url, "cc.test"), args=(stop,), daemon=True)
     thread.start()
     try:
-        def warmed_up() -> bool:
-            task = queue_command(broker_url, "nc-1", Command(op="status/report"))
-            return bool(wait_for_state(task.task_id, "done", 3, fail=False))
+        warm_ups: list[str] = []
 
-        wait_for("the CC to fold the worker's task events", warmed_up, 60, every=0)
+        def warmed_up() -> bool:
+            warm_ups.append(queue_command(broker_url, "nc-1", Command(op="status/report")).task_id)
+            return CommandTask.objects.filter(task_id__in=warm_ups, state="done").exists()
+
+        wait_for("the CC to fold the worker's task events", warmed_up, 60, every=1.0)
         yield
     finally:
         stop.set()
@@ -48,20 +50,11 @@ def following(broker_url: str):
         assert not thread.is_alive(), "the task-event daemon did not stop"
 
 
-def wait_for_state(task_id: str, state: str, timeout: float = 60, fail: bool = True) -> CommandTask | None:
+def wait_for_state(task_id: str, state: str, timeout: float = 60) -> CommandTask:
     def reached():
         task = CommandTask.objects.filter(task_id=task_id).first()
         return task if task is not None and task.state == state else None
 
-    if not fail:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (task := reached()) is not None:
-                return task
-            time.sleep(0.1)
-        return None
     return wait_for(f"{task_id} to be {state}", reached, timeout, every=0.1)
 
 
