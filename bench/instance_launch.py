@@ -11,7 +11,12 @@ Two figures, against the issue's goals:
 The CC and the NC enrol with join tokens issued on the CLC host; the benchmark acts as the administrator, logged in
 to the CLC's API, and uploads the test image as the console does (walrus's pre-signed data URL).
 
-Run: ``.venv/bin/python bench/instance_launch.py [--launches 50]``. Prints the figures and their ratio to the goal.
+Before this tree's own run, the tree at ``--reference`` (the last commit before commands became Celery tasks) is
+unpacked from git and its copy of this benchmark run the same way: the two control-plane figures are printed side by
+side with their ratio.
+
+Run: ``.venv/bin/python bench/instance_launch.py [--launches 50] [--reference 62b8af0]``. Prints the figures and their
+ratio to the goal.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +49,10 @@ from tests.services import (  # noqa: E402
 
 START_CALL = re.compile(r"instances: (ins-[0-9a-f]{8}) start call at (\d+\.\d+)")
 CONTROL_PLANE_GOAL = 0.5
+# The last commit with the hand-made command path (commands on cmd.<node> and the nc-commands consumer), whose figure
+# is printed beside this tree's; its benchmark prints it as this one does.
+REFERENCE = "62b8af0"
+REFERENCE_LINE = re.compile(r"control plane, .*?: p50 (\d+) ms, p99 (\d+) ms")
 CONSOLE_GOAL = 8.0
 
 
@@ -136,11 +146,8 @@ class Cloud:
             process.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--launches", type=int, default=50)
-    parser.add_argument("--boots", type=int, default=5, help="launches timed to console and page")
-    args = parser.parse_args()
+def measure(launches: int, boots: int) -> dict:
+    """The figures of this tree: control-plane seconds of each launch, and of each boot to console and to page."""
     image = build_test_image()
     with tempfile.TemporaryDirectory(prefix="educloud-bench-") as tmp, scratch_vhost("educloud-bench") as bus_url, \
             scratch_mariadb_database("educloud_bench") as db_url:
@@ -156,7 +163,7 @@ def main() -> None:
             cloud.stop(insid)
 
             control: list[float] = []
-            for _ in range(args.launches):
+            for _ in range(launches):
                 before = len(cloud.start_calls())
                 sent, _ = cloud.run(insid)
                 calls = wait_for("the start call", lambda before=before: cloud.start_calls()[before:], 60, 0.005)
@@ -166,7 +173,7 @@ def main() -> None:
 
             consoles: list[float] = []
             pages: list[float] = []
-            for _ in range(args.boots):
+            for _ in range(boots):
                 sent, placed = cloud.run(insid)
                 port = int(placed["console_url"].rsplit(":", 1)[1])
                 wait_for("the console", lambda port=port: rfb_banner(port), 60, 0.02)
@@ -177,11 +184,42 @@ def main() -> None:
         finally:
             cloud.close()
             kill_vms_under(workdir)
+    return {"control": control, "consoles": consoles, "pages": pages}
+
+
+def reference_control(revision: str, launches: int) -> tuple[float, float]:
+    """p50 and p99 (seconds) of the control-plane figure as the tree at ``revision`` measures it with its own copy of
+    this benchmark (and so its own roles), on this machine now."""
+    from reference import reference_tree
+
+    with reference_tree(revision) as tree:
+        result = subprocess.run([sys.executable, str(tree / "bench" / "instance_launch.py"),
+                                 "--launches", str(launches), "--boots", "1"],
+                                cwd=tree, capture_output=True, text=True, timeout=1800)
+    found = REFERENCE_LINE.search(result.stdout)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"the reference run at {revision} failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
+    return int(found[1]) / 1000, int(found[2]) / 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--launches", type=int, default=50)
+    parser.add_argument("--boots", type=int, default=5, help="launches timed to console and page")
+    parser.add_argument("--reference", default=REFERENCE, help="the commit to measure the control plane of before "
+                        "this tree's, in the same run (\"\" for none)")
+    args = parser.parse_args()
+    before = reference_control(args.reference, args.launches) if args.reference else None
+    figures = measure(args.launches, max(args.boots, 1))
+    control, consoles, pages = figures["control"], figures["consoles"], figures["pages"]
 
     p50, p99 = percentile(control, 0.5), percentile(control, 0.99)
     print(f"control plane, run request -> hypervisor start call (image cached, {len(control)} launches over "
           f"RabbitMQ): p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, mean {statistics.mean(control) * 1000:.0f} "
           f"ms; goal {CONTROL_PLANE_GOAL * 1000:.0f} ms -> p99 at {p99 / CONTROL_PLANE_GOAL:.2f} of the goal")
+    if before is not None:
+        print(f"  before, at {args.reference} (the hand-made command path): p50 {before[0] * 1000:.0f} ms, p99 "
+              f"{before[1] * 1000:.0f} ms; after/before: p50 {p50 / before[0]:.2f}, p99 {p99 / before[1]:.2f}")
     print(f"run request -> console answers (TCG, {len(consoles)} boots): median {statistics.median(consoles):.2f} s, "
           f"max {max(consoles):.2f} s; goal {CONSOLE_GOAL:.0f} s -> {max(consoles) / CONSOLE_GOAL:.2f} of the goal")
     print(f"run request -> guest's page served: median {statistics.median(pages):.2f} s, max {max(pages):.2f} s")

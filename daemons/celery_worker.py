@@ -12,6 +12,10 @@ logger = logging.getLogger(__name__)
 # they mostly wait (downloads, guests booting), so a thread each is what they need.
 POOL = "threads"
 BEAT_MAX_INTERVAL = 5.0
+# How often the worker's timer thread looks at its schedule, and so how long its stop waits for that thread (Celery's
+# default is a second).
+TIMER_PRECISION = 0.1
+WAKE_SECONDS = 0.2
 
 
 def celery_worker(hostname: str, queues: list[str], concurrency: int):
@@ -24,7 +28,10 @@ def celery_worker(hostname: str, queues: list[str], concurrency: int):
         from educloud.celery import app
 
         worker = app.WorkController(hostname=hostname, queues=queues, pool=POOL, concurrency=concurrency,
-                                    without_mingle=True, without_gossip=True, loglevel="WARNING")
+                                    without_mingle=True, without_gossip=True, loglevel="WARNING",
+                                    timer_precision=TIMER_PRECISION)
+
+        ended = threading.Event()
 
         def stop_when_asked() -> None:
             stop.wait()
@@ -32,15 +39,33 @@ def celery_worker(hostname: str, queues: list[str], concurrency: int):
             # in its own thread. worker.stop() from here raced that loop for the broker connection (the loop read
             # the confirm of the goodbye event that stop() waited for, and both hung).
             celery_state.should_stop = EX_OK
+            # The loop looks at the flag between two waits for the broker, and waits once more after it has seen
+            # it; a wait on a polled transport (the embedded SQLite broker) lasts two seconds unless a message
+            # comes. A ping to this worker is one, so it is knocked on until it has stopped.
+            while not ended.is_set():
+                _wake(app, hostname)
+                ended.wait(WAKE_SECONDS)
 
         celery_state.should_stop = None  # a worker this process ran before was stopped by this flag
         threading.Thread(target=stop_when_asked, name=f"{hostname}-stopper", daemon=True).start()
         logger.info("celery worker %s consumes %s (%d slots)", hostname, ", ".join(queues), concurrency)
-        worker.start()
+        try:
+            worker.start()
+        finally:
+            ended.set()
         if not stop.is_set():
             raise RuntimeError(f"the celery worker {hostname} stopped (exit code {worker.exitcode})")
 
     return loop
+
+
+def _wake(app, hostname: str) -> None:
+    """Ends the worker's wait for the broker with a message of no consequence. Without a broker to take it, the
+    wait just runs out."""
+    try:
+        app.control.broadcast("ping", destination=[hostname], reply=False)
+    except Exception as error:  # the broker is away: nothing to wake the loop with
+        logger.debug("could not wake the celery worker %s to stop it: %s", hostname, error)
 
 
 def celery_beat():

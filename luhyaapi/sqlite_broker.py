@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -90,7 +89,14 @@ class Store:
              int(properties.get("priority") or 0), expires_at))
 
     def lease(self, queue: str, owner: str, seconds: float) -> dict | None:
-        """Take the oldest visible message of ``queue`` (highest priority first) under a lease for ``owner``."""
+        """The oldest visible message of ``queue`` (highest priority first), under a lease for ``owner``."""
+        return self._next(queue, owner, seconds)
+
+    def take(self, queue: str) -> dict | None:
+        """The oldest visible message of ``queue``, removed from the file: for a consumer that acks nothing."""
+        return self._next(queue, None, 0)
+
+    def _next(self, queue: str, owner: str | None, seconds: float) -> dict | None:
         db = self.connection()
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
@@ -103,8 +109,11 @@ class Store:
             if row is None:
                 db.execute("COMMIT")
                 return None
-            db.execute("UPDATE message SET leased_by = ?, lease_until = ?, deliveries = deliveries + 1 WHERE id = ?",
-                       (owner, now + seconds, row[0]))
+            if owner is None:
+                db.execute("DELETE FROM message WHERE id = ?", (row[0],))
+            else:
+                db.execute("UPDATE message SET leased_by = ?, lease_until = ?, deliveries = deliveries + 1 "
+                           "WHERE id = ?", (owner, now + seconds, row[0]))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -163,20 +172,19 @@ class Store:
 
 
 @functools.lru_cache(maxsize=256)
-def _topic_regex(pattern: str) -> re.Pattern:
-    # AMQP topics: words between dots; '*' is exactly one word, '#' zero or more.
-    parts = []
-    for word in pattern.split("."):
-        parts.append({"*": r"[^.]+", "#": r".*"}.get(word, re.escape(word)))
-    regex = r"\.".join(parts)
-    # '#' may also stand for no word at all, with the dot beside it.
-    regex = regex.replace(r"\..*", r"(?:\..*)?").replace(r".*\.", r"(?:.*\.)?")
-    return re.compile(f"^{regex}$")
-
-
 def topic_matches(pattern: str, routing_key: str) -> bool:
-    """Whether a topic binding's ``pattern`` takes a message with ``routing_key``."""
-    return _topic_regex(pattern).match(routing_key) is not None
+    """Whether a topic binding's ``pattern`` takes a message with ``routing_key``: AMQP topics are words between
+    dots, where '*' is exactly one word and '#' zero or more."""
+    return _words_match(tuple(pattern.split(".")), tuple(routing_key.split(".")))
+
+
+def _words_match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not words
+    first, rest = pattern[0], pattern[1:]
+    if first == "#":
+        return any(_words_match(rest, words[skipped:]) for skipped in range(len(words) + 1))
+    return bool(words) and first in ("*", words[0]) and _words_match(rest, words[1:])
 
 
 _stores: dict[str, Store] = {}
@@ -231,12 +239,33 @@ class Channel(virtual.Channel):
         self.store = store_at("/" + (connection.client.virtual_host or "").lstrip("/"))
         self.owner = f"{os.getpid()}:{uuid.uuid4().hex}"
         self._renewed = time.monotonic()
+        # Queues consumed without acks (Celery's broadcasts and replies): no ack would end a lease, so the message
+        # would come back to them when it ran out; they take their messages out of the file instead.
+        self._no_ack_queues: set[str] = set()
+
+    def basic_consume(self, queue, no_ack, callback, consumer_tag, **kwargs):
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+
+    def basic_cancel(self, consumer_tag):
+        self._no_ack_queues.discard(self._tag_to_queue.get(consumer_tag))
+        return super().basic_cancel(consumer_tag)
+
+    def basic_get(self, queue, no_ack=False, **kwargs):
+        if not no_ack:
+            return super().basic_get(queue, no_ack=False, **kwargs)
+        message = self.store.take(queue)
+        return None if message is None else self.Message(message, channel=self)
 
     def _put(self, queue, message, **kwargs):
         self.store.put(queue, message)
 
     def _get(self, queue, timeout=None):
-        message = self.store.lease(queue, self.owner, self.lease_seconds)
+        if queue in self._no_ack_queues:
+            message = self.store.take(queue)
+        else:
+            message = self.store.lease(queue, self.owner, self.lease_seconds)
         if message is None:
             raise Empty()
         return message

@@ -2,7 +2,7 @@
 # Installs what the tests need and runs eduCloud's whole suite:
 #   1. unit and integration tests on the embedded defaults (SQLite, in-process bus, local-memory cache), with the
 #      bus contract also against RabbitMQ;
-#   2. the database-backed tests again on MariaDB with memcached;
+#   2. the database-backed tests again on MariaDB with memcached (beside the first layer);
 #   3. the broker restart and crash tests (RabbitMQ servers of their own, halted and killed with SIGKILL) and the
 #      end-to-end test (CLC, CC and two NCs as processes on RabbitMQ + MariaDB + memcached).
 # Extra arguments go to every pytest run (e.g. -x, -k name).
@@ -49,17 +49,23 @@ run() {
   "$VENV/bin/python" -m pytest --junitxml="$ARTIFACTS/$label.xml" "$@"
   local code=$?
   # 5 means pytest collected no test: that is a failure of the suite, not a pass.
-  if [ $code -ne 0 ]; then echo "$label: pytest exited with $code" >&2; status=1; fi
+  if [ $code -ne 0 ]; then echo "$label: pytest exited with $code" >&2; return 1; fi
 }
 
 say "lint (ruff)"
 "$VENV/bin/ruff" check . || { echo "lint: ruff found problems" >&2; status=1; }
 
-run sqlite -m "not e2e and not broker_restart" "$@"
+# The MariaDB layer runs beside the SQLite one: much of each test is waiting (for processes, brokers, guests), and
+# the tests already share the machine's services with any other run (scratch vhosts, databases, namespaces and ports
+# of their own). Its output is shown when it ends, in one piece.
 # The API fuzz runs the same generated requests again on MariaDB, fewer of them: the first layer went deeper.
 EDUCLOUD_DATABASE_URL="mysql://root@127.0.0.1:3306/educloud" EDUCLOUD_CACHE_URL="memcached://$EDUCLOUD_TEST_MEMCACHED" \
-  EDUCLOUD_FUZZ_EXAMPLES="${EDUCLOUD_FUZZ_EXAMPLES:-8}" run mariadb -m "database" "$@"
-run e2e -m "e2e or broker_restart" "$@"
+  EDUCLOUD_FUZZ_EXAMPLES="${EDUCLOUD_FUZZ_EXAMPLES:-8}" run mariadb -m "database" "$@" >"$ARTIFACTS/mariadb.log" 2>&1 &
+MARIADB_LAYER=$!
+run sqlite -m "not e2e and not broker_restart" "$@" || status=1
+wait $MARIADB_LAYER || status=1
+cat "$ARTIFACTS/mariadb.log"
+run e2e -m "e2e or broker_restart" "$@" || status=1
 
 "$VENV/bin/python" tests/summary.py "$ARTIFACTS"/*.xml || status=1
 exit $status

@@ -37,17 +37,19 @@ def _publish(url: str, queue: Queue, *bodies) -> None:
             producer.publish(body, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue])
 
 
-def _take(url: str, queue: Queue, count: int, *, ack: bool = True, timeout: float = 5.0, **options) -> list:
-    """Consume ``count`` messages (acknowledging each unless ``ack`` is false); returns (body, redelivered) pairs."""
+def _take(url: str, queue: Queue, count: int, *, ack: bool = True, no_ack: bool = False, timeout: float = 5.0,
+          **options) -> list:
+    """Consume ``count`` messages (acknowledging each unless ``ack`` is false; a ``no_ack`` consumer, as Celery's
+    broadcast and reply queues have, acks nothing); returns (body, redelivered) pairs."""
     got = []
 
     def on_message(body, message):
         got.append((body, bool(message.delivery_info.get("redelivered"))))
-        if ack:
+        if ack and not no_ack:
             message.ack()
 
     with Connection(url, transport_options=options) as connection:
-        with connection.Consumer(queue, callbacks=[on_message], prefetch_count=count):
+        with connection.Consumer(queue, callbacks=[on_message], prefetch_count=count, no_ack=no_ack):
             deadline = time.monotonic() + timeout
             while len(got) < count and time.monotonic() < deadline:
                 try:
@@ -149,6 +151,21 @@ def test_a_clean_close_gives_back_what_was_fetched_at_once(url):
     assert _take(url, queue, 1, timeout=2) == [({"n": 1}, True)]
 
 
+def test_a_consumer_without_acks_takes_each_message_once_even_while_it_lives_on(url):
+    queue = _queue("reply")
+    _publish(url, queue, {"n": 1}, {"n": 2})
+    assert _take(url, queue, 2, no_ack=True, lease_seconds=0.2) == [({"n": 1}, False), ({"n": 2}, False)]
+    # Long past any lease: nothing came back, to that consumer or another.
+    time.sleep(0.4)
+    assert _ready(url, "reply") == 0
+    assert _take(url, queue, 1, timeout=0.5) == []
+    with Connection(url) as connection:
+        _publish(url, queue, {"n": 3})
+        message = connection.default_channel.basic_get("reply", no_ack=True)
+        assert message is not None and message.payload == {"n": 3}
+        assert connection.default_channel.basic_get("reply", no_ack=True) is None
+
+
 def test_a_fanout_reaches_every_queue_bound_to_it_even_from_a_connection_that_declared_nothing(url):
     fanout = Exchange("educloud.broadcast", type="fanout")
     first, second = Queue("a", fanout), Queue("b", fanout)
@@ -201,6 +218,7 @@ def test_a_topic_message_reaches_the_queues_whose_pattern_matches_it_as_celerys_
 @pytest.mark.parametrize("pattern, key, matches", [
     ("#", "task.sent", True), ("task.#", "task", True), ("task.*", "task", False), ("task.*", "task.a.b", False),
     ("a.#.b", "a.b", True), ("a.#.b", "a.x.y.b", True), ("a.#.b", "a.x.c", False), ("#.b", "xb", False),
-    ("a.b", "aXb", False)])
+    ("a.b", "aXb", False), ("#.#", "a", True), ("*.#.*", "a", False), ("*.#.*", "a.b", True), ("#", "", True),
+    ("a.*.#", "a.b.c.d", True)])
 def test_topic_patterns_match_as_amqp_defines_them(pattern, key, matches):
     assert sqlite_broker.topic_matches(pattern, key) is matches
