@@ -53,6 +53,7 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("nc", "stop_timeout_seconds"): "60",
     ("nc", "ready_timeout_seconds"): "300",
     ("nc", "command_slots"): "32",
+    ("nc", "max_parallel_boots"): "4",
     ("nc", "lease_file"): "{data_dir}/cc/dhcp/dnsmasq.leases",
     ("nc", "poweroff_command"): "systemctl poweroff",
     ("nc", "host_mode"): "false",
@@ -123,6 +124,12 @@ class Config:
     # How long a booted guest may show no sign of life before it is reported "running, not answering".
     vm_ready_timeout: float = 300.0
     command_slots: int = 32
+    # How many of the node's VMs may boot at once (0: no cap); the runs beyond it wait in line. Booting is when a
+    # guest costs its node most CPU (firmware, kernel, services starting; all emulated under TCG): 15 started
+    # together share the cores, each boots many times slower and none is up early. Four is about one boot per core
+    # of a small (4-core) node, so each boots in about its usual time and a class comes up in waves; a larger node
+    # may raise it.
+    max_parallel_boots: int = 4
     # The dnsmasq lease file where the guests' DHCP leases show (the CC's, when it runs on this host).
     lease_file: Path | None = None
     host_mode: bool = False
@@ -237,6 +244,14 @@ def _parse_origins(section: str, key: str, value: str) -> tuple[str, ...]:
             raise _setting_error(section, key, f"{item!r} is not an origin like https://host or http://host:port")
         origins.append(f"{parts.scheme}://{parts.netloc}".lower())
     return tuple(origins)
+
+
+def _parse_boot_cap(value: str) -> int:
+    """``nc.max_parallel_boots``: a whole number of boots, 0 for no cap."""
+    if not re.fullmatch(r"\d{1,6}", value):
+        raise _setting_error("nc", "max_parallel_boots",
+                             f"{value!r} is not a whole number of VMs booting at once (0 or more; 0 means no cap)")
+    return int(value)
 
 
 def _flag(value: str) -> bool:
@@ -388,6 +403,7 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         vm_stop_timeout=_parse_number("nc", "stop_timeout_seconds", get("nc", "stop_timeout_seconds"), float, 1),
         vm_ready_timeout=_parse_number("nc", "ready_timeout_seconds", get("nc", "ready_timeout_seconds"), float, 1),
         command_slots=int(_parse_number("nc", "command_slots", get("nc", "command_slots"), int, 1)),
+        max_parallel_boots=_parse_boot_cap(get("nc", "max_parallel_boots")),
         lease_file=Path(get("nc", "lease_file").replace("{data_dir}", str(data_dir))) if get("nc", "lease_file")
         else None,
         host_mode=host_mode,

@@ -16,6 +16,8 @@ PREFIXES = {
     "upload": "upl",
     "host": "hst",
     "task": "tsk",
+    "pool": "pol",
+    "lesson": "lsn",
 }
 _ID_RE = re.compile(r"^(?P<prefix>[a-z]{3})-(?P<hex>[0-9a-f]{8})$")
 

@@ -30,6 +30,9 @@ JOBS: tuple[Job, ...] = (
         "Deletes the uploads nobody wrote to for walrus.upload_expiry_seconds, with their partial files."),
     Job("Stop idle remote desktops", "clc.stop_idle_desktops", "clc", MINUTE,
         "Stops the remote desktops unused for clc.idle_stop_minutes (nothing when it is 0)."),
+    Job("Keep desktop pools ready", "clc.keep_pools", "clc", MINUTE,
+        "Starts the desktops each pool keeps ready (all of them before a lesson of its timetable) and stops the "
+        "unused ones after a lesson."),
 )
 
 ROLES_WITH_JOBS = frozenset(job.role for job in JOBS)

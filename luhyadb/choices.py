@@ -30,6 +30,7 @@ class ResourceTypeChoices(models.TextChoices):
     OWNERGROUP = "ownergroup", "Owner-group"
     VMTYPE = "vmtype", "VM type"
     NETWORK = "network", "Cluster network"
+    POOL = "pool", "Desktop pool"
 
 
 class AccountRoleChoices(models.TextChoices):

@@ -59,6 +59,14 @@ def validate_instance_id(value: str) -> None:
     _as_django_error(validate_id, value, "instance")
 
 
+def validate_pool_id(value: str) -> None:
+    _as_django_error(validate_id, value, "pool")
+
+
+def validate_lesson_id(value: str) -> None:
+    _as_django_error(validate_id, value, "lesson")
+
+
 class OwnerGroup(models.Model):
     """An owner-group: a dotted authority path (``edu.cloud.school.class``); accounts of a path reach its subtree."""
 
@@ -251,6 +259,10 @@ class Instance(models.Model):
     assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="desktops",
                                     help_text="the person whose desktop this is (users see only theirs)")
+    pool = models.ForeignKey("DesktopPool", null=True, blank=True, on_delete=models.PROTECT, related_name="desktops",
+                             help_text="the desktop pool it belongs to, which hands it out (clc.services.pools)")
+    image_version = models.PositiveIntegerField(default=0, help_text="the walrus version it runs; 0 = the image's "
+                                                                     "current one at each run")
     last_activity = models.DateTimeField(null=True, blank=True,
                                          help_text="last run or console connection; idle desktops are stopped")
     cluster = models.CharField(max_length=63, blank=True, validators=[name_validator])
@@ -299,6 +311,68 @@ class Instance(models.Model):
         if self.state == InstanceStateChoices.SCHEDULED and self.placing:
             return "Scheduled, waiting for a cluster"
         return self.get_state_display()
+
+
+MAX_POOL_SIZE = 500
+
+
+class DesktopPool(models.Model):
+    """Remote desktops of one image for one owner-group, handed out to its people as they come, as a desktop
+    broker's pool does (``clc.services.pools``): ``min_ready`` of them kept running and free, at most ``max_size`` in
+    all. A desktop of a non-persistent pool goes back to the pool when it stops, its disk made again from the image at
+    its next run; a persistent pool's desktop stays its person's, disk and all."""
+
+    pool_id = models.CharField(max_length=12, unique=True, validators=[validate_pool_id])
+    name = models.CharField(max_length=100)
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="pools")
+    image_version = models.PositiveIntegerField(default=0, help_text="the walrus version its desktops run; 0 = the "
+                                                                     "image's current one")
+    vm_type = models.ForeignKey(VMType, on_delete=models.PROTECT, related_name="pools")
+    owner_group = models.ForeignKey(OwnerGroup, on_delete=models.PROTECT, related_name="pools")
+    min_ready = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(MAX_POOL_SIZE)],
+                                                 help_text="desktops kept running for people still to come")
+    max_size = models.PositiveSmallIntegerField(default=30, validators=[MinValueValidator(1),
+                                                                        MaxValueValidator(MAX_POOL_SIZE)],
+                                                help_text="desktops the pool may have in all")
+    persistent = models.BooleanField(default=False, help_text="each person keeps their desktop and its disk")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [models.CheckConstraint(condition=models.Q(min_ready__lte=models.F("max_size")),
+                                              name="pool_min_ready_within_max_size")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.pool_id})"
+
+    def get_absolute_url(self) -> str:
+        return f"/clc/pools/{self.pool_id}/"
+
+
+class Lesson(models.Model):
+    """A lesson of the timetable: on ``weekdays`` (0 Monday ... 6 Sunday) from ``starts`` to ``ends`` (the cloud's
+    time zone) a class uses its pool; the pool's desktops are started ``prestart_minutes`` before it and the idle ones
+    stopped after it (``clc.services.lessons``)."""
+
+    lesson_id = models.CharField(max_length=12, unique=True, validators=[validate_lesson_id])
+    name = models.CharField(max_length=100)
+    pool = models.ForeignKey(DesktopPool, on_delete=models.CASCADE, related_name="lessons")
+    weekdays = models.JSONField(default=list, help_text="days of the week it takes place, 0 = Monday ... 6 = Sunday")
+    starts = models.TimeField()
+    ends = models.TimeField()
+    prestart_minutes = models.PositiveSmallIntegerField(default=10, validators=[MaxValueValidator(120)],
+                                                        help_text="how long before the lesson its desktops start")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("starts", "name")
+        constraints = [models.CheckConstraint(condition=models.Q(starts__lt=models.F("ends")),
+                                              name="lesson_starts_before_it_ends")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.lesson_id})"
 
 
 class TaskTransaction(models.Model):

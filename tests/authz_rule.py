@@ -7,16 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ACTIONS = ("read", "write", "execute", "create", "delete")
-TYPES = ("host", "server", "image", "instance", "task", "account", "ownergroup", "vmtype", "network")
+TYPES = ("host", "server", "image", "instance", "task", "account", "ownergroup", "vmtype", "network", "pool")
 ROLES = ("user", "poweruser", "poweradm", "superadm")
 ROOT = "edu"
 ALL = set(ACTIONS)
 CAPS: dict[str, dict[str, set[str]]] = {
-    "user": {"instance": {"read", "execute"}},
+    "user": {"instance": {"read", "execute"}, "pool": {"read", "execute"}},
     "poweruser": {"image": {"read", "write", "execute"}, "instance": {"read", "write", "execute"}, "task": {"read"},
-                  "vmtype": {"read"}},
+                  "vmtype": {"read"}, "pool": {"read", "write", "execute"}},
     "poweradm": {"image": ALL, "instance": ALL, "host": ALL, "task": {"read"}, "vmtype": {"read"},
-                 "server": {"read"}, "network": {"read"}},
+                 "server": {"read"}, "network": {"read"}, "pool": ALL},
     "superadm": {kind: ALL for kind in TYPES},
 }
 CLOUD = {"server", "network"}

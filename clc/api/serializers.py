@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clc.api.authz import actor, is_signed
 from clc.services.authz import assignee_problem, groups_within
 from clc.services.instances import change_instance
+from clc.services.lessons import weekdays_problem
 from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name, validate_ports
-from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, VMType
+from luhyadb.models import MAX_POOL_SIZE, DesktopPool, Image, ImageVersion, Instance, Lesson, OwnerGroup, VMType
+
+# A pool's desktops are named after it ("<pool> 12"), within an instance name's 100 characters.
+POOL_NAME_LENGTH = 90
 
 
 def _checked(check, value: str, field: str) -> str:
@@ -135,3 +140,63 @@ class BuildStartSerializer(serializers.Serializer):
 
     def validate_new_name(self, value: str) -> str:
         return _checked(validate_display_name, value, "new_name") if value.strip() else ""
+
+
+class DesktopPoolSerializer(serializers.ModelSerializer):
+    """A pool: its image (and version, 0 = current), VM type, owner-group, size and how many desktops are up,
+    free, and held by people now."""
+
+    image = serializers.SlugRelatedField(slug_field="image_id", queryset=Image.objects.all())
+    vm_type = serializers.SlugRelatedField(slug_field="name", queryset=VMType.objects.all())
+    owner_group = serializers.SlugRelatedField(slug_field="path", queryset=OwnerGroup.objects.all())
+    min_ready = serializers.IntegerField(min_value=0, max_value=MAX_POOL_SIZE, required=False, default=0)
+    max_size = serializers.IntegerField(min_value=1, max_value=MAX_POOL_SIZE, required=False, default=30)
+    image_version = serializers.IntegerField(min_value=0, required=False, default=0)
+    desktops = serializers.SerializerMethodField()
+    held = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DesktopPool
+        fields = ("pool_id", "name", "image", "image_version", "vm_type", "owner_group", "min_ready", "max_size",
+                  "persistent", "desktops", "held", "created", "updated")
+        read_only_fields = ("pool_id", "created", "updated")
+
+    def get_desktops(self, pool: DesktopPool) -> int:
+        return pool.desktops.count()
+
+    def get_held(self, pool: DesktopPool) -> int:
+        return pool.desktops.filter(assigned_to__isnull=False).count()
+
+    def validate_name(self, value: str) -> str:
+        return _checked(lambda value, field: validate_display_name(value, field, POOL_NAME_LENGTH), value, "name")
+
+
+@extend_schema_field({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6}, "minItems": 1,
+                      "maxItems": 7, "uniqueItems": True})
+class WeekdaysField(serializers.JSONField):
+    """Days of the week, 0 = Monday ... 6 = Sunday."""
+
+
+class LessonSerializer(serializers.ModelSerializer):
+    """A lesson of a pool's timetable: weekdays (0 = Monday ... 6 = Sunday), start and end (HH:MM, the cloud's time
+    zone) and how many minutes before it the pool's desktops start."""
+
+    pool = serializers.SlugRelatedField(slug_field="pool_id", queryset=DesktopPool.objects.all())
+    # Checked as a whole (``weekdays_problem``), so that a refusal is one message about the field, not one per day.
+    weekdays = WeekdaysField()
+    prestart_minutes = serializers.IntegerField(min_value=0, max_value=120, required=False, default=10)
+
+    class Meta:
+        model = Lesson
+        fields = ("lesson_id", "name", "pool", "weekdays", "starts", "ends", "prestart_minutes", "created",
+                  "updated")
+        read_only_fields = ("lesson_id", "created", "updated")
+
+    def validate_name(self, value: str) -> str:
+        return _checked(validate_display_name, value, "name")
+
+    def validate_weekdays(self, value) -> list[int]:
+        problem = weekdays_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return sorted(value)

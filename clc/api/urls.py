@@ -10,6 +10,7 @@ from clc.api.enrolment import EnrolmentView, HostCredentialViewSet, JoinTokenVie
 from clc.api.hosts import HostViewSet, ServerViewSet
 from clc.api.networks import ClusterNetworkViewSet
 from clc.api.ownergroups import OwnerGroupViewSet
+from clc.api.pools import DesktopPoolViewSet, LessonViewSet
 from clc.api.tasks import TaskViewSet
 from luhyaapi.api import PingView
 
@@ -48,4 +49,6 @@ router.register("ownergroups", OwnerGroupViewSet, basename="ownergroup")
 router.register("tasks", TaskViewSet, basename="task")
 router.register("hostkeys", HostCredentialViewSet, basename="hostkey")
 router.register("jointokens", JoinTokenViewSet, basename="jointoken")
+router.register("pools", DesktopPoolViewSet, basename="pool")
+router.register("lessons", LessonViewSet, basename="lesson")
 urlpatterns += router.urls

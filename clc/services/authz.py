@@ -14,7 +14,9 @@ create, delete) to a resource of ``type`` owned by the owner-group path ``owner`
    changing them needs the root path.
 4. Unless the role is super administrator, the person's owner-group must grant the action on the type (its
    ``OwnerGroupPermission`` row; none = nothing).
-5. A user reaches only the instances assigned to them.
+5. A user reaches only the instances assigned to them. A desktop pool (and a lesson of its timetable) is a record
+   of its own type: a user may read and execute (get a desktop from) the pools in their authority, and the desktop
+   a pool hands them is then assigned to them.
 
 A classroom PC's kiosk lists desktops for anonymous people at that PC: ``kiosk_desktops`` applies the same rule to
 an anonymous actor holding the PC's owner-group path and that group's permissions, whose role reads and starts
@@ -37,9 +39,11 @@ from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import (
     Account,
     ClusterNetwork,
+    DesktopPool,
     Host,
     Image,
     Instance,
+    Lesson,
     OwnerGroup,
     OwnerGroupPermission,
     Server,
@@ -55,15 +59,16 @@ ROOT_PATH = ROOT_GROUP[1]
 ANONYMOUS = "anonymous"
 ROLE_CAPS: dict[str, dict[str, frozenset[str]]] = {
     ANONYMOUS: {Type.INSTANCE: frozenset({"read", "execute"})},
-    Role.USER: {Type.INSTANCE: frozenset({"read", "execute"})},
+    Role.USER: {Type.INSTANCE: frozenset({"read", "execute"}), Type.POOL: frozenset({"read", "execute"})},
     Role.POWERUSER: {
         Type.IMAGE: frozenset({"read", "write", "execute"}),
         Type.INSTANCE: frozenset({"read", "write", "execute"}),
+        Type.POOL: frozenset({"read", "write", "execute"}),
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"}),
     },
     Role.POWERADM: {
-        Type.IMAGE: ALL, Type.INSTANCE: ALL, Type.HOST: ALL,
+        Type.IMAGE: ALL, Type.INSTANCE: ALL, Type.POOL: ALL, Type.HOST: ALL,
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"}),
         Type.SERVER: frozenset({"read"}),
@@ -158,7 +163,10 @@ def allows(actor: Actor, action: str, resource_type: str, owner: str, *, assigne
 MODEL_TYPES: dict[type[Model], str] = {
     Instance: Type.INSTANCE, Image: Type.IMAGE, Host: Type.HOST, Account: Type.ACCOUNT, OwnerGroup: Type.OWNERGROUP,
     TaskTransaction: Type.TASK, Server: Type.SERVER, ClusterNetwork: Type.NETWORK, VMType: Type.VMTYPE,
+    DesktopPool: Type.POOL, Lesson: Type.POOL,
 }
+# Where a record's owner-group path is, for the records whose owner is not their own ``owner_group``.
+PATH_FIELDS: dict[type[Model], str] = {OwnerGroup: "path", Lesson: "pool__owner_group__path"}
 
 
 def type_and_owner(obj: Model) -> tuple[str, str, int | None]:
@@ -174,6 +182,8 @@ def type_and_owner(obj: Model) -> tuple[str, str, int | None]:
         return resource_type, _task_owner(obj), None
     if resource_type == Type.HOST and obj.owner_group_id is None:
         return resource_type, ROOT_PATH, None
+    if isinstance(obj, Lesson):
+        return resource_type, obj.pool.owner_group.path, None
     assignee = obj.assigned_to_id if resource_type == Type.INSTANCE else None
     return resource_type, obj.owner_group.path, assignee
 
@@ -318,7 +328,7 @@ def readable(actor: Actor, queryset: QuerySet, action: str = "read") -> QuerySet
         if within(actor.path, ROOT_PATH):
             in_images |= ~Q(src_image_id__in=Image.objects.values("image_id"))
         return queryset.filter(Q(instance_id__in=instances.values("instance_id")) | (orphan & in_images))
-    scope = _scope(actor, "path" if resource_type == Type.OWNERGROUP else "owner_group__path")
+    scope = _scope(actor, PATH_FIELDS.get(queryset.model, "owner_group__path"))
     if resource_type == Type.HOST and within(actor.path, ROOT_PATH):
         scope |= Q(owner_group__isnull=True)
     if actor.role == Role.USER and resource_type == Type.INSTANCE:

@@ -15,7 +15,7 @@ from luhyaapi.ids import TaskId, new_id
 from luhyaapi.signing import make_upload_token
 from luhyaapi.trust import own_key
 from luhyadb.choices import LivenessChoices, RoleChoices
-from luhyadb.models import Image, ImageVersion, Instance, Server, TaskTransaction
+from luhyadb.models import DesktopPool, Image, ImageVersion, Instance, Server, TaskTransaction
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +65,22 @@ def create_image(**properties) -> Image:
 
 
 def users_of(image: Image, actor: authz.Actor) -> list[str]:
-    """What keeps an image from being deleted: its instances and its unfinished tasks, by id where ``actor`` may
-    read them, else only counted (an image shared across schools must not name one school's desktops to another)."""
+    """What keeps an image from being deleted: its instances, desktop pools and unfinished tasks, by id where
+    ``actor`` may read them, else only counted (an image shared across schools must not name one school's desktops to
+    another)."""
     instances = Instance.objects.filter(image=image)
+    pools = DesktopPool.objects.filter(image=image)
     tasks = TaskTransaction.objects.filter(Q(src_image_id=image.image_id) | Q(dst_image_id=image.image_id),
                                            done=False, failed=False)
     users = [f"instance {instance_id}" for instance_id in
              authz.readable(actor, instances).values_list("instance_id", flat=True)[:SHOWN_USERS]]
+    users += [f"desktop pool {pool_id}" for pool_id in
+              authz.readable(actor, pools).values_list("pool_id", flat=True)[:SHOWN_USERS]]
     users += [f"task {tid}" for tid in authz.readable(actor, tasks).values_list("tid", flat=True)[:SHOWN_USERS]]
-    unnamed = instances.count() + tasks.count() - len(users)
+    unnamed = instances.count() + pools.count() + tasks.count() - len(users)
     if unnamed > 0:
-        users.append(f"{unnamed} more you may not see" if users else f"{unnamed} instances or tasks you may not see")
+        users.append(f"{unnamed} more you may not see" if users else
+                     f"{unnamed} instances, desktop pools or tasks you may not see")
     return users
 
 

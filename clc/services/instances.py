@@ -59,13 +59,14 @@ def new_mac() -> str:
 
 def define_instance(*, name: str, kind: str, image: Image, vm_type: VMType, owner_group: OwnerGroup,
                     persistent: bool = False, services: list[int] | None = None, pinned_node: str = "",
-                    assigned_to=None, instance_id: str = "", build_tid: str = "") -> Instance:
+                    assigned_to=None, instance_id: str = "", build_tid: str = "", pool=None,
+                    image_version: int = 0) -> Instance:
     """Record a new instance (not running) with a fresh id (or ``instance_id``) and MAC address."""
     return Instance.objects.create(instance_id=instance_id or new_id("instance"), name=name, kind=kind, image=image,
                                    vm_type=vm_type, owner_group=owner_group, persistent=persistent,
                                    services=list(services or []), pinned_node=pinned_node,
                                    assigned_to=assigned_to, mac=new_mac(),
-                                   build_tid=build_tid)
+                                   build_tid=build_tid, pool=pool, image_version=image_version)
 
 
 def change_instance(instance: Instance, **fields) -> bool:
@@ -78,7 +79,10 @@ def change_instance(instance: Instance, **fields) -> bool:
 
 def _run_request(instance: Instance, seq: int, boot: bool) -> InstanceRunRequest:
     image = instance.image
-    version = image.versions.filter(number=image.current_version).first()
+    version = image.versions.filter(number=instance.image_version or image.current_version).first()
+    if version is None and instance.image_version:
+        raise InstanceError(409, f"image {image.image_id} has no version {instance.image_version} any more; choose "
+                                 "another version")
     if version is None:
         raise InstanceError(409, f"image {image.image_id} has no file yet; upload one before running instances")
     return InstanceRunRequest(

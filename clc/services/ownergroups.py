@@ -22,15 +22,18 @@ SHOWN_USERS = 5  # names listed per kind in a refusal to delete
 # What a new group may do, by the kind of group it is (the create form's "kind"; changed later on its page). A
 # group with no permission at all leaves its people facing refusals, so "none" must be chosen on purpose.
 KINDS: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
-    "class": ("Class: its students see and start the desktops given to them (read, execute instances)",
-              {Type.INSTANCE: frozenset({"read", "execute"})}),
+    "class": ("Class: its students see and start the desktops given to them and get desktops from its pools "
+              "(read, execute instances and desktop pools)",
+              {Type.INSTANCE: frozenset({"read", "execute"}), Type.POOL: frozenset({"read", "execute"})}),
     "teachers": ("Teachers: prepare images and run the instances of their classes", {
         Type.IMAGE: frozenset({"read", "write", "execute", "create"}),
         Type.INSTANCE: authz.ALL,
+        Type.POOL: authz.ALL,
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"})}),
     "school": ("School: its administrators manage everything of the school", {
-        Type.IMAGE: authz.ALL, Type.INSTANCE: authz.ALL, Type.HOST: authz.ALL, Type.ACCOUNT: authz.ALL,
+        Type.IMAGE: authz.ALL, Type.INSTANCE: authz.ALL, Type.POOL: authz.ALL, Type.HOST: authz.ALL,
+        Type.ACCOUNT: authz.ALL,
         Type.OWNERGROUP: authz.ALL,
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"})}),
@@ -152,11 +155,13 @@ def change_owner_group(group: OwnerGroup, *, name: str | None = None, descriptio
 
 
 def users_of(group: OwnerGroup) -> list[str]:
-    """What keeps the group from being deleted: its accounts, images, instances, hosts and sub-groups."""
+    """What keeps the group from being deleted: its accounts, images, instances, desktop pools, hosts and
+    sub-groups."""
     kinds = (
         ("account", group.accounts.values_list("user__username", flat=True)),
         ("image", group.images.values_list("image_id", flat=True)),
         ("instance", group.instances.values_list("instance_id", flat=True)),
+        ("desktop pool", group.pools.values_list("pool_id", flat=True)),
         ("host", group.hosts.values_list("name", flat=True)),
         ("sub-group", OwnerGroup.objects.filter(path__startswith=group.path + ".").values_list("path", flat=True)),
     )

@@ -162,6 +162,8 @@ def start_progress(instance: Instance) -> tuple[int | None, str]:
         return 0, "Preparing"
     if task.get("state") == "cloning":
         return 99, "Preparing its disk"
+    if task.get("state") == "waiting":  # in the node's boot queue: "waiting to boot, 3rd in line"
+        return 99, (task.get("vmstatus") or "waiting to boot").capitalize()
     progress = int(task.get("progress") or 0)
     return progress, f"Copying its image ({progress}%)"
 
@@ -307,7 +309,9 @@ def stop_idle_desktops(idle_minutes: float, now: datetime | None = None) -> list
     if idle_minutes <= 0:
         return []
     now = now or timezone.now()
-    running = Instance.objects.filter(kind=InstanceKindChoices.RVD, state=State.RUNNING, build_tid="")
+    # A pool's free desktops are kept ready for people still to come: not idle (their pool stops its extras).
+    running = Instance.objects.filter(kind=InstanceKindChoices.RVD, state=State.RUNNING, build_tid="").exclude(
+        pool__isnull=False, assigned_to__isnull=True)
     running.filter(last_activity__isnull=True).update(last_activity=now)
     cutoff = now - timedelta(minutes=idle_minutes)
     stopped = []

@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
 
 from clc.services.builds import record_submitted
+from clc.services.pools import give_back
 from luhyaapi.bus import RetryLater
 from luhyaapi.ids import InvalidId, TaskId
 from luhyaapi.messages import HostStatus, InsStatus, Message, NodeStatus, Resources, ServerRegistration, TaskStatus
@@ -331,6 +332,8 @@ class StatusFolder:
             values["message"] = report.errormsg
         if not current.update(**values):
             logger.info("status: status of unknown or newer-run instance %s from %s", report.insid, report.node)
+        elif report.state in (InstanceStateChoices.STOPPED, InstanceStateChoices.FAILED):
+            give_back(report.insid)  # a pool's desktop whose run ended is the pool's again
         self._instances[report.insid] = signature
 
     def sweep(self) -> list[str]:

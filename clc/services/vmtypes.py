@@ -76,8 +76,10 @@ def change_vm_type(vm_type: VMType, **changes) -> VMType:
 
 
 def users_of(vm_type: VMType) -> list[str]:
-    """The instances (by id) that keep the VM type from being deleted, at most ``SHOWN_USERS`` of them."""
-    return list(vm_type.instances.values_list("instance_id", flat=True)[:SHOWN_USERS])
+    """The instances and desktop pools (by id) that keep the VM type from being deleted, at most ``SHOWN_USERS`` of
+    each."""
+    return [*vm_type.instances.values_list("instance_id", flat=True)[:SHOWN_USERS],
+            *vm_type.pools.values_list("pool_id", flat=True)[:SHOWN_USERS]]
 
 
 @transaction.atomic
@@ -85,9 +87,10 @@ def delete_vm_type(vm_type: VMType) -> None:
     """Delete a VM type. Raises ``VMTypeInUse`` while instances use it."""
     users = users_of(vm_type)
     if users:
-        count = vm_type.instances.count()
-        more = ", ..." if count > len(users) else ""
-        raise VMTypeInUse(f"VM type {vm_type.name} is used by {count} instance{'' if count == 1 else 's'} "
-                          f"({', '.join(users)}{more}): change or delete them first")
+        counts = {"instance": vm_type.instances.count(), "desktop pool": vm_type.pools.count()}
+        more = ", ..." if sum(counts.values()) > len(users) else ""
+        what = " and ".join(f"{count} {kind}{'' if count == 1 else 's'}" for kind, count in counts.items() if count)
+        raise VMTypeInUse(f"VM type {vm_type.name} is used by {what} ({', '.join(users)}{more}): change or delete "
+                          "them first")
     vm_type.delete()
     logger.info("vm types: %s deleted", vm_type.name)

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from clc.tests.people import make_person
+from luhyadb.choices import ResourceTypeChoices
 from luhyadb.models import Host, Image, OwnerGroup
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
@@ -99,7 +100,7 @@ def test_a_school_administrator_creates_a_group_inside_their_school_only(client,
 def test_the_matrix_sets_each_types_actions_and_ticking_full_gives_all_five(client, school_admin):
     OwnerGroup.objects.create(path="edu.school.lab", name="Lab")
     page = client.get("/clc/groups/edu.school.lab/edit/").content.decode()
-    assert page.count('type="checkbox"') == 9 * 6 and " checked" not in page
+    assert page.count('type="checkbox"') == len(ResourceTypeChoices) * 6 and " checked" not in page
     response = client.post("/clc/groups/edu.school.lab/edit/", {
         "name": "Computer lab", "description": "room 12",
         "perm_instance_read": "on", "perm_instance_execute": "on", "perm_image_full": "on"})

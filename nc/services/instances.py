@@ -3,7 +3,7 @@ the hypervisor driver, every step reported up as task and instance status. A wat
 own, and after a restart of the node controller the VMs that kept running are taken back.
 
 Each instance's operations run one at a time (a lock per instance); a stop or delete that arrives while the instance
-is still being prepared cancels the preparation first.
+is still being prepared (or waits for a boot slot, ``nc.services.boot_queue``) cancels the preparation first.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from luhyaapi.vmspec import RuntimeOptions, VMSpec
 from nc.drivers import get_driver
 from nc.drivers.base import DriverError, HypervisorDriver, VMState, check_instance_id
 from nc.models import NodeInstance
-from nc.services import readiness
+from nc.services import boot_queue, readiness
 from nc.services.images import PROGRESS_PER_SECOND, held_image, size_disk
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,12 @@ def _lock(insid: str) -> threading.Lock:
 def _cancel_event(insid: str) -> threading.Event:
     with _guard:
         return _cancels.setdefault(insid, threading.Event())
+
+
+def _cancel_run(insid: str) -> None:
+    """End a run of ``insid`` being prepared or waiting for a boot slot, so that a stop or delete gets its lock."""
+    _cancel_event(insid).set()
+    boot_queue.wake()
 
 
 @dataclass
@@ -154,6 +160,13 @@ def _prepared(record: NodeInstance, reports: _Reports) -> None:
     logger.info("instances: %s prepared (disk %s)", record.instance_id, record.disk_path)
 
 
+def _waiting(reports: _Reports, place: int) -> None:
+    """The run waits for a boot slot, ``place`` in line: the instance stays ``preparing`` and the task says where."""
+    text = boot_queue.waiting_text(place)
+    reports.task("preparing", "waiting", 99, vmstatus=text)
+    reports.instance("preparing", vmstatus=text)
+
+
 def _boot(record: NodeInstance, disk: Path, options: RuntimeOptions, reports: _Reports) -> None:
     driver = node_driver()
     insid = record.instance_id
@@ -176,6 +189,8 @@ def run_instance(command: Command, reporter: Reporter) -> None:
     progress, cloning) and ``booting`` with the console once the VM is started (``running`` follows from
     ``watch_instances`` when the guest is up), or ``failed`` with the reason (what the run made is removed again,
     a persistent disk excepted). Running an instance that runs already reports its state again.
+    Before the VM is started the run waits for one of the node's boot slots (``nc.max_parallel_boots``), in line
+    with the other runs, reported as ``preparing`` with task state ``waiting`` and its place in ``vmstatus``.
     With ``boot`` false it stops after the clone and reports the instance ``stopped`` (vmstatus ``prepared``)."""
     paras = command.paras
     insid = check_instance_id(str(paras.get("insid", "")))
@@ -208,9 +223,10 @@ def run_instance(command: Command, reporter: Reporter) -> None:
             if not paras.get("boot", True):
                 _prepared(record, reports)
                 return
-            _boot(record, disk, options, reports)
+            with boot_queue.boot_slot(insid, cancel, lambda place: _waiting(reports, place)):
+                _boot(record, disk, options, reports)
             logger.info("instances: %s started (%s)", insid, driver.console(insid).url)
-        except Cancelled:
+        except (Cancelled, boot_queue.WaitCancelled):
             logger.info("instances: preparing %s cancelled by a stop or delete", insid)
         except (DriverError, TransferError, CacheFull, OSError, ValidationError) as exc:
             logger.error("instances: running %s failed: %s", insid, exc)
@@ -238,7 +254,7 @@ def stop_instance(command: Command, reporter: Reporter) -> None:
     ``stopped``. Stopping an instance this node does not run reports it stopped."""
     insid = check_instance_id(str(command.paras.get("insid", "")))
     reports = _Reports(reporter, command.tid, command.seq, insid)
-    _cancel_event(insid).set()
+    _cancel_run(insid)
     with _lock(insid):
         record = NodeInstance.objects.filter(instance_id=insid).first()
         driver = node_driver()
@@ -258,6 +274,7 @@ def _end_run(record: NodeInstance | None, driver: HypervisorDriver, reports: _Re
             record.save(update_fields=["state", "updated"])
         else:
             record.delete()
+        boot_queue.wake()  # it may have been booting
     else:
         driver.destroy(reports.insid)
     reports.task("editing", "stopped", 100, vmstatus="stopped", done=True)
@@ -270,12 +287,13 @@ def delete_instance(command: Command, reporter: Reporter) -> None:
     Deleting an instance this node does not know reports it deleted."""
     insid = check_instance_id(str(command.paras.get("insid", "")))
     reports = _Reports(reporter, command.tid, command.seq, insid)
-    _cancel_event(insid).set()
+    _cancel_run(insid)
     with _lock(insid):
         driver = node_driver()
         driver.destroy(insid)
         _remove_disk(insid)
         NodeInstance.objects.filter(instance_id=insid).delete()
+        boot_queue.wake()  # it may have been booting
         reports.instance("deleted", vmstatus="deleted")
         logger.info("instances: %s deleted", insid)
 
@@ -408,6 +426,8 @@ def _follow_guest(record: NodeInstance, found: readiness.Readiness, driver: Hype
             record.state, record.answering = "running", False
     if (record.state, record.answering, record.guest_ip) != was:
         record.save(update_fields=["state", "answering", "guest_ip", "updated"])
+        if was[0] == "booting":
+            boot_queue.wake()  # a boot slot is free
         _report_run_state(record, driver, reports)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -16,12 +16,14 @@ from clc.services.networks import save_network
 from luhyadb.models import (
     Account,
     ClusterNetwork,
+    DesktopPool,
     Host,
     HostCredential,
     Image,
     ImageVersion,
     Instance,
     JoinToken,
+    Lesson,
     OwnerGroup,
     OwnerGroupPermission,
     Server,
@@ -66,6 +68,8 @@ class World:
     vmtypes: list[VMType] = field(default_factory=list)
     networks: list[ClusterNetwork] = field(default_factory=list)
     servers: list[Server] = field(default_factory=list)
+    pools: list[DesktopPool] = field(default_factory=list)
+    lessons: list[Lesson] = field(default_factory=list)
     _serial: itertools.count = field(default_factory=itertools.count)
 
     def serial(self) -> int:
@@ -85,6 +89,8 @@ class World:
             return (image.owner_group.path if image else ROOT), None
         if isinstance(record, OwnerGroup):
             return record.path, None
+        if isinstance(record, Lesson):
+            return record.pool.owner_group.path, None
         if isinstance(record, (VMType, ClusterNetwork, Server)):
             return ROOT, None
         group = record.owner_group
@@ -123,8 +129,8 @@ class World:
             return person is None or not any(rule(person, action, kind, owner, assignee) for action in ACTIONS)
 
         found = set()
-        # What a record the person may see names is part of it: an instance's image and assignee, a task's images,
-        # instance (its id is the task id's last part) and who started it.
+        # What a record the person may see names is part of it: an instance's (and a pool's) image and assignee, a
+        # task's images, instance (its id is the task id's last part) and who started it.
         named: set[str | None] = set()
         for task in TaskTransaction.objects.all():
             if not untouchable("task", self.owner(task)[0]):
@@ -136,6 +142,11 @@ class World:
                     found.add(instance.instance_id)
             else:
                 named.update((assignee, instance.image.image_id))
+        for pool in DesktopPool.objects.select_related("owner_group", "image"):
+            if untouchable("pool", pool.owner_group.path):
+                found.update((pool.pool_id, *pool.lessons.values_list("lesson_id", flat=True)))
+            else:
+                named.add(pool.image.image_id)  # as an instance names its image
         for image in Image.objects.select_related("owner_group"):
             if untouchable("image", image.owner_group.path) and image.image_id not in named:
                 found.add(image.image_id)
@@ -192,6 +203,13 @@ def build_world(spec: Spec) -> World:
         world.tasks.append(TaskTransaction.objects.create(tid=instance.tid, src_image_id=instance.image.image_id,
                                                           dst_image_id=instance.image.image_id,
                                                           instance_id=instance.instance_id))
+    for index, image in enumerate(world.images):
+        # A pool of each image, in the image's group, with a lesson on Mondays.
+        pool = DesktopPool.objects.create(pool_id=f"pol-{index:08x}", name=f"pool {index}", image=image,
+                                          vm_type=vm_type, owner_group=image.owner_group, max_size=2)
+        world.pools.append(pool)
+        world.lessons.append(Lesson.objects.create(lesson_id=f"lsn-{index:08x}", name=f"lesson {index}", pool=pool,
+                                                   weekdays=[0], starts=time(8), ends=time(9)))
     from clc.services.builds import begin_build
 
     world.builds = [begin_build(world.images[0], vm_type)]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from luhyadb.models import Account, Host, Image, Instance, TaskTransaction
+from luhyadb.models import Account, DesktopPool, Host, Image, Instance, Lesson, TaskTransaction
 from tests.authz_rule import ROOT, Person, expected, manages, rule, type_rule
 
 if TYPE_CHECKING:
@@ -240,6 +240,8 @@ _groups = attrgetter("groups")
 _vmtypes = attrgetter("vmtypes")
 _networks = attrgetter("networks")
 _servers = attrgetter("servers")
+_pools = attrgetter("pools")
+_lessons = attrgetter("lessons")
 
 
 def _desktops(world):
@@ -340,6 +342,18 @@ EXPECTATIONS: dict[str, Expect] = {
         "image", "write", "POST", _p(API + "/images/{0.image_id}/uploads/upl-0000abcd/complete/"), _images)),
     "clc-api:image-prepare": Expect(on_records("image", "execute", "POST", _p(API + "/images/{0.image_id}/prepare/"),
                                                _images, {"node": "nc-secret-node"})),
+    "clc-api:pool-list": Expect(listing("pool", f"{API}/pools/?limit=500", "pool_id",
+                                        lambda world: list(DesktopPool.objects.select_related("owner_group")))),
+    "clc-api:pool-detail": Expect(on_records("pool", "read", "GET", _p(API + "/pools/{0.pool_id}/"), _pools)),
+    "clc-api:pool-desktops": Expect(on_records("pool", "read", "GET", _p(API + "/pools/{0.pool_id}/desktops/"),
+                                               _pools)),
+    # Allowed, a claim gets the person a desktop; with no cluster in this world its run is then refused (503).
+    "clc-api:pool-claim": Expect(on_records("pool", "execute", "POST", _p(API + "/pools/{0.pool_id}/claim/"),
+                                            _pools)),
+    "clc-api:lesson-list": Expect(listing("pool", f"{API}/lessons/?limit=500", "lesson_id",
+                                          lambda world: list(Lesson.objects.select_related("pool__owner_group")))),
+    "clc-api:lesson-detail": Expect(on_records("pool", "read", "GET", _p(API + "/lessons/{0.lesson_id}/"),
+                                               _lessons)),
     "clc-api:instance-list": Expect(listing(
         "instance", f"{API}/instances/?limit=500", "instance_id",
         lambda world: list(Instance.objects.select_related("owner_group", "assigned_to")))),
@@ -581,6 +595,10 @@ EXPECTATIONS: dict[str, Expect] = {
 
 # Calls that remove records, made last in a world (a removed record is not tried again).
 REMOVALS: dict[str, Expect] = {
+    # A lesson is part of its pool's timetable: removing one is writing the pool. Both go before the images.
+    "clc-api:lesson-detail": Expect(on_records("pool", "write", "DELETE", _p(API + "/lessons/{0.lesson_id}/"),
+                                               _lessons)),
+    "clc-api:pool-detail": Expect(on_records("pool", "delete", "DELETE", _p(API + "/pools/{0.pool_id}/"), _pools)),
     "clc-api:image-detail": Expect(on_records("image", "delete", "DELETE", _p(API + "/images/{0.image_id}/"),
                                               _images)),
     "clc-api:instance-detail": Expect(on_records("instance", "delete", "DELETE",
