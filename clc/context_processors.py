@@ -15,6 +15,7 @@ from luhyadb.choices import ResourceTypeChoices as Type
 LINK_TYPES: dict[str, str] = {
     "images": Type.IMAGE,
     "instances": Type.INSTANCE,
+    "pools": Type.POOL,
     "hosts": Type.HOST,
     "networks": Type.NETWORK,
     "accounts": Type.ACCOUNT,
@@ -26,11 +27,12 @@ LINK_TYPES: dict[str, str] = {
 
 def console_links(person: authz.Actor, user=None) -> dict[str, bool]:
     """``{link: may follow}`` for every console link; ``status`` for who may read servers or PCs, ``keys`` (hosts'
-    keys and join tokens) for who manages some hosts' keys, ``instances`` not for students (their desktops are the
-    portal's), ``portal`` (my desktops) and ``account`` (my account)
-    for everyone logged in, ``records`` (the Django admin) for superusers."""
+    keys and join tokens) for who manages some hosts' keys, ``instances`` and ``pools`` not for students (their
+    desktops are the portal's), ``portal`` (my desktops) and ``account`` (my account) for everyone logged in,
+    ``records`` (the Django admin) for superusers."""
     links = {link: authz.may_type(person, "read", resource_type) for link, resource_type in LINK_TYPES.items()}
     links["instances"] = links["instances"] and not authz.uses_portal(person)  # a student's are under My desktops
+    links["pools"] = links["pools"] and not authz.uses_portal(person)  # a student gets a desktop there
     links["status"] = may_see_status(person)
     links["keys"] = bool(key_kinds(person))
     logged_in = bool(user is not None and user.is_authenticated)

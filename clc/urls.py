@@ -7,9 +7,11 @@ from clc import (
     views,
     views_accounts,
     views_builds,
+    views_class,
     views_instances,
     views_keys,
     views_ownergroups,
+    views_pools,
     views_tasks,
     views_vmtypes,
 )
@@ -46,6 +48,8 @@ register_converter(ClusterNameConverter, "clustername")
 register_converter(views_accounts.UsernameConverter, "username")
 register_converter(views_ownergroups.OwnerPathConverter, "ownerpath")
 register_converter(views_vmtypes.VMTypeNameConverter, "vmtype")
+register_converter(views_pools.PoolIdConverter, "poolid")
+register_converter(views_pools.LessonIdConverter, "lessonid")
 
 app_name = "clc"
 urlpatterns = [
@@ -68,6 +72,17 @@ urlpatterns = [
     path("workers/", views.WorkersView.as_view(), name="workers"),
     path("tasks/", views_tasks.TaskListView.as_view(), name="tasks"),
     path("tasks/<str:tid>/", views_tasks.TaskDetailView.as_view(), name="task"),
+    path("class/", views_class.ClassListView.as_view(), name="classes"),
+    path("class/<ownerpath:path>/", views_class.ClassConsoleView.as_view(), name="class"),
+    path("class/<ownerpath:path>/status/", views_class.ClassStatusView.as_view(), name="class-status"),
+    path("class/<ownerpath:path>/act/", views_class.ClassActionView.as_view(), name="class-act"),
+    path("class/<ownerpath:path>/screens/<insid:insid>.png", views_class.ClassScreenView.as_view(),
+         name="class-screen"),
+    path("class/<ownerpath:path>/watch/<insid:insid>/", views_class.ClassWatchView.as_view(), name="class-watch"),
+    path("class/<ownerpath:path>/watch/<insid:insid>/status/", views_class.ClassWatchStatusView.as_view(),
+         name="class-watch-status"),
+    path("class/<ownerpath:path>/watch/<insid:insid>/token/", views_class.ClassWatchTokenView.as_view(),
+         name="class-watch-token"),
     path("vmtypes/", views_vmtypes.VMTypeListView.as_view(), name="vmtypes"),
     path("vmtypes/new/", views_vmtypes.VMTypeCreateView.as_view(), name="vmtype-create"),
     path("vmtypes/<vmtype:name>/edit/", views_vmtypes.VMTypeUpdateView.as_view(), name="vmtype-edit"),
@@ -88,6 +103,14 @@ urlpatterns = [
     path("instances/<insid:insid>/stop/", views_instances.InstanceStopView.as_view(), name="instance-stop"),
     path("instances/<insid:insid>/delete/", views_instances.InstanceDeleteView.as_view(), name="instance-delete"),
     path("instances/<insid:insid>/push/", views_instances.InstancePushView.as_view(), name="instance-push"),
+    path("pools/", views_pools.PoolListView.as_view(), name="pools"),
+    path("pools/new/", views_pools.PoolCreateView.as_view(), name="pool-create"),
+    path("pools/<poolid:pool_id>/", views_pools.PoolDetailView.as_view(), name="pool-detail"),
+    path("pools/<poolid:pool_id>/edit/", views_pools.PoolUpdateView.as_view(), name="pool-edit"),
+    path("pools/<poolid:pool_id>/delete/", views_pools.PoolDeleteView.as_view(), name="pool-delete"),
+    path("pools/<poolid:pool_id>/lessons/", views_pools.LessonAddView.as_view(), name="pool-lesson-add"),
+    path("pools/<poolid:pool_id>/lessons/<lessonid:lesson_id>/delete/", views_pools.LessonDeleteView.as_view(),
+         name="pool-lesson-delete"),
     path("hosts/", HostListView.as_view(), name="hosts"),
     path("hosts/new/", HostCreateView.as_view(), name="host-create"),
     path("hosts/servers/", ServerListView.as_view(), name="servers"),

@@ -1,4 +1,5 @@
-"""Pages of the student portal (``/portal/``): my desktops, start, connect in the browser or with a client, stop."""
+"""Pages of the student portal (``/portal/``): my desktops, start, connect in the browser or with a client, stop; a
+desktop from one of my class's pools."""
 
 from django.urls import path
 
@@ -14,5 +15,6 @@ urlpatterns = [
     path("desktops/<str:insid>/stop/", views.DesktopStopView.as_view(), name="stop"),
     path("desktops/<str:insid>/token/", views.ConsoleTokenView.as_view(), name="token"),
     path("desktops/<str:insid>/client/", views.ClientFileView.as_view(), name="client-file"),
+    path("pools/<str:pool_id>/claim/", views.PoolClaimView.as_view(), name="pool-claim"),
     path("novnc/<path:path>", views.NoVNCFileView.as_view(), name="novnc"),
 ]

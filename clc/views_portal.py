@@ -16,12 +16,12 @@ from django.views import View
 from django.views.generic import TemplateView
 from django.views.static import serve
 
-from clc.services import authz, portal
+from clc.services import authz, pools, portal
 from clc.services.instances import InstanceError
 from clc.views import AuthorizedMixin
 from luhyadb.choices import InstanceKindChoices
 from luhyadb.choices import ResourceTypeChoices as Type
-from luhyadb.models import Instance
+from luhyadb.models import DesktopPool, Instance
 
 # Desktops' states and progress refresh this often on the portal's pages.
 REFRESH_MS = 2000
@@ -58,14 +58,18 @@ class PortalMixin(AuthorizedMixin):
 
 
 class DesktopListView(PortalMixin, TemplateView):
-    """My desktops: each with its state, Start/Stop, Connect when it runs, and a progress bar while it starts."""
+    """My desktops: each with its state, Start/Stop, Connect when it runs, and a progress bar while it starts; and
+    the desktop pools I may get a desktop from (those I hold one of say so)."""
 
     template_name = "clc/portal/desktops.html"
 
     def get_context_data(self, **kwargs):
         rows = [portal.desktop_status(self.actor, desktop) for desktop in portal.desktops(self.actor)]
+        held = set(Instance.objects.filter(assigned_to_id=self.actor.user_id, pool__isnull=False)
+                   .values_list("pool_id", flat=True))
         return super().get_context_data(**kwargs) | {
             "desktops": rows,
+            "pools": [{"pool": pool, "held": pool.pk in held} for pool in pools.usable_pools(self.actor)],
             "live": {"status": reverse("portal:status"), "period": REFRESH_MS},
         }
 
@@ -124,6 +128,30 @@ class DesktopStartView(PortalMixin, View):
         else:
             messages.success(request, f"{desktop.name} is starting; it can be used once it runs.")
         return self.back()
+
+
+class PoolClaimView(PortalMixin, View):
+    """``POST pools/<id>/claim/``: a desktop of the pool for me (mine if I hold one), started if it was not; then its
+    page, which shows how far it has started and connects once it runs. A full pool, or a start refused, is shown
+    as a message on my desktops."""
+
+    resource_type = Type.POOL
+    action = "execute"
+
+    def post(self, request, pool_id: str):
+        pool = self.authorized(DesktopPool.objects.select_related("image", "vm_type", "owner_group"),
+                               pool_id=pool_id)
+        try:
+            claim = pools.claim_desktop(self.actor, pool, request.user)
+        except pools.PoolError as exc:
+            messages.error(request, str(exc))
+            return redirect("portal:desktops")
+        except InstanceError as exc:
+            messages.error(request, f"Your desktop of {pool.name} was not started: {exc}")
+            return redirect("portal:desktops")
+        if claim.started:
+            messages.success(request, f"{claim.desktop.name} is starting; it connects once it runs.")
+        return redirect("portal:desktop", insid=claim.desktop.instance_id)
 
 
 class DesktopStopView(PortalMixin, View):

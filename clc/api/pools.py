@@ -12,7 +12,7 @@ from clc.api.authz import AuthorizedViewSetMixin, actor, require, require_create
 from clc.api.serializers import DesktopPoolSerializer, InstanceSerializer, LessonSerializer
 from clc.services import authz
 from clc.services.instances import InstanceError
-from clc.services.lessons import change_lesson, create_lesson
+from clc.services.lessons import change_lesson, create_lesson, delete_lesson
 from clc.services.pools import PoolError, change_pool, claim_desktop, create_pool, delete_pool
 from luhyaapi.filters import SearchFilter
 from luhyaapi.ids import InvalidId, validate_id
@@ -125,6 +125,9 @@ class LessonViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     def perform_update(self, serializer):
         require(self.request, "write", serializer.validated_data.get("pool", serializer.instance.pool))
         serializer.instance = change_lesson(serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        delete_lesson(instance)
 
     def handle_exception(self, exc):
         if isinstance(exc, PoolError):

@@ -11,11 +11,9 @@ from clc.api.authz import actor, is_signed
 from clc.services.authz import assignee_problem, groups_within
 from clc.services.instances import change_instance
 from clc.services.lessons import weekdays_problem
+from clc.services.pools import POOL_NAME_LENGTH
 from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name, validate_ports
 from luhyadb.models import MAX_POOL_SIZE, DesktopPool, Image, ImageVersion, Instance, Lesson, OwnerGroup, VMType
-
-# A pool's desktops are named after it ("<pool> 12"), within an instance name's 100 characters.
-POOL_NAME_LENGTH = 90
 
 
 def _checked(check, value: str, field: str) -> str:

@@ -129,9 +129,11 @@ class ConsoleProxy:
                            endpoint.host, endpoint.port, exc)
             await websocket.close(CloseCode.INTERNAL_ERROR, "the desktop's console does not answer")
             return
-        if endpoint.password:
+        # A watcher's bytes are read as RFB messages from the first, so the proxy opens the session itself.
+        watcher = rfb.WatchOnly() if session.watch else None
+        if endpoint.password or watcher is not None:
             try:
-                await asyncio.wait_for(self._open_rfb(endpoint.password, reader, writer, websocket),
+                await asyncio.wait_for(self._open_rfb(endpoint.password, reader, writer, websocket, watcher),
                                        HANDSHAKE_SECONDS)
             except (rfb.HandshakeError, asyncio.IncompleteReadError, TimeoutError, OSError, ConnectionClosed) as exc:
                 reason = str(exc) if isinstance(exc, rfb.HandshakeError) else "the desktop's console did not answer"
@@ -143,7 +145,7 @@ class ConsoleProxy:
         logger.info("console proxy: %s connected to %s (%s:%s) from %s", session.username, session.instance_id,
                     endpoint.host, endpoint.port, _peer(websocket))
         self.open_sessions += 1
-        tasks = [asyncio.create_task(self._to_console(websocket, writer)),
+        tasks = [asyncio.create_task(self._to_console(websocket, writer, watcher)),
                  asyncio.create_task(self._to_browser(reader, websocket)),
                  asyncio.create_task(self._keep(session, websocket))]
         try:
@@ -157,14 +159,15 @@ class ConsoleProxy:
                 await writer.wait_closed()
             await websocket.close()
             self.open_sessions -= 1
-            await self._touch(session)
+            if not session.watch:  # a teacher watching does not keep the desktop from being idle
+                await self._touch(session)
             logger.info("console proxy: %s left %s", session.username, session.instance_id)
 
     @staticmethod
     async def _open_rfb(password: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        websocket: ServerConnection) -> None:
+                        websocket: ServerConnection, watcher: rfb.WatchOnly | None = None) -> None:
         """Log in to the console with the run's password, then greet the browser as a console that asks for none;
-        the browser's first bytes after its greeting go on to the console."""
+        the browser's first bytes after its greeting go on to the console (through ``watcher``, if it watches)."""
 
         async def to_console(data: bytes) -> None:
             writer.write(data)
@@ -173,17 +176,23 @@ class ConsoleProxy:
         await rfb.log_in(reader.readexactly, to_console, password)
         browser = _BrowserBytes(websocket)
         await rfb.greet(browser.read_exactly, websocket.send)
-        if browser.pending:
-            await to_console(browser.pending)
+        pending = watcher.feed(browser.pending) if watcher is not None and browser.pending else browser.pending
+        if pending:
+            await to_console(pending)
 
-    async def _to_console(self, websocket: ServerConnection, writer: asyncio.StreamWriter) -> None:
+    async def _to_console(self, websocket: ServerConnection, writer: asyncio.StreamWriter,
+                          watcher: rfb.WatchOnly | None) -> None:
         try:
             async for message in websocket:
                 if isinstance(message, str):
                     await websocket.close(CloseCode.UNSUPPORTED_DATA, "a console takes binary frames only")
                     return
+                if watcher is not None:
+                    message = watcher.feed(message)
                 writer.write(message)
                 await writer.drain()
+        except rfb.HandshakeError as exc:
+            await websocket.close(CloseCode.POLICY_VIOLATION, _reason(str(exc)))
         except (ConnectionClosed, OSError):
             return
 

@@ -80,6 +80,12 @@ def change_lesson(lesson: Lesson, **changes) -> Lesson:
     return lesson
 
 
+def delete_lesson(lesson: Lesson) -> None:
+    """Remove the lesson from its pool's timetable (the pool keeps only ``min_ready`` up at that hour from now on)."""
+    lesson.delete()
+    logger.info("lessons: %s (%s) of %s deleted", lesson.lesson_id, lesson.name, lesson.pool.pool_id)
+
+
 def _occurrences(lesson: Lesson, around: date) -> list[tuple[datetime, datetime]]:
     """The lesson's (start, end) in the cloud's time zone on the days around ``around`` it takes place."""
     zone = timezone.get_current_timezone()

@@ -45,6 +45,8 @@ from luhyadb.models import MAX_POOL_SIZE, DesktopPool, Image, Instance, OwnerGro
 
 logger = logging.getLogger(__name__)
 
+# A pool's desktops are named after it ("<pool> 12"), within an instance name's 100 characters.
+POOL_NAME_LENGTH = 90
 # A free desktop on its way up is as good as ready: the person waits less for it than for a stopped one.
 STARTING_STATES = (State.SCHEDULED, State.PREPARING, State.BOOTING)
 READY_STATES = (*STARTING_STATES, State.RUNNING)

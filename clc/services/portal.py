@@ -41,6 +41,9 @@ USED_TOKEN_KEY = "portal:console-token-used:{nonce}"
 ACTIVITY_SECONDS = 30.0
 # How often the CLC looks for idle desktops.
 IDLE_CHECK_SECONDS = 60.0
+# A teacher's message to a student (the class console's "message") shows on their pages this long, or until the next.
+NOTICE_KEY = "portal:notice:{user_id}"
+NOTICE_SECONDS = 15 * 60
 # Where Debian's novnc package puts noVNC's ES modules (core/rfb.js and what it imports).
 NOVNC_DIR = Path("/usr/share/novnc")
 # noVNC's file names are short words of letters, digits, "_", "-" and "."; anything else (a name the file system
@@ -87,6 +90,9 @@ class ConsoleSession:
     instance_id: str
     runs: int
     endpoint: ConsoleEndpoint
+    # Opened to watch only (a teacher looking at a student's screen, ``rfb.WatchOnly``): no input passes, and the
+    # watching does not keep the desktop from being idle.
+    watch: bool = False
 
 
 def console_endpoint(instance: Instance) -> ConsoleEndpoint | None:
@@ -184,7 +190,19 @@ def desktop_status(actor: authz.Actor, instance: Instance) -> dict:
         (instance.NOT_ANSWERING_HINT if instance.state == State.RUNNING and not instance.answering else ""),
         "console": endpoint.scheme if endpoint else "",
         "actions": desktop_actions(actor, instance),
+        "notice": notice_for(actor.user_id),
     }
+
+
+def post_notice(user_id: int, sender: str, text: str) -> None:
+    """Show ``text`` from ``sender`` (a teacher) on the student's portal pages for ``NOTICE_SECONDS``."""
+    cache.set(NOTICE_KEY.format(user_id=user_id), {"from": sender, "text": text}, NOTICE_SECONDS)
+
+
+def notice_for(user_id: int | None) -> str:
+    """The teacher's current message to this student, as the portal shows it ("" when there is none)."""
+    notice = cache.get(NOTICE_KEY.format(user_id=user_id)) if user_id else None
+    return f"{notice['from']}: {notice['text']}" if isinstance(notice, dict) else ""
 
 
 def start_desktop(instance: Instance) -> Instance:
@@ -241,17 +259,24 @@ def console_details(instance: Instance) -> dict[str, str]:
     return {"url": instance.console_url, "protocol": endpoint.scheme, "password": endpoint.password}
 
 
-def issue_console_token(actor: authz.Actor, instance: Instance) -> str:
+def issue_console_token(actor: authz.Actor, instance: Instance, *, watch: bool = False) -> str:
     """A one-time token for the in-browser console of a running VNC desktop: signed with the host's SECRET_KEY,
-    it binds the person, the desktop, its run and a random nonce, and is good for ``CONSOLE_TOKEN_SECONDS``.
-    ``authz.Denied`` unless the person may execute the desktop; PortalError 409 unless it runs with a VNC console."""
-    authz.require(actor, "execute", instance)
+    it binds the person, the desktop, its run, whether it only watches, and a random nonce, and is good for
+    ``CONSOLE_TOKEN_SECONDS``. ``authz.Denied`` unless the person may execute the desktop (watch: may change it, as
+    its teacher); PortalError 409 unless it runs with a VNC console."""
+    authz.require(actor, _console_action(watch), instance)
     endpoint = console_endpoint(instance)
     if endpoint is None or endpoint.scheme != "vnc":
         what = "an RDP console: use the .rdp file" if endpoint else f"{State(instance.state).label.lower()}"
         raise PortalError(409, f"{instance.name} has no in-browser console now: it is {what}")
-    payload = {"u": actor.user_id, "i": instance.instance_id, "r": instance.runs, "n": secrets.token_urlsafe(16)}
+    payload = {"u": actor.user_id, "i": instance.instance_id, "r": instance.runs, "w": int(watch),
+               "n": secrets.token_urlsafe(16)}
     return signing.TimestampSigner(salt=TOKEN_SALT).sign_object(payload)
+
+
+def _console_action(watch: bool) -> str:
+    """Using a desktop's console is executing it; watching it only is for who may change it (its teacher)."""
+    return "write" if watch else "execute"
 
 
 def redeem_console_token(token: str) -> ConsoleSession:
@@ -272,9 +297,11 @@ def redeem_console_token(token: str) -> ConsoleSession:
         raise ConsoleRefused("the console token was used already; open the console again")
     user = get_user_model().objects.filter(pk=payload["u"], is_active=True).first()
     instance = Instance.objects.select_related("owner_group").filter(instance_id=payload["i"]).first()
-    session = _admitted(user, instance, payload["r"])
-    touch_activity(session.instance_id)
-    logger.info("portal: console of %s opened by %s", session.instance_id, session.username)
+    session = _admitted(user, instance, payload["r"], watch=bool(payload.get("w")))
+    if not session.watch:
+        touch_activity(session.instance_id)
+    logger.info("portal: console of %s opened by %s%s", session.instance_id, session.username,
+                " to watch" if session.watch else "")
     return session
 
 
@@ -283,18 +310,19 @@ def keep_console_session(session: ConsoleSession) -> None:
     same run is still running, then the desktop is marked active. ConsoleRefused when the session must end."""
     user = get_user_model().objects.filter(pk=session.user_id, is_active=True).first()
     instance = Instance.objects.select_related("owner_group").filter(instance_id=session.instance_id).first()
-    _admitted(user, instance, session.runs)
-    touch_activity(session.instance_id)
+    _admitted(user, instance, session.runs, watch=session.watch)
+    if not session.watch:
+        touch_activity(session.instance_id)
 
 
-def _admitted(user, instance: Instance | None, runs: int) -> ConsoleSession:
-    if user is None or instance is None or not authz.may(authz.actor_for(user), "execute", instance):
+def _admitted(user, instance: Instance | None, runs: int, *, watch: bool = False) -> ConsoleSession:
+    if user is None or instance is None or not authz.may(authz.actor_for(user), _console_action(watch), instance):
         raise ConsoleRefused("you may not use this desktop's console")
     endpoint = console_endpoint(instance)
     if endpoint is None or endpoint.scheme != "vnc" or instance.runs != runs:
         raise ConsoleRefused(f"{instance.name} is not running (any more); start it and open the console again")
     return ConsoleSession(user_id=user.pk, username=user.get_username(), instance_id=instance.instance_id,
-                          runs=runs, endpoint=endpoint)
+                          runs=runs, endpoint=endpoint, watch=watch)
 
 
 def touch_activity(instance_id: str) -> None:

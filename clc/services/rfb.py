@@ -128,3 +128,78 @@ async def greet(read_exactly: ReadExactly, send: Send) -> None:
         raise HandshakeError(f"the viewer chose security type {chosen}, which was not offered")
     if minor == 8:
         await send(struct.pack(">I", 0))
+
+
+# Client messages (RFC 6143 section 7.5, and the extensions noVNC sends) by type: the length of the message from its
+# first bytes (None while more are needed to tell), and whether a watcher may send it (asking for pictures: yes;
+# keys, the mouse, the clipboard, resizing, power: no).
+def _fixed(length: int) -> Callable[[bytes], int | None]:
+    return lambda head: length
+
+
+def _counted(offset: int, size: int, base: int, each: int) -> Callable[[bytes], int | None]:
+    """Messages whose length is a count at ``offset`` (``size`` bytes, big-endian) of ``each`` bytes after ``base``."""
+    def length(head: bytes) -> int | None:
+        if len(head) < offset + size:
+            return None
+        count = int.from_bytes(head[offset:offset + size], "big", signed=size == 4)
+        return base + each * abs(count)  # an extended clipboard message's length is negative
+    return length
+
+
+def _qemu(head: bytes) -> int | None:
+    if len(head) < 2:
+        return None
+    if head[1] == 0:  # extended key event
+        return 12
+    raise HandshakeError(f"the viewer sent QEMU client message {head[1]}, which a watcher does not send")
+
+
+CLIENT_MESSAGES: dict[int, tuple[Callable[[bytes], int | None], bool]] = {
+    0: (_fixed(20), True),  # SetPixelFormat
+    2: (_counted(2, 2, 4, 4), True),  # SetEncodings
+    3: (_fixed(10), True),  # FramebufferUpdateRequest
+    4: (_fixed(8), False),  # KeyEvent
+    5: (_fixed(6), False),  # PointerEvent
+    6: (_counted(4, 4, 8, 1), False),  # ClientCutText
+    150: (_fixed(10), True),  # EnableContinuousUpdates
+    248: (_counted(8, 1, 9, 1), True),  # ClientFence
+    250: (_fixed(4), False),  # xvp: shut down, reboot, reset
+    251: (_counted(6, 1, 8, 16), False),  # SetDesktopSize
+    255: (_qemu, False),  # QEMU's extended key event
+}
+
+
+class WatchOnly:
+    """The viewer's side of a session opened to watch only (a teacher looking at a student's screen): the
+    ClientInit asks for a shared session (the student's own goes on), and then only the messages that ask for
+    pictures pass; keys, the mouse, the clipboard, resizing and power are dropped. ``feed`` takes the viewer's bytes
+    as they come (messages may span frames) and returns those to pass on; a message it does not know ends the
+    session (HandshakeError), since its length, and so where the next message starts, is unknown."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.initialised = False
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> bytes:
+        self.pending += data
+        passed = bytearray()
+        if not self.initialised and self.pending:
+            passed.append(1)  # ClientInit: shared, whatever the viewer asked
+            self.pending = self.pending[1:]
+            self.initialised = True
+        while self.pending:
+            known = CLIENT_MESSAGES.get(self.pending[0])
+            if known is None:
+                raise HandshakeError(f"the viewer sent message type {self.pending[0]}, which a watcher does not send")
+            length_of, allowed = known
+            length = length_of(self.pending)
+            if length is None or len(self.pending) < length:
+                break
+            message, self.pending = self.pending[:length], self.pending[length:]
+            if allowed:
+                passed += message
+            else:
+                self.dropped += 1
+        return bytes(passed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
+from clc.tests.classes import two_schools
 from clc.tests.machines import MAC, NODE
 from luhyaapi.client import RoleClient
 from luhyadb.models import Host, Server
@@ -37,3 +38,9 @@ def node(controller):
     RoleClient(controller.api_url, enrolled_key("pc-12")).post("/cc/api/1.0/register/server/", NODE)
     purge("pc-12")
     return Server.objects.get(role="nc", name="pc-12")
+
+
+@pytest.fixture
+def schools(controller):
+    """Two schools sharing this test server's cloud (``clc.tests.classes.two_schools``)."""
+    return two_schools()

@@ -7,110 +7,36 @@ controller's API (this test server's CC role)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import close_old_connections
-from django.test import Client
 from django.utils import timezone
 
-from cc.models import ClusterNode
-from cc.services.instances import note_instance_status
-from cc.services.scheduler import HOST_RESERVE_MB
 from clc.services import authz
 from clc.services.lessons import keep_pools
-from clc.services.ownergroups import KINDS
 from clc.services.pools import claim_desktop, create_pool, keep_pool
-from clc.services.status import StatusFolder
-from luhyaapi.messages import InsStatus
-from luhyadb.models import (
-    Account,
-    DesktopPool,
-    Image,
-    ImageVersion,
-    Instance,
-    Lesson,
-    OwnerGroup,
-    OwnerGroupPermission,
-    Server,
-    VMType,
-)
-from tests.keys import enrolled_key
+from clc.tests.classes import CLASS, as_, person, report
+from luhyadb.models import DesktopPool, Instance, Lesson
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
-CLASS = 30
-TINY_MB = 256
 API = "/clc/api/1.0"
 
 
-def group(path: str, kind: str) -> OwnerGroup:
-    made = OwnerGroup.objects.create(name=path, path=path)
-    for resource_type, actions in KINDS[kind][1].items():
-        OwnerGroupPermission.objects.create(owner_group=made, resource_type=resource_type,
-                                            **{action: action in actions for action in authz.ACTIONS})
-    return made
-
-
-def person(username: str, owner: OwnerGroup, role: str = "user"):
-    user = get_user_model().objects.create_user(username)
-    Account.objects.create(user=user, owner_group=owner, role=role)
-    return user
-
-
-@pytest.fixture
-def school(controller):
-    """Two schools sharing one cloud: school 1 with class c1 (its students and a teacher) and its image, school 2
-    with its own administrator and image; one node with room for a class and more, registered with the CC."""
-    now = datetime.now(tz=UTC)
-    Server.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cluster="cluster1", state="online")
-    enrolled_key("nc-1")
-    ClusterNode.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cpus=64,
-                               memory_mb=HOST_RESERVE_MB + 2 * CLASS * TINY_MB, disk_mb=10**6, free_disk_mb=10**6,
-                               last_seen=now)
-    OwnerGroup.objects.create(name="root", path="edu")
-    s1, s2 = group("edu.s1", "school"), group("edu.s2", "school")
-    c1, c2 = group("edu.s1.c1", "class"), group("edu.s1.c2", "class")
-    images = {}
-    for owner in (s1, s2, c2):
-        image = Image.objects.create(image_id=f"img-{len(images) + 1:08x}", name=f"{owner.path} desktop",
-                                     owner_group=owner, current_version=1)
-        ImageVersion.objects.create(image=image, number=1, label="1.0.0", size_bytes=1024, sha256="b" * 64,
-                                    format="qcow2")
-        images[owner.path] = image
-    return {"s1": s1, "s2": s2, "c1": c1, "c2": c2, "images": images,
-            "tiny": VMType.objects.create(name="tiny", cpus=1, memory_mb=TINY_MB, disk_gb=1),
-            "head1": person("head1", s1, "superadm"), "head2": person("head2", s2, "superadm"),
-            "students": [person(f"s{number:02d}", c1) for number in range(1, CLASS + 1)]}
-
-
-def pool_of(school, **settings) -> DesktopPool:
-    values = {"name": "Class 1 desktops", "image": school["images"]["edu.s1"], "vm_type": school["tiny"],
-              "owner_group": school["c1"], "min_ready": 0, "max_size": CLASS} | settings
+def pool_of(schools, **settings) -> DesktopPool:
+    values = {"name": "Class 1 desktops", "image": schools["images"]["edu.s1"], "vm_type": schools["tiny"],
+              "owner_group": schools["c1"], "min_ready": 0, "max_size": CLASS} | settings
     return create_pool(**values)
-
-
-def as_(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def claim(user, pool: DesktopPool):
     return as_(user).post(f"{API}/pools/{pool.pool_id}/claim/", content_type="application/json")
 
 
-def report(instance: Instance, state: str) -> None:
-    """The node's report of the instance's current run, as it goes: noted by the CC, then folded by the CLC."""
-    instance.refresh_from_db()
-    relayed = note_instance_status(InsStatus(insid=instance.instance_id, node="nc-1", seq=instance.runs, state=state))
-    StatusFolder(missed_heartbeats=3, db_touch_seconds=60).fold([relayed])
-
-
-def test_each_student_of_the_class_gets_a_desktop_of_their_own_and_the_same_one_when_asking_again(school):
-    pool = pool_of(school)
-    students = school["students"][:6]
+def test_each_student_of_the_class_gets_a_desktop_of_their_own_and_the_same_one_when_asking_again(schools):
+    pool = pool_of(schools)
+    students = schools["students"][:6]
     answers = [claim(student, pool) for student in students]
     assert [answer.status_code for answer in answers] == [202] * 6
     desktops = [answer.json() for answer in answers]
@@ -124,8 +50,8 @@ def test_each_student_of_the_class_gets_a_desktop_of_their_own_and_the_same_one_
     assert as_(students[1]).get(f"/portal/desktops/{desktops[0]['instance_id']}/").status_code == 404
 
 
-def test_a_class_of_thirty_claiming_at_once_gets_thirty_different_desktops(school):
-    pool = pool_of(school)
+def test_a_class_of_thirty_claiming_at_once_gets_thirty_different_desktops(schools):
+    pool = pool_of(schools)
 
     def claimed(student) -> tuple[int, str]:
         try:
@@ -135,20 +61,20 @@ def test_a_class_of_thirty_claiming_at_once_gets_thirty_different_desktops(schoo
             close_old_connections()
 
     with ThreadPoolExecutor(10) as threads:
-        answers = list(threads.map(claimed, school["students"]))
+        answers = list(threads.map(claimed, schools["students"]))
     assert {status for status, _ in answers} == {202}, answers
     assert len({insid for _, insid in answers}) == CLASS
     holders = Instance.objects.filter(pool=pool).values_list("assigned_to__username", flat=True)
-    assert sorted(holders) == sorted(student.username for student in school["students"])
+    assert sorted(holders) == sorted(student.username for student in schools["students"])
 
 
-def test_the_pool_keeps_its_ready_desktops_up_and_hands_out_a_running_one_first(school):
-    pool = pool_of(school, min_ready=2)
+def test_the_pool_keeps_its_ready_desktops_up_and_hands_out_a_running_one_first(schools):
+    pool = pool_of(schools, min_ready=2)
     started = keep_pool(pool)
     assert len(started) == 2
     for insid in started:
         report(Instance.objects.get(instance_id=insid), "running")
-    desktop = claim(school["students"][0], pool).json()
+    desktop = claim(schools["students"][0], pool).json()
     assert (desktop["instance_id"] in started, desktop["state"], desktop["runs"]) == (True, "running", 1)
     # The pool started another so that two are ready again for the next students.
     free = Instance.objects.filter(pool=pool, assigned_to__isnull=True)
@@ -156,9 +82,9 @@ def test_the_pool_keeps_its_ready_desktops_up_and_hands_out_a_running_one_first(
     assert keep_pool(pool) == []
 
 
-def test_a_stopped_desktop_goes_back_to_the_pool_and_runs_again_from_the_image_for_the_next_student(school):
-    pool = pool_of(school, max_size=1)
-    first, second = school["students"][:2]
+def test_a_stopped_desktop_goes_back_to_the_pool_and_runs_again_from_the_image_for_the_next_student(schools):
+    pool = pool_of(schools, max_size=1)
+    first, second = schools["students"][:2]
     desktop = Instance.objects.get(instance_id=claim(first, pool).json()["instance_id"])
     assert claim(second, pool).status_code == 409
     report(desktop, "running")
@@ -170,9 +96,9 @@ def test_a_stopped_desktop_goes_back_to_the_pool_and_runs_again_from_the_image_f
     assert (given["instance_id"], given["assigned_to"], given["runs"]) == (desktop.instance_id, "s02", 2)
 
 
-def test_a_persistent_pools_desktop_stays_its_students_after_it_stops(school):
-    pool = pool_of(school, persistent=True)
-    student = school["students"][0]
+def test_a_persistent_pools_desktop_stays_its_students_after_it_stops(schools):
+    pool = pool_of(schools, persistent=True)
+    student = schools["students"][0]
     desktop = Instance.objects.get(instance_id=claim(student, pool).json()["instance_id"])
     assert desktop.persistent
     report(desktop, "stopped")
@@ -181,17 +107,17 @@ def test_a_persistent_pools_desktop_stays_its_students_after_it_stops(school):
     assert claim(student, pool).json()["instance_id"] == desktop.instance_id
 
 
-def test_a_full_pool_says_how_big_it_is_and_what_to_do(school):
-    pool = pool_of(school, max_size=2)
-    for student in school["students"][:2]:
+def test_a_full_pool_says_how_big_it_is_and_what_to_do(schools):
+    pool = pool_of(schools, max_size=2)
+    for student in schools["students"][:2]:
         assert claim(student, pool).status_code == 202
-    answer = claim(school["students"][2], pool)
+    answer = claim(schools["students"][2], pool)
     assert answer.status_code == 409
     assert answer.json()["detail"].startswith("all 2 desktops of Class 1 desktops are in use")
 
 
-def test_the_timetable_starts_the_pool_before_a_lesson_and_stops_unused_desktops_after_it(school):
-    pool = pool_of(school, max_size=4, min_ready=1)
+def test_the_timetable_starts_the_pool_before_a_lesson_and_stops_unused_desktops_after_it(schools):
+    pool = pool_of(schools, max_size=4, min_ready=1)
     monday_8 = datetime(2026, 12, 7, 8, 0, tzinfo=timezone.get_current_timezone())
     Lesson.objects.create(lesson_id="lsn-00000001", name="Maths", pool=pool, weekdays=[0], starts=time(8),
                           ends=time(9), prestart_minutes=10)
@@ -201,7 +127,7 @@ def test_the_timetable_starts_the_pool_before_a_lesson_and_stops_unused_desktops
     assert len(started) == 3 and Instance.objects.filter(pool=pool, state="scheduled").count() == 4
     for desktop in Instance.objects.filter(pool=pool):
         report(desktop, "running")
-    working, gone_home = school["students"][:2]
+    working, gone_home = schools["students"][:2]
     for student in (working, gone_home):
         claim_desktop(authz.actor_for(student), pool, student)
     # After the bell: the desktop whose console is still open stays, the other student's and the spare ones beyond
@@ -225,9 +151,9 @@ def test_the_timetable_starts_the_pool_before_a_lesson_and_stops_unused_desktops
     ({"max_size": 0}, "max_size", "greater than or equal to 1"),
     ({"name": "../etc"}, "name", ""),
 ])
-def test_bad_pool_settings_are_a_400_naming_the_field(school, changes, field, words):
+def test_bad_pool_settings_are_a_400_naming_the_field(schools, changes, field, words):
     body = {"name": "Class 1", "image": "img-00000001", "vm_type": "tiny", "owner_group": "edu.s1.c1"} | changes
-    answer = as_(school["head1"]).post(f"{API}/pools/", body, content_type="application/json")
+    answer = as_(schools["head1"]).post(f"{API}/pools/", body, content_type="application/json")
     assert answer.status_code == 400, answer.content
     assert words in answer.json()[field][0]
     assert not DesktopPool.objects.exists()
@@ -240,9 +166,9 @@ def test_bad_pool_settings_are_a_400_naming_the_field(school, changes, field, wo
     ({"weekdays": [1, 1]}, "weekdays", "distinct weekdays"),
     ({"weekdays": []}, "weekdays", ""),
 ])
-def test_bad_lessons_are_a_400_naming_the_field(school, lesson, field, words):
-    pool = pool_of(school)
-    head = as_(school["head1"])
+def test_bad_lessons_are_a_400_naming_the_field(schools, lesson, field, words):
+    pool = pool_of(schools)
+    head = as_(schools["head1"])
     maths = {"name": "Maths", "pool": pool.pool_id, "weekdays": [0], "starts": "08:00", "ends": "09:00"}
     assert head.post(f"{API}/lessons/", maths, content_type="application/json").status_code == 201
     answer = head.post(f"{API}/lessons/", maths | {"name": "Art"} | lesson, content_type="application/json")
@@ -251,11 +177,11 @@ def test_bad_lessons_are_a_400_naming_the_field(school, lesson, field, words):
     assert Lesson.objects.count() == 1
 
 
-def test_another_schools_administrator_and_another_class_never_reach_the_pool(school):
-    pool = pool_of(school)
-    other_class = person("stranger", school["c2"])
+def test_another_schools_administrator_and_another_class_never_reach_the_pool(schools):
+    pool = pool_of(schools)
+    other_class = person("stranger", schools["c2"])
     assert claim(other_class, pool).status_code == 404
-    head2 = as_(school["head2"])
+    head2 = as_(schools["head2"])
     for method, path in (("get", f"{API}/pools/{pool.pool_id}/"), ("get", f"{API}/pools/{pool.pool_id}/desktops/"),
                          ("post", f"{API}/pools/{pool.pool_id}/claim/"), ("delete", f"{API}/pools/{pool.pool_id}/")):
         assert getattr(head2, method)(path).status_code == 404, (method, path)
@@ -266,10 +192,10 @@ def test_another_schools_administrator_and_another_class_never_reach_the_pool(sc
     assert DesktopPool.objects.count() == 1
 
 
-def test_a_pool_whose_desktops_run_is_not_deleted_and_one_whose_desktops_rest_goes_with_them(school):
-    pool = pool_of(school)
-    head = as_(school["head1"])
-    desktop = Instance.objects.get(instance_id=claim(school["students"][0], pool).json()["instance_id"])
+def test_a_pool_whose_desktops_run_is_not_deleted_and_one_whose_desktops_rest_goes_with_them(schools):
+    pool = pool_of(schools)
+    head = as_(schools["head1"])
+    desktop = Instance.objects.get(instance_id=claim(schools["students"][0], pool).json()["instance_id"])
     answer = head.delete(f"{API}/pools/{pool.pool_id}/")
     assert (answer.status_code, answer.json()["detail"]) == (409, "1 desktop of Class 1 desktops still runs: stop "
                                                                   "them first (the class console's stop all)")

@@ -142,3 +142,38 @@ def test_a_vnc_file_password_decrypts_with_the_key_password_recovery_tools_use()
         decryptor = Cipher(TripleDES(key), modes.ECB()).decryptor()
         hidden = bytes.fromhex(rfb.viewer_file_password(password))
         assert decryptor.update(hidden) + decryptor.finalize() == stored
+
+
+# Watching only (a teacher looking at a student's screen)
+
+PIXEL_FORMAT = bytes([0, 0, 0, 0]) + bytes(16)
+ENCODINGS = struct.pack(">BxHii", 2, 2, 0, -223)
+UPDATE = struct.pack(">BBHHHH", 3, 1, 0, 0, 800, 600)
+KEY = struct.pack(">BBxxI", 4, 1, 0x61)
+POINTER = struct.pack(">BBHH", 5, 1, 10, 20)
+CUT = struct.pack(">BxxxI", 6, 5) + b"hello"
+FENCE = struct.pack(">BxxxIB", 248, 0, 3) + b"abc"
+QEMU_KEY = struct.pack(">BBHII", 255, 0, 1, 0x61, 30)
+RESIZE = struct.pack(">BxHHBx", 251, 1024, 768, 1) + bytes(16)
+
+
+def test_a_watcher_asks_for_a_shared_session_and_only_its_requests_for_pictures_pass():
+    watcher = rfb.WatchOnly()
+    stream = b"\x00" + PIXEL_FORMAT + ENCODINGS + KEY + UPDATE + POINTER + CUT + FENCE + QEMU_KEY + RESIZE + UPDATE
+    assert watcher.feed(stream) == b"\x01" + PIXEL_FORMAT + ENCODINGS + UPDATE + FENCE + UPDATE
+    assert watcher.dropped == 5
+
+
+def test_messages_split_across_frames_are_taken_whole():
+    watcher = rfb.WatchOnly()
+    stream = b"\x01" + KEY + UPDATE + CUT + UPDATE
+    passed = b"".join(watcher.feed(stream[index:index + 3]) for index in range(0, len(stream), 3))
+    assert passed == b"\x01" + UPDATE + UPDATE
+
+
+def test_a_message_a_watcher_never_sends_ends_the_session():
+    watcher = rfb.WatchOnly()
+    with pytest.raises(rfb.HandshakeError, match="message type 99"):
+        watcher.feed(b"\x01" + UPDATE + b"\x63" + bytes(10))
+    with pytest.raises(rfb.HandshakeError, match="QEMU client message 1"):
+        rfb.WatchOnly().feed(b"\x01" + struct.pack(">BBH", 255, 1, 0))

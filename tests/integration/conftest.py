@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -17,6 +20,7 @@ from luhyaapi.messages import MESSAGE_CLASSES
 from luhyaapi.queues import kind_of
 from tests.apifuzz import SUMMARY
 from tests.rabbitmq import scratch_vhost
+from tests.services import build_test_image, free_port_block
 
 RABBITMQ_URL = os.environ.get("EDUCLOUD_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/%2F")
 # The policy of a test's scratch queue: every message sealed for it by a trusted host.
@@ -123,3 +127,38 @@ def pytest_terminal_summary(terminalreporter, config):
     """The API fuzz test's counts, if it ran."""
     if SUMMARY in config.stash:
         terminalreporter.write_line(config.stash[SUMMARY])
+
+
+QEMU = shutil.which("qemu-system-x86_64")
+VM_PASSWORD = "Vm7pass2"
+
+
+@pytest.fixture
+def qemu_vm(tmp_path):
+    """The project's test image booted by QEMU (TCG, a throw-away snapshot) with its VNC server on a free port,
+    asking for ``VM_PASSWORD`` as a run started by the CLC does. Yields the port."""
+    if QEMU is None:
+        pytest.skip("qemu-system-x86_64 is not installed (tests/run.sh installs qemu-system-x86)")
+    image = build_test_image()
+    port, _ = free_port_block(1, low=6000, high=6999)
+    (tmp_path / "vnc-password").write_text(VM_PASSWORD)
+    process = subprocess.Popen([QEMU, "-accel", "tcg", "-m", "256", "-display", "none", "-name", "ins-00000001",
+                                "-snapshot", "-drive", f"file={image},format=qcow2,if=ide",
+                                "-object", f"secret,id=vncpassword,format=raw,file={tmp_path / 'vnc-password'}",
+                                "-vnc", f"127.0.0.1:{port - 5900},password-secret=vncpassword",
+                                "-serial", f"file:{tmp_path / 'serial.log'}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, "QEMU exited at once"
+                assert time.monotonic() < deadline, "QEMU's VNC server did not listen"
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.kill()
+        process.wait(timeout=10)

@@ -7,10 +7,8 @@ as daemons."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import struct
-import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -23,12 +21,12 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from clc.services import authz, portal
+from clc.services import authz, portal, rfb
 from clc.services.console_proxy import ConsoleProxy
 from daemons.roles import build_workers
 from luhyaapi.config import load_config
 from luhyadb.models import Account, Image, Instance, OwnerGroup, OwnerGroupPermission, VMType
-from tests.services import build_test_image, free_port_block
+from tests.integration.conftest import VM_PASSWORD
 
 # The proxy reads the records from its own threads, so they must be committed.
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
@@ -333,43 +331,6 @@ def test_wrong_console_settings_are_named(tmp_path, key, value):
 # A real VM's console through the proxy
 
 
-QEMU = shutil.which("qemu-system-x86_64")
-
-
-VM_PASSWORD = "Vm7pass2"
-
-
-@pytest.fixture
-def qemu_vm(tmp_path):
-    """The project's test image booted by QEMU (TCG, a throw-away snapshot) with its VNC server on a free port,
-    asking for ``VM_PASSWORD`` as a run started by the CLC does."""
-    if QEMU is None:
-        pytest.skip("qemu-system-x86_64 is not installed (tests/run.sh installs qemu-system-x86)")
-    image = build_test_image()
-    port, _ = free_port_block(1, low=6000, high=6999)
-    (tmp_path / "vnc-password").write_text(VM_PASSWORD)
-    process = subprocess.Popen([QEMU, "-accel", "tcg", "-m", "256", "-display", "none", "-name", "ins-00000001",
-                                "-snapshot", "-drive", f"file={image},format=qcow2,if=ide",
-                                "-object", f"secret,id=vncpassword,format=raw,file={tmp_path / 'vnc-password'}",
-                                "-vnc", f"127.0.0.1:{port - 5900},password-secret=vncpassword",
-                                "-serial", f"file:{tmp_path / 'serial.log'}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, "QEMU exited at once"
-                assert time.monotonic() < deadline, "QEMU's VNC server did not listen"
-                time.sleep(0.1)
-        yield port
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def test_a_qemu_vms_console_asks_for_its_password_when_reached_directly(qemu_vm):
     with socket.create_connection(("127.0.0.1", qemu_vm), timeout=10) as direct:
         assert direct.recv(12) == BANNER
@@ -403,3 +364,77 @@ def test_a_console_refusing_the_password_ends_the_session_with_the_reason(proxy,
         with pytest.raises(ConnectionClosed) as closed:
             websocket.recv(timeout=15)
     assert closed.value.rcvd.code == 1011 and "refused the password" in closed.value.rcvd.reason
+
+
+# Watching a desktop (the teacher's class console): no input reaches it
+
+
+class RecordingConsole:
+    """A VNC server that asks for ``VM_PASSWORD`` (RFB 3.8, VNC authentication) and then records what it gets."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.received = b""
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            connection, _ = self.server.accept()
+        except OSError:
+            return
+        with connection:
+            connection.sendall(BANNER)
+            connection.recv(12)
+            connection.sendall(bytes([1, rfb.SECURITY_VNC]))
+            connection.recv(1)
+            challenge = bytes(range(16))
+            connection.sendall(challenge)
+            ok = connection.recv(16) == rfb.vnc_auth_response(VM_PASSWORD, challenge)
+            connection.sendall(struct.pack(">I", 0 if ok else 1))
+            while data := connection.recv(65536):
+                self.received += data
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def open_as_viewer(websocket, client_init: bytes) -> None:
+    """The browser's side of the opening with the proxy (which asks for no password), then its ClientInit."""
+    stream = Received(websocket)
+    assert stream.read(12) == BANNER
+    websocket.send(BANNER)
+    assert stream.read(2) == bytes([1, rfb.SECURITY_NONE])
+    websocket.send(bytes([rfb.SECURITY_NONE]))
+    assert stream.read(4) == struct.pack(">I", 0)
+    websocket.send(client_init)
+
+
+def test_a_teacher_watching_a_desktop_shares_it_and_no_key_or_pointer_reaches_it(slow_keeping_proxy, school, alice):
+    console = RecordingConsole()
+    try:
+        instance = running_desktop(school, alice, console.port, console_password=VM_PASSWORD)
+        teacher = get_user_model().objects.create_user("teacher")
+        Account.objects.create(user=teacher, owner_group=school["group"], role="poweruser")
+        OwnerGroupPermission.objects.filter(owner_group=school["group"]).update(write=True)
+        before = Instance.objects.get().last_activity
+        token = portal.issue_console_token(authz.actor_for(teacher), instance, watch=True)
+        key, pointer = struct.pack(">BBxxI", 4, 1, 0x61), struct.pack(">BBHH", 5, 1, 10, 20)
+        update = struct.pack(">BBHHHH", 3, 0, 0, 0, 640, 480)
+        with connect(url(slow_keeping_proxy, token), subprotocols=["binary"], open_timeout=10) as websocket:
+            open_as_viewer(websocket, b"\x00")  # the viewer asks for the desktop to itself: the proxy shares it
+            websocket.send(key + update + pointer)
+            deadline = time.monotonic() + 10
+            while len(console.received) < 1 + len(update) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert console.received == b"\x01" + update
+        # Watching is not using: the student's idle clock was not reset.
+        assert Instance.objects.get().last_activity == before
+    finally:
+        console.close()
+
+
+def test_only_who_may_change_a_desktop_may_watch_it(school, alice):
+    instance = running_desktop(school, alice, 5999, console_password=VM_PASSWORD)
+    with pytest.raises(authz.Denied):
+        portal.issue_console_token(authz.actor_for(alice), instance, watch=True)

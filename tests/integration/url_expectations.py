@@ -251,6 +251,33 @@ def _desktops(world):
 API = "/clc/api/1.0"
 
 
+def teaching(person: Person | None, path: str) -> int:
+    """The class console of the owner-group at ``path``: for who may change instances there; 403 for who may change
+    instances nowhere, 404 for who may elsewhere but not there (another school's class does not exist for them)."""
+    if person is None:
+        return ANON
+    if not type_rule(person, "write", "instance"):
+        return 403
+    return 200 if rule(person, "write", "instance", path) else 404
+
+
+def class_pages(suffix: str, method: str = "GET", body: dict | None = None) -> Probe:
+    return lambda world, person: [Call(method, f"/clc/class/{path}/{suffix}", teaching(person, path), body, page=True)
+                                  for path in world.paths]
+
+
+def class_desktop_pages(suffix: str, method: str = "GET") -> Probe:
+    """A page of one desktop of a class (its screen, watching it): the class console's rule, and the desktop must be
+    one the person may read (else it is not found)."""
+    def status(person, path: str) -> int:
+        found = teaching(person, path)
+        return 404 if found == 200 and not rule(person, "read", "instance", path) else found
+
+    return lambda world, person: [Call(method, f"/clc/class/{desktop.owner_group.path}/{suffix.format(desktop)}",
+                                       status(person, desktop.owner_group.path), page=True)
+                                  for desktop in _desktops(world)]
+
+
 def _p(template: str) -> Callable:
     return lambda record: template.format(record)
 
@@ -539,6 +566,14 @@ EXPECTATIONS: dict[str, Expect] = {
                                            _instances, page=True)),
     "clc:instance-push": Expect(on_records("instance", "execute", "GET", _p("/clc/instances/{0.instance_id}/push/"),
                                            _instances, page=True)),
+    "clc:pools": Expect(of_type("pool", "read", "GET", "/clc/pools/", page=True)),
+    "clc:pool-create": Expect(of_type("pool", "create", "GET", "/clc/pools/new/", page=True)),
+    "clc:pool-detail": Expect(on_records("pool", "read", "GET", _p("/clc/pools/{0.pool_id}/"), _pools, page=True)),
+    "clc:pool-edit": Expect(on_records("pool", "write", "GET", _p("/clc/pools/{0.pool_id}/edit/"), _pools,
+                                       page=True)),
+    # Adding a lesson is writing its pool; allowed, this empty form shows the pool's page again with its errors.
+    "clc:pool-lesson-add": Expect(on_records("pool", "write", "POST", _p("/clc/pools/{0.pool_id}/lessons/"), _pools,
+                                             page=True)),
     "clc:hosts": Expect(of_type("host", "read", "GET", "/clc/hosts/", page=True)),
     "clc:host-create": Expect(of_type("host", "create", "GET", "/clc/hosts/new/", page=True)),
     "clc:servers": Expect(of_type("server", "read", "GET", "/clc/hosts/servers/", page=True)),
@@ -572,6 +607,14 @@ EXPECTATIONS: dict[str, Expect] = {
     "clc:tokens": Expect(lambda world, person: [Call("GET", "/clc/hosts/tokens/", key_pages(person), page=True)]),
     "clc:token-create": Expect(lambda world, person: [Call("GET", "/clc/hosts/tokens/new/", key_pages(person),
                                                            page=True)]),
+    "clc:classes": Expect(of_type("instance", "write", "GET", "/clc/class/", page=True)),
+    "clc:class": Expect(class_pages("")),
+    "clc:class-status": Expect(class_pages("status/")),
+    "clc:class-act": Expect(class_pages("act/", "POST", {"action": "message", "text": "Time to save your work"})),
+    "clc:class-screen": Expect(class_desktop_pages("screens/{0.instance_id}.png")),
+    "clc:class-watch": Expect(class_desktop_pages("watch/{0.instance_id}/")),
+    "clc:class-watch-status": Expect(class_desktop_pages("watch/{0.instance_id}/status/")),
+    "clc:class-watch-token": Expect(class_desktop_pages("watch/{0.instance_id}/token/", "POST")),
     "": Expect(public("GET", "/")),
     # The student portal.
     "portal:desktops": Expect(of_type("instance", "read", "GET", "/portal/", page=True)),
@@ -589,6 +632,9 @@ EXPECTATIONS: dict[str, Expect] = {
     "portal:client-file": Expect(on_records("instance", "execute", "GET",
                                             _p("/portal/desktops/{0.instance_id}/client/"), _desktops, page=True)),
     "portal:novnc": Expect(logged_in("GET", "/portal/novnc/core/rfb.js", page=True)),
+    # Allowed, a claim gets the person a desktop; with no cluster in this world its start is refused (a message).
+    "portal:pool-claim": Expect(on_records("pool", "execute", "POST", _p("/portal/pools/{0.pool_id}/claim/"), _pools,
+                                           page=True)),
     **{name: expectation for role in ("clc", "walrus", "cc", "nc", "sc", "watch")
        for name, expectation in documents(role).items()},
 }
@@ -598,7 +644,14 @@ REMOVALS: dict[str, Expect] = {
     # A lesson is part of its pool's timetable: removing one is writing the pool. Both go before the images.
     "clc-api:lesson-detail": Expect(on_records("pool", "write", "DELETE", _p(API + "/lessons/{0.lesson_id}/"),
                                                _lessons)),
+    "clc:pool-lesson-delete": Expect(on_records("pool", "write", "POST",
+                                                _p("/clc/pools/{0.pool.pool_id}/lessons/{0.lesson_id}/delete/"),
+                                                _lessons, page=True)),
     "clc-api:pool-detail": Expect(on_records("pool", "delete", "DELETE", _p(API + "/pools/{0.pool_id}/"), _pools)),
+    # The confirm page, then the delete.
+    "clc:pool-delete": Expect(both(
+        on_records("pool", "delete", "GET", _p("/clc/pools/{0.pool_id}/delete/"), _pools, page=True),
+        on_records("pool", "delete", "POST", _p("/clc/pools/{0.pool_id}/delete/"), _pools, page=True))),
     "clc-api:image-detail": Expect(on_records("image", "delete", "DELETE", _p(API + "/images/{0.image_id}/"),
                                               _images)),
     "clc-api:instance-detail": Expect(on_records("instance", "delete", "DELETE",

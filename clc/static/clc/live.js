@@ -21,6 +21,11 @@ window.educloudLive = {
     field("progress").value = desktop.progress || 0;
     field("step").textContent = desktop.step;
     field("message").textContent = desktop.message;
+    const notice = field("notice");  // the teacher's message, where the page shows one
+    if (notice) {
+      notice.textContent = desktop.notice || "";
+      notice.hidden = !desktop.notice;
+    }
     for (const element of root.querySelectorAll("[data-action]")) {
       window.educloudLive.setAllowed(element, Boolean(desktop.actions[element.dataset.action]));
     }

@@ -47,9 +47,11 @@ async function connect() {
     const {default: RFB} = await import(live.rfb);
     rfb = new RFB(screen, url, {wsProtocols: ["binary"], shared: true});
     rfb.scaleViewport = true;
+    // A teacher watching a student's screen: noVNC sends no input (and the console proxy lets none through).
+    rfb.viewOnly = Boolean(live.view_only);
     rfb.addEventListener("connect", () => {
-      say("Connected. Disconnect leaves the desktop running; Stop switches it off.");
-      rfb.focus();
+      say(live.view_only ? "Watching." : "Connected. Disconnect leaves the desktop running; Stop switches it off.");
+      if (!live.view_only) rfb.focus();
     });
     rfb.addEventListener("disconnect", (event) => {
       rfb = null;
