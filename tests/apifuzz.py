@@ -80,6 +80,7 @@ class Tally:
     statuses: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     operation: str = ""  # the operation being fuzzed, set by the test
+    turned_away: int = 0  # operations whose view refused this caller every time, fuzzed no further
     by_operation: dict[str, Counter] = field(default_factory=dict)
 
     def record(self, who: str, method: str, path: str, query: str, status: int, body: bytes, content_type: str,
