@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.utils import timezone
 
-from clc.services.pools import PoolError, keep_pool, stop_unused
+from clc.services.pools import keep_pool, refuse, stop_unused
 from clc.services.portal import ACTIVITY_SECONDS
 from luhyaapi.ids import new_id
 from luhyadb.models import DesktopPool, Lesson
@@ -63,7 +63,7 @@ def weekdays_problem(weekdays) -> str:
 def create_lesson(*, pool: DesktopPool, name: str, weekdays: list[int], starts: time, ends: time,
                   prestart_minutes: int = 10) -> Lesson:
     """A new lesson of the pool's timetable (PoolError 400 naming the field)."""
-    _refuse(lesson_problems(pool=pool, weekdays=weekdays, starts=starts, ends=ends))
+    refuse(lesson_problems(pool=pool, weekdays=weekdays, starts=starts, ends=ends))
     lesson = Lesson.objects.create(lesson_id=new_id("lesson"), pool=pool, name=name, weekdays=sorted(weekdays),
                                    starts=starts, ends=ends, prestart_minutes=prestart_minutes)
     logger.info("lessons: %s (%s) of %s: %s %s-%s", lesson.lesson_id, name, pool.pool_id,
@@ -73,7 +73,7 @@ def create_lesson(*, pool: DesktopPool, name: str, weekdays: list[int], starts: 
 
 def change_lesson(lesson: Lesson, **changes) -> Lesson:
     after = {name: changes.get(name, getattr(lesson, name)) for name in ("pool", "weekdays", "starts", "ends")}
-    _refuse(lesson_problems(**after, lesson=lesson))
+    refuse(lesson_problems(**after, lesson=lesson))
     for name, value in changes.items():
         setattr(lesson, name, sorted(value) if name == "weekdays" else value)
     lesson.save()
@@ -133,9 +133,3 @@ def keep_pools(now: datetime | None = None) -> dict[str, list[str]]:
         if changes:
             done[pool.pool_id] = changes
     return done
-
-
-def _refuse(problems: dict[str, str]) -> None:
-    if problems:
-        field, message = next(iter(problems.items()))
-        raise PoolError(400, message, field)

@@ -85,7 +85,7 @@ def pool_problems(*, image: Image, image_version: int, owner_group: OwnerGroup, 
 def create_pool(*, name: str, image: Image, vm_type: VMType, owner_group: OwnerGroup, image_version: int = 0,
                 min_ready: int = 0, max_size: int = 30, persistent: bool = False) -> DesktopPool:
     """A new pool (PoolError 400 naming the field when its settings cannot work); its ready desktops start."""
-    _refuse(pool_problems(image=image, image_version=image_version, owner_group=owner_group, min_ready=min_ready,
+    refuse(pool_problems(image=image, image_version=image_version, owner_group=owner_group, min_ready=min_ready,
                           max_size=max_size))
     pool = DesktopPool.objects.create(pool_id=new_id("pool"), name=name, image=image, image_version=image_version,
                                       vm_type=vm_type, owner_group=owner_group, min_ready=min_ready,
@@ -100,7 +100,7 @@ def change_pool(pool: DesktopPool, **changes) -> DesktopPool:
     type at their next run; a desktop that is busy now keeps what it runs."""
     settings_after = {name: changes.get(name, getattr(pool, name))
                       for name in ("image", "image_version", "owner_group", "min_ready", "max_size")}
-    _refuse(pool_problems(**settings_after))
+    refuse(pool_problems(**settings_after))
     if "owner_group" in changes and changes["owner_group"] != pool.owner_group and pool.desktops.exists():
         raise PoolError(409, "a pool with desktops stays in its owner-group; delete its desktops first",
                         "owner_group")
@@ -199,11 +199,17 @@ def _define(pool: DesktopPool, number: int, assigned_to=None) -> Instance:
 def give_back(instance_id: str) -> bool:
     """A desktop of a non-persistent pool whose run ended is the pool's again (the status fold calls this when a
     run ends). True if it was someone's."""
-    given = bool(Instance.objects.filter(instance_id=instance_id, state__in=ENDED_STATES, pool__isnull=False,
-                                         pool__persistent=False, assigned_to__isnull=False)
-                 .update(assigned_to=None))
+    return bool(_give_back(Instance.objects.filter(instance_id=instance_id)))
+
+
+def _give_back(desktops) -> int:
+    """``give_back`` for each of ``desktops`` at once; how many were someone's."""
+    ended = desktops.filter(state__in=ENDED_STATES, pool__isnull=False, pool__persistent=False,
+                            assigned_to__isnull=False)
+    ids = list(ended.values_list("instance_id", flat=True))
+    given = ended.filter(instance_id__in=ids).update(assigned_to=None) if ids else 0
     if given:
-        logger.info("pools: %s is back in its pool", instance_id)
+        logger.info("pools: %s back in their pool", ", ".join(ids))
     return given
 
 
@@ -223,9 +229,7 @@ def keep_pool(pool: DesktopPool, now: datetime | None = None) -> list[str]:
     ids of the desktops it started; a refused start is logged and the pool tried again at the next round."""
     now = now or timezone.now()
     pool.refresh_from_db()
-    if not pool.persistent:
-        for desktop in pool.desktops.filter(state__in=ENDED_STATES, assigned_to__isnull=False):
-            give_back(desktop.instance_id)
+    _give_back(pool.desktops.all())
     free = pool.desktops.filter(assigned_to__isnull=True)
     missing = wanted_ready(pool, now) - free.filter(state__in=READY_STATES).count()
     started = []
@@ -269,7 +273,8 @@ def stop_unused(pool: DesktopPool, quiet_since: datetime) -> list[str]:
     return stopped
 
 
-def _refuse(problems: dict[str, str]) -> None:
+def refuse(problems: dict[str, str]) -> None:
+    """PoolError 400 naming the first field of ``problems`` (pools' and lessons' settings), if there is one."""
     if problems:
         field, message = next(iter(problems.items()))
         raise PoolError(400, message, field)
