@@ -1,8 +1,11 @@
-"""Admin page of the cluster controller's node table."""
+"""Admin pages of the cluster controller's tables: its nodes, and read-only the records it keeps for itself (placed
+instances, port and address leases, the network settings it last fetched, the commands sent to its nodes), which
+only its services change so that leases, placements and the firewall stay in step."""
 
 from django.contrib import admin
 
-from cc.models import ClusterNode
+from cc.models import AddressLease, ClusterInstance, ClusterNode, CommandTask, NetworkSettings, PortLease
+from luhyadb.admin import ReadOnlyAdmin
 
 
 @admin.register(ClusterNode)
@@ -11,3 +14,37 @@ class ClusterNodeAdmin(admin.ModelAdmin):
                     "last_seen")
     list_filter = ("role",)
     search_fields = ("name", "ip", "mac")
+
+
+@admin.register(ClusterInstance)
+class ClusterInstanceAdmin(ReadOnlyAdmin):
+    list_display = ("instance_id", "node", "kind", "state", "cpus", "memory_mb", "persistent", "seq", "run_sent",
+                    "updated")
+    list_filter = ("state", "kind", "node")
+    search_fields = ("instance_id", "node", "tid")
+
+
+@admin.register(PortLease)
+class PortLeaseAdmin(ReadOnlyAdmin):
+    list_display = ("port", "instance_id", "purpose", "created")
+    search_fields = ("=port", "instance_id")
+
+
+@admin.register(AddressLease)
+class AddressLeaseAdmin(ReadOnlyAdmin):
+    list_display = ("ip", "pool", "instance_id", "mac", "created")
+    list_filter = ("pool",)
+    search_fields = ("ip", "instance_id", "mac")
+
+
+@admin.register(NetworkSettings)
+class NetworkSettingsAdmin(ReadOnlyAdmin):
+    list_display = ("cluster", "fetched")
+
+
+@admin.register(CommandTask)
+class CommandTaskAdmin(ReadOnlyAdmin):
+    list_display = ("task_id", "node", "op", "instance_id", "state", "phase", "progress", "retries", "queued_at",
+                    "updated")
+    list_filter = ("state", "op", "node")
+    search_fields = ("task_id", "tid", "instance_id", "node")

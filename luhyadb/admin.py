@@ -5,12 +5,14 @@ from django.contrib import admin
 from luhyadb.models import (
     Account,
     ClusterNetwork,
+    DesktopPool,
     Host,
     HostCredential,
     Image,
     ImageVersion,
     Instance,
     JoinToken,
+    Lesson,
     OwnerGroup,
     OwnerGroupPermission,
     Server,
@@ -133,3 +135,36 @@ class JoinTokenAdmin(ReadOnlyAdmin):
     list_display = ("label", "kind", "roles", "cluster", "owner_group", "uses_left", "expires", "created_by")
     list_filter = ("kind", "cluster")
     exclude = ("digest",)
+
+
+class LessonInline(admin.TabularInline):
+    model = Lesson
+    extra = 0
+    fields = ("lesson_id", "name", "weekdays", "starts", "ends", "prestart_minutes")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DesktopPool)
+class DesktopPoolAdmin(ReadOnlyAdmin):
+    """Read-only: a pool's settings are checked together (min ready within its size, an image of its owner-group) by
+    ``clc.services.pools``, which the console's and the API's forms go through."""
+
+    list_display = ("name", "pool_id", "image", "image_version", "vm_type", "owner_group", "min_ready", "max_size",
+                    "persistent", "updated")
+    list_filter = ("persistent", "owner_group")
+    search_fields = ("name", "pool_id", "image__name", "owner_group__path")
+    inlines = (LessonInline,)
+
+
+@admin.register(Lesson)
+class LessonAdmin(ReadOnlyAdmin):
+    """Read-only: lessons of one pool must not overlap, which ``clc.services.lessons`` checks."""
+
+    list_display = ("name", "lesson_id", "pool", "weekdays", "starts", "ends", "prestart_minutes")
+    list_filter = ("pool",)
+    search_fields = ("name", "lesson_id", "pool__name", "pool__pool_id")

@@ -137,3 +137,14 @@ def test_deleting_a_pool_whose_desktop_runs_shows_the_refusal_and_keeps_the_pool
             "console's stop all)</p>") in page
     assert re.search(r'<tr data-insid="ins-0000abcd">.*?Running.*?free.*?nc-1', page, re.S)
     assert DesktopPool.objects.filter(pk=pool.pk).exists()
+
+
+def test_the_records_admin_shows_a_pool_with_its_timetable_but_leaves_changes_to_the_console(admin_client, school):
+    pool = pool_of(school)
+    lesson = create_lesson(pool=pool, name="Maths", weekdays=[0, 2], starts=time(8), ends=time(8, 45))
+    page = admin_client.get(f"/admin/luhyadb/desktoppool/{pool.pk}/change/").content.decode()
+    assert pool.pool_id in page and lesson.lesson_id in page and "Maths" in page
+    assert admin_client.post(f"/admin/luhyadb/desktoppool/{pool.pk}/change/",
+                             {"name": "renamed", "min_ready": 99}).status_code == 403
+    assert admin_client.get("/admin/luhyadb/lesson/add/").status_code == 403
+    assert DesktopPool.objects.get().name == "Class 1 desktops"
