@@ -9,10 +9,12 @@ from django.db.models import Q
 from django.utils.text import capfirst
 
 from clc.services import authz, logins
+from clc.services.images import MAX_IMAGE_APPS
 from clc.services.networks import NETWORK_FIELDS, NetworkInvalid, network_settings, validate_network
+from clc.services.portal import SCREENS
 from luhyaapi.validators import MAX_SERVICE_PORTS, InvalidValue, validate_display_name, validate_ports
 from luhyadb.choices import RoleChoices
-from luhyadb.models import ClusterNetwork, Image, Instance, Server, VMType
+from luhyadb.models import APP_NAME_LENGTH, ClusterNetwork, Image, ImageApp, Instance, Server, VMType
 
 
 class ThrottledLoginMixin:
@@ -58,11 +60,12 @@ class GroupChoiceField(forms.ModelChoiceField):
 
 
 class ImageForm(AuthorityForm):
-    """An image's properties (the notes' list); the file is uploaded on the image's page."""
+    """An image's properties (the notes' list) and whether its guests serve Remote Desktop; the file is uploaded on
+    the image's page, its published apps are ``ImageAppFormSet`` beside this form."""
 
     class Meta:
         model = Image
-        fields = ("name", "os_type", "arch", "usage", "owner_group", "description")
+        fields = ("name", "os_type", "arch", "usage", "owner_group", "description", "rdp")
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
 
     def clean_name(self) -> str:
@@ -76,6 +79,47 @@ class ImageForm(AuthorityForm):
         if "\x00" in description:
             raise forms.ValidationError("may not contain NUL characters")
         return description
+
+
+class ImageAppForm(forms.ModelForm):
+    """One published app of an image: its name, its program (``||alias`` or a path on the guest) and an icon's URL."""
+
+    class Meta:
+        model = ImageApp
+        fields = ("name", "program", "icon")
+
+    def clean_name(self) -> str:
+        try:
+            return validate_display_name(self.cleaned_data["name"], "name", APP_NAME_LENGTH)
+        except InvalidValue as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+class BaseImageAppFormSet(forms.BaseInlineFormSet):
+    """An image's apps: each name once, whatever its case (the database may compare names without it)."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [form for form in self.forms if form.has_changed() and not self._should_delete_form(form)]
+        names = [form.cleaned_data["name"] for form in kept if "name" in form.cleaned_data]
+        folded = [name.casefold() for name in names]
+        twice = sorted({name for name in names if folded.count(name.casefold()) > 1})
+        if twice:
+            raise forms.ValidationError(f"each app's name once: {', '.join(twice)} more than once")
+
+
+ImageAppFormSet = forms.inlineformset_factory(Image, ImageApp, form=ImageAppForm, formset=BaseImageAppFormSet,
+                                              extra=1, can_delete=True, max_num=MAX_IMAGE_APPS, validate_max=True)
+
+
+class RdpFileForm(forms.Form):
+    """How the portal's ``.rdp`` file shows the desktop: full screen, or a window of one of the usual sizes."""
+
+    screen = forms.ChoiceField(choices=[(key, "Full screen" if key == "full" else f"Window {key.replace('x', ' x ')}")
+                                        for key in SCREENS], required=False, initial="full")
+
+    def clean_screen(self) -> str:
+        return self.cleaned_data["screen"] or "full"
 
 
 class PortListField(forms.CharField):

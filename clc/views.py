@@ -4,12 +4,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Model, Q, QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import CreateView, DetailView, ListView, TemplateView, UpdateView, View
 
-from clc.forms import AuthorityForm, ImageForm
+from clc.forms import AuthorityForm, ImageAppFormSet, ImageForm
 from clc.services import authz
 from clc.services.health import system_health
 from clc.services.images import ImageError, create_image, delete_image, users_of
@@ -124,8 +125,28 @@ class ImageListView(AuthorizedMixin, ListView):
         return super().get_context_data(**kwargs) | {"query": self.request.GET.get("q", "")}
 
 
-class ImageCreateView(AuthorizedMixin, CreateView):
-    """A new image's properties; its page then takes the file."""
+class ImageAppsMixin:
+    """An image's form with its published apps beside it (``ImageAppFormSet``): both valid, or both shown again."""
+
+    def apps_formset(self) -> ImageAppFormSet:
+        if not hasattr(self, "_apps"):
+            data = self.request.POST if self.request.method == "POST" else None
+            self._apps = ImageAppFormSet(data, instance=getattr(self, "object", None) or Image(), prefix="apps")
+        return self._apps
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs) | {"apps": self.apps_formset()}
+
+    def post(self, request, *args, **kwargs):
+        self.object = self.get_object() if isinstance(self, UpdateView) else None
+        form = self.get_form()
+        if form.is_valid() and self.apps_formset().is_valid():
+            return self.form_valid(form)
+        return self.form_invalid(form)
+
+
+class ImageCreateView(ImageAppsMixin, AuthorizedMixin, CreateView):
+    """A new image's properties and published apps; its page then takes the file."""
 
     template_name = "clc/images/form.html"
     form_class = ImageForm
@@ -134,12 +155,16 @@ class ImageCreateView(AuthorizedMixin, CreateView):
     def form_valid(self, form):
         if not self.may_create_in(form, self.resource_type):
             return self.form_invalid(form)
-        self.object = create_image(**form.cleaned_data)
+        apps = [app.cleaned_data for app in self.apps_formset().forms
+                if app.has_changed() and not app.cleaned_data.get("DELETE")]
+        self.object = create_image(**form.cleaned_data, apps=apps)
         messages.success(self.request, f"Image {self.object.name} created: now upload its disk file.")
         return redirect("clc:image-detail", image_id=self.object.image_id)
 
 
-class ImageUpdateView(AuthorizedMixin, UpdateView):
+class ImageUpdateView(ImageAppsMixin, AuthorizedMixin, UpdateView):
+    """An image's properties and its published apps."""
+
     template_name = "clc/images/form.html"
     form_class = ImageForm
     slug_field = slug_url_kwarg = "image_id"
@@ -149,7 +174,10 @@ class ImageUpdateView(AuthorizedMixin, UpdateView):
     def form_valid(self, form):
         if "owner_group" in form.changed_data and not self.may_create_in(form, self.resource_type):
             return self.form_invalid(form)
-        return super().form_valid(form)
+        with transaction.atomic():
+            response = super().form_valid(form)
+            self.apps_formset().save()
+        return response
 
     def get_success_url(self) -> str:
         messages.success(self.request, "Properties saved.")
@@ -162,7 +190,7 @@ class ImageDetailView(AuthorizedMixin, DetailView):
     resource_type = Type.IMAGE
     template_name = "clc/images/detail.html"
     slug_field = slug_url_kwarg = "image_id"
-    queryset = Image.objects.select_related("owner_group").prefetch_related("versions")
+    queryset = Image.objects.select_related("owner_group").prefetch_related("versions", "apps")
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(**kwargs) | {

@@ -16,7 +16,8 @@ from django.views import View
 from django.views.generic import TemplateView
 from django.views.static import serve
 
-from clc.services import authz, pools, portal
+from clc.forms import RdpFileForm
+from clc.services import apps, authz, pools, portal
 from clc.services.instances import InstanceError
 from clc.views import AuthorizedMixin
 from luhyadb.choices import InstanceKindChoices
@@ -47,6 +48,23 @@ class PortalMixin(AuthorizedMixin):
         # The rule finds the desktop (``authorized``): read on it, or the action alone where a group grants that.
         instances = Instance.objects.filter(kind__in=kinds).select_related("image", "vm_type", "owner_group")
         return self.authorized(instances, action, instance_id=insid)
+
+    def usable_desktop(self, insid: str, *, console: bool = False):
+        """``desktop(insid, "execute")``, a desktop the person may not use being a 404 that names it (``desktop``):
+        another student's desktop does not exist for them."""
+        try:
+            return self.desktop(insid, "execute", console=console)
+        except Http404:
+            raise Http404(f"desktop: you have no desktop {insid}") from None
+
+    def refusal(self, status: int, reason: str):
+        """The portal's page saying why a request was refused (``reason`` names the field), with ``status``."""
+        return render(self.request, "clc/portal/refused.html", {"reason": reason, "status": status}, status=status)
+
+    def attachment(self, filename: str, content_type: str, text: str) -> HttpResponse:
+        response = HttpResponse(text, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
     def back(self):
         """Where a form goes back to: its ``next`` when it is a page of this site, else the desktop list."""
@@ -90,7 +108,8 @@ class DesktopStatusView(PortalMixin, View):
 
 
 class DesktopConsoleView(PortalMixin, TemplateView):
-    """A desktop's console page: noVNC in the page through the console proxy, the client file, Disconnect, Stop."""
+    """A desktop's console page: noVNC in the page through the console proxy, the client file, the guest's .rdp file
+    when its image serves RDP, its image's published apps, Disconnect, Stop."""
 
     template_name = "clc/portal/console.html"
 
@@ -99,8 +118,14 @@ class DesktopConsoleView(PortalMixin, TemplateView):
         novnc = portal.novnc_installed()
         in_browser = novnc and bool(settings.EDUCLOUD.console_port)
         own_page = desktop.kind != InstanceKindChoices.RVD  # an administrator's VM: back to its console page
+        username = self.request.user.get_username()
         return super().get_context_data(**kwargs) | {
             "desktop": portal.desktop_status(self.actor, desktop),
+            # A non-persistent pool's desktop is handed back when it stops: the page then offers the pool's next one.
+            "pool": desktop.pool if desktop.pool_id and not desktop.pool.persistent else None,
+            "rdp_form": RdpFileForm(),
+            "apps": [{"app": app, "command": apps.seamless_command(desktop, app, username)}
+                     for app in desktop.image.apps.all()],
             "back": (desktop.get_absolute_url(), "Back to the instance") if own_page
             else (reverse("portal:desktops"), "Back to my desktops"),
             "novnc_installed": novnc,
@@ -202,9 +227,111 @@ class ClientFileView(PortalMixin, View):
         except portal.PortalError as exc:
             messages.error(request, str(exc))
             return redirect("portal:desktop", insid=insid)
-        response = HttpResponse(text, content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return self.attachment(filename, content_type, text)
+
+
+class RdpFileView(PortalMixin, View):
+    """``GET desktops/<id>/rdp/?screen=full|<w>x<h>``: the ``.rdp`` file of the guest's own Remote Desktop (its
+    forwarded 3389) for the person's login, for who may use the desktop. A desktop whose image serves no RDP, or that
+    does not run, goes back to its page with a message saying so (its console there is VNC); a desktop the person
+    may not use is a 404 naming it, a screen the form does not offer a 400 naming ``screen``."""
+
+    action = "execute"
+
+    def get(self, request, insid: str):
+        try:
+            desktop = self.usable_desktop(insid, console=True)
+        except Http404 as missing:
+            return self.refusal(404, str(missing))
+        form = RdpFileForm(request.GET)
+        if not form.is_valid():
+            return self.refusal(400, "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
+        try:
+            file = portal.rdp_file(desktop, request.user.get_username(), portal.SCREENS[form.cleaned_data["screen"]])
+        except portal.PortalError as exc:
+            messages.warning(request, str(exc))
+            return redirect("portal:desktop", insid=insid)
+        return self.attachment(*file)
+
+
+class AppListView(PortalMixin, TemplateView):
+    """``GET apps/``: the apps published by the images of my pools and desktops, by class, each with Open (my
+    desktop of the pool, or my desktop, started if need be; then its page offers the app's files)."""
+
+    template_name = "clc/portal/apps.html"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs) | {"groups": apps.published_apps(self.actor)}
+
+
+class AppOpenMixin(PortalMixin):
+    """Open a published app: the desktop it runs on, then that desktop's page, where the app's RemoteApp file and
+    command line are once it runs. An app its image does not publish is a 404 naming ``app``; a full pool or a
+    refused start is a message on the apps page."""
+
+    action = "execute"
+
+    def open(self, app_id: int, *, pool: DesktopPool | None = None, desktop: Instance | None = None):
+        try:
+            app = apps.app_of(pool or desktop, app_id)
+            opened = apps.open_app(self.actor, app, self.request.user, pool=pool, desktop=desktop)
+        except apps.AppError as exc:
+            return self.refusal(exc.status, f"{exc.field}: {exc}")
+        except authz.Denied as denied:
+            raise PermissionDenied(str(denied)) from None
+        except (pools.PoolError, InstanceError) as exc:
+            messages.error(self.request, f"{app.name} was not opened: {exc}")
+            return redirect("portal:apps")
+        messages.success(self.request, f"{app.name} opens on {opened.name}: its files are below once it runs.")
+        return redirect(f"{reverse('portal:desktop', args=[opened.instance_id])}#app-{app.pk}")
+
+
+class PoolAppOpenView(AppOpenMixin, View):
+    """``POST pools/<id>/apps/<app>/open/``: my desktop of the pool (``claim_desktop``: mine, a free one or a new
+    one, started) for the app; a pool I may not use is a 404 naming it."""
+
+    resource_type = Type.POOL
+
+    def post(self, request, pool_id: str, app_id: int):
+        try:
+            pool = self.authorized(DesktopPool.objects.select_related("image", "vm_type", "owner_group"),
+                                   pool_id=pool_id)
+        except Http404:
+            return self.refusal(404, f"pool: there is no pool {pool_id} you may get a desktop from")
+        return self.open(app_id, pool=pool)
+
+
+class DesktopAppOpenView(AppOpenMixin, View):
+    """``POST desktops/<id>/apps/<app>/open/``: my desktop, started if it was not, for the app."""
+
+    def post(self, request, insid: str, app_id: int):
+        try:
+            desktop = self.usable_desktop(insid)
+        except Http404 as missing:
+            return self.refusal(404, str(missing))
+        return self.open(app_id, desktop=desktop)
+
+
+class AppFileView(PortalMixin, View):
+    """``GET desktops/<id>/apps/<app>/rdp/``: the app's RemoteApp ``.rdp`` file on my running desktop; a desktop I
+    may not use is a 404 naming it, an app its image does not publish a 404 naming ``app``."""
+
+    action = "execute"
+
+    def get(self, request, insid: str, app_id: int):
+        try:
+            desktop = self.usable_desktop(insid)
+            app = apps.app_of(desktop, app_id)
+        except Http404 as missing:
+            return self.refusal(404, str(missing))
+        except apps.AppError as exc:
+            return self.refusal(exc.status, f"{exc.field}: {exc}")
+        try:
+            file = portal.rdp_file(desktop, request.user.get_username(), app=app)
+        except portal.PortalError as exc:
+            messages.warning(request, str(exc))
+            return redirect("portal:desktop", insid=insid)
+        return self.attachment(*file)
 
 
 class NoVNCFileView(LoginRequiredMixin, View):

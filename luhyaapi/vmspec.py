@@ -25,6 +25,8 @@ ConsolePassword = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{0,8}$", repr=False
 OsType = Literal["linux", "windows", "other"]
 DiskType = Literal["ide", "sata", "virtio"]
 NicModel = Literal["e1000", "virtio", "rtl8139"]
+# The guest port of Remote Desktop (RDP): a run of an image whose guests serve it forwards this port, named ``rdp``.
+RDP_PORT = 3389
 
 
 class GuestDevices(NamedTuple):

@@ -9,6 +9,7 @@ from luhyadb.models import (
     Host,
     HostCredential,
     Image,
+    ImageApp,
     ImageVersion,
     Instance,
     JoinToken,
@@ -168,3 +169,12 @@ class LessonAdmin(ReadOnlyAdmin):
     list_display = ("name", "lesson_id", "pool", "weekdays", "starts", "ends", "prestart_minutes")
     list_filter = ("pool",)
     search_fields = ("name", "lesson_id", "pool__name", "pool__pool_id")
+
+
+@admin.register(ImageApp)
+class ImageAppAdmin(admin.ModelAdmin):
+    """Published apps (RemoteApp) of images; also changed on each image's Edit page of the console."""
+
+    list_display = ("name", "image", "program", "icon")
+    search_fields = ("name", "program", "image__image_id", "image__name")
+    list_select_related = ("image",)

@@ -6,13 +6,15 @@ Names and addresses are validated on the way in (``full_clean`` and the API seri
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
 from luhyaapi.ids import InvalidId, validate_id
-from luhyaapi.validators import InvalidValue, validate_mac, validate_name, validate_owner_path
+from luhyaapi.validators import InvalidValue, validate_display_name, validate_mac, validate_name, validate_owner_path
 from luhyadb.choices import (
     AccountRoleChoices,
     ArchChoices,
@@ -65,6 +67,28 @@ def validate_pool_id(value: str) -> None:
 
 def validate_lesson_id(value: str) -> None:
     _as_django_error(validate_id, value, "lesson")
+
+
+# A published app's program: a RemoteApp alias (``||notepad``), or an absolute path on the guest (``C:\...``,
+# ``%ProgramFiles%\...`` or ``/usr/bin/...``); never a control character (it is one line of a .rdp file) nor a
+# character no Windows path has (it is shown quoted on an rdesktop command line).
+PROGRAM_RE = re.compile(r"\|\|[A-Za-z0-9_.-]{1,64}"
+                        r"|(?:[A-Za-z]:\\|%[A-Za-z][A-Za-z0-9_]{0,30}%\\|/)[^\x00-\x1f\x7f-\x9f\u2028\u2029\"<>|*?]{0,250}")
+APP_NAME_LENGTH = 60
+
+
+def app_name_validator(value: str) -> None:
+    try:
+        validate_display_name(value, "name", APP_NAME_LENGTH)
+    except InvalidValue as exc:
+        raise ValidationError(exc.message) from None
+
+
+def program_validator(value: str) -> None:
+    if not isinstance(value, str) or not PROGRAM_RE.fullmatch(value):
+        raise ValidationError("must be a RemoteApp alias (||notepad) or an absolute path on the guest "
+                              "(C:\\...\\app.exe, %ProgramFiles%\\...\\app.exe or /usr/bin/app) of at most 255 "
+                              "characters, with no control characters and none of \" < > | * ?")
 
 
 class OwnerGroup(models.Model):
@@ -211,6 +235,10 @@ class Image(models.Model):
     pub_date = models.DateTimeField(auto_now_add=True)
     size_bytes = models.BigIntegerField(default=0)
     current_version = models.PositiveIntegerField(default=0, help_text="walrus version in use; 0 = no file yet")
+    rdp = models.BooleanField(default=False, verbose_name="serves Remote Desktop (RDP)",
+                              help_text="its guests serve RDP on port 3389 (Windows with Remote Desktop on): the "
+                                        "cloud forwards it and the portal offers a .rdp file; the VNC console is "
+                                        "always there")
 
     class Meta:
         ordering = ("name",)
@@ -239,6 +267,27 @@ class ImageVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image.image_id} v{self.number} ({self.label})"
+
+
+class ImageApp(models.Model):
+    """An application its image's guests publish (RemoteApp, the notes' SeamlessRDP): the portal offers it to the
+    people who may use a desktop of the image, as a RemoteApp .rdp file and an rdesktop command line. ``program`` is
+    a RemoteApp alias (``||name``) or the program's path on the guest; ``icon`` an optional picture's URL."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="apps")
+    name = models.CharField(max_length=APP_NAME_LENGTH, validators=[app_name_validator])
+    program = models.CharField(max_length=255, validators=[program_validator],
+                               help_text="||alias, or the path on the guest, e.g. C:\\Windows\\notepad.exe")
+    icon = models.CharField(max_length=200, blank=True, validators=[URLValidator(schemes=("http", "https"))],
+                            help_text="the address of a picture of it (optional)")
+
+    class Meta:
+        ordering = ("image", "name")
+        constraints = [models.UniqueConstraint(fields=("image", "name"), name="one_app_name_per_image")]
+        verbose_name = "published app"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.image.image_id})"
 
 
 class Instance(models.Model):

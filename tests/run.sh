@@ -3,8 +3,9 @@
 #   1. unit and integration tests on the embedded defaults (SQLite, in-process bus, local-memory cache), with the
 #      bus contract also against RabbitMQ;
 #   2. the database-backed tests again on MariaDB with memcached (beside the first layer);
-#   3. the broker restart and crash tests (RabbitMQ servers of their own, halted and killed with SIGKILL) and the
-#      end-to-end test (CLC, CC and two NCs as processes on RabbitMQ + MariaDB + memcached).
+#   3. then, still beside the first layer, the broker restart and crash tests (RabbitMQ servers of their own, halted
+#      and killed with SIGKILL) and the end-to-end tests (CLC, CC and two NCs as processes on RabbitMQ + MariaDB +
+#      memcached; the browser tests on an all-in-one host).
 # Extra arguments go to every pytest run (e.g. -x, -k name).
 set -uo pipefail
 source "$(dirname "$0")/../deploy/lib.sh"
@@ -12,7 +13,7 @@ cd "$EDUCLOUD_ROOT"
 set -e
 
 ensure_packages python3 python3-venv python3-dev default-libmysqlclient-dev pkg-config build-essential memcached qemu-utils \
-  qemu-system-x86 iptables dnsmasq-base busybox iproute2 procps novnc chromium
+  qemu-system-x86 iptables dnsmasq-base busybox iproute2 procps novnc chromium xrdp freerdp2-x11 xvfb
 ensure_venv requirements-test.txt
 
 # The broker tests boot, crash and restart RabbitMQ servers of their own (tests/rabbitmq.py), so the package is needed
@@ -55,17 +56,25 @@ run() {
 say "lint (ruff)"
 "$VENV/bin/ruff" check . || { echo "lint: ruff found problems" >&2; status=1; }
 
-# The MariaDB layer runs beside the SQLite one: much of each test is waiting (for processes, brokers, guests), and
-# the tests already share the machine's services with any other run (scratch vhosts, databases, namespaces and ports
-# of their own). Its output is shown when it ends, in one piece.
+# Two lines of layers run side by side: the SQLite layer, and the MariaDB layer followed by the end-to-end one (the
+# end-to-end layer is mostly waiting for processes, brokers and guests). The tests already share the machine's
+# services with any other run (scratch vhosts, databases, namespaces and ports of their own; the MariaDB layer's
+# test database is named after this run, as pytest-django drops a test database of the same name that it finds).
+# The second line's output goes to a log of each layer, shown when the line ends, in one piece.
 # The API fuzz runs the same generated requests again on MariaDB, fewer of them: the first layer went deeper.
-EDUCLOUD_DATABASE_URL="mysql://root@127.0.0.1:3306/educloud" EDUCLOUD_CACHE_URL="memcached://$EDUCLOUD_TEST_MEMCACHED" \
-  EDUCLOUD_FUZZ_EXAMPLES="${EDUCLOUD_FUZZ_EXAMPLES:-8}" run mariadb -m "database" "$@" >"$ARTIFACTS/mariadb.log" 2>&1 &
-MARIADB_LAYER=$!
+second_line() {
+  local code=0
+  EDUCLOUD_DATABASE_URL="mysql://root@127.0.0.1:3306/educloud_run$$" EDUCLOUD_CACHE_URL="memcached://$EDUCLOUD_TEST_MEMCACHED" \
+    EDUCLOUD_FUZZ_EXAMPLES="${EDUCLOUD_FUZZ_EXAMPLES:-8}" run mariadb -m "database" "$@" >"$ARTIFACTS/mariadb.log" 2>&1 \
+    || code=1
+  run e2e -m "e2e or broker_restart" "$@" >"$ARTIFACTS/e2e.log" 2>&1 || code=1
+  return $code
+}
+second_line "$@" &
+SECOND_LINE=$!
 run sqlite -m "not e2e and not broker_restart" "$@" || status=1
-wait $MARIADB_LAYER || status=1
-cat "$ARTIFACTS/mariadb.log"
-run e2e -m "e2e or broker_restart" "$@" || status=1
+wait $SECOND_LINE || status=1
+cat "$ARTIFACTS/mariadb.log" "$ARTIFACTS/e2e.log"
 
 "$VENV/bin/python" tests/summary.py "$ARTIFACTS"/*.xml || status=1
 exit $status

@@ -25,7 +25,7 @@ from cc.services.network import (
 from cc.services.scheduler import Candidate, Need, NoNodeFits, pick_node
 from luhyaapi import trust
 from luhyaapi.messages import Command, InsStatus, InstanceRunRequest
-from luhyaapi.vmspec import ConsoleSpec, NicSpec, PortForward, RuntimeOptions, guest_devices
+from luhyaapi.vmspec import RDP_PORT, ConsoleSpec, NicSpec, PortForward, RuntimeOptions, guest_devices
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ def _access(kind: str, node_ip: str, ports: dict[str, int], services: tuple[int,
     """How a user reaches the instance: its ``console`` (``vnc`` or ``rdp``, as the node's hypervisor serves it)
     through the CC's public address in private mode or the node's own address (for a virtual server also named
     ``management``: how its administrator gets to its screen), and each service at the guest's own (elastic or LAN)
-    address when it is bridged, else at the forwarded port (``http`` for port 80)."""
+    address when it is bridged, else at the forwarded port: ``http`` for port 80, ``rdp`` (``rdp://host:port``) for
+    the guest's Remote Desktop on 3389, ``tcp/<port>`` for any other."""
     host = console_host or node_ip
     access = {"console": f"{console}://{host}:{ports['console']}"}
     if kind == "vs":
@@ -114,6 +115,8 @@ def _access(kind: str, node_ip: str, ports: dict[str, int], services: tuple[int,
         address = f"{guest_address}:{port}" if guest_address else f"{host}:{ports[f'tcp/{port}']}"
         if port == 80:
             access["http"] = f"http://{address.removesuffix(':80')}/"
+        elif port == RDP_PORT:
+            access["rdp"] = f"rdp://{address}"
         else:
             access[f"tcp/{port}"] = address
     return access

@@ -342,3 +342,25 @@ def test_commands_without_an_expiry_and_commands_a_worker_took_never_expire(node
     stop_instance(broker(), "ins-0000000a", 1)
     CommandTask.objects.filter(op="instance/run").update(state="received")
     assert expire_commands(Upstream(), now=datetime.now(UTC) + timedelta(days=2)) == []
+
+
+def test_a_guests_remote_desktop_is_forwarded_and_named_rdp_through_the_cc_in_private_mode(nodes, clc_elsewhere):
+    record = run_instance(broker(), request(services=(80, 3389), network=NETWORK))
+    ports = dict(PortLease.objects.values_list("purpose", "port"))
+    assert set(ports) == {"console", "tcp/80", "tcp/3389"} and 6400 <= ports["tcp/3389"] <= 6499
+    assert record.access == {"console": f"vnc://192.0.2.10:{ports['console']}",
+                             "http": f"http://192.0.2.10:{ports['tcp/80']}/",
+                             "rdp": f"rdp://192.0.2.10:{ports['tcp/3389']}"}
+    [command] = queued("nc-1")
+    assert {"protocol": "tcp", "host_ip": "10.0.0.11", "host_port": ports["tcp/3389"], "guest_port": 3389} in (
+        command.paras["options"]["nics"][0]["forwards"])  # the node forwards it into the guest
+
+
+def test_a_guests_remote_desktop_is_at_the_node_without_network_settings_and_at_the_guest_when_bridged(nodes):
+    from cc.services.instances import _access
+
+    record = run_instance(broker(), request(services=(3389,)))
+    port = PortLease.objects.get(purpose="tcp/3389").port
+    assert record.access["rdp"] == f"rdp://10.0.0.11:{port}" and "tcp/3389" not in record.access
+    bridged = _access("vs", "10.0.0.11", {"console": 6401}, (3389,), "vnc", "192.0.2.10", "192.0.2.50")
+    assert bridged["rdp"] == "rdp://192.0.2.50:3389"  # its elastic (or LAN) address, no forward of the CC's

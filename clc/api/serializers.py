@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clc.api.authz import actor, is_signed
 from clc.services.authz import assignee_problem, groups_within
+from clc.services.images import MAX_IMAGE_APPS, set_apps
 from clc.services.instances import change_instance
 from clc.services.lessons import weekdays_problem
 from clc.services.pools import POOL_NAME_LENGTH
 from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name, validate_ports
-from luhyadb.models import MAX_POOL_SIZE, DesktopPool, Image, ImageVersion, Instance, Lesson, OwnerGroup, VMType
+from luhyadb.models import (
+    APP_NAME_LENGTH,
+    MAX_POOL_SIZE,
+    DesktopPool,
+    Image,
+    ImageApp,
+    ImageVersion,
+    Instance,
+    Lesson,
+    OwnerGroup,
+    VMType,
+)
 
 
 def _checked(check, value: str, field: str) -> str:
@@ -29,20 +42,78 @@ class ImageVersionSerializer(serializers.ModelSerializer):
         fields = ("number", "label", "size_bytes", "sha256", "format", "created")
 
 
+def _app_messages(errors) -> list[str]:
+    """The apps' errors as the API's refusals give every field's: a list of messages, each naming the app (its place
+    in the list, from 1) and its field, e.g. "app 2, program: must be ..."."""
+    def listed(found) -> list[str]:
+        return [str(message) for message in (found if isinstance(found, list) else [found]) if message]
+
+    if isinstance(errors, dict) and not all(str(key).isdigit() for key in errors):
+        return [message for found in errors.values() for message in listed(found)]  # not a list of apps at all
+    places = sorted((int(key), found) for key, found in errors.items()) if isinstance(errors, dict) else (
+        enumerate(errors))
+    messages = []
+    for place, problem in places:
+        if isinstance(problem, dict):
+            messages += [f"app {place + 1}, {field}: {message}" for field, found in problem.items()
+                         for message in listed(found)]
+        else:
+            messages += listed(problem)
+    return messages
+
+
+class ImageAppSerializer(serializers.ModelSerializer):
+    """A published app of an image (RemoteApp): its name, program (``||alias`` or a path on the guest) and icon."""
+
+    class Meta:
+        model = ImageApp
+        fields = ("name", "program", "icon")
+        # One app name per image is checked on the image's whole list (``ImageSerializer.validate_apps``).
+        validators = []
+
+    def validate_name(self, value: str) -> str:
+        return _checked(lambda text, field: validate_display_name(text, field, APP_NAME_LENGTH), value, "name")
+
+
 class ImageSerializer(serializers.ModelSerializer):
-    """An image's properties (the notes' list) and its versions; files are uploaded separately."""
+    """An image's properties (the notes' list), whether its guests serve Remote Desktop (``rdp``), its published
+    ``apps`` (given, they replace the image's list) and its versions; files are uploaded separately."""
 
     owner_group = serializers.SlugRelatedField(slug_field="path", queryset=OwnerGroup.objects.all())
     versions = ImageVersionSerializer(many=True, read_only=True)
+    apps = ImageAppSerializer(many=True, required=False, max_length=MAX_IMAGE_APPS)
 
     class Meta:
         model = Image
         fields = ("image_id", "name", "os_type", "arch", "usage", "owner_group", "description", "version",
-                  "pub_date", "size_bytes", "current_version", "versions")
+                  "pub_date", "size_bytes", "current_version", "rdp", "apps", "versions")
         read_only_fields = ("image_id", "version", "pub_date", "size_bytes", "current_version", "versions")
 
     def validate_name(self, value: str) -> str:
         return _checked(validate_display_name, value, "name")
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if isinstance(exc.detail, dict) and "apps" in exc.detail:
+                exc.detail["apps"] = _app_messages(exc.detail["apps"])
+            raise
+
+    def validate_apps(self, value: list[dict]) -> list[dict]:
+        names = [app["name"].casefold() for app in value]
+        twice = sorted({app["name"] for app in value if names.count(app["name"].casefold()) > 1})
+        if twice:
+            raise serializers.ValidationError(f"each app's name once: {', '.join(twice)} more than once")
+        return value
+
+    def update(self, instance: Image, validated_data: dict) -> Image:
+        apps = validated_data.pop("apps", None)
+        with transaction.atomic():
+            instance = super().update(instance, validated_data)
+            if apps is not None:
+                set_apps(instance, apps)
+        return instance
 
     def validate_description(self, value: str) -> str:
         if "\x00" in value:

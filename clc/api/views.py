@@ -177,7 +177,7 @@ class ImageViewSet(AuthorizedViewSetMixin, viewsets.ModelViewSet):
     """Images: list (``?search=``, paginated), create, get, change properties, delete (409 while in use), and
     their file uploads (``uploads/`` to start one, ``uploads/<upload_id>/complete/`` to finish it)."""
 
-    queryset = Image.objects.select_related("owner_group").prefetch_related("versions")
+    queryset = Image.objects.select_related("owner_group").prefetch_related("versions", "apps")
     serializer_class = ImageSerializer
     resource_type = ResourceTypeChoices.IMAGE
     authz_actions = {"start_upload": "write", "complete_upload": "write", "prepare": "execute"}

@@ -15,10 +15,12 @@ from luhyaapi.ids import TaskId, new_id
 from luhyaapi.signing import make_upload_token
 from luhyaapi.trust import own_key
 from luhyadb.choices import LivenessChoices, RoleChoices
-from luhyadb.models import DesktopPool, Image, ImageVersion, Instance, Server, TaskTransaction
+from luhyadb.models import DesktopPool, Image, ImageApp, ImageVersion, Instance, Server, TaskTransaction
 
 logger = logging.getLogger(__name__)
 
+# How many apps an image may publish (the portal lists them all).
+MAX_IMAGE_APPS = 50
 # How many of the records that keep an image from being deleted a refusal names.
 SHOWN_USERS = 10
 
@@ -59,9 +61,23 @@ def _walrus_call(method: str, path: str, payload: dict | None = None) -> dict:
         raise ImageError(exc.status if 400 <= exc.status < 500 else 502, message) from exc
 
 
-def create_image(**properties) -> Image:
-    """Record a new image (no file yet: upload one with ``start_upload`` / ``finish_upload``)."""
-    return Image.objects.create(image_id=new_id("image"), **properties)
+def create_image(*, apps: list[dict] | None = None, **properties) -> Image:
+    """Record a new image (no file yet: upload one with ``start_upload`` / ``finish_upload``) with its published
+    ``apps`` (name, program, icon; validated by the caller)."""
+    with transaction.atomic():
+        image = Image.objects.create(image_id=new_id("image"), **properties)
+        set_apps(image, apps or [])
+    return image
+
+
+def set_apps(image: Image, apps: list[dict]) -> None:
+    """Make the image's published apps (``ImageApp``) exactly ``apps`` (each a validated name, program and icon): the
+    portal offers them from then on."""
+    with transaction.atomic():
+        image.apps.all().delete()
+        ImageApp.objects.bulk_create(ImageApp(image=image, name=app["name"], program=app["program"],
+                                              icon=app.get("icon", "")) for app in apps)
+    logger.info("images: %s publishes %d apps", image.image_id, len(apps))
 
 
 def users_of(image: Image, actor: authz.Actor) -> list[str]:

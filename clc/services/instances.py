@@ -17,6 +17,8 @@ from clc.services.commands import controller_client, online_controllers
 from luhyaapi.client import RemoteError
 from luhyaapi.ids import InvalidId, TaskId, new_id
 from luhyaapi.messages import ImageRef, InsStatus, InstanceRunRequest, TaskStatus
+from luhyaapi.validators import MAX_SERVICE_PORTS
+from luhyaapi.vmspec import RDP_PORT
 from luhyadb.choices import InstanceStateChoices as State
 from luhyadb.choices import PlacingChoices as Placing
 from luhyadb.models import Image, Instance, OwnerGroup, Server, TaskTransaction, VMType
@@ -77,6 +79,20 @@ def change_instance(instance: Instance, **fields) -> bool:
         **fields, updated=timezone.now()))
 
 
+def guest_services(instance: Instance) -> list[int]:
+    """The guest ports a run forwards: the instance's ``services``, and Remote Desktop's 3389 when its image's
+    guests serve RDP (``Image.rdp``), so the cluster forwards it by its network mode and reports it as ``rdp``.
+    InstanceError 409 when that makes more ports than a run may forward."""
+    services = list(instance.services)
+    if instance.image.rdp and RDP_PORT not in services:
+        services.append(RDP_PORT)
+    if len(services) > MAX_SERVICE_PORTS:
+        raise InstanceError(409, f"{instance.name} forwards {len(instance.services)} ports and its image serves "
+                                 f"Remote Desktop (RDP) too: a run forwards at most {MAX_SERVICE_PORTS}; remove one "
+                                 "of its services")
+    return services
+
+
 def _run_request(instance: Instance, seq: int, boot: bool) -> InstanceRunRequest:
     image = instance.image
     version = image.versions.filter(number=instance.image_version or image.current_version).first()
@@ -91,7 +107,7 @@ def _run_request(instance: Instance, seq: int, boot: bool) -> InstanceRunRequest
                        size=version.size_bytes),
         os_type=image.os_type, cpus=instance.vm_type.cpus, memory_mb=instance.vm_type.memory_mb,
         disk_mb=instance.vm_type.disk_gb * 1024,
-        persistent=instance.persistent, mac=instance.mac, services=tuple(instance.services),
+        persistent=instance.persistent, mac=instance.mac, services=tuple(guest_services(instance)),
         pinned_node=instance.pinned_node or (instance.node if instance.persistent else ""), boot=boot,
         console_password=instance.console_password)
 

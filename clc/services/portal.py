@@ -29,7 +29,7 @@ from clc.services.rfb import viewer_file_password
 from clc.services.tasks import TaskNotFound, task_status
 from luhyadb.choices import InstanceKindChoices
 from luhyadb.choices import InstanceStateChoices as State
-from luhyadb.models import Instance
+from luhyadb.models import ImageApp, Instance
 
 logger = logging.getLogger(__name__)
 
@@ -99,19 +99,39 @@ def console_endpoint(instance: Instance) -> ConsoleEndpoint | None:
     """The console of a running instance, or None (not running, no console yet, or a console URL that is not a
     plain ``vnc://host:port`` / ``rdp://host:port``: a value reported by a node never reaches a file or a socket
     unchecked)."""
-    if instance.state != State.RUNNING or not instance.console_url:
+    if instance.state != State.RUNNING:
         return None
-    parts = urlsplit(instance.console_url)
+    found = _address(instance.console_url, CONSOLE_SCHEMES)
+    if found is None:
+        return None
+    scheme, host, port = found
+    return ConsoleEndpoint(scheme, host, port, _run_password(instance, scheme))
+
+
+def rdp_endpoint(instance: Instance) -> ConsoleEndpoint | None:
+    """Where the running guest's own Remote Desktop answers (its ``rdp`` access: the forwarded 3389 of an image
+    that serves RDP, ``Image.rdp``), checked as ``console_endpoint`` checks a console; None while it does not run,
+    for an image without RDP, or before the cluster reported the forward."""
+    if instance.state != State.RUNNING or not instance.image.rdp or not isinstance(instance.access, dict):
+        return None
+    found = _address(instance.access.get("rdp", ""), ("rdp",))
+    return ConsoleEndpoint(*found) if found else None
+
+
+def _address(url: object, schemes: tuple[str, ...]) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a plain ``scheme://host:port`` in ``schemes``, else None."""
+    if not isinstance(url, str) or not url:
+        return None
+    parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:
         return None
     host = parts.hostname or ""
-    if (parts.scheme.lower() not in CONSOLE_SCHEMES or not port or parts.path not in ("", "/") or parts.query
+    if (parts.scheme.lower() not in schemes or not port or parts.path not in ("", "/") or parts.query
             or parts.username or not _valid_host(host)):
         return None
-    scheme = parts.scheme.lower()
-    return ConsoleEndpoint(scheme, host, port, _run_password(instance, scheme))
+    return parts.scheme.lower(), host, port
 
 
 def _run_password(instance: Instance, scheme: str) -> str:
@@ -142,12 +162,14 @@ def consoles(actor: authz.Actor) -> QuerySet:
 def desktop_actions(actor: authz.Actor, instance: Instance) -> dict[str, bool]:
     """What the portal offers for the desktop now: start when settled, stop while starting or running (remote
     desktops only: a virtual server or a wizard's VM is run from the admin console), connect while running with a
-    console; each only if the person may execute it."""
+    console, and the .rdp file while its guest's Remote Desktop is forwarded; each only if the person may execute
+    it."""
     usable = authz.may(actor, "execute", instance)
     desktop = instance.kind == InstanceKindChoices.RVD
     return {"start": usable and desktop and instance.state in EDITABLE_STATES,
             "stop": usable and desktop and instance.state in STOPPABLE_STATES,
-            "connect": usable and console_endpoint(instance) is not None}
+            "connect": usable and console_endpoint(instance) is not None,
+            "rdp": usable and rdp_endpoint(instance) is not None}
 
 
 def start_progress(instance: Instance) -> tuple[int | None, str]:
@@ -189,6 +211,7 @@ def desktop_status(actor: authz.Actor, instance: Instance) -> dict:
         "message": instance.message if instance.state == State.FAILED else
         (instance.NOT_ANSWERING_HINT if instance.state == State.RUNNING and not instance.answering else ""),
         "console": endpoint.scheme if endpoint else "",
+        "rdp": instance.image.rdp,
         "actions": desktop_actions(actor, instance),
         "notice": notice_for(actor.user_id),
     }
@@ -237,6 +260,68 @@ def client_file(instance: Instance) -> tuple[str, str, str]:
     if endpoint.password:
         text += f"password={viewer_file_password(endpoint.password)}\n"
     return f"{instance.instance_id}.vnc", "application/x-vnc", text
+
+
+@dataclass(frozen=True)
+class Screen:
+    """How a Remote Desktop client shows the desktop: full screen at the client's own size, or a window of
+    ``width`` x ``height``."""
+
+    full: bool
+    width: int = 0
+    height: int = 0
+
+
+SCREENS = {"full": Screen(full=True), **{f"{w}x{h}": Screen(False, w, h) for w, h in (
+    (1920, 1080), (1600, 900), (1366, 768), (1280, 800), (1024, 768))}}
+# What every .rdp file of the portal asks for besides the address, the person and the screen: the certificate of a
+# guest is its own (self-signed), so a mismatch warns instead of refusing; the clipboard passes, drives and printers
+# of the school's PCs do not; a dropped connection is made again.
+RDP_SETTINGS = (
+    "session bpp:i:32", "compression:i:1", "smart sizing:i:1", "dynamic resolution:i:1", "use multimon:i:0",
+    "audiomode:i:0", "redirectclipboard:i:1", "redirectprinters:i:0", "redirectdrives:i:0",
+    "redirectsmartcards:i:0", "autoreconnection enabled:i:1", "authentication level:i:2",
+    "prompt for credentials:i:1", "negotiate security layer:i:1", "displayconnectionbar:i:1",
+)
+# A value of a .rdp line is one line: these would end it (``str.splitlines`` breaks on each).
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def rdp_file(instance: Instance, username: str, screen: Screen = SCREENS["full"],
+             app: ImageApp | None = None) -> tuple[str, str, str]:
+    """The ``.rdp`` file of the running guest's own Remote Desktop for ``username`` (file name, content type, text):
+    its forwarded address and port, the person's login, the screen, ``RDP_SETTINGS``; with ``app`` a RemoteApp file
+    (``remoteapplicationmode``) that opens that program alone. PortalError 409 when the image serves no RDP (the
+    browser console stays VNC) or the desktop does not run with its RDP forwarded yet; 400 for a value that would
+    break a line of the file (never a validated record's)."""
+    if not instance.image.rdp:
+        raise PortalError(409, f"{instance.name} serves no Remote Desktop (RDP): its image's guests have VNC only; "
+                               "use its console in the browser")
+    endpoint = rdp_endpoint(instance)
+    if endpoint is None:
+        raise PortalError(409, f"{instance.name} is {instance.state_text.lower()}; its Remote Desktop file is here "
+                               "once it runs")
+    address = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    lines = [f"full address:s:{address}:{endpoint.port}", f"server port:i:{endpoint.port}",
+             f"username:s:{_rdp_value(username, 'username')}"]
+    if app is None:
+        lines.append(f"screen mode id:i:{2 if screen.full else 1}")
+        if not screen.full:
+            lines += [f"desktopwidth:i:{screen.width}", f"desktopheight:i:{screen.height}"]
+        name = instance.instance_id
+    else:
+        lines += ["remoteapplicationmode:i:1", f"remoteapplicationprogram:s:{_rdp_value(app.program, 'program')}",
+                  f"remoteapplicationname:s:{_rdp_value(app.name, 'name')}", "remoteapplicationcmdline:s:",
+                  "disableremoteappcapscheck:i:1", "alternate shell:s:rdpinit.exe"]
+        name = f"{instance.instance_id}-{re.sub(r'[^A-Za-z0-9_-]+', '-', app.name).strip('-') or 'app'}"
+    text = "".join(f"{line}\r\n" for line in (*lines, *RDP_SETTINGS))
+    return f"{name}.rdp", "application/x-rdp", text
+
+
+def _rdp_value(value: str, field: str) -> str:
+    if _LINE_BREAKS.search(value):
+        raise PortalError(400, f"{field}: may not contain control characters or line breaks")
+    return value
 
 
 def console_password(actor: authz.Actor, instance: Instance) -> str:

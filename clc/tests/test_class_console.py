@@ -68,6 +68,28 @@ def test_stop_all_and_start_all_act_on_every_desktop_of_the_class_and_say_what_t
     assert set(Instance.objects.values_list("state", flat=True)) == {"scheduled"}
 
 
+def test_stop_and_reset_ask_before_they_lose_the_students_work_and_start_and_message_do_not(schools):
+    seated(schools, 1)
+    body = as_(schools["teacher1"]).get(PAGE).content.decode()
+    buttons = {action: re.search(rf'<button type="submit" name="action" value="{action}"[^>]*>', body).group(0)
+               for action in classroom.ACTIONS}
+    for action in ("stop", "reset"):
+        question = html.unescape(re.search(r'data-confirm="([^"]+)"', buttons[action]).group(1))
+        assert "{which}" in question and "lost" in question, question
+    for action in ("start", "message"):
+        assert "data-confirm" not in buttons[action], buttons[action]
+
+
+def test_the_watch_page_shows_the_screen_in_the_box_the_students_console_page_shows_it_in(schools):
+    desktop = seated(schools, 1)[0]
+    page = as_(schools["teacher1"]).get(f"{PAGE}watch/{desktop.instance_id}/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    # noVNC scales the screen to its box: outside the portal's (75 % of the window's height) it has none.
+    assert 'href="/static/clc/portal.css"' in body
+    assert re.search(r'<div class="portal">.*<div class="actions">', body, re.DOTALL), body
+
+
 def test_an_action_on_a_selection_leaves_the_other_desktops_alone(schools):
     first, second, third = seated(schools, 3)
     answer = shown(act(as_(schools["teacher1"]), "stop", [first.instance_id, third.instance_id]))

@@ -136,7 +136,7 @@ def test_a_person_who_may_only_read_a_desktop_may_not_start_it_or_open_its_conso
     client_file = client.get("/portal/desktops/ins-00000001/client/")  # the .vnc file is a way in, too
     assert client_file.status_code == 403 and b"[connection]" not in client_file.content
     assert client.get("/portal/status/").json()["desktops"][0]["actions"] == {
-        "start": False, "stop": False, "connect": False}
+        "start": False, "stop": False, "connect": False, "rdp": False}
 
 
 def test_a_group_that_grants_execute_without_read_starts_and_stops_from_the_portal_as_from_the_api(
@@ -437,7 +437,7 @@ def test_an_administrator_opens_a_virtual_servers_console_in_the_browser_but_run
     assert 'id="screen"' in page and '<a href="/clc/instances/ins-00000001/">Back to the instance</a>' in page
     assert 'data-action="start"' not in page and 'data-action="stop"' not in page
     status = client.get("/portal/desktops/ins-00000001/status/").json()
-    assert (status["kind"], status["actions"]) == ("vs", {"start": False, "stop": False, "connect": True})
+    assert (status["kind"], status["actions"]) == ("vs", {"start": False, "stop": False, "connect": True, "rdp": False})
     session = portal.redeem_console_token(_token(client).json()["token"])
     assert (session.user_id, session.instance_id) == (teacher.pk, "ins-00000001")
     for action in ("start", "stop"):  # a server is run and stopped from the admin console, not the portal

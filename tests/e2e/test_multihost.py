@@ -39,10 +39,14 @@ and RabbitMQ; skipped otherwise, with the reason printed.
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import shlex
 import shutil
 import socket
 import sqlite3
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -50,11 +54,19 @@ from pathlib import Path
 import pytest
 import requests
 
+from clc.services.apps import SEAMLESS_SHELL
 from luhyaapi.client import RemoteError
 from luhyaapi.wol import PACKET_SIZE, magic_packet
 from tests.netns import Namespace, NamespaceThread, Network, missing_requirements, wait_until
 from tests.rabbitmq import scratch_vhost
-from tests.services import ConsoleClient, RoleProcess, build_test_image, kill_vms_under
+from tests.services import (
+    ADMIN_USER,
+    ConsoleClient,
+    RoleProcess,
+    build_test_image,
+    kill_vms_under,
+    processes_mentioning,
+)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -475,3 +487,92 @@ def _udp_socket(port: int) -> socket.socket:
     sock.bind(("0.0.0.0", port))
     sock.settimeout(10)
     return sock
+
+
+RDP_STAND_IN_PORT = 3389  # xrdp in the node's namespace: no guest of its own runs there
+
+
+def _rdp_client(cloud: Cloud, space: str, rdp_file: Path) -> subprocess.CompletedProcess[str]:
+    """FreeRDP opening ``rdp_file`` from the namespace ``space`` as far as the RDP/TLS handshake and login
+    (``/auth-only``; under a virtual X display, which it asks for); its exit status says whether it got there."""
+    return cloud.ns[space].run(["xvfb-run", "-a", "xfreerdp", str(rdp_file), "/auth-only", "/cert:ignore", "/p:x"],
+                               check=False, timeout=90)
+
+
+def _rdp_settings(text: str) -> dict[str, str]:
+    return {name: value for name, _, value in (line.split(":", 2) for line in text.split("\r\n") if line)}
+
+
+@pytest.mark.parametrize(("mode", "user"), [("private", "student"), ("public", "lanuser")])
+def test_a_guests_remote_desktop_is_forwarded_per_network_mode_and_its_rdp_files_open_with_a_real_rdp_client(
+        cloud, image, mode, user, tmp_path):
+    """An image whose guests serve RDP: the run forwards 3389 (QEMU into the guest, and in private mode the CC from
+    ``cc_eip``), the portal's .rdp file and an app's RemoteApp file carry that address, and FreeRDP's ``xfreerdp``
+    completes the RDP handshake with them against ``xrdp``, which stands in for the guest's Remote Desktop at the
+    node's end of the forward (the test VM serves no RDP): a rule in the node's namespace hands the forwarded port
+    to xrdp before QEMU's listener would take it into the guest. Without that rule (into the guest) and with the run
+    stopped, the same file reaches no RDP server."""
+    reason = missing_requirements("xrdp", "xfreerdp", "xvfb-run")
+    if reason:
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    path = f"/clc/api/1.0/images/{image['image_id']}/"
+    cloud.patch(path, {"rdp": True, "apps": [{"name": "Notepad", "program": "||notepad"}]})
+    xrdp = cloud.net.popen(cloud.ns["nc"], ["xrdp", "--nodaemon", "--port", str(RDP_STAND_IN_PORT)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stand_in: list[str] = []  # the node's rule that hands the forwarded port to xrdp
+    try:
+        _switch(cloud, "rvd", mode)
+        rvd = _run(cloud, image, "rvd", f"Windows desktop ({mode})")
+        insid, host, port = rvd["instance_id"], *_address(rvd["access"]["rdp"])
+        assert host == (CC_EIP if mode == "private" else NC_IP), rvd["access"]
+        assert (port, "tcp/3389") in cloud.cc_rows("cc_portlease", "port, purpose")
+        qemu = [pid for pid in processes_mentioning(insid) if "qemu" in Path(f"/proc/{pid}/comm").read_text()]
+        cmdline = Path(f"/proc/{qemu[0]}/cmdline").read_bytes().decode()
+        assert f"hostfwd=tcp:{NC_IP}:{port}-:3389" in cmdline  # the node forwards it into the guest
+        forward = (f"-A EDUCLOUD-PRE -d {CC_EIP}/32 -p tcp -m tcp --dport {port} -j DNAT --to-destination "
+                   f"{NC_IP}:{port}")
+        assert (forward in cloud.cc_rules()) == (mode == "private"), cloud.cc_rules()
+        users = cloud.student if user == "student" else cloud.lanuser
+        text = users.call(cloud.client.page, f"/portal/desktops/{insid}/rdp/?screen=1024x768")
+        settings = _rdp_settings(text)
+        assert (settings["full address"], settings["server port"], settings["username"],
+                settings["desktopwidth"]) == (f"{host}:{port}", str(port), ADMIN_USER, "1024"), text
+        desktop_file = tmp_path / "desktop.rdp"
+        desktop_file.write_text(text)
+        # Into the guest, the forward finds no RDP (the test VM serves none): the stand-in is what answers below.
+        unserved = _rdp_client(cloud, user, desktop_file)
+        assert unserved.returncode != 0, unserved.stderr[-2000:]
+        print(f"{user} -> {host}:{port} into the guest (no RDP there): xfreerdp exit {unserved.returncode}")
+        stand_in = ["PREROUTING", "-d", f"{NC_IP}/32", "-p", "tcp", "--dport", str(port), "-j", "REDIRECT",
+                    "--to-ports", str(RDP_STAND_IN_PORT)]
+        cloud.ns["nc"].run(["iptables", "-w", "-t", "nat", "-I", *stand_in])
+        _wait("xrdp listening in the node's namespace", lambda: "LISTEN" in cloud.ns["nc"].run(
+            ["ss", "-ltn", f"sport = :{RDP_STAND_IN_PORT}"]).stdout, 20)
+        page = users.call(cloud.client.page, f"/portal/desktops/{insid}/")
+        app_id = re.search(r'id="app-(\d+)"', page)[1]
+        app_text = users.call(cloud.client.page, f"/portal/desktops/{insid}/apps/{app_id}/rdp/")
+        assert _rdp_settings(app_text)["remoteapplicationprogram"] == "||notepad"
+        assert shlex.join(["rdesktop", "-A", SEAMLESS_SHELL, "-s", "notepad", "-u", ADMIN_USER, f"{host}:{port}"]) in (
+            html.unescape(page))
+        app_file = tmp_path / "notepad.rdp"
+        app_file.write_text(app_text)
+
+        for rdp_file in (desktop_file, app_file):
+            client = _rdp_client(cloud, user, rdp_file)
+            assert client.returncode == 0, client.stdout[-2000:] + client.stderr[-2000:]
+            print(f"{user} -> {host}:{port} ({rdp_file.name}): xfreerdp /auth-only exit 0 "
+                  f"({[line for line in client.stderr.splitlines() if 'exit status' in line][-1:]})")
+        cloud.ns["nc"].run(["iptables", "-w", "-t", "nat", "-D", *stand_in])
+        stand_in = []
+        _stop(cloud, insid)
+        _wait("the CC to drop the desktop's forwards", lambda: _cc_idle(cloud), 30)
+        refused = _rdp_client(cloud, user, desktop_file)
+        assert refused.returncode != 0, refused.stderr[-2000:]
+        print(f"stopped: the same file reaches nothing (xfreerdp exit {refused.returncode})")
+    finally:
+        if stand_in:
+            cloud.ns["nc"].run(["iptables", "-w", "-t", "nat", "-D", *stand_in], check=False)
+        xrdp.terminate()
+        xrdp.wait(10)
+        cloud.patch(path, {"rdp": False, "apps": []})

@@ -20,6 +20,7 @@ from luhyadb.models import (
     Host,
     HostCredential,
     Image,
+    ImageApp,
     ImageVersion,
     Instance,
     JoinToken,
@@ -192,6 +193,7 @@ def build_world(spec: Spec) -> World:
                                      current_version=1)
         ImageVersion.objects.create(image=image, number=1, label="1.0.0", size_bytes=1024, sha256="a" * 64,
                                     format="qcow2")
+        ImageApp.objects.create(image=image, name=f"app {index}", program="||notepad")  # a published app of each
         world.images.append(image)
     for index, (path, image, assignee) in enumerate(spec.instances):
         kind = "lvd" if index == len(spec.instances) - 1 and index else "rvd"

@@ -282,6 +282,11 @@ def _p(template: str) -> Callable:
     return lambda record: template.format(record)
 
 
+def _app(template: str) -> Callable:
+    """A path of a record (a desktop or a pool) and the published app of its image (``{1}``: the app's id)."""
+    return lambda record: template.format(record, record.image.apps.get().pk)
+
+
 def key_pages(person: Person | None) -> int:
     """The console's pages of keys and join tokens: for who manages some hosts' keys."""
     return _who(person, person is not None and (type_rule(person, "create", "server")
@@ -631,6 +636,18 @@ EXPECTATIONS: dict[str, Expect] = {
                                       _desktops, page=True)),
     "portal:client-file": Expect(on_records("instance", "execute", "GET",
                                             _p("/portal/desktops/{0.instance_id}/client/"), _desktops, page=True)),
+    "portal:rdp-file": Expect(on_records("instance", "execute", "GET", _p("/portal/desktops/{0.instance_id}/rdp/"),
+                                         _desktops, page=True)),
+    "portal:apps": Expect(of_type("instance", "read", "GET", "/portal/apps/", page=True)),
+    # Allowed, opening an app starts the desktop; with no cluster in this world the start is refused (a message).
+    "portal:desktop-app-open": Expect(on_records("instance", "execute", "POST",
+                                                 _app("/portal/desktops/{0.instance_id}/apps/{1}/open/"), _desktops,
+                                                 page=True)),
+    "portal:app-file": Expect(on_records("instance", "execute", "GET",
+                                         _app("/portal/desktops/{0.instance_id}/apps/{1}/rdp/"), _desktops,
+                                         page=True)),
+    "portal:pool-app-open": Expect(on_records("pool", "execute", "POST",
+                                              _app("/portal/pools/{0.pool_id}/apps/{1}/open/"), _pools, page=True)),
     "portal:novnc": Expect(logged_in("GET", "/portal/novnc/core/rfb.js", page=True)),
     # Allowed, a claim gets the person a desktop; with no cluster in this world its start is refused (a message).
     "portal:pool-claim": Expect(on_records("pool", "execute", "POST", _p("/portal/pools/{0.pool_id}/claim/"), _pools,

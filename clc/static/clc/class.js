@@ -1,12 +1,29 @@
 // Refreshes the class console in place from its JSON (status/): each desktop's state and holder, and its screen's
 // thumbnail (a new picture every few seconds while it runs; the server caches snapshots, so many open pages cost
-// each desktop one). Which desktops there are comes from the server; a change in the list reloads the page.
+// each desktop one). Which desktops there are comes from the server; a change in the list reloads the page. An
+// action that loses the students' work (a button with data-confirm) asks first, naming what it is for: the ticked
+// desktops, or all of the class's when none is ticked.
 (function () {
   "use strict";
   const live = JSON.parse(document.getElementById("class-live").textContent);
+  const form = document.getElementById("class-form");
   const list = document.getElementById("desktops");
   const updated = document.getElementById("updated");
   let lastScreens = Date.now();
+
+  function plural(count) {
+    return count === 1 ? "1 desktop" : count + " desktops";
+  }
+
+  form.addEventListener("submit", (event) => {
+    const question = event.submitter && event.submitter.dataset.confirm;
+    if (!question) return;
+    const ticked = form.querySelectorAll("input[name=selected]:checked").length;
+    const all = form.querySelectorAll("input[name=selected]").length;
+    const which = ticked ? "the " + plural(ticked).replace("desktop", "ticked desktop")
+      : "all " + plural(all) + " of the class";
+    if (!window.confirm(question.replace("{which}", which))) event.preventDefault();
+  });
 
   function show(item, desktop, newScreens) {
     const field = (name) => item.querySelector(`[data-field="${name}"]`);

@@ -87,7 +87,19 @@ function show(status) {
 }
 
 function showGone() {
-  byId("gone").hidden = false;
+  // A non-persistent pool's desktop went back to its pool when it stopped (it is no longer this person's): the page
+  // says so and offers another; any other desktop that vanished was taken away or deleted.
+  const returned = byId("returned");
+  if (returned) {
+    returned.hidden = false;
+    const state = byId("state");
+    state.textContent = "Stopped";
+    state.className = "state stopped";
+    byId("starting").hidden = true;
+    say("The desktop stopped.");
+  } else {
+    byId("gone").hidden = false;
+  }
   for (const element of document.querySelectorAll("[data-action]")) window.educloudLive.setAllowed(element, false);
   if (rfb) rfb.disconnect();
   desktop = null;

@@ -1,14 +1,19 @@
-"""What the browser tests do on eduCloud's pages: screenshots, logging in, and the administrator's steps that build
-a classroom (an image with its disk file, an owner-group, two student accounts, a desktop assigned to a student)."""
+"""What the browser tests do on eduCloud's pages: screenshots, logging in, pages of more people at once, a desktop's
+screen in the in-browser console (whether it shows one, typing into it), and the administrator's steps that build a
+classroom (an image with its disk file, an owner-group, two student accounts, a desktop assigned to a student)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.services import ARTIFACTS
@@ -17,6 +22,26 @@ SHOTS = ARTIFACTS / "browser"
 # A VM under TCG boots in 5-10 s; the image is copied to the node first. Generous, so a slow CI machine passes.
 VM_TIMEOUT_MS = 180_000
 SHOT_TIMEOUT_MS = 20_000
+
+# Whether the console's canvas shows a screen: the spread of its grey levels, as the VNC capture of the other e2e
+# tests measures it (a blank or single-colour canvas has none).
+CANVAS_SHOWS_A_SCREEN = """() => {
+  const canvas = document.querySelector("#screen canvas");
+  if (!canvas || canvas.width < 320 || canvas.height < 200) return false;
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let count = 0, sum = 0, squares = 0;
+  for (let i = 0; i < pixels.length; i += 4 * 7) {
+    const grey = 0.299 * pixels[i] + 0.587 * pixels[i + 1] + 0.114 * pixels[i + 2];
+    count += 1; sum += grey; squares += grey * grey;
+  }
+  const mean = sum / count;
+  return Math.sqrt(squares / count - mean * mean) > 5;
+}"""
+# The characters a US keyboard types with Shift held, by the key that types them: a page's keyboard.type() sends
+# these without Shift, and QEMU's console (which takes the key's scancode from noVNC) would type the unshifted one.
+SHIFTED_KEYS = dict(zip('~!@#$%^&*()_+{}|:"<>?', ["Backquote", *(f"Digit{n}" for n in "1234567890"), "Minus", "Equal",
+                                                 "BracketLeft", "BracketRight", "Backslash", "Semicolon", "Quote",
+                                                 "Comma", "Period", "Slash"], strict=True))
 
 
 @dataclass
@@ -44,6 +69,40 @@ def shot(page: Page, name: str) -> Path:
         # loaded"); the visible part is still worth keeping, and a second hang fails the test.
         page.screenshot(path=str(path), animations="disabled", timeout=SHOT_TIMEOUT_MS)
     return path
+
+
+@contextmanager
+def person_page(browser: Browser, base_url: str, folder: Path) -> Iterator[Page]:
+    """A page with cookies of its own (another person at another computer), its screenshots in ``folder`` (with a
+    last one, ``NN-failure.png``, when the block fails); closed afterwards."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    page = context.new_page()
+    page.educloud_shots = {"folder": folder, "taken": 0}
+    try:
+        yield page
+    except BaseException:
+        with suppress(PlaywrightError):  # the failure is what matters; a page that cannot be captured adds nothing
+            shot(page, "failure")
+        raise
+    finally:
+        context.close()
+
+
+def type_on_console(page: Page, text: str, delay_ms: int = 30) -> None:
+    """Type ``text`` into the console on the page (noVNC's canvas, focused first) as a person does, key by key: a
+    newline presses Enter, and a shifted character is typed with Shift held."""
+    page.locator("#screen canvas").focus()
+    for character in text:
+        if character in SHIFTED_KEYS:
+            key = f"Shift+{SHIFTED_KEYS[character]}"
+        elif character.isupper():
+            key = f"Shift+Key{character}"
+        else:
+            key = {"\n": "Enter", " ": "Space"}.get(character, character)
+        page.keyboard.press(key, delay=delay_ms)
 
 
 def login(page: Page, username: str, password: str) -> None:

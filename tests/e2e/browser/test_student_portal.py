@@ -10,25 +10,10 @@ import re
 import pytest
 from playwright.sync_api import Page, Response, expect
 
-from tests.e2e.browser.pages import VM_TIMEOUT_MS, login, shot
+from tests.e2e.browser.pages import CANVAS_SHOWS_A_SCREEN, VM_TIMEOUT_MS, login, shot
 from tests.services import instance_record, wait_for
 
 pytestmark = [pytest.mark.e2e]
-
-# Whether the console's canvas shows a screen: the spread of its grey levels, as the VNC capture of the other e2e
-# tests measures it (a blank or single-colour canvas has none).
-CANVAS_SHOWS_A_SCREEN = """() => {
-  const canvas = document.querySelector("#screen canvas");
-  if (!canvas || canvas.width < 320 || canvas.height < 200) return false;
-  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  let count = 0, sum = 0, squares = 0;
-  for (let i = 0; i < pixels.length; i += 4 * 7) {
-    const grey = 0.299 * pixels[i] + 0.587 * pixels[i + 1] + 0.114 * pixels[i + 2];
-    count += 1; sum += grey; squares += grey * grey;
-  }
-  const mean = sum / count;
-  return Math.sqrt(squares / count - mean * mean) > 5;
-}"""
 
 
 def _post_from_page(page: Page, action: str) -> Response:
