@@ -29,60 +29,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from allinone import AllInOne, wait_for  # noqa: E402
+
 from luhyaapi.client import RemoteError  # noqa: E402
-from tests.services import (  # noqa: E402
-    ConsoleClient,
-    RoleProcess,
-    build_test_image,
-    free_port_block,
-    kill_vms_under,
-)
+from tests.services import ConsoleClient, build_test_image, kill_vms_under  # noqa: E402
 
 STARTING = ("scheduled", "preparing", "booting")
 # What a class may wait for its desktops before the run counts as failed.
 BURST_LIMIT_SECONDS = 900.0
 
 
-def wait_for(what: str, probe, timeout: float, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-class AllInOne:
-    """The all-in-one host as a process, with the administrator logged in to its API."""
-
-    def __init__(self, workdir: Path, launches: int, overcommit: float) -> None:
-        # A console port and the guest's web service per desktop, with room for the reference launch.
-        low, high = free_port_block(2 * launches + 20)
-        self.host = RoleProcess(workdir, "aio", "clc,walrus,cc,nc", {
-            "cloud": {"heartbeat_seconds": "1", "missed_heartbeats": "5"},
-            "cc": {"port_range": f"{low}-{high}", "cpu_overcommit": f"{overcommit:g}"},
-            "nc": {"stop_timeout_seconds": "5"}})
-        self.host.start().wait_listening()
-        self.client = ConsoleClient(self.host.url, timeout=120)
-
-    def online(self) -> bool:
-        try:
-            states = {(s["role"], s["state"]) for s in self.client.get("/clc/api/1.0/status/")["services"]}
-        except RemoteError:
-            return False
-        return {("nc", "online"), ("cc", "online"), ("walrus", "online")} <= states
-
-    def define(self, image_id: str, name: str) -> str:
-        return self.client.post("/clc/api/1.0/instances/", {
-            "name": name, "kind": "rvd", "image": image_id, "vm_type": "tiny", "owner_group": "edu",
-            "services": [80]})["instance_id"]
-
-    def record(self, insid: str) -> dict:
-        return self.client.get(f"/clc/api/1.0/instances/{insid}/")
-
-    def close(self) -> None:
-        self.host.stop()
+def define(cloud: AllInOne, image_id: str, name: str) -> str:
+    return cloud.client.post("/clc/api/1.0/instances/", {
+        "name": name, "kind": "rvd", "image": image_id, "vm_type": "tiny", "owner_group": "edu",
+        "services": [80]})["instance_id"]
 
 
 class Launch:
@@ -173,15 +133,16 @@ def main() -> None:
     image = build_test_image()
     with tempfile.TemporaryDirectory(prefix="educloud-burst-") as tmp:
         workdir = Path(tmp)
-        cloud = AllInOne(workdir, args.launches, args.overcommit)
+        # A console port and the guest's web service per desktop, with room for the reference launch.
+        cloud = AllInOne(workdir, 2 * args.launches + 20, args.overcommit)
         try:
             wait_for("every role online", cloud.online, 120)
             image_id = cloud.client.upload_image(image, "class burst desktop")["image_id"]
-            reference = cloud.define(image_id, "reference")
+            reference = define(cloud, image_id, "reference")
             # The reference run also brings the image into the node's cache, as the first lesson of a day would.
             run_alone(cloud, reference)
             single = run_alone(cloud, reference)
-            insids = [cloud.define(image_id, f"desk{number:02d}") for number in range(args.launches)]
+            insids = [define(cloud, image_id, f"desk{number:02d}") for number in range(args.launches)]
             started = time.monotonic()
             launches = burst(cloud, insids)
             wall = time.monotonic() - started

@@ -388,9 +388,14 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def vms_under(directory: Path) -> list[int]:
+    """Pids of the QEMU processes whose files lie under ``directory`` (a test's or a benchmark's VMs)."""
+    return [pid for pid in processes_mentioning(str(directory)) if b"qemu" in _comm(pid)]
+
+
 def kill_vms_under(directory: Path) -> list[int]:
     """Kill every QEMU process whose files lie under ``directory`` (a test's leftovers); returns their pids."""
-    pids = [pid for pid in processes_mentioning(str(directory)) if b"qemu" in _comm(pid)]
+    pids = vms_under(directory)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)

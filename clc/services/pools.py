@@ -156,20 +156,33 @@ def claim_desktop(actor: authz.Actor, pool: DesktopPool, user) -> Claim:
     (``InstanceError``) passes through, the desktop staying theirs to start again."""
     authz.require(actor, "execute", pool)
     with transaction.atomic():
-        # One claim of a pool at a time: the update locks the pool's row (on SQLite: the database) until the
-        # transaction ends, so two claims never take the same free desktop or both add the last one.
-        DesktopPool.objects.filter(pk=pool.pk).update(updated=timezone.now())
+        _lock(pool)
         desktop = desktop_of(pool, user) or _free_desktop(pool, user) or _new_desktop(pool, user)
     started = False
     if desktop.state in EDITABLE_STATES:
-        desktop = run_instance(desktop)
-        started = True
+        try:
+            desktop = run_instance(desktop)
+        except InstanceError:
+            # A round of the pool that chose this free desktop before the claim took it may have started it
+            # meanwhile: then it is on its way up for the person all the same.
+            desktop.refresh_from_db()
+            if desktop.state not in READY_STATES:
+                raise
+        else:
+            started = True
     Instance.objects.filter(pk=desktop.pk).update(last_activity=timezone.now())
     desktop.refresh_from_db()
     logger.info("pools: %s of %s is %s's (%s)", desktop.instance_id, pool.pool_id, user.get_username(),
                 desktop.state)
     keep_pool(pool)
     return Claim(desktop, started)
+
+
+def _lock(pool: DesktopPool) -> None:
+    """Hold the pool's row (on SQLite: the database) until the caller's transaction ends: one claim or round of a
+    pool decides at a time, so two never take the same free desktop, both add the last one, or number two new
+    desktops alike."""
+    DesktopPool.objects.filter(pk=pool.pk).update(updated=timezone.now())
 
 
 def _free_desktop(pool: DesktopPool, user) -> Instance | None:
@@ -226,24 +239,31 @@ def wanted_ready(pool: DesktopPool, now: datetime) -> int:
 def keep_pool(pool: DesktopPool, now: datetime | None = None) -> list[str]:
     """Start free desktops until ``wanted_ready`` are up or on their way: stopped ones first, then new ones while
     the pool is under its size. Desktops of a non-persistent pool whose run ended are given back first. Returns the
-    ids of the desktops it started; a refused start is logged and the pool tried again at the next round."""
+    ids of the desktops it started; a refused start is logged and the pool tried again at the next round. It decides
+    under the pool's lock, as claims do, so that rounds and claims at once keep the pool within ``max_size``."""
     now = now or timezone.now()
-    pool.refresh_from_db()
-    _give_back(pool.desktops.all())
-    free = pool.desktops.filter(assigned_to__isnull=True)
-    missing = wanted_ready(pool, now) - free.filter(state__in=READY_STATES).count()
+    with transaction.atomic():
+        _lock(pool)
+        pool.refresh_from_db()
+        _give_back(pool.desktops.all())
+        free = pool.desktops.filter(assigned_to__isnull=True)
+        missing = wanted_ready(pool, now) - free.filter(state__in=READY_STATES).count()
+        if missing <= 0:
+            return []
+        stopped = list(free.filter(state__in=EDITABLE_STATES).order_by("name")[:missing])
+        total = pool.desktops.count()
+        while len(stopped) < missing and total < pool.max_size:
+            total += 1
+            stopped.append(_define(pool, total))
+    # The runs are asked for after the lock: placing one calls the cluster controllers.
     started = []
-    if missing <= 0:
-        return started
-    stopped = list(free.filter(state__in=EDITABLE_STATES).order_by("name")[:missing])
-    total = pool.desktops.count()
-    while len(stopped) < missing and total < pool.max_size:
-        total += 1
-        stopped.append(_define(pool, total))
     for desktop in stopped:
         try:
             run_instance(desktop)
         except InstanceError as exc:
+            desktop.refresh_from_db()
+            if desktop.state in READY_STATES:
+                continue  # a claim took it and started it meanwhile
             logger.warning("pools: %s of %s not started: %s", desktop.instance_id, pool.pool_id, exc)
             break  # the others would be refused for the same reason (no cluster, no image file)
         started.append(desktop.instance_id)

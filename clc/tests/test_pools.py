@@ -13,7 +13,8 @@ import pytest
 from django.db import close_old_connections
 from django.utils import timezone
 
-from clc.services import authz
+from clc.services import authz, pools
+from clc.services.instances import run_instance
 from clc.services.lessons import keep_pools
 from clc.services.pools import claim_desktop, create_pool, keep_pool
 from clc.tests.classes import CLASS, as_, person, report
@@ -66,6 +67,67 @@ def test_a_class_of_thirty_claiming_at_once_gets_thirty_different_desktops(schoo
     assert len({insid for _, insid in answers}) == CLASS
     holders = Instance.objects.filter(pool=pool).values_list("assigned_to__username", flat=True)
     assert sorted(holders) == sorted(student.username for student in schools["students"])
+
+
+def test_a_class_claiming_at_once_from_a_pool_that_keeps_desktops_ready_stays_within_its_size(schools):
+    # Each claim's round of the pool (keep_pool) adds desktops too: it decides under the claims' lock, so the pool
+    # never grows past its size nor numbers two desktops alike (before: 32 desktops "Class 1 desktops 7" twice...).
+    pool = pool_of(schools, min_ready=3)
+
+    def claimed(student) -> int:
+        try:
+            return claim(student, pool).status_code
+        finally:
+            close_old_connections()
+
+    with ThreadPoolExecutor(10) as threads:
+        assert set(threads.map(claimed, schools["students"])) == {202}
+    names = list(Instance.objects.filter(pool=pool).values_list("name", flat=True))
+    assert len(names) == CLASS and len(set(names)) == CLASS, sorted(names)
+    assert Instance.objects.filter(pool=pool, assigned_to__isnull=False).count() == CLASS
+
+
+def test_a_claimed_desktop_that_the_pools_round_started_meanwhile_is_the_students_without_an_error(schools,
+                                                                                                     monkeypatch):
+    pool = pool_of(schools, max_size=1)
+    first, second = schools["students"][:2]
+    desktop = Instance.objects.get(instance_id=claim(first, pool).json()["instance_id"])
+    report(desktop, "stopped")  # back in the pool, free and stopped
+
+    def started_by_the_round_first(instance, *args, **kwargs):
+        # The pool's round chose this free desktop before the claim took it, and starts it first.
+        monkeypatch.setattr(pools, "run_instance", run_instance)
+        run_instance(instance)
+        return run_instance(instance, *args, **kwargs)  # 409: it is scheduled already
+
+    monkeypatch.setattr(pools, "run_instance", started_by_the_round_first)
+    answer = claim(second, pool)
+    assert answer.status_code == 202, answer.content
+    assert (answer.json()["instance_id"], answer.json()["assigned_to"], answer.json()["state"]) == (
+        desktop.instance_id, "s02", "scheduled")
+
+
+def test_the_pools_round_starts_the_next_desktop_when_a_claim_started_the_one_it_chose(schools, monkeypatch):
+    pool = pool_of(schools, max_size=2, min_ready=2)
+    assert len(keep_pool(pool)) == 2
+    for desktop in Instance.objects.filter(pool=pool):
+        report(desktop, "stopped")
+    student = schools["students"][0]
+    first, second = Instance.objects.filter(pool=pool).order_by("name")
+
+    def claimed_and_started_first(instance, *args, **kwargs):
+        # A student's claim takes the round's first choice and starts it before the round does.
+        monkeypatch.setattr(pools, "run_instance", run_instance)
+        Instance.objects.filter(pk=instance.pk).update(assigned_to=student)
+        run_instance(instance)
+        return run_instance(instance, *args, **kwargs)  # 409: it is scheduled already
+
+    monkeypatch.setattr(pools, "run_instance", claimed_and_started_first)
+    assert keep_pool(pool) == [second.instance_id]
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.state, first.assigned_to, second.state, second.assigned_to) == (
+        "scheduled", student, "scheduled", None)
 
 
 def test_the_pool_keeps_its_ready_desktops_up_and_hands_out_a_running_one_first(schools):
