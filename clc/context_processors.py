@@ -9,6 +9,7 @@ from clc.api.authz import actor
 from clc.services import authz
 from clc.services.enrolment import key_kinds
 from clc.services.registry import may_see_status
+from clc.services.shares import home_share_url
 from luhyadb.choices import ResourceTypeChoices as Type
 
 # Each console link and the resource type a person must be allowed to read to follow it.
@@ -42,6 +43,9 @@ def console_links(person: authz.Actor, user=None) -> dict[str, bool]:
 
 
 def nav(request) -> dict:
+    """``nav`` (the links above) and ``my_files`` (the person's home folder on a storage controller, the portal's
+    "My files"; empty when no SC is known), each computed when a template first reads it."""
     user = getattr(request, "user", None)
     return {"nav": SimpleLazyObject(lambda: console_links(actor(request) if user is not None else authz.NOBODY,
-                                                          user))}
+                                                          user)),
+            "my_files": SimpleLazyObject(lambda: home_share_url(user) or "")}

@@ -16,7 +16,15 @@ from luhyaapi.bus import Bus, BusUnavailable
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.config import Config
 from luhyaapi.hostinfo import capacity_and_free
-from luhyaapi.messages import HostRegistration, HostStatus, Message, NodeStatus, ServerRegistration, VmInfo
+from luhyaapi.messages import (
+    HostRegistration,
+    HostStatus,
+    Message,
+    NodeStatus,
+    Resources,
+    ServerRegistration,
+    VmInfo,
+)
 from luhyaapi.queues import boss_status_queue
 from luhyaapi.trust import own_key
 
@@ -44,8 +52,10 @@ class HeartbeatPublisher:
     while its node controller runs and stopped when it stops on purpose."""
 
     def __init__(self, role: str, config: Config, bus: Bus, vms: Callable[[], list[VmInfo]] | None = None,
-                 console: Callable[[], str] | None = None) -> None:
+                 console: Callable[[], str] | None = None,
+                 disk: Callable[[], tuple[int, int]] | None = None) -> None:
         self.role = role
+        self.disk = disk
         self.vms = vms
         self.console = console
         self.config = config
@@ -58,11 +68,21 @@ class HeartbeatPublisher:
         self.host_mode = role == "nc" and config.host_mode
 
     def registration(self) -> ServerRegistration:
-        capacity, _free, _usage = capacity_and_free(self.config.data_dir)
+        capacity, _free, _usage = self.resources()
         return ServerRegistration(role=self.role, name=self.config.name, ip=self.config.ip, mac=self.config.mac,
                                   cluster=self.config.cluster, api_url=self.config.api_url,
                                   heartbeat_seconds=self.config.heartbeat_seconds, capacity=capacity,
                                   classroom_pc=self.host_mode, console=self.console() if self.console else "vnc")
+
+    def resources(self) -> tuple[Resources, Resources, float]:
+        """This host's capacity, free resources and CPU usage; the disk figures are ``disk()``'s (MB total, MB
+        free) when given (a storage controller's volume store), else those of the data directory's file system."""
+        capacity, free, usage = capacity_and_free(self.config.data_dir)
+        if self.disk is not None:
+            disk_mb, free_mb = self.disk()
+            capacity = capacity.model_copy(update={"disk_mb": disk_mb})
+            free = free.model_copy(update={"disk_mb": free_mb})
+        return capacity, free, usage
 
     def host_registration(self) -> HostRegistration:
         """The classroom PC this node controller runs on, as it announces itself when it powers on."""
@@ -92,7 +112,7 @@ class HeartbeatPublisher:
 
     def status(self, state: str = "online") -> NodeStatus:
         """This role's status now, numbered one past the last one published."""
-        capacity, free, usage = capacity_and_free(self.config.data_dir)
+        capacity, free, usage = self.resources()
         return NodeStatus(role=self.role, name=self.config.name, ip=self.config.ip, mac=self.config.mac,
                           cluster=self.config.cluster, api_url=self.config.api_url,
                           interval=self.config.heartbeat_seconds, seq=self.seq + 1, state=state, capacity=capacity,

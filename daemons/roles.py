@@ -103,6 +103,14 @@ def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPubli
     return [Worker("nc-vm-watch", watch_loop(watcher_reports), stop)]
 
 
+def _sc_workers(config: Config, stop: threading.Event) -> list[Worker]:
+    from sc.services.targets import watch_targets
+
+    # The SC's tgtd, made to serve exactly the recorded exports at start (a restarted SC adopts its tgtd, or starts
+    # one and re-exports) and again whenever tgtd is found gone.
+    return [Worker("sc-targets", watch_targets, stop)]
+
+
 def host_worker(config: Config, stop: threading.Event) -> Worker | None:
     """The host's one Celery worker (``celery-worker``): its node's commands (a command a killed node had taken is
     delivered again, and resumes) and the periodic jobs of its roles; None for a host with neither."""
@@ -141,6 +149,14 @@ def _console_of(role: str):
     return console_protocol
 
 
+def _disk_of(role: str):
+    if role != "sc":
+        return None
+    from sc.services.store import volume_store_mb
+
+    return volume_store_mb
+
+
 def status_bus_url(role: str, config: Config) -> str:
     """The bus a role heartbeats on: nc and sc on their cluster's bus, other roles on the cloud's."""
     return config.bus_url if role in ("nc", "sc") else config.cloud_bus_url
@@ -150,7 +166,7 @@ def build_workers(config: Config, stop: threading.Event) -> tuple[list[Worker], 
     """Every loop of every role this host runs (consumers first, so nothing heartbeats into an unread queue)."""
     workers: list[Worker] = []
     heartbeats = {role: HeartbeatPublisher(role, config, get_bus(status_bus_url(role, config)), vms=_vms_of(role),
-                                           console=_console_of(role))
+                                           console=_console_of(role), disk=_disk_of(role))
                   for role in config.roles}
     if config.has_role("clc"):
         workers += _clc_workers(config, stop)
@@ -158,6 +174,8 @@ def build_workers(config: Config, stop: threading.Event) -> tuple[list[Worker], 
         workers += _cc_workers(config, stop)
     if config.has_role("nc"):
         workers += _nc_workers(config, stop, heartbeats["nc"])
+    if config.has_role("sc"):
+        workers += _sc_workers(config, stop)
     worker = host_worker(config, stop)
     if worker is not None:
         workers.append(worker)

@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$EDUCLOUD_ROOT"
 
 ensure_packages python3 python3-venv python3-dev default-libmysqlclient-dev pkg-config build-essential \
-  qemu-system-x86 qemu-utils novnc
+  qemu-system-x86 qemu-utils qemu-block-extra tgt novnc
 ensure_venv requirements.txt
 
 DATA="${EDUCLOUD_DATA:-$EDUCLOUD_ROOT/var/allinone}"

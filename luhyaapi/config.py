@@ -9,6 +9,7 @@ The file is ``$EDUCLOUD_CONF`` or ``/etc/educloud/educloud.conf``. Each setting 
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import re
 import shlex
@@ -73,6 +74,10 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("clc", "session_idle_minutes"): "30",
     ("walrus", "cors_origins"): "",
     ("walrus", "upload_expiry_hours"): "24",
+    ("sc", "dav_quota_mb"): "1024",
+    ("sc", "capacity_gb"): "0",
+    ("sc", "iscsi_listen"): "",
+    ("sc", "tgt_control_port"): "3260",
 }
 # Settings of earlier versions, with what replaced them (a file that still has one says so instead of starting).
 RETIRED: dict[tuple[str, str], str] = {
@@ -151,6 +156,13 @@ class Config:
     login_max_failures_per_address: int = 100
     login_lockout_minutes: int = 15
     session_idle_minutes: int = 30
+    # The storage controller's volumes: at most this many bytes of volumes and snapshots (0: the volume directory's
+    # file system), the address:port its tgtd serves iSCSI on, and that tgtd's management port (tgtadm -C).
+    sc_capacity_bytes: int = 0
+    iscsi_listen: tuple[str, int] = ("127.0.0.1", 3261)
+    tgt_control_port: int = 3260
+    # The most a WebDAV share holds: each owner-group's share and each account's home (sc.dav_quota_mb).
+    dav_quota_bytes: int = 2**30
     source: str = field(default="")
 
     @property
@@ -265,6 +277,29 @@ def _parse_port_range(value: str) -> tuple[int, int]:
     if not match or not 5900 <= low <= high <= 65535:
         raise _setting_error("cc", "port_range", f"{value!r} is not LOW-HIGH with 5900 <= LOW <= HIGH <= 65535")
     return low, high
+
+
+def _parse_iscsi_listen(value: str, ip: str) -> tuple[str, int]:
+    """``sc.iscsi_listen``: ``ADDRESS:PORT`` (an IPv4 address), empty for this host's ``host.ip`` and 3261 (not
+    iSCSI's 3260: Debian starts the system's own tgtd on it when the tgt package is installed)."""
+    if not value:
+        return ip, 3261
+    host, _, port = value.rpartition(":")
+    try:
+        address = str(ipaddress.IPv4Address(host))
+    except ValueError:
+        address = ""
+    if not address or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _setting_error("sc", "iscsi_listen", f"{value!r} is not ADDRESS:PORT (an IPv4 address and a TCP port)")
+    return address, int(port)
+
+
+def _parse_tgt_control_port(value: str) -> int:
+    """``sc.tgt_control_port``: tgtd's management port (its socket is /var/run/tgtd/socket.<port>); tgtd keeps it
+    in a short, so 0 to 32767."""
+    if not re.fullmatch(r"\d{1,5}", value) or int(value) > 32767:
+        raise _setting_error("sc", "tgt_control_port", f"{value!r} is not a tgtd management port (0 to 32767)")
+    return int(value)
 
 
 def load_config(environ: os._Environ | dict | None = None) -> Config:
@@ -428,6 +463,10 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
                                                 int, 1)),
         session_idle_minutes=int(_parse_number("clc", "session_idle_minutes", get("clc", "session_idle_minutes"), int,
                                                1)),
+        sc_capacity_bytes=int(_parse_number("sc", "capacity_gb", get("sc", "capacity_gb"), float, 0) * 2**30),
+        iscsi_listen=_parse_iscsi_listen(get("sc", "iscsi_listen"), ip),
+        tgt_control_port=_parse_tgt_control_port(get("sc", "tgt_control_port")),
+        dav_quota_bytes=int(_parse_number("sc", "dav_quota_mb", get("sc", "dav_quota_mb"), float, 0.001) * 2**20),
         source=source,
     )
 

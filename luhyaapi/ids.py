@@ -12,6 +12,7 @@ PREFIXES = {
     "image": "img",
     "instance": "ins",
     "volume": "vol",
+    "snapshot": "snp",
     "server": "srv",
     "upload": "upl",
     "host": "hst",

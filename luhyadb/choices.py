@@ -31,6 +31,7 @@ class ResourceTypeChoices(models.TextChoices):
     VMTYPE = "vmtype", "VM type"
     NETWORK = "network", "Cluster network"
     POOL = "pool", "Desktop pool"
+    SHARE = "share", "File share"
 
 
 class AccountRoleChoices(models.TextChoices):

@@ -7,16 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ACTIONS = ("read", "write", "execute", "create", "delete")
-TYPES = ("host", "server", "image", "instance", "task", "account", "ownergroup", "vmtype", "network", "pool")
+TYPES = ("host", "server", "image", "instance", "task", "account", "ownergroup", "vmtype", "network", "pool", "share")
 ROLES = ("user", "poweruser", "poweradm", "superadm")
 ROOT = "edu"
 ALL = set(ACTIONS)
 CAPS: dict[str, dict[str, set[str]]] = {
-    "user": {"instance": {"read", "execute"}, "pool": {"read", "execute"}},
+    "user": {"instance": {"read", "execute"}, "pool": {"read", "execute"}, "share": {"read", "write"}},
     "poweruser": {"image": {"read", "write", "execute"}, "instance": {"read", "write", "execute"}, "task": {"read"},
-                  "vmtype": {"read"}, "pool": {"read", "write", "execute"}},
+                  "vmtype": {"read"}, "pool": {"read", "write", "execute"},
+                  "share": {"read", "write"}},
     "poweradm": {"image": ALL, "instance": ALL, "host": ALL, "task": {"read"}, "vmtype": {"read"},
-                 "server": {"read"}, "network": {"read"}, "pool": ALL},
+                 "server": {"read"}, "network": {"read"}, "pool": ALL, "share": ALL},
     "superadm": {kind: ALL for kind in TYPES},
 }
 CLOUD = {"server", "network"}

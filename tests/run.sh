@@ -13,7 +13,7 @@ cd "$EDUCLOUD_ROOT"
 set -e
 
 ensure_packages python3 python3-venv python3-dev default-libmysqlclient-dev pkg-config build-essential memcached qemu-utils \
-  qemu-system-x86 iptables dnsmasq-base busybox iproute2 procps novnc chromium xrdp freerdp2-x11 xvfb
+  qemu-system-x86 iptables dnsmasq-base busybox iproute2 procps novnc chromium xrdp freerdp2-x11 xvfb litmus tgt qemu-block-extra
 ensure_venv requirements-test.txt
 
 # The broker tests boot, crash and restart RabbitMQ servers of their own (tests/rabbitmq.py), so the package is needed

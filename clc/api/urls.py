@@ -11,6 +11,7 @@ from clc.api.hosts import HostViewSet, ServerViewSet
 from clc.api.networks import ClusterNetworkViewSet
 from clc.api.ownergroups import OwnerGroupViewSet
 from clc.api.pools import DesktopPoolViewSet, LessonViewSet
+from clc.api.shares import ShareLoginView
 from clc.api.tasks import TaskViewSet
 from luhyaapi.api import PingView
 
@@ -37,6 +38,7 @@ urlpatterns = [
     path("servers/<str:role>/<str:name>/wake/", ServerViewSet.as_view({"post": "wake"}), name="server-wake"),
     path("servers/<str:role>/<str:name>/poweroff/", ServerViewSet.as_view({"post": "poweroff"}),
          name="server-poweroff"),
+    path("dav/authorize/", ShareLoginView.as_view(), name="dav-authorize"),
 ]
 router = SimpleRouter()
 router.register("images", views.ImageViewSet, basename="image")

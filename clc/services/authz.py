@@ -16,7 +16,8 @@ create, delete) to a resource of ``type`` owned by the owner-group path ``owner`
    ``OwnerGroupPermission`` row; none = nothing).
 5. A user reaches only the instances assigned to them. A desktop pool (and a lesson of its timetable) is a record
    of its own type: a user may read and execute (get a desktop from) the pools in their authority, and the desktop
-   a pool hands them is then assigned to them.
+   a pool hands them is then assigned to them. An owner-group's file share (WebDAV, served by the SC) is of type
+   ``share``, owned by its group: read lists and fetches its files, write changes them (``clc.services.shares``).
 
 A classroom PC's kiosk lists desktops for anonymous people at that PC: ``kiosk_desktops`` applies the same rule to
 an anonymous actor holding the PC's owner-group path and that group's permissions, whose role reads and starts
@@ -59,16 +60,18 @@ ROOT_PATH = ROOT_GROUP[1]
 ANONYMOUS = "anonymous"
 ROLE_CAPS: dict[str, dict[str, frozenset[str]]] = {
     ANONYMOUS: {Type.INSTANCE: frozenset({"read", "execute"})},
-    Role.USER: {Type.INSTANCE: frozenset({"read", "execute"}), Type.POOL: frozenset({"read", "execute"})},
+    Role.USER: {Type.INSTANCE: frozenset({"read", "execute"}), Type.POOL: frozenset({"read", "execute"}),
+                Type.SHARE: frozenset({"read", "write"})},
     Role.POWERUSER: {
         Type.IMAGE: frozenset({"read", "write", "execute"}),
         Type.INSTANCE: frozenset({"read", "write", "execute"}),
         Type.POOL: frozenset({"read", "write", "execute"}),
+        Type.SHARE: frozenset({"read", "write"}),
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"}),
     },
     Role.POWERADM: {
-        Type.IMAGE: ALL, Type.INSTANCE: ALL, Type.POOL: ALL, Type.HOST: ALL,
+        Type.IMAGE: ALL, Type.INSTANCE: ALL, Type.POOL: ALL, Type.HOST: ALL, Type.SHARE: ALL,
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"}),
         Type.SERVER: frozenset({"read"}),

@@ -22,18 +22,20 @@ SHOWN_USERS = 5  # names listed per kind in a refusal to delete
 # What a new group may do, by the kind of group it is (the create form's "kind"; changed later on its page). A
 # group with no permission at all leaves its people facing refusals, so "none" must be chosen on purpose.
 KINDS: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
-    "class": ("Class: its students see and start the desktops given to them and get desktops from its pools "
-              "(read, execute instances and desktop pools)",
-              {Type.INSTANCE: frozenset({"read", "execute"}), Type.POOL: frozenset({"read", "execute"})}),
+    "class": ("Class: its students see and start the desktops given to them, get desktops from its pools and read "
+              "its file share (read, execute instances and desktop pools; read the share)",
+              {Type.INSTANCE: frozenset({"read", "execute"}), Type.POOL: frozenset({"read", "execute"}),
+               Type.SHARE: frozenset({"read"})}),
     "teachers": ("Teachers: prepare images and run the instances of their classes", {
         Type.IMAGE: frozenset({"read", "write", "execute", "create"}),
         Type.INSTANCE: authz.ALL,
         Type.POOL: authz.ALL,
+        Type.SHARE: frozenset({"read", "write"}),
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"})}),
     "school": ("School: its administrators manage everything of the school", {
         Type.IMAGE: authz.ALL, Type.INSTANCE: authz.ALL, Type.POOL: authz.ALL, Type.HOST: authz.ALL,
-        Type.ACCOUNT: authz.ALL,
+        Type.SHARE: authz.ALL, Type.ACCOUNT: authz.ALL,
         Type.OWNERGROUP: authz.ALL,
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"})}),

@@ -19,11 +19,11 @@ API = "/clc/api/1.0/ownergroups/"
 EVERY = {"read", "write", "execute", "create", "delete"}
 # What each kind of new group may do, restated here from docs/authorization.md (not read from the service).
 PRESETS = {
-    "class": {"instance": {"read", "execute"}, "pool": {"read", "execute"}},
+    "class": {"instance": {"read", "execute"}, "pool": {"read", "execute"}, "share": {"read"}},
     "teachers": {"image": {"read", "write", "execute", "create"}, "instance": EVERY, "pool": EVERY, "task": {"read"},
-                 "vmtype": {"read"}},
+                 "vmtype": {"read"}, "share": {"read", "write"}},
     "school": {"image": EVERY, "instance": EVERY, "pool": EVERY, "host": EVERY, "account": EVERY,
-               "ownergroup": EVERY, "task": {"read"}, "vmtype": {"read"}},
+               "ownergroup": EVERY, "task": {"read"}, "vmtype": {"read"}, "share": EVERY},
     "none": {},
 }
 

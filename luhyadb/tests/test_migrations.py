@@ -30,3 +30,21 @@ def test_paths_that_differ_only_in_case_stop_the_migration_with_their_names():
     with pytest.raises(RuntimeError, match="'edu.s1.X'"):
         lower_case_paths.lower_paths(apps, None)
     assert OwnerGroup.objects.filter(path="edu.S1.x").exists()
+
+
+file_shares = importlib.import_module("luhyadb.migrations.0015_file_shares")
+
+
+def test_existing_groups_get_share_permissions_from_their_instance_permissions():
+    from luhyadb.models import OwnerGroupPermission
+
+    every = dict.fromkeys(("read", "write", "execute", "create", "delete"), True)
+    groups = {path: OwnerGroup.objects.create(path=path, name=path) for path in ("edu", "edu.s1", "edu.s1.c1",
+                                                                                   "edu.none")}
+    for path, grants in (("edu", every), ("edu.s1", {"read": True, "write": True, "execute": True}),
+                         ("edu.s1.c1", {"read": True, "execute": True}), ("edu.none", {"execute": True})):
+        OwnerGroupPermission.objects.create(owner_group=groups[path], resource_type="instance", **grants)
+    file_shares._shares_as_instances(apps, None)
+    shares = {row.owner_group.path: (row.read, row.write, row.delete)
+              for row in OwnerGroupPermission.objects.filter(resource_type="share")}
+    assert shares == {"edu": (True, True, True), "edu.s1": (True, True, False), "edu.s1.c1": (True, False, False)}

@@ -230,6 +230,8 @@ class VersionDataView(StoreView):
     file, so a resumed download never mixes two files."""
 
     content_negotiation_class = AnyAccept
+    # Storage controllers read versions too: they make volumes from them (sc/services/images.py).
+    signed_callers = callers("clc", "cc", "sc")
 
     @extend_schema(parameters=[IMAGE_ID, VERSION], responses={(200, "application/octet-stream"): FILE,
                                                               (206, "application/octet-stream"): FILE})

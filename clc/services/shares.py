@@ -1,0 +1,96 @@
+"""File shares (WebDAV, served by the storage controller): who a login is and which shares it reaches.
+
+The SC keeps no user list: for each WebDAV login it asks the CLC (``POST /clc/api/1.0/dav/authorize/``, signed),
+which checks the password through Django's ``authenticate`` (so the login throttle of ``clc.services.logins``
+counts a WebDAV guesser as it counts one at the console, by the address the SC saw) and answers with the account's
+home and every owner-group share it may read or write, each decided by ``clc.services.authz`` (type ``share``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from django.contrib.auth import authenticate
+from django.http import HttpRequest
+
+from clc.services import authz
+from clc.services.logins import refusal_of
+from luhyadb.choices import LivenessChoices, RoleChoices
+from luhyadb.choices import ResourceTypeChoices as Type
+from luhyadb.models import Instance, Server
+
+DAV_MOUNT = "/sc/dav"
+
+
+@dataclass(frozen=True)
+class ShareAccess:
+    """One owner-group's share as a person reaches it."""
+
+    path: str
+    read: bool
+    write: bool
+
+
+@dataclass(frozen=True)
+class ShareLogin:
+    """The answer to a WebDAV login: ``authenticated`` False with ``detail`` (a wrong password, a locked user name or
+    address, a login without an account), else the person's user name (their home folder's name), owner-group and
+    the shares they reach."""
+
+    authenticated: bool
+    detail: str = ""
+    username: str = ""
+    owner_group: str = ""
+    shares: tuple[ShareAccess, ...] = ()
+
+    def as_json(self) -> dict:
+        return {"authenticated": self.authenticated, "detail": self.detail, "username": self.username,
+                "owner_group": self.owner_group,
+                "shares": [{"path": share.path, "read": share.read, "write": share.write} for share in self.shares]}
+
+
+WRONG = "wrong user name or password"
+
+
+def shares_of(actor: authz.Actor) -> tuple[ShareAccess, ...]:
+    """Every owner-group share the actor may read or write (the one rule, type ``share``), by path."""
+    found = []
+    for group in authz.groups_within(actor).order_by("path"):
+        read = authz.allows(actor, "read", Type.SHARE, group.path)
+        write = authz.allows(actor, "write", Type.SHARE, group.path)
+        if read or write:
+            found.append(ShareAccess(group.path, read, write))
+    return tuple(found)
+
+
+def check_share_login(username: str, password: str, address: str) -> ShareLogin:
+    """Check a WebDAV login made from ``address`` (the client's address as the SC saw it: the throttle counts
+    failures against it, not against the SC). Never raises for a refused login: the answer says why."""
+    request = HttpRequest()
+    request.META["REMOTE_ADDR"] = address
+    user = authenticate(request, username=username, password=password)
+    if user is None:
+        refused = refusal_of(request)
+        return ShareLogin(False, str(refused) if refused is not None else WRONG)
+    actor = authz.actor_for(user)
+    if not actor.is_person:
+        return ShareLogin(False, "your login has no eduCloud account")
+    return ShareLogin(True, username=user.get_username(), owner_group=actor.path, shares=shares_of(actor))
+
+
+def home_share_url(user) -> str | None:
+    """The address of the person's home folder on a storage controller (the portal's "My files"): an online SC of
+    the cluster of their latest desktop, else the first online SC; None for someone without an account or when no
+    SC is known."""
+    actor = authz.actor_for(user)
+    if not actor.is_person:
+        return None
+    servers = Server.objects.filter(role=RoleChoices.SC, state=LivenessChoices.ONLINE).exclude(api_url="")
+    latest = (Instance.objects.filter(assigned_to_id=user.pk).exclude(cluster="").order_by("-updated")
+              .values_list("cluster", flat=True).first())
+    server = (servers.filter(cluster=latest).order_by("name").first() if latest else None) or \
+        servers.order_by("cluster", "name").first()
+    if server is None:
+        return None
+    return f"{server.api_url.rstrip('/')}{DAV_MOUNT}/home/{quote(actor.username, safe='')}/"
