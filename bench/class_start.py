@@ -95,6 +95,14 @@ class Student:
     def connected_after(self) -> float | None:
         return self.reached.get("console")
 
+    @property
+    def console_after_login(self) -> float | None:
+        """From the portal's answer to the login (logged in) to the console: what the desktop costs, the password's
+        hashing left out."""
+        if "console" not in self.reached or "logged in" not in self.reached:
+            return None
+        return self.reached["console"] - self.reached["logged in"]
+
 
 class Browser:
     """One student's browser on the portal: its own session (cookies), the pages' forms and their CSRF tokens."""
@@ -337,6 +345,10 @@ class Scenario:
             if times:
                 medians.append(f"{step} {statistics.median(times):.1f} s ({len(times)})")
         lines.append("  median time of each step (students who reached it): " + ", ".join(medians))
+        after_login = sorted(s.console_after_login for s in self.students if s.console_after_login is not None)
+        if after_login:
+            lines.append(f"  logged in -> console: p50 {statistics.median(after_login):.1f} s, "
+                         f"max {after_login[-1]:.1f} s")
         retries = sum(s.retries for s in self.students)
         if retries:
             lines.append(f"  consoles that failed to open and were tried again at the next refresh: {retries}")
@@ -451,6 +463,10 @@ def main() -> None:
         verdict = "met" if within == args.students else "not met"
         print(f"goal (pre-warmed: every student connected within {GOAL_SECONDS:g} s of logging in): {verdict}, "
               f"{within} of {args.students} within {GOAL_SECONDS:g} s, the last after {warm.shown(warm.at(1))}")
+        after_login = [s.console_after_login for s in warm.students if s.console_after_login is not None]
+        within = sum(1 for seconds in after_login if seconds <= GOAL_SECONDS)
+        print(f"  counted from the login's answer instead (the password's hashing left out): {within} of "
+              f"{args.students} within {GOAL_SECONDS:g} s")
     else:
         print("goal (pre-warmed): not measured, the cold class was not all connected (--keep-going runs it anyway)")
     sys.exit(0 if all(len(s.connected) == args.students for s in scenarios) else 1)
