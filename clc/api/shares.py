@@ -24,7 +24,7 @@ SHARE_LOGIN = inline_serializer("ShareLogin", {
     "detail": serializers.CharField(),
     "username": serializers.CharField(),
     "owner_group": serializers.CharField(),
-    "shares": inline_serializer("ShareAccess", {"path": serializers.CharField(), "read": serializers.BooleanField(),
+    "shares": inline_serializer("ShareGrant", {"path": serializers.CharField(), "read": serializers.BooleanField(),
                                                 "write": serializers.BooleanField()}, many=True)})
 
 
@@ -42,4 +42,4 @@ class ShareLoginView(APIView):
         login = ShareLoginSerializer(data=request.data)
         login.is_valid(raise_exception=True)
         data = login.validated_data
-        return Response(check_share_login(data["username"], data["password"], data["address"]).as_json())
+        return Response(check_share_login(data["username"], data["password"], data["address"]).model_dump(mode="json"))

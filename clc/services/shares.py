@@ -8,7 +8,6 @@ home and every owner-group share it may read or write, each decided by ``clc.ser
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from django.contrib.auth import authenticate
@@ -16,51 +15,22 @@ from django.http import HttpRequest
 
 from clc.services import authz
 from clc.services.logins import refusal_of
+from luhyaapi.shares import MOUNT, ShareGrant, ShareLogin
 from luhyadb.choices import LivenessChoices, RoleChoices
 from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.models import Instance, Server
 
-DAV_MOUNT = "/sc/dav"
-
-
-@dataclass(frozen=True)
-class ShareAccess:
-    """One owner-group's share as a person reaches it."""
-
-    path: str
-    read: bool
-    write: bool
-
-
-@dataclass(frozen=True)
-class ShareLogin:
-    """The answer to a WebDAV login: ``authenticated`` False with ``detail`` (a wrong password, a locked user name or
-    address, a login without an account), else the person's user name (their home folder's name), owner-group and
-    the shares they reach."""
-
-    authenticated: bool
-    detail: str = ""
-    username: str = ""
-    owner_group: str = ""
-    shares: tuple[ShareAccess, ...] = ()
-
-    def as_json(self) -> dict:
-        return {"authenticated": self.authenticated, "detail": self.detail, "username": self.username,
-                "owner_group": self.owner_group,
-                "shares": [{"path": share.path, "read": share.read, "write": share.write} for share in self.shares]}
-
-
 WRONG = "wrong user name or password"
 
 
-def shares_of(actor: authz.Actor) -> tuple[ShareAccess, ...]:
+def shares_of(actor: authz.Actor) -> tuple[ShareGrant, ...]:
     """Every owner-group share the actor may read or write (the one rule, type ``share``), by path."""
     found = []
     for group in authz.groups_within(actor).order_by("path"):
         read = authz.allows(actor, "read", Type.SHARE, group.path)
         write = authz.allows(actor, "write", Type.SHARE, group.path)
         if read or write:
-            found.append(ShareAccess(group.path, read, write))
+            found.append(ShareGrant(path=group.path, read=read, write=write))
     return tuple(found)
 
 
@@ -72,11 +42,12 @@ def check_share_login(username: str, password: str, address: str) -> ShareLogin:
     user = authenticate(request, username=username, password=password)
     if user is None:
         refused = refusal_of(request)
-        return ShareLogin(False, str(refused) if refused is not None else WRONG)
+        return ShareLogin(authenticated=False, detail=str(refused) if refused is not None else WRONG)
     actor = authz.actor_for(user)
     if not actor.is_person:
-        return ShareLogin(False, "your login has no eduCloud account")
-    return ShareLogin(True, username=user.get_username(), owner_group=actor.path, shares=shares_of(actor))
+        return ShareLogin(authenticated=False, detail="your login has no eduCloud account")
+    return ShareLogin(authenticated=True, username=user.get_username(), owner_group=actor.path,
+                      shares=shares_of(actor))
 
 
 def home_share_url(user) -> str | None:
@@ -93,4 +64,4 @@ def home_share_url(user) -> str | None:
         servers.order_by("cluster", "name").first()
     if server is None:
         return None
-    return f"{server.api_url.rstrip('/')}{DAV_MOUNT}/home/{quote(actor.username, safe='')}/"
+    return f"{server.api_url.rstrip('/')}{MOUNT}/home/{quote(actor.username, safe='')}/"

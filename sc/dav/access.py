@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from luhyaapi.shares import ShareLogin
 from luhyaapi.validators import OWNER_PATH_RE
 
 HOME, GROUPS = "home", "groups"
@@ -26,33 +27,6 @@ WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "MOVE", "COPY", "PROPPATCH"
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class Share:
-    """One owner-group's share as the CLC said the login reaches it."""
-
-    path: str
-    read: bool
-    write: bool
-
-
-@dataclass(frozen=True)
-class Login:
-    """A checked WebDAV login: the account's user name (its home), owner-group and shares."""
-
-    username: str
-    owner_group: str
-    shares: tuple[Share, ...] = ()
-
-    def share(self, path: str) -> Share | None:
-        return next((share for share in self.shares if share.path == path), None)
-
-    @classmethod
-    def from_answer(cls, answer: dict) -> Login:
-        """The CLC's answer to ``POST dav/authorize/`` (``clc.services.shares.ShareLogin.as_json``)."""
-        return cls(answer["username"], answer["owner_group"],
-                   tuple(Share(item["path"], bool(item["read"]), bool(item["write"])) for item in answer["shares"]))
 
 
 class Refused(Exception):
@@ -110,7 +84,7 @@ def place_of(path: str) -> Place:
     return Place(area, rest[0], "/".join(rest[1:]))
 
 
-def may(login: Login, place: Place, write: bool) -> None:
+def may(login: ShareLogin, place: Place, write: bool) -> None:
     """Raise ``Refused`` unless the login may read (or ``write``) at ``place``: its own home, a share the CLC said it
     reaches; the listings above them are read only."""
     if not place.owner:
@@ -130,7 +104,7 @@ def may(login: Login, place: Place, write: bool) -> None:
         raise Refused(403, f"your owner-group may not read the share of {place.owner}")
 
 
-def check_request(login: Login, method: str, path: str, destination: str | None) -> tuple[Place, Place | None]:
+def check_request(login: ShareLogin, method: str, path: str, destination: str | None) -> tuple[Place, Place | None]:
     """Decide a request: its own place and, for COPY and MOVE, the destination's (a path below the mount). Reading
     methods need read; writing ones need write at the path, except COPY, which reads its source; the destination
     always needs write. Raises ``Refused``."""

@@ -24,13 +24,13 @@ from wsgidav.mw.base_mw import BaseMiddleware
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
-from sc.dav.access import Login, Refused, check_path, check_request
+from luhyaapi.shares import MOUNT, ShareLogin
+from sc.dav.access import Refused, check_path, check_request
 from sc.dav.logins import LoginChecker, LoginUnavailable, clc_asker
 from sc.dav.provider import LOGIN_KEY, MIB, ShareProvider, over_quota_message, tree_bytes
 
 logger = logging.getLogger(__name__)
 
-MOUNT = "/sc/dav"
 REALM = "eduCloud"
 STATUS_TEXT = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
                503: "Service Unavailable", 507: "Insufficient Storage"}
@@ -79,7 +79,7 @@ class ShareAccess(BaseMiddleware):
     another share)."""
 
     def __call__(self, environ, start_response):
-        login: Login | None = environ.get(LOGIN_KEY)
+        login: ShareLogin | None = environ.get(LOGIN_KEY)
         if login is None:
             return plain(start_response, 401, "log in with your eduCloud account",
                          [("WWW-Authenticate", f'Basic realm="{REALM}"')])

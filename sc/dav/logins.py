@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable
 
 from luhyaapi.client import RemoteError, RoleClient
-from sc.dav.access import Login
+from luhyaapi.shares import AUTHORIZE_PATH, ShareLogin
 
 logger = logging.getLogger("educloud.security")
 
-AUTHORIZE_PATH = "/clc/api/1.0/dav/authorize/"
 CACHE_SECONDS = 30.0
 CACHE_MAX = 10_000
 
@@ -49,7 +48,7 @@ class LoginChecker:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._secret = secrets.token_bytes(32)
-        self._cache: dict[bytes, tuple[float, Login]] = {}
+        self._cache: dict[bytes, tuple[float, ShareLogin]] = {}
         self._lock = threading.Lock()
         self.asked = 0
 
@@ -57,7 +56,7 @@ class LoginChecker:
         return hmac.new(self._secret, f"{username}\0{password}".encode("utf-8", "surrogateescape"),
                         hashlib.sha256).digest()
 
-    def check(self, username: str, password: str, address: str) -> Login | None:
+    def check(self, username: str, password: str, address: str) -> ShareLogin | None:
         """The login's account and shares, or None for a refused login. Raises ``LoginUnavailable`` when the CLC
         cannot answer."""
         key = self._key(username, password)
@@ -75,7 +74,7 @@ class LoginChecker:
         if not answer.get("authenticated"):
             logger.info("dav: login refused for %r from %s: %s", username, address or "-", answer.get("detail", ""))
             return None
-        login = Login.from_answer(answer)
+        login = ShareLogin.model_validate(answer)
         with self._lock:
             if len(self._cache) >= CACHE_MAX:
                 self._cache = {k: v for k, v in self._cache.items() if v[0] > now}

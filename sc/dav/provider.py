@@ -12,7 +12,8 @@ from pathlib import Path
 from wsgidav.dav_error import HTTP_INSUFFICIENT_STORAGE, DAVError
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
-from sc.dav.access import GROUPS, HOME, Login, place_of
+from luhyaapi.shares import ShareLogin
+from sc.dav.access import GROUPS, HOME, place_of
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class ShareFolder(FolderResource):
 
     def get_member_names(self) -> list[str]:
         names = [name for name in super().get_member_names() if not name.startswith(UPLOAD_PREFIX)]
-        login: Login | None = self.environ.get(LOGIN_KEY)
+        login: ShareLogin | None = self.environ.get(LOGIN_KEY)
         place = place_of(self.path)
         if place.owner:
             return names

@@ -13,17 +13,19 @@ from urllib.parse import quote
 import pytest
 
 from luhyaapi.client import RemoteError
-from sc.dav.access import Login, Refused, Share, check_path, check_request
+from luhyaapi.shares import ShareGrant, ShareLogin
+from sc.dav.access import Refused, check_path, check_request
 from sc.dav.app import dav_application, with_dav
 from sc.dav.logins import LoginChecker, LoginUnavailable
 
-ALICE = Login("alice", "edu.s1", (Share("edu.s1", read=True, write=True), Share("edu.s1.c1", read=True, write=False)))
+ALICE = ShareLogin(authenticated=True, username="alice", owner_group="edu.s1",
+                   shares=(ShareGrant(path="edu.s1", read=True, write=True),
+                           ShareGrant(path="edu.s1.c1", read=True, write=False)))
 QUOTA = 1024 * 1024
 
 
-def answer_for(login: Login) -> dict:
-    return {"authenticated": True, "detail": "", "username": login.username, "owner_group": login.owner_group,
-            "shares": [{"path": s.path, "read": s.read, "write": s.write} for s in login.shares]}
+def answer_for(login: ShareLogin) -> dict:
+    return login.model_dump(mode="json")
 
 
 # The decision ---------------------------------------------------------------------------------------------------
