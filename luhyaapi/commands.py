@@ -48,6 +48,9 @@ KINDS: dict[str, CommandKind] = {kind.op: kind for kind in (
     CommandKind("instance/delete", "nc.instance_delete", 15 * MINUTE),
     CommandKind("instance/submit", "nc.instance_submit", 6 * HOUR),
     CommandKind("host/poweroff", "nc.host_poweroff", 5 * MINUTE),
+    # A hot-plug logs in to the SC's target within seconds; a detach waits up to a minute for the guest.
+    CommandKind("volume/attach", "nc.volume_attach", 5 * MINUTE),
+    CommandKind("volume/detach", "nc.volume_detach", 5 * MINUTE),
 )}
 
 _OPS = {kind.task: kind.op for kind in KINDS.values()}

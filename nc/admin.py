@@ -4,7 +4,7 @@ services change (their disks and VMs follow those rows)."""
 from django.contrib import admin
 
 from luhyadb.admin import ReadOnlyAdmin
-from nc.models import CommandRecord, NodeInstance
+from nc.models import CommandRecord, NodeInstance, NodeVolume
 
 
 @admin.register(CommandRecord)
@@ -18,3 +18,11 @@ class NodeInstanceAdmin(ReadOnlyAdmin):
     list_display = ("instance_id", "state", "persistent", "guest_ip", "answering", "booted_at", "seq", "updated")
     list_filter = ("state", "persistent", "answering")
     search_fields = ("instance_id", "tid", "guest_ip")
+
+
+@admin.register(NodeVolume)
+class NodeVolumeAdmin(ReadOnlyAdmin):
+    # Not the target: it holds the volume's CHAP secret.
+    list_display = ("volume_id", "instance", "device", "serial", "attached_at")
+    fields = ("volume_id", "instance", "device", "serial", "attached_at")
+    search_fields = ("volume_id", "instance__instance_id")

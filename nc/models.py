@@ -42,3 +42,24 @@ class NodeInstance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id} ({self.state})"
+
+
+class NodeVolume(models.Model):
+    """A volume attached to one of this node's instances (issue 16): the iSCSI target it came with, so that the
+    instance's VM gets it again whenever it starts again (after a stop, or when its QEMU was gone after a restart of
+    the node controller). One row per volume: a volume is attached to one instance at a time. The row goes with
+    its instance's record (a temporary instance's ends with its run) or with the detach."""
+
+    volume_id = models.CharField(max_length=12, unique=True)
+    instance = models.ForeignKey(NodeInstance, on_delete=models.CASCADE, related_name="volumes")
+    target = models.JSONField(help_text="the luhyaapi.volumes.VolumeTarget of the attach command, CHAP secret "
+                                        "included (the node logs in with it at every start)")
+    device = models.CharField(max_length=64, blank=True, help_text="the hypervisor's name of the attachment")
+    serial = models.CharField(max_length=20, blank=True, help_text="the disk's serial number as the guest sees it")
+    attached_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("volume_id",)
+
+    def __str__(self) -> str:
+        return f"{self.volume_id} on {self.instance.instance_id}"

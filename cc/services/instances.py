@@ -26,6 +26,7 @@ from cc.services.scheduler import Candidate, Need, NoNodeFits, pick_node
 from luhyaapi import trust
 from luhyaapi.messages import Command, InsStatus, InstanceRunRequest
 from luhyaapi.vmspec import RDP_PORT, ConsoleSpec, NicSpec, PortForward, RuntimeOptions, guest_devices
+from luhyaapi.volumes import ATTACH_OP, DETACH_OP, VolumeAttachParas, VolumeDetachParas, VolumeTarget
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,38 @@ def submit_instance(broker: str, insid: str, seq: int, image_id: str) -> Cluster
     of ``image_id``, then removes the instance (the image wizard's last step). Each submit comes with a new ``seq``
     from the CLC; when it fails the node reports the instance stopped (its disk kept), which frees it here."""
     return _send(broker, insid, "instance/submit", seq, "submitting", image_id=image_id)
+
+
+# The states in which an instance's VM runs on its node: the only ones a volume is attached to or detached from.
+VOLUME_STATES = ("booting", "running")
+
+
+def _send_volume_command(broker: str, insid: str, tid: str, op: str, paras: dict) -> ClusterInstance:
+    record = ClusterInstance.objects.filter(instance_id=insid).first()
+    if record is None:
+        raise InstanceRefused(404, f"instance {insid} is not placed in this cluster")
+    if record.state not in VOLUME_STATES:
+        raise InstanceRefused(409, f"instance {insid} is {record.state}: volumes are attached to and detached from "
+                                   "running instances only")
+    # Its own tid (the volume operation's task): the node's reports of it must not touch the run's task.
+    queue_command(broker, record.node, Command(op=op, tid=tid, paras=paras))
+    logger.info("instances: %s for %s queued for %s", op, insid, record.node)
+    return record
+
+
+def attach_volume(broker: str, insid: str, tid: str, target: VolumeTarget) -> ClusterInstance:
+    """Queue ``volume/attach`` for the node the instance runs on: its hypervisor logs in to ``target`` (exported by
+    the SC for that node's initiator) and hot-plugs the volume; the node reports on task ``tid``. 404 for an
+    instance this cluster did not place, 409 for one that does not run."""
+    paras = VolumeAttachParas(insid=insid, target=target)
+    return _send_volume_command(broker, insid, tid, ATTACH_OP, paras.model_dump(mode="json"))
+
+
+def detach_volume(broker: str, insid: str, tid: str, volume_id: str) -> ClusterInstance:
+    """Queue ``volume/detach`` for the node the instance runs on (the guest lets go of the disk, the node logs out of
+    the target); the node reports on task ``tid``. 404 and 409 as ``attach_volume``."""
+    paras = VolumeDetachParas(insid=insid, volume_id=volume_id)
+    return _send_volume_command(broker, insid, tid, DETACH_OP, paras.model_dump(mode="json"))
 
 
 def note_instance_status(report: InsStatus) -> InsStatus:

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from luhyaapi.ids import InvalidId, validate_id
 from luhyaapi.vmspec import VMSpec
+from luhyaapi.volumes import VolumeTarget
 
 
 class DriverError(RuntimeError):
@@ -38,6 +39,10 @@ class VMExists(DriverError):
 
 class InvalidVMName(DriverError, ValueError):
     """An instance id or a name that is not safe to hand to the hypervisor; refused before anything runs."""
+
+
+class VMNotRunning(DriverError):
+    """The operation needs the VM running (a volume is hot-plugged into a running VM only), and it is not."""
 
 
 class VMState(StrEnum):
@@ -94,6 +99,25 @@ class GuestInfo:
     ready: bool = False
 
 
+@dataclass(frozen=True)
+class AttachedVolume:
+    """A volume attached to a running VM: ``device`` is the hypervisor's name of the attachment (QEMU's device id,
+    VirtualBox's controller port), ``serial`` what the guest reads as the disk's serial number (empty where the
+    hypervisor sets none)."""
+
+    volume_id: str
+    device: str
+    serial: str = ""
+
+
+def check_volume_id(volume_id: str) -> str:
+    """``volume_id`` if it is a volume id; InvalidVMName otherwise (so no other text reaches the hypervisor)."""
+    try:
+        return validate_id(volume_id, "volume")
+    except InvalidId as exc:
+        raise InvalidVMName(str(exc)) from None
+
+
 def check_instance_id(insid: str) -> str:
     """``insid`` if it is an instance id; InvalidVMName otherwise (so no other text reaches the hypervisor)."""
     try:
@@ -110,7 +134,8 @@ class HypervisorDriver(abc.ABC):
     ``nat_forwards`` (NAT NICs with host port forwards), ``bridged``, ``guest_ip`` (``guest_info`` can learn the
     guest's address), ``guest_ready`` (``guest_info`` can say the guest is up), ``snapshot_run``
     (``run_with_snapshot``), ``adopt`` (running VMs survive a node restart), ``grow_disk`` (``grow_disk`` gives a
-    clone the VM type's disk size).
+    clone the VM type's disk size), ``volumes`` (``attach_volume``: an SC's iSCSI volume hot-plugged into a running
+    VM).
 
     Readiness. ``start`` returns once the hypervisor runs the VM, which may still be in its BIOS: the node reports
     it ``booting`` and ``nc.services.readiness`` decides when the guest is up from evidence. What a driver gives for
@@ -215,3 +240,27 @@ class HypervisorDriver(abc.ABC):
         """Called when the node controller starts: find the VMs that kept running while it was down and take them
         back under control. Returns the instance ids found running."""
         return [insid for insid in self.list_vms() if self.state(insid) is VMState.RUNNING]
+
+    def attach_volume(self, insid: str, target: VolumeTarget) -> AttachedVolume:
+        """Hot-plug the iSCSI volume ``target`` into the running VM ``insid`` as one more disk: the hypervisor logs
+        in to ``target.portal`` as ``target.initiator`` with the target's CHAP user and secret. The secret never
+        reaches a command line, a log line or an error text. Afterwards ``attached_volumes`` lists the volume.
+
+        Attaching an attached volume does nothing and returns it as it is (never a second disk), so a VM whose
+        node restarted gets only what it lacks. A failed attach leaves nothing of the attempt behind. Raises
+        VMNotFound, VMNotRunning, or DriverError with the hypervisor's message (a refused login, an unreachable
+        portal: within a bounded time, never a hang). Only with the ``volumes`` capability."""
+        raise DriverError(f"the {self.name} driver cannot attach volumes")
+
+    def detach_volume(self, insid: str, volume_id: str) -> None:
+        """Unplug ``volume_id`` from the running VM ``insid`` and log out of its target: the guest is asked to
+        release the disk and given a bounded time for it. Afterwards ``attached_volumes`` does not list it.
+
+        Detaching a volume that is not attached does nothing. Raises VMNotFound, VMNotRunning, or DriverError
+        (the guest did not release the disk in time: it stays attached). Only with the ``volumes`` capability."""
+        raise DriverError(f"the {self.name} driver cannot detach volumes")
+
+    def attached_volumes(self, insid: str) -> list[AttachedVolume]:
+        """The volumes attached to ``insid`` now, as the hypervisor says (not as anyone recorded); empty when the
+        VM does not run. Raises VMNotFound. Only with the ``volumes`` capability."""
+        raise DriverError(f"the {self.name} driver cannot attach volumes")

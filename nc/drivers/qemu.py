@@ -25,7 +25,9 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from luhyaapi.vmspec import NicSpec, VMSpec
+from luhyaapi.volumes import VolumeTarget
 from nc.drivers.base import (
+    AttachedVolume,
     Availability,
     ConsoleEndpoint,
     DriverError,
@@ -35,8 +37,10 @@ from nc.drivers.base import (
     VMExists,
     VMMetrics,
     VMNotFound,
+    VMNotRunning,
     VMState,
     check_instance_id,
+    check_volume_id,
 )
 from nc.drivers.qemu_accel import QEMU_SYSTEM, detect_accelerator
 from nc.drivers.qemu_img import QEMU_IMG, clone_image, flatten_image, grow_image, image_format
@@ -63,6 +67,15 @@ QUIT_WAIT = 5.0
 KILL_WAIT = 5.0
 IP_TIMEOUT = 15.0
 SYS_NET = Path("/sys/class/net")
+# Hot-plugged volumes: a CHAP secret object, an iSCSI block node and a virtio-blk device per volume, named after it.
+VOLUME_SECRET_PREFIX = "chap-"
+VOLUME_NODE_PREFIX = "iscsi-"
+PERIPHERALS = "/machine/peripheral"
+# Seconds libiscsi waits for the target (blockdev-add's ``timeout``): an unanswering portal fails the attach.
+ISCSI_TIMEOUT = 20
+VOLUME_QMP_TIMEOUT = ISCSI_TIMEOUT + 10.0
+# Seconds a guest has to release an unplugged disk (ACPI hot-unplug; a TCG guest takes a few).
+DETACH_TIMEOUT = 60.0
 
 _locks: dict[tuple[Path, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -200,6 +213,7 @@ class QemuDriver(HypervisorDriver):
         "snapshot_run": True,
         "adopt": True,
         "grow_disk": True,
+        "volumes": True,
     }
 
     def __init__(self, root: Path) -> None:
@@ -461,6 +475,91 @@ class QemuDriver(HypervisorDriver):
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         clone_image(Path(base), Path(dest))
 
+    def attach_volume(self, insid: str, target: VolumeTarget) -> AttachedVolume:
+        """QMP ``object-add`` (a ``secret`` holding the CHAP secret, id ``chap-<volume>``), ``blockdev-add``
+        (driver ``iscsi``, node ``iscsi-<volume>``: portal, target, LUN, user, the secret's id, the node's initiator
+        name, libiscsi's ``timeout``), then ``device_add`` (``virtio-blk-pci``, id and serial the volume id, so the
+        guest finds it as ``/sys/block/vdX/serial``). The secret travels on the VM's private QMP socket only. A
+        volume whose device is plugged in already is returned as it is; pieces of an attach that never finished
+        (a secret or node without its device) are removed and made again."""
+        volume_id = check_volume_id(target.volume_id)
+        with self._lock(insid):
+            self._running(insid)
+            try:
+                with QMPClient(self._qmp_path(insid), timeout=VOLUME_QMP_TIMEOUT) as qmp:
+                    if volume_id in _volume_devices(qmp):
+                        return _attached(volume_id)
+                    _remove_volume_backend(qmp, volume_id)
+                    try:
+                        qmp.execute("object-add", {"qom-type": "secret", "id": VOLUME_SECRET_PREFIX + volume_id,
+                                                   "format": "raw", "data": target.chap_secret})
+                        qmp.execute("blockdev-add", {
+                            "driver": "iscsi", "node-name": VOLUME_NODE_PREFIX + volume_id, "transport": "tcp",
+                            "portal": target.portal, "target": target.iqn, "lun": target.lun,
+                            "user": target.chap_user, "password-secret": VOLUME_SECRET_PREFIX + volume_id,
+                            "initiator-name": target.initiator, "timeout": ISCSI_TIMEOUT})
+                        qmp.execute("device_add", {"driver": "virtio-blk-pci", "id": volume_id,
+                                                   "drive": VOLUME_NODE_PREFIX + volume_id, "serial": volume_id})
+                    except QMPError:
+                        try:
+                            _remove_volume_backend(qmp, volume_id)
+                        except QMPError as cleanup:
+                            logger.warning("%s: what the failed attach of %s made is left: %s", insid, volume_id,
+                                           cleanup)
+                        raise
+            except QMPError as exc:
+                where = f"{target.iqn} at {target.portal}"
+                raise DriverError(f"attaching {volume_id} ({where}) to {insid}: {exc}") from None
+        logger.info("%s: attached %s (%s at %s)", insid, volume_id, target.iqn, target.portal)
+        return _attached(volume_id)
+
+    def detach_volume(self, insid: str, volume_id: str) -> None:
+        """QMP ``device_del``, then wait up to ``DETACH_TIMEOUT`` seconds for the guest to let go (the
+        ``DEVICE_DELETED`` event of the device), then ``blockdev-del`` (QEMU logs out of the target) and
+        ``object-del`` of the secret. A device already gone has only its node and secret removed."""
+        volume_id = check_volume_id(volume_id)
+        with self._lock(insid):
+            self._running(insid)
+            try:
+                with QMPClient(self._qmp_path(insid), timeout=VOLUME_QMP_TIMEOUT) as qmp:
+                    if volume_id in _volume_devices(qmp):
+                        self._unplug(qmp, insid, volume_id)
+                with QMPClient(self._qmp_path(insid), timeout=VOLUME_QMP_TIMEOUT) as qmp:
+                    if volume_id in _volume_devices(qmp):
+                        raise DriverError(f"detaching {volume_id} from {insid}: the guest did not release the disk "
+                                          f"within {DETACH_TIMEOUT:.0f} s; it is still attached")
+                    _remove_volume_backend(qmp, volume_id)
+            except QMPError as exc:
+                raise DriverError(f"detaching {volume_id} from {insid}: {exc}") from None
+        logger.info("%s: detached %s", insid, volume_id)
+
+    def _unplug(self, qmp: QMPClient, insid: str, volume_id: str) -> None:
+        try:
+            qmp.execute("device_del", {"id": volume_id})
+        except QMPError as exc:
+            # Asked before (a detach cut short): the guest is at it already, so wait for it all the same.
+            if "in the process of unplug" not in str(exc):
+                raise
+        if qmp.wait_event("DEVICE_DELETED", lambda data: data.get("device") == volume_id, DETACH_TIMEOUT) is None:
+            logger.warning("%s: no DEVICE_DELETED for %s within %.0f s", insid, volume_id, DETACH_TIMEOUT)
+
+    def attached_volumes(self, insid: str) -> list[AttachedVolume]:
+        """The volume devices among QEMU's user-created devices (QOM ``/machine/peripheral``)."""
+        self._spec(insid)
+        if self._pid(insid) is None:
+            return []
+        try:
+            with QMPClient(self._qmp_path(insid), timeout=VOLUME_QMP_TIMEOUT) as qmp:
+                return [_attached(volume_id) for volume_id in sorted(_volume_devices(qmp))]
+        except QMPError as exc:
+            raise DriverError(f"{insid}: QEMU did not say which volumes are attached: {exc}") from None
+
+    def _running(self, insid: str) -> None:
+        """VMNotFound if ``insid`` is not defined, VMNotRunning if its QEMU does not run."""
+        self._spec(insid)
+        if self._pid(insid) is None:
+            raise VMNotRunning(f"{insid} is not running: a volume is attached to a running VM only")
+
     @contextmanager
     def _lock(self, insid: str) -> Iterator[None]:
         """One life-cycle operation at a time per VM within this process."""
@@ -600,6 +699,31 @@ class QemuDriver(HypervisorDriver):
     def _delete_tap(self, tap: str) -> None:
         if (SYS_NET / tap).exists():
             _run(["ip", "link", "delete", "dev", tap], f"removing tap {tap}", IP_TIMEOUT)
+
+
+def _attached(volume_id: str) -> AttachedVolume:
+    return AttachedVolume(volume_id=volume_id, device=volume_id, serial=volume_id)
+
+
+def _volume_devices(qmp: QMPClient) -> set[str]:
+    """The ids of the volume devices plugged into the VM (QMP ``qom-list`` of ``/machine/peripheral``)."""
+    found = set()
+    for child in qmp.execute("qom-list", {"path": PERIPHERALS}):
+        try:
+            found.add(check_volume_id(child.get("name", "")))
+        except InvalidVMName:
+            continue
+    return found
+
+
+def _remove_volume_backend(qmp: QMPClient, volume_id: str) -> None:
+    """Remove the iSCSI node (QEMU logs out) and the secret of ``volume_id`` where they exist, its device gone."""
+    node = VOLUME_NODE_PREFIX + volume_id
+    if any(found.get("node-name") == node for found in qmp.execute("query-named-block-nodes", {"flat": True})):
+        qmp.execute("blockdev-del", {"node-name": node})
+    secret = VOLUME_SECRET_PREFIX + volume_id
+    if any(child.get("name") == secret for child in qmp.execute("qom-list", {"path": "/objects"})):
+        qmp.execute("object-del", {"id": secret})
 
 
 def _has_pair(argv: list[bytes], option: bytes, value: bytes) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,15 @@ class QMPError(RuntimeError):
     """The VM's QMP socket did not answer, closed early, or QEMU refused the command (its message is the text)."""
 
 
+class QMPTimeout(QMPError):
+    """QEMU said nothing within the connection's timeout."""
+
+
 class QMPClient:
     """A connection to one VM's QMP socket, ready for commands after ``__enter__`` (greeting and capabilities read).
 
     QEMU serves one QMP client at a time on a socket, so connections are kept short: ``with QMPClient(path) as qmp:``.
-    Events QEMU sends between replies are skipped.
+    Events QEMU sends between replies are kept for ``wait_event`` (and otherwise ignored).
     """
 
     def __init__(self, path: Path, timeout: float = 5.0) -> None:
@@ -25,6 +31,7 @@ class QMPClient:
         self._sock: socket.socket | None = None
         self._reader: Any = None
         self._next_id = 0
+        self._events: list[dict[str, Any]] = []
 
     def __enter__(self) -> QMPClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -73,6 +80,7 @@ class QMPClient:
         while True:
             message = self._read_message()
             if "event" in message:
+                self._events.append(message)
                 continue
             if message.get("id") != self._next_id:
                 continue
@@ -81,9 +89,39 @@ class QMPClient:
                 raise QMPError(f"QMP {command}: {error.get('class', 'Error')}: {error.get('desc', '')}")
             return message.get("return")
 
+    def wait_event(self, name: str, match: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
+        """The first event ``name`` whose ``data`` ``match`` accepts, among those that came since this connection
+        opened and those coming within ``timeout`` seconds; None if none came. After None the connection is closed
+        (a read cut short by its timeout leaves the stream in an unknown place)."""
+        if self._sock is None:
+            raise QMPError("QMP connection is not open")
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, event in enumerate(self._events):
+                if event.get("event") == name and match(event.get("data") or {}):
+                    return self._events.pop(index)
+            self._events.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.close()
+                return None
+            self._sock.settimeout(remaining)
+            try:
+                message = self._read_message()
+            except QMPTimeout:
+                self.close()
+                return None
+            finally:
+                if self._sock is not None:
+                    self._sock.settimeout(self.timeout)
+            if "event" in message:
+                self._events.append(message)
+
     def _read_message(self) -> dict[str, Any]:
         try:
             line = self._reader.readline()
+        except TimeoutError:
+            raise QMPTimeout(f"no answer on QMP socket {self.path} within {self._sock.gettimeout()} s") from None
         except OSError as exc:
             raise QMPError(f"no answer on QMP socket {self.path}: {exc}") from None
         if not line:

@@ -21,8 +21,10 @@ from typing import ClassVar
 
 from luhyaapi.ids import InvalidId, validate_id
 from luhyaapi.vmspec import VMSpec
+from luhyaapi.volumes import VolumeTarget
 from nc.drivers import virtualbox_argv as vbox
 from nc.drivers.base import (
+    AttachedVolume,
     Availability,
     ConsoleEndpoint,
     DriverError,
@@ -31,14 +33,17 @@ from nc.drivers.base import (
     VMExists,
     VMMetrics,
     VMNotFound,
+    VMNotRunning,
     VMState,
     check_instance_id,
+    check_volume_id,
 )
 from nc.drivers.virtualbox_disks import inspect_disk_image
 from nc.drivers.virtualbox_output import (
     PAUSED_STATES,
     RUNNING_STATES,
     STOPPED_STATES,
+    parse_attached_volumes,
     parse_blocks,
     parse_guest_properties,
     parse_machinereadable,
@@ -46,6 +51,7 @@ from nc.drivers.virtualbox_output import (
     parse_statistics,
     parse_version,
     parse_vm_list,
+    used_ports,
 )
 
 logger = logging.getLogger(__name__)
@@ -132,6 +138,10 @@ def _state_of(info: Mapping[str, str]) -> VMState:
     raise DriverError(f"VirtualBox reports an unknown VM state {value!r}")
 
 
+def _attached(volume_id: str, port: int) -> AttachedVolume:
+    return AttachedVolume(volume_id=volume_id, device=f"{vbox.VOLUME_CONTROLLER}-{port}-0")
+
+
 def _has_clean_snapshot(info: Mapping[str, str]) -> bool:
     """Whether the VM has the run_with_snapshot snapshot (SnapshotName, SnapshotName-1, ... in showvminfo)."""
     return any(value == vbox.SNAPSHOT_NAME for key, value in info.items()
@@ -174,6 +184,7 @@ class VirtualBoxDriver(HypervisorDriver):
         "snapshot_run": True,
         "adopt": True,
         "grow_disk": False,
+        "volumes": True,
     })
 
     def __init__(self, root: Path, *, runner: Runner | None = None, clock: Callable[[], float] = time.monotonic,
@@ -466,6 +477,61 @@ class VirtualBoxDriver(HypervisorDriver):
         except DriverError:
             dest_path.unlink(missing_ok=True)
             raise
+
+    def attach_volume(self, insid: str, target: VolumeTarget) -> AttachedVolume:
+        """``storageattach --medium iscsi`` onto the first free port of the VM's SATA controller after its own
+        disks (``virtualbox_argv.storageattach_iscsi``), the CHAP secret in a file only the node's user reads for
+        the length of the call. The guest sees a SATA disk (VirtualBox sets no serial of ours). A volume on the VM
+        already (found by its target's name in ``showvminfo``) is returned as it is."""
+        volume_id = check_volume_id(target.volume_id)
+        info = self._running_info(insid)
+        attached = parse_attached_volumes(info, vbox.VOLUME_CONTROLLER)
+        if volume_id in attached:
+            return _attached(volume_id, attached[volume_id][0])
+        taken = used_ports(info, vbox.VOLUME_CONTROLLER)
+        port = next((port for port in range(vbox.SATA_PORTS) if port not in taken), None)
+        if port is None:
+            raise DriverError(f"attaching {volume_id} to {insid}: all {vbox.SATA_PORTS} SATA ports are taken")
+        password_file = self.vm_dir(insid) / f"chap-{volume_id}"
+        password_file.unlink(missing_ok=True)
+        descriptor = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as secret:
+                secret.write(target.chap_secret)
+            self._run(vbox.storageattach_iscsi(insid, port, target, password_file))
+        finally:
+            password_file.unlink(missing_ok=True)
+        logger.info("%s: attached %s (%s at %s) on SATA port %d", insid, volume_id, target.iqn, target.portal, port)
+        return _attached(volume_id, port)
+
+    def detach_volume(self, insid: str, volume_id: str) -> None:
+        """``storageattach --medium none`` on the volume's port (VirtualBox unplugs it from the guest), then
+        ``closemedium`` of its iSCSI medium, so VirtualBox's media registry keeps no CHAP secret of it."""
+        volume_id = check_volume_id(volume_id)
+        attached = parse_attached_volumes(self._running_info(insid), vbox.VOLUME_CONTROLLER)
+        if volume_id not in attached:
+            return
+        port, uuid = attached[volume_id]
+        self._run(vbox.storagedetach(insid, port))
+        if uuid:
+            result = self._call(vbox.closemedium(uuid))
+            if result.returncode != 0:
+                logger.warning("%s: %s", insid, _failure(vbox.closemedium(uuid), result))
+        logger.info("%s: detached %s from SATA port %d", insid, volume_id, port)
+
+    def attached_volumes(self, insid: str) -> list[AttachedVolume]:
+        """The iSCSI volumes ``showvminfo`` lists on the VM's SATA controller."""
+        info = self._existing(insid)
+        if _state_of(info) is not VMState.RUNNING:
+            return []
+        attached = parse_attached_volumes(info, vbox.VOLUME_CONTROLLER)
+        return [_attached(volume_id, attached[volume_id][0]) for volume_id in sorted(attached)]
+
+    def _running_info(self, insid: str) -> dict[str, str]:
+        info = self._existing(insid)
+        if _state_of(info) is not VMState.RUNNING:
+            raise VMNotRunning(f"{insid} is not running: a volume is attached to a running VM only")
+        return info
 
     def clone_disk(self, base: Path, dest: Path) -> None:
         """Refuse a base that is not one self-contained file, judged first by its header (``virtualbox_disks``,

@@ -23,7 +23,8 @@ from pathlib import Path, PurePosixPath
 
 from luhyaapi.validators import MAC_RE
 from luhyaapi.vmspec import VMSpec
-from nc.drivers.base import DriverError, InvalidVMName, check_instance_id
+from luhyaapi.volumes import VolumeTarget
+from nc.drivers.base import DriverError, InvalidVMName, check_instance_id, check_volume_id
 
 # Absolute paths of plain names only: no spaces, quotes, globs or other shell metacharacters, no "..".
 _SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._+/-]*$")
@@ -187,6 +188,45 @@ def storagectl(spec: VMSpec) -> list[str]:
             "--controller", controller.chipset]
 
 
+# Volumes (issue 16) are hot-plugged into the VM's SATA controller (AHCI: VirtualBox hot-plugs and unplugs disks on
+# SATA only), on the ports after the spec's own disks; ``create`` gives every VM one with all its ports.
+VOLUME_CONTROLLER = "SATA"
+SATA_PORTS = 30
+
+
+def storagectl_volumes(spec: VMSpec) -> list[str]:
+    """The SATA controller volumes are hot-plugged into, with every port it can have (storagectl page): the spec's
+    own when its disks are SATA, else a second, not bootable controller (a running VM's port count cannot change)."""
+    insid = check_instance_id(spec.insid)
+    if spec.disk_type == "sata":
+        return ["storagectl", insid, "--name", VOLUME_CONTROLLER, "--portcount", str(SATA_PORTS)]
+    return ["storagectl", insid, "--name", VOLUME_CONTROLLER, "--add", "sata", "--controller", "IntelAhci",
+            "--portcount", str(SATA_PORTS), "--bootable", "off"]
+
+
+def storageattach_iscsi(insid: str, port: int, target: VolumeTarget, password_file: str | Path) -> list[str]:
+    """Hot-plug an iSCSI volume as a hard disk on ``port`` of the volumes' controller (storageattach page, the
+    iSCSI options: ``--server`` and ``--tport`` the portal, ``--target``, ``--lun``, ``--username``, and the CHAP
+    secret from ``--passwordfile``, never ``--password``, so it is on no command line; ``--initiator`` the node's
+    name). VirtualBox names the medium ``<server>|<target>|<lun>``."""
+    check_volume_id(target.volume_id)
+    if not 0 <= port < SATA_PORTS:
+        raise ValueError(f"SATA port {port} is not between 0 and {SATA_PORTS - 1}")
+    return ["storageattach", check_instance_id(insid), "--storagectl", VOLUME_CONTROLLER, "--port", str(port),
+            "--device", "0", "--type", "hdd", "--medium", "iscsi", "--server", _ipv4(target.host),
+            "--tport", str(target.port), "--target", target.iqn, "--lun", str(target.lun),
+            "--username", target.chap_user, "--passwordfile", safe_path(password_file, "password file"),
+            "--initiator", target.initiator]
+
+
+def storagedetach(insid: str, port: int) -> list[str]:
+    """Unplug whatever is on ``port`` of the volumes' controller (storageattach page, ``--medium none``)."""
+    if not 0 <= port < SATA_PORTS:
+        raise ValueError(f"SATA port {port} is not between 0 and {SATA_PORTS - 1}")
+    return ["storageattach", check_instance_id(insid), "--storagectl", VOLUME_CONTROLLER, "--port", str(port),
+            "--device", "0", "--medium", "none"]
+
+
 def storageattach(spec: VMSpec) -> list[list[str]]:
     """Attach every disk as a hard disk, in order (storageattach page). A read-only disk is attached ``immutable``:
     the guest's writes go to a differencing image in the VM's Snapshots folder that VirtualBox throws away at each
@@ -217,7 +257,8 @@ def snapshot_restore(insid: str) -> list[str]:
 def create_commands(spec: VMSpec, root: Path, vrde_auth: str = "external") -> list[list[str]]:
     """Every command ``create`` runs for ``spec``, in order; refuses the spec (check_spec) before building any."""
     check_spec(spec)
-    commands = [createvm(spec, root), modifyvm(spec, vrde_auth), storagectl(spec), *storageattach(spec)]
+    commands = [createvm(spec, root), modifyvm(spec, vrde_auth), storagectl(spec), storagectl_volumes(spec),
+                *storageattach(spec)]
     if spec.run_with_snapshot:
         commands.append(snapshot_take(spec.insid))
     return commands

@@ -127,3 +127,34 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
         if match:
             return int(match["major"]), int(match["minor"]), int(match["patch"])
     return None
+
+
+# An iSCSI medium's location as VBoxManage storageattach names it: "<server>|<target>[|<lun>]"; eduCloud's targets
+# end in the volume id (luhyaapi.volumes.target_iqn).
+_ISCSI_VOLUME_RE = re.compile(r"^[0-9.]+\|iqn\.[^|]*:(?P<volume>vol-[0-9a-f]{8})(?:\|\d+)?$")
+
+
+def used_ports(info: dict[str, str], controller: str) -> set[int]:
+    """The ports of ``controller`` with something attached (``"<controller>-<port>-0"`` not ``none``)."""
+    ports = set()
+    for key, value in info.items():
+        name, _, rest = key.partition("-")
+        port, _, device = rest.partition("-")
+        if name == controller and port.isdigit() and device == "0" and value not in ("", "none"):
+            ports.add(int(port))
+    return ports
+
+
+def parse_attached_volumes(info: dict[str, str], controller: str) -> dict[str, tuple[int, str]]:
+    """The volumes attached to ``controller`` in ``showvminfo --machinereadable``: volume id -> (port, the medium's
+    UUID, '' if not shown). Other disks (the VM's own, an ISO) are not volumes."""
+    found: dict[str, tuple[int, str]] = {}
+    prefix = f"{controller}-"
+    for key, value in info.items():
+        if not key.startswith(prefix) or not key.endswith("-0"):
+            continue
+        port_text = key[len(prefix):-2]
+        match = _ISCSI_VOLUME_RE.match(value)
+        if port_text.isdigit() and match:
+            found[match["volume"]] = (int(port_text), info.get(f"{controller}-ImageUUID-{port_text}-0", ""))
+    return found

@@ -26,7 +26,7 @@ from luhyaapi.messages import Command, Message
 from luhyaapi.queues import node_commands
 from luhyaapi.wording import with_article
 from nc.models import CommandRecord
-from nc.services import power
+from nc.services import power, volumes
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,15 @@ def _instance_op(name: str) -> Callable[[Command, StatusReporter], None]:
     return run
 
 
+def _volume_command(parse: Callable[[dict], object]) -> Callable[[Command], object]:
+    def validate(command: Command) -> object:
+        if not command.tid:
+            raise volumes.InvalidVolumeCommand(f"{command.op} needs the tid of its task, which the node reports on")
+        return parse(command.paras)
+
+    return validate
+
+
 HANDLERS: dict[str, Handler] = {
     "status/report": Handler(_report_status),
     "image/prepare": Handler(_prepare_image),
@@ -86,6 +95,8 @@ HANDLERS: dict[str, Handler] = {
     "instance/delete": Handler(_instance_op("delete_instance"), validate=_instance_id_of),
     "instance/submit": Handler(_instance_op("submit_instance"), validate=_instance_id_of),
     "host/poweroff": Handler(power.power_off, validate=power.check_power_off),
+    "volume/attach": Handler(_instance_op("attach_volume"), validate=_volume_command(volumes.parse_attach)),
+    "volume/detach": Handler(_instance_op("detach_volume"), validate=_volume_command(volumes.parse_detach)),
 }
 
 _running: set[str] = set()

@@ -32,7 +32,7 @@ from luhyaapi.vmspec import RuntimeOptions, VMSpec
 from nc.drivers import get_driver
 from nc.drivers.base import DriverError, HypervisorDriver, VMState, check_instance_id
 from nc.models import NodeInstance
-from nc.services import boot_queue, readiness
+from nc.services import boot_queue, readiness, volumes
 from nc.services.images import PROGRESS_PER_SECOND, held_image, size_disk
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,16 @@ def _boot(record: NodeInstance, disk: Path, options: RuntimeOptions, reports: _R
     # Started is not up: the guest may sit in its BIOS for a while. The watcher reports it running on evidence.
     record.state, record.booted_at, record.answering, record.guest_ip = "booting", timezone.now(), True, ""
     record.save(update_fields=["state", "booted_at", "answering", "guest_ip", "updated"])
-    reports.instance("booting", vmstatus="started", console=driver.console(insid).url)
+    # Its volumes go back in at once: the guest finds them when its kernel looks for disks.
+    missing = volumes.restore_volumes(driver, record)
+    reports.instance("booting", vmstatus=_started_text(missing), console=driver.console(insid).url)
+
+
+def _started_text(missing: dict[str, str]) -> str:
+    """The vmstatus of a VM just started, naming the volumes it could not get back (the run goes on without)."""
+    if not missing:
+        return "started"
+    return "started; not attached: " + "; ".join(f"{volume_id} ({reason})" for volume_id, reason in missing.items())
 
 
 def run_instance(command: Command, reporter: Reporter) -> None:
@@ -214,6 +223,7 @@ def run_instance(command: Command, reporter: Reporter) -> None:
                 if record.state not in STARTED_STATES:
                     record.state = "booting"
                     record.save(update_fields=["state", "updated"])
+                volumes.restore_volumes(driver, record)
                 _report_run_state(record, driver, reports)
                 return
             reports.instance("preparing")
@@ -357,6 +367,58 @@ def _submit_failed(record: NodeInstance | None, flat: Path, reports: _Reports, r
     reports.instance("stopped" if kept else "failed", vmstatus="submit failed", errormsg=reason)
 
 
+def _running_record(insid: str, driver: HypervisorDriver) -> NodeInstance:
+    """The record of ``insid`` if its VM runs on this node; VolumeRefused saying how it is otherwise."""
+    record = NodeInstance.objects.filter(instance_id=insid).first()
+    if record is None:
+        raise volumes.VolumeRefused(f"instance {insid} does not run on this node")
+    if record.state not in STARTED_STATES or driver.state(insid) is not VMState.RUNNING:
+        raise volumes.VolumeRefused(f"instance {insid} is {record.state} on this node: volumes are attached to and "
+                                    "detached from running instances only")
+    return record
+
+
+def attach_volume(command: Command, reporter: Reporter) -> None:
+    """``volume/attach``: hot-plug the command's iSCSI target into the instance's running VM and record it, so that
+    every later start of the VM attaches it again. Reports the command's task ``attached`` with the volume, device
+    and serial as its result, or failed with the reason: the instance does not run here (a stopped instance takes
+    no volume), the volume is attached to another instance here, the hypervisor refused (a wrong CHAP secret,
+    another node's initiator, an unreachable portal). Attaching an attached volume reports it attached again."""
+    paras = volumes.parse_attach(command.paras)
+    reports = _Reports(reporter, command.tid, command.seq, paras.insid)
+    volume_id = paras.target.volume_id
+    with _lock(paras.insid):
+        driver = node_driver()
+        try:
+            row = volumes.attach_volume(driver, _running_record(paras.insid, driver), paras.target)
+        except (volumes.VolumeRefused, DriverError) as exc:
+            logger.error("instances: attaching %s to %s failed: %s", volume_id, paras.insid, exc)
+            reports.task("failed", "attaching", failed=True, errormsg=str(exc))
+            return
+        reports.task("editing", "attached", 100, done=True, vmstatus=f"{volume_id} attached as {row.device}",
+                     result={"volume_id": volume_id, "insid": paras.insid, "device": row.device,
+                             "serial": row.serial})
+
+
+def detach_volume(command: Command, reporter: Reporter) -> None:
+    """``volume/detach``: unplug the volume from the instance's running VM (the guest is given a bounded time to
+    let go of it) and forget it. Reports the command's task ``detached``, or failed with the reason: the instance
+    does not run here (a stopped instance's volumes are not detached by its node), the guest kept the disk.
+    Detaching a volume that is not attached reports it detached."""
+    paras = volumes.parse_detach(command.paras)
+    reports = _Reports(reporter, command.tid, command.seq, paras.insid)
+    with _lock(paras.insid):
+        driver = node_driver()
+        try:
+            volumes.detach_volume(driver, _running_record(paras.insid, driver), paras.volume_id)
+        except (volumes.VolumeRefused, DriverError) as exc:
+            logger.error("instances: detaching %s from %s failed: %s", paras.volume_id, paras.insid, exc)
+            reports.task("failed", "detaching", failed=True, errormsg=str(exc))
+            return
+        reports.task("editing", "detached", 100, done=True, vmstatus=f"{paras.volume_id} detached",
+                     result={"volume_id": paras.volume_id, "insid": paras.insid})
+
+
 def image_in_use(path: Path) -> bool:
     """Whether an instance's disk is a clone of the cached image at ``path`` (so the cache must keep it)."""
     return NodeInstance.objects.filter(image_path=str(path)).exists()
@@ -485,6 +547,12 @@ def adopt_instances(reporter: Reporter) -> list[str]:
         if record.state not in STARTED_STATES:
             record.state = "booting"
             record.save(update_fields=["state", "updated"])
+        lock = _lock(insid)
+        if lock.acquire(blocking=False):  # else a command is at work on it, and it decides
+            try:
+                volumes.restore_volumes(driver, record)  # what its VM still has stays; only the missing go in
+            finally:
+                lock.release()
         _report_run_state(record, driver, _Reports(reporter, record.tid, record.seq, insid))
     logger.info("instances: %d running VMs adopted", len(running & set(known)))
     return sorted(running & set(known))

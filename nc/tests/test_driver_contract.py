@@ -34,6 +34,7 @@ from nc.drivers.base import (
     InvalidVMName,
     VMExists,
     VMNotFound,
+    VMNotRunning,
     VMState,
 )
 
@@ -44,7 +45,7 @@ STOP_TIMEOUT = 60.0
 # The base image is handed to each driver in a format its hypervisor reads (converted with qemu-img).
 BASE_IMAGE_FORMATS = {"virtualbox": "vdi"}
 CAPABILITIES = ("linked_clone", "console_vnc", "console_rdp", "nat_forwards", "bridged", "guest_ip", "guest_ready",
-                "snapshot_run", "adopt")  # fmt: skip
+                "snapshot_run", "adopt", "volumes")  # fmt: skip
 HOSTILE_IDS = {
     "parent-dir": "../x",
     "shell": "ins-;rm -rf /",
@@ -464,6 +465,44 @@ def test_metrics_of_a_running_vm_count_its_cpu_memory_and_disk(driver: Hyperviso
     assert metrics.cpu_seconds > 0
     assert metrics.memory_bytes > 0
     assert metrics.disk_read_bytes > 0
+
+
+@pytest.fixture(scope="module")
+def iscsi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A tgtd of the module's own (``tests/iscsi.py``), exporting scratch files as an SC exports volumes."""
+    from tests.iscsi import TgtServer, tgt_missing  # the SC's models: only where a test asks for a target
+
+    reason = tgt_missing()
+    if reason:
+        pytest.skip(reason)
+    server = TgtServer(tmp_path_factory.mktemp("tgt")).start()
+    yield server
+    server.stop()
+
+
+def test_a_volume_is_hot_plugged_once_listed_and_unplugged_from_a_running_vm_only(
+    driver: HypervisorDriver, running_vm: VM, iscsi, vm_factory, tmp_path: Path
+):
+    needs(driver, "volumes")
+    node_initiator = "iqn.2026-12.org.educloud:node.nc-contract"
+    volume_id = new_id("volume")
+    backing = tmp_path / "volume.raw"
+    with backing.open("wb") as data:
+        data.truncate(8 * 1024 * 1024)
+    target = iscsi.export(volume_id, backing, node_initiator)
+    attached = driver.attach_volume(running_vm.insid, target)
+    assert attached.volume_id == volume_id
+    assert driver.attach_volume(running_vm.insid, target) == attached, "attaching twice attaches nothing more"
+    assert driver.attached_volumes(running_vm.insid) == [attached]
+    assert iscsi.sessions(volume_id) == [node_initiator]
+    driver.detach_volume(running_vm.insid, volume_id)
+    assert driver.attached_volumes(running_vm.insid) == []
+    assert iscsi.sessions(volume_id) == []
+    driver.detach_volume(running_vm.insid, volume_id)  # not attached: nothing to do
+    stopped = vm_factory()
+    with pytest.raises(VMNotRunning):
+        driver.attach_volume(stopped.insid, target)
+    assert driver.attached_volumes(stopped.insid) == []
 
 
 def test_a_linked_clone_keeps_the_guests_writes_and_its_base_never_changes(

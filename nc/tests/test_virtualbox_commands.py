@@ -123,7 +123,7 @@ def test_virtio_disks_attach_to_the_virtio_scsi_controller():
 def test_create_commands_run_createvm_modifyvm_storagectl_then_each_attach():
     spec = make_spec(disk_type="sata", nics=(NAT_NIC,))
     assert [command[0] for command in vbox.create_commands(spec, ROOT)] == [
-        "createvm", "modifyvm", "storagectl", "storageattach"]
+        "createvm", "modifyvm", "storagectl", "storagectl", "storageattach"]
 
 
 def test_snapshot_mode_ends_create_with_the_clean_snapshot_and_restores_it_by_name():

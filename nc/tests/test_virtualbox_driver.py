@@ -117,8 +117,8 @@ def test_a_failed_create_unregisters_the_vm_and_removes_its_directory(driver, fa
     fake.fail["storageattach"] = "Could not find file for the medium '/vms/ins-0123abcd/disk0.vdi'"
     with pytest.raises(DriverError, match=r"VBoxManage storageattach .* failed \(exit 1\).*Could not find file"):
         driver.create(make_spec(root))
-    assert fake.commands() == ["showvminfo", "createvm", "modifyvm", "storagectl", "storageattach", "showvminfo",
-                               "unregistervm"]
+    assert fake.commands() == ["showvminfo", "createvm", "modifyvm", "storagectl", "storagectl", "storageattach",
+                               "showvminfo", "unregistervm"]
     assert fake.calls[-1] == ["unregistervm", INSID]
     assert not (root / INSID).exists()
     assert driver.state(INSID) is VMState.ABSENT

@@ -243,10 +243,12 @@ class FakeVBoxManage:
         self.metrics_text = METRICS_QUERY
         self.statistics = DEBUGVM_STATISTICS
         self.medium_info = SHOWMEDIUMINFO_BASE
+        # What each ``--passwordfile`` held when VBoxManage read it (the driver removes the file afterwards).
+        self.password_files: list[str] = []
 
     def add_vm(self, name: str, vm_dir: Path, state: str = "poweroff", snapshot: bool = False) -> None:
         self.vms[name] = {"state": state, "vm_dir": vm_dir, "snapshots": ["educloud-clean"] if snapshot else [],
-                          "acpi": None}
+                          "acpi": None, "volumes": {}}
 
     def commands(self) -> list[str]:
         """The subcommands run so far (with controlvm's action), in order."""
@@ -272,9 +274,32 @@ class FakeVBoxManage:
             vm["acpi"] -= 1
             if vm["acpi"] <= 0:
                 vm["state"], vm["acpi"] = "poweroff", None
+        volumes = "".join(f'"SATA-{port}-0"="{location}"\n"SATA-ImageUUID-{port}-0"="{uuid}"\n'
+                          for port, (location, uuid) in sorted(vm["volumes"].items()))
         return completed(args, SHOWVMINFO_TEMPLATE.format(
             name=args[1], vm_dir=vm["vm_dir"], state=vm["state"],
-            snapshots=SNAPSHOT_LINES if vm["snapshots"] else ""))
+            snapshots=SNAPSHOT_LINES if vm["snapshots"] else "") + volumes)
+
+    def _storageattach(self, args):
+        """A hot-plugged iSCSI volume on the SATA controller is kept (named ``<server>|<target>|<lun>`` as
+        VBoxManage names it) and shown by showvminfo; ``--medium none`` unplugs it. A running VM only (a stopped
+        VM's attachments are the spec's disks, which this model does not follow)."""
+        vm = self.vms.get(args[1])
+        medium = args[args.index("--medium") + 1]
+        if vm is None or vm["state"] != "running" or args[args.index("--storagectl") + 1] != "SATA":
+            return completed(args)
+        port = int(args[args.index("--port") + 1])
+        if medium == "none":
+            vm["volumes"].pop(port, None)
+        elif medium == "iscsi":
+            def value(option: str) -> str:
+                return args[args.index(option) + 1]
+
+            self.password_files.append(Path(value("--passwordfile")).read_text())
+            uuid = f"0b0e0e0e-0000-4000-8000-{port:012d}"
+            vm["volumes"][port] = (f"{value('--server')}|{value('--target')}|{value('--lun')}", uuid)
+            return completed(args, f"iSCSI disk created. UUID: {uuid}\n")
+        return completed(args)
 
     def _createvm(self, args):
         name, base = args[args.index("--name") + 1], Path(args[args.index("--basefolder") + 1])

@@ -162,3 +162,19 @@ def qemu_vm(tmp_path):
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def tgt(tmp_path_factory):
+    """A tgtd of the module's own on a free loopback port (``tests/iscsi.py``), exporting files as volumes the way
+    an SC does; shut down after the module. Skips where tgt is not installed."""
+    from tests.iscsi import TgtServer, tgt_missing  # the SC's models: only where a test asks for a target
+
+    reason = tgt_missing()
+    if reason:
+        pytest.skip(reason)
+    server = TgtServer(tmp_path_factory.mktemp("tgt")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

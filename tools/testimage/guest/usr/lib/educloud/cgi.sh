@@ -45,3 +45,31 @@ answer() {
 html() {
   printf '%s' "$1" | sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' -e 's/"/\&quot;/g'
 }
+
+# valid_serial SERIAL: 1 to 20 of [A-Za-z0-9-] (what a virtio disk's serial holds; volume ids are vol-0123abcd).
+valid_serial() {
+  case "$1" in
+    "" | *[!A-Za-z0-9-]*) return 1 ;;
+    *) [ "${#1}" -le 20 ] ;;
+  esac
+}
+
+# valid_count TEXT MAX: TEXT is a decimal number from 0 to MAX.
+valid_count() {
+  case "$1" in
+    "" | *[!0-9]*) return 1 ;;
+    *) [ "${#1}" -le 10 ] && [ "$1" -le "$2" ] ;;
+  esac
+}
+
+# disk_of SERIAL: print /dev/<disk> of the disk whose serial is SERIAL (/sys/block/*/serial); fails when none is.
+disk_of() {
+  local file
+  for file in /sys/block/*/serial; do
+    [ -f "$file" ] && [ "$(cat "$file")" = "$1" ] || continue
+    file=${file%/serial}
+    printf '/dev/%s\n' "${file##*/}"
+    return 0
+  done
+  return 1
+}
