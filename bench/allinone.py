@@ -27,6 +27,15 @@ def wait_for(what: str, probe, timeout: float, every: float = 0.2):
     raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def cloud_online(client: ConsoleClient) -> bool:
+    """Whether the CLC behind ``client`` sees its walrus, CC and NC online (False while it does not answer)."""
+    try:
+        states = {(s["role"], s["state"]) for s in client.get("/clc/api/1.0/status/")["services"]}
+    except RemoteError:
+        return False
+    return {("nc", "online"), ("cc", "online"), ("walrus", "online")} <= states
+
+
 class AllInOne:
     """The all-in-one host as a process, with the administrator logged in to its API. ``ports``: how many ports
     its cluster hands out (a console and a forwarded service per desktop); ``nc``: more node settings."""
@@ -41,11 +50,7 @@ class AllInOne:
         self.client = ConsoleClient(self.host.url, timeout=120)
 
     def online(self) -> bool:
-        try:
-            states = {(s["role"], s["state"]) for s in self.client.get("/clc/api/1.0/status/")["services"]}
-        except RemoteError:
-            return False
-        return {("nc", "online"), ("cc", "online"), ("walrus", "online")} <= states
+        return cloud_online(self.client)
 
     def record(self, insid: str) -> dict:
         return self.client.get(f"/clc/api/1.0/instances/{insid}/")

@@ -36,7 +36,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from luhyaapi.client import RemoteError  # noqa: E402
+from allinone import cloud_online  # noqa: E402
+
 from tests.rabbitmq import scratch_vhost  # noqa: E402
 from tests.services import (  # noqa: E402
     ConsoleClient,
@@ -113,11 +114,7 @@ class Cloud:
         self.client = ConsoleClient(self.clc.url)
 
     def online(self) -> bool:
-        try:
-            states = {(s["role"], s["state"]) for s in self.client.get("/clc/api/1.0/status/")["services"]}
-        except RemoteError:
-            return False
-        return {("nc", "online"), ("cc", "online"), ("walrus", "online")} <= states
+        return cloud_online(self.client)
 
     def upload(self, image: Path) -> str:
         return self.client.upload_image(image, "bench test VM")["image_id"]
