@@ -17,6 +17,7 @@ LINK_TYPES: dict[str, str] = {
     "images": Type.IMAGE,
     "instances": Type.INSTANCE,
     "pools": Type.POOL,
+    "volumes": Type.VOLUME,
     "hosts": Type.HOST,
     "networks": Type.NETWORK,
     "accounts": Type.ACCOUNT,

@@ -14,6 +14,7 @@ from clc import (
     views_pools,
     views_tasks,
     views_vmtypes,
+    views_volumes,
 )
 from clc.forms import LoginForm
 from clc.views_hosts import (
@@ -50,6 +51,8 @@ register_converter(views_ownergroups.OwnerPathConverter, "ownerpath")
 register_converter(views_vmtypes.VMTypeNameConverter, "vmtype")
 register_converter(views_pools.PoolIdConverter, "poolid")
 register_converter(views_pools.LessonIdConverter, "lessonid")
+register_converter(views_volumes.VolumeIdConverter, "volid")
+register_converter(views_volumes.SnapshotIdConverter, "snpid")
 
 app_name = "clc"
 urlpatterns = [
@@ -111,6 +114,16 @@ urlpatterns = [
     path("pools/<poolid:pool_id>/lessons/", views_pools.LessonAddView.as_view(), name="pool-lesson-add"),
     path("pools/<poolid:pool_id>/lessons/<lessonid:lesson_id>/delete/", views_pools.LessonDeleteView.as_view(),
          name="pool-lesson-delete"),
+    path("volumes/", views_volumes.VolumeListView.as_view(), name="volumes"),
+    path("volumes/new/", views_volumes.VolumeCreateView.as_view(), name="volume-create"),
+    path("volumes/<volid:volume_id>/", views_volumes.VolumeDetailView.as_view(), name="volume-detail"),
+    path("volumes/<volid:volume_id>/rename/", views_volumes.VolumeRenameView.as_view(), name="volume-rename"),
+    path("volumes/<volid:volume_id>/delete/", views_volumes.VolumeDeleteView.as_view(), name="volume-delete"),
+    path("volumes/<volid:volume_id>/snapshots/", views_volumes.SnapshotTakeView.as_view(), name="volume-snapshot"),
+    path("volumes/<volid:volume_id>/snapshots/<snpid:snapshot_id>/restore/",
+         views_volumes.SnapshotRestoreView.as_view(), name="volume-restore"),
+    path("volumes/<volid:volume_id>/snapshots/<snpid:snapshot_id>/delete/",
+         views_volumes.SnapshotDeleteView.as_view(), name="snapshot-delete"),
     path("hosts/", HostListView.as_view(), name="hosts"),
     path("hosts/new/", HostCreateView.as_view(), name="host-create"),
     path("hosts/servers/", ServerListView.as_view(), name="servers"),

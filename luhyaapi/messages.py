@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 
 from luhyaapi.validators import MAC_RE, NAME_RE, InvalidValue, validate_ip
 from luhyaapi.vmspec import ConsolePassword
+from luhyaapi.volumes import VolumeRef
 
 Name = Annotated[str, Field(pattern=NAME_RE.pattern)]
 Mac = Annotated[str, Field(pattern=r"^$|" + MAC_RE.pattern)]
@@ -285,6 +286,9 @@ class InstanceRunRequest(BaseModel):
     pinned_node: Annotated[str, Field(pattern=r"^$|" + NAME_RE.pattern)] = ""
     boot: bool = Field(default=True, description="False: only prepare the disk (the image wizard's first step)")
     console_password: ConsolePassword = ""
+    volumes: tuple[VolumeRef, ...] = Field(
+        default=(), max_length=16, description="every volume attached to the instance: the CC exports each to the "
+                                               "chosen node and the node attaches them at start")
     network: dict | None = Field(
         default=None, description="the cluster's network settings as the CLC has them (its cc-config form, {} for "
                                   "none), so that the CC needs no call back to the CLC while it places the run")

@@ -16,6 +16,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from luhyaapi.validators import NAME_RE
+
 IQN_PREFIX = "iqn.2026-12.org.educloud"
 ISCSI_PORT = 3260
 LUN = 1
@@ -87,3 +89,63 @@ class VolumeDetachParas(BaseModel):
 
     insid: InstanceIdText
     volume_id: VolumeIdText
+
+
+# The CLC's attach flow (issue 16). The CLC knows which volumes an instance has; its cluster's CC knows which node
+# runs it and asks the volume's SC (a storage controller of its cluster, by name) to export the volume to that node,
+# then queues ``volume/attach`` for it. Every run of an instance carries all its volumes (``InstanceRunRequest.
+# volumes``): the CC exports each to the chosen node (``take_over``: an export to the node the instance ran on last
+# time moves) and the run command carries their targets (``RUN_VOLUMES``), so whichever node runs it gets them at
+# start; the node keeps exactly those (a volume detached meanwhile is not attached again).
+VOLUME_TASK_PATTERN = r"^vol-[0-9a-f]{8}:vol-[0-9a-f]{8}:ins-[0-9a-f]{8}$"
+RUN_VOLUMES = "volumes"  # the run command's paras: [VolumeTarget as JSON, ...]
+RUN_VOLUMES_MISSING = "volumes_missing"  # {volume_id: why the CC could not export it}; the run goes on without
+
+
+def volume_task_id(volume_id: str, insid: str) -> str:
+    """The tid a node reports an attach or detach of ``volume_id`` to ``insid`` on (``vol:vol:ins``: not an image
+    task's, which the CLC's task records take)."""
+    return f"{volume_id}:{volume_id}:{insid}"
+
+
+def parse_volume_task_id(tid: str) -> tuple[str, str] | None:
+    """``(volume_id, insid)`` of a volume task's tid, None for any other tid."""
+    parts = (tid or "").split(":")
+    if len(parts) != 3 or parts[0] != parts[1] or not parts[0].startswith("vol-") or not parts[2].startswith("ins-"):
+        return None
+    return parts[0], parts[2]
+
+
+ScName = Annotated[str, Field(pattern=NAME_RE.pattern)]
+
+
+class VolumeRef(BaseModel):
+    """A volume the CLC wants attached to an instance: its id and the name of the storage controller keeping it
+    (one of the instance's cluster, as registered with that cluster's CC)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    volume_id: VolumeIdText
+    sc: ScName
+
+
+class VolumeAttachRequest(BaseModel):
+    """``POST /cc/api/1.0/instances/<insid>/volumes/`` (signed, from the CLC): export ``volume`` to the node running
+    the instance and hot-plug it there; the node reports on ``volume_task_id(volume_id, insid)``. 202 with
+    ``{"insid", "volume_id", "node", "tid"}``; 404 for an instance this CC did not place, 409 for one that does not
+    run, 400 naming ``sc`` for an SC this cluster does not know, 409/503 with the SC's words when it will not
+    export."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    volume: VolumeRef
+
+
+class VolumeDetachRequest(BaseModel):
+    """``POST /cc/api/1.0/instances/<insid>/volumes/<volume_id>/detach/`` (signed, from the CLC): unplug it from the
+    running instance; once the node reports it detached the CC ends the SC's export. 202 as attach; 404, 409 as
+    attach."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    volume: VolumeRef

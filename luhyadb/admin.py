@@ -17,8 +17,10 @@ from luhyadb.models import (
     OwnerGroup,
     OwnerGroupPermission,
     Server,
+    Snapshot,
     TaskTransaction,
     VMType,
+    Volume,
 )
 
 
@@ -178,3 +180,36 @@ class ImageAppAdmin(admin.ModelAdmin):
     list_display = ("name", "image", "program", "icon")
     search_fields = ("name", "program", "image__image_id", "image__name")
     list_select_related = ("image",)
+
+
+class SnapshotInline(admin.TabularInline):
+    model = Snapshot
+    extra = 0
+    fields = ("snapshot_id", "size_bytes", "state", "created")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Volume)
+class VolumeAdmin(ReadOnlyAdmin):
+    """Read-only: a volume is made, changed and deleted through ``clc.services.volumes``, which asks its storage
+    controller (the keeper of its file) first; a record changed here would no longer match it."""
+
+    list_display = ("name", "volume_id", "owner_group", "size_bytes", "cluster", "sc", "state", "progress", "source",
+                    "instance", "device", "updated")
+    list_filter = ("state", "source", "cluster")
+    search_fields = ("name", "volume_id", "owner_group__path", "sc")
+    inlines = (SnapshotInline,)
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(ReadOnlyAdmin):
+    """Read-only, as its volume (``clc.services.volumes``)."""
+
+    list_display = ("snapshot_id", "volume", "owner_group", "size_bytes", "state", "created")
+    list_filter = ("state",)
+    search_fields = ("snapshot_id", "volume__volume_id", "volume__name", "owner_group__path")

@@ -32,6 +32,7 @@ class ResourceTypeChoices(models.TextChoices):
     NETWORK = "network", "Cluster network"
     POOL = "pool", "Desktop pool"
     SHARE = "share", "File share"
+    VOLUME = "volume", "Volume"
 
 
 class AccountRoleChoices(models.TextChoices):
@@ -131,3 +132,32 @@ class LoginThrottleKindChoices(models.TextChoices):
 
     ACCOUNT = "account", "User name"
     ADDRESS = "address", "Address"
+
+
+class VolumeStateChoices(models.TextChoices):
+    """A volume's life as the CLC records it: ``creating`` while its SC writes its file (``progress`` percent),
+    ``available``, ``attaching`` until the instance's node reports it plugged in, ``in-use`` while attached to an
+    instance (also while that instance is stopped: it gets the volume again when it starts), ``detaching`` until the
+    node reports it unplugged, ``deleting`` while its SC removes it, ``failed`` with the reason in ``message``
+    (delete it)."""
+
+    CREATING = "creating", "Creating"
+    AVAILABLE = "available", "Available"
+    ATTACHING = "attaching", "Attaching"
+    IN_USE = "in-use", "In use"
+    DETACHING = "detaching", "Detaching"
+    DELETING = "deleting", "Deleting"
+    FAILED = "failed", "Failed"
+
+
+class VolumeSourceChoices(models.TextChoices):
+    """What a volume was made from."""
+
+    EMPTY = "empty", "Empty"
+    SNAPSHOT = "snapshot", "A snapshot"
+    IMAGE = "image", "An image version"
+
+
+class SnapshotStateChoices(models.TextChoices):
+    AVAILABLE = "available", "Available"
+    DELETING = "deleting", "Deleting"

@@ -30,7 +30,10 @@ from luhyadb.choices import (
     PlacingChoices,
     ResourceTypeChoices,
     RoleChoices,
+    SnapshotStateChoices,
     UsageChoices,
+    VolumeSourceChoices,
+    VolumeStateChoices,
 )
 
 
@@ -67,6 +70,14 @@ def validate_pool_id(value: str) -> None:
 
 def validate_lesson_id(value: str) -> None:
     _as_django_error(validate_id, value, "lesson")
+
+
+def validate_volume_id(value: str) -> None:
+    _as_django_error(validate_id, value, "volume")
+
+
+def validate_snapshot_id(value: str) -> None:
+    _as_django_error(validate_id, value, "snapshot")
 
 
 # A published app's program: a RemoteApp alias (``||notepad``), or an absolute path on the guest (``C:\...``,
@@ -290,6 +301,10 @@ class ImageApp(models.Model):
         return f"{self.name} ({self.image.image_id})"
 
 
+# A personal data disk asked of a desktop pool or a remote desktop: 1 TiB at most.
+MAX_DATA_DISK_MB = 1024 * 1024
+
+
 class Instance(models.Model):
     """A defined VM (virtual server, remote or local desktop) made from an image; persistent ones keep their disk."""
 
@@ -308,6 +323,9 @@ class Instance(models.Model):
     assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="desktops",
                                     help_text="the person whose desktop this is (users see only theirs)")
+    data_disk_mb = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(MAX_DATA_DISK_MB)],
+                                               help_text="MiB of a personal data disk for the person it is assigned "
+                                                         "to (0: none)")
     pool = models.ForeignKey("DesktopPool", null=True, blank=True, on_delete=models.PROTECT, related_name="desktops",
                              help_text="the desktop pool it belongs to, which hands it out (clc.services.pools)")
     image_version = models.PositiveIntegerField(default=0, help_text="the walrus version it runs; 0 = the image's "
@@ -384,6 +402,8 @@ class DesktopPool(models.Model):
                                                                         MaxValueValidator(MAX_POOL_SIZE)],
                                                 help_text="desktops the pool may have in all")
     persistent = models.BooleanField(default=False, help_text="each person keeps their desktop and its disk")
+    data_disk_mb = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(MAX_DATA_DISK_MB)],
+                                               help_text="MiB of a personal data disk for each person (0: none)")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -422,6 +442,67 @@ class Lesson(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.lesson_id})"
+
+
+class Volume(models.Model):
+    """A volume of the cloud: a disk kept by the storage controller ``sc`` of ``cluster`` (which holds its file and
+    the truth about it; ``clc.services.volumes`` refreshes ``state``, ``progress`` and ``message`` from it), owned by
+    an owner-group and ruled as type ``volume``. Made empty, from a snapshot (``source_snapshot``) or from an image
+    version (``image``, ``image_version``); ``instance`` and ``device`` say where it is attached, if anywhere."""
+
+    volume_id = models.CharField(max_length=12, unique=True, validators=[validate_volume_id])
+    name = models.CharField(max_length=100)
+    owner_group = models.ForeignKey(OwnerGroup, on_delete=models.PROTECT, related_name="volumes")
+    size_bytes = models.BigIntegerField(help_text="bytes (a whole number of MiB)")
+    cluster = models.CharField(max_length=64, help_text="the cluster of its storage controller")
+    sc = models.CharField(max_length=63, help_text="the name of the storage controller keeping it")
+    state = models.CharField(max_length=10, choices=VolumeStateChoices.choices, default=VolumeStateChoices.CREATING)
+    message = models.TextField(blank=True, help_text="why it failed, or what its storage controller last said")
+    progress = models.PositiveSmallIntegerField(default=100, validators=[MaxValueValidator(100)],
+                                                help_text="percent made, while creating")
+    source = models.CharField(max_length=10, choices=VolumeSourceChoices.choices, default=VolumeSourceChoices.EMPTY)
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="volumes")
+    image_version = models.PositiveIntegerField(default=0, help_text="the image version it was made from")
+    source_snapshot = models.CharField(max_length=12, blank=True, help_text="the snapshot it was made from")
+    instance = models.ForeignKey(Instance, null=True, blank=True, on_delete=models.SET_NULL, related_name="volumes")
+    device = models.CharField(max_length=32, blank=True, help_text="how the instance sees it, while attached")
+    holder = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="personal_volumes",
+                               help_text="the person whose data disk it is (a personal volume), if anyone's")
+    personal = models.BooleanField(default=False, help_text="the holder's data disk in this cluster: attached to "
+                                                            "whichever desktop they get, kept across resets")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("name", "volume_id")
+        constraints = [models.UniqueConstraint(fields=("holder", "cluster"), condition=models.Q(personal=True),
+                                               name="one_personal_volume_per_person_and_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.volume_id})"
+
+    def get_absolute_url(self) -> str:
+        return f"/clc/volumes/{self.volume_id}/"
+
+
+class Snapshot(models.Model):
+    """A point-in-time copy of a volume, kept by the volume's storage controller; owned by the volume's owner-group
+    (ruled as type ``volume``). A volume with snapshots cannot be deleted (PROTECT)."""
+
+    snapshot_id = models.CharField(max_length=12, unique=True, validators=[validate_snapshot_id])
+    volume = models.ForeignKey(Volume, on_delete=models.PROTECT, related_name="snapshots")
+    owner_group = models.ForeignKey(OwnerGroup, on_delete=models.PROTECT, related_name="snapshots")
+    size_bytes = models.BigIntegerField(help_text="bytes: the volume's size when it was taken")
+    state = models.CharField(max_length=10, choices=SnapshotStateChoices.choices,
+                             default=SnapshotStateChoices.AVAILABLE)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created", "snapshot_id")
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_id} of {self.volume.volume_id}"
 
 
 class TaskTransaction(models.Model):

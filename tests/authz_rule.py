@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ACTIONS = ("read", "write", "execute", "create", "delete")
-TYPES = ("host", "server", "image", "instance", "task", "account", "ownergroup", "vmtype", "network", "pool", "share")
+TYPES = ("host", "server", "image", "instance", "task", "account", "ownergroup", "vmtype", "network", "pool", "share",
+         "volume")
 ROLES = ("user", "poweruser", "poweradm", "superadm")
 ROOT = "edu"
 ALL = set(ACTIONS)
@@ -15,9 +16,10 @@ CAPS: dict[str, dict[str, set[str]]] = {
     "user": {"instance": {"read", "execute"}, "pool": {"read", "execute"}, "share": {"read", "write"}},
     "poweruser": {"image": {"read", "write", "execute"}, "instance": {"read", "write", "execute"}, "task": {"read"},
                   "vmtype": {"read"}, "pool": {"read", "write", "execute"},
-                  "share": {"read", "write"}},
+                  "share": {"read", "write"}, "volume": {"read", "write", "execute"}},
     "poweradm": {"image": ALL, "instance": ALL, "host": ALL, "task": {"read"}, "vmtype": {"read"},
-                 "server": {"read"}, "network": {"read"}, "pool": ALL, "share": ALL},
+                 "server": {"read"}, "network": {"read"}, "pool": ALL, "share": ALL,
+                 "volume": ALL},
     "superadm": {kind: ALL for kind in TYPES},
 }
 CLOUD = {"server", "network"}

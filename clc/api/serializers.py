@@ -25,7 +25,9 @@ from luhyadb.models import (
     Instance,
     Lesson,
     OwnerGroup,
+    Snapshot,
     VMType,
+    Volume,
 )
 
 
@@ -269,3 +271,66 @@ class LessonSerializer(serializers.ModelSerializer):
         if problem:
             raise serializers.ValidationError(problem)
         return sorted(value)
+
+
+# Sizes are bytes; anything past 2**53 (8 PiB, beyond any SC) is refused here rather than by the database.
+MAX_VOLUME_BYTES = 2**53
+
+
+class VolumeSerializer(serializers.ModelSerializer):
+    """A volume: its name, owner-group, size in bytes (a whole number of MiB), the cluster whose storage controller
+    keeps it, its state (``progress`` percent while ``creating``, the reason in ``message`` when ``failed``), what it
+    was made from, the instance it is attached to and its snapshots. To make one: ``name``, ``owner_group``,
+    ``size``, ``cluster`` (optional with one storage controller), and ``snapshot_id`` (``size`` then optional) or
+    ``image`` with ``image_version`` (0 = current)."""
+
+    owner_group = serializers.SlugRelatedField(slug_field="path", queryset=OwnerGroup.objects.all())
+    size = serializers.IntegerField(source="size_bytes", min_value=1, max_value=MAX_VOLUME_BYTES, required=False,
+                                    help_text="bytes, a whole number of MiB")
+    cluster = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    snapshot_id = serializers.CharField(max_length=300, required=False, write_only=True,
+                                        help_text="make it as a copy of this snapshot")
+    image = serializers.SlugRelatedField(slug_field="image_id", queryset=Image.objects.all(), required=False,
+                                         allow_null=True)
+    image_version = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, default=0)
+    instance = serializers.SlugRelatedField(slug_field="instance_id", read_only=True)
+    snapshots = serializers.SlugRelatedField(slug_field="snapshot_id", many=True, read_only=True)
+
+    class Meta:
+        model = Volume
+        fields = ("volume_id", "name", "owner_group", "size", "cluster", "sc", "state", "progress", "message",
+                  "source", "snapshot_id", "source_snapshot", "image", "image_version", "instance", "device",
+                  "snapshots", "created", "updated")
+        read_only_fields = ("volume_id", "sc", "state", "progress", "message", "source", "source_snapshot",
+                            "instance", "device", "created", "updated")
+
+    def validate_name(self, value: str) -> str:
+        return _checked(validate_display_name, value, "name")
+
+
+class VolumeChangeSerializer(serializers.ModelSerializer):
+    """What can be changed of a volume: its name."""
+
+    class Meta:
+        model = Volume
+        fields = ("name",)
+
+    def validate_name(self, value: str) -> str:
+        return _checked(validate_display_name, value, "name")
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    """A snapshot: the volume it is of, its owner-group (the volume's), size in bytes and when it was taken."""
+
+    volume_id = serializers.CharField(source="volume.volume_id", read_only=True)
+    owner_group = serializers.CharField(source="owner_group.path", read_only=True)
+    size = serializers.IntegerField(source="size_bytes", read_only=True)
+
+    class Meta:
+        model = Snapshot
+        fields = ("snapshot_id", "volume_id", "owner_group", "size", "state", "created")
+        read_only_fields = fields
+
+
+class RestoreSerializer(serializers.Serializer):
+    snapshot_id = serializers.CharField(max_length=300, help_text="a snapshot of this volume")

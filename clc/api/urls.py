@@ -13,6 +13,7 @@ from clc.api.ownergroups import OwnerGroupViewSet
 from clc.api.pools import DesktopPoolViewSet, LessonViewSet
 from clc.api.shares import ShareLoginView
 from clc.api.tasks import TaskViewSet
+from clc.api.volumes import SnapshotViewSet, VolumeViewSet
 from luhyaapi.api import PingView
 
 app_name = "clc-api"
@@ -53,4 +54,6 @@ router.register("hostkeys", HostCredentialViewSet, basename="hostkey")
 router.register("jointokens", JoinTokenViewSet, basename="jointoken")
 router.register("pools", DesktopPoolViewSet, basename="pool")
 router.register("lessons", LessonViewSet, basename="lesson")
+router.register("volumes", VolumeViewSet, basename="volume")
+router.register("snapshots", SnapshotViewSet, basename="snapshot")
 urlpatterns += router.urls

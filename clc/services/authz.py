@@ -18,6 +18,7 @@ create, delete) to a resource of ``type`` owned by the owner-group path ``owner`
    of its own type: a user may read and execute (get a desktop from) the pools in their authority, and the desktop
    a pool hands them is then assigned to them. An owner-group's file share (WebDAV, served by the SC) is of type
    ``share``, owned by its group: read lists and fetches its files, write changes them (``clc.services.shares``).
+   A volume and its snapshots are of type ``volume``, owned by the volume's owner-group (``clc.services.volumes``).
 
 A classroom PC's kiosk lists desktops for anonymous people at that PC: ``kiosk_desktops`` applies the same rule to
 an anonymous actor holding the PC's owner-group path and that group's permissions, whose role reads and starts
@@ -48,8 +49,10 @@ from luhyadb.models import (
     OwnerGroup,
     OwnerGroupPermission,
     Server,
+    Snapshot,
     TaskTransaction,
     VMType,
+    Volume,
 )
 from luhyadb.services.initial_data import ROOT_GROUP
 
@@ -67,11 +70,12 @@ ROLE_CAPS: dict[str, dict[str, frozenset[str]]] = {
         Type.INSTANCE: frozenset({"read", "write", "execute"}),
         Type.POOL: frozenset({"read", "write", "execute"}),
         Type.SHARE: frozenset({"read", "write"}),
+        Type.VOLUME: frozenset({"read", "write", "execute"}),
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"}),
     },
     Role.POWERADM: {
-        Type.IMAGE: ALL, Type.INSTANCE: ALL, Type.POOL: ALL, Type.HOST: ALL, Type.SHARE: ALL,
+        Type.IMAGE: ALL, Type.INSTANCE: ALL, Type.POOL: ALL, Type.HOST: ALL, Type.SHARE: ALL, Type.VOLUME: ALL,
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"}),
         Type.SERVER: frozenset({"read"}),
@@ -166,7 +170,7 @@ def allows(actor: Actor, action: str, resource_type: str, owner: str, *, assigne
 MODEL_TYPES: dict[type[Model], str] = {
     Instance: Type.INSTANCE, Image: Type.IMAGE, Host: Type.HOST, Account: Type.ACCOUNT, OwnerGroup: Type.OWNERGROUP,
     TaskTransaction: Type.TASK, Server: Type.SERVER, ClusterNetwork: Type.NETWORK, VMType: Type.VMTYPE,
-    DesktopPool: Type.POOL, Lesson: Type.POOL,
+    DesktopPool: Type.POOL, Lesson: Type.POOL, Volume: Type.VOLUME, Snapshot: Type.VOLUME,
 }
 # Where a record's owner-group path is, for the records whose owner is not their own ``owner_group``.
 PATH_FIELDS: dict[type[Model], str] = {OwnerGroup: "path", Lesson: "pool__owner_group__path"}

@@ -26,16 +26,17 @@ KINDS: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
               "its file share (read, execute instances and desktop pools; read the share)",
               {Type.INSTANCE: frozenset({"read", "execute"}), Type.POOL: frozenset({"read", "execute"}),
                Type.SHARE: frozenset({"read"})}),
-    "teachers": ("Teachers: prepare images and run the instances of their classes", {
+    "teachers": ("Teachers: prepare images, run the instances of their classes and manage their volumes", {
         Type.IMAGE: frozenset({"read", "write", "execute", "create"}),
         Type.INSTANCE: authz.ALL,
         Type.POOL: authz.ALL,
         Type.SHARE: frozenset({"read", "write"}),
+        Type.VOLUME: authz.ALL,
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"})}),
     "school": ("School: its administrators manage everything of the school", {
         Type.IMAGE: authz.ALL, Type.INSTANCE: authz.ALL, Type.POOL: authz.ALL, Type.HOST: authz.ALL,
-        Type.SHARE: authz.ALL, Type.ACCOUNT: authz.ALL,
+        Type.SHARE: authz.ALL, Type.VOLUME: authz.ALL, Type.ACCOUNT: authz.ALL,
         Type.OWNERGROUP: authz.ALL,
         Type.TASK: frozenset({"read"}),
         Type.VMTYPE: frozenset({"read"})}),
@@ -157,13 +158,14 @@ def change_owner_group(group: OwnerGroup, *, name: str | None = None, descriptio
 
 
 def users_of(group: OwnerGroup) -> list[str]:
-    """What keeps the group from being deleted: its accounts, images, instances, desktop pools, hosts and
+    """What keeps the group from being deleted: its accounts, images, instances, desktop pools, volumes, hosts and
     sub-groups."""
     kinds = (
         ("account", group.accounts.values_list("user__username", flat=True)),
         ("image", group.images.values_list("image_id", flat=True)),
         ("instance", group.instances.values_list("instance_id", flat=True)),
         ("desktop pool", group.pools.values_list("pool_id", flat=True)),
+        ("volume", group.volumes.values_list("volume_id", flat=True)),
         ("host", group.hosts.values_list("name", flat=True)),
         ("sub-group", OwnerGroup.objects.filter(path__startswith=group.path + ".").values_list("path", flat=True)),
     )

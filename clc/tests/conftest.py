@@ -1,6 +1,9 @@
-"""Fixtures of the CLC's host tests: a staff login, a classroom PC, its cluster controller and its node."""
+"""Fixtures of the CLC's host tests: a staff login, a classroom PC, its cluster controller and its node, its storage
+controller."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -44,3 +47,16 @@ def node(controller):
 def schools(controller):
     """Two schools sharing this test server's cloud (``clc.tests.classes.two_schools``)."""
     return two_schools()
+
+
+STORE_MB = 64
+
+
+@pytest.fixture
+def store(settings, tmp_path, controller):
+    """This test server's SC, online for cluster1 as the CLC knows it, with a store of ``STORE_MB`` MiB in the
+    test's own data dir; returns the folder of its volume files."""
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, data_dir=tmp_path / "data", sc_capacity_bytes=STORE_MB * 2**20)
+    Server.objects.create(role="sc", name="sc-1", ip="127.0.0.1", cluster="cluster1", api_url=controller.api_url,
+                          state="online")
+    return tmp_path / "data" / "sc" / "volumes"

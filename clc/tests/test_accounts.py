@@ -332,7 +332,8 @@ def test_a_wrong_old_password_is_a_form_error(client, groups):
 # The navigation bar, the front page and the error pages.
 
 NAV = {"System status": "/clc/", "Images": "/clc/images/", "Instances": "/clc/instances/",
-       "Desktop pools": "/clc/pools/", "Hosts": "/clc/hosts/", "Networks": "/clc/networks/", "Tasks": "/clc/tasks/",
+       "Desktop pools": "/clc/pools/", "Volumes": "/clc/volumes/", "Hosts": "/clc/hosts/", "Networks": "/clc/networks/",
+       "Tasks": "/clc/tasks/",
        "VM types": "/clc/vmtypes/", "Accounts": "/clc/accounts/", "Owner-groups": "/clc/groups/",
        "My desktops": "/portal/", "Records": "/admin/"}
 
@@ -345,11 +346,12 @@ def nav_links(page: str) -> list[str]:
 @pytest.mark.parametrize("role, path, links", [
     # A student's desktops are the portal's: no console list of instances or pools.
     ("user", "edu.school.class1", ["My desktops"]),
-    ("poweruser", "edu.school", ["Images", "Instances", "Desktop pools", "Tasks", "VM types", "My desktops"]),
+    ("poweruser", "edu.school", ["Images", "Instances", "Desktop pools", "Volumes", "Tasks", "VM types",
+                                 "My desktops"]),
     # Networks (and servers on the status page) are the whole cloud's: the root's administrators only.
-    ("poweradm", "edu.school", ["System status", "Images", "Instances", "Desktop pools", "Hosts", "Tasks",
+    ("poweradm", "edu.school", ["System status", "Images", "Instances", "Desktop pools", "Volumes", "Hosts", "Tasks",
                                 "VM types", "My desktops"]),
-    ("superadm", "edu.school", ["System status", "Images", "Instances", "Desktop pools", "Hosts", "Tasks",
+    ("superadm", "edu.school", ["System status", "Images", "Instances", "Desktop pools", "Volumes", "Hosts", "Tasks",
                                 "VM types", "Accounts", "Owner-groups", "My desktops"]),
 ])
 def test_the_navigation_shows_only_the_links_the_person_may_follow(client, login, role, path, links):

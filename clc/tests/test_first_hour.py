@@ -21,9 +21,9 @@ EVERY = {"read", "write", "execute", "create", "delete"}
 PRESETS = {
     "class": {"instance": {"read", "execute"}, "pool": {"read", "execute"}, "share": {"read"}},
     "teachers": {"image": {"read", "write", "execute", "create"}, "instance": EVERY, "pool": EVERY, "task": {"read"},
-                 "vmtype": {"read"}, "share": {"read", "write"}},
+                 "vmtype": {"read"}, "share": {"read", "write"}, "volume": EVERY},
     "school": {"image": EVERY, "instance": EVERY, "pool": EVERY, "host": EVERY, "account": EVERY,
-               "ownergroup": EVERY, "task": {"read"}, "vmtype": {"read"}, "share": EVERY},
+               "ownergroup": EVERY, "task": {"read"}, "vmtype": {"read"}, "share": EVERY, "volume": EVERY},
     "none": {},
 }
 

@@ -48,3 +48,20 @@ def test_existing_groups_get_share_permissions_from_their_instance_permissions()
     shares = {row.owner_group.path: (row.read, row.write, row.delete)
               for row in OwnerGroupPermission.objects.filter(resource_type="share")}
     assert shares == {"edu": (True, True, True), "edu.s1": (True, True, False), "edu.s1.c1": (True, False, False)}
+
+
+volumes = importlib.import_module("luhyadb.migrations.0016_volumes")
+
+
+def test_existing_groups_that_make_instances_get_volume_permissions_equal_to_them():
+    from luhyadb.models import OwnerGroupPermission
+
+    every = dict.fromkeys(("read", "write", "execute", "create", "delete"), True)
+    teachers = {"read": True, "write": True, "execute": True, "create": True}
+    groups = {path: OwnerGroup.objects.create(path=path, name=path) for path in ("edu", "edu.s1", "edu.s1.c1")}
+    for path, grants in (("edu", every), ("edu.s1", teachers), ("edu.s1.c1", {"read": True, "execute": True})):
+        OwnerGroupPermission.objects.create(owner_group=groups[path], resource_type="instance", **grants)
+    volumes._volumes_as_instances(apps, None)
+    granted = {row.owner_group.path: (row.read, row.write, row.execute, row.create, row.delete)
+               for row in OwnerGroupPermission.objects.filter(resource_type="volume")}
+    assert granted == {"edu": (True,) * 5, "edu.s1": (True, True, True, True, False)}

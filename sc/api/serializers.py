@@ -47,6 +47,7 @@ class VolumeSerializer(serializers.ModelSerializer):
 
 class ExportRequestSerializer(serializers.Serializer):
     node = serializers.CharField(max_length=300)
+    take_over = serializers.BooleanField(default=False, help_text="move an export to another node to this one")
 
 
 class SnapshotCreateSerializer(serializers.Serializer):

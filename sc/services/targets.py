@@ -334,10 +334,13 @@ def _next_tid() -> int:
     return next(tid for tid in range(1, len(used) + 2) if tid not in used)
 
 
-def export_volume(volume_id: str, node: str) -> VolumeTarget:
+def export_volume(volume_id: str, node: str, take_over: bool = False) -> VolumeTarget:
     """Export a volume to ``node`` and return how it reaches it. Idempotent: exported to that node already, the
-    same target (and secret) again. VolumeError: 400 naming ``node`` for a bad name, 404 for an unknown volume, 409
-    while it is being created or exported to another node, 503 when tgtd cannot do it (nothing is recorded then)."""
+    same target (and secret) again. Exported to another node, the export moves with ``take_over`` (the CC asks so
+    when it starts the volume's instance on another node than last time: the old node's target, account and
+    session go, and a new secret is made). VolumeError: 400 naming ``node`` for a bad name, 404 for an unknown
+    volume, 409 while it is being created or exported to another node (without ``take_over``), 503 when tgtd
+    cannot do it (nothing is recorded then)."""
     try:
         node = validate_name(node, "node")
     except InvalidValue as exc:
@@ -348,10 +351,13 @@ def export_volume(volume_id: str, node: str) -> VolumeTarget:
         if volume.state != VolumeStateChoices.AVAILABLE:
             raise VolumeError(409, f"volume {volume_id} is still being created")
         existing = Export.objects.filter(volume=volume).first()
-        if existing is not None:
-            if existing.node != node:
-                raise VolumeError(409, f"volume {volume_id} is exported to node {existing.node}; detach it first")
+        if existing is not None and existing.node == node:
             return volume_target(existing)
+        if existing is not None and not take_over:
+            raise VolumeError(409, f"volume {volume_id} is exported to node {existing.node}; detach it first")
+        if existing is not None:
+            _end_export(server, existing)
+            logger.info("volume %s: export moves from node %s to %s", volume_id, existing.node, node)
         with transaction.atomic():
             export = Export.objects.create(
                 volume=volume, node=node, initiator=initiator_iqn(node), tid=_next_tid(),
@@ -379,16 +385,22 @@ def unexport_volume(volume_id: str) -> bool:
         export = Export.objects.filter(volume=volume).first()
         if export is None:
             return False
-        if server.running():
-            try:
-                server.remove_target(export.tid, export.chap_user)
-                if export.tid in server.targets():
-                    raise TargetError(f"target {export.tid} is still there")
-            except (TargetError, OSError, subprocess.SubprocessError) as exc:
-                raise VolumeError(503, f"the iSCSI target could not be removed: {exc}") from None
-        export.delete()
+        _end_export(server, export)
     logger.info("volume %s no longer exported", volume_id)
     return True
+
+
+def _end_export(server: TargetServer, export: Export) -> None:
+    """Remove the export's target and account from tgtd (ending the node's session), then its record; VolumeError
+    503 (the record kept) when tgtd will not. The caller holds the store's lock."""
+    if server.running():
+        try:
+            server.remove_target(export.tid, export.chap_user)
+            if export.tid in server.targets():
+                raise TargetError(f"target {export.tid} is still there")
+        except (TargetError, OSError, subprocess.SubprocessError) as exc:
+            raise VolumeError(503, f"the iSCSI target could not be removed: {exc}") from None
+    export.delete()
 
 
 @dataclass(frozen=True)

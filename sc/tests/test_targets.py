@@ -50,6 +50,16 @@ def test_an_export_is_idempotent_and_another_node_is_refused_while_it_lasts(tgtd
     assert list(tgtd.targets()) == [1] and len(tgtd.accounts()) == 1
 
 
+def test_an_export_taken_over_moves_to_the_new_node_and_the_old_node_is_refused(tgtd, tmp_path):
+    create_volume(size=MiB, volume_id=VOLUME)
+    old = export_volume(VOLUME, "nc-1")
+    moved = export_volume(VOLUME, "nc-2", take_over=True)
+    assert moved.initiator == initiator_iqn("nc-2") and moved.chap_secret != old.chap_secret
+    assert list(Export.objects.values_list("node", flat=True)) == ["nc-2"] and len(tgtd.accounts()) == 1
+    assert "Target not found" in qemu_io(old, tmp_path, "read 0 512").stderr
+    through_iscsi(moved, tmp_path, "write -P 0x5a 0 512", "read -P 0x5a 0 512")
+
+
 def test_a_wrong_chap_secret_is_refused(tgtd, tmp_path):
     create_volume(size=MiB, volume_id=VOLUME)
     target = export_volume(VOLUME, "nc-1")

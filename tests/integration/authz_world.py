@@ -28,8 +28,10 @@ from luhyadb.models import (
     OwnerGroup,
     OwnerGroupPermission,
     Server,
+    Snapshot,
     TaskTransaction,
     VMType,
+    Volume,
 )
 from luhyadb.services.initial_data import seed_initial_data
 from tests.authz_rule import ACTIONS, ROOT, Person, rule, type_rule, within
@@ -71,6 +73,8 @@ class World:
     servers: list[Server] = field(default_factory=list)
     pools: list[DesktopPool] = field(default_factory=list)
     lessons: list[Lesson] = field(default_factory=list)
+    volumes: list[Volume] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
     _serial: itertools.count = field(default_factory=itertools.count)
 
     def serial(self) -> int:
@@ -148,6 +152,9 @@ class World:
                 found.update((pool.pool_id, *pool.lessons.values_list("lesson_id", flat=True)))
             else:
                 named.add(pool.image.image_id)  # as an instance names its image
+        for volume in Volume.objects.select_related("owner_group"):
+            if untouchable("volume", volume.owner_group.path):
+                found.update((volume.volume_id, *volume.snapshots.values_list("snapshot_id", flat=True)))
         for image in Image.objects.select_related("owner_group"):
             if untouchable("image", image.owner_group.path) and image.image_id not in named:
                 found.add(image.image_id)
@@ -212,6 +219,13 @@ def build_world(spec: Spec) -> World:
         world.pools.append(pool)
         world.lessons.append(Lesson.objects.create(lesson_id=f"lsn-{index:08x}", name=f"lesson {index}", pool=pool,
                                                    weekdays=[0], starts=time(8), ends=time(9)))
+        # A volume in each image's group (on an SC this world does not run), with a snapshot.
+        volume = Volume.objects.create(volume_id=f"vol-{index:08x}", name=f"volume {index}",
+                                       owner_group=image.owner_group, size_bytes=2**20, cluster="cluster1",
+                                       sc="sc-absent", state="available")
+        world.volumes.append(volume)
+        world.snapshots.append(Snapshot.objects.create(snapshot_id=f"snp-{index:08x}", volume=volume,
+                                                       owner_group=image.owner_group, size_bytes=2**20))
     from clc.services.builds import begin_build
 
     world.builds = [begin_build(world.images[0], vm_type)]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from luhyadb.models import Account, DesktopPool, Host, Image, Instance, Lesson, TaskTransaction
+from luhyadb.models import Account, DesktopPool, Host, Image, Instance, Lesson, TaskTransaction, Volume
 from tests.authz_rule import ROOT, Person, expected, manages, rule, type_rule
 
 if TYPE_CHECKING:
@@ -242,6 +242,8 @@ _networks = attrgetter("networks")
 _servers = attrgetter("servers")
 _pools = attrgetter("pools")
 _lessons = attrgetter("lessons")
+_volumes = attrgetter("volumes")
+_snapshots = attrgetter("snapshots")
 
 
 def _desktops(world):
@@ -389,6 +391,22 @@ EXPECTATIONS: dict[str, Expect] = {
                                           lambda world: list(Lesson.objects.select_related("pool__owner_group")))),
     "clc-api:lesson-detail": Expect(on_records("pool", "read", "GET", _p(API + "/lessons/{0.lesson_id}/"),
                                                _lessons)),
+    # Allowed, a volume is asked of the cluster's SC: none runs in this world (400 naming the cluster, 503).
+    "clc-api:volume-list": Expect(both(
+        listing("volume", f"{API}/volumes/?limit=500", "volume_id",
+                lambda world: list(Volume.objects.select_related("owner_group"))),
+        creating("volume", f"{API}/volumes/", lambda owner: {"name": "made here", "owner_group": owner,
+                                                             "size": 2**20}))),
+    "clc-api:volume-detail": Expect(both(
+        on_records("volume", "read", "GET", _p(API + "/volumes/{0.volume_id}/"), _volumes),
+        on_records("volume", "write", "PATCH", _p(API + "/volumes/{0.volume_id}/"), _volumes, {"name": "renamed"}))),
+    "clc-api:volume-snapshots": Expect(both(
+        on_records("volume", "read", "GET", _p(API + "/volumes/{0.volume_id}/snapshots/"), _volumes),
+        on_records("volume", "write", "POST", _p(API + "/volumes/{0.volume_id}/snapshots/"), _volumes))),
+    "clc-api:volume-restore": Expect(on_records("volume", "write", "POST", _p(API + "/volumes/{0.volume_id}/restore/"),
+                                                _volumes, {"snapshot_id": "snp-00000000"})),
+    "clc-api:snapshot-detail": Expect(on_records("volume", "read", "GET", _p(API + "/snapshots/{0.snapshot_id}/"),
+                                                 _snapshots)),
     "clc-api:instance-list": Expect(listing(
         "instance", f"{API}/instances/?limit=500", "instance_id",
         lambda world: list(Instance.objects.select_related("owner_group", "assigned_to")))),
@@ -593,6 +611,18 @@ EXPECTATIONS: dict[str, Expect] = {
     "clc:pools": Expect(of_type("pool", "read", "GET", "/clc/pools/", page=True)),
     "clc:pool-create": Expect(of_type("pool", "create", "GET", "/clc/pools/new/", page=True)),
     "clc:pool-detail": Expect(on_records("pool", "read", "GET", _p("/clc/pools/{0.pool_id}/"), _pools, page=True)),
+    "clc:volumes": Expect(of_type("volume", "read", "GET", "/clc/volumes/", page=True)),
+    "clc:volume-create": Expect(of_type("volume", "create", "GET", "/clc/volumes/new/", page=True)),
+    "clc:volume-detail": Expect(on_records("volume", "read", "GET", _p("/clc/volumes/{0.volume_id}/"), _volumes,
+                                           page=True)),
+    # Allowed, each change is asked of the volume's SC, which this world does not run: a message on its page.
+    "clc:volume-rename": Expect(on_records("volume", "write", "POST", _p("/clc/volumes/{0.volume_id}/rename/"),
+                                           _volumes, {"name": "renamed"}, page=True)),
+    "clc:volume-snapshot": Expect(on_records("volume", "write", "POST", _p("/clc/volumes/{0.volume_id}/snapshots/"),
+                                             _volumes, page=True)),
+    "clc:volume-restore": Expect(on_records(
+        "volume", "write", "POST", _p("/clc/volumes/{0.volume.volume_id}/snapshots/{0.snapshot_id}/restore/"),
+        _snapshots, page=True)),
     "clc:pool-edit": Expect(on_records("pool", "write", "GET", _p("/clc/pools/{0.pool_id}/edit/"), _pools,
                                        page=True)),
     # Adding a lesson is writing its pool; allowed, this empty form shows the pool's page again with its errors.
@@ -684,6 +714,17 @@ REMOVALS: dict[str, Expect] = {
                                                 _p("/clc/pools/{0.pool.pool_id}/lessons/{0.lesson_id}/delete/"),
                                                 _lessons, page=True)),
     "clc-api:pool-detail": Expect(on_records("pool", "delete", "DELETE", _p(API + "/pools/{0.pool_id}/"), _pools)),
+    # Snapshots before their volumes; with no SC in this world each is refused after the rule let it in (503, 409).
+    "clc-api:snapshot-detail": Expect(on_records("volume", "delete", "DELETE",
+                                                 _p(API + "/snapshots/{0.snapshot_id}/"), _snapshots)),
+    "clc:snapshot-delete": Expect(on_records(
+        "volume", "delete", "POST", _p("/clc/volumes/{0.volume.volume_id}/snapshots/{0.snapshot_id}/delete/"),
+        _snapshots, page=True)),
+    "clc-api:volume-detail": Expect(on_records("volume", "delete", "DELETE", _p(API + "/volumes/{0.volume_id}/"),
+                                               _volumes)),
+    "clc:volume-delete": Expect(both(
+        on_records("volume", "delete", "GET", _p("/clc/volumes/{0.volume_id}/delete/"), _volumes, page=True),
+        on_records("volume", "delete", "POST", _p("/clc/volumes/{0.volume_id}/delete/"), _volumes, page=True))),
     # The confirm page, then the delete.
     "clc:pool-delete": Expect(both(
         on_records("pool", "delete", "GET", _p("/clc/pools/{0.pool_id}/delete/"), _pools, page=True),
