@@ -1,23 +1,49 @@
-"""Volume I/O benchmark, the storage controller's side: sequential write and read MB/s of a volume through its iSCSI
-export (QEMU's initiator, ``qemu-io`` on ``iscsi://``, logged in with the export's CHAP account, as a node's QEMU
-does) beside ``dd`` on the SC's raw file, in the same run, interleaved in rounds so both see the same machine.
+"""Storage benchmark (issue 16): sequential MB/s of a volume through its iSCSI export, through a running guest's
+attached disk and as the SC's raw file, and of WebDAV uploads and downloads beside ``cp``, all in the same rounds so
+every way sees the same machine.
 
-The script makes a scratch SC (its own data dir, database, tgtd on a free port of 127.0.0.1), a volume of
-``--size-mb``, exports it, and per round: writes it whole through iSCSI (``write`` commands of ``--chunk-mb`` and a
-``flush``, which tgt turns into an fdatasync of the file) and with ``dd conv=notrunc,fdatasync``, then reads it whole
-both ways (from the page cache on both sides: the machine's caches are not dropped). It prints MB/s per way and
-round, the medians and the ratios iSCSI / dd. tgtd is stopped and the data dir removed at the end. The guest's side
-(a volume attached to a running VM) needs the node's attach and is not measured here. Run from the repository root:
+Per round, interleaved:
+
+- **iSCSI**: a volume of ``--size-mb`` written whole through its export (``qemu-io`` on ``iscsi://`` with the
+  export's CHAP account, as a node's QEMU logs in; ``write`` commands of ``--chunk-mb`` and a ``flush``, which tgt
+  turns into an fdatasync of the file), then read whole the same way.
+- **dd** on the SC's raw file of that volume: ``dd conv=notrunc,fdatasync``, then a read (both reads come from the
+  page cache: the machine's caches are not dropped).
+- **guest**: a second volume of the same SC and tgtd, hot-plugged into a running VM of the project's test image by
+  the node's QEMU driver (``attach_volume``: QMP ``blockdev-add`` of the iSCSI LUN, ``virtio-blk-pci``), written and
+  read by the guest itself through its block CGI (``/cgi-bin/blockwrite``, ``blockread``). That CGI is what the test
+  image offers and it moves little: a write is the text of one URL parameter (``--guest-piece`` bytes, written by
+  ``dd bs=1 conv=fsync``, so each request ends with a flush down to tgtd), a read at most 64 KiB (``dd bs=1``). So
+  only ``--guest-kib`` KiB a round go through the guest, and its figure is dominated by the guest's HTTP server, its
+  shell CGI and byte-sized ``dd`` under QEMU (TCG when the machine has no usable KVM, as the output says): it is a
+  floor of what a guest gets, not the attached disk's speed. Each round reads a region the guest never touched
+  (filled beforehand through the SC's file), so it is not served from the guest's page cache; the bytes the guest
+  read and wrote are checked against the volume's file, so no figure counts a request that did not do its work.
+- **WebDAV**: a host running the CLC, a CC and the SC (``manage.py run_cloud``, ``tests.services.RoleProcess``,
+  the SC's waitress with wsgidav mounted in front of Django) on loopback, an account made through the CLC's API
+  whose password the SC checks with the CLC. ``requests`` PUTs a file of ``--dav-mb`` (streamed from the open
+  file with its Content-Length; sent chunked, exactly 1 GiB is refused with a 413, see ``DavShare.put``) into the
+  account's home and GETs it back streamed into a file on the same disk (its sha256 checked); ``cp`` copies the
+  same file on the same disk. None of the three calls fsync. The issue's goal is WebDAV at 0.5 of ``cp`` or
+  better. The host's web server (waitress) holds a request's whole body in a temporary file before the application
+  sees it, so a PUT's bytes are written twice on the SC (waitress's file, then the upload's), against once by ``cp``.
+
+It prints MB/s per way and round with the load average (the machine is shared: other processes run meanwhile),
+then the medians and the ratios. Everything it starts (tgtd, the VM, the WebDAV host) is stopped and its scratch
+directory removed at the end. Run from the repository root:
 
     .venv/bin/python bench/volume_io.py
-    .venv/bin/python bench/volume_io.py --size-mb 1024 --rounds 5
+    .venv/bin/python bench/volume_io.py --size-mb 1024 --rounds 5 --dav-mb 1024
+    .venv/bin/python bench/volume_io.py --no-guest --no-dav      # the SC's side only
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
+import secrets
 import shutil
 import socket
 import statistics
@@ -26,6 +52,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,10 +66,16 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _free_control_port() -> int:
+    """A tgtd management port no tgtd on the machine uses (tgtd keeps it in a short)."""
+    return next(port for port in iter(lambda: random.randint(20000, 32767), None)
+                if not Path(f"/var/run/tgtd/socket.{port}").exists())
+
+
 os.environ.update({"EDUCLOUD_HOST_NAME": "bench-sc", "EDUCLOUD_HOST_ROLES": "sc", "EDUCLOUD_HOST_DATA_DIR": str(DATA),
                    "EDUCLOUD_CLOUD_CC_URL": "http://127.0.0.1:9/",
                    "EDUCLOUD_SC_ISCSI_LISTEN": f"127.0.0.1:{_free_port()}",
-                   "EDUCLOUD_SC_TGT_CONTROL_PORT": str(random.randint(20000, 32767)),
+                   "EDUCLOUD_SC_TGT_CONTROL_PORT": str(_free_control_port()),
                    "DJANGO_SETTINGS_MODULE": "educloud.settings"})
 
 import django  # noqa: E402
@@ -50,10 +84,33 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
+from luhyaapi.ids import new_id  # noqa: E402
+from luhyaapi.vmspec import ConsoleSpec, NicSpec, PortForward, RuntimeOptions, VMSpec  # noqa: E402
 from luhyaapi.volumes import VolumeTarget  # noqa: E402
+from nc.drivers.qemu import QemuDriver  # noqa: E402
+from nc.drivers.qemu_accel import detect_accelerator  # noqa: E402
 from sc.constants import MiB  # noqa: E402
 from sc.services.store import create_volume, volume_path  # noqa: E402
 from sc.services.targets import export_volume, target_server  # noqa: E402
+from tests.services import ConsoleClient, RoleProcess, build_test_image, free_port_block  # noqa: E402
+
+NODE = "bench-nc"
+BENCH_VOLUME, GUEST_VOLUME = "vol-0000be4c", "vol-0000be4d"
+KiB = 1024
+GUEST_READ_PIECE = 64 * KiB  # the most /cgi-bin/blockread gives in one request
+GUEST_BOOT_SECONDS = 300.0  # a TCG boot on a loaded 2-core machine
+DAV_PIECE = MiB
+DAV_PASSWORD = "Bench-dav-pw-1"  # noqa: S105 - the scratch account's, on a host that lives for the run
+
+
+def load() -> str:
+    return "load " + " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
 
 
 def qemu_io(target: VolumeTarget, secret_file: Path, commands: list[str]) -> float:
@@ -72,51 +129,298 @@ def qemu_io(target: VolumeTarget, secret_file: Path, commands: list[str]) -> flo
     return elapsed
 
 
-def dd(argv: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, capture_output=True, check=True)
-    return time.perf_counter() - started
+def run(argv: list[str]) -> float:
+    return timed(lambda: subprocess.run(argv, capture_output=True, check=True))
+
+
+class GuestDisk:
+    """A volume attached to a running VM of the test image, which the guest writes and reads through its CGI.
+
+    The volume's file is filled beforehand with a known pattern, so every read is checked; ``--guest-kib`` KiB are
+    written and read per round, each round at offsets no earlier round touched (with a gap wider than the guest's
+    readahead), so the guest's reads reach the target instead of its page cache."""
+
+    GAP = 4 * MiB
+
+    def __init__(self, workdir: Path, image: Path, target: VolumeTarget, path: Path, kib: int, piece: int) -> None:
+        self.driver = QemuDriver(workdir)
+        self.insid = new_id("instance")
+        self.target, self.path = target, path
+        self.amount, self.piece = kib * KiB, piece
+        self.round = 0
+        console, self.http_port = free_port_block(2, low=6000, high=6999)
+        disk = self.driver.vm_dir(self.insid) / "root.qcow2"
+        self.driver.clone_disk(image, disk)
+        mac = "52:54:00:" + ":".join(f"{byte:02x}" for byte in secrets.token_bytes(3))
+        options = RuntimeOptions(console=ConsoleSpec(protocol="vnc", port=console), disk_type="virtio", memory_mb=256,
+                                 nics=(NicSpec(mac=mac, model="virtio",
+                                               forwards=(PortForward(host_port=self.http_port, guest_port=80),)),))
+        self.driver.create(VMSpec.build(self.insid, [str(disk)], options))
+
+    def boot_and_attach(self) -> float:
+        """Start the VM, wait for its page, attach the volume and wait until the guest sees it; seconds taken."""
+        started = time.perf_counter()
+        self.driver.start(self.insid)
+        self._wait(lambda: self._ok(self._get("/")), GUEST_BOOT_SECONDS, "page from the guest")
+        self.driver.attach_volume(self.insid, self.target)
+        self._wait(lambda: self._ok(self._read(0, 1)), 120, f"disk {self.target.volume_id} in the guest")
+        return time.perf_counter() - started
+
+    @classmethod
+    def regions(cls, amount: int, round_index: int) -> tuple[int, int]:
+        """Round ``round_index``'s write and read offsets (each ``amount`` long, apart from every other round's)."""
+        base = cls.GAP + round_index * 2 * (amount + cls.GAP)
+        return base, base + amount + cls.GAP
+
+    @classmethod
+    def volume_bytes(cls, amount: int, rounds: int) -> int:
+        """The size (whole MiB) of a volume holding every round's regions."""
+        return -(-cls.regions(amount, rounds)[0] // MiB) * MiB + cls.GAP
+
+    def region(self) -> tuple[int, int]:
+        return self.regions(self.amount, self.round)
+
+    def fill(self) -> None:
+        """Write the pattern into the volume's file (before the guest has it, so nothing in it is stale)."""
+        with self.path.open("r+b") as data:
+            data.write(self.expected(0, self.path.stat().st_size))
+            data.flush()
+            os.fsync(data.fileno())
+
+    @staticmethod
+    def expected(offset: int, length: int) -> bytes:
+        """The pattern's bytes at ``offset``: printable, so a read body compares as it is."""
+        alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789"
+        first, last = offset // 512, (offset + length - 1) // 512
+        blocks = b"".join(alphabet[block % len(alphabet):][:1] * 512 for block in range(first, last + 1))
+        return blocks[offset - first * 512:][:length]
+
+    def write(self) -> float:
+        """The guest writes this round's region in ``piece``-byte requests; seconds taken (checked in the file)."""
+        offset, _ = self.region()
+        text = "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(self.amount))
+        started = time.perf_counter()
+        for start in range(0, self.amount, self.piece):
+            response = self._get("/cgi-bin/blockwrite", serial=self.target.volume_id, offset=offset + start,
+                                 text=text[start:start + self.piece])
+            if not self._ok(response):
+                raise SystemExit(f"the guest's blockwrite failed: {response and response.text}")
+        elapsed = time.perf_counter() - started
+        with self.path.open("rb") as data:
+            data.seek(offset)
+            if data.read(self.amount) != text.encode():
+                raise SystemExit("the volume's file does not hold what the guest wrote")
+        return elapsed
+
+    def read(self) -> float:
+        """The guest reads this round's read region in 64 KiB requests; seconds taken (the bytes checked)."""
+        _, offset = self.region()
+        received = bytearray()
+        started = time.perf_counter()
+        for start in range(0, self.amount, GUEST_READ_PIECE):
+            response = self._read(offset + start, min(GUEST_READ_PIECE, self.amount - start))
+            if not self._ok(response):
+                raise SystemExit(f"the guest's blockread failed: {response and response.text}")
+            received += response.content
+        elapsed = time.perf_counter() - started
+        if bytes(received) != self.expected(offset, self.amount):
+            raise SystemExit("the guest read other bytes than the volume's file holds")
+        self.round += 1
+        return elapsed
+
+    def close(self) -> None:
+        for insid in self.driver.list_vms():
+            self.driver.destroy(insid)
+
+    def _read(self, offset: int, length: int) -> requests.Response | None:
+        return self._get("/cgi-bin/blockread", serial=self.target.volume_id, offset=offset, length=length)
+
+    def _get(self, path: str, **params: str | int) -> requests.Response | None:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.http_port}{path}", params=params, timeout=120)
+        except requests.RequestException:
+            return None
+
+    @staticmethod
+    def _ok(response: requests.Response | None) -> bool:
+        return response is not None and response.status_code == 200
+
+    def _wait(self, check, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{self.insid}: no {what} within {timeout:.0f} s")
+            time.sleep(0.5)
+
+
+class DavShare:
+    """A live host with the CLC, a CC and the SC, and an account's WebDAV home: ``put`` and ``get`` a file."""
+
+    def __init__(self, workdir: Path, size: int) -> None:
+        self.size = size
+        quota_mb = size // MiB + 64
+        self.host = RoleProcess(workdir, "dav", "clc,cc,sc",
+                                {"sc": {"dav_quota_mb": str(quota_mb), "iscsi_listen": f"127.0.0.1:{_free_port()}",
+                                        "tgt_control_port": str(_free_control_port())}})
+        self.host.start().wait_listening()
+        admin = ConsoleClient(self.host.url, timeout=120)
+        admin.post("/clc/api/1.0/ownergroups/", {"path": "edu.bench", "name": "edu.bench", "kind": "school"})
+        admin.post("/clc/api/1.0/accounts/", {"username": "bencher", "owner_group": "edu.bench", "role": "poweruser",
+                                              "password": DAV_PASSWORD})
+        self.session = requests.Session()
+        self.session.auth = ("bencher", DAV_PASSWORD)
+        self.url = f"{self.host.url}/sc/dav/home/bencher/big.bin"
+
+    def put(self, source: Path) -> float:
+        """Upload ``source`` streamed from the open file, with its Content-Length: a chunked upload of exactly
+        1 GiB is refused (413) by the host's web server, which counts the chunks' framing against its limit of
+        1 GiB a body (``daemons.host.web_server``, walrus's ``MAX_PUT_BYTES``)."""
+        started = time.perf_counter()
+        with source.open("rb") as data:
+            response = self.session.put(self.url, data=data, timeout=1800)
+        elapsed = time.perf_counter() - started
+        if response.status_code not in (201, 204):
+            raise SystemExit(f"WebDAV PUT answered {response.status_code}: {response.text[:300]}")
+        return elapsed
+
+    def get(self, destination: Path) -> float:
+        started = time.perf_counter()
+        written = 0
+        with self.session.get(self.url, stream=True, timeout=1800) as response, destination.open("wb") as data:
+            if response.status_code != 200:
+                raise SystemExit(f"WebDAV GET answered {response.status_code}")
+            for piece in response.iter_content(DAV_PIECE):
+                data.write(piece)
+                written += len(piece)
+        elapsed = time.perf_counter() - started
+        if written != self.size:
+            raise SystemExit(f"WebDAV GET gave {written} bytes of {self.size}")
+        return elapsed
+
+    def close(self) -> None:
+        self.host.stop()
+
+
+def make_file(path: Path, size: int) -> str:
+    """A file of ``size`` bytes (every block written: no holes for ``cp`` to skip); its sha256."""
+    digest = hashlib.sha256()
+    block = os.urandom(DAV_PIECE)
+    with path.open("wb") as data:
+        for index in range(size // DAV_PIECE):
+            piece = index.to_bytes(8, "big") + block[8:]
+            digest.update(piece)
+            data.write(piece)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while piece := data.read(DAV_PIECE):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mb", type=int, default=512)
-    parser.add_argument("--chunk-mb", type=int, default=64)
+    parser.add_argument("--size-mb", type=int, default=512, help="the iSCSI/dd volume (default 512)")
+    parser.add_argument("--chunk-mb", type=int, default=64, help="qemu-io command and dd block size (default 64)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--guest-kib", type=int, default=64, help="KiB the guest writes and reads a round (64)")
+    parser.add_argument("--guest-piece", type=int, default=4096, help="bytes per guest write request (4096)")
+    parser.add_argument("--dav-mb", type=int, default=1024, help="the WebDAV and cp file (default 1024)")
+    parser.add_argument("--no-guest", action="store_true", help="skip the guest's side")
+    parser.add_argument("--no-dav", action="store_true", help="skip WebDAV and cp")
     options = parser.parse_args()
     size, chunk = options.size_mb * MiB, options.chunk_mb * MiB
     call_command("migrate", verbosity=0)
-    create_volume(size=size, volume_id="vol-0000be4c")
-    path = volume_path("vol-0000be4c")
-    target = export_volume("vol-0000be4c", "bench-nc")
+    create_volume(size=size, volume_id=BENCH_VOLUME)
+    path = volume_path(BENCH_VOLUME)
+    target = export_volume(BENCH_VOLUME, NODE)
     secret_file = DATA / "chap.secret"
     secret_file.write_text(target.chap_secret)
     writes = [f"write -P 0x{n % 250 + 1:02x} {n * chunk} {chunk}" for n in range(size // chunk)] + ["flush"]
     reads = [f"read {n * chunk} {chunk}" for n in range(size // chunk)]
-    figures: dict[str, list[float]] = {"iscsi write": [], "dd write": [], "iscsi read": [], "dd read": []}
-    block = f"bs={options.chunk_mb}M"
-    count = f"count={size // chunk}"
+    block, count = f"bs={options.chunk_mb}M", f"count={size // chunk}"
+    figures: dict[str, list[float]] = {}
+    guest = dav = None
     try:
+        if not options.no_guest:
+            accelerator = detect_accelerator()
+            print(f"guest: QEMU with {accelerator.name.upper()} ({accelerator.reason})")
+            create_volume(size=GuestDisk.volume_bytes(options.guest_kib * KiB, options.rounds),
+                          volume_id=GUEST_VOLUME)
+            guest = GuestDisk(DATA / "vms", build_test_image(), export_volume(GUEST_VOLUME, NODE),
+                              volume_path(GUEST_VOLUME), options.guest_kib, options.guest_piece)
+            guest.fill()
+            print(f"guest: booted and attached {GUEST_VOLUME} in {guest.boot_and_attach():.0f} s; it moves "
+                  f"{options.guest_kib} KiB a round through its shell CGI (writes of {options.guest_piece} bytes a "
+                  "request, byte-sized dd): a floor of what a guest gets, not the attached disk's speed")
+        if not options.no_dav:
+            dav = DavShare(DATA / "dav", options.dav_mb * MiB)
+            source = DATA / "dav-source.bin"
+            sent = make_file(source, options.dav_mb * MiB)
+            print(f"WebDAV: host {dav.host.url} (clc, cc, sc) ready, {options.dav_mb} MiB file made")
         for round_number in range(1, options.rounds + 1):
-            taken = {
-                "iscsi write": qemu_io(target, secret_file, writes),
-                "dd write": dd(["dd", "if=/dev/zero", f"of={path}", block, count, "conv=notrunc,fdatasync"]),
-                "iscsi read": qemu_io(target, secret_file, reads),
-                "dd read": dd(["dd", f"if={path}", "of=/dev/null", block, count]),
-            }
-            for way, seconds in taken.items():
-                figures[way].append(size / MiB / seconds)
-            print(f"round {round_number}: " + ", ".join(f"{way} {size / MiB / seconds:.0f} MB/s"
-                                                         for way, seconds in taken.items()))
+            taken = {"iscsi write": qemu_io(target, secret_file, writes),
+                     "dd write": run(["dd", "if=/dev/zero", f"of={path}", block, count, "conv=notrunc,fdatasync"])}
+            moved = {"iscsi write": size, "dd write": size}
+            if guest:
+                taken["guest write"] = guest.write()
+                moved["guest write"] = guest.amount
+            if dav:
+                copy, fetched = DATA / "cp-copy.bin", DATA / "dav-fetched.bin"
+                taken["dav put"] = dav.put(source)
+                taken["cp"] = run(["cp", str(source), str(copy)])
+                taken["dav get"] = dav.get(fetched)
+                if sha256_of(fetched) != sent:
+                    raise SystemExit("the file WebDAV gave back differs from the one sent")
+                copy.unlink()
+                fetched.unlink()
+                moved |= dict.fromkeys(("dav put", "cp", "dav get"), options.dav_mb * MiB)
+            taken |= {"iscsi read": qemu_io(target, secret_file, reads),
+                      "dd read": run(["dd", f"if={path}", "of=/dev/null", block, count])}
+            moved |= {"iscsi read": size, "dd read": size}
+            if guest:
+                taken["guest read"] = guest.read()
+                moved["guest read"] = guest.amount
+            rates = {way: moved[way] / MiB / seconds for way, seconds in taken.items()}
+            for way, rate in rates.items():
+                figures.setdefault(way, []).append(rate)
+            print(f"round {round_number} ({load()}): " + ", ".join(f"{way} {figure(rate)} MB/s"
+                                                                     for way, rate in rates.items()))
     finally:
+        if guest:
+            guest.close()
+        if dav:
+            dav.close()
         target_server().stop()
         shutil.rmtree(DATA, ignore_errors=True)
-    medians = {way: statistics.median(values) for way, values in figures.items()}
-    print(f"\n{options.size_mb} MiB volume, {options.rounds} rounds, medians (MB/s = MiB/s):")
+    report(options, {way: statistics.median(values) for way, values in figures.items()})
+
+
+def figure(rate: float) -> str:
+    """MB/s to three significant digits, so the guest's small figures are not rounded to nothing."""
+    return f"{rate:.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
+def report(options: argparse.Namespace, medians: dict[str, float]) -> None:
+    print(f"\nmedians of {options.rounds} rounds (MB/s = MiB/s), {load()} at the end:")
+    amounts = {"iscsi": f"{options.size_mb} MiB volume", "dd": f"{options.size_mb} MiB volume",
+               "guest": f"{options.guest_kib} KiB through the guest's CGI", "dav": f"{options.dav_mb} MiB file",
+               "cp": f"{options.dav_mb} MiB file"}
     for way, value in medians.items():
-        print(f"  {way:12s} {value:8.0f}")
-    print(f"  write iSCSI/dd {medians['iscsi write'] / medians['dd write']:.2f}, "
-          f"read iSCSI/dd {medians['iscsi read'] / medians['dd read']:.2f}")
+        print(f"  {way:12s} {figure(value):>10s}   ({amounts[way.split()[0]]})")
+    for kind in ("write", "read"):
+        line = f"  {kind}: iSCSI/dd {medians[f'iscsi {kind}'] / medians[f'dd {kind}']:.3f}"
+        if f"guest {kind}" in medians:
+            line += (f", guest/iSCSI {medians[f'guest {kind}'] / medians[f'iscsi {kind}']:.2g}"
+                     f", guest/dd {medians[f'guest {kind}'] / medians[f'dd {kind}']:.2g}")
+        print(line)
+    if "cp" in medians:
+        put, get = medians["dav put"] / medians["cp"], medians["dav get"] / medians["cp"]
+        met = "met" if min(put, get) >= 0.5 else "NOT met"
+        print(f"  WebDAV PUT/cp {put:.2f}, GET/cp {get:.2f}: the goal of 0.5 of cp is {met}")
 
 
 if __name__ == "__main__":

@@ -133,3 +133,24 @@ class CommandTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.op} {self.task_id} on {self.node} ({self.state})"
+
+
+class VolumeExport(models.Model):
+    """A volume this CC had its storage controller export to a node for an instance (issue 16): which SC to ask to
+    end the export once the node reports the volume detached, since that report names only the volume and the
+    instance (``luhyaapi.volumes.volume_task_id``). Written by every export the CC asks for (an attach, a run),
+    marked ``detaching`` by a detach request (with the SC that request names), removed when the export is ended.
+    Losing it loses nothing but that clean-up: the volume's next export moves it (``take_over``) anyway."""
+
+    volume_id = models.CharField(max_length=12, unique=True)
+    sc = models.CharField(max_length=63, help_text="the storage controller keeping the volume")
+    node = models.CharField(max_length=63, help_text="the node it is exported to")
+    instance_id = models.CharField(max_length=12)
+    detaching = models.BooleanField(default=False, help_text="a detach was asked: end the export once it is done")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("volume_id",)
+
+    def __str__(self) -> str:
+        return f"{self.volume_id} of {self.sc} -> {self.node} ({self.instance_id})"

@@ -143,8 +143,8 @@ class VolumeAttachRequest(BaseModel):
 
 class VolumeDetachRequest(BaseModel):
     """``POST /cc/api/1.0/instances/<insid>/volumes/<volume_id>/detach/`` (signed, from the CLC): unplug it from the
-    running instance; once the node reports it detached the CC ends the SC's export. 202 as attach; 404, 409 as
-    attach."""
+    running instance; once the node reports it detached the CC ends the SC's export. 202 as attach; 404, 409 and
+    400 naming ``sc`` as attach; 400 naming ``volume_id`` when ``volume`` is not the URL's volume."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -4,18 +4,11 @@ exports ended through the target service."""
 
 from django.contrib import admin
 
+from luhyadb.admin import ReadOnlyAdmin
 from sc.models import Export, Snapshot, Volume
 from sc.services.snapshots import delete_snapshot
 from sc.services.store import delete_volume
 from sc.services.targets import unexport_volume
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Volume)
@@ -41,6 +34,9 @@ class SnapshotAdmin(ReadOnlyAdmin):
     list_display = ("snapshot_id", "volume", "size", "created")
     search_fields = ("snapshot_id", "volume__volume_id")
 
+    # Deletable, unlike the shared base: the service removes the file with the record (Django's own permission check).
+    has_delete_permission = admin.ModelAdmin.has_delete_permission
+
     def delete_model(self, request, obj) -> None:
         delete_snapshot(obj.snapshot_id)
 
@@ -54,6 +50,10 @@ class ExportAdmin(ReadOnlyAdmin):
     list_display = ("volume", "node", "initiator", "tid", "chap_user", "created")
     search_fields = ("volume__volume_id", "node")
     exclude = ("chap_secret",)
+
+    # Deletable, unlike the shared base: the service ends tgtd's target with the record (Django's own permission
+    # check).
+    has_delete_permission = admin.ModelAdmin.has_delete_permission
 
     def delete_model(self, request, obj) -> None:
         unexport_volume(obj.volume.volume_id)

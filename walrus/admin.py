@@ -3,17 +3,10 @@ and records stay together."""
 
 from django.contrib import admin
 
+from luhyadb.admin import ReadOnlyAdmin
 from walrus.choices import UploadStateChoices
 from walrus.models import ImageVersion, Upload
 from walrus.services.store import abandon_upload, delete_version
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Upload)
@@ -39,6 +32,9 @@ class ImageVersionAdmin(ReadOnlyAdmin):
     list_display = ("image_id", "version", "current", "format", "size", "sha256", "created")
     list_filter = ("format", "current")
     search_fields = ("image_id", "sha256")
+
+    # Deletable, unlike the shared base: the store removes the file with the record (Django's own permission check).
+    has_delete_permission = admin.ModelAdmin.has_delete_permission
 
     def delete_model(self, request, obj) -> None:
         delete_version(obj.image_id, obj.version)

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from cc.api import admin, desktops, tasks, views, wake
+from cc.api import admin, desktops, tasks, views, volumes, wake
 from luhyaapi.api import PingView
 from luhyaapi.reporting import StatusReportView
 
@@ -26,6 +26,9 @@ urlpatterns = [
     path("instances/", views.InstancesView.as_view(), name="instances"),
     path("instances/<str:insid>/stop/", views.InstanceStopView.as_view(), name="instance-stop"),
     path("instances/<str:insid>/submit/", views.InstanceSubmitView.as_view(), name="instance-submit"),
+    path("instances/<str:insid>/volumes/", volumes.InstanceVolumesView.as_view(), name="instance-volumes"),
+    path("instances/<str:insid>/volumes/<str:volume_id>/detach/", volumes.InstanceVolumeDetachView.as_view(),
+         name="instance-volume-detach"),
     path("instances/<str:insid>/", views.InstanceView.as_view(), name="instance"),
     re_path(r"^relay/walrus/api/1\.0/(?P<rest>uploads/.*)$", views.WalrusRelayView.as_view(), name="walrus-relay"),
     path("images/<str:image_id>/versions/<str:version>/data", views.ImageDataView.as_view(), name="image-data"),

@@ -23,10 +23,21 @@ from cc.services.network import (
     remember_network,
 )
 from cc.services.scheduler import Candidate, Need, NoNodeFits, pick_node
+from cc.services.volumes import export_run_volumes, export_volume, note_detaching
 from luhyaapi import trust
 from luhyaapi.messages import Command, InsStatus, InstanceRunRequest
 from luhyaapi.vmspec import RDP_PORT, ConsoleSpec, NicSpec, PortForward, RuntimeOptions, guest_devices
-from luhyaapi.volumes import ATTACH_OP, DETACH_OP, VolumeAttachParas, VolumeDetachParas, VolumeTarget
+from luhyaapi.volumes import (
+    ATTACH_OP,
+    DETACH_OP,
+    RUN_VOLUMES,
+    RUN_VOLUMES_MISSING,
+    VolumeAttachParas,
+    VolumeDetachParas,
+    VolumeRef,
+    VolumeTarget,
+    volume_task_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -189,13 +200,20 @@ def run_instance(broker: str, request: InstanceRunRequest) -> ClusterInstance:
 def _send_run(broker: str, record: ClusterInstance, request: InstanceRunRequest) -> None:
     """Queue the run's command for its node once the placement is committed, and note that the broker took it. A
     publish that fails then (the broker away longer than its retry window) fails the CLC's call, which asks again
-    with the same run number: the command goes again, under the same key, so a node that has it skips it."""
-    command = Command(op="instance/run", tid=request.tid, seq=request.seq,
-                      paras={"insid": request.insid, "image": request.image.model_dump(), "options": record.options,
-                             "persistent": request.persistent, "boot": request.boot, "disk_mb": request.disk_mb})
+    with the same run number: the command goes again, under the same key, so a node that has it skips it.
+
+    The instance's volumes are exported to the node then too, after the commit (the SCs are called outside the
+    transaction and its row lock): the command carries every target (``RUN_VOLUMES``, empty for none, so the node
+    keeps exactly those) and why each volume that could not be exported is missing (``RUN_VOLUMES_MISSING``)."""
+    node, paras = record.node, {"insid": request.insid, "image": request.image.model_dump(), "options": record.options,
+                                "persistent": request.persistent, "boot": request.boot, "disk_mb": request.disk_mb}
 
     def publish() -> None:
-        queue_command(broker, record.node, command)
+        targets, missing = export_run_volumes(request.volumes, node, request.insid)
+        command = Command(op="instance/run", tid=request.tid, seq=request.seq,
+                          paras=paras | {RUN_VOLUMES: [target.model_dump(mode="json") for target in targets],
+                                         RUN_VOLUMES_MISSING: missing})
+        queue_command(broker, node, command)
         ClusterInstance.objects.filter(pk=record.pk, seq=request.seq).update(run_sent=True)
 
     transaction.on_commit(publish)
@@ -237,13 +255,20 @@ def submit_instance(broker: str, insid: str, seq: int, image_id: str) -> Cluster
 VOLUME_STATES = ("booting", "running")
 
 
-def _send_volume_command(broker: str, insid: str, tid: str, op: str, paras: dict) -> ClusterInstance:
+def running_instance(insid: str) -> ClusterInstance:
+    """The record of an instance whose VM runs on its node; InstanceRefused: 404 for an instance this cluster did
+    not place, 409 for one that does not run (volumes go to and from running instances only)."""
     record = ClusterInstance.objects.filter(instance_id=insid).first()
     if record is None:
         raise InstanceRefused(404, f"instance {insid} is not placed in this cluster")
     if record.state not in VOLUME_STATES:
         raise InstanceRefused(409, f"instance {insid} is {record.state}: volumes are attached to and detached from "
                                    "running instances only")
+    return record
+
+
+def _send_volume_command(broker: str, insid: str, tid: str, op: str, paras: dict) -> ClusterInstance:
+    record = running_instance(insid)
     # Its own tid (the volume operation's task): the node's reports of it must not touch the run's task.
     queue_command(broker, record.node, Command(op=op, tid=tid, paras=paras))
     logger.info("instances: %s for %s queued for %s", op, insid, record.node)
@@ -263,6 +288,26 @@ def detach_volume(broker: str, insid: str, tid: str, volume_id: str) -> ClusterI
     the target); the node reports on task ``tid``. 404 and 409 as ``attach_volume``."""
     paras = VolumeDetachParas(insid=insid, volume_id=volume_id)
     return _send_volume_command(broker, insid, tid, DETACH_OP, paras.model_dump(mode="json"))
+
+
+def attach_instance_volume(broker: str, insid: str, volume: VolumeRef) -> tuple[ClusterInstance, str]:
+    """The CLC's attach: have the volume's SC export it to the node the instance runs on, then queue
+    ``volume/attach`` there under the volume's task (``volume_task_id``); returns the record and that tid.
+    InstanceRefused (404, 409) is decided before anything is exported; ``ExportRefused`` with the SC's reason."""
+    record = running_instance(insid)
+    target = export_volume(volume, record.node, insid)
+    tid = volume_task_id(volume.volume_id, insid)
+    return attach_volume(broker, insid, tid, target), tid
+
+
+def detach_instance_volume(broker: str, insid: str, volume: VolumeRef) -> tuple[ClusterInstance, str]:
+    """The CLC's detach: queue ``volume/detach`` for the instance's node under the volume's task; once the node
+    reports it detached, the export is ended at the SC named here (``cc.services.volumes.end_detached_export``).
+    InstanceRefused (404, 409); ``ExportRefused`` (400 naming ``sc``) for an SC this cluster does not know."""
+    record = running_instance(insid)
+    note_detaching(volume, record.node, insid)
+    tid = volume_task_id(volume.volume_id, insid)
+    return detach_volume(broker, insid, tid, volume.volume_id), tid
 
 
 def note_instance_status(report: InsStatus) -> InsStatus:

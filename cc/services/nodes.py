@@ -13,6 +13,7 @@ from django.db import DatabaseError
 from cc.models import ClusterNode
 from cc.services.command_tasks import queue_command
 from cc.services.instances import note_instance_status
+from cc.services.volumes import end_detached_export
 from luhyaapi.bus import Bus, RetryLater
 from luhyaapi.client import RoleClient
 from luhyaapi.messages import (
@@ -24,6 +25,7 @@ from luhyaapi.messages import (
     Message,
     NodeStatus,
     ServerRegistration,
+    TaskStatus,
 )
 from luhyaapi.queues import CLC_STATUS
 from luhyaapi.trust import Peer, own_key, peer
@@ -105,7 +107,9 @@ def queue_node_command(broker: str, node_name: str, request: CommandRequest) -> 
 
 class NodeStatusRelay:
     """Keeps the cluster's view of its nodes and instances current and passes every report up to the CLC (an
-    instance's with the run's access added, ``note_instance_status``).
+    instance's with the run's access added, ``note_instance_status``). A node's report that a volume is detached
+    ends that volume's export at its SC (``end_detached_export``: a call of a few seconds at most, whose failure is
+    logged, not raised).
 
     The table is written only when a node's address or capacity changes, or at most every ``touch_seconds``.
     """
@@ -128,6 +132,13 @@ class NodeStatusRelay:
             raise RetryLater(f"cluster database unavailable: {exc}") from exc
         for message in upstream:
             self.upstream.publish(CLC_STATUS, message)
+        # After the reports went up: the CLC hears of the detach without waiting for the SC.
+        for message in messages:
+            if isinstance(message, TaskStatus):
+                try:
+                    end_detached_export(message)
+                except DatabaseError as exc:
+                    logger.warning("volumes: the export of task %s was not ended: %s", message.tid, exc)
 
     def _note(self, report: NodeStatus, now: float) -> None:
         key = (report.role, report.name)

@@ -167,9 +167,12 @@ def _waiting(reports: _Reports, place: int) -> None:
     reports.instance("preparing", vmstatus=text)
 
 
-def _boot(record: NodeInstance, disk: Path, options: RuntimeOptions, reports: _Reports) -> None:
+def _boot(record: NodeInstance, disk: Path, options: RuntimeOptions, reports: _Reports,
+          run_volumes: volumes.RunVolumes | None = None) -> None:
     driver = node_driver()
     insid = record.instance_id
+    if run_volumes is not None:  # the run brings every volume of the instance: the records become that set
+        volumes.keep_run_volumes(record, run_volumes)
     if driver.state(insid) is not VMState.ABSENT:
         driver.destroy(insid)  # the definition of an earlier run (other ports); the disk lives outside it
     reports.task("editing", "booting", 100)
@@ -181,7 +184,7 @@ def _boot(record: NodeInstance, disk: Path, options: RuntimeOptions, reports: _R
     record.state, record.booted_at, record.answering, record.guest_ip = "booting", timezone.now(), True, ""
     record.save(update_fields=["state", "booted_at", "answering", "guest_ip", "updated"])
     # Its volumes go back in at once: the guest finds them when its kernel looks for disks.
-    missing = volumes.restore_volumes(driver, record)
+    missing = (run_volumes.missing if run_volumes else {}) | volumes.restore_volumes(driver, record)
     reports.instance("booting", vmstatus=_started_text(missing), console=driver.console(insid).url)
 
 
@@ -200,15 +203,22 @@ def run_instance(command: Command, reporter: Reporter) -> None:
     a persistent disk excepted). Running an instance that runs already reports its state again.
     Before the VM is started the run waits for one of the node's boot slots (``nc.max_parallel_boots``), in line
     with the other runs, reported as ``preparing`` with task state ``waiting`` and its place in ``vmstatus``.
-    With ``boot`` false it stops after the clone and reports the instance ``stopped`` (vmstatus ``prepared``)."""
+    With ``boot`` false it stops after the clone and reports the instance ``stopped`` (vmstatus ``prepared``).
+    A run that brings the instance's volumes (``RUN_VOLUMES``, from the CC) makes them the instance's recorded
+    volumes before its VM starts, and the VM gets them at its start; those the CC could not export
+    (``RUN_VOLUMES_MISSING``) are named in the ``booting`` report's vmstatus with those that did not come back."""
     paras = command.paras
     insid = check_instance_id(str(paras.get("insid", "")))
     reports = _Reports(reporter, command.tid, command.seq, insid)
     try:
         image = ImageRef.model_validate(paras.get("image"))
         options = RuntimeOptions.model_validate(paras.get("options"))
+        run_volumes = volumes.parse_run_volumes(paras)
     except ValidationError as exc:
         reports.instance("failed", errormsg=f"bad instance/run command: {exc}")
+        return
+    except volumes.InvalidVolumeCommand as exc:  # its text names the fields, never a value (a CHAP secret)
+        reports.instance("failed", errormsg=str(exc))
         return
     cancel = _cancel_event(insid)
     cancel.clear()
@@ -234,7 +244,7 @@ def run_instance(command: Command, reporter: Reporter) -> None:
                 _prepared(record, reports)
                 return
             with boot_queue.boot_slot(insid, cancel, lambda place: _waiting(reports, place)):
-                _boot(record, disk, options, reports)
+                _boot(record, disk, options, reports, run_volumes)
             logger.info("instances: %s started (%s)", insid, driver.console(insid).url)
         except (Cancelled, boot_queue.WaitCancelled):
             logger.info("instances: preparing %s cancelled by a stop or delete", insid)

@@ -15,15 +15,36 @@ from __future__ import annotations
 import logging
 from typing import TypeVar
 
-from pydantic import ValidationError
+from django.db import transaction
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from luhyaapi.volumes import VolumeAttachParas, VolumeDetachParas, VolumeTarget
+from luhyaapi.volumes import (
+    RUN_VOLUMES,
+    RUN_VOLUMES_MISSING,
+    VolumeAttachParas,
+    VolumeDetachParas,
+    VolumeIdText,
+    VolumeTarget,
+)
 from nc.drivers.base import DriverError, HypervisorDriver
 from nc.models import NodeInstance, NodeVolume
 
 logger = logging.getLogger(__name__)
 
-Paras = TypeVar("Paras", VolumeAttachParas, VolumeDetachParas)
+
+
+class RunVolumes(BaseModel):
+    """The volumes part of an ``instance/run`` command's paras (the CC's ``RUN_VOLUMES`` and
+    ``RUN_VOLUMES_MISSING``): every volume the instance has, as targets exported to this node, and those the CC
+    could not export, each with the reason."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    targets: tuple[VolumeTarget, ...] = Field(alias=RUN_VOLUMES, max_length=16)
+    missing: dict[VolumeIdText, str] = Field(default_factory=dict, alias=RUN_VOLUMES_MISSING, max_length=16)
+
+
+Paras = TypeVar("Paras", VolumeAttachParas, VolumeDetachParas, RunVolumes)
 
 
 class InvalidVolumeCommand(ValueError):
@@ -51,6 +72,14 @@ def parse_attach(paras: dict) -> VolumeAttachParas:
 def parse_detach(paras: dict) -> VolumeDetachParas:
     """The paras of a ``volume/detach`` command; InvalidVolumeCommand naming the bad fields."""
     return _parsed(VolumeDetachParas, paras)
+
+
+def parse_run_volumes(paras: dict) -> RunVolumes | None:
+    """The volumes of an ``instance/run`` command; None for a command without ``RUN_VOLUMES`` (sent before the CC
+    sent volumes with its runs: the instance keeps what it has). InvalidVolumeCommand naming the bad fields."""
+    if RUN_VOLUMES not in paras:
+        return None
+    return _parsed(RunVolumes, paras)
 
 
 def _can_attach(driver: HypervisorDriver) -> None:
@@ -86,6 +115,28 @@ def detach_volume(driver: HypervisorDriver, record: NodeInstance, volume_id: str
     deleted, _ = NodeVolume.objects.filter(volume_id=volume_id, instance=record).delete()
     logger.info("volumes: %s detached from %s", volume_id, record.instance_id)
     return bool(deleted)
+
+
+def keep_run_volumes(record: NodeInstance, volumes: RunVolumes) -> None:
+    """Make the volumes recorded for ``record`` exactly those its run brings, before its VM starts: a volume
+    detached since the last run is not attached again, one whose export changed (it was taken over from another
+    node, with a new CHAP secret) is recorded with its new target, one recorded for another instance of this node
+    moves to this one (the CLC attached it here last)."""
+    wanted = {target.volume_id: target for target in volumes.targets}
+    with transaction.atomic():
+        gone, _ = NodeVolume.objects.filter(instance=record).exclude(volume_id__in=wanted).delete()
+        for volume_id, target in wanted.items():
+            row = NodeVolume.objects.select_for_update().filter(volume_id=volume_id).first()
+            fields = {"instance": record, "target": target.model_dump(mode="json")}
+            if row is not None and row.instance_id == record.pk and row.target == fields["target"]:
+                continue
+            if row is not None and row.instance_id != record.pk:
+                logger.warning("volumes: %s moves from %s to %s, whose run brings it", volume_id,
+                               row.instance.instance_id, record.instance_id)
+            NodeVolume.objects.update_or_create(volume_id=volume_id, defaults=fields | {"device": "", "serial": ""})
+    if gone:
+        logger.info("volumes: %d volumes of %s no longer recorded: its run does not bring them", gone,
+                    record.instance_id)
 
 
 def restore_volumes(driver: HypervisorDriver, record: NodeInstance) -> dict[str, str]:

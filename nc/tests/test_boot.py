@@ -5,22 +5,19 @@ is reported running, not answering."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import requests
 
-from luhyaapi.messages import Command, InsStatus
+from luhyaapi.messages import Command
 from luhyaapi.vmspec import ConsoleSpec, NicSpec, PortForward, RuntimeOptions
-from nc.drivers.qemu import QemuDriver
 from nc.models import NodeInstance
 from nc.services.instances import delete_instance, disk_dir, node_driver, run_instance, watch_instances
+from tests.nodevm import Reporter, qemu_node, serves
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -31,39 +28,11 @@ IMAGE = {"image_id": "img-0000abcd", "version": 1, "sha256": "0" * 64, "size": 1
 BOOT_TIMEOUT = 240.0
 
 
-class Reporter:
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    def publish(self, message) -> None:
-        self.messages.append(message)
-
-    def report_now(self, last_command: str = "") -> None:
-        pass
-
-    def states(self) -> list[str]:
-        return [message.state for message in self.messages if isinstance(message, InsStatus)]
-
-    def last(self) -> InsStatus:
-        return [message for message in self.messages if isinstance(message, InsStatus)][-1]
-
-
 @pytest.fixture
 def node(settings) -> Iterator[Path]:
-    """This node with QEMU, its files under a short scratch directory (QMP socket paths are limited to 107
-    bytes), no lease file; every VM it made is removed afterwards."""
-    availability = QemuDriver.probe()
-    if not availability.available:
-        pytest.skip(f"QEMU cannot run VMs here: {availability.reason}")
-    print(f"QEMU: {availability.reason}")
-    root = Path(tempfile.mkdtemp(prefix="nc-boot-"))
-    settings.EDUCLOUD = replace(settings.EDUCLOUD, data_dir=root, hypervisor="qemu", lease_file=None,
-                                vm_ready_timeout=BOOT_TIMEOUT)
-    yield root
-    driver = node_driver()
-    for insid in driver.list_vms():
-        driver.destroy(insid)
-    shutil.rmtree(root, ignore_errors=True)
+    """This node with QEMU (``tests.nodevm.qemu_node``); every VM it made is removed afterwards."""
+    with qemu_node(settings, "nc-boot-", vm_ready_timeout=BOOT_TIMEOUT) as root:
+        yield root
 
 
 def place_disk(make: Callable[[Path], None]) -> None:
@@ -92,25 +61,19 @@ def watch_until(reporter: Reporter, done: Callable[[], bool], timeout: float) ->
         time.sleep(0.5)
 
 
-def serves(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def test_the_test_image_is_booting_after_its_start_and_running_with_its_address_once_it_serves(
         node, test_image: Path, free_port):
     place_disk(lambda disk: node_driver().clone_disk(test_image, disk))
     reporter = Reporter()
     http_port = run(free_port, reporter)
     assert reporter.states() == ["preparing", "booting"], "a VM just started is not a running guest yet"
-    assert reporter.last().console.startswith("vnc://")
+    assert reporter.last_instance().console.startswith("vnc://")
     assert NodeInstance.objects.get(instance_id=INSID).state == "booting"
 
     # Its page may answer before the guest tells its address: the address then comes in a later report.
-    watch_until(reporter, lambda: reporter.states()[-1] == "running" and reporter.last().guest_ip, BOOT_TIMEOUT)
-    running = reporter.last()
+    watch_until(reporter, lambda: reporter.states()[-1] == "running" and reporter.last_instance().guest_ip,
+                BOOT_TIMEOUT)
+    running = reporter.last_instance()
     assert (running.answering, running.guest_ip, running.vmstatus) == (True, "10.0.2.15", "running")
     assert serves(http_port), "running means the guest is up: its page answers"
     states = reporter.states()
@@ -138,7 +101,7 @@ def test_a_guest_stuck_in_its_bios_stays_booting_then_is_running_not_answering_a
 
     watch_until(reporter, lambda: reporter.states()[-1] == "running", 60)
     assert time.monotonic() - started >= 8.0
-    stuck = reporter.last()
+    stuck = reporter.last_instance()
     assert (stuck.answering, stuck.vmstatus, stuck.guest_ip) == (False, "not answering", "")
     assert NodeInstance.objects.get(instance_id=INSID).answering is False
     watch_instances(reporter)

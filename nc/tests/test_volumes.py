@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from luhyaapi.messages import Command, TaskStatus
+from luhyaapi.messages import Command
 from luhyaapi.volumes import VolumeTarget, initiator_iqn, target_iqn
 from nc.drivers.base import AttachedVolume, DriverError, VMState
 from nc.models import CommandRecord, NodeInstance, NodeVolume
 from nc.services import instances, volumes
 from nc.services.commands import execute_command
+from tests.nodevm import Reporter
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
@@ -36,6 +37,7 @@ class RecordingDriver:
 
     name = "recording"
     capabilities = {"volumes": True}
+    disk_suffix = ".qcow2"
 
     def __init__(self) -> None:
         self.running: set[str] = set()
@@ -55,6 +57,18 @@ class RecordingDriver:
     def adopt(self) -> list[str]:
         return sorted(self.running)
 
+    def create(self, spec) -> None:
+        self.calls.append(("create", spec.insid, ""))
+
+    def start(self, insid: str) -> None:
+        self.calls.append(("start", insid, ""))
+        self.running.add(insid)
+        self.plugged[insid] = {}  # a VM just started has no volume yet
+
+    def destroy(self, insid: str) -> None:
+        self.running.discard(insid)
+        self.plugged.pop(insid, None)
+
     def attach_volume(self, insid: str, volume: VolumeTarget) -> AttachedVolume:
         self.calls.append(("attach", insid, volume.volume_id))
         if self.refuse:
@@ -73,20 +87,6 @@ class RecordingDriver:
 
     def attaches(self) -> list[tuple[str, str, str]]:
         return [call for call in self.calls if call[0] == "attach"]
-
-
-class Reporter:
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    def publish(self, message) -> None:
-        self.messages.append(message)
-
-    def report_now(self, last_command: str = "") -> None:
-        pass
-
-    def tasks(self) -> list[TaskStatus]:
-        return [message for message in self.messages if isinstance(message, TaskStatus)]
 
 
 @pytest.fixture
@@ -279,3 +279,90 @@ def test_a_temporary_instance_whose_run_ends_takes_its_volume_records_with_it(dr
     monkeypatch.setattr(instances, "_discard", lambda record, driver, keep_disk: None)
     instances._end_run(record, driver, instances._Reports(Reporter(), record.tid, 0, INSID), "stopped")
     assert not NodeVolume.objects.exists()
+
+
+@pytest.fixture
+def node_dir(settings, tmp_path):
+    from dataclasses import replace
+
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, data_dir=tmp_path, max_parallel_boots=0)
+    return tmp_path
+
+
+def run_command(paras: dict | None = None, seq: int = 2) -> Command:
+    """A run of the persistent instance INSID, whose disk is in place (nothing is fetched), with ``paras`` added."""
+    disk = instances.disk_dir(INSID) / "disk.qcow2"
+    disk.parent.mkdir(parents=True, exist_ok=True)
+    disk.touch()
+    options = {"memory_mb": 128, "nics": [{"mac": "52:54:00:00:a0:01"}], "console": {"port": 5901}}
+    return Command(op="instance/run", tid=f"t-{INSID}", seq=seq,
+                   paras={"insid": INSID, "image": {"image_id": "img-0000abcd", "version": 1, "sha256": "0" * 64,
+                                                    "size": 1},
+                          "options": options, "persistent": True} | (paras or {}))
+
+
+def stopped_with(driver: RecordingDriver, *volume_targets: VolumeTarget) -> NodeInstance:
+    """INSID stopped, with ``volume_targets`` recorded as its volumes (attached before it stopped)."""
+    record = instance(driver, state="stopped")
+    for volume in volume_targets:
+        NodeVolume.objects.create(volume_id=volume.volume_id, instance=record, target=volume.model_dump(mode="json"))
+    return record
+
+
+def test_a_run_bringing_its_volumes_makes_them_exactly_the_recorded_ones_before_the_vm_starts(driver, node_dir):
+    kept, dropped, new = target(), target("vol-0000c002"), target("vol-0000c003", "Third0Secret0Value")
+    stopped_with(driver, kept, dropped)
+    moved = kept.model_copy(update={"chap_secret": "NewSecret0AfterTakeOver"})  # the SC's export was taken over
+    reporter = Reporter()
+    instances.run_instance(run_command({"volumes": [moved.model_dump(mode="json"), new.model_dump(mode="json")],
+                                        "volumes_missing": {"vol-0000c004": "storage controller sc-1: not found"}}),
+                           reporter)
+    assert sorted(NodeVolume.objects.values_list("volume_id", flat=True)) == [VOLUME, "vol-0000c003"]
+    assert VolumeTarget.model_validate(NodeVolume.objects.get(volume_id=VOLUME).target) == moved
+    # Attached right after the start, with the run's targets; the volume detached meanwhile is not.
+    assert driver.calls[driver.calls.index(("start", INSID, "")) + 1:] == [
+        ("attach", INSID, VOLUME), ("attach", INSID, "vol-0000c003")]
+    assert driver.plugged[INSID] == {VOLUME: moved, "vol-0000c003": new}
+    report = reporter.last_instance()
+    assert (report.state, report.vmstatus) == (
+        "booting", "started; not attached: vol-0000c004 (storage controller sc-1: not found)")
+
+
+def test_a_run_without_the_volumes_key_keeps_the_recorded_volumes(driver, node_dir):
+    stopped_with(driver, target(), target("vol-0000c002"))
+    reporter = Reporter()
+    instances.run_instance(run_command(), reporter)
+    assert sorted(NodeVolume.objects.values_list("volume_id", flat=True)) == [VOLUME, "vol-0000c002"]
+    assert driver.attaches() == [("attach", INSID, VOLUME), ("attach", INSID, "vol-0000c002")]
+    assert reporter.last_instance().vmstatus == "started"
+
+
+def test_a_run_with_an_empty_volume_list_forgets_every_volume(driver, node_dir):
+    stopped_with(driver, target())
+    instances.run_instance(run_command({"volumes": []}), Reporter())
+    assert not NodeVolume.objects.exists() and driver.attaches() == []
+
+
+def test_a_volume_recorded_for_another_instance_here_moves_to_the_run_that_brings_it(driver, node_dir):
+    other = instance(driver, OTHER, state="stopped")
+    NodeVolume.objects.create(volume_id=VOLUME, instance=other, target=target().model_dump(mode="json"))
+    instance(driver, state="stopped")
+    instances.run_instance(run_command({"volumes": [target().model_dump(mode="json")]}), Reporter())
+    assert NodeVolume.objects.get(volume_id=VOLUME).instance.instance_id == INSID
+    assert driver.attaches() == [("attach", INSID, VOLUME)]
+
+
+@pytest.mark.parametrize(("volumes", "field"), [
+    ([target().model_dump(mode="json") | {"chap_secret": "short"}], "volumes.0.chap_secret"),
+    ([target().model_dump(mode="json") | {"host": "evil;host"}], "volumes.0.host"),
+    ("everything", "volumes"),
+    ([target().model_dump(mode="json")] * 17, "volumes"),
+])
+def test_a_run_with_a_malformed_volume_fails_naming_the_field_never_its_value(driver, node_dir, volumes, field):
+    stopped_with(driver, target())
+    reporter = Reporter()
+    instances.run_instance(run_command({"volumes": volumes}), reporter)
+    report = reporter.last_instance()
+    assert report.state == "failed" and field in report.errormsg, report.errormsg
+    assert SECRET not in report.errormsg and "short" not in report.errormsg
+    assert driver.calls == [] and list(NodeVolume.objects.values_list("volume_id", flat=True)) == [VOLUME]

@@ -71,3 +71,14 @@ class SpaceSerializer(serializers.Serializer):
     capacity = serializers.IntegerField(help_text="bytes")
     reserved = serializers.IntegerField(help_text="bytes")
     free = serializers.IntegerField(help_text="bytes")
+
+
+class ShareUsageSerializer(serializers.Serializer):
+    """A WebDAV home or owner-group share (``sc.services.shares.ShareUsage``): where it is below ``/sc/dav/``, whose
+    it is, the bytes of its files and its quota (``sc.dav_quota_mb``, the same for every share)."""
+
+    path = serializers.CharField(help_text="below /sc/dav/, e.g. home/alice or groups/edu.s1")
+    kind = serializers.ChoiceField(choices=("home", "group"))
+    owner = serializers.CharField(help_text="the home's user name or the share's owner-group path")
+    used_bytes = serializers.IntegerField()
+    quota_bytes = serializers.IntegerField()

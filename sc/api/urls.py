@@ -1,4 +1,4 @@
-"""URLs of the Storage controller role's API: volumes, their iSCSI export, snapshots.
+"""URLs of the Storage controller role's API: volumes, their iSCSI export, snapshots, WebDAV share usage.
 
 Id segments match anything, slashes included, so a hostile id (``../x``, ``%2e%2e%2fx``, 300 characters) reaches its
 view and is refused with a 400 naming the field, rather than falling through to a bare 404."""
@@ -20,4 +20,5 @@ urlpatterns = [
     re_path(r"^volumes/(?P<volume_id>.+)/$", views.VolumeDetailView.as_view(), name="volume-detail"),
     path("snapshots/", views.SnapshotListView.as_view(), name="snapshot-list"),
     re_path(r"^snapshots/(?P<snapshot_id>.+)/$", views.SnapshotDetailView.as_view(), name="snapshot-detail"),
+    path("shares/", views.ShareUsageListView.as_view(), name="share-list"),
 ]

@@ -15,6 +15,7 @@ from luhyaapi.pagination import BoundedLimitOffsetPagination
 from sc.api.serializers import (
     ExportRequestSerializer,
     RestoreSerializer,
+    ShareUsageSerializer,
     SnapshotCreateSerializer,
     SnapshotSerializer,
     SpaceSerializer,
@@ -23,6 +24,7 @@ from sc.api.serializers import (
 )
 from sc.models import Snapshot, Volume
 from sc.services.images import create_volume_from_image
+from sc.services.shares import share_usage
 from sc.services.snapshots import create_snapshot, delete_snapshot, restore_volume
 from sc.services.store import VolumeError, checked_id, create_volume, delete_volume, get_snapshot, get_volume, space
 from sc.services.targets import export_volume, unexport_volume
@@ -111,6 +113,7 @@ class VolumeExportView(StoreView):
     answer again while it stays exported there. ``DELETE``: end the export (204, also when there was none)."""
 
     permission_classes = [IsSignedNode]
+    signed_callers = callers("clc", "cc")  # the CC exports a volume to the node of its instance
 
     @extend_schema(parameters=[VOLUME_ID], request=ExportRequestSerializer, responses={200: TARGET})
     def post(self, request, volume_id: str):
@@ -172,3 +175,14 @@ class SnapshotDetailView(StoreView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class ShareUsageListView(StoreView, GenericAPIView):
+    """``GET shares/``: every WebDAV home and owner-group share folder of this SC (paginated), with the bytes it holds
+    and its quota; each page counts the files of its own shares only."""
+
+    pagination_class = BoundedLimitOffsetPagination
+    serializer_class = ShareUsageSerializer
+
+    @extend_schema(responses=ShareUsageSerializer(many=True))
+    def get(self, request):
+        page = self.paginate_queryset(share_usage())
+        return self.get_paginated_response(ShareUsageSerializer(page, many=True).data)

@@ -160,6 +160,9 @@ def dav_application(data_dir: Path, checker: LoginChecker, quota_bytes: int) -> 
         "dir_browser": {"enable": True, "davmount": True, "ms_sharepoint_support": False,
                         "libre_office_support": False, "response_trailer": "eduCloud file shares",
                         "show_user": True, "icon": False},
+        # Bodies move in pieces of 1 MiB, not wsgidav's 8 KiB: a 1 GiB PUT or GET is then 1,024 reads and writes
+        # instead of 131,072, about three times the MB/s on loopback (bench/volume_io.py).
+        "block_size": 2**20,
         "logging": {"enable": False},
         "verbose": 1,
         "suppress_version_info": True,

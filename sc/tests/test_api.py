@@ -147,7 +147,14 @@ def test_an_export_is_for_the_signed_clc_only_never_a_person(client, signed_clie
 def test_other_roles_are_refused_with_403(signed_client, role):
     key = enrolled_key(f"{role}-9", role)
     assert signed_client.get(f"{API}/volumes/", key=key).status_code == 403
-    assert signed_client.post(f"{API}/volumes/{VOLUME}/export/", {"node": "nc-1"}, key=key).status_code == 403
+    if role != "cc":  # a CC exports its instances' volumes to their nodes
+        assert signed_client.post(f"{API}/volumes/{VOLUME}/export/", {"node": "nc-1"}, key=key).status_code == 403
+
+
+def test_a_cc_may_export_a_volume_to_its_node(signed_client, tgtd):
+    made(signed_client)
+    response = signed_client.post(f"{API}/volumes/{VOLUME}/export/", {"node": "nc-1"}, key=enrolled_key("cc-9", "cc"))
+    assert response.status_code == 200 and response.json()["initiator"].endswith(":node.nc-1"), response.json()
 
 
 @pytest.mark.parametrize("method, path", [

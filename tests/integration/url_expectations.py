@@ -520,6 +520,11 @@ EXPECTATIONS: dict[str, Expect] = {
                                    lambda world: ("POST", "/cc/api/1.0/instances/ins-0000abcd/stop/", {})),
     "cc-api:instance-submit": Expect(people_only_signed("POST", "/cc/api/1.0/instances/ins-0000abcd/submit/", {}), CLC,
                                      lambda world: ("POST", "/cc/api/1.0/instances/ins-0000abcd/submit/", {})),
+    "cc-api:instance-volumes": Expect(people_only_signed("POST", "/cc/api/1.0/instances/ins-0000abcd/volumes/", {}),
+                                      CLC, lambda world: ("POST", "/cc/api/1.0/instances/ins-0000abcd/volumes/", {})),
+    "cc-api:instance-volume-detach": Expect(
+        people_only_signed("POST", "/cc/api/1.0/instances/ins-0000abcd/volumes/vol-0000abcd/detach/", {}), CLC,
+        lambda world: ("POST", "/cc/api/1.0/instances/ins-0000abcd/volumes/vol-0000abcd/detach/", {})),
     "cc-api:instance": Expect(people_only_signed("DELETE", "/cc/api/1.0/instances/ins-0000abcd/", {}), CLC,
                               lambda world: ("DELETE", "/cc/api/1.0/instances/ins-0000abcd/", {})),
     "cc-api:walrus-relay": Expect(people_only_signed("POST", "/cc/api/1.0/relay/walrus/api/1.0/uploads/", {}),
@@ -533,14 +538,15 @@ EXPECTATIONS: dict[str, Expect] = {
     "sc-api:status-report": Expect(people_only_signed("POST", "/sc/api/1.0/status/report/", {}), CLC,
                                    lambda world: ("POST", "/sc/api/1.0/status/report/", {})),
     # The SC's volumes: the CLC (signed) and the Django administrator; an export's answer (its CHAP secret) for the
-    # signed CLC only, never a person.
+    # signed CLC and CCs only (a CC exports to its instance's node), never a person.
     "sc-api:space": Expect(staff_or_signed("GET", "/sc/api/1.0/space/"), CLC,
                            lambda world: ("GET", "/sc/api/1.0/space/", None)),
     "sc-api:volume-list": Expect(staff_or_signed("POST", "/sc/api/1.0/volumes/", {}), CLC,
                                  lambda world: ("POST", "/sc/api/1.0/volumes/", {})),
     "sc-api:volume-detail": Expect(staff_or_signed("GET", "/sc/api/1.0/volumes/vol-0000abcd/"), CLC,
                                    lambda world: ("GET", "/sc/api/1.0/volumes/vol-0000abcd/", None)),
-    "sc-api:volume-export": Expect(people_only_signed("POST", "/sc/api/1.0/volumes/vol-0000abcd/export/", {}), CLC,
+    "sc-api:volume-export": Expect(people_only_signed("POST", "/sc/api/1.0/volumes/vol-0000abcd/export/", {}),
+                                   CLC | {"cc"},
                                    lambda world: ("POST", "/sc/api/1.0/volumes/vol-0000abcd/export/", {})),
     "sc-api:volume-restore": Expect(staff_or_signed("POST", "/sc/api/1.0/volumes/vol-0000abcd/restore/", {}), CLC,
                                     lambda world: ("POST", "/sc/api/1.0/volumes/vol-0000abcd/restore/", {})),
@@ -548,6 +554,9 @@ EXPECTATIONS: dict[str, Expect] = {
                                    lambda world: ("POST", "/sc/api/1.0/snapshots/", {})),
     "sc-api:snapshot-detail": Expect(staff_or_signed("GET", "/sc/api/1.0/snapshots/snp-0000abcd/"), CLC,
                                      lambda world: ("GET", "/sc/api/1.0/snapshots/snp-0000abcd/", None)),
+    # The WebDAV homes' and shares' usage: the CLC (signed) and the Django administrator.
+    "sc-api:share-list": Expect(staff_or_signed("GET", "/sc/api/1.0/shares/"), CLC,
+                                lambda world: ("GET", "/sc/api/1.0/shares/", None)),
     "watch-api:ping": Expect(public("GET", "/watch/api/1.0/ping/")),
     "watch-api:status-report": Expect(people_only_signed("POST", "/watch/api/1.0/status/report/", {}), CLC,
                                       lambda world: ("POST", "/watch/api/1.0/status/report/", {})),
