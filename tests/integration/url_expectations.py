@@ -621,6 +621,8 @@ EXPECTATIONS: dict[str, Expect] = {
     "clc:pool-create": Expect(of_type("pool", "create", "GET", "/clc/pools/new/", page=True)),
     "clc:pool-detail": Expect(on_records("pool", "read", "GET", _p("/clc/pools/{0.pool_id}/"), _pools, page=True)),
     "clc:volumes": Expect(of_type("volume", "read", "GET", "/clc/volumes/", page=True)),
+    # The shares' usage: no SC runs in this world, so the page only says so; the rows' rule is clc/tests'.
+    "clc:shares": Expect(of_type("share", "read", "GET", "/clc/shares/", page=True)),
     "clc:volume-create": Expect(of_type("volume", "create", "GET", "/clc/volumes/new/", page=True)),
     "clc:volume-detail": Expect(on_records("volume", "read", "GET", _p("/clc/volumes/{0.volume_id}/"), _volumes,
                                            page=True)),
