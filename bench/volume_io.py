@@ -9,16 +9,16 @@ Per round, interleaved:
   turns into an fdatasync of the file), then read whole the same way.
 - **dd** on the SC's raw file of that volume: ``dd conv=notrunc,fdatasync``, then a read (both reads come from the
   page cache: the machine's caches are not dropped).
-- **guest**: a second volume of the same SC and tgtd, hot-plugged into a running VM of the project's test image by
-  the node's QEMU driver (``attach_volume``: QMP ``blockdev-add`` of the iSCSI LUN, ``virtio-blk-pci``), written and
-  read by the guest itself through its block CGI (``/cgi-bin/blockwrite``, ``blockread``). That CGI is what the test
-  image offers and it moves little: a write is the text of one URL parameter (``--guest-piece`` bytes, written by
-  ``dd bs=1 conv=fsync``, so each request ends with a flush down to tgtd), a read at most 64 KiB (``dd bs=1``). So
-  only ``--guest-kib`` KiB a round go through the guest, and its figure is dominated by the guest's HTTP server, its
-  shell CGI and byte-sized ``dd`` under QEMU (TCG when the machine has no usable KVM, as the output says): it is a
-  floor of what a guest gets, not the attached disk's speed. Each round reads a region the guest never touched
-  (filled beforehand through the SC's file), so it is not served from the guest's page cache; the bytes the guest
-  read and wrote are checked against the volume's file, so no figure counts a request that did not do its work.
+- **guest**: a second volume of the same SC and tgtd (``--guest-mb``, by default as large as the first), hot-plugged
+  into a running VM of the project's test image by the node's QEMU driver (``attach_volume``: QMP ``blockdev-add`` of
+  the iSCSI LUN, ``virtio-blk-pci``), written and read whole by the guest itself: its ``/cgi-bin/blockbench`` runs
+  ``dd bs=1M`` inside the guest (a write of the bench pattern ending with an fsync, so the bytes reached the SC; a
+  read after dropping the guest's page cache, so they come from the SC, from its page cache as for dd) and times it
+  on the guest's clock, which is the figure: the HTTP request around it is not counted (it is timed too, and a guest
+  that says it took longer than the request is refused as a broken clock). Before each round's write the volume's
+  file is zeroed, and after it the file must hold the pattern whole, so no figure counts a write that did not land.
+  The guest runs under QEMU with KVM, or TCG when the machine has none usable (the output says which): under TCG the
+  guest's own CPU work (dd, the virtio driver) is emulated and is part of its figure.
 - **WebDAV**: a host running the CLC, a CC and the SC (``manage.py run_cloud``, ``tests.services.RoleProcess``,
   the SC's waitress with wsgidav mounted in front of Django) on loopback, an account made through the CLC's API
   whose password the SC checks with the CLC. ``requests`` PUTs a file of ``--dav-mb`` (streamed from the open
@@ -34,6 +34,7 @@ directory removed at the end. Run from the repository root:
 
     .venv/bin/python bench/volume_io.py
     .venv/bin/python bench/volume_io.py --size-mb 1024 --rounds 5 --dav-mb 1024
+    .venv/bin/python bench/volume_io.py --rounds 3 --no-dav --size-mb 256      # iSCSI, dd and the guest
     .venv/bin/python bench/volume_io.py --no-guest --no-dav      # the SC's side only
 """
 
@@ -96,9 +97,11 @@ from tests.services import ConsoleClient, RoleProcess, build_test_image, free_po
 
 NODE = "bench-nc"
 BENCH_VOLUME, GUEST_VOLUME = "vol-0000be4c", "vol-0000be4d"
-KiB = 1024
-GUEST_READ_PIECE = 64 * KiB  # the most /cgi-bin/blockread gives in one request
 GUEST_BOOT_SECONDS = 300.0  # a TCG boot on a loaded 2-core machine
+GUEST_MAX_MB = 1024  # the most /cgi-bin/blockbench moves in one pass
+GUEST_PASS_SECONDS = 1800.0  # a whole pass of GUEST_MAX_MB under TCG on a loaded machine, with room to spare
+# What /cgi-bin/blockbench writes over and over (tools/testimage/README.md): one MiB of it, to check the file with.
+GUEST_PATTERN_MIB = (b"eduCloud-bench " * 273 + b"\n") * 256
 DAV_PIECE = MiB
 DAV_PASSWORD = "Bench-dav-pw-1"  # noqa: S105 - the scratch account's, on a host that lives for the run
 
@@ -134,20 +137,14 @@ def run(argv: list[str]) -> float:
 
 
 class GuestDisk:
-    """A volume attached to a running VM of the test image, which the guest writes and reads through its CGI.
+    """A volume attached to a running VM of the test image, which the guest writes and reads whole through its
+    ``/cgi-bin/blockbench``, timing each pass on its own clock."""
 
-    The volume's file is filled beforehand with a known pattern, so every read is checked; ``--guest-kib`` KiB are
-    written and read per round, each round at offsets no earlier round touched (with a gap wider than the guest's
-    readahead), so the guest's reads reach the target instead of its page cache."""
-
-    GAP = 4 * MiB
-
-    def __init__(self, workdir: Path, image: Path, target: VolumeTarget, path: Path, kib: int, piece: int) -> None:
+    def __init__(self, workdir: Path, image: Path, target: VolumeTarget, path: Path, mb: int) -> None:
         self.driver = QemuDriver(workdir)
         self.insid = new_id("instance")
-        self.target, self.path = target, path
-        self.amount, self.piece = kib * KiB, piece
-        self.round = 0
+        self.target, self.path, self.mb = target, path, mb
+        self.amount = mb * MiB
         console, self.http_port = free_port_block(2, low=6000, high=6999)
         disk = self.driver.vm_dir(self.insid) / "root.qcow2"
         self.driver.clone_disk(image, disk)
@@ -163,81 +160,55 @@ class GuestDisk:
         self.driver.start(self.insid)
         self._wait(lambda: self._ok(self._get("/")), GUEST_BOOT_SECONDS, "page from the guest")
         self.driver.attach_volume(self.insid, self.target)
-        self._wait(lambda: self._ok(self._read(0, 1)), 120, f"disk {self.target.volume_id} in the guest")
+        self._wait(lambda: self._ok(self._get("/cgi-bin/blockread", serial=self.target.volume_id, offset=0,
+                                              length=1)), 120, f"disk {self.target.volume_id} in the guest")
         return time.perf_counter() - started
 
-    @classmethod
-    def regions(cls, amount: int, round_index: int) -> tuple[int, int]:
-        """Round ``round_index``'s write and read offsets (each ``amount`` long, apart from every other round's)."""
-        base = cls.GAP + round_index * 2 * (amount + cls.GAP)
-        return base, base + amount + cls.GAP
-
-    @classmethod
-    def volume_bytes(cls, amount: int, rounds: int) -> int:
-        """The size (whole MiB) of a volume holding every round's regions."""
-        return -(-cls.regions(amount, rounds)[0] // MiB) * MiB + cls.GAP
-
-    def region(self) -> tuple[int, int]:
-        return self.regions(self.amount, self.round)
-
-    def fill(self) -> None:
-        """Write the pattern into the volume's file (before the guest has it, so nothing in it is stale)."""
+    def write(self) -> float:
+        """The guest writes the volume whole; seconds on its clock. The file is zeroed first (written, not
+        truncated: the guest then overwrites blocks the file has, as the iSCSI and dd rounds after the first do) and
+        must hold the pattern after, so the write is known to have reached the SC."""
+        zeros = bytes(MiB)
         with self.path.open("r+b") as data:
-            data.write(self.expected(0, self.path.stat().st_size))
+            for _ in range(self.mb):
+                data.write(zeros)
             data.flush()
             os.fsync(data.fileno())
-
-    @staticmethod
-    def expected(offset: int, length: int) -> bytes:
-        """The pattern's bytes at ``offset``: printable, so a read body compares as it is."""
-        alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789"
-        first, last = offset // 512, (offset + length - 1) // 512
-        blocks = b"".join(alphabet[block % len(alphabet):][:1] * 512 for block in range(first, last + 1))
-        return blocks[offset - first * 512:][:length]
-
-    def write(self) -> float:
-        """The guest writes this round's region in ``piece``-byte requests; seconds taken (checked in the file)."""
-        offset, _ = self.region()
-        text = "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(self.amount))
-        started = time.perf_counter()
-        for start in range(0, self.amount, self.piece):
-            response = self._get("/cgi-bin/blockwrite", serial=self.target.volume_id, offset=offset + start,
-                                 text=text[start:start + self.piece])
-            if not self._ok(response):
-                raise SystemExit(f"the guest's blockwrite failed: {response and response.text}")
-        elapsed = time.perf_counter() - started
+        seconds = self._bench("write")
         with self.path.open("rb") as data:
-            data.seek(offset)
-            if data.read(self.amount) != text.encode():
-                raise SystemExit("the volume's file does not hold what the guest wrote")
-        return elapsed
+            for index in range(self.mb):
+                if data.read(MiB) != GUEST_PATTERN_MIB:
+                    raise SystemExit(f"MiB {index} of the volume's file is not what the guest wrote")
+        return seconds
 
     def read(self) -> float:
-        """The guest reads this round's read region in 64 KiB requests; seconds taken (the bytes checked)."""
-        _, offset = self.region()
-        received = bytearray()
-        started = time.perf_counter()
-        for start in range(0, self.amount, GUEST_READ_PIECE):
-            response = self._read(offset + start, min(GUEST_READ_PIECE, self.amount - start))
-            if not self._ok(response):
-                raise SystemExit(f"the guest's blockread failed: {response and response.text}")
-            received += response.content
-        elapsed = time.perf_counter() - started
-        if bytes(received) != self.expected(offset, self.amount):
-            raise SystemExit("the guest read other bytes than the volume's file holds")
-        self.round += 1
-        return elapsed
+        """The guest reads the volume whole, its page cache dropped first; seconds on its clock."""
+        return self._bench("read")
 
     def close(self) -> None:
         for insid in self.driver.list_vms():
             self.driver.destroy(insid)
 
-    def _read(self, offset: int, length: int) -> requests.Response | None:
-        return self._get("/cgi-bin/blockread", serial=self.target.volume_id, offset=offset, length=length)
+    def _bench(self, op: str) -> float:
+        """One pass of ``/cgi-bin/blockbench``: the seconds the guest measured, checked against its byte count and
+        against the request's own time on the host (the guest's clock cannot have seen more time than that)."""
+        started = time.perf_counter()
+        response = self._get("/cgi-bin/blockbench", timeout=GUEST_PASS_SECONDS, serial=self.target.volume_id, op=op,
+                             mb=self.mb)
+        waited = time.perf_counter() - started
+        if not self._ok(response):
+            raise SystemExit(f"the guest's blockbench {op} failed: {response is not None and response.text}")
+        answer = dict(field.split("=", 1) for field in response.text.split() if "=" in field)
+        if answer.get("op") != op or answer.get("bytes") != str(self.amount):
+            raise SystemExit(f"the guest's blockbench {op} moved other than {self.amount} bytes: {response.text}")
+        seconds = int(answer["microseconds"]) / 1e6
+        if not 0 < seconds <= waited:
+            raise SystemExit(f"the guest says its {op} took {seconds} s, the request took {waited:.3f} s")
+        return seconds
 
-    def _get(self, path: str, **params: str | int) -> requests.Response | None:
+    def _get(self, path: str, timeout: float = 120, **params: str | int) -> requests.Response | None:
         try:
-            return requests.get(f"http://127.0.0.1:{self.http_port}{path}", params=params, timeout=120)
+            return requests.get(f"http://127.0.0.1:{self.http_port}{path}", params=params, timeout=timeout)
         except requests.RequestException:
             return None
 
@@ -326,12 +297,14 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=512, help="the iSCSI/dd volume (default 512)")
     parser.add_argument("--chunk-mb", type=int, default=64, help="qemu-io command and dd block size (default 64)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--guest-kib", type=int, default=64, help="KiB the guest writes and reads a round (64)")
-    parser.add_argument("--guest-piece", type=int, default=4096, help="bytes per guest write request (4096)")
+    parser.add_argument("--guest-mb", type=int, help=f"the guest's volume (1 to {GUEST_MAX_MB}; default --size-mb)")
     parser.add_argument("--dav-mb", type=int, default=1024, help="the WebDAV and cp file (default 1024)")
     parser.add_argument("--no-guest", action="store_true", help="skip the guest's side")
     parser.add_argument("--no-dav", action="store_true", help="skip WebDAV and cp")
     options = parser.parse_args()
+    options.guest_mb = options.guest_mb or min(options.size_mb, GUEST_MAX_MB)
+    if not 1 <= options.guest_mb <= GUEST_MAX_MB:
+        parser.error(f"--guest-mb must be from 1 to {GUEST_MAX_MB}")
     size, chunk = options.size_mb * MiB, options.chunk_mb * MiB
     call_command("migrate", verbosity=0)
     create_volume(size=size, volume_id=BENCH_VOLUME)
@@ -348,14 +321,11 @@ def main() -> None:
         if not options.no_guest:
             accelerator = detect_accelerator()
             print(f"guest: QEMU with {accelerator.name.upper()} ({accelerator.reason})")
-            create_volume(size=GuestDisk.volume_bytes(options.guest_kib * KiB, options.rounds),
-                          volume_id=GUEST_VOLUME)
+            create_volume(size=options.guest_mb * MiB, volume_id=GUEST_VOLUME)
             guest = GuestDisk(DATA / "vms", build_test_image(), export_volume(GUEST_VOLUME, NODE),
-                              volume_path(GUEST_VOLUME), options.guest_kib, options.guest_piece)
-            guest.fill()
-            print(f"guest: booted and attached {GUEST_VOLUME} in {guest.boot_and_attach():.0f} s; it moves "
-                  f"{options.guest_kib} KiB a round through its shell CGI (writes of {options.guest_piece} bytes a "
-                  "request, byte-sized dd): a floor of what a guest gets, not the attached disk's speed")
+                              volume_path(GUEST_VOLUME), options.guest_mb)
+            print(f"guest: booted and attached {GUEST_VOLUME} in {guest.boot_and_attach():.0f} s; it writes and "
+                  f"reads its {options.guest_mb} MiB whole a round with dd bs=1M, timed on its own clock")
         if not options.no_dav:
             dav = DavShare(DATA / "dav", options.dav_mb * MiB)
             source = DATA / "dav-source.bin"
@@ -400,22 +370,22 @@ def main() -> None:
 
 
 def figure(rate: float) -> str:
-    """MB/s to three significant digits, so the guest's small figures are not rounded to nothing."""
+    """MB/s to three significant digits below 100, so small figures are not rounded to nothing."""
     return f"{rate:.0f}" if rate >= 100 else f"{rate:.3g}"
 
 
 def report(options: argparse.Namespace, medians: dict[str, float]) -> None:
     print(f"\nmedians of {options.rounds} rounds (MB/s = MiB/s), {load()} at the end:")
     amounts = {"iscsi": f"{options.size_mb} MiB volume", "dd": f"{options.size_mb} MiB volume",
-               "guest": f"{options.guest_kib} KiB through the guest's CGI", "dav": f"{options.dav_mb} MiB file",
+               "guest": f"{options.guest_mb} MiB volume, dd in the guest", "dav": f"{options.dav_mb} MiB file",
                "cp": f"{options.dav_mb} MiB file"}
     for way, value in medians.items():
         print(f"  {way:12s} {figure(value):>10s}   ({amounts[way.split()[0]]})")
     for kind in ("write", "read"):
         line = f"  {kind}: iSCSI/dd {medians[f'iscsi {kind}'] / medians[f'dd {kind}']:.3f}"
         if f"guest {kind}" in medians:
-            line += (f", guest/iSCSI {medians[f'guest {kind}'] / medians[f'iscsi {kind}']:.2g}"
-                     f", guest/dd {medians[f'guest {kind}'] / medians[f'dd {kind}']:.2g}")
+            line += (f", guest/iSCSI {medians[f'guest {kind}'] / medians[f'iscsi {kind}']:.3f}"
+                     f", guest/dd {medians[f'guest {kind}'] / medians[f'dd {kind}']:.3f}")
         print(line)
     if "cp" in medians:
         put, get = medians["dav put"] / medians["cp"], medians["dav get"] / medians["cp"]

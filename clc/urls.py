@@ -121,6 +121,8 @@ urlpatterns = [
     path("volumes/<volid:volume_id>/", views_volumes.VolumeDetailView.as_view(), name="volume-detail"),
     path("volumes/<volid:volume_id>/rename/", views_volumes.VolumeRenameView.as_view(), name="volume-rename"),
     path("volumes/<volid:volume_id>/delete/", views_volumes.VolumeDeleteView.as_view(), name="volume-delete"),
+    path("volumes/<volid:volume_id>/attach/", views_volumes.VolumeAttachView.as_view(), name="volume-attach"),
+    path("volumes/<volid:volume_id>/detach/", views_volumes.VolumeDetachView.as_view(), name="volume-detach"),
     path("volumes/<volid:volume_id>/snapshots/", views_volumes.SnapshotTakeView.as_view(), name="volume-snapshot"),
     path("volumes/<volid:volume_id>/snapshots/<snpid:snapshot_id>/restore/",
          views_volumes.SnapshotRestoreView.as_view(), name="volume-restore"),

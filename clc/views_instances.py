@@ -151,6 +151,9 @@ class InstanceDetailView(AuthorizedMixin, DetailView):
             "reach": reach(instance),
             "console_password": console_password(self.actor, instance),
             "task": task,
+            # Its volumes the person may read (attached, or going with its next run); one may read the instance
+            # and not volumes.
+            "volumes": authz.readable(self.actor, instance.volumes.order_by("name")),
             "live": {
                 "instance": reverse("clc-api:instance-detail", args=[instance.instance_id]),
                 "task": reverse("clc-api:task", args=[instance.tid]),

@@ -22,12 +22,12 @@ from clc.views import AuthorizedMixin
 from luhyaapi.ids import validate_id
 from luhyaapi.validators import InvalidValue, validate_display_name
 from luhyadb.choices import ResourceTypeChoices as Type
-from luhyadb.models import MAX_POOL_SIZE, DesktopPool, Image
+from luhyadb.models import MAX_DATA_DISK_MB, MAX_POOL_SIZE, DesktopPool, Image
 
 # The pool's desktops refresh this often on its page (as an instance's page does).
 REFRESH_MS = 2000
 # The settings ``pool_problems`` checks together.
-CHECKED_SETTINGS = ("image", "image_version", "owner_group", "min_ready", "max_size")
+CHECKED_SETTINGS = ("image", "image_version", "owner_group", "min_ready", "max_size", "data_disk_mb")
 
 
 class PoolIdConverter:
@@ -67,10 +67,14 @@ class PoolForm(AuthorityForm):
                                    help_text="desktops kept running for people still to come")
     max_size = forms.IntegerField(label="Max size", min_value=1, max_value=MAX_POOL_SIZE, initial=30,
                                   help_text="desktops the pool may have in all")
+    data_disk_mb = forms.IntegerField(label="Data disk (MiB)", min_value=0, max_value=MAX_DATA_DISK_MB, initial=0,
+                                      required=False, help_text="a personal data disk of this size for each person, "
+                                                                "kept across resets; 0 or empty: none")
 
     class Meta:
         model = DesktopPool
-        fields = ("name", "owner_group", "image", "image_version", "vm_type", "min_ready", "max_size", "persistent")
+        fields = ("name", "owner_group", "image", "image_version", "vm_type", "min_ready", "max_size", "persistent",
+                  "data_disk_mb")
         labels = {"vm_type": "VM type", "owner_group": "Owner-group"}
 
     def __init__(self, *args, actor: authz.Actor | None = None, pool: DesktopPool | None = None, **kwargs) -> None:
@@ -82,6 +86,9 @@ class PoolForm(AuthorityForm):
 
     def clean_name(self) -> str:
         return _display_name(self.cleaned_data["name"], POOL_NAME_LENGTH)
+
+    def clean_data_disk_mb(self) -> int:
+        return self.cleaned_data.get("data_disk_mb") or 0
 
     def clean(self):
         cleaned = super().clean()

@@ -1,7 +1,8 @@
 """Pages of the admin console for volumes: the list (state, size, where attached), the create form, a volume's page
-(its settings, its snapshots; rename, take a snapshot, restore one, delete a snapshot) and delete. Thin adapters over
-``clc.services.volumes``; who may do what is the rule on type ``volume`` (``clc.services.authz``): taking or
-restoring a snapshot is writing the volume."""
+(its settings, its snapshots; rename, take a snapshot, restore one, delete a snapshot; attach it to a running
+instance, detach it) and delete. Thin adapters over ``clc.services.volumes``; who may do what is the rule on type
+``volume`` (``clc.services.authz``): taking or restoring a snapshot is writing the volume; attaching or detaching
+it is writing the volume and using the instance (``authz.may_use``)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from django.views.generic.base import TemplateResponseMixin
 from clc.forms import AuthorityForm
 from clc.services import authz
 from clc.services.volumes import (
+    ATTACHABLE_STATES,
     MIB,
     VolumeError,
+    attach_volume,
     create_snapshot,
     create_volume,
     delete_snapshot,
     delete_volume,
+    detach_volume,
     refresh_volume,
     refresh_volumes,
     rename_volume,
@@ -32,7 +36,7 @@ from clc.views_pools import PoolIdConverter
 from luhyaapi.validators import InvalidValue, validate_display_name
 from luhyadb.choices import ResourceTypeChoices as Type
 from luhyadb.choices import VolumeStateChoices
-from luhyadb.models import Snapshot, Volume
+from luhyadb.models import Instance, Snapshot, Volume
 
 # A volume being made refreshes its page this often (its progress).
 REFRESH_SECONDS = 3
@@ -148,6 +152,12 @@ class VolumeMixin(AuthorizedMixin):
                                volume_id=self.kwargs["volume_id"])
 
 
+def attachable_instances(actor: authz.Actor, volume: Volume):
+    """The instances the volume's Attach form offers: running ones of its cluster that the person may use."""
+    instances = Instance.objects.filter(cluster=volume.cluster, state__in=ATTACHABLE_STATES)
+    return authz.usable_instances(actor, instances).order_by("name")
+
+
 class VolumeDetailView(VolumeMixin, TemplateView):
     """A volume's settings, state (refreshed while it is made), snapshots and what the person may do to it."""
 
@@ -163,6 +173,8 @@ class VolumeDetailView(VolumeMixin, TemplateView):
             "may_delete": authz.may(self.actor, "delete", volume),
             "refresh": REFRESH_SECONDS if volume.state == VolumeStateChoices.CREATING else 0,
             "rename_form": RenameForm(initial={"name": volume.name}),
+            "attachable": (attachable_instances(self.actor, volume)
+                           if volume.state == VolumeStateChoices.AVAILABLE else Instance.objects.none()),
         }
 
 
@@ -213,6 +225,26 @@ class SnapshotDeleteView(VolumeActionView):
         snapshot: Snapshot = get_object_or_404(volume.snapshots, snapshot_id=snapshot_id)
         delete_snapshot(snapshot)
         return f"Snapshot {snapshot_id} deleted."
+
+
+class VolumeAttachView(VolumeActionView):
+    def perform(self, volume: Volume, snapshot_id: str) -> str:
+        instance = attachable_instances(self.actor, volume).filter(
+            instance_id=self.request.POST.get("instance_id", "")).first()
+        if instance is None:
+            raise VolumeError(400, "choose a running instance of the volume's cluster that you may use",
+                              "instance_id")
+        attach_volume(volume, instance)
+        return f"Volume {volume.name} is being attached to {instance.name}."
+
+
+class VolumeDetachView(VolumeActionView):
+    def perform(self, volume: Volume, snapshot_id: str) -> str:
+        if volume.instance is not None and not authz.may_use(self.actor, volume.instance):
+            raise VolumeError(403, f"you may not start or change instance {volume.instance.instance_id}, which the "
+                                   "volume is attached to")
+        detach_volume(volume)
+        return f"Volume {volume.name} is being detached."
 
 
 class VolumeDeleteView(VolumeMixin, TemplateResponseMixin, View):

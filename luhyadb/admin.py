@@ -158,7 +158,7 @@ class DesktopPoolAdmin(ReadOnlyAdmin):
     ``clc.services.pools``, which the console's and the API's forms go through."""
 
     list_display = ("name", "pool_id", "image", "image_version", "vm_type", "owner_group", "min_ready", "max_size",
-                    "persistent", "updated")
+                    "persistent", "data_disk_mb", "updated")
     list_filter = ("persistent", "owner_group")
     search_fields = ("name", "pool_id", "image__name", "owner_group__path")
     inlines = (LessonInline,)
@@ -200,9 +200,9 @@ class VolumeAdmin(ReadOnlyAdmin):
     controller (the keeper of its file) first; a record changed here would no longer match it."""
 
     list_display = ("name", "volume_id", "owner_group", "size_bytes", "cluster", "sc", "state", "progress", "source",
-                    "instance", "device", "updated")
-    list_filter = ("state", "source", "cluster")
-    search_fields = ("name", "volume_id", "owner_group__path", "sc")
+                    "instance", "device", "personal", "holder", "updated")
+    list_filter = ("state", "source", "cluster", "personal")
+    search_fields = ("name", "volume_id", "owner_group__path", "sc", "holder__username")
     inlines = (SnapshotInline,)
 
 

@@ -17,6 +17,7 @@ from clc.services.pools import POOL_NAME_LENGTH
 from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name, validate_ports
 from luhyadb.models import (
     APP_NAME_LENGTH,
+    MAX_DATA_DISK_MB,
     MAX_POOL_SIZE,
     DesktopPool,
     Image,
@@ -153,8 +154,9 @@ class InstanceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Instance
         fields = ("instance_id", "name", "kind", "image", "vm_type", "owner_group", "persistent", "services",
-                  "pinned_node", "assigned_to", "mac", "cluster", "node", "state", "runs", "placing", "console_url",
-                  "guest_ip", "answering", "state_text", "access", "message", "tid", "created", "updated")
+                  "pinned_node", "assigned_to", "data_disk_mb", "mac", "cluster", "node", "state", "runs", "placing",
+                  "console_url", "guest_ip", "answering", "state_text", "access", "message", "tid", "created",
+                  "updated")
         read_only_fields = ("instance_id", "mac", "cluster", "node", "state", "runs", "placing", "console_url",
                             "guest_ip", "answering", "access", "message", "tid", "created", "updated")
 
@@ -223,13 +225,15 @@ class DesktopPoolSerializer(serializers.ModelSerializer):
     min_ready = serializers.IntegerField(min_value=0, max_value=MAX_POOL_SIZE, required=False, default=0)
     max_size = serializers.IntegerField(min_value=1, max_value=MAX_POOL_SIZE, required=False, default=30)
     image_version = serializers.IntegerField(min_value=0, required=False, default=0)
+    data_disk_mb = serializers.IntegerField(min_value=0, max_value=MAX_DATA_DISK_MB, required=False, default=0,
+                                            help_text="MiB of a personal data disk for each person (0: none)")
     desktops = serializers.SerializerMethodField()
     held = serializers.SerializerMethodField()
 
     class Meta:
         model = DesktopPool
         fields = ("pool_id", "name", "image", "image_version", "vm_type", "owner_group", "min_ready", "max_size",
-                  "persistent", "desktops", "held", "created", "updated")
+                  "persistent", "data_disk_mb", "desktops", "held", "created", "updated")
         read_only_fields = ("pool_id", "created", "updated")
 
     def get_desktops(self, pool: DesktopPool) -> int:
@@ -334,3 +338,8 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 class RestoreSerializer(serializers.Serializer):
     snapshot_id = serializers.CharField(max_length=300, help_text="a snapshot of this volume")
+
+
+class AttachSerializer(serializers.Serializer):
+    instance_id = serializers.CharField(max_length=300, help_text="a running instance of the volume's cluster that "
+                                                                  "you may start or change")

@@ -1,5 +1,6 @@
 """The API of volumes and their snapshots: thin adapters over ``clc.services.volumes``; who may do what is the rule
-on type ``volume`` (``clc.services.authz``): taking a snapshot of a volume or restoring one is writing the volume."""
+on type ``volume`` (``clc.services.authz``): taking a snapshot of a volume or restoring one is writing the volume;
+attaching one to an instance or detaching it is writing the volume and using the instance (execute or write)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,22 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from clc.api.authz import AuthorizedViewSetMixin, actor, require, require_create
-from clc.api.serializers import RestoreSerializer, SnapshotSerializer, VolumeChangeSerializer, VolumeSerializer
+from clc.api.serializers import (
+    AttachSerializer,
+    RestoreSerializer,
+    SnapshotSerializer,
+    VolumeChangeSerializer,
+    VolumeSerializer,
+)
 from clc.services import authz
 from clc.services.volumes import (
     VolumeError,
+    attach_volume,
     create_snapshot,
     create_volume,
     delete_snapshot,
     delete_volume,
+    detach_volume,
     refresh_volume,
     refresh_volumes,
     rename_volume,
@@ -25,7 +34,7 @@ from clc.services.volumes import (
 from luhyaapi.filters import SearchFilter
 from luhyaapi.ids import InvalidId, validate_id
 from luhyadb.choices import ResourceTypeChoices
-from luhyadb.models import Snapshot, Volume
+from luhyadb.models import Instance, Snapshot, Volume
 
 
 def _volume_error(exc: VolumeError) -> Response:
@@ -52,6 +61,22 @@ def readable_snapshot(request, snapshot_id: str) -> Snapshot:
     return snapshot
 
 
+def usable_instance(request, instance_id: str) -> Instance:
+    """The instance named in a request's body, if the person may use it (start or change it: ``authz.may_use``);
+    a 400 naming ``instance_id`` for an unknown one and one they may not read alike, a 403 naming it for one they
+    may read only."""
+    instance_id = _validated_id(instance_id, "instance", "instance_id")
+    person = actor(request)
+    instances = Instance.objects.filter(instance_id=instance_id)
+    instance = (authz.readable(person, instances) | authz.usable_instances(person, instances)).first()
+    if instance is None:
+        raise exceptions.ValidationError({"instance_id": [f"no instance {instance_id} that you may use"]})
+    if not authz.may_use(person, instance):
+        raise exceptions.PermissionDenied({"instance_id": [f"you may not start or change instance {instance_id}, so "
+                                                           "you may not attach volumes to it or detach them"]})
+    return instance
+
+
 class VolumeErrorMixin:
     def handle_exception(self, exc):
         if isinstance(exc, VolumeError):
@@ -63,12 +88,14 @@ class VolumeViewSet(VolumeErrorMixin, AuthorizedViewSetMixin, viewsets.ModelView
     """Volumes: list (``?search=``, paginated), make (201; ``creating`` with its ``progress`` when made from an
     image), get (a volume being made refreshed from its storage controller), rename (PATCH ``name``), delete (409
     while attached or with snapshots); ``snapshots/`` (GET: its snapshots; POST: take one) and ``restore/`` (POST
-    ``snapshot_id``: its content becomes the snapshot's; 409 while attached)."""
+    ``snapshot_id``: its content becomes the snapshot's; 409 while attached), ``attach/`` (POST ``instance_id``: 202,
+    ``attaching`` until the node reports it plugged in) and ``detach/`` (POST: 202, ``detaching``)."""
 
     queryset = Volume.objects.select_related("owner_group", "image", "instance").prefetch_related("snapshots")
     serializer_class = VolumeSerializer
     resource_type = ResourceTypeChoices.VOLUME
-    authz_actions = {"snapshots": "read", "take_snapshot": "write", "restore": "write"}
+    authz_actions = {"snapshots": "read", "take_snapshot": "write", "restore": "write", "attach": "write",
+                     "detach": "write"}
     lookup_field = "volume_id"
     lookup_value_regex = "[^/]+"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -136,6 +163,30 @@ class VolumeViewSet(VolumeErrorMixin, AuthorizedViewSetMixin, viewsets.ModelView
         body.is_valid(raise_exception=True)
         snapshot = readable_snapshot(request, body.validated_data["snapshot_id"])
         return Response(VolumeSerializer(restore_volume(volume, snapshot)).data)
+
+    @extend_schema(request=AttachSerializer, responses={202: VolumeSerializer})
+    @action(detail=True, methods=["post"])
+    def attach(self, request, volume_id: str):
+        """Attach the volume to a running instance of its cluster (202, ``attaching``; ``in-use`` with its device
+        once the node reports it). 409 for a volume that is not available or an instance that does not run, 400
+        naming ``instance_id`` for an unknown one, one you may not read or one of another cluster."""
+        volume = self.get_object()
+        body = AttachSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        instance = usable_instance(request, body.validated_data["instance_id"])
+        return Response(VolumeSerializer(attach_volume(volume, instance)).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: VolumeSerializer})
+    @action(detail=True, methods=["post"])
+    def detach(self, request, volume_id: str):
+        """Detach the volume from its running instance (202, ``detaching``; ``available`` once the node reports it
+        unplugged). 409 for a volume that is not attached, or attached to an instance that does not run."""
+        volume = self.get_object()
+        if volume.instance is not None and not authz.may_use(actor(request), volume.instance):
+            raise exceptions.PermissionDenied({"instance_id": [
+                f"you may not start or change instance {volume.instance.instance_id}, which the volume is "
+                "attached to"]})
+        return Response(VolumeSerializer(detach_volume(volume)).data, status=status.HTTP_202_ACCEPTED)
 
 
 class SnapshotViewSet(VolumeErrorMixin, AuthorizedViewSetMixin, mixins.RetrieveModelMixin,

@@ -234,6 +234,17 @@ def require(actor: Actor, action: str, obj: Model) -> None:
     raise Denied(f"no such {Type(resource_type).label.lower()}", status=404)
 
 
+def may_use(actor: Actor, instance: Instance) -> bool:
+    """Using an instance for something of one's own (attaching a volume to it, detaching one): starting it
+    (execute) or changing it (write)."""
+    return may(actor, "execute", instance) or may(actor, "write", instance)
+
+
+def usable_instances(actor: Actor, queryset: QuerySet) -> QuerySet:
+    """The instances of ``queryset`` the actor may use (``may_use``), filtered in the database."""
+    return readable(actor, queryset, "execute") | readable(actor, queryset, "write")
+
+
 def may_build(actor: Actor, image: Image, *, create: bool) -> bool:
     """The image wizard changes ``image`` (write on it), or makes a new image from it (read it, and create images
     in its owner-group)."""

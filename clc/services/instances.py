@@ -11,17 +11,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from clc.services.commands import controller_client, online_controllers
+from clc.services.data_disks import provide_data_disk
+from clc.services.volumes import release_volumes, volumes_of_run
 from luhyaapi.client import RemoteError
 from luhyaapi.ids import InvalidId, TaskId, new_id
 from luhyaapi.messages import ImageRef, InsStatus, InstanceRunRequest, TaskStatus
 from luhyaapi.validators import MAX_SERVICE_PORTS
 from luhyaapi.vmspec import RDP_PORT
+from luhyaapi.volumes import parse_volume_task_id
 from luhyadb.choices import InstanceStateChoices as State
 from luhyadb.choices import PlacingChoices as Placing
-from luhyadb.models import Image, Instance, OwnerGroup, Server, TaskTransaction, VMType
+from luhyadb.models import Image, Instance, OwnerGroup, Server, TaskTransaction, VMType, Volume
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +67,13 @@ def new_mac() -> str:
 def define_instance(*, name: str, kind: str, image: Image, vm_type: VMType, owner_group: OwnerGroup,
                     persistent: bool = False, services: list[int] | None = None, pinned_node: str = "",
                     assigned_to=None, instance_id: str = "", build_tid: str = "", pool=None,
-                    image_version: int = 0) -> Instance:
-    """Record a new instance (not running) with a fresh id (or ``instance_id``) and MAC address."""
+                    image_version: int = 0, data_disk_mb: int = 0) -> Instance:
+    """Record a new instance (not running) with a fresh id (or ``instance_id``) and MAC address. ``data_disk_mb``:
+    a remote desktop's person gets their personal data disk of that size with it (``clc.services.data_disks``)."""
     return Instance.objects.create(instance_id=instance_id or new_id("instance"), name=name, kind=kind, image=image,
                                    vm_type=vm_type, owner_group=owner_group, persistent=persistent,
                                    services=list(services or []), pinned_node=pinned_node,
-                                   assigned_to=assigned_to, mac=new_mac(),
+                                   assigned_to=assigned_to, mac=new_mac(), data_disk_mb=data_disk_mb,
                                    build_tid=build_tid, pool=pool, image_version=image_version)
 
 
@@ -109,7 +115,7 @@ def _run_request(instance: Instance, seq: int, boot: bool) -> InstanceRunRequest
         disk_mb=instance.vm_type.disk_gb * 1024,
         persistent=instance.persistent, mac=instance.mac, services=tuple(guest_services(instance)),
         pinned_node=instance.pinned_node or (instance.node if instance.persistent else ""), boot=boot,
-        console_password=instance.console_password)
+        console_password=instance.console_password, volumes=volumes_of_run(instance))
 
 
 def new_console_password() -> str:
@@ -118,8 +124,11 @@ def new_console_password() -> str:
 
 
 def _clusters_to_try(instance: Instance) -> list[Server]:
-    """The pinned node's cluster, the cluster of a persistent instance's disk, else every online cluster."""
+    """The pinned node's cluster, the cluster of a persistent instance's disk, the cluster of its volumes (their
+    SC exports them to that cluster's nodes only), else every online cluster."""
     cluster = instance.cluster if instance.persistent and instance.node else ""
+    if not cluster:
+        cluster = Volume.objects.filter(instance=instance).values_list("cluster", flat=True).first() or ""
     if instance.pinned_node:
         node = Server.objects.filter(role="nc", name=instance.pinned_node).first()
         if node is None:
@@ -140,8 +149,12 @@ def run_instance(instance: Instance, boot: bool = True) -> Instance:
     ``preparing`` (``editing/booting`` when the disk is there already) once it is placed. With ``boot`` false the
     node only prepares the disk. The outcome is one truth: a placed instance (``placing`` empty, with its node and
     console), or a refusal and the instance as it was; a cluster that did not answer in time leaves it ``asked``,
-    settled by the cluster's status reports or by asking again (same run number). InstanceError: 409 while it is
-    busy or when no cluster can take it (with each cluster's reason), 503 when no cluster controller is online."""
+    settled by the cluster's status reports or by asking again (same run number). A remote desktop with a personal
+    data disk gets it first (``clc.services.data_disks``: made on first use, carried by the run); when it cannot,
+    the desktop starts without it and its message says why. InstanceError: 409 while it is busy or when no cluster
+    can take it (with each cluster's reason), 503 when no cluster controller is online."""
+    # Before the row lock: making the disk calls a storage controller.
+    disk_problem = "" if instance.state in BUSY_STATES else provide_data_disk(instance)
     with transaction.atomic():
         instance = Instance.objects.select_for_update().select_related("image", "vm_type").get(pk=instance.pk)
         if instance.state in BUSY_STATES:
@@ -153,7 +166,7 @@ def run_instance(instance: Instance, boot: bool = True) -> Instance:
         request = _run_request(instance, instance.runs, boot)
         instance.state, instance.placing = State.SCHEDULED, Placing.QUEUED
         instance.console_url, instance.access, instance.guest_ip = "", {}, ""
-        instance.message = "waiting for a cluster to take it"
+        instance.message = "waiting for a cluster to take it" + (f"; {disk_problem}" if disk_problem else "")
         instance.save(update_fields=["runs", "console_password", "state", "placing", "console_url", "access",
                                      "guest_ip", "message", "updated"])
     if not _in_request.acquire(blocking=False):
@@ -166,6 +179,9 @@ def run_instance(instance: Instance, boot: bool = True) -> Instance:
     if attempt.outcome == REFUSED and _held(instance, request.seq, attempt.held).update(
             state=before[0], placing=Placing.NONE, message=attempt.message or before[1]):
         raise InstanceError(409, attempt.message)  # nothing runs anywhere: the instance is as it was, with why
+    if disk_problem and attempt.outcome == PLACED:
+        Instance.objects.filter(pk=instance.pk, runs=request.seq).update(
+            message=Concat(F("message"), Value(f"; {disk_problem}")))
     instance.refresh_from_db()
     return instance
 
@@ -297,6 +313,9 @@ def placement_of(report: InsStatus | TaskStatus) -> str:
     sent to. The bus lets a CC relay only reports of runs placed in its cluster (``luhyaapi.bus_trust``)."""
     if isinstance(report, InsStatus):
         return Instance.objects.filter(instance_id=report.insid).values_list("cluster", flat=True).first() or ""
+    volume_task = parse_volume_task_id(report.tid)
+    if volume_task is not None:  # a volume's attach or detach: the instance's cluster, as its runs
+        return Instance.objects.filter(instance_id=volume_task[1]).values_list("cluster", flat=True).first() or ""
     try:
         tid = TaskId.parse(report.tid)
     except InvalidId:
@@ -354,6 +373,7 @@ def delete_instance(instance: Instance) -> bool:
     if instance.state == State.DELETING:
         return False
     if not instance.node and instance.placing != Placing.ASKED:  # an asked cluster may have placed it
+        release_volumes(Instance.objects.filter(pk=instance.pk))
         instance.delete()
         logger.info("instances: %s deleted", instance.instance_id)
         return True
@@ -363,6 +383,7 @@ def delete_instance(instance: Instance) -> bool:
     except RemoteError as exc:
         if exc.status != 404:
             raise InstanceError(502, f"the cluster controller did not take the delete: {exc.detail}") from exc
+        release_volumes(Instance.objects.filter(pk=instance.pk))
         instance.delete()  # the cluster has no record of it: nothing is left on a node
         return True
     Instance.objects.filter(pk=instance.pk).update(state=State.DELETING)

@@ -9,6 +9,9 @@ come, as a desktop broker's pool does.
   calls ``give_back``; ``keep_pool`` catches any other way a run ends). Its next run makes its disk again from the
   image (a non-persistent instance's clone is never kept), so the next person finds it as the image made it. A
   persistent pool's desktop stays its person's, disk and all.
+- **Data disks**: a pool with ``data_disk_mb`` gives each person their personal data disk with their desktop
+  (``clc.services.data_disks``: carried by the run, or attached to a desktop up already); a desktop given back
+  releases it for the person's next desktop.
 - **Keeping it ready** (``keep_pool``, the periodic job): free desktops are started until ``wanted_ready`` are up or
   on their way (``min_ready``, or the whole pool while one of its lessons is on: ``clc.services.lessons``); after a
   lesson the desktops nobody uses are stopped.
@@ -28,6 +31,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from clc.services import authz
+from clc.services.data_disks import give_data_disk
 from clc.services.instances import (
     BUSY_STATES,
     EDITABLE_STATES,
@@ -38,10 +42,11 @@ from clc.services.instances import (
     run_instance,
     stop_instance,
 )
+from clc.services.volumes import release_volumes
 from luhyaapi.ids import new_id
 from luhyadb.choices import InstanceKindChoices
 from luhyadb.choices import InstanceStateChoices as State
-from luhyadb.models import MAX_POOL_SIZE, DesktopPool, Image, Instance, OwnerGroup, VMType
+from luhyadb.models import MAX_DATA_DISK_MB, MAX_POOL_SIZE, DesktopPool, Image, Instance, OwnerGroup, VMType
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +67,14 @@ class PoolError(Exception):
 
 
 def pool_problems(*, image: Image, image_version: int, owner_group: OwnerGroup, min_ready: int,
-                  max_size: int) -> dict[str, str]:
+                  max_size: int, data_disk_mb: int = 0) -> dict[str, str]:
     """What is wrong with a pool's settings, by field ({} when nothing is): a desktop must be able to run the image
     (a version that exists, an image of the pool's group or a group above it, so a school's image serves its classes
-    and no other school's), and the pool must be able to keep ``min_ready`` desktops."""
+    and no other school's), the pool must be able to keep ``min_ready`` desktops, and a personal data disk is 0
+    (none) to ``MAX_DATA_DISK_MB`` MiB."""
     problems = {}
+    if not 0 <= data_disk_mb <= MAX_DATA_DISK_MB:
+        problems["data_disk_mb"] = f"a data disk is 0 (none) to {MAX_DATA_DISK_MB} MiB"
     if not authz.within(image.owner_group.path, owner_group.path):
         problems["image"] = (f"image {image.image_id} belongs to {image.owner_group.path}: a pool of "
                              f"{owner_group.path} may use the images of its own owner-group and of the groups above it")
@@ -83,13 +91,16 @@ def pool_problems(*, image: Image, image_version: int, owner_group: OwnerGroup, 
 
 
 def create_pool(*, name: str, image: Image, vm_type: VMType, owner_group: OwnerGroup, image_version: int = 0,
-                min_ready: int = 0, max_size: int = 30, persistent: bool = False) -> DesktopPool:
-    """A new pool (PoolError 400 naming the field when its settings cannot work); its ready desktops start."""
+                min_ready: int = 0, max_size: int = 30, persistent: bool = False,
+                data_disk_mb: int = 0) -> DesktopPool:
+    """A new pool (PoolError 400 naming the field when its settings cannot work); its ready desktops start. With
+    ``data_disk_mb``, each person it hands a desktop to gets their personal data disk of that size with it
+    (``clc.services.data_disks``)."""
     refuse(pool_problems(image=image, image_version=image_version, owner_group=owner_group, min_ready=min_ready,
-                          max_size=max_size))
+                          max_size=max_size, data_disk_mb=data_disk_mb))
     pool = DesktopPool.objects.create(pool_id=new_id("pool"), name=name, image=image, image_version=image_version,
                                       vm_type=vm_type, owner_group=owner_group, min_ready=min_ready,
-                                      max_size=max_size, persistent=persistent)
+                                      max_size=max_size, persistent=persistent, data_disk_mb=data_disk_mb)
     logger.info("pools: %s (%s) made for %s: %d to %d desktops of %s", pool.pool_id, name, owner_group.path,
                 min_ready, max_size, image.image_id)
     return pool
@@ -99,7 +110,7 @@ def change_pool(pool: DesktopPool, **changes) -> DesktopPool:
     """Change a pool's settings (PoolError 400 naming the field). Its desktops take a new image, version or VM
     type at their next run; a desktop that is busy now keeps what it runs."""
     settings_after = {name: changes.get(name, getattr(pool, name))
-                      for name in ("image", "image_version", "owner_group", "min_ready", "max_size")}
+                      for name in ("image", "image_version", "owner_group", "min_ready", "max_size", "data_disk_mb")}
     refuse(pool_problems(**settings_after))
     if "owner_group" in changes and changes["owner_group"] != pool.owner_group and pool.desktops.exists():
         raise PoolError(409, "a pool with desktops stays in its owner-group; delete its desktops first",
@@ -170,6 +181,10 @@ def claim_desktop(actor: authz.Actor, pool: DesktopPool, user) -> Claim:
                 raise
         else:
             started = True
+    if not started:  # a desktop up already: the person's data disk is plugged in now
+        problem = give_data_disk(desktop)
+        if problem:
+            Instance.objects.filter(pk=desktop.pk).update(message=problem)
     Instance.objects.filter(pk=desktop.pk).update(last_activity=timezone.now())
     desktop.refresh_from_db()
     logger.info("pools: %s of %s is %s's (%s)", desktop.instance_id, pool.pool_id, user.get_username(),
@@ -220,7 +235,11 @@ def _give_back(desktops) -> int:
     ended = desktops.filter(state__in=ENDED_STATES, pool__isnull=False, pool__persistent=False,
                             assigned_to__isnull=False)
     ids = list(ended.values_list("instance_id", flat=True))
-    given = ended.filter(instance_id__in=ids).update(assigned_to=None) if ids else 0
+    if not ids:
+        return 0
+    # The person's data disk is theirs, not the desktop's: free for their next desktop (the disk is never deleted).
+    release_volumes(Instance.objects.filter(instance_id__in=ids, assigned_to__isnull=False), personal_only=True)
+    given = ended.filter(instance_id__in=ids).update(assigned_to=None)
     if given:
         logger.info("pools: %s back in their pool", ", ".join(ids))
     return given

@@ -18,6 +18,7 @@ from django.db import DatabaseError, connection, transaction
 
 from clc.services.builds import record_submitted
 from clc.services.pools import give_back
+from clc.services.volumes import fold_volume_report, release_volumes, run_ended
 from luhyaapi.bus import RetryLater
 from luhyaapi.ids import InvalidId, TaskId
 from luhyaapi.messages import HostStatus, InsStatus, Message, NodeStatus, Resources, ServerRegistration, TaskStatus
@@ -279,6 +280,10 @@ class StatusFolder:
         return state
 
     def _fold_task(self, report: TaskStatus) -> None:
+        # A volume's attach or detach: its record, not an image task's. Not remembered by signature: the same tid
+        # serves every attach and detach of that volume to that instance, each reported alike.
+        if fold_volume_report(report):
+            return
         values = {"phase": report.phase, "state": report.state, "progress": report.progress,
                   "vmstatus": report.vmstatus, "message": report.errormsg, "failed": report.failed,
                   "done": report.done}
@@ -312,6 +317,7 @@ class StatusFolder:
         # A late report of an earlier run (lower seq) must not undo what a newer run did.
         current = Instance.objects.filter(instance_id=report.insid, runs__lte=report.seq)
         if report.state == InstanceStateChoices.DELETED:
+            release_volumes(current)  # its volumes are free to attach elsewhere, not left "in-use" on nothing
             if current.delete()[0]:
                 logger.info("status: instance %s deleted on %s", report.insid, report.node)
             self._instances.pop(report.insid, None)
@@ -333,6 +339,7 @@ class StatusFolder:
         if not current.update(**values):
             logger.info("status: status of unknown or newer-run instance %s from %s", report.insid, report.node)
         elif report.state in (InstanceStateChoices.STOPPED, InstanceStateChoices.FAILED):
+            run_ended(report.insid)
             give_back(report.insid)  # a pool's desktop whose run ended is the pool's again
         self._instances[report.insid] = signature
 

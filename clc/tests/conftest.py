@@ -3,6 +3,7 @@ controller."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -60,3 +61,22 @@ def store(settings, tmp_path, controller):
     Server.objects.create(role="sc", name="sc-1", ip="127.0.0.1", cluster="cluster1", api_url=controller.api_url,
                           state="online")
     return tmp_path / "data" / "sc" / "volumes"
+
+
+@pytest.fixture
+def exporting(settings, store, controller):
+    """``store``, exporting volumes for real: a tgtd of the test's own (a free iSCSI port on 127.0.0.1 and a
+    management port no other tgtd uses, stopped after the test) and the SC registered with this test server's CC
+    as sc-1, so the CC's attach has sc-1 export the volume to the instance's node."""
+    from cc.models import ClusterNode
+    from sc.services.targets import target_server
+    from sc.tests.conftest import _free_control_port, _free_tcp_port
+
+    missing = [tool for tool in ("tgtd", "tgtadm") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt tgt)")
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, iscsi_listen=("127.0.0.1", _free_tcp_port()),
+                                tgt_control_port=_free_control_port())
+    ClusterNode.objects.create(role="sc", name="sc-1", ip="127.0.0.1", api_url=controller.api_url)
+    yield store
+    target_server().stop()

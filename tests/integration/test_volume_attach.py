@@ -1,7 +1,9 @@
 """Attaching an SC's iSCSI volume to running VMs for real (issue 16): the QEMU driver hot-plugs a LUN of a real tgtd
 (``tests/iscsi.py``) into the project's test VM, the guest writes bytes to it through its CGI (``/cgi-bin/blockwrite``,
 ``blockread``), the volume is detached and attached to a second VM, which reads the same bytes. A wrong CHAP secret
-and another node's initiator are refused at once with the target's reason, leaving nothing behind.
+and another node's initiator are refused at once with the target's reason, leaving nothing behind. The guest's
+timed sequential pass (``/cgi-bin/blockbench``, what ``bench/volume_io.py`` measures with) writes its pattern into
+the exported file and reads it back, on the guest's clock.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ BOOT_TIMEOUT = 180.0
 # A hot-plugged disk shows in the guest once its kernel took the ACPI notification and probed the device.
 PLUG_TIMEOUT = 60.0
 NODE = "nc-volumes"
-VOLUME_BYTES = 16 * 1024 * 1024
+MiB = 1024 * 1024
+VOLUME_BYTES = 16 * MiB
+# What /cgi-bin/blockbench writes, over and over (tools/testimage/README.md).
+BENCH_LINE = b"eduCloud-bench " * 273 + b"\n"
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +64,9 @@ class GuestVM:
                                                forwards=(PortForward(host_port=http, guest_port=80),)),))
         driver.create(VMSpec.build(self.insid, [str(disk)], options))
 
-    def get(self, path: str, **params: str | int) -> requests.Response | None:
+    def get(self, path: str, timeout: float = 10, **params: str | int) -> requests.Response | None:
         try:
-            return requests.get(f"http://127.0.0.1:{self.http_port}{path}", params=params, timeout=10)
+            return requests.get(f"http://127.0.0.1:{self.http_port}{path}", params=params, timeout=timeout)
         except requests.RequestException:
             return None
 
@@ -160,6 +165,33 @@ def test_bytes_written_through_one_vm_are_read_through_another_after_detach_and_
     driver.detach_volume(second.insid, volume_id)
 
 
+def test_the_guests_blockbench_times_a_write_that_lands_in_the_volumes_file_and_a_read_of_it(
+        driver, vms, tgt, tmp_path):
+    first, _ = vms
+    volume_id = new_id("volume")
+    path = volume_file(tmp_path)
+    driver.attach_volume(first.insid, tgt.export(volume_id, path, initiator_iqn(NODE)))
+    first.wait_until(lambda: first.sees(volume_id), PLUG_TIMEOUT, f"disk with serial {volume_id} in the guest")
+
+    beyond = first.get("/cgi-bin/blockbench", serial=volume_id, op="write", mb=VOLUME_BYTES // MiB + 1)
+    assert beyond is not None and beyond.status_code == 400 and "disk's size" in beyond.text, beyond and beyond.text
+    for op in ("write", "read"):
+        started = time.monotonic()
+        response = first.get("/cgi-bin/blockbench", timeout=120, serial=volume_id, op=op, mb=4)
+        waited = time.monotonic() - started
+        assert response is not None and response.status_code == 200, response and response.text
+        answer = dict(field.split("=", 1) for field in response.text.split())
+        assert answer["op"] == op and int(answer["bytes"]) == 4 * MiB, answer
+        # The guest's clock timed dd alone: more than nothing, less than the whole request the host waited for.
+        assert 0 < int(answer["microseconds"]) / 1e6 < waited, (answer, waited)
+        if op == "write":
+            # fsync'ed: the pattern is in the file behind the LUN, exactly 4 MiB of it, nothing written beyond.
+            data = path.read_bytes()
+            assert data[:4 * MiB] == BENCH_LINE * (4 * MiB // len(BENCH_LINE))
+            assert data[4 * MiB:] == bytes(VOLUME_BYTES - 4 * MiB)
+    driver.detach_volume(first.insid, volume_id)
+
+
 @pytest.mark.parametrize("wrong", ["secret", "initiator"])
 def test_a_refused_login_fails_at_once_with_the_targets_reason_and_leaves_nothing(driver, vms, tgt, tmp_path, wrong):
     first, _ = vms
@@ -197,6 +229,12 @@ def test_a_refused_login_fails_at_once_with_the_targets_reason_and_leaves_nothin
     ("blockwrite", {"serial": "vol;reboot", "offset": 0, "text": "x"}, 400),
     ("blockwrite", {"serial": "vol-0000ffff", "offset": "1e3", "text": "x"}, 400),
     ("blockwrite", {"serial": "vol-0000ffff", "offset": 0}, 400),
+    ("blockbench", {"serial": "vol-0000ffff", "op": "write", "mb": 1}, 404),
+    ("blockbench", {"serial": "vol-0000ffff", "op": "write", "mb": 0}, 400),
+    ("blockbench", {"serial": "vol-0000ffff", "op": "write", "mb": 1025}, 400),
+    ("blockbench", {"serial": "vol-0000ffff", "op": "write", "mb": "01"}, 400),
+    ("blockbench", {"serial": "vol-0000ffff", "op": "erase", "mb": 1}, 400),
+    ("blockbench", {"serial": "vda;reboot", "op": "read", "mb": 1}, 400),
 ])
 def test_the_guests_block_cgi_refuses_bad_input_and_unknown_disks(vms, cgi, params, status):
     response = vms[0].get(f"/cgi-bin/{cgi}", **params)

@@ -246,6 +246,28 @@ _volumes = attrgetter("volumes")
 _snapshots = attrgetter("snapshots")
 
 
+def _volume_instance(volume: Volume) -> Instance | None:
+    """The instance an attach of the volume names: one of the volume's owner-group, if there is one."""
+    return (Instance.objects.filter(owner_group_id=volume.owner_group_id)
+            .select_related("owner_group", "assigned_to").order_by("instance_id").first())
+
+
+def _attach_body(volume: Volume) -> dict:
+    instance = _volume_instance(volume)
+    return {"instance_id": instance.instance_id if instance is not None else "ins-00000000"}
+
+
+def _uses_volume_instance(world: World, person: Person, volume: Volume) -> int:
+    """Attaching also needs execute or write on the instance: a 403 for one the person may read only."""
+    instance = _volume_instance(volume)
+    if instance is None:
+        return 200
+    owner, assignee = world.owner(instance)
+    if any(rule(person, action, "instance", owner, assignee) for action in ("execute", "write")):
+        return 200
+    return 403 if rule(person, "read", "instance", owner, assignee) else 200
+
+
 def _desktops(world):
     return [instance for instance in world.instances if instance.kind == "rvd"]
 
@@ -405,6 +427,14 @@ EXPECTATIONS: dict[str, Expect] = {
         on_records("volume", "write", "POST", _p(API + "/volumes/{0.volume_id}/snapshots/"), _volumes))),
     "clc-api:volume-restore": Expect(on_records("volume", "write", "POST", _p(API + "/volumes/{0.volume_id}/restore/"),
                                                 _volumes, {"snapshot_id": "snp-00000000"})),
+    # Attaching is writing the volume and using (execute or write) the instance: one the person may not read is a
+    # 400 naming instance_id as an unknown one (not a refusal here), one they may only read a 403. Allowed, this
+    # world's instances do not run: a 409 naming instance_id.
+    "clc-api:volume-attach": Expect(on_records("volume", "write", "POST", _p(API + "/volumes/{0.volume_id}/attach/"),
+                                               _volumes, _attach_body, extra=_uses_volume_instance)),
+    # Allowed, nothing is attached in this world: a 409.
+    "clc-api:volume-detach": Expect(on_records("volume", "write", "POST", _p(API + "/volumes/{0.volume_id}/detach/"),
+                                               _volumes)),
     "clc-api:snapshot-detail": Expect(on_records("volume", "read", "GET", _p(API + "/snapshots/{0.snapshot_id}/"),
                                                  _snapshots)),
     "clc-api:instance-list": Expect(listing(
@@ -631,6 +661,11 @@ EXPECTATIONS: dict[str, Expect] = {
                                            _volumes, {"name": "renamed"}, page=True)),
     "clc:volume-snapshot": Expect(on_records("volume", "write", "POST", _p("/clc/volumes/{0.volume_id}/snapshots/"),
                                              _volumes, page=True)),
+    # Allowed, the instance is looked for among the running ones the person may use (none here): a message.
+    "clc:volume-attach": Expect(on_records("volume", "write", "POST", _p("/clc/volumes/{0.volume_id}/attach/"),
+                                           _volumes, _attach_body, page=True)),
+    "clc:volume-detach": Expect(on_records("volume", "write", "POST", _p("/clc/volumes/{0.volume_id}/detach/"),
+                                           _volumes, page=True)),
     "clc:volume-restore": Expect(on_records(
         "volume", "write", "POST", _p("/clc/volumes/{0.volume.volume_id}/snapshots/{0.snapshot_id}/restore/"),
         _snapshots, page=True)),
