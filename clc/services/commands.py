@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import QuerySet
+
 from luhyaapi import trust
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.trust import own_key
@@ -31,12 +33,15 @@ class CommandError(Exception):
         self.field = field
 
 
+def online_servers(role: str, cluster: str = "") -> QuerySet:
+    """The online servers of ``role`` that can be called (an API address known), of ``cluster`` if given."""
+    servers = Server.objects.filter(role=role, state=LivenessChoices.ONLINE).exclude(api_url="")
+    return servers.filter(cluster=cluster) if cluster else servers
+
+
 def online_controllers(cluster: str = "") -> list[Server]:
     """The online cluster controllers that can be called (of ``cluster`` if given), most recently heard first."""
-    controllers = Server.objects.filter(role=RoleChoices.CC, state=LivenessChoices.ONLINE).exclude(api_url="")
-    if cluster:
-        controllers = controllers.filter(cluster=cluster)
-    return list(controllers.order_by("-last_seen", "name"))
+    return list(online_servers(RoleChoices.CC, cluster).order_by("-last_seen", "name"))
 
 
 def controller_client(controller: Server) -> RoleClient:

@@ -16,12 +16,13 @@ from django.contrib.auth import authenticate
 from django.http import HttpRequest
 
 from clc.services import authz
+from clc.services.commands import online_servers
 from clc.services.logins import refusal_of
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.shares import MOUNT, ShareGrant, ShareLogin
 from luhyaapi.trust import own_key
-from luhyadb.choices import LivenessChoices, RoleChoices
 from luhyadb.choices import ResourceTypeChoices as Type
+from luhyadb.choices import RoleChoices
 from luhyadb.models import Account, Instance, Server
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def home_share_url(user) -> str | None:
     actor = authz.actor_for(user)
     if not actor.is_person:
         return None
-    servers = Server.objects.filter(role=RoleChoices.SC, state=LivenessChoices.ONLINE).exclude(api_url="")
+    servers = online_servers(RoleChoices.SC)
     latest = (Instance.objects.filter(assigned_to_id=user.pk).exclude(cluster="").order_by("-updated")
               .values_list("cluster", flat=True).first())
     server = (servers.filter(cluster=latest).order_by("name").first() if latest else None) or \
@@ -120,7 +121,7 @@ def share_usage(actor: authz.Actor) -> ShareUsage:
     fullest first."""
     readable_accounts = set(authz.readable(actor, Account.objects.all()).values_list("user__username", flat=True))
     rows, unreachable = [], []
-    servers = Server.objects.filter(role=RoleChoices.SC, state=LivenessChoices.ONLINE).exclude(api_url="")
+    servers = online_servers(RoleChoices.SC)
     for server in servers.order_by("name"):
         try:
             shares = _shares_of_sc(server)

@@ -28,15 +28,16 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError, transaction
+from pydantic import BaseModel
 
-from clc.services.commands import controller_client, online_controllers
+from clc.services.commands import controller_client, online_controllers, online_servers
 from luhyaapi.client import RemoteError, RoleClient
 from luhyaapi.ids import new_id
 from luhyaapi.messages import TaskStatus
 from luhyaapi.trust import own_key
 from luhyaapi.volumes import VolumeAttachRequest, VolumeDetachRequest, VolumeRef, parse_volume_task_id
 from luhyadb.choices import InstanceStateChoices as InstanceState
-from luhyadb.choices import LivenessChoices, RoleChoices, VolumeSourceChoices, VolumeStateChoices
+from luhyadb.choices import RoleChoices, VolumeSourceChoices, VolumeStateChoices
 from luhyadb.models import Image, Instance, OwnerGroup, Server, Snapshot, Volume
 
 logger = logging.getLogger(__name__)
@@ -67,10 +68,7 @@ class VolumeError(Exception):
 
 def storage_controllers(cluster: str = "") -> list[Server]:
     """The online storage controllers that can be called (of ``cluster`` if given), most recently heard first."""
-    servers = Server.objects.filter(role=RoleChoices.SC, state=LivenessChoices.ONLINE).exclude(api_url="")
-    if cluster:
-        servers = servers.filter(cluster=cluster)
-    return list(servers.order_by("-last_seen", "name"))
+    return list(online_servers(RoleChoices.SC, cluster).order_by("-last_seen", "name"))
 
 
 def choose_sc(cluster: str = "") -> Server:
@@ -317,6 +315,22 @@ def _ask_controller(controller: Server, path: str, payload: dict) -> dict:
                           may_have_arrived=exc.may_have_arrived) from exc
 
 
+def _ask_for(volume: Volume, instance: Instance, controller: Server, path: str, request: BaseModel, *,
+             pending: str, doing: str, undo: dict) -> dict:
+    """The CC's answer to an attach or detach the volume is ``pending`` for. A refusal puts the record back
+    (``undo``, with the reason) and is raised; a call that may have been queued anyway leaves it ``pending`` (the
+    node's report settles it, or the next attempt) and is a 503 saying so."""
+    try:
+        return _ask_controller(controller, path, request.model_dump())
+    except VolumeError as exc:
+        if exc.may_have_arrived:
+            Volume.objects.filter(pk=volume.pk, state=pending).update(message=str(exc))
+            raise VolumeError(503, f"{exc}; the {doing} may still happen: look again in a moment") from exc
+        Volume.objects.filter(pk=volume.pk, state=pending, instance=instance).update(
+            message=f"not {doing}ed: {exc}", **undo)
+        raise
+
+
 def attach_volume(volume: Volume, instance: Instance) -> Volume:
     """Attach the volume to the running instance: ``attaching`` with the instance recorded, then the instance's
     cluster controller asked to have the volume's SC export it to the instance's node and plug it in there; the
@@ -344,15 +358,9 @@ def attach_volume(volume: Volume, instance: Instance) -> Volume:
             VolumeStateChoices.ATTACHING, instance, "", "")
         volume.save(update_fields=["state", "instance", "device", "message", "updated"])
     request = VolumeAttachRequest(volume=VolumeRef(volume_id=volume.volume_id, sc=volume.sc))
-    try:
-        answer = _ask_controller(controller, f"instances/{instance.instance_id}/volumes/", request.model_dump())
-    except VolumeError as exc:
-        if exc.may_have_arrived:  # it may attach yet: the node's report settles it, or the next attempt
-            Volume.objects.filter(pk=volume.pk, state=VolumeStateChoices.ATTACHING).update(message=str(exc))
-            raise VolumeError(503, f"{exc}; the attach may still happen: look again in a moment") from exc
-        Volume.objects.filter(pk=volume.pk, state=VolumeStateChoices.ATTACHING, instance=instance).update(
-            state=VolumeStateChoices.AVAILABLE, instance=None, device="", message=f"not attached: {exc}")
-        raise
+    answer = _ask_for(volume, instance, controller, f"instances/{instance.instance_id}/volumes/", request,
+                      pending=VolumeStateChoices.ATTACHING, doing="attach",
+                      undo={"state": VolumeStateChoices.AVAILABLE, "instance": None, "device": ""})
     logger.info("volumes: %s attaching to %s on %s (%s)", volume.volume_id, instance.instance_id,
                 answer.get("node"), answer.get("tid"))
     volume.refresh_from_db()
@@ -383,16 +391,9 @@ def detach_volume(volume: Volume) -> Volume:
         volume.state, volume.message = VolumeStateChoices.DETACHING, ""
         volume.save(update_fields=["state", "message", "updated"])
     request = VolumeDetachRequest(volume=VolumeRef(volume_id=volume.volume_id, sc=volume.sc))
-    try:
-        answer = _ask_controller(controller, f"instances/{instance.instance_id}/volumes/{volume.volume_id}/detach/",
-                                 request.model_dump())
-    except VolumeError as exc:
-        if exc.may_have_arrived:
-            Volume.objects.filter(pk=volume.pk, state=VolumeStateChoices.DETACHING).update(message=str(exc))
-            raise VolumeError(503, f"{exc}; the detach may still happen: look again in a moment") from exc
-        Volume.objects.filter(pk=volume.pk, state=VolumeStateChoices.DETACHING, instance=instance).update(
-            state=VolumeStateChoices.IN_USE, message=f"not detached: {exc}")
-        raise
+    answer = _ask_for(volume, instance, controller,
+                      f"instances/{instance.instance_id}/volumes/{volume.volume_id}/detach/", request,
+                      pending=VolumeStateChoices.DETACHING, doing="detach", undo={"state": VolumeStateChoices.IN_USE})
     logger.info("volumes: %s detaching from %s on %s (%s)", volume.volume_id, instance.instance_id,
                 answer.get("node"), answer.get("tid"))
     volume.refresh_from_db()
