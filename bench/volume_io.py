@@ -27,6 +27,9 @@ Per round, interleaved:
   same file on the same disk. None of the three calls fsync. The issue's goal is WebDAV at 0.5 of ``cp`` or
   better. The host's web server (waitress) holds a request's whole body in a temporary file before the application
   sees it, so a PUT's bytes are written twice on the SC (waitress's file, then the upload's), against once by ``cp``.
+- **http**: the same PUT and GET against ``bench/bare_http.py``, a bare WSGI application on the host's web server
+  settings in a process of its own: the ceiling of any Python application on that server, so the figures say how
+  much is WebDAV's (wsgidav, the login, the quota) and how much is the web server's.
 
 It prints MB/s per way and round with the load average (the machine is shared: other processes run meanwhile),
 then the medians and the ratios. Everything it starts (tgtd, the VM, the WebDAV host) is stopped and its scratch
@@ -224,23 +227,12 @@ class GuestDisk:
             time.sleep(0.5)
 
 
-class DavShare:
-    """A live host with the CLC, a CC and the SC, and an account's WebDAV home: ``put`` and ``get`` a file."""
+class HttpFile:
+    """A file of ``size`` bytes at ``url``: ``put`` it there and ``get`` it back, each timed."""
 
-    def __init__(self, workdir: Path, size: int) -> None:
-        self.size = size
-        quota_mb = size // MiB + 64
-        self.host = RoleProcess(workdir, "dav", "clc,cc,sc",
-                                {"sc": {"dav_quota_mb": str(quota_mb), "iscsi_listen": f"127.0.0.1:{_free_port()}",
-                                        "tgt_control_port": str(_free_control_port())}})
-        self.host.start().wait_listening()
-        admin = ConsoleClient(self.host.url, timeout=120)
-        admin.post("/clc/api/1.0/ownergroups/", {"path": "edu.bench", "name": "edu.bench", "kind": "school"})
-        admin.post("/clc/api/1.0/accounts/", {"username": "bencher", "owner_group": "edu.bench", "role": "poweruser",
-                                              "password": DAV_PASSWORD})
-        self.session = requests.Session()
-        self.session.auth = ("bencher", DAV_PASSWORD)
-        self.url = f"{self.host.url}/sc/dav/home/bencher/big.bin"
+    def __init__(self, url: str, size: int, session: requests.Session | None = None) -> None:
+        self.url, self.size = url, size
+        self.session = session or requests.Session()
 
     def put(self, source: Path) -> float:
         """Upload ``source`` streamed from the open file, with its Content-Length: a chunked upload of exactly
@@ -251,7 +243,7 @@ class DavShare:
             response = self.session.put(self.url, data=data, timeout=1800)
         elapsed = time.perf_counter() - started
         if response.status_code not in (201, 204):
-            raise SystemExit(f"WebDAV PUT answered {response.status_code}: {response.text[:300]}")
+            raise SystemExit(f"PUT {self.url} answered {response.status_code}: {response.text[:300]}")
         return elapsed
 
     def get(self, destination: Path) -> float:
@@ -259,17 +251,60 @@ class DavShare:
         written = 0
         with self.session.get(self.url, stream=True, timeout=1800) as response, destination.open("wb") as data:
             if response.status_code != 200:
-                raise SystemExit(f"WebDAV GET answered {response.status_code}")
+                raise SystemExit(f"GET {self.url} answered {response.status_code}")
             for piece in response.iter_content(DAV_PIECE):
                 data.write(piece)
                 written += len(piece)
         elapsed = time.perf_counter() - started
         if written != self.size:
-            raise SystemExit(f"WebDAV GET gave {written} bytes of {self.size}")
+            raise SystemExit(f"GET {self.url} gave {written} bytes of {self.size}")
         return elapsed
+
+
+
+class DavShare(HttpFile):
+    """A live host with the CLC, a CC and the SC, and an account's WebDAV home."""
+
+    def __init__(self, workdir: Path, size: int) -> None:
+        quota_mb = size // MiB + 64
+        self.host = RoleProcess(workdir, "dav", "clc,cc,sc",
+                                {"sc": {"dav_quota_mb": str(quota_mb), "iscsi_listen": f"127.0.0.1:{_free_port()}",
+                                        "tgt_control_port": str(_free_control_port())}})
+        self.host.start().wait_listening()
+        admin = ConsoleClient(self.host.url, timeout=120)
+        admin.post("/clc/api/1.0/ownergroups/", {"path": "edu.bench", "name": "edu.bench", "kind": "school"})
+        admin.post("/clc/api/1.0/accounts/", {"username": "bencher", "owner_group": "edu.bench", "role": "poweruser",
+                                              "password": DAV_PASSWORD})
+        session = requests.Session()
+        session.auth = ("bencher", DAV_PASSWORD)
+        super().__init__(f"{self.host.url}/sc/dav/home/bencher/big.bin", size, session)
 
     def close(self) -> None:
         self.host.stop()
+
+
+class BareHttp(HttpFile):
+    """``bench/bare_http.py`` in a process of its own: the same web server without WebDAV, the ceiling."""
+
+    def __init__(self, folder: Path, size: int) -> None:
+        folder.mkdir(parents=True)
+        port = _free_port()
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_http.py"), str(port),
+                                         str(folder)])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("bench/bare_http.py did not listen within 30 s") from None
+                time.sleep(0.2)
+        super().__init__(f"http://127.0.0.1:{port}/big", size)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
 
 
 def make_file(path: Path, size: int) -> str:
@@ -316,7 +351,7 @@ def main() -> None:
     reads = [f"read {n * chunk} {chunk}" for n in range(size // chunk)]
     block, count = f"bs={options.chunk_mb}M", f"count={size // chunk}"
     figures: dict[str, list[float]] = {}
-    guest = dav = None
+    guest = dav = bare = None
     try:
         if not options.no_guest:
             accelerator = detect_accelerator()
@@ -328,6 +363,7 @@ def main() -> None:
                   f"reads its {options.guest_mb} MiB whole a round with dd bs=1M, timed on its own clock")
         if not options.no_dav:
             dav = DavShare(DATA / "dav", options.dav_mb * MiB)
+            bare = BareHttp(DATA / "bare", options.dav_mb * MiB)
             source = DATA / "dav-source.bin"
             sent = make_file(source, options.dav_mb * MiB)
             print(f"WebDAV: host {dav.host.url} (clc, cc, sc) ready, {options.dav_mb} MiB file made")
@@ -345,9 +381,12 @@ def main() -> None:
                 taken["dav get"] = dav.get(fetched)
                 if sha256_of(fetched) != sent:
                     raise SystemExit("the file WebDAV gave back differs from the one sent")
+                fetched.unlink()
+                taken["http put"] = bare.put(source)
+                taken["http get"] = bare.get(fetched)
                 copy.unlink()
                 fetched.unlink()
-                moved |= dict.fromkeys(("dav put", "cp", "dav get"), options.dav_mb * MiB)
+                moved |= dict.fromkeys(("dav put", "cp", "dav get", "http put", "http get"), options.dav_mb * MiB)
             taken |= {"iscsi read": qemu_io(target, secret_file, reads),
                       "dd read": run(["dd", f"if={path}", "of=/dev/null", block, count])}
             moved |= {"iscsi read": size, "dd read": size}
@@ -364,6 +403,8 @@ def main() -> None:
             guest.close()
         if dav:
             dav.close()
+        if bare:
+            bare.close()
         target_server().stop()
         shutil.rmtree(DATA, ignore_errors=True)
     report(options, {way: statistics.median(values) for way, values in figures.items()})
@@ -378,7 +419,7 @@ def report(options: argparse.Namespace, medians: dict[str, float]) -> None:
     print(f"\nmedians of {options.rounds} rounds (MB/s = MiB/s), {load()} at the end:")
     amounts = {"iscsi": f"{options.size_mb} MiB volume", "dd": f"{options.size_mb} MiB volume",
                "guest": f"{options.guest_mb} MiB volume, dd in the guest", "dav": f"{options.dav_mb} MiB file",
-               "cp": f"{options.dav_mb} MiB file"}
+               "cp": f"{options.dav_mb} MiB file", "http": f"{options.dav_mb} MiB file, bare waitress app"}
     for way, value in medians.items():
         print(f"  {way:12s} {figure(value):>10s}   ({amounts[way.split()[0]]})")
     for kind in ("write", "read"):
@@ -391,6 +432,9 @@ def report(options: argparse.Namespace, medians: dict[str, float]) -> None:
         put, get = medians["dav put"] / medians["cp"], medians["dav get"] / medians["cp"]
         met = "met" if min(put, get) >= 0.5 else "NOT met"
         print(f"  WebDAV PUT/cp {put:.2f}, GET/cp {get:.2f}: the goal of 0.5 of cp is {met}")
+        bare_put, bare_get = medians["http put"] / medians["cp"], medians["http get"] / medians["cp"]
+        print(f"  the web server's ceiling: bare PUT/cp {bare_put:.2f}, GET/cp {bare_get:.2f}; WebDAV/bare PUT "
+              f"{medians['dav put'] / medians['http put']:.2f}, GET {medians['dav get'] / medians['http get']:.2f}")
 
 
 if __name__ == "__main__":

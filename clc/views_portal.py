@@ -88,6 +88,7 @@ class DesktopListView(PortalMixin, TemplateView):
         return super().get_context_data(**kwargs) | {
             "desktops": rows,
             "pools": [{"pool": pool, "held": pool.pk in held} for pool in pools.usable_pools(self.actor)],
+            "data_disks": portal.data_disks(self.actor),
             "live": {"status": reverse("portal:status"), "period": REFRESH_MS},
         }
 

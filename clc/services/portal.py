@@ -29,7 +29,7 @@ from clc.services.rfb import viewer_file_password
 from clc.services.tasks import TaskNotFound, task_status
 from luhyadb.choices import InstanceKindChoices
 from luhyadb.choices import InstanceStateChoices as State
-from luhyadb.models import ImageApp, Instance
+from luhyadb.models import ImageApp, Instance, Volume
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,11 @@ def _valid_host(host: str) -> bool:
     except ValueError:
         return len(host) <= 253 and bool(_HOSTNAME_RE.fullmatch(host))
     return True
+
+
+def data_disks(actor: authz.Actor) -> QuerySet:
+    """The person's personal data disks (``clc.services.data_disks``), with the desktop each is on now."""
+    return Volume.objects.filter(personal=True, holder_id=actor.user_id).select_related("instance").order_by("cluster")
 
 
 def desktops(actor: authz.Actor) -> QuerySet:

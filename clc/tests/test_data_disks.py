@@ -181,3 +181,18 @@ def test_a_remote_desktop_of_its_own_brings_its_persons_data_disk_to_each_run(sc
     assert head.post(f"{API}/instances/{insid}/run/").status_code == 202
     assert [disk.volume_id] == list(Volume.objects.values_list("volume_id", flat=True)), "the same disk, not another"
     assert disk_of(student).instance.instance_id == insid
+
+
+def test_the_portal_shows_a_student_their_data_disk_and_where_it_is_and_no_one_elses(schools, store):
+    pool = pool_of(schools, data_disk_mb=8)
+    first, second = schools["students"][:2]
+    desktop = Instance.objects.get(instance_id=claim(first, pool)["instance_id"])
+    page = as_(first).get("/portal/").content.decode()
+    disk = disk_of(first)
+    assert 'id="data-disks"' in page and disk.volume_id in page and "8.0\xa0MB" in page
+    assert f"on <strong>{desktop.name}</strong> now" in page
+    report(desktop, "running")
+    report(desktop, "stopped")
+    page = as_(first).get("/portal/").content.decode()
+    assert "it comes with your next desktop" in page
+    assert 'id="data-disks"' not in as_(second).get("/portal/").content.decode(), "a student without one"
