@@ -4,12 +4,15 @@ running test VM (the SC exports it to the node, the CC queues the hot-plug, the 
 shows it in use), written through the guest's block CGI, snapshotted, overwritten, detached, restored to the
 snapshot and attached to a second VM, which reads the snapshot's bytes; that VM stopped and started again gets its
 volume back at start (every run carries the instance's volumes); the refusals the issue names (an attached volume,
-a stopped instance) answer 409 with nothing changed."""
+a stopped instance) answer 409 with nothing changed. And the SC's target daemon killed under a guest with two
+volumes: the guest reads and writes both again once the SC serves them again."""
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -41,8 +44,8 @@ def host(tmp_path_factory):
     try:
         with allinone_host(tmp_path_factory.mktemp("vol"), ports=20, stop_timeout=20,
                            sc={"iscsi_listen": f"127.0.0.1:{free_port()}", "tgt_control_port": str(control),
-                               "capacity_gb": "2"}) as running:
-            yield running
+                               "capacity_gb": "2"}) as (aio, image):
+            yield aio, image, control
     finally:
         if processes_mentioning(f"tgtd -f -C {control} "):  # tgtd ignores SIGTERM while it has targets
             subprocess.run(["tgtadm", "-C", str(control), "--op", "delete", "--mode", "system"], check=False,
@@ -112,11 +115,24 @@ def _refused(call) -> RemoteError:
     return caught.value
 
 
-def test_a_volume_goes_from_guest_to_snapshot_to_another_guest_and_back_after_a_restart(host):
-    aio, image = host
+@pytest.fixture(scope="module")
+def image_id(host) -> str:
+    aio, image, _ = host
     client = ConsoleClient(aio.url)
     wait_for("every role online", lambda: _online(client), 90)
-    image_id = client.upload_image(image, "Volume test VM")["image_id"]
+    return client.upload_image(image, "Volume test VM")["image_id"]
+
+
+def _stop_and_delete(client: ConsoleClient, *insids: str) -> None:
+    for insid in insids:
+        client.post(f"/clc/api/1.0/instances/{insid}/stop/", {})
+    for insid in insids:
+        wait_for(f"{insid} stopped", lambda insid=insid: _state(client, insid) == "stopped", 120)
+        client.request("DELETE", f"/clc/api/1.0/instances/{insid}/")
+
+
+def test_a_volume_goes_from_guest_to_snapshot_to_another_guest_and_back_after_a_restart(host, image_id):
+    client = ConsoleClient(host[0].url)
     first, first_page = _running(client, image_id, "volume writer")
 
     volume = client.post("/clc/api/1.0/volumes/", {"name": "class data", "owner_group": "edu", "size": 64 * MIB})
@@ -164,11 +180,42 @@ def test_a_volume_goes_from_guest_to_snapshot_to_another_guest_and_back_after_a_
 
     client.post(f"/clc/api/1.0/volumes/{volume_id}/detach/", {})
     _volume_becomes(client, volume_id, "available")
-    for insid in (first, second):
-        client.post(f"/clc/api/1.0/instances/{insid}/stop/", {})
-    for insid in (first, second):
-        wait_for(f"{insid} stopped", lambda insid=insid: _state(client, insid) == "stopped", 120)
-        client.request("DELETE", f"/clc/api/1.0/instances/{insid}/")
+    _stop_and_delete(client, first, second)
     client.request("DELETE", f"/clc/api/1.0/snapshots/{snapshot['snapshot_id']}/")
     client.request("DELETE", f"/clc/api/1.0/volumes/{volume_id}/")
     assert _refused(lambda: _volume(client, volume_id)).status == 404
+
+
+def test_guests_keep_their_two_volumes_when_the_scs_target_daemon_is_killed(host, image_id):
+    """The SC's tgtd killed with SIGKILL while a guest has two of its volumes: the SC's target daemon serves the same
+    targets again from its records (same names, secrets, initiators) and the guest reads and writes both disks
+    again, the bytes written before the kill still there."""
+    aio, _, control = host
+    client = ConsoleClient(aio.url)
+    insid, page = _running(client, image_id, "two disks")
+    volumes = [client.post("/clc/api/1.0/volumes/", {"name": f"disk {n}", "owner_group": "edu", "size": 32 * MIB})
+               ["volume_id"] for n in (1, 2)]
+    before = {}
+    for volume_id in volumes:
+        client.post(f"/clc/api/1.0/volumes/{volume_id}/attach/", {"instance_id": insid})
+        _volume_becomes(client, volume_id, "in-use")
+        before[volume_id] = secrets.token_hex(16)
+        _write(page, volume_id, before[volume_id])
+
+    [tgtd] = processes_mentioning(f"tgtd -f -C {control} ")
+    os.kill(tgtd, signal.SIGKILL)
+    wait_for("the SC's tgtd serving again", lambda: [pid for pid in processes_mentioning(f"tgtd -f -C {control} ")
+                                                     if pid != tgtd], 60)
+    for volume_id in volumes:
+        wait_for(f"{volume_id} read again by the guest", lambda volume_id=volume_id: _read(
+            page, volume_id, len(before[volume_id])) == before[volume_id], 120)
+        after = secrets.token_hex(16)
+        _write(page, volume_id, after)
+        assert _read(page, volume_id, len(after)) == after
+    assert all(_volume(client, volume_id)["state"] == "in-use" for volume_id in volumes)
+
+    for volume_id in volumes:
+        client.post(f"/clc/api/1.0/volumes/{volume_id}/detach/", {})
+        _volume_becomes(client, volume_id, "available")
+        client.request("DELETE", f"/clc/api/1.0/volumes/{volume_id}/")
+    _stop_and_delete(client, insid)
