@@ -1,10 +1,19 @@
 """Admin pages of the cluster controller's tables: its nodes, and read-only the records it keeps for itself (placed
-instances, port and address leases, the network settings it last fetched, the commands sent to its nodes), which
+instances, port and address leases, the network settings it last fetched, the commands sent to its nodes, the
+volume exports it asked of its storage controllers), which
 only its services change so that leases, placements and the firewall stay in step."""
 
 from django.contrib import admin
 
-from cc.models import AddressLease, ClusterInstance, ClusterNode, CommandTask, NetworkSettings, PortLease
+from cc.models import (
+    AddressLease,
+    ClusterInstance,
+    ClusterNode,
+    CommandTask,
+    NetworkSettings,
+    PortLease,
+    VolumeExport,
+)
 from luhyadb.admin import ReadOnlyAdmin
 
 
@@ -48,3 +57,10 @@ class CommandTaskAdmin(ReadOnlyAdmin):
                     "updated")
     list_filter = ("state", "op", "node")
     search_fields = ("task_id", "tid", "instance_id", "node")
+
+
+@admin.register(VolumeExport)
+class VolumeExportAdmin(ReadOnlyAdmin):
+    list_display = ("volume_id", "sc", "node", "instance_id", "detaching", "updated")
+    list_filter = ("detaching", "sc", "node")
+    search_fields = ("volume_id", "instance_id", "node")
