@@ -38,9 +38,8 @@ from luhyadb.models import Instance, Snapshot, Volume
 
 
 def _volume_error(exc: VolumeError) -> Response:
-    if exc.field:
-        return Response({exc.field: [str(exc)]}, status=exc.status)
-    return Response({"detail": str(exc)}, status=exc.status)
+    """The refusal as JSON: ``detail`` says why, and the field at fault (if any) names it too."""
+    return Response({"detail": str(exc)} | ({exc.field: [str(exc)]} if exc.field else {}), status=exc.status)
 
 
 def _validated_id(value: str, kind: str, field: str) -> str:

@@ -345,7 +345,7 @@ def attach_volume(volume: Volume, instance: Instance) -> Volume:
         again = volume.state == VolumeStateChoices.ATTACHING and volume.instance_id == instance.pk
         refusal = "" if again else _attached_refusal(volume)
         if refusal:
-            raise VolumeError(409, refusal)
+            raise VolumeError(409, refusal, "volume_id")
         if instance.state not in ATTACHABLE_STATES:
             raise VolumeError(409, f"instance {instance.name} ({instance.instance_id}) is {instance.state}: volumes "
                                    "are attached to running instances only; start it first", "instance_id")
@@ -378,15 +378,17 @@ def detach_volume(volume: Volume) -> Volume:
         instance = volume.instance
         if instance is None or volume.state != VolumeStateChoices.IN_USE:
             where = f" ({volume.state} on {instance.instance_id})" if instance is not None else ""
-            raise VolumeError(409, f"volume {volume.volume_id} is not attached{where}: nothing to detach")
+            raise VolumeError(409, f"volume {volume.volume_id} is not attached{where}: nothing to detach", "volume_id")
         if instance.state in (InstanceState.SCHEDULED, InstanceState.PREPARING):
             raise VolumeError(409, f"volume {volume.volume_id} is on instance {instance.name} "
-                                   f"({instance.instance_id}), which is {instance.state}: detach it once it runs")
+                                   f"({instance.instance_id}), which is {instance.state}: detach it once it runs",
+                              "instance_id")
         if instance.state not in ATTACHABLE_STATES:
             raise VolumeError(409, f"volume {volume.volume_id} is on instance {instance.name} "
                                    f"({instance.instance_id}), which is {instance.state}: detaching from a stopped "
                                    "instance is not done (it would take the volume again at its next start); start "
-                                   "it and detach the volume then, or delete the instance, which frees its volumes")
+                                   "it and detach the volume then, or delete the instance, which frees its volumes",
+                              "instance_id")
         controller = _cluster_controller(instance)
         volume.state, volume.message = VolumeStateChoices.DETACHING, ""
         volume.save(update_fields=["state", "message", "updated"])

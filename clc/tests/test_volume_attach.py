@@ -153,7 +153,8 @@ def test_refusals_name_the_instance_or_the_field(schools, exporting):
     head = schools["head1"]
     volume_id, server = new_volume(schools), running_server(schools)
     other = new_volume(schools, "Other")
-    assert detach(head, volume_id).status_code == 409, "not attached: nothing to detach"
+    refused = detach(head, volume_id)
+    assert refused.status_code == 409 and "nothing to detach" in refused.json()["volume_id"][0], "not attached"
     for bad in ("", "ins-1", "../etc", "x" * 300):
         answer = attach(head, volume_id, bad)
         assert answer.status_code == 400 and "instance_id" in answer.json(), (bad, answer.content)
@@ -179,7 +180,7 @@ def test_refusals_name_the_instance_or_the_field(schools, exporting):
     assert answer.status_code == 202, "asked again while attaching to the same instance: the CC is asked again"
     attached(volume_id, server.instance_id)
     answer = attach(head, volume_id, server.instance_id)
-    assert answer.status_code == 409 and server.instance_id in answer.json()["detail"]
+    assert answer.status_code == 409 and server.instance_id in answer.json()["volume_id"][0]
     assert Volume.objects.get(volume_id=volume_id).state == "in-use"
     # A student may do nothing with volumes; a teacher of the other school does not find it.
     assert attach(schools["students"][0], other, server.instance_id).status_code == 403
@@ -188,7 +189,7 @@ def test_refusals_name_the_instance_or_the_field(schools, exporting):
     report(server, "stopping")
     report(server, "stopped")
     answer = detach(head, volume_id)
-    assert answer.status_code == 409 and "detaching from a stopped instance" in answer.json()["detail"]
+    assert answer.status_code == 409 and "detaching from a stopped instance" in answer.json()["instance_id"][0]
     assert Volume.objects.get(volume_id=volume_id).state == "in-use", "it stays the instance's: back at its start"
 
 
