@@ -78,6 +78,10 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("sc", "capacity_gb"): "0",
     ("sc", "iscsi_listen"): "",
     ("sc", "tgt_control_port"): "3260",
+    ("watch", "raw_days"): "2",
+    ("watch", "rollup_5m_days"): "15",
+    ("watch", "rollup_1h_days"): "455",
+    ("watch", "sample_seconds"): "60",
 }
 # Settings of earlier versions, with what replaced them (a file that still has one says so instead of starting).
 RETIRED: dict[tuple[str, str], str] = {
@@ -163,6 +167,12 @@ class Config:
     tgt_control_port: int = 3260
     # The most a WebDAV share holds: each owner-group's share and each account's home (sc.dav_quota_mb).
     dav_quota_bytes: int = 2**30
+    # How long the watch role keeps raw metric points and their 5-minute and 1-hour rollups (days), and how often
+    # nodes and hosts sample their metrics (seconds).
+    watch_raw_days: float = 2.0
+    watch_rollup_5m_days: float = 15.0
+    watch_rollup_1h_days: float = 455.0
+    watch_sample_seconds: int = 60
     source: str = field(default="")
 
     @property
@@ -302,6 +312,18 @@ def _parse_tgt_control_port(value: str) -> int:
     return int(value)
 
 
+def _parse_watch_retention(get) -> tuple[float, float, float]:
+    """``watch.raw_days``, ``watch.rollup_5m_days``, ``watch.rollup_1h_days``: each kept at least as long as the
+    finer one before it, so that a range a query may ask at a coarser period never ends before the finer one's."""
+    keys = ("raw_days", "rollup_5m_days", "rollup_1h_days")
+    days = [_parse_number("watch", key, get("watch", key), float, 0.1) for key in keys]
+    for finer in (0, 1):
+        if days[finer + 1] < days[finer]:
+            raise _setting_error("watch", keys[finer + 1], f"{days[finer + 1]:g} days is shorter than "
+                                 f"watch.{keys[finer]} ({days[finer]:g} days): coarser statistics are kept longer")
+    return days[0], days[1], days[2]
+
+
 def load_config(environ: os._Environ | dict | None = None) -> Config:
     """Load and validate this host's configuration; raise ConfigError naming the first wrong setting."""
     environ = os.environ if environ is None else environ
@@ -407,6 +429,7 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
             console_listen = validate_ip(console_listen, "clc.console_listen")
         except InvalidValue as exc:
             raise _setting_error("clc", "console_listen", exc.message) from None
+    raw_days, rollup_5m_days, rollup_1h_days = _parse_watch_retention(get)
     idle_stop_minutes = _parse_number("clc", "idle_stop_minutes", get("clc", "idle_stop_minutes"), float, 0)
     if 0 < idle_stop_minutes < 1:  # an open console marks its desktop in use every 30 s: less would stop one in use
         raise _setting_error("clc", "idle_stop_minutes", f"{idle_stop_minutes:g} is below 1 minute; 0 means never")
@@ -467,6 +490,10 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         iscsi_listen=_parse_iscsi_listen(get("sc", "iscsi_listen"), ip),
         tgt_control_port=_parse_tgt_control_port(get("sc", "tgt_control_port")),
         dav_quota_bytes=int(_parse_number("sc", "dav_quota_mb", get("sc", "dav_quota_mb"), float, 0.001) * 2**20),
+        watch_raw_days=raw_days,
+        watch_rollup_5m_days=rollup_5m_days,
+        watch_rollup_1h_days=rollup_1h_days,
+        watch_sample_seconds=int(_parse_number("watch", "sample_seconds", get("watch", "sample_seconds"), int, 10)),
         source=source,
     )
 
