@@ -13,8 +13,8 @@ from clc.services.images import MAX_IMAGE_APPS
 from clc.services.networks import NETWORK_FIELDS, NetworkInvalid, network_settings, validate_network
 from clc.services.portal import SCREENS
 from luhyaapi.validators import MAX_SERVICE_PORTS, InvalidValue, validate_display_name, validate_ports
-from luhyadb.choices import RoleChoices
-from luhyadb.models import APP_NAME_LENGTH, ClusterNetwork, Image, ImageApp, Instance, Server, VMType
+from luhyadb.choices import InstanceKindChoices, RoleChoices
+from luhyadb.models import APP_NAME_LENGTH, MAX_DATA_DISK_MB, ClusterNetwork, Image, ImageApp, Instance, Server, VMType
 
 
 class ThrottledLoginMixin:
@@ -147,12 +147,16 @@ class InstanceForm(AuthorityForm):
 
     services = PortListField(required=False, help_text="guest TCP ports to reach from outside, e.g. 22, 80")
     pinned_node = forms.ChoiceField(required=False, help_text="run only on this node controller")
+    data_disk_mb = forms.IntegerField(required=False, min_value=0, max_value=MAX_DATA_DISK_MB, initial=0,
+                                      help_text="a personal data disk of this many MiB for the person it is the "
+                                                "desktop of, kept across resets (0: none)")
 
     class Meta:
         model = Instance
         fields = ("name", "kind", "image", "vm_type", "owner_group", "persistent", "services", "pinned_node",
-                  "assigned_to")
-        labels = {"vm_type": "VM type", "owner_group": "Owner-group", "assigned_to": "Desktop of"}
+                  "assigned_to", "data_disk_mb")
+        labels = {"vm_type": "VM type", "owner_group": "Owner-group", "assigned_to": "Desktop of",
+                  "data_disk_mb": "Data disk (MiB)"}
 
     def __init__(self, *args, actor: authz.Actor | None = None, **kwargs) -> None:
         super().__init__(*args, actor=actor, **kwargs)
@@ -174,6 +178,9 @@ class InstanceForm(AuthorityForm):
             nodes.append((pinned, f"{pinned} (no longer a node controller)"))
         self.fields["pinned_node"].choices = [("", "any node that fits")] + nodes
 
+    def clean_data_disk_mb(self) -> int:
+        return self.cleaned_data.get("data_disk_mb") or 0
+
     def clean_name(self) -> str:
         try:
             return validate_display_name(self.cleaned_data["name"])
@@ -186,6 +193,10 @@ class InstanceForm(AuthorityForm):
         problem = authz.assignee_problem(cleaned.get("assigned_to"), owner.path) if owner is not None else ""
         if problem:
             self.add_error("assigned_to", problem)
+        kind = cleaned.get("kind") or self.instance.kind
+        if cleaned.get("data_disk_mb") and (kind != InstanceKindChoices.RVD or not cleaned.get("assigned_to")):
+            self.add_error("data_disk_mb", "a data disk goes with a remote desktop assigned to someone: choose whose "
+                                           "desktop it is, or leave it 0")
         return cleaned
 
 
@@ -193,7 +204,7 @@ class InstanceChangeForm(InstanceForm):
     """What may change on an instance that is not running; kind, image and owner-group stay as defined."""
 
     class Meta(InstanceForm.Meta):
-        fields = ("name", "vm_type", "persistent", "services", "pinned_node", "assigned_to")
+        fields = ("name", "vm_type", "persistent", "services", "pinned_node", "assigned_to", "data_disk_mb")
 
 
 class BuildStartForm(forms.Form):

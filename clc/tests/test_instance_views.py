@@ -180,6 +180,20 @@ def test_the_create_form_refuses_bad_values_with_the_fields_message(staff_client
     assert not Instance.objects.exists()
 
 
+def test_a_data_disk_needs_a_remote_desktop_assigned_to_someone_and_is_kept_with_it(staff_client, records):
+    refused = staff_client.post("/clc/instances/new/", form_data(records, data_disk_mb="512"))
+    assert "assigned to someone" in str(refused.context["form"].errors["data_disk_mb"])
+    for value, message in (("-1", "greater than or equal to 0"), ("9" * 12, "less than or equal to")):
+        refused = staff_client.post("/clc/instances/new/", form_data(records, data_disk_mb=value))
+        assert message in str(refused.context["form"].errors["data_disk_mb"]), value
+    assert not Instance.objects.exists()
+    pupil = get_user_model().objects.create_user("pupil-d", password="pw-pupil-123")
+    Account.objects.create(user=pupil, owner_group=records["group"])
+    response = staff_client.post("/clc/instances/new/", form_data(records, data_disk_mb="512", assigned_to=pupil.pk))
+    assert response.status_code == 302, response.context and response.context["form"].errors
+    assert (Instance.objects.get().data_disk_mb, Instance.objects.get().assigned_to) == (512, pupil)
+
+
 def test_an_image_without_a_file_cannot_be_chosen(staff_client, records):
     response = staff_client.post("/clc/instances/new/", form_data(records, image=records["empty"].pk))
     assert response.status_code == 200
