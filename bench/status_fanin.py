@@ -70,6 +70,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from databases import run_mysql
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -572,7 +574,7 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
     if args.database == "mysql":
         db_name = f"bench_fanin_{os.getpid()}_{n_nodes}"
         database_url = f"{args.mysql_url.rstrip('/')}/{db_name}"
-        _mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`",
+        run_mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`",
                f"CREATE DATABASE `{db_name}` CHARACTER SET utf8mb4")
     else:
         db_name = ""
@@ -805,25 +807,9 @@ def run_one(n_nodes: int, args, procs: Processes, workdir: Path, template_db: Pa
     finally:
         if args.database == "mysql" and db_name and not args.keep:
             try:
-                _mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`")
+                run_mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`")
             except Exception as exc:
                 log(f"could not drop {db_name}: {exc!r}")
-
-
-def _mysql(url: str, *statements: str) -> None:
-    from urllib.parse import urlsplit
-
-    import MySQLdb
-
-    parts = urlsplit(url)
-    connection = MySQLdb.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
-                                 user=parts.username or "root", password=parts.password or "")
-    try:
-        cursor = connection.cursor()
-        for statement in statements:
-            cursor.execute(statement)
-    finally:
-        connection.close()
 
 
 # --------------------------------------------------------------------------------------------------------------------

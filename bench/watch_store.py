@@ -33,7 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from databases import run_mysql
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -45,20 +46,6 @@ T0 = 1_767_225_600  # an hour's start: the synthetic samples' first minute
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-def _mysql(url: str, *statements: str) -> None:
-    import MySQLdb
-
-    parts = urlsplit(url)
-    connection = MySQLdb.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
-                                 user=parts.username or "root", password=parts.password or "")
-    try:
-        cursor = connection.cursor()
-        for statement in statements:
-            cursor.execute(statement)
-    finally:
-        connection.close()
 
 
 # --- the child: one database ---------------------------------------------------------------------------------------
@@ -166,7 +153,7 @@ def run_database(kind: str, args) -> dict:
         db_name = f"bench_watch_{os.getpid()}"
         if kind == "mysql":
             url = f"{args.mysql_url.rstrip('/')}/{db_name}"
-            _mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`",
+            run_mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`",
                    f"CREATE DATABASE `{db_name}` CHARACTER SET utf8mb4")
         else:
             url = f"sqlite:///{data_dir}/educloud.sqlite3"
@@ -176,7 +163,7 @@ def run_database(kind: str, args) -> dict:
             output = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
         finally:
             if kind == "mysql":
-                _mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`")
+                run_mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`")
     return json.loads(output.strip().splitlines()[-1])
 
 
