@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import random
 import secrets
 import shutil
 import socket
@@ -64,22 +63,12 @@ sys.path.insert(0, str(ROOT))
 DATA = Path(tempfile.mkdtemp(prefix="educloud-bench-"))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _free_control_port() -> int:
-    """A tgtd management port no tgtd on the machine uses (tgtd keeps it in a short)."""
-    return next(port for port in iter(lambda: random.randint(20000, 32767), None)
-                if not Path(f"/var/run/tgtd/socket.{port}").exists())
-
+from tests.services import free_port, free_tgt_control_port  # noqa: E402  (no Django yet: its settings come next)
 
 os.environ.update({"EDUCLOUD_HOST_NAME": "bench-sc", "EDUCLOUD_HOST_ROLES": "sc", "EDUCLOUD_HOST_DATA_DIR": str(DATA),
                    "EDUCLOUD_CLOUD_CC_URL": "http://127.0.0.1:9/",
-                   "EDUCLOUD_SC_ISCSI_LISTEN": f"127.0.0.1:{_free_port()}",
-                   "EDUCLOUD_SC_TGT_CONTROL_PORT": str(_free_control_port()),
+                   "EDUCLOUD_SC_ISCSI_LISTEN": f"127.0.0.1:{free_port()}",
+                   "EDUCLOUD_SC_TGT_CONTROL_PORT": str(free_tgt_control_port()),
                    "DJANGO_SETTINGS_MODULE": "educloud.settings"})
 
 import django  # noqa: E402
@@ -268,8 +257,8 @@ class DavShare(HttpFile):
     def __init__(self, workdir: Path, size: int) -> None:
         quota_mb = size // MiB + 64
         self.host = RoleProcess(workdir, "dav", "clc,cc,sc",
-                                {"sc": {"dav_quota_mb": str(quota_mb), "iscsi_listen": f"127.0.0.1:{_free_port()}",
-                                        "tgt_control_port": str(_free_control_port())}})
+                                {"sc": {"dav_quota_mb": str(quota_mb), "iscsi_listen": f"127.0.0.1:{free_port()}",
+                                        "tgt_control_port": str(free_tgt_control_port())}})
         self.host.start().wait_listening()
         admin = ConsoleClient(self.host.url, timeout=120)
         admin.post("/clc/api/1.0/ownergroups/", {"path": "edu.bench", "name": "edu.bench", "kind": "school"})
@@ -288,7 +277,7 @@ class BareHttp(HttpFile):
 
     def __init__(self, folder: Path, size: int) -> None:
         folder.mkdir(parents=True)
-        port = _free_port()
+        port = free_port()
         self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_http.py"), str(port),
                                          str(folder)])
         deadline = time.monotonic() + 30

@@ -36,6 +36,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+TGT_SOCKETS = Path("/var/run/tgtd")
+
+
+def free_tgt_control_port() -> int:
+    """A tgtd management port no tgtd on this machine uses, neither its socket nor its lock there (tgtd keeps the
+    port in a short: at most 32767), so a test's or benchmark's SC never talks to another's tgtd."""
+    while True:
+        port = 20000 + int.from_bytes(os.urandom(2), "big") % 12768
+        if not (TGT_SOCKETS / f"socket.{port}").exists() and not (TGT_SOCKETS / f"socket.{port}.lock").exists():
+            return port
+
+
 @contextmanager
 def scratch_mariadb_database(prefix: str = "educloud_test"):
     """A database of its own on the machine's MariaDB; dropped afterwards. Yields its mysql:// URL."""

@@ -70,13 +70,14 @@ def exporting(settings, store, controller):
     as sc-1, so the CC's attach has sc-1 export the volume to the instance's node."""
     from cc.models import ClusterNode
     from sc.services.targets import target_server
-    from sc.tests.conftest import _free_control_port, _free_tcp_port
+    from sc.tests.conftest import _free_tcp_port
+    from tests.services import free_tgt_control_port
 
     missing = [tool for tool in ("tgtd", "tgtadm") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (apt tgt)")
     settings.EDUCLOUD = replace(settings.EDUCLOUD, iscsi_listen=("127.0.0.1", _free_tcp_port()),
-                                tgt_control_port=_free_control_port())
+                                tgt_control_port=free_tgt_control_port())
     ClusterNode.objects.create(role="sc", name="sc-1", ip="127.0.0.1", api_url=controller.api_url)
     yield store
     target_server().stop()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import random
 import shutil
 import socket
 import subprocess
@@ -13,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from luhyaapi.volumes import VolumeTarget
+from tests.services import TGT_SOCKETS, free_tgt_control_port
 
 API = "/sc/api/1.0"
-TGT_SOCKETS = Path("/var/run/tgtd")
 
 
 def files_under(folder: Path) -> list[str]:
@@ -32,19 +31,12 @@ def _free_tcp_port() -> int:
         return probe.getsockname()[1]
 
 
-def _free_control_port() -> int:
-    while True:
-        port = random.randint(20000, 32767)  # tgtd keeps it in a short
-        if not (TGT_SOCKETS / f"socket.{port}").exists() and not (TGT_SOCKETS / f"socket.{port}.lock").exists():
-            return port
-
-
 @pytest.fixture
 def store(settings, tmp_path) -> Path:
     """A fresh data dir per test, and this test's own iSCSI and tgtd management ports; returns the sc folder (not
     autouse: the WebDAV tests beside these have their own)."""
     settings.EDUCLOUD = replace(settings.EDUCLOUD, data_dir=tmp_path / "data", sc_capacity_bytes=0,
-                                iscsi_listen=("127.0.0.1", _free_tcp_port()), tgt_control_port=_free_control_port())
+                                iscsi_listen=("127.0.0.1", _free_tcp_port()), tgt_control_port=free_tgt_control_port())
     return tmp_path / "data" / "sc"
 
 

@@ -10,19 +10,25 @@ volumes: the guest reads and writes both again once the SC serves them again."""
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from luhyaapi.client import RemoteError
 from tests.iscsi import tgt_missing
-from tests.services import ConsoleClient, allinone_host, free_port, instance_record, processes_mentioning, wait_for
+from tests.services import (
+    ConsoleClient,
+    allinone_host,
+    free_port,
+    free_tgt_control_port,
+    instance_record,
+    processes_mentioning,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -30,17 +36,11 @@ MIB = 2**20
 OFFSET = 8192
 
 
-def _control_port() -> int:
-    """A tgtd management port no other tgtd of the machine uses (tgtd takes them up to 32767)."""
-    return next(port for port in iter(lambda: random.randint(20000, 32767), None)
-                if not Path(f"/var/run/tgtd/socket.{port}").exists())
-
-
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     if tgt_missing():
         pytest.skip(tgt_missing())
-    control = _control_port()
+    control = free_tgt_control_port()
     try:
         with allinone_host(tmp_path_factory.mktemp("vol"), ports=20, stop_timeout=20,
                            sc={"iscsi_listen": f"127.0.0.1:{free_port()}", "tgt_control_port": str(control),

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import random
 import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.services import ConsoleClient, RoleProcess, free_port, processes_mentioning, wait_for
+from tests.services import ConsoleClient, RoleProcess, free_port, free_tgt_control_port, processes_mentioning, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,8 +32,7 @@ def host(tmp_path_factory):
     edu.s1 (power user), a student of edu.s1.c1 and someone of edu.s2."""
     workdir = tmp_path_factory.mktemp("dav")
     # The SC's iSCSI target daemon (tgtd) on ports of its own, never the machine's 3260.
-    control = next(port for port in iter(lambda: random.randint(20000, 32767), None)  # tgtd keeps it in a short
-                   if not Path(f"/var/run/tgtd/socket.{port}").exists())
+    control = free_tgt_control_port()
     process = RoleProcess(workdir, "dav", "clc,cc,sc",
                           {"sc": {"dav_quota_mb": str(QUOTA_MB), "iscsi_listen": f"127.0.0.1:{free_port()}",
                                   "tgt_control_port": str(control)},

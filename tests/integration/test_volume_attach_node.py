@@ -10,7 +10,6 @@ ended once the node's report of it reaches the CC.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +34,7 @@ from nc.services.instances import (
 )
 from tests.commands import run_queued
 from tests.nodevm import Reporter, guest_get, qemu_node, serves, wait_for
-from tests.services import build_test_image, free_port_block
+from tests.services import build_test_image, free_port_block, free_tgt_control_port
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
 
@@ -129,14 +128,6 @@ def test_an_attached_volume_comes_back_after_a_restart_of_the_node_a_stop_and_a_
     delete_instance(Command(op="instance/delete", tid=TID, seq=3, paras={"insid": INSID}), reporter)
 
 
-def _free_control_port() -> int:
-    """A tgtd management port no tgtd on this machine uses (tgtd keeps it in a short)."""
-    while True:
-        port = 20000 + secrets.randbelow(12768)
-        if not Path(f"/var/run/tgtd/socket.{port}").exists() and not Path(f"/var/run/tgtd/socket.{port}.lock").exists():
-            return port
-
-
 @pytest.fixture
 def sc_role(node, live_server, cloud_at) -> Iterator[Path]:
     """This test server as the cluster's SC too (its store under the node's directory, a tgtd of its own on a free
@@ -148,7 +139,7 @@ def sc_role(node, live_server, cloud_at) -> Iterator[Path]:
     if tgt_missing():
         pytest.skip(tgt_missing())
     portal, _ = free_port_block(1, low=30000, high=39999)
-    cloud_at(live_server.url, iscsi_listen=("127.0.0.1", portal), tgt_control_port=_free_control_port(),
+    cloud_at(live_server.url, iscsi_listen=("127.0.0.1", portal), tgt_control_port=free_tgt_control_port(),
              sc_capacity_bytes=0)
     ClusterNode.objects.create(role="sc", name="sc-1", ip="127.0.0.1", api_url=live_server.url)
     try:
