@@ -16,11 +16,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from luhyaapi.shares import ShareLogin
 from luhyaapi.validators import OWNER_PATH_RE
 
 HOME, GROUPS = "home", "groups"
+
+
+def dav_root(data_dir: Path) -> Path:
+    """The folder the SC serves over WebDAV, holding ``home/`` and ``groups/``."""
+    return data_dir / "sc" / "dav"
+
+
 READ_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "OPTIONS"})
 WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "MOVE", "COPY", "PROPPATCH", "LOCK", "UNLOCK", "POST"})
 # A file system's limit on one name (bytes of UTF-8); WSGI paths carry each byte as one character.

@@ -25,7 +25,7 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from luhyaapi.shares import MOUNT, ShareLogin
-from sc.dav.access import Refused, check_path, check_request
+from sc.dav.access import Refused, check_path, check_request, dav_root
 from sc.dav.logins import LoginChecker, LoginUnavailable, clc_asker
 from sc.dav.provider import LOGIN_KEY, MIB, ShareProvider, over_quota_message, tree_bytes
 
@@ -141,7 +141,7 @@ def dav_application(data_dir: Path, checker: LoginChecker, quota_bytes: int) -> 
     """The WebDAV application serving ``{data_dir}/sc/dav/`` below ``MOUNT``: logins by ``checker``, a quota of
     ``quota_bytes`` per home and share, class 2 locks and dead properties kept in ``{data_dir}/sc/dav-state/``
     (shelve files) so they outlive a restart."""
-    root = data_dir / "sc" / "dav"
+    root = dav_root(data_dir)
     state = data_dir / "sc" / "dav-state"
     for folder in (root, state):
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

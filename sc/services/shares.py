@@ -10,9 +10,8 @@ from typing import overload
 
 from django.conf import settings
 
-from sc.dav.access import GROUPS, HOME
+from sc.dav.access import GROUPS, HOME, dav_root
 from sc.dav.provider import tree_bytes
-from sc.services.store import store_dir
 
 KINDS = {HOME: "home", GROUPS: "group"}
 
@@ -30,8 +29,8 @@ class ShareUsage:
 
 
 def dav_dir() -> Path:
-    """The folder WebDAV serves (as ``sc.dav.app.dav_application`` is given it)."""
-    return store_dir() / "dav"
+    """The folder this SC's WebDAV serves."""
+    return dav_root(settings.EDUCLOUD.data_dir)
 
 
 def share_folders() -> list[tuple[str, str]]:
