@@ -1,4 +1,5 @@
-"""Typed, versioned messages of the notes (cmd, taskstatus, nodestatus, hoststatus, insstatus) and their JSON form.
+"""Typed, versioned messages of the notes (cmd, taskstatus, nodestatus, hoststatus, insstatus), the watch role's
+metrics, and their JSON form.
 
 Every message carries ``type`` (the notes' name), ``version``, a unique ``msg_id`` and ``sent_at`` (epoch seconds).
 ``decode`` turns bytes from a queue back into the right class and raises ``InvalidMessage`` for anything else.
@@ -12,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
 
+from luhyaapi.metrics import MAX_SAMPLES, MetricSample
 from luhyaapi.validators import MAC_RE, NAME_RE, InvalidValue, validate_ip
 from luhyaapi.vmspec import ConsolePassword
 from luhyaapi.volumes import VolumeRef
@@ -165,8 +167,19 @@ class InsStatus(Message):
     answering: bool = True
 
 
-AnyMessage = Annotated[Command | TaskStatus | NodeStatus | HostStatus | InsStatus, Field(discriminator="type")]
-MESSAGE_CLASSES: tuple[type[Message], ...] = (Command, TaskStatus, NodeStatus, HostStatus, InsStatus)
+class MetricsReport(Message):
+    """A host's batch of metric samples (issue 17): a node's of its instances and of itself, another role host's of
+    itself. ``host`` is the sender's name, so the bus's trust rules can hold the samples to the hosts and instances
+    it may speak for; at most ``MAX_SAMPLES`` a message (a bigger batch goes as several)."""
+
+    type: Literal["metrics"] = "metrics"
+    host: Name
+    samples: tuple[MetricSample, ...] = Field(default=(), max_length=MAX_SAMPLES)
+
+
+AnyMessage = Annotated[Command | TaskStatus | NodeStatus | HostStatus | InsStatus | MetricsReport,
+                       Field(discriminator="type")]
+MESSAGE_CLASSES: tuple[type[Message], ...] = (Command, TaskStatus, NodeStatus, HostStatus, InsStatus, MetricsReport)
 _ADAPTER: TypeAdapter = TypeAdapter(AnyMessage)
 
 

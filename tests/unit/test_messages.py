@@ -10,6 +10,7 @@ from luhyaapi.messages import (
     HostStatus,
     InsStatus,
     InvalidMessage,
+    MetricsReport,
     NodeStatus,
     Resources,
     TaskStatus,
@@ -17,6 +18,7 @@ from luhyaapi.messages import (
     decode,
     encode,
 )
+from luhyaapi.metrics import MetricSample
 
 SAMPLES = {
     Command: Command(op="status/report", tid="img-0000000a:img-0000000a:ins-0000000b", paras={"force": True}),
@@ -31,6 +33,9 @@ SAMPLES = {
     HostStatus: HostStatus(name="pc-101", ip="192.168.1.101", mac="52:54:00:00:01:01", cluster="lvd",
                            interval=300, seq=1, memory_mb=8192, disk_mb=250000),
     InsStatus: InsStatus(insid="ins-0000000c", node="nc-1", state="running", vmstatus="running"),
+    MetricsReport: MetricsReport(host="nc-1", samples=(MetricSample(
+        namespace="eduCloud/Instance", name="CPUUtilization", dimensions={"InstanceId": "ins-0000000c"},
+        timestamp=1_800_000_000.0, value=12.5, unit="Percent"),)),
 }
 
 

@@ -1,0 +1,172 @@
+"""A node's samples of its running instances (issue 17, collection): the driver's since-start counters turned into
+per-sample amounts and CPU seconds into a percentage of the instance's vCPUs, as ``eduCloud/Instance`` metric samples.
+
+Publishing the batch (a ``metrics`` message on the cluster's status path) and the sampling period
+(``watch.sample_seconds``) belong to the node's worker, which is not built yet; see "Sampling" in docs/watch.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from django.conf import settings
+from pydantic import ValidationError
+
+from luhyaapi.messages import MetricsReport
+from luhyaapi.metrics import INSTANCE_METRICS, INSTANCE_NAMESPACE, MAX_SAMPLES, MetricSample
+from nc.drivers.base import DriverError, VMMetrics, VMNotFound
+from nc.models import NodeInstance
+from nc.services import instances
+
+logger = logging.getLogger(__name__)
+
+# The counters of VMMetrics sent as per-sample amounts, by metric name. DiskReadOps and DiskWriteOps are metrics of
+# the schema but no driver counts operations yet (VMMetrics has no such field), so they are not sent.
+COUNTERS: dict[str, str] = {
+    "DiskReadBytes": "disk_read_bytes",
+    "DiskWriteBytes": "disk_write_bytes",
+    "NetworkIn": "net_rx_bytes",
+    "NetworkOut": "net_tx_bytes",
+}
+
+
+@dataclass(frozen=True)
+class InstanceLabels:
+    """What the node knows of an instance only from the cloud: its image and owner group (dimensions ``ImageId``
+    and ``OwnerGroup``, left out while empty) and whether monitoring is on. The run command will carry them
+    (docs/watch.md); until it does, an instance has no such dimensions and is monitored."""
+
+    image_id: str = ""
+    owner_group: str = ""
+    monitoring: bool = True
+
+
+NO_LABELS = InstanceLabels()
+
+
+@dataclass(frozen=True)
+class SampledInstance:
+    """One instance as the sampler names it: its id, how many vCPUs its CPU seconds are shared by, where it runs."""
+
+    instance_id: str
+    vcpus: int
+    node: str
+    cluster: str
+    labels: InstanceLabels = NO_LABELS
+
+    def dimensions(self) -> dict[str, str]:
+        dimensions = {"InstanceId": self.instance_id, "NodeName": self.node, "Cluster": self.cluster}
+        if self.labels.image_id:
+            dimensions["ImageId"] = self.labels.image_id
+        if self.labels.owner_group:
+            dimensions["OwnerGroup"] = self.labels.owner_group
+        return dimensions
+
+
+class InstanceSampler:
+    """Keeps each instance's previous reading, so that the next one gives the amounts of the time between.
+
+    What a reading gives (``sample``):
+    - alive, the first reading since the sampler started, since the instance was forgotten or since it was last
+      seen dead: ``MemoryUsed`` and ``Alive`` 1 only. Its counters count everything since the VM started, which
+      no sample period holds; they become the base of the next reading's amounts.
+    - alive, with a previous reading: also ``CPUUtilization`` (CPU seconds used / (seconds passed * vCPUs) * 100,
+      clamped to 0..100) and the four byte counters' increase; a counter lower than before means the VM started
+      again in between, and counts 0 for that sample.
+    - not alive (the instance should run, its VM does not): ``Alive`` 0 only, and the previous reading is dropped.
+    A reading not later than the previous one is taken as a first reading (no time passed to divide by).
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[str, tuple[float, VMMetrics]] = {}
+
+    def sample(self, instance: SampledInstance, reading: VMMetrics, at: float) -> list[MetricSample]:
+        """The instance's samples at ``at`` (epoch seconds) from ``reading``; see the class."""
+        insid = instance.instance_id
+        dimensions = instance.dimensions()
+
+        def metric(name: str, value: float) -> MetricSample:
+            return MetricSample(namespace=INSTANCE_NAMESPACE, name=name, dimensions=dimensions, timestamp=at,
+                                value=value, unit=INSTANCE_METRICS[name])
+
+        if not reading.alive:
+            self._previous.pop(insid, None)
+            return [metric("Alive", 0)]
+        samples = [metric("MemoryUsed", reading.memory_bytes), metric("Alive", 1)]
+        previous = self._previous.get(insid)
+        self._previous[insid] = (at, reading)
+        if previous is None or at <= previous[0]:
+            return samples
+        before_at, before = previous
+        used = (reading.cpu_seconds - before.cpu_seconds) / ((at - before_at) * max(instance.vcpus, 1)) * 100
+        samples.append(metric("CPUUtilization", min(100.0, max(0.0, used))))
+        for name, field in COUNTERS.items():
+            increase = getattr(reading, field) - getattr(before, field)
+            samples.append(metric(name, increase if increase >= 0 else 0))
+        return samples
+
+    def forget(self, insid: str) -> None:
+        """Drop what is kept of ``insid``: its next reading is a first one."""
+        self._previous.pop(insid, None)
+
+    def retain(self, insids: Iterable[str]) -> None:
+        """Forget every instance not in ``insids`` (stopped or deleted since the last sweep)."""
+        keep = set(insids)
+        for insid in [insid for insid in self._previous if insid not in keep]:
+            del self._previous[insid]
+
+    def known(self) -> set[str]:
+        """The instances whose previous reading is kept."""
+        return set(self._previous)
+
+
+def _vcpus(record: NodeInstance) -> int:
+    cpus = (record.options or {}).get("cpus", 1)
+    return cpus if isinstance(cpus, int) and cpus >= 1 else 1
+
+
+def sample_instances(sampler: InstanceSampler, labels: Mapping[str, InstanceLabels] | None = None,
+                     clock: Callable[[], float] = time.time) -> list[MetricSample]:
+    """One sweep over the instances this node has started (booting or running, as ``watch_instances`` follows
+    them): each one's reading from the node's driver through ``sampler``, stamped with ``clock()`` when it was
+    read. ``labels`` gives the image, owner group and monitoring switch of an instance (none given: no such
+    dimensions, monitored). An instance not started (stopped, failed, being prepared), deleted, or with
+    monitoring off sends nothing and is forgotten; one whose VM is gone though its record says started gives
+    ``Alive`` 0. A driver that fails for one instance is logged and that instance skipped this time (its
+    previous reading kept, so the next amounts span both periods). Never takes an instance's lock: reading
+    counters does not disturb a run, stop or delete at work."""
+    driver = instances.node_driver()
+    config = settings.EDUCLOUD
+    labels = labels or {}
+    samples: list[MetricSample] = []
+    sampled: list[str] = []
+    for record in NodeInstance.objects.filter(state__in=instances.STARTED_STATES):
+        insid = record.instance_id
+        label = labels.get(insid, NO_LABELS)
+        if not label.monitoring:
+            continue
+        try:
+            reading = driver.metrics(insid)
+        except VMNotFound:
+            reading = VMMetrics(alive=False)
+        except DriverError as exc:
+            logger.warning("metrics: no reading of %s: %s", insid, exc)
+            sampled.append(insid)
+            continue
+        sampled.append(insid)
+        instance = SampledInstance(insid, _vcpus(record), config.name, config.cluster, label)
+        try:
+            samples += sampler.sample(instance, reading, clock())
+        except ValidationError as exc:  # a label the schema refuses: this instance's samples only are lost
+            logger.warning("metrics: samples of %s refused: %s", insid, exc)
+    sampler.retain(sampled)
+    return samples
+
+
+def metrics_reports(host: str, samples: list[MetricSample]) -> list[MetricsReport]:
+    """``samples`` as ``metrics`` messages of ``host``, at most ``MAX_SAMPLES`` each (none for no samples)."""
+    return [MetricsReport(host=host, samples=tuple(samples[start:start + MAX_SAMPLES]))
+            for start in range(0, len(samples), MAX_SAMPLES)]
