@@ -447,19 +447,20 @@ def instance_record(client, insid: str) -> dict | None:
 
 @contextmanager
 def allinone_host(workdir: Path, *, ports: int, stop_timeout: int, nc: dict[str, str] | None = None,
-                  sc: dict[str, str] | None = None):
+                  sc: dict[str, str] | None = None, watch: dict[str, str] | None = None):
     """An all-in-one host (clc, walrus, cc, nc) with real QEMU and the test image file, as ``(host, image)``; ``nc``
-    adds node settings; ``sc`` makes it a storage controller too, with those settings. Afterwards its VMs are
-    killed, its log printed, and a VM left running fails the test."""
+    adds node settings; ``sc`` makes it a storage controller too, with those settings, and ``watch`` a watch host.
+    Afterwards its VMs are killed, its log printed, and a VM left running fails the test."""
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed; the test command (tests/run.sh) installs it")
     image = build_test_image()
     low, high = free_port_block(ports)
-    aio = RoleProcess(workdir, "aio", "clc,walrus,cc,nc" + (",sc" if sc is not None else ""),
+    aio = RoleProcess(workdir, "aio", "clc,walrus,cc,nc" + (",sc" if sc is not None else "")
+                      + (",watch" if watch is not None else ""),
                       {"cloud": {"heartbeat_seconds": "1", "missed_heartbeats": "5"},
                        "cc": {"port_range": f"{low}-{high}"},
                        "nc": {"stop_timeout_seconds": str(stop_timeout)} | (nc or {})}
-                      | ({"sc": sc} if sc is not None else {}))
+                      | ({"sc": sc} if sc is not None else {}) | ({"watch": watch} if watch is not None else {}))
     aio.start().wait_listening()
     try:
         yield aio, image

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -264,6 +265,32 @@ def test_files_the_vm_boots_from_cannot_be_overwritten(first_boot):
         (BUILD.parent / "syslinux.cfg").read_text()
 
 
+@pytest.mark.parametrize("query", [{"seconds": "601", "mb": "0"}, {"seconds": "-1", "mb": "0"}, {"seconds": "1"},
+                                   {"seconds": "0", "mb": "17"}, {"seconds": "1;reboot", "mb": "0"}])
+def test_load_refuses_numbers_out_of_range(first_boot, query):
+    answer = requests.get(first_boot.url + "/cgi-bin/load", params=query, timeout=30)
+    assert answer.status_code == 400, answer.text
+
+
+def test_load_keeps_a_cpu_busy_and_writes_to_the_boot_disk(first_boot):
+    """What the metrics tests rely on: QEMU's CPU time (read from /proc) rises by a good part of the seconds asked
+    (all of them on an idle host; a busy one gives QEMU less), and the bytes asked reach the boot disk."""
+    cpu_before = _qemu_cpu_seconds(first_boot.process.pid)
+    started = time.monotonic()
+    answer = requests.get(first_boot.url + "/cgi-bin/load", params={"seconds": "6", "mb": "2"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert "wrote 2 MiB" in answer.text
+    time.sleep(max(0.0, 7 - (time.monotonic() - started)))
+    assert _qemu_cpu_seconds(first_boot.process.pid) - cpu_before >= 2, "the guest's CPU was not kept busy"
+    assert "<li>load.bin (2097152 bytes)</li>" in requests.get(first_boot.url + "/", timeout=30).text
+
+
+def _qemu_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_written_file_survives_power_button_and_second_boot(first_boot, disk):
     """Runs last in this module: it powers the first VM off."""
     name = f"note-{uuid.uuid4().hex[:8]}.txt"
@@ -295,8 +322,11 @@ def test_written_file_survives_power_button_and_second_boot(first_boot, disk):
         read = requests.get(second.url + "/cgi-bin/read", params={"name": name}, timeout=30)
         assert read.status_code == 200, read.text
         assert read.content.decode() == text
+        # The second power-off comes from inside, as a person shutting the guest down would.
         started = time.monotonic()
-        assert second.power_button() == 0
-        report("second power-off", started)
+        assert requests.get(second.url + "/cgi-bin/poweroff", timeout=30).status_code == 200
+        assert second.process.wait(timeout=POWEROFF_TIMEOUT) == 0
+        report("power-off from inside the guest", started)
+        assert "EDUCLOUD-GUEST-STOPPING" in second.serial()
     finally:
         second.stop()
