@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 from pathlib import Path
 
 from luhyaapi.volumes import VolumeTarget, target_iqn
 from sc.services.targets import TargetError, TargetServer, parse_targets
-
-CONTROL_SOCKETS = Path("/var/run/tgtd")
-# tgtd takes management ports up to 32767.
-CONTROL_PORTS = (10000, 32767)
+from tests.services import free_port, free_tgt_control_port
 
 
 def tgt_missing() -> str:
@@ -27,12 +23,6 @@ def tgt_missing() -> str:
     if shutil.which("tgtd") is None or shutil.which("tgtadm") is None:
         return "tgt is not installed (tests/run.sh installs it: apt-get install tgt)"
     return ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class TgtServer:
@@ -48,12 +38,8 @@ class TgtServer:
         """Start on a free port; another attempt on other ports when one is taken meanwhile."""
         errors = []
         for attempt in range(5):
-            low, high = CONTROL_PORTS
-            control = low + secrets.randbelow(high - low + 1)
-            if (CONTROL_SOCKETS / f"socket.{control}").exists():
-                continue
-            port = _free_port()
-            server = TargetServer(self.workdir / f"tgtd-{attempt}", ("127.0.0.1", port), control)
+            port = free_port()
+            server = TargetServer(self.workdir / f"tgtd-{attempt}", ("127.0.0.1", port), free_tgt_control_port())
             try:
                 server.start()
             except TargetError as exc:
