@@ -10,6 +10,7 @@ from django.utils.text import capfirst
 
 from clc.services import authz, logins
 from clc.services.images import MAX_IMAGE_APPS
+from clc.services.instances import MONITORING_HELP
 from clc.services.networks import NETWORK_FIELDS, NetworkInvalid, network_settings, validate_network
 from clc.services.portal import SCREENS
 from luhyaapi.validators import MAX_SERVICE_PORTS, InvalidValue, validate_display_name, validate_ports
@@ -154,9 +155,10 @@ class InstanceForm(AuthorityForm):
     class Meta:
         model = Instance
         fields = ("name", "kind", "image", "vm_type", "owner_group", "persistent", "services", "pinned_node",
-                  "assigned_to", "data_disk_mb")
+                  "assigned_to", "data_disk_mb", "monitoring", "restart_when_dead")
         labels = {"vm_type": "VM type", "owner_group": "Owner-group", "assigned_to": "Desktop of",
                   "data_disk_mb": "Data disk (MiB)"}
+        help_texts = {"monitoring": MONITORING_HELP}
 
     def __init__(self, *args, actor: authz.Actor | None = None, **kwargs) -> None:
         super().__init__(*args, actor=actor, **kwargs)
@@ -204,7 +206,8 @@ class InstanceChangeForm(InstanceForm):
     """What may change on an instance that is not running; kind, image and owner-group stay as defined."""
 
     class Meta(InstanceForm.Meta):
-        fields = ("name", "vm_type", "persistent", "services", "pinned_node", "assigned_to", "data_disk_mb")
+        fields = ("name", "vm_type", "persistent", "services", "pinned_node", "assigned_to", "data_disk_mb",
+                  "monitoring", "restart_when_dead")
 
 
 class BuildStartForm(forms.Form):

@@ -12,7 +12,7 @@ from luhyaapi.bus import get_bus
 from luhyaapi.commands import worker_name
 from luhyaapi.config import Config, celery_broker_url
 from luhyaapi.jobs import ROLES_WITH_JOBS
-from luhyaapi.queues import CLC_STATUS, cc_status, jobs_queue, node_commands
+from luhyaapi.queues import CLC_STATUS, WATCH_METRICS, cc_status, jobs_queue, node_commands
 
 SWEEP_FRACTION = 0.5
 REFRESH_SECONDS = 30.0
@@ -92,15 +92,43 @@ def _cc_workers(config: Config, stop: threading.Event) -> list[Worker]:
 
 
 def _nc_workers(config: Config, stop: threading.Event, heartbeat: HeartbeatPublisher) -> list[Worker]:
+    from daemons.metrics import sample_loop
+    from luhyaapi.hostmetrics import HostSampler
     from nc.services.instances import watch_loop
     from nc.services.kiosk import LocalRunReports
+    from nc.services.metrics import InstanceSampler, node_sweep
     from nc.tasks import use_reporter
 
     # The node's commands run in the host's Celery worker (host_worker) and report through the node's heartbeat.
     use_reporter(heartbeat)
     # On a classroom PC, what the watcher sees of the kiosk's own desktops stays on the PC (nc/services/kiosk.py).
     watcher_reports = LocalRunReports(heartbeat) if config.host_mode else heartbeat
-    return [Worker("nc-vm-watch", watch_loop(watcher_reports), stop)]
+    # The node's metrics (its instances' and its own) go where its heartbeat goes: its CC relays them to the watch.
+    # A VM the watcher finds stopped on its own gets its Alive 0 in the next sample (the guest watchdog).
+    sampler, host = InstanceSampler(), HostSampler(config.data_dir, config.name, config.cluster, role="nc")
+    metrics = sample_loop(config.watch_sample_seconds, lambda: node_sweep(sampler, host), heartbeat.bus,
+                          heartbeat.queue)
+    return [Worker("nc-vm-watch", watch_loop(watcher_reports, on_ended=sampler.note_ended), stop),
+            Worker("nc-metrics", metrics, stop)]
+
+
+def _host_metrics_worker(config: Config, stop: threading.Event) -> Worker:
+    """A host without a node controller samples itself: an SC host for its CC to relay, any other for the watch."""
+    from daemons.metrics import host_role, host_sweep, metrics_queue, sample_loop
+    from luhyaapi.hostmetrics import HostSampler
+
+    sampler = HostSampler(config.data_dir, config.name, config.cluster, role=host_role(config))
+    queue = metrics_queue(config)
+    bus = get_bus(config.bus_url if queue != WATCH_METRICS else config.cloud_bus_url)
+    return Worker("host-metrics", sample_loop(config.watch_sample_seconds, lambda: host_sweep(sampler, config.name),
+                                              bus, queue), stop)
+
+
+def _watch_workers(config: Config, stop: threading.Event) -> list[Worker]:
+    from watch.consumers.watch_metrics import MAX_BATCH, WatchMetricsConsumer
+
+    return [Worker("watch-metrics", _consume(get_bus(config.cloud_bus_url), WATCH_METRICS, WatchMetricsConsumer(),
+                                             max_batch=MAX_BATCH), stop)]
 
 
 def _sc_workers(config: Config, stop: threading.Event) -> list[Worker]:
@@ -176,6 +204,10 @@ def build_workers(config: Config, stop: threading.Event) -> tuple[list[Worker], 
         workers += _nc_workers(config, stop, heartbeats["nc"])
     if config.has_role("sc"):
         workers += _sc_workers(config, stop)
+    if config.has_role("watch"):
+        workers += _watch_workers(config, stop)
+    if not config.has_role("nc"):
+        workers.append(_host_metrics_worker(config, stop))
     worker = host_worker(config, stop)
     if worker is not None:
         workers.append(worker)

@@ -43,7 +43,7 @@ import pika.exceptions
 
 from luhyaapi.keys import HostKey
 from luhyaapi.messages import InvalidMessage, Message, decode, encode
-from luhyaapi.queues import dead_letters
+from luhyaapi.queues import dead_letters, max_bytes
 from luhyaapi.signing import BadEnvelope, seal, unseal, verify_sealed
 from luhyaapi.trust import own_key
 
@@ -219,7 +219,13 @@ class InProcessBus(Bus):
 
     def publish_raw(self, queue: str, body: bytes) -> None:
         with self._cond:
-            self._queues[queue].append(bytes(body))
+            pending = self._queues[queue]
+            pending.append(bytes(body))
+            bound = max_bytes(queue)
+            if bound is not None:  # as RabbitMQ's x-max-length-bytes: the oldest waiting messages go
+                held = sum(map(len, pending))
+                while held > bound:
+                    held -= len(pending.popleft())
             self._cond.notify_all()
 
     def consume(self, queue: str, handler: Handler, stop: threading.Event, *,
@@ -293,7 +299,10 @@ class RabbitMQBus(Bus):
 
     @staticmethod
     def _declare(channel, queue: str) -> None:
-        channel.queue_declare(queue=queue, durable=True)
+        bound = max_bytes(queue)
+        # Dropping the oldest ("drop-head", RabbitMQ's default overflow) once the queue holds more than its bound.
+        channel.queue_declare(queue=queue, durable=True,
+                              arguments={"x-max-length-bytes": bound} if bound is not None else None)
         channel.queue_declare(queue=dead_letters(queue), durable=True)
 
     def _publisher(self):

@@ -24,8 +24,9 @@ from django.db import DatabaseError
 
 from luhyaapi import trust
 from luhyaapi.bus import RetryLater
-from luhyaapi.messages import Command, HostStatus, InsStatus, Message, NodeStatus, TaskStatus
-from luhyaapi.queues import CC_STATUS_PREFIX, CLC_STATUS, NODE_COMMANDS_PREFIX, kind_of
+from luhyaapi.messages import Command, HostStatus, InsStatus, Message, MetricsReport, NodeStatus, TaskStatus
+from luhyaapi.metrics import HOST_NAMESPACE, INSTANCE_NAMESPACE
+from luhyaapi.queues import CC_STATUS_PREFIX, CLC_STATUS, NODE_COMMANDS_PREFIX, WATCH_METRICS, kind_of
 from luhyaapi.trust import PC, Peer
 from luhyaapi.wording import with_article
 
@@ -140,6 +141,8 @@ def _subject_of(message: Message) -> str:
         return message.name
     if isinstance(message, InsStatus):
         return message.node
+    if isinstance(message, MetricsReport):
+        return message.host
     return ""
 
 
@@ -224,11 +227,55 @@ def _from_the_node_itself(batch: Batch, sender: Peer, message: Message) -> str:
     return ""
 
 
+def _samples_of(host: Peer, report: MetricsReport, cluster: str, *, instances: bool) -> str:
+    """Why ``report`` is not ``host``'s own metrics in ``cluster`` ("" if it is): sent as ``host``, every sample
+    dimensioned ``Cluster`` = ``cluster`` and either of the host itself (``eduCloud/Host``, ``HostName`` = host) or,
+    with ``instances`` and from a node, of an instance it runs (``eduCloud/Instance``, ``NodeName`` = host). Which
+    instances a node runs is the CC's to check (``cc.services.nodes``: it relays only samples of instances it placed
+    on that node)."""
+    if report.host != host.name:
+        return f"the metrics are of {report.host}, not {host.name}"
+    node = bool(_reports_as(host) & {"nc"})
+    for sample in report.samples:
+        if sample.namespace == HOST_NAMESPACE:
+            about = sample.dimensions.get("HostName")
+        elif sample.namespace == INSTANCE_NAMESPACE and instances and node:
+            about = sample.dimensions.get("NodeName")
+        else:
+            kinds = "host or instance" if instances and node else "host"
+            return f"{host.name} may send its own {kinds} metrics only, not {sample.namespace}"
+        if about != host.name:
+            return f"a sample of {sample.namespace} {sample.name} is about {about or 'no host'}, not {host.name}"
+        if (of := sample.dimensions.get("Cluster")) != cluster:
+            return f"a sample of {sample.namespace} {sample.name} is of cluster {of or 'none'}, not {cluster}"
+    return ""
+
+
+def _own_metrics_in_the_cluster(batch: Batch, sender: Peer, report: MetricsReport) -> str:
+    return _in_the_queues_cluster(batch, sender) or _samples_of(sender, report, batch.subject, instances=True)
+
+
+def _own_host_metrics(batch: Batch, sender: Peer, report: MetricsReport) -> str:
+    return _samples_of(sender, report, sender.cluster, instances=False)
+
+
+def _metrics_relayed_from_its_cluster(batch: Batch, sender: Peer, report: MetricsReport) -> str:
+    host = batch.peer(report.host)
+    if host is None:
+        return f"{report.host} is not a trusted host of this cloud (unknown, or its key was revoked)"
+    if host.cluster != sender.cluster:
+        return f"{sender.name} relays cluster {sender.cluster}, and {report.host} is in cluster {host.cluster}"
+    if not host.roles & CLUSTER_HOSTS:
+        return f"a CC relays the metrics of its cluster's nodes and SCs only, not of {report.host}"
+    return _samples_of(host, report, sender.cluster, instances=True)
+
+
 POLICIES: dict[str, QueuePolicy] = {
     # A cluster's status, consumed by its CC: its hosts' reports about themselves, its nodes' task progress.
     CC_STATUS_PREFIX: QueuePolicy(CC_STATUS_PREFIX + "<cluster>", (
         Clause(CLUSTER_HOSTS, (NodeStatus, HostStatus, InsStatus), _own_report_in_the_cluster),
         Clause(NODES, (TaskStatus,), _sent_in_the_cluster),
+        Clause(CLUSTER_HOSTS, (MetricsReport,), _own_metrics_in_the_cluster),
     )),
     # The cloud's status, consumed by the CLC: a host's own heartbeat, and a CC relaying its own cluster's reports.
     CLC_STATUS: QueuePolicy(CLC_STATUS, (
@@ -240,6 +287,11 @@ POLICIES: dict[str, QueuePolicy] = {
     NODE_COMMANDS_PREFIX: QueuePolicy(NODE_COMMANDS_PREFIX + "<node>", (
         Clause(CONTROLLERS, (Command,), _from_a_cc_of_the_nodes_cluster),
         Clause(ANY_HOST, (Command,), _from_the_node_itself),
+    )),
+    # The watch role's samples: a host's own host samples, and a CC relaying the metrics of its cluster's hosts.
+    WATCH_METRICS: QueuePolicy(WATCH_METRICS, (
+        Clause(ANY_HOST, (MetricsReport,), _own_host_metrics),
+        Clause(CONTROLLERS, (MetricsReport,), _metrics_relayed_from_its_cluster),
     )),
 }
 

@@ -82,6 +82,7 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("watch", "rollup_5m_days"): "15",
     ("watch", "rollup_1h_days"): "455",
     ("watch", "sample_seconds"): "60",
+    ("watch", "prometheus_token"): "",
 }
 # Settings of earlier versions, with what replaced them (a file that still has one says so instead of starting).
 RETIRED: dict[tuple[str, str], str] = {
@@ -173,6 +174,8 @@ class Config:
     watch_rollup_5m_days: float = 15.0
     watch_rollup_1h_days: float = 455.0
     watch_sample_seconds: int = 60
+    # The bearer token a Prometheus scraper sends to the watch role's text endpoint ("": the endpoint is off).
+    watch_prometheus_token: str = field(default="", repr=False)
     source: str = field(default="")
 
     @property
@@ -430,6 +433,10 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         except InvalidValue as exc:
             raise _setting_error("clc", "console_listen", exc.message) from None
     raw_days, rollup_5m_days, rollup_1h_days = _parse_watch_retention(get)
+    prometheus_token = get("watch", "prometheus_token")
+    # A header value of the token68 alphabet, long enough that guessing it is no way in.
+    if prometheus_token and not re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,256}", prometheus_token):
+        raise _setting_error("watch", "prometheus_token", "is not a token: 16 to 256 letters, digits and ._~+/=-")
     idle_stop_minutes = _parse_number("clc", "idle_stop_minutes", get("clc", "idle_stop_minutes"), float, 0)
     if 0 < idle_stop_minutes < 1:  # an open console marks its desktop in use every 30 s: less would stop one in use
         raise _setting_error("clc", "idle_stop_minutes", f"{idle_stop_minutes:g} is below 1 minute; 0 means never")
@@ -494,6 +501,7 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         watch_rollup_5m_days=rollup_5m_days,
         watch_rollup_1h_days=rollup_1h_days,
         watch_sample_seconds=int(_parse_number("watch", "sample_seconds", get("watch", "sample_seconds"), int, 10)),
+        watch_prometheus_token=prometheus_token,
         source=source,
     )
 

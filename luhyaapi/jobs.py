@@ -33,6 +33,12 @@ JOBS: tuple[Job, ...] = (
     Job("Keep desktop pools ready", "clc.keep_pools", "clc", MINUTE,
         "Starts the desktops each pool keeps ready (all of them before a lesson of its timetable) and stops the "
         "unused ones after a lesson."),
+    Job("Purge old metrics", "watch.purge_metrics", "watch", 15 * MINUTE,
+        "Deletes raw metric points older than watch.raw_days and rollups older than watch.rollup_5m_days and "
+        "watch.rollup_1h_days."),
+    Job("Evaluate alarms", "watch.evaluate_alarms", "watch", MINUTE,
+        "Evaluates every alarm on its metric's latest periods, records each change of state and runs its actions; "
+        "the guest watchdog among them."),
 )
 
 ROLES_WITH_JOBS = frozenset(job.role for job in JOBS)

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
 
 from luhyaapi.metrics import MAX_SAMPLES, MetricSample
-from luhyaapi.validators import MAC_RE, NAME_RE, InvalidValue, validate_ip
+from luhyaapi.validators import MAC_RE, NAME_RE, OWNER_PATH_RE, InvalidValue, validate_ip
 from luhyaapi.vmspec import ConsolePassword
 from luhyaapi.volumes import VolumeRef
 
@@ -305,3 +305,6 @@ class InstanceRunRequest(BaseModel):
     network: dict | None = Field(
         default=None, description="the cluster's network settings as the CLC has them (its cc-config form, {} for "
                                   "none), so that the CC needs no call back to the CLC while it places the run")
+    owner_group: Annotated[str, Field(pattern=r"^$|" + OWNER_PATH_RE.pattern, max_length=255)] = Field(
+        default="", description="the instance's owner-group path, the OwnerGroup dimension of its metrics")
+    monitoring: bool = Field(default=True, description="whether its node samples its metrics for the watch role")

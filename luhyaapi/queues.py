@@ -8,6 +8,8 @@ CLC_STATUS = "clc.status"
 CC_STATUS_PREFIX = "cc.status."
 NODE_COMMANDS_PREFIX = "cmd."
 JOBS_PREFIX = "jobs."
+# Metric samples for the watch role (issue 17), on the cloud's bus: every host's own, and its nodes' relayed by a CC.
+WATCH_METRICS = "watch.metrics"
 DEAD_SUFFIX = ".dead"
 
 
@@ -26,11 +28,23 @@ def jobs_queue(role: str) -> str:
     return JOBS_PREFIX + validate_name(role, "role")
 
 
+# The most a queue holds (bytes of messages waiting) before its oldest messages are dropped, for the queues whose
+# messages lose their worth with time: metrics waiting for a watch host that is down, or that the cloud does not
+# have, must not fill the broker's memory and disk (at 256 MiB, some hours of a cloud of 10,000 instances).
+MAX_BYTES = {WATCH_METRICS: 256 * 2**20}
+
+
+def max_bytes(queue: str) -> int | None:
+    """``MAX_BYTES`` of ``queue``: None for a queue that keeps everything until it is consumed."""
+    return MAX_BYTES.get(queue)
+
+
 def kind_of(queue: str) -> tuple[str, str]:
-    """Which of the queues above ``queue`` is, and whose: ``(CLC_STATUS, "")``, ``(CC_STATUS_PREFIX, cluster)`` or
-    ``(NODE_COMMANDS_PREFIX, node)``; ValueError for a name this module does not make."""
-    if queue == CLC_STATUS:
-        return CLC_STATUS, ""
+    """Which of the queues above ``queue`` is, and whose: ``(CLC_STATUS, "")``, ``(WATCH_METRICS, "")``,
+    ``(CC_STATUS_PREFIX, cluster)`` or ``(NODE_COMMANDS_PREFIX, node)``; ValueError for a name this module does not
+    make."""
+    if queue in (CLC_STATUS, WATCH_METRICS):
+        return queue, ""
     for prefix in (CC_STATUS_PREFIX, NODE_COMMANDS_PREFIX):
         subject = queue.removeprefix(prefix)
         if subject != queue and NAME_RE.fullmatch(subject):

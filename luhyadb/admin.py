@@ -14,6 +14,7 @@ from luhyadb.models import (
     Instance,
     JoinToken,
     Lesson,
+    Notification,
     OwnerGroup,
     OwnerGroupPermission,
     Server,
@@ -213,3 +214,13 @@ class SnapshotAdmin(ReadOnlyAdmin):
     list_display = ("snapshot_id", "volume", "owner_group", "size_bytes", "state", "created")
     list_filter = ("state",)
     search_fields = ("snapshot_id", "volume__volume_id", "volume__name", "owner_group__path")
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    """Read-only: what the cloud told people (issue 17), written by ``clc.services.alarm_actions`` and marked read
+    on the console's Notifications page, where the owner-group rule decides who sees which."""
+
+    list_display = ("time", "level", "title", "instance_id", "owner_group", "alarm", "action", "read")
+    list_filter = ("level", "action", "read")
+    search_fields = ("title", "message", "instance_id", "owner_group", "alarm")

@@ -345,9 +345,19 @@ class Instance(models.Model):
     console_password = models.CharField(max_length=8, blank=True,
                                         help_text="the VNC console's password of the current run (new for each run)")
     guest_ip = models.CharField(max_length=45, blank=True)
+    monitoring = models.BooleanField(default=True, help_text="its node samples its CPU, memory, disk, network and "
+                                     "liveness for the watch role (the notes' enable/disable monitoring)")
     answering = models.BooleanField(default=True, help_text="false: running, but its guest showed no sign of life "
                                                             "within the node's time limit")
     access = models.JSONField(default=dict, blank=True, help_text="how to reach its services, by name")
+    # The guest watchdog and the alarms' reboot (issue 17, clc.services.alarm_actions): run numbers, not flags, so a
+    # value left from an earlier run never acts on a later one.
+    restart_when_dead = models.BooleanField(default=False, help_text="start it again when its guest stops or dies "
+                                            "from inside (the guest watchdog: its liveness metric fell to 0)")
+    restart_after_run = models.PositiveIntegerField(default=0, help_text="start it again once this run of it is "
+                                                    "reported stopped (a reboot, or the watchdog); 0: no")
+    died_run = models.PositiveIntegerField(default=0, help_text="the last run that ended while it should have run "
+                                           "(stopped from inside the guest, nobody having asked); 0: none")
     message = models.TextField(blank=True, help_text="why the last step failed, or what the scheduler said")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -668,3 +678,38 @@ class LoginThrottle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.key}: {self.failures} failures"
+
+
+class NotificationLevelChoices(models.TextChoices):
+    INFO = "info", "Information"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class Notification(models.Model):
+    """Something the cloud did or saw that people should know of (issue 17): an alarm's notification, and what its
+    stop, reboot or the guest watchdog did (``clc.services.alarm_actions``). Seen by those who may read instances of
+    ``owner_group`` (of the instance itself where it names one: ``clc.services.notifications``). ``event_key`` makes
+    an alarm's action, posted again by the watch, one notification and one action."""
+
+    time = models.DateTimeField(db_index=True)
+    level = models.CharField(max_length=7, choices=NotificationLevelChoices.choices,
+                             default=NotificationLevelChoices.INFO)
+    title = models.CharField(max_length=200)
+    message = models.TextField(blank=True)
+    instance_id = models.CharField(max_length=12, blank=True, db_index=True,
+                                   help_text="the instance it is about (kept after the instance is deleted)")
+    owner_group = models.CharField(max_length=255, blank=True,
+                                   help_text="owner-group path of who may see it (the instance's; the root's if none)")
+    alarm = models.CharField(max_length=255, blank=True, help_text="the watch's alarm that caused it")
+    action = models.CharField(max_length=20, blank=True, help_text="notify, stop, reboot, watchdog, or what followed")
+    event_key = models.CharField(max_length=64, null=True, blank=True, unique=True,
+                                 help_text="sha256 of the alarm, action, instance and time the watch posted")
+    read = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("read", "-time", "-pk")
+        indexes = [models.Index(fields=("owner_group", "read"))]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M} {self.title}"

@@ -35,6 +35,8 @@ class NodeInstance(models.Model):
     guest_ip = models.CharField(max_length=45, blank=True)
     booted_at = models.DateTimeField(null=True, blank=True, help_text="when its VM was last started")
     answering = models.BooleanField(default=True, help_text="false: running, but no sign of the guest in time")
+    labels = models.JSONField(default=dict, blank=True, help_text="what its run command says of it for its metrics: "
+                              "image_id, owner_group, monitoring (nc.services.metrics.InstanceLabels)")
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -127,3 +127,89 @@ class DimensionRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.namespace} {self.name} {self.dimension}={self.value}/{self.period}@{self.start}"
+
+
+class AlarmState(models.TextChoices):
+    """An alarm's state, as CloudWatch names them."""
+
+    OK = "OK"
+    ALARM = "ALARM"
+    INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
+
+
+class AlarmComparison(models.TextChoices):
+    """How an alarm's statistic is compared with its threshold (the statistic on the left)."""
+
+    GREATER = "GreaterThanThreshold", "greater than"
+    GREATER_OR_EQUAL = "GreaterThanOrEqualToThreshold", "greater than or equal to"
+    LESS = "LessThanThreshold", "less than"
+    LESS_OR_EQUAL = "LessThanOrEqualToThreshold", "less than or equal to"
+
+
+class AlarmHistoryKind(models.TextChoices):
+    """What a history row records: a change of state, or what became of an action the change started."""
+
+    STATE = "state", "state change"
+    ACTION = "action", "action"
+
+
+class Alarm(models.Model):
+    """A threshold on a statistic of a metric (CloudWatch's metric alarm), evaluated every minute by
+    ``watch.services.alarms.evaluate_alarms`` over its last ``evaluation_periods`` periods of ``period`` seconds,
+    aggregating every series that has ``dimensions`` (a filter, as the query API's). Entering ALARM runs its
+    ``actions``. ``builtin`` alarms are the guest watchdog's (``watchdog-<instance id>``), made and removed by the
+    evaluation itself. ``pending_actions`` holds the posts to the CLC that did not get through, retried while the
+    alarm stays in ALARM; ``pending_version`` lets exactly one evaluator take them. Times are epoch seconds, as in
+    the store."""
+
+    name = models.CharField(max_length=128, unique=True)
+    namespace = models.CharField(max_length=80)
+    metric = models.CharField(max_length=64)
+    dimensions = models.JSONField(default=dict, blank=True)
+    statistic = models.CharField(max_length=16)
+    comparison = models.CharField(max_length=32, choices=AlarmComparison.choices)
+    threshold = models.FloatField()
+    period = models.PositiveIntegerField(help_text="seconds, a multiple of 60")
+    evaluation_periods = models.PositiveSmallIntegerField(default=1)
+    actions = models.JSONField(default=list, blank=True,
+                               help_text='run on entering ALARM: "notify", "stop", "reboot", "hook:<name>"')
+    enabled = models.BooleanField(default=True)
+    state = models.CharField(max_length=20, choices=AlarmState.choices, default=AlarmState.INSUFFICIENT_DATA)
+    state_reason = models.TextField(blank=True, default="Unchecked: the alarm has not been evaluated yet")
+    state_changed = models.FloatField(null=True, blank=True)
+    builtin = models.BooleanField(default=False, help_text="the guest watchdog's, kept by the evaluation")
+    owner_group = models.CharField(max_length=255, blank=True,
+                                   help_text="owner-group path the alarm belongs to (set by the CLC)")
+    created_by = models.CharField(max_length=150, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    pending_actions = models.JSONField(default=list, blank=True,
+                                       help_text="action posts not delivered yet, retried while in ALARM")
+    pending_version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=("builtin", "name"), name="watch_alarm_builtin")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlarmHistory(models.Model):
+    """One event of an alarm: a change of state (``old_state`` -> ``new_state``, why, and the datapoints that
+    decided it) or what became of one of the actions it started (``kind`` action: delivered, not delivered yet,
+    dropped, an unknown hook)."""
+
+    alarm = models.ForeignKey(Alarm, on_delete=models.CASCADE, related_name="history")
+    time = models.FloatField(help_text="epoch seconds")
+    kind = models.CharField(max_length=10, choices=AlarmHistoryKind.choices, default=AlarmHistoryKind.STATE)
+    old_state = models.CharField(max_length=20, choices=AlarmState.choices)
+    new_state = models.CharField(max_length=20, choices=AlarmState.choices)
+    reason = models.TextField()
+    datapoints = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ("-time", "-id")
+        indexes = [models.Index(fields=("alarm", "time"), name="watch_alarm_history_time")]
+        verbose_name_plural = "alarm history"
+
+    def __str__(self) -> str:
+        return f"{self.alarm_id}@{self.time}: {self.old_state} -> {self.new_state}"

@@ -1,4 +1,5 @@
-"""Consumer of ``cc.status.<cluster>``: the cluster's NC/SC reports, noted here and relayed to the CLC."""
+"""Consumer of ``cc.status.<cluster>``: the cluster's NC/SC reports, noted here and relayed to the CLC, and their
+``metrics`` messages, relayed to the watch role's queue (``cc.services.nodes.NodeStatusRelay``)."""
 
 from __future__ import annotations
 

@@ -204,9 +204,13 @@ def _send_run(broker: str, record: ClusterInstance, request: InstanceRunRequest)
 
     The instance's volumes are exported to the node then too, after the commit (the SCs are called outside the
     transaction and its row lock): the command carries every target (``RUN_VOLUMES``, empty for none, so the node
-    keeps exactly those) and why each volume that could not be exported is missing (``RUN_VOLUMES_MISSING``)."""
+    keeps exactly those) and why each volume that could not be exported is missing (``RUN_VOLUMES_MISSING``).
+    Its ``labels`` are the instance's image, owner group and monitoring switch, for the node's metrics of it."""
     node, paras = record.node, {"insid": request.insid, "image": request.image.model_dump(), "options": record.options,
-                                "persistent": request.persistent, "boot": request.boot, "disk_mb": request.disk_mb}
+                                "persistent": request.persistent, "boot": request.boot, "disk_mb": request.disk_mb,
+                                # Its metrics' labels, which the node keeps (nc.services.metrics.InstanceLabels).
+                                "labels": {"image_id": request.image.image_id, "owner_group": request.owner_group,
+                                           "monitoring": request.monitoring}}
 
     def publish() -> None:
         targets, missing = export_run_volumes(request.volumes, node, request.insid)

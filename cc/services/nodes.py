@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db import DatabaseError
 
-from cc.models import ClusterNode
+from cc.models import ClusterInstance, ClusterNode
 from cc.services.command_tasks import queue_command
 from cc.services.instances import note_instance_status
 from cc.services.volumes import end_detached_export
@@ -23,14 +23,17 @@ from luhyaapi.messages import (
     HostRegistration,
     InsStatus,
     Message,
+    MetricsReport,
     NodeStatus,
     ServerRegistration,
     TaskStatus,
 )
-from luhyaapi.queues import CLC_STATUS
+from luhyaapi.metrics import INSTANCE_NAMESPACE
+from luhyaapi.queues import CLC_STATUS, WATCH_METRICS
 from luhyaapi.trust import Peer, own_key, peer
 
 logger = logging.getLogger(__name__)
+security = logging.getLogger("educloud.security")
 
 CLUSTER_ROLES = ("nc", "sc")
 
@@ -105,9 +108,36 @@ def queue_node_command(broker: str, node_name: str, request: CommandRequest) -> 
     return command
 
 
+def placed_samples(reports: list[MetricsReport]) -> list[MetricsReport]:
+    """``reports`` with only the instance samples of instances this cluster placed on the reporting node (a node
+    speaks for the instances it was sent, not for another's, which the bus's trust rules cannot know: the
+    placements are here). What is left out is logged on ``educloud.security``; a report left with no sample goes
+    nowhere. ``DatabaseError`` when the cluster's records cannot be read."""
+    # By node, not by instance id: a batch may name tens of thousands of instances, a cluster has a few hundred nodes.
+    placed = set(ClusterInstance.objects.filter(node__in={report.host for report in reports})
+                 .values_list("instance_id", "node"))
+    kept = []
+    for report in reports:
+        samples, foreign = [], set()
+        for sample in report.samples:
+            insid = sample.dimensions.get("InstanceId", "")
+            if sample.namespace != INSTANCE_NAMESPACE or (insid, report.host) in placed:
+                samples.append(sample)
+            else:
+                foreign.add(insid or "(no InstanceId)")
+        if foreign:
+            security.warning("metrics: %s sent samples of instances not placed on it, left out: %s", report.host,
+                             ", ".join(sorted(foreign)))
+        if samples:
+            kept.append(report.model_copy(update={"samples": tuple(samples)}))
+    return kept
+
+
 class NodeStatusRelay:
     """Keeps the cluster's view of its nodes and instances current and passes every report up to the CLC (an
-    instance's with the run's access added, ``note_instance_status``). A node's report that a volume is detached
+    instance's with the run's access added, ``note_instance_status``), and every ``metrics`` message to the watch
+    role's queue on the cloud's bus (``WATCH_METRICS``, never to the CLC), with only the instance samples of
+    instances placed on the reporting node (``placed_samples``). A node's report that a volume is detached
     ends that volume's export at its SC (``end_detached_export``: a call of a few seconds at most, whose failure is
     logged, not raised).
 
@@ -122,16 +152,22 @@ class NodeStatusRelay:
     def relay(self, messages: list[Message]) -> None:
         now = time.time()
         upstream: list[Message] = []
+        metrics = [message for message in messages if isinstance(message, MetricsReport)]
         try:
             for message in messages:
+                if isinstance(message, MetricsReport):
+                    continue
                 if isinstance(message, NodeStatus) and message.role in CLUSTER_ROLES:
                     self._note(message, now)
                 # An instance's report goes up with its run's access (a CLC that lost the answer learns it there).
                 upstream.append(note_instance_status(message) if isinstance(message, InsStatus) else message)
+            metrics = placed_samples(metrics) if metrics else []
         except DatabaseError as exc:
             raise RetryLater(f"cluster database unavailable: {exc}") from exc
         for message in upstream:
             self.upstream.publish(CLC_STATUS, message)
+        for report in metrics:
+            self.upstream.publish(WATCH_METRICS, report)
         # After the reports went up: the CLC hears of the detach without waiting for the SC.
         for message in messages:
             if isinstance(message, TaskStatus):

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from clc.api.authz import actor, is_signed
 from clc.services.authz import assignee_problem, groups_within
 from clc.services.images import MAX_IMAGE_APPS, set_apps
-from clc.services.instances import change_instance
+from clc.services.instances import MONITORING_HELP, WATCH_SWITCHES, change_instance, switch_watching
 from clc.services.lessons import weekdays_problem
 from clc.services.pools import POOL_NAME_LENGTH
 from luhyaapi.validators import NAME_RE, InvalidValue, validate_display_name, validate_ports
@@ -154,11 +154,12 @@ class InstanceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Instance
         fields = ("instance_id", "name", "kind", "image", "vm_type", "owner_group", "persistent", "services",
-                  "pinned_node", "assigned_to", "data_disk_mb", "mac", "cluster", "node", "state", "runs", "placing",
-                  "console_url", "guest_ip", "answering", "state_text", "access", "message", "tid", "created",
-                  "updated")
+                  "pinned_node", "assigned_to", "data_disk_mb", "monitoring", "restart_when_dead", "mac", "cluster",
+                  "node", "state", "runs", "placing", "console_url", "guest_ip", "answering", "state_text", "access",
+                  "message", "tid", "created", "updated")
         read_only_fields = ("instance_id", "mac", "cluster", "node", "state", "runs", "placing", "console_url",
                             "guest_ip", "answering", "access", "message", "tid", "created", "updated")
+        extra_kwargs = {"monitoring": {"help_text": MONITORING_HELP}}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -191,7 +192,9 @@ class InstanceSerializer(serializers.ModelSerializer):
         return value
 
     def update(self, instance: Instance, validated_data: dict) -> Instance:
-        if not change_instance(instance, **validated_data):
+        if validated_data and validated_data.keys() <= WATCH_SWITCHES:  # switched alone: at any time
+            switch_watching(instance, **validated_data)
+        elif not change_instance(instance, **validated_data):
             raise serializers.ValidationError({"state": [f"instance is {instance.state}; stop it before changing it"]})
         instance.refresh_from_db()
         return instance

@@ -1,6 +1,6 @@
 """URLs of the cloud controller's API."""
 
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from clc.api import views
@@ -40,6 +40,10 @@ urlpatterns = [
     path("servers/<str:role>/<str:name>/poweroff/", ServerViewSet.as_view({"post": "poweroff"}),
          name="server-poweroff"),
     path("dav/authorize/", ShareLoginView.as_view(), name="dav-authorize"),
+    # The watch role's data as people may see it (issue 17): metrics, alarms, the console's notifications.
+    path("", include("clc.api.metric_urls")),
+    path("", include("clc.api.alarm_urls")),
+    path("", include("clc.api.notification_urls")),
 ]
 router = SimpleRouter()
 router.register("images", views.ImageViewSet, basename="image")

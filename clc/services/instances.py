@@ -67,14 +67,18 @@ def new_mac() -> str:
 def define_instance(*, name: str, kind: str, image: Image, vm_type: VMType, owner_group: OwnerGroup,
                     persistent: bool = False, services: list[int] | None = None, pinned_node: str = "",
                     assigned_to=None, instance_id: str = "", build_tid: str = "", pool=None,
-                    image_version: int = 0, data_disk_mb: int = 0) -> Instance:
+                    image_version: int = 0, data_disk_mb: int = 0, monitoring: bool = True,
+                    restart_when_dead: bool = False) -> Instance:
     """Record a new instance (not running) with a fresh id (or ``instance_id``) and MAC address. ``data_disk_mb``:
-    a remote desktop's person gets their personal data disk of that size with it (``clc.services.data_disks``)."""
+    a remote desktop's person gets their personal data disk of that size with it (``clc.services.data_disks``).
+    ``monitoring``: its node samples its metrics (``MONITORING_HELP``); ``restart_when_dead``: the guest watchdog
+    starts it again when its guest stops from inside (``clc.services.alarm_actions``)."""
     return Instance.objects.create(instance_id=instance_id or new_id("instance"), name=name, kind=kind, image=image,
                                    vm_type=vm_type, owner_group=owner_group, persistent=persistent,
                                    services=list(services or []), pinned_node=pinned_node,
                                    assigned_to=assigned_to, mac=new_mac(), data_disk_mb=data_disk_mb,
-                                   build_tid=build_tid, pool=pool, image_version=image_version)
+                                   build_tid=build_tid, pool=pool, image_version=image_version,
+                                   monitoring=monitoring, restart_when_dead=restart_when_dead)
 
 
 def change_instance(instance: Instance, **fields) -> bool:
@@ -83,6 +87,24 @@ def change_instance(instance: Instance, **fields) -> bool:
     False (nothing changed) if it is no longer settled."""
     return bool(Instance.objects.filter(pk=instance.pk, state__in=EDITABLE_STATES).update(
         **fields, updated=timezone.now()))
+
+
+# What the monitoring switch does, said on the API's field and the console's form.
+MONITORING_HELP = ("its node samples its CPU, memory, disk, network and liveness for the watch role; a change "
+                   "applies from its next start")
+
+
+# What may change on an instance in any state, as it changes nothing of a run at work: monitoring (its run command
+# tells its node, so a change applies from its next start) and the watchdog's switch (read when the watchdog fires).
+WATCH_SWITCHES = frozenset({"monitoring", "restart_when_dead"})
+
+
+def switch_watching(instance: Instance, **switches: bool) -> None:
+    """Set ``WATCH_SWITCHES`` of ``instance`` in any state (a running instance goes on as it was started)."""
+    unknown = switches.keys() - WATCH_SWITCHES
+    if unknown:
+        raise ValueError(f"not a switch of watching: {', '.join(sorted(unknown))}")
+    Instance.objects.filter(pk=instance.pk).update(**switches, updated=timezone.now())
 
 
 def guest_services(instance: Instance) -> list[int]:
@@ -115,7 +137,9 @@ def _run_request(instance: Instance, seq: int, boot: bool) -> InstanceRunRequest
         disk_mb=instance.vm_type.disk_gb * 1024,
         persistent=instance.persistent, mac=instance.mac, services=tuple(guest_services(instance)),
         pinned_node=instance.pinned_node or (instance.node if instance.persistent else ""), boot=boot,
-        console_password=instance.console_password, volumes=volumes_of_run(instance))
+        console_password=instance.console_password, volumes=volumes_of_run(instance),
+        # The labels of its metrics: its node knows them only from the run (docs/watch.md, "Collection").
+        owner_group=instance.owner_group.path, monitoring=instance.monitoring)
 
 
 def new_console_password() -> str:
@@ -388,3 +412,36 @@ def delete_instance(instance: Instance) -> bool:
         return True
     Instance.objects.filter(pk=instance.pk).update(state=State.DELETING)
     return False
+
+
+def reboot_instance(instance: Instance) -> Instance:
+    """Stop the instance now and start it again once its run is reported stopped (issue 17: an alarm's ``reboot``).
+    The run to start again after is recorded first (``restart_after_run``), since the node's report may arrive
+    before the stop's answer; the status fold then calls ``restart_stopped``. A run stopped here at once (it was
+    still waiting for a cluster) starts again at once. InstanceError as ``stop_instance`` (the record is then as
+    it was)."""
+    instance.refresh_from_db()
+    seq = instance.runs
+    Instance.objects.filter(pk=instance.pk, runs=seq).update(restart_after_run=seq)
+    try:
+        instance = stop_instance(instance)
+    except InstanceError:
+        Instance.objects.filter(pk=instance.pk, restart_after_run=seq).update(restart_after_run=0)
+        raise
+    if instance.state == State.STOPPED:
+        restart_stopped(instance.instance_id, seq)
+        instance.refresh_from_db()
+    return instance
+
+
+def restart_stopped(instance_id: str, seq: int) -> Instance | None:
+    """Start the instance again if its run ``seq`` ended stopped and was to be started again (``restart_after_run``,
+    set by a reboot or the guest watchdog). The claim is one conditional update, so a report folded twice, or by two
+    folders, starts it once. Returns the instance started (``run_instance``: scheduled, or placed), None when there
+    was nothing to start. InstanceError from ``run_instance`` (no cluster, image gone): it stays stopped."""
+    claimed = Instance.objects.filter(instance_id=instance_id, runs=seq, state=State.STOPPED,
+                                      restart_after_run=seq).update(restart_after_run=0)
+    if not claimed:
+        return None
+    logger.info("instances: %s stopped for a restart (run %d); starting it again", instance_id, seq)
+    return run_instance(Instance.objects.get(instance_id=instance_id))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
 
+from clc.services.alarm_actions import run_stopped
 from clc.services.builds import record_submitted
 from clc.services.pools import give_back
 from clc.services.volumes import fold_volume_report, release_volumes, run_ended
@@ -336,6 +337,10 @@ class StatusFolder:
                        "placing": PlacingChoices.NONE}
         if report.errormsg or report.state == InstanceStateChoices.FAILED:
             values["message"] = report.errormsg
+        if report.state == InstanceStateChoices.STOPPED:
+            # Issue 17: a run ending unasked is the guest watchdog's evidence; a reboot's run starts again after this
+            # commit (clc.services.alarm_actions).
+            run_stopped(report.insid, report.seq)
         if not current.update(**values):
             logger.info("status: status of unknown or newer-run instance %s from %s", report.insid, report.node)
         elif report.state in (InstanceStateChoices.STOPPED, InstanceStateChoices.FAILED):

@@ -195,6 +195,15 @@ def _started_text(missing: dict[str, str]) -> str:
     return "started; not attached: " + "; ".join(f"{volume_id} ({reason})" for volume_id, reason in missing.items())
 
 
+def _labels(labels: object) -> dict:
+    """The run's labels of the instance's metrics as the node keeps them: ``image_id`` and ``owner_group`` (text,
+    "" when missing or not text) and ``monitoring`` (a boolean, on unless the run says false). A run from a CC that
+    sends none keeps none: such an instance is monitored without those dimensions."""
+    labels = labels if isinstance(labels, dict) else {}
+    kept = {key: value for key in ("image_id", "owner_group") if isinstance(value := labels.get(key), str)}
+    return kept | {"monitoring": labels.get("monitoring") is not False}
+
+
 def run_instance(command: Command, reporter: Reporter) -> None:
     """``instance/run``: fetch the image version into this node's cache, make the instance's linked clone (kept
     across runs if persistent), define and boot the VM with the runtime options. Reports ``preparing`` (download
@@ -206,7 +215,9 @@ def run_instance(command: Command, reporter: Reporter) -> None:
     With ``boot`` false it stops after the clone and reports the instance ``stopped`` (vmstatus ``prepared``).
     A run that brings the instance's volumes (``RUN_VOLUMES``, from the CC) makes them the instance's recorded
     volumes before its VM starts, and the VM gets them at its start; those the CC could not export
-    (``RUN_VOLUMES_MISSING``) are named in the ``booting`` report's vmstatus with those that did not come back."""
+    (``RUN_VOLUMES_MISSING``) are named in the ``booting`` report's vmstatus with those that did not come back.
+    The run's ``labels`` (image, owner group, monitoring) are kept with the instance for its metrics
+    (``nc.services.metrics``)."""
     paras = command.paras
     insid = check_instance_id(str(paras.get("insid", "")))
     reports = _Reports(reporter, command.tid, command.seq, insid)
@@ -226,7 +237,8 @@ def run_instance(command: Command, reporter: Reporter) -> None:
         record, _ = NodeInstance.objects.update_or_create(
             instance_id=insid, defaults={"tid": command.tid, "seq": command.seq, "state": "preparing",
                                          "options": options.model_dump(mode="json"),
-                                         "persistent": bool(paras.get("persistent"))})
+                                         "persistent": bool(paras.get("persistent")),
+                                         "labels": _labels(paras.get("labels"))})
         driver = node_driver()
         try:
             if driver.state(insid) is VMState.RUNNING and record.disk_path:
@@ -568,14 +580,18 @@ def adopt_instances(reporter: Reporter) -> list[str]:
     return sorted(running & set(known))
 
 
-def watch_loop(reporter: Reporter, period: float = 5.0) -> Callable[[threading.Event], None]:
-    """The NC's watcher worker: adopt at start, then ``watch_instances`` every ``period`` seconds."""
+def watch_loop(reporter: Reporter, period: float = 5.0,
+               on_ended: Callable[[list[str]], None] | None = None) -> Callable[[threading.Event], None]:
+    """The NC's watcher worker: adopt at start, then ``watch_instances`` every ``period`` seconds; ``on_ended`` is
+    told the instances whose VMs it found stopped on their own (the metrics' guest watchdog)."""
 
     def loop(stop: threading.Event) -> None:
         try:
             adopt_instances(reporter)
             while not stop.wait(period):
-                watch_instances(reporter)
+                ended = watch_instances(reporter)
+                if ended and on_ended is not None:
+                    on_ended(ended)
         finally:
             close_old_connections()
 

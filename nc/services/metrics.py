@@ -1,27 +1,33 @@
 """A node's samples of its running instances (issue 17, collection): the driver's since-start counters turned into
 per-sample amounts and CPU seconds into a percentage of the instance's vCPUs, as ``eduCloud/Instance`` metric samples.
-
-Publishing the batch (a ``metrics`` message on the cluster's status path) and the sampling period
-(``watch.sample_seconds``) belong to the node's worker, which is not built yet; see "Sampling" in docs/watch.md.
+The node's worker ``nc-metrics`` (``daemons.roles``) runs a sweep every ``watch.sample_seconds`` and publishes it with
+the host's own samples as ``metrics`` messages on the cluster's status queue; see docs/watch.md, "Collection".
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 from pydantic import ValidationError
 
+from luhyaapi.hostmetrics import HostSampler, ProcFormatError
 from luhyaapi.messages import MetricsReport
 from luhyaapi.metrics import INSTANCE_METRICS, INSTANCE_NAMESPACE, MAX_SAMPLES, MetricSample
 from nc.drivers.base import DriverError, VMMetrics, VMNotFound
 from nc.models import NodeInstance
 from nc.services import instances
+from nc.services.kiosk import TID_PREFIX as KIOSK_TID_PREFIX
 
 logger = logging.getLogger(__name__)
+
+# What a dimension's value may be (luhyaapi.metrics.DimensionValue).
+DIMENSION_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 # The counters of VMMetrics sent as per-sample amounts, by metric name. DiskReadOps and DiskWriteOps are metrics of
 # the schema but no driver counts operations yet (VMMetrics has no such field), so they are not sent.
@@ -36,12 +42,28 @@ COUNTERS: dict[str, str] = {
 @dataclass(frozen=True)
 class InstanceLabels:
     """What the node knows of an instance only from the cloud: its image and owner group (dimensions ``ImageId``
-    and ``OwnerGroup``, left out while empty) and whether monitoring is on. The run command will carry them
-    (docs/watch.md); until it does, an instance has no such dimensions and is monitored."""
+    and ``OwnerGroup``, left out while empty) and whether monitoring is on. Its run command carries them and the
+    node keeps them on the instance's record (``NodeInstance.labels``); a record without them (run by a CC that
+    sent none) has no such dimensions and is monitored."""
 
     image_id: str = ""
     owner_group: str = ""
     monitoring: bool = True
+
+    @classmethod
+    def of(cls, record: NodeInstance) -> InstanceLabels:
+        """The labels kept on ``record``. A value no dimension may hold (an owner-group path longer than a
+        dimension's 128 characters, say) is left out and logged, so that the instance's other samples still go."""
+        kept = record.labels if isinstance(record.labels, dict) else {}
+        values = {}
+        for key in ("image_id", "owner_group"):
+            value = kept.get(key)
+            if isinstance(value, str) and DIMENSION_VALUE_RE.fullmatch(value):
+                values[key] = value
+            elif value:
+                logger.warning("metrics: %s of %s is no dimension value, left out: %r", key, record.instance_id,
+                               value)
+        return cls(**values, monitoring=kept.get("monitoring") is not False)
 
 
 NO_LABELS = InstanceLabels()
@@ -82,11 +104,31 @@ class InstanceSampler:
 
     def __init__(self) -> None:
         self._previous: dict[str, tuple[float, VMMetrics]] = {}
+        # How each instance was last sampled (its dimensions and vCPUs): the watchdog's Alive 0 of a run the
+        # watcher ended goes with them, as the node's record of a temporary instance ends with its run.
+        self._seen: dict[str, SampledInstance] = {}
+        self._ended: set[str] = set()
+        self._ended_lock = threading.Lock()
+
+    def note_ended(self, insids: Iterable[str]) -> None:
+        """The node's watcher ended the runs of ``insids``, whose VMs stopped without being asked (from inside the
+        guest, or killed). It looks every 5 s and a sample period is longer, so a sweep would rarely see such a VM
+        gone while its record still says started: the next sweep sends their ``Alive`` 0 instead (of those sampled
+        before), the guest watchdog's evidence. Called from the watcher's thread."""
+        with self._ended_lock:
+            self._ended.update(insids)
+
+    def take_ended(self) -> set[str]:
+        """The instances noted by ``note_ended`` since the last call."""
+        with self._ended_lock:
+            ended, self._ended = self._ended, set()
+        return ended
 
     def sample(self, instance: SampledInstance, reading: VMMetrics, at: float) -> list[MetricSample]:
         """The instance's samples at ``at`` (epoch seconds) from ``reading``; see the class."""
         insid = instance.instance_id
         dimensions = instance.dimensions()
+        self._seen[insid] = instance
 
         def metric(name: str, value: float) -> MetricSample:
             return MetricSample(namespace=INSTANCE_NAMESPACE, name=name, dimensions=dimensions, timestamp=at,
@@ -111,12 +153,17 @@ class InstanceSampler:
     def forget(self, insid: str) -> None:
         """Drop what is kept of ``insid``: its next reading is a first one."""
         self._previous.pop(insid, None)
+        self._seen.pop(insid, None)
 
     def retain(self, insids: Iterable[str]) -> None:
         """Forget every instance not in ``insids`` (stopped or deleted since the last sweep)."""
         keep = set(insids)
-        for insid in [insid for insid in self._previous if insid not in keep]:
-            del self._previous[insid]
+        for insid in [insid for insid in self._previous.keys() | self._seen.keys() if insid not in keep]:
+            self.forget(insid)
+
+    def seen(self, insid: str) -> SampledInstance | None:
+        """How ``insid`` was last sampled, None if it was not since it was last forgotten."""
+        return self._seen.get(insid)
 
     def known(self) -> set[str]:
         """The instances whose previous reading is kept."""
@@ -128,24 +175,24 @@ def _vcpus(record: NodeInstance) -> int:
     return cpus if isinstance(cpus, int) and cpus >= 1 else 1
 
 
-def sample_instances(sampler: InstanceSampler, labels: Mapping[str, InstanceLabels] | None = None,
-                     clock: Callable[[], float] = time.time) -> list[MetricSample]:
+def sample_instances(sampler: InstanceSampler, clock: Callable[[], float] = time.time) -> list[MetricSample]:
     """One sweep over the instances this node has started (booting or running, as ``watch_instances`` follows
     them): each one's reading from the node's driver through ``sampler``, stamped with ``clock()`` when it was
-    read. ``labels`` gives the image, owner group and monitoring switch of an instance (none given: no such
-    dimensions, monitored). An instance not started (stopped, failed, being prepared), deleted, or with
-    monitoring off sends nothing and is forgotten; one whose VM is gone though its record says started gives
-    ``Alive`` 0. A driver that fails for one instance is logged and that instance skipped this time (its
-    previous reading kept, so the next amounts span both periods). Never takes an instance's lock: reading
-    counters does not disturb a run, stop or delete at work."""
+    read, with the image and owner group its run command gave (``InstanceLabels.of``). An instance not started
+    (stopped, failed, being prepared), deleted, with monitoring off or a classroom kiosk's own desktop (the PC's
+    copy, whose state stays on the PC too: ``nc.services.kiosk``) sends nothing and is forgotten; one whose
+    VM is gone though its record says started gives ``Alive`` 0. A driver that fails for one instance is logged
+    and that instance skipped this time (its previous reading kept, so the next amounts span both periods). Never
+    takes an instance's lock: reading counters does not disturb a run, stop or delete at work."""
     driver = instances.node_driver()
     config = settings.EDUCLOUD
-    labels = labels or {}
-    samples: list[MetricSample] = []
+    samples = _ended_samples(sampler, clock)
     sampled: list[str] = []
-    for record in NodeInstance.objects.filter(state__in=instances.STARTED_STATES):
+    # A classroom kiosk's own desktop is the PC's copy, no instance of the cloud: like its state, it stays on the PC.
+    started = NodeInstance.objects.filter(state__in=instances.STARTED_STATES).exclude(tid__startswith=KIOSK_TID_PREFIX)
+    for record in started:
         insid = record.instance_id
-        label = labels.get(insid, NO_LABELS)
+        label = InstanceLabels.of(record)
         if not label.monitoring:
             continue
         try:
@@ -166,7 +213,34 @@ def sample_instances(sampler: InstanceSampler, labels: Mapping[str, InstanceLabe
     return samples
 
 
+def _ended_samples(sampler: InstanceSampler, clock: Callable[[], float]) -> list[MetricSample]:
+    """``Alive`` 0 of each instance the watcher ended since the last sweep (``InstanceSampler.note_ended``), with
+    the dimensions it was last sampled with, unless it was started again meanwhile (the sweep reads it then). One
+    never sampled (monitoring off, or ended within its first sample period) sends nothing."""
+    samples: list[MetricSample] = []
+    ended = sampler.take_ended()
+    restarted = set(NodeInstance.objects.filter(instance_id__in=ended, state__in=instances.STARTED_STATES)
+                    .values_list("instance_id", flat=True))
+    for insid in sorted(ended - restarted):
+        instance = sampler.seen(insid)
+        if instance is not None:
+            samples += sampler.sample(instance, VMMetrics(alive=False), clock())
+    return samples
+
+
 def metrics_reports(host: str, samples: list[MetricSample]) -> list[MetricsReport]:
     """``samples`` as ``metrics`` messages of ``host``, at most ``MAX_SAMPLES`` each (none for no samples)."""
     return [MetricsReport(host=host, samples=tuple(samples[start:start + MAX_SAMPLES]))
             for start in range(0, len(samples), MAX_SAMPLES)]
+
+
+def node_sweep(sampler: InstanceSampler, host: HostSampler) -> list[MetricsReport]:
+    """One sample period of this node: its instances' samples (``sample_instances``) and its own host's, as its
+    ``metrics`` messages. A host figure that cannot be read (``OSError``, ``ProcFormatError``) is logged and the
+    instances' samples go without it."""
+    samples = sample_instances(sampler)
+    try:
+        samples += host.sample()
+    except (OSError, ProcFormatError) as exc:
+        logger.warning("metrics: no host sample of this node: %s", exc)
+    return metrics_reports(settings.EDUCLOUD.name, samples)

@@ -15,6 +15,7 @@ from luhyaapi.metrics import INSTANCE_METRICS, INSTANCE_NAMESPACE, MAX_SAMPLES, 
 from nc.drivers.base import DriverError, VMMetrics, VMNotFound
 from nc.models import NodeInstance
 from nc.services import instances
+from nc.services.kiosk import TID_PREFIX as KIOSK_TID_PREFIX
 from nc.services.metrics import (
     NO_LABELS,
     InstanceLabels,
@@ -158,8 +159,9 @@ def driver(monkeypatch) -> MeteredDriver:
     return driver
 
 
-def record(insid: str, state: str = "running", cpus: int = 1) -> NodeInstance:
-    return NodeInstance.objects.create(instance_id=insid, tid=f"t-{insid}", state=state, options={"cpus": cpus})
+def record(insid: str, state: str = "running", cpus: int = 1, labels: dict | None = None) -> NodeInstance:
+    return NodeInstance.objects.create(instance_id=insid, tid=f"t-{insid}", state=state, options={"cpus": cpus},
+                                       labels=labels or {})
 
 
 def by_instance(samples: list[MetricSample]) -> dict[str, dict[str, float]]:
@@ -211,14 +213,37 @@ def test_a_stopped_or_deleted_instance_sends_nothing_and_is_forgotten(driver):
 
 @pytest.mark.database
 @pytest.mark.django_db
-def test_monitoring_off_sends_nothing_for_that_instance_and_labels_add_their_dimensions(driver):
-    record(INSID)
-    record(OTHER)
+def test_monitoring_off_sends_nothing_for_that_instance_and_the_records_labels_add_their_dimensions(driver):
+    record(INSID, labels={"image_id": "img-0000000b", "monitoring": False})
+    record(OTHER, labels={"image_id": "img-0000000a", "owner_group": "edu.s1.class3a", "monitoring": True})
     driver.readings = {INSID: vm(), OTHER: vm()}
-    labels = {INSID: InstanceLabels(monitoring=False), OTHER: InstanceLabels(image_id="img-0000000a")}
-    samples = sample_instances(InstanceSampler(), labels, clock=lambda: 1000.0)
+    samples = sample_instances(InstanceSampler(), clock=lambda: 1000.0)
     assert driver.asked == [OTHER]
-    assert {sample.dimensions.get("ImageId") for sample in samples} == {"img-0000000a"}
+    assert {(sample.dimensions.get("ImageId"), sample.dimensions.get("OwnerGroup")) for sample in samples} == {
+        ("img-0000000a", "edu.s1.class3a")}
+
+
+@pytest.mark.database
+@pytest.mark.django_db
+def test_a_record_without_labels_is_monitored_without_image_and_owner_group_and_a_label_too_long_is_left_out(driver):
+    record(INSID)
+    record(OTHER, labels={"image_id": "img-0000000a", "owner_group": "edu." + "x" * 200})
+    driver.readings = {INSID: vm(), OTHER: vm()}
+    samples = sample_instances(InstanceSampler(), clock=lambda: 1000.0)
+    dimensions = {sample.dimensions["InstanceId"]: set(sample.dimensions) for sample in samples}
+    assert dimensions == {INSID: {"InstanceId", "NodeName", "Cluster"},
+                          OTHER: {"InstanceId", "NodeName", "Cluster", "ImageId"}}
+
+
+@pytest.mark.database
+@pytest.mark.django_db
+def test_a_classroom_kiosks_own_desktop_sends_nothing_as_it_is_no_instance_of_the_cloud(driver):
+    record(INSID)
+    NodeInstance.objects.create(instance_id=OTHER, tid=f"{KIOSK_TID_PREFIX}{OTHER}", state="running",
+                                options={"cpus": 1})
+    driver.readings = {INSID: vm(), OTHER: vm()}
+    assert set(by_instance(sample_instances(InstanceSampler(), clock=lambda: 1000.0))) == {INSID}
+    assert driver.asked == [INSID]
 
 
 @pytest.mark.database
@@ -227,6 +252,27 @@ def test_a_started_instance_whose_vm_is_gone_sends_alive_zero(driver):
     record(INSID)
     driver.readings = {}  # the driver raises VMNotFound
     assert by_instance(sample_instances(InstanceSampler(), clock=lambda: 1000.0)) == {INSID: {"Alive": 0}}
+
+
+@pytest.mark.database
+@pytest.mark.django_db
+def test_a_vm_the_watcher_ended_sends_alive_zero_once_in_the_next_sweep_unless_started_again_or_never_sampled(driver):
+    """The watcher looks every 5 s and ends the run of a VM that stopped on its own before a sweep can see it gone
+    (the record of a temporary instance ends with its run): what it noted is the watchdog's evidence."""
+    ended = record(INSID, labels={"image_id": "img-0000000a"})
+    record(OTHER)  # ended, then started again before the sweep: read as it runs
+    record("ins-0000e003", labels={"monitoring": False})  # never sampled
+    driver.readings = {INSID: vm(), OTHER: vm()}
+    sampler = InstanceSampler()
+    sample_instances(sampler, clock=lambda: 1000.0)
+    ended.delete()
+    sampler.note_ended([INSID, OTHER, "ins-0000e003", "ins-0000e004"])
+    after = sample_instances(sampler, clock=lambda: 1060.0)
+    assert by_instance(after)[INSID] == {"Alive": 0}
+    assert by_instance(after)[OTHER]["Alive"] == 1
+    assert set(by_instance(after)) == {INSID, OTHER}
+    assert {s.dimensions.get("ImageId") for s in after if s.dimensions["InstanceId"] == INSID} == {"img-0000000a"}
+    assert INSID not in by_instance(sample_instances(sampler, clock=lambda: 1120.0))
 
 
 @pytest.mark.database

@@ -50,7 +50,7 @@ from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
-ROLES = ("clc", "walrus", "cc")
+ROLES = ("clc", "walrus", "cc", "watch")
 EXAMPLES = int(os.environ.get("EDUCLOUD_FUZZ_EXAMPLES", "15"))
 # Valid requests tried first as each caller: all refused (401/403) means the view turns the caller away.
 PROBE_EXAMPLES = 3

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from luhyaapi import queues
 from luhyaapi.bus import RabbitMQBus, RetryLater
 from luhyaapi.bus_trust import ANY_HOST, Clause, QueuePolicy
 from luhyaapi.messages import MESSAGE_CLASSES, Command, TaskStatus, encode
@@ -118,6 +119,19 @@ def test_a_consumer_that_dies_before_acknowledging_loses_nothing(bus, queue, sta
     dying.thread.join(timeout=20)
     assert isinstance(dying.error, _ConsumerDied)
     assert start_consumer(bus, queue).wait_for(3) == sent
+
+
+def test_a_bounded_queue_keeps_its_newest_messages_within_its_bytes(bus, queue, start_consumer, monkeypatch):
+    """The metrics queue's rule (``luhyaapi.queues.MAX_BYTES``): past its bound the oldest waiting messages go."""
+    sent = [Command(op="status/report", paras={"n": n}) for n in range(10, 20)]
+    size = max(len(seal(own_key(), queue, encode(message))) for message in sent)
+    monkeypatch.setitem(queues.MAX_BYTES, queue, int(size * 3.5))
+    for message in sent:
+        bus.publish(queue, message)
+    consumer = start_consumer(bus, queue)
+    assert consumer.wait_for(3) == sent[-3:]
+    time.sleep(0.3)
+    assert consumer.received == sent[-3:]
 
 
 def test_purge_drops_waiting_and_parked_messages(bus, queue, start_consumer):

@@ -795,3 +795,15 @@ REMOVALS: dict[str, Expect] = {
                                            _p("/clc/hosts/servers/{0.role}/{0.name}/forget/"), _servers, page=True)),
     "clc:token-withdraw": Expect(token_page_withdraw),
 }
+
+# Issue 17's URLs (metrics, alarms, notifications), declared in modules of their own with the probes above.
+from tests.integration import (  # noqa: E402
+    url_expectations_alarms,
+    url_expectations_charts,
+    url_expectations_metrics,
+    url_expectations_notifications,
+)
+
+for _part in (url_expectations_metrics, url_expectations_alarms, url_expectations_notifications,
+              url_expectations_charts):
+    EXPECTATIONS.update(_part.EXPECTATIONS)

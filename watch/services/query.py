@@ -16,7 +16,21 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, F, FloatField, Func, IntegerField, Max, Min, Q, QuerySet, Sum, Value
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    FloatField,
+    Func,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
 from django.db.models.expressions import ExpressionWrapper
 from pydantic import TypeAdapter, ValidationError
 
@@ -86,6 +100,25 @@ def list_metrics(namespace: str | None = None, name: str | None = None, dimensio
     rows = series.order_by("namespace", "name", "dimensions_key").values(
         "namespace", "name", "dimensions", "unit")[offset:offset + limit]
     return list(rows)
+
+
+def count_metrics(namespace: str | None = None, name: str | None = None,
+                  dimensions: dict[str, str | None] | None = None, *, under: dict[str, str] | None = None) -> int:
+    """How many series ``list_metrics`` pages through for the same arguments. Raises QueryError as it does."""
+    return _matching_series(namespace, name, dimensions or {}, under or {}).count()
+
+
+def latest_points(since: float) -> list[dict]:
+    """The newest raw point at or after ``since`` (epoch seconds) of every series that has one: ``namespace``,
+    ``name``, ``dimensions``, ``unit``, ``time``, ``value``, sorted by namespace, name and dimensions (what a
+    Prometheus scrape shows). One statement: each point is kept when no newer point of its series follows it, a
+    look-up of the (series, time) index."""
+    newer = MetricPoint.objects.filter(series_id=OuterRef("series_id"), time__gt=OuterRef("time"))
+    rows = (MetricPoint.objects.filter(time__gte=since).filter(~Exists(newer))
+            .order_by("series__namespace", "series__name", "series__dimensions_key")
+            .values_list("series__namespace", "series__name", "series__dimensions", "series__unit", "time", "value"))
+    return [{"namespace": namespace, "name": name, "dimensions": dimensions, "unit": unit, "time": moment,
+             "value": value} for namespace, name, dimensions, unit, moment, value in rows]
 
 
 def get_statistics(namespace: str, name: str, dimensions: dict[str, str], start: float, end: float, period: int,

@@ -33,16 +33,25 @@ def admin_api(host) -> ConsoleClient:
 
 
 @pytest.fixture(scope="package")
-def browser(host):
-    """One headless Chromium (Debian's) for the package."""
+def chromium():
+    """One headless Chromium (Debian's) for the package: Playwright's sync API runs once per thread, so every test
+    that drives a browser, whichever host it starts, opens its pages in this one."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is not installed; the test command (tests/run.sh) installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:
-            yield chromium
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
+
+
+@pytest.fixture(scope="package")
+def browser(host, chromium):
+    """The package's Chromium, once the all-in-one host runs."""
+    return chromium
 
 
 @pytest.fixture

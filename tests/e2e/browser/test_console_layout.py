@@ -10,8 +10,8 @@ from tests.e2e.browser.pages import shot
 
 pytestmark = [pytest.mark.e2e]
 
-ADMIN_LINKS = ["System status", "Images", "Instances", "Desktop pools", "Volumes", "Hosts", "Networks", "Tasks",
-               "VM types", "Accounts", "Owner-groups", "My desktops", "Records"]
+ADMIN_LINKS = ["System status", "Images", "Instances", "Desktop pools", "Volumes", "Monitoring", "Hosts", "Networks",
+               "Tasks", "VM types", "Accounts", "Owner-groups", "My desktops", "Records"]
 
 
 def boxes(page, selector: str) -> list[dict]:

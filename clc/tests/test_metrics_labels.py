@@ -1,0 +1,104 @@
+"""What the cloud tells a node about an instance's metrics (issue 17): its image, owner group and monitoring switch
+go with each run (CLC -> CC, a real REST call, -> the node's ``instance/run`` command as ``labels``); the switch is
+set through the API (on its own at any time, applying from the next start) and the console's forms."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from cc.models import ClusterInstance, ClusterNode
+from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, VMType
+from tests.commands import queued
+from tests.keys import enrolled_key
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def cloud(live_server, cloud_at, tmp_path):
+    config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio")
+    Server.objects.create(name="aio", role="cc", ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
+                          state="online", last_seen=datetime.now(tz=UTC))
+    Server.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
+    enrolled_key("nc-1")
+    ClusterNode.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cpus=2, memory_mb=4096, disk_mb=10**5,
+                               free_disk_mb=10**5, last_seen=datetime.now(tz=UTC))
+    return config
+
+
+@pytest.fixture
+def records():
+    root = OwnerGroup.objects.create(name="root", path="edu")
+    OwnerGroup.objects.create(name="Class 2", path="edu.school1.class2")
+    image = Image.objects.create(image_id="img-0000abcd", name="Test VM", owner_group=root, current_version=1)
+    ImageVersion.objects.create(image=image, number=1, label="1.0.0", size_bytes=1024, sha256="b" * 64,
+                                format="qcow2")
+    tiny = VMType.objects.create(name="tiny", cpus=1, memory_mb=256, disk_gb=1)
+    return {"image": image, "tiny": tiny}
+
+
+def define(api_client, **changes) -> dict:
+    body = {"name": "Maths desktop", "kind": "vs", "image": "img-0000abcd", "vm_type": "tiny",
+            "owner_group": "edu.school1.class2"} | changes
+    response = api_client.post("/clc/api/1.0/instances/", body)
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def run_labels(api_client, insid: str) -> dict:
+    queued("nc-1")  # what earlier runs left on the node's queue
+    response = api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
+    assert response.status_code == 202, response.json()
+    [command] = queued("nc-1")
+    assert command.op == "instance/run"
+    return command.paras["labels"]
+
+
+def test_the_nodes_run_command_carries_the_instances_image_owner_group_and_monitoring(api_client, cloud, records):
+    instance = define(api_client, monitoring=False)
+    assert instance["monitoring"] is False
+    assert run_labels(api_client, instance["instance_id"]) == {
+        "image_id": "img-0000abcd", "owner_group": "edu.school1.class2", "monitoring": False}
+    assert define(api_client, name="Other")["monitoring"] is True, "monitored unless said otherwise"
+
+
+def test_monitoring_is_switched_alone_while_it_runs_and_goes_with_the_next_run(api_client, cloud, records):
+    insid = define(api_client)["instance_id"]
+    assert run_labels(api_client, insid)["monitoring"] is True
+    switched = api_client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": False})
+    assert switched.status_code == 200, switched.json()
+    assert (switched.json()["monitoring"], switched.json()["state"]) == (False, "scheduled")
+    refused = api_client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": True, "name": "New"})
+    assert refused.status_code == 400 and "stop it before changing it" in str(refused.json()["state"])
+    assert Instance.objects.get(instance_id=insid).monitoring is False, "a refused change changes nothing"
+    Instance.objects.filter(instance_id=insid).update(state="stopped")  # as the node's report of its stop leaves it
+    ClusterInstance.objects.filter(instance_id=insid).update(state="stopped")
+    assert run_labels(api_client, insid)["monitoring"] is False
+
+
+def test_a_monitoring_value_that_is_not_a_boolean_is_a_400_naming_it(api_client, cloud, records):
+    insid = define(api_client)["instance_id"]
+    response = api_client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": "sometimes"})
+    assert response.status_code == 400 and "monitoring" in response.json()
+    schema = api_client.get("/clc/api/1.0/schema/")
+    assert schema.status_code == 200 and "applies from its next start" in schema.content.decode()
+
+
+def test_the_console_forms_define_and_change_the_monitoring_switch(client, records):
+    client.force_login(get_user_model().objects.create_user("boss", is_staff=True, is_superuser=True))
+    group = OwnerGroup.objects.get(path="edu.school1.class2")
+    page = client.get("/clc/instances/new/").content.decode()
+    assert 'name="monitoring"' in page and "applies from its next start" in page
+    response = client.post("/clc/instances/new/", {
+        "name": "Quiet", "kind": "vs", "image": records["image"].pk, "vm_type": records["tiny"].pk,
+        "owner_group": group.pk, "services": "", "pinned_node": ""})  # a checkbox left unticked is not sent
+    assert response.status_code == 302
+    instance = Instance.objects.get(name="Quiet")
+    assert instance.monitoring is False
+    response = client.post(f"/clc/instances/{instance.instance_id}/edit/", {
+        "name": "Quiet", "vm_type": records["tiny"].pk, "monitoring": "on"})
+    assert response.status_code == 302
+    assert Instance.objects.get(pk=instance.pk).monitoring is True
