@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 INSTANCE_NAMESPACE = "eduCloud/Instance"
 HOST_NAMESPACE = "eduCloud/Host"
@@ -49,6 +49,17 @@ Namespace = Annotated[str, Field(pattern=r"^(eduCloud/(Instance|Host)|Custom/[A-
 MetricName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
 DimensionName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,31}$")]
 DimensionValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+Dimensions = Annotated[dict[DimensionName, DimensionValue], Field(max_length=MAX_DIMENSIONS)]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("a metric value is a finite number")
+    return value
+
+
+# A metric's value: any finite number (NaN and infinities have no sum, average or place in a SQL column).
+MetricValue = Annotated[float, AfterValidator(_finite)]
 
 
 class MetricSample(BaseModel):
@@ -58,17 +69,10 @@ class MetricSample(BaseModel):
 
     namespace: Namespace
     name: MetricName
-    dimensions: dict[DimensionName, DimensionValue] = Field(default_factory=dict, max_length=MAX_DIMENSIONS)
+    dimensions: Dimensions = Field(default_factory=dict)
     timestamp: float = Field(ge=0)
-    value: float
+    value: MetricValue
     unit: Unit = "None"
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("a metric value is a finite number")
-        return value
 
 
 def dimensions_key(dimensions: dict[str, str]) -> str:

@@ -8,18 +8,17 @@ import time
 from typing import Annotated
 
 from django.conf import settings
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from rest_framework import exceptions, serializers
 
 from luhyaapi.metric_params import MAX_TIME, parse_time
 from luhyaapi.metrics import (
     CUSTOM_PREFIX,
-    MAX_DIMENSIONS,
     MAX_SAMPLES,
-    DimensionName,
-    DimensionValue,
+    Dimensions,
     MetricName,
     MetricSample,
+    MetricValue,
     Namespace,
     Unit,
 )
@@ -47,18 +46,11 @@ class MetricDatum(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: MetricName
-    dimensions: dict[DimensionName, DimensionValue] = Field(default_factory=dict, max_length=MAX_DIMENSIONS)
+    dimensions: Dimensions = Field(default_factory=dict)
     timestamp: Annotated[float, BeforeValidator(_epoch), WithJsonSchema(
         {"anyOf": [{"type": "number"}, {"type": "string"}], "description": "epoch seconds or ISO 8601"})]
-    value: float
+    value: MetricValue
     unit: Unit = "None"
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("a metric value is a finite number")
-        return value
 
 
 class MetricDataPut(BaseModel):
