@@ -76,8 +76,7 @@ from status_fanin import (
     run_manage,
     wait_for_line,
 )
-from watch_store import T0 as FILL_T0
-from watch_store import _query as fill_and_time_cluster_average
+from watch_store import cluster_average_timings, fill_rollups
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -506,8 +505,8 @@ def queries(layout: Layout, repeat: int) -> dict:
            MetricSeries.objects.filter(namespace=INSTANCE_NAMESPACE).values_list("id", "name", "dimensions")}
     log(f"query: filling a day of 5-minute rollups of {layout.instances:,} instances' CPU series and the clusters' "
         "(bench/watch_store.py's fill)")
-    found = fill_and_time_cluster_average(ids, layout.instances)
-    day = FILL_T0 + 3600 + 86400  # where watch_store's fill puts its day
+    day, found = fill_rollups(ids, layout.instances)
+    found |= cluster_average_timings(day, layout.instances)
     cpu = sorted(series_id for (name, _), series_id in ids.items() if name == "CPUUtilization")
     log(f"query: filling 7 days of 1-hour rollups of the {len(cpu):,} CPU series")
     found["hour_fill_s"] = fill_hours(cpu, day + 86400, 7 * 24)

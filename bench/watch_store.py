@@ -109,15 +109,12 @@ def child(database_url: str, data_dir: str, instances: int, minutes: int, batch:
     return result
 
 
-def _query(ids, instances) -> dict:
-    """A day of 5-minute CPU rollups for every instance and for each cluster (written directly, as the store would
-    have merged them: 288 a series), then the cluster-wide 24-hour 5-minute average of the instances of cluster c1
-    (a quarter of them), five times each way: from the cluster's own rollups (``{"Cluster": "c1"}``), and grouping
-    every instance's rollups (``{"Cluster": "c1", "InstanceId": None}``: the same instances, a filter the cluster's
-    rollups do not answer)."""
+def fill_rollups(ids, instances) -> tuple[int, dict]:
+    """A day of 5-minute CPU rollups for every instance and for each cluster, written directly as the store would
+    have merged them (288 a series), apart from the rollups the store made. Returns the day's start and
+    ``rollup_rows_filled``, ``fill_s``."""
     from luhyaapi.metrics import INSTANCE_NAMESPACE
     from watch.models import DimensionRollup, MetricRollup, RollupPeriod
-    from watch.services.query import get_aggregate_statistics
 
     cpu = [series_id for (name, _), series_id in ids.items() if name == "CPUUtilization"]
     day = T0 + 3600 + 86400  # a day after the first hour, apart from the rollups the store made
@@ -131,12 +128,22 @@ def _query(ids, instances) -> dict:
     started = time.perf_counter()
     MetricRollup.objects.bulk_create(rows, batch_size=5000)
     DimensionRollup.objects.bulk_create(clusters)
-    filled = time.perf_counter() - started
-    result = {"rollup_rows_filled": len(rows), "fill_s": filled}
+    return day, {"rollup_rows_filled": len(rows), "fill_s": time.perf_counter() - started}
+
+
+def cluster_average_timings(day: int, instances: int, repeat: int = 5) -> dict:
+    """The cluster-wide 24-hour 5-minute average of the instances of cluster c1 (a quarter of them) over the day
+    ``fill_rollups`` wrote, ``repeat`` times each way: from the cluster's own rollups (``{"Cluster": "c1"}``), and
+    grouping every instance's rollups (``{"Cluster": "c1", "InstanceId": None}``: the same instances, a filter the
+    cluster's rollups do not answer). Median and quickest of each, in ms."""
+    from luhyaapi.metrics import INSTANCE_NAMESPACE
+    from watch.services.query import get_aggregate_statistics
+
+    result = {}
     for label, dimensions in (("cluster_rollups", {"Cluster": "c1"}),
                               ("every_series", {"Cluster": "c1", "InstanceId": None})):
         timings = []
-        for _ in range(5):
+        for _ in range(repeat):
             started = time.perf_counter()
             points = get_aggregate_statistics(INSTANCE_NAMESPACE, "CPUUtilization", dimensions, day, day + 86400,
                                               300, ["Average", "SampleCount"], now=day + 86400)
@@ -144,6 +151,11 @@ def _query(ids, instances) -> dict:
         assert len(points) == 288 and points[0]["SampleCount"] == 2 * len(range(1, instances, 4)), points[0]
         result |= {f"{label}_ms_median": 1000 * statistics.median(timings), f"{label}_ms_min": 1000 * min(timings)}
     return result
+
+
+def _query(ids, instances) -> dict:
+    day, result = fill_rollups(ids, instances)
+    return result | cluster_average_timings(day, instances)
 
 
 # --- the parent: a child per database, then the table ------------------------------------------------------------
