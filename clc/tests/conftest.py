@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth import get_user_model
 
+from cc.models import ClusterNode
 from clc.tests.classes import two_schools
 from clc.tests.machines import MAC, NODE
 from luhyaapi.client import RoleClient
@@ -34,6 +36,20 @@ def controller(live_server, cloud_at):
     cloud_at(live_server.url)
     return Server.objects.create(role="cc", name="cc-1", ip="10.0.9.1", cluster="cluster1", api_url=live_server.url,
                                  state="online")
+
+
+@pytest.fixture
+def one_node_cloud(live_server, cloud_at, tmp_path):
+    """This test server as every role of host "aio", its CC online and one node "nc-1" (enrolled, 2 CPUs, 4 GiB)
+    known to the CLC and to the CC: where the CLC's runs go through a real REST call to the CC. Its config."""
+    config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio")
+    Server.objects.create(name="aio", role="cc", ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
+                          state="online", last_seen=datetime.now(tz=UTC))
+    Server.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
+    enrolled_key("nc-1")
+    ClusterNode.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cpus=2, memory_mb=4096, disk_mb=10**5,
+                               free_disk_mb=10**5, last_seen=datetime.now(tz=UTC))
+    return config
 
 
 @pytest.fixture

@@ -5,30 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 
 import pytest
 
-from cc.models import ClusterInstance, ClusterNode, PortLease
+from cc.models import ClusterInstance, PortLease
 from clc.services.status import StatusFolder
 from luhyaapi.messages import InsStatus
 from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, TaskTransaction, VMType
 from tests.commands import queued
-from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def cloud(live_server, cloud_at, tmp_path):
-    config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio")
-    Server.objects.create(name="aio", role="cc", ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
-                          state="online", last_seen=datetime.now(tz=UTC))
-    Server.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
-    enrolled_key("nc-1")
-    ClusterNode.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cpus=2, memory_mb=4096, disk_mb=10**5,
-                               free_disk_mb=10**5, last_seen=datetime.now(tz=UTC))
-    return config
 
 
 @pytest.fixture
@@ -50,7 +36,7 @@ def define(api_client, **changes):
     return response.json()
 
 
-def test_an_instance_is_defined_with_an_id_a_mac_and_state_defined(api_client, cloud, image):
+def test_an_instance_is_defined_with_an_id_a_mac_and_state_defined(api_client, one_node_cloud, image):
     instance = define(api_client)
     assert instance["instance_id"].startswith("ins-")
     assert instance["mac"].startswith("52:54:00:")
@@ -58,14 +44,14 @@ def test_an_instance_is_defined_with_an_id_a_mac_and_state_defined(api_client, c
     assert instance["tid"] == f"img-0000abcd:img-0000abcd:{instance['instance_id']}"
 
 
-def test_run_places_it_through_the_cluster_controller_and_says_how_to_reach_it(api_client, cloud, image):
+def test_run_places_it_through_the_cluster_controller_and_says_how_to_reach_it(api_client, one_node_cloud, image):
     insid = define(api_client)["instance_id"]
     response = api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
     assert response.status_code == 202, response.json()
     running = response.json()
     ports = dict(PortLease.objects.values_list("purpose", "port"))
     assert (running["state"], running["node"], running["cluster"], running["runs"]) == (
-        "scheduled", "nc-1", cloud.cluster, 1)
+        "scheduled", "nc-1", one_node_cloud.cluster, 1)
     assert running["console_url"] == f"vnc://127.0.0.1:{ports['console']}"
     assert running["access"]["http"] == f"http://127.0.0.1:{ports['tcp/80']}/"
     task = TaskTransaction.objects.get(tid=running["tid"])
@@ -73,7 +59,7 @@ def test_run_places_it_through_the_cluster_controller_and_says_how_to_reach_it(a
 
 
 def test_each_run_gets_its_own_console_password_which_reaches_the_node_but_not_the_record(
-        api_client, cloud, image):
+        api_client, one_node_cloud, image):
     insid = define(api_client)["instance_id"]
     queued("nc-1")  # what earlier tests left on the node's queue
     passwords = []
@@ -91,7 +77,7 @@ def test_each_run_gets_its_own_console_password_which_reaches_the_node_but_not_t
     assert passwords[0] != passwords[1]
 
 
-def test_the_console_call_gives_url_and_password_of_the_running_console_only(api_client, cloud, image):
+def test_the_console_call_gives_url_and_password_of_the_running_console_only(api_client, one_node_cloud, image):
     insid = define(api_client)["instance_id"]
     assert api_client.get(f"/clc/api/1.0/instances/{insid}/console/").status_code == 409
     api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
@@ -102,7 +88,7 @@ def test_the_console_call_gives_url_and_password_of_the_running_console_only(api
     assert response.json() == {"url": instance.console_url, "protocol": "vnc", "password": instance.console_password}
 
 
-def test_running_a_running_instance_is_a_409(api_client, cloud, image):
+def test_running_a_running_instance_is_a_409(api_client, one_node_cloud, image):
     insid = define(api_client)["instance_id"]
     api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
     response = api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
@@ -110,7 +96,7 @@ def test_running_a_running_instance_is_a_409(api_client, cloud, image):
     assert "stop it first" in response.json()["detail"]
 
 
-def test_when_no_node_fits_the_409_says_why_for_each_node(api_client, cloud, image):
+def test_when_no_node_fits_the_409_says_why_for_each_node(api_client, one_node_cloud, image):
     insid = define(api_client, vm_type="huge")["instance_id"]
     response = api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
     assert response.status_code == 409
@@ -118,7 +104,7 @@ def test_when_no_node_fits_the_409_says_why_for_each_node(api_client, cloud, ima
     assert Instance.objects.get(instance_id=insid).state == "defined"
 
 
-def test_with_no_cluster_controller_online_run_is_a_503(api_client, cloud, image):
+def test_with_no_cluster_controller_online_run_is_a_503(api_client, one_node_cloud, image):
     insid = define(api_client)["instance_id"]
     Server.objects.filter(role="cc").update(state="offline")
     response = api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
@@ -126,7 +112,7 @@ def test_with_no_cluster_controller_online_run_is_a_503(api_client, cloud, image
     assert "no online cluster controller" in response.json()["detail"]
 
 
-def test_stop_and_delete_follow_the_nodes_reports(api_client, cloud, image):
+def test_stop_and_delete_follow_the_nodes_reports(api_client, one_node_cloud, image):
     insid = define(api_client)["instance_id"]
     api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
     folder = StatusFolder(missed_heartbeats=3, db_touch_seconds=60)
@@ -143,13 +129,13 @@ def test_stop_and_delete_follow_the_nodes_reports(api_client, cloud, image):
     assert not Instance.objects.filter(instance_id=insid).exists()
 
 
-def test_an_instance_that_never_ran_is_deleted_at_once(api_client, cloud, image):
+def test_an_instance_that_never_ran_is_deleted_at_once(api_client, one_node_cloud, image):
     insid = define(api_client)["instance_id"]
     assert api_client.request("DELETE", f"/clc/api/1.0/instances/{insid}/").status_code == 204
     assert not Instance.objects.exists()
 
 
-def test_a_running_instance_cannot_be_changed(api_client, cloud, image):
+def test_a_running_instance_cannot_be_changed(api_client, one_node_cloud, image):
     insid = define(api_client)["instance_id"]
     api_client.post(f"/clc/api/1.0/instances/{insid}/run/", {})
     response = api_client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"vm_type": "huge"})
@@ -162,7 +148,8 @@ def test_a_running_instance_cannot_be_changed(api_client, cloud, image):
     ("image", "../img"), ("vm_type", "gigantic"), ("services", [0]), ("services", [80, 80]), ("services", ["80; id"]),
     ("pinned_node", "NC_1;reboot"), ("owner_group", "no.group"),
 ])
-def test_hostile_or_unknown_values_are_refused_with_400_naming_the_field(api_client, cloud, image, field, value):
+def test_hostile_or_unknown_values_are_refused_with_400_naming_the_field(api_client, one_node_cloud, image, field,
+                                                                         value):
     body = {"name": "Maths desktop", "kind": "rvd", "image": "img-0000abcd", "vm_type": "tiny", "owner_group": "edu"}
     response = api_client.post("/clc/api/1.0/instances/", body | {field: value})
     assert response.status_code == 400
@@ -170,7 +157,7 @@ def test_hostile_or_unknown_values_are_refused_with_400_naming_the_field(api_cli
     assert not Instance.objects.exists()
 
 
-def test_an_image_without_a_file_cannot_back_an_instance(api_client, cloud, image):
+def test_an_image_without_a_file_cannot_back_an_instance(api_client, one_node_cloud, image):
     Image.objects.filter(pk=image.pk).update(current_version=0)
     body = {"name": "Maths desktop", "kind": "rvd", "image": "img-0000abcd", "vm_type": "tiny", "owner_group": "edu"}
     response = api_client.post("/clc/api/1.0/instances/", body)
@@ -179,7 +166,7 @@ def test_an_image_without_a_file_cannot_back_an_instance(api_client, cloud, imag
 
 
 @pytest.mark.parametrize("bad_id", ["ins-xyz", "ins-0000abc%3Bid", "%2E%2E", "img-0000abcd"])
-def test_a_malformed_instance_id_in_the_path_is_a_400(api_client, cloud, image, bad_id):
+def test_a_malformed_instance_id_in_the_path_is_a_400(api_client, one_node_cloud, image, bad_id):
     response = api_client.post(f"/clc/api/1.0/instances/{bad_id}/run/", {})
     assert response.status_code == 400
     assert "instance_id" in response.json()

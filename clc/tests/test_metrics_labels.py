@@ -4,29 +4,14 @@ set through the API (on its own at any time, applying from the next start) and t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from django.contrib.auth import get_user_model
 
-from cc.models import ClusterInstance, ClusterNode
-from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, VMType
+from cc.models import ClusterInstance
+from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, VMType
 from tests.commands import queued
-from tests.keys import enrolled_key
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def cloud(live_server, cloud_at, tmp_path):
-    config = cloud_at(live_server.url, data_dir=tmp_path / "host", name="aio")
-    Server.objects.create(name="aio", role="cc", ip="127.0.0.1", cluster=config.cluster, api_url=live_server.url,
-                          state="online", last_seen=datetime.now(tz=UTC))
-    Server.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cluster=config.cluster, state="online")
-    enrolled_key("nc-1")
-    ClusterNode.objects.create(name="nc-1", role="nc", ip="127.0.0.1", cpus=2, memory_mb=4096, disk_mb=10**5,
-                               free_disk_mb=10**5, last_seen=datetime.now(tz=UTC))
-    return config
 
 
 @pytest.fixture
@@ -57,7 +42,8 @@ def run_labels(api_client, insid: str) -> dict:
     return command.paras["labels"]
 
 
-def test_the_nodes_run_command_carries_the_instances_image_owner_group_and_monitoring(api_client, cloud, records):
+def test_the_nodes_run_command_carries_the_instances_image_owner_group_and_monitoring(api_client, one_node_cloud,
+                                                                                      records):
     instance = define(api_client, monitoring=False)
     assert instance["monitoring"] is False
     assert run_labels(api_client, instance["instance_id"]) == {
@@ -65,7 +51,7 @@ def test_the_nodes_run_command_carries_the_instances_image_owner_group_and_monit
     assert define(api_client, name="Other")["monitoring"] is True, "monitored unless said otherwise"
 
 
-def test_monitoring_is_switched_alone_while_it_runs_and_goes_with_the_next_run(api_client, cloud, records):
+def test_monitoring_is_switched_alone_while_it_runs_and_goes_with_the_next_run(api_client, one_node_cloud, records):
     insid = define(api_client)["instance_id"]
     assert run_labels(api_client, insid)["monitoring"] is True
     switched = api_client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": False})
@@ -79,7 +65,7 @@ def test_monitoring_is_switched_alone_while_it_runs_and_goes_with_the_next_run(a
     assert run_labels(api_client, insid)["monitoring"] is False
 
 
-def test_a_monitoring_value_that_is_not_a_boolean_is_a_400_naming_it(api_client, cloud, records):
+def test_a_monitoring_value_that_is_not_a_boolean_is_a_400_naming_it(api_client, one_node_cloud, records):
     insid = define(api_client)["instance_id"]
     response = api_client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": "sometimes"})
     assert response.status_code == 400 and "monitoring" in response.json()
