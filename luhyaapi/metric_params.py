@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from pydantic import TypeAdapter, ValidationError
 from rest_framework import serializers
 
-from luhyaapi.metrics import MAX_DIMENSIONS, STATISTICS, DimensionName, DimensionValue, MetricName, Namespace
+from luhyaapi.metrics import (
+    DIMENSION_NAME_ADAPTER,
+    DIMENSION_VALUE_ADAPTER,
+    MAX_DIMENSIONS,
+    METRIC_NAME_ADAPTER,
+    NAMESPACE_ADAPTER,
+    STATISTICS,
+)
 
 # The last second of year 9999: times past it are no use and would overflow the store's arithmetic.
 MAX_TIME = 253402300799
@@ -26,10 +33,6 @@ MAX_OFFSET = 10**9
 DEFAULT_LIST = 100
 MAX_LIST = 500
 
-_NAMESPACE = TypeAdapter(Namespace)
-_NAME = TypeAdapter(MetricName)
-_DIMENSION_NAME = TypeAdapter(DimensionName)
-_DIMENSION_VALUE = TypeAdapter(DimensionValue)
 
 
 def parse_dimensions(text: str, *, any_value: bool) -> dict[str, str | None]:
@@ -44,7 +47,7 @@ def parse_dimensions(text: str, *, any_value: bool) -> dict[str, str | None]:
     dimensions: dict[str, str | None] = {}
     for part in parts:
         name, equals, value = part.partition("=")
-        if not _valid(_DIMENSION_NAME, name):
+        if not _valid(DIMENSION_NAME_ADAPTER, name):
             raise serializers.ValidationError(f"{name[:40]!r} is not a dimension name (a letter, then letters and "
                                               "digits, at most 32)")
         if name in dimensions:
@@ -52,7 +55,7 @@ def parse_dimensions(text: str, *, any_value: bool) -> dict[str, str | None]:
         if not equals and any_value:
             dimensions[name] = None
             continue
-        if not _valid(_DIMENSION_VALUE, value):
+        if not _valid(DIMENSION_VALUE_ADAPTER, value):
             raise serializers.ValidationError(f"{name}={value[:40]!r}: a dimension value is 1 to 128 letters, digits "
                                               "and _.:-")
         dimensions[name] = value
@@ -144,11 +147,13 @@ def _average() -> list[str]:
 
 
 def namespace_field(**kwargs) -> PatternField:
-    return PatternField(_NAMESPACE, "metric namespace (eduCloud/Instance, eduCloud/Host or Custom/<name>)", **kwargs)
+    return PatternField(NAMESPACE_ADAPTER, "metric namespace (eduCloud/Instance, eduCloud/Host or Custom/<name>)",
+                        **kwargs)
 
 
 def name_field(**kwargs) -> PatternField:
-    return PatternField(_NAME, "metric name (a letter, then letters, digits and _.-, at most 64)", **kwargs)
+    return PatternField(METRIC_NAME_ADAPTER, "metric name (a letter, then letters, digits and _.-, at most 64)",
+                        **kwargs)
 
 
 class MetricListQuery(serializers.Serializer):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 INSTANCE_NAMESPACE = "eduCloud/Instance"
 HOST_NAMESPACE = "eduCloud/Host"
@@ -50,6 +50,11 @@ MetricName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
 DimensionName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,31}$")]
 DimensionValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 Dimensions = Annotated[dict[DimensionName, DimensionValue], Field(max_length=MAX_DIMENSIONS)]
+# The same rules for one value at a time (query parameters, API fields, the store's arguments).
+NAMESPACE_ADAPTER = TypeAdapter(Namespace)
+METRIC_NAME_ADAPTER = TypeAdapter(MetricName)
+DIMENSION_NAME_ADAPTER = TypeAdapter(DimensionName)
+DIMENSION_VALUE_ADAPTER = TypeAdapter(DimensionValue)
 
 
 def _finite(value: float) -> float:

@@ -15,7 +15,14 @@ from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
 
 from luhyaapi.drf import callers
-from luhyaapi.metrics import MAX_DIMENSIONS, STATISTICS, DimensionName, DimensionValue, MetricName, Namespace
+from luhyaapi.metrics import (
+    DIMENSION_NAME_ADAPTER,
+    DIMENSION_VALUE_ADAPTER,
+    MAX_DIMENSIONS,
+    METRIC_NAME_ADAPTER,
+    NAMESPACE_ADAPTER,
+    STATISTICS,
+)
 from watch.models import Alarm, AlarmComparison, AlarmHistory
 from watch.services import alarm_hooks
 from watch.services.alarms import ACTIONS, HOOK_PREFIX, WATCHDOG_ACTION, WATCHDOG_PREFIX, Rule, window
@@ -29,10 +36,6 @@ MAX_EVALUATION_PERIODS = 100
 # Actions that act on one instance: the alarm must name it.
 INSTANCE_ACTIONS = ("stop", "reboot")
 
-_NAMESPACE = TypeAdapter(Namespace)
-_METRIC = TypeAdapter(MetricName)
-_DIMENSION_NAME = TypeAdapter(DimensionName)
-_DIMENSION_VALUE = TypeAdapter(DimensionValue)
 
 
 def _valid(adapter: TypeAdapter, value, message: str):
@@ -107,18 +110,19 @@ class AlarmSerializer(serializers.ModelSerializer):
         return value
 
     def validate_namespace(self, value: str) -> str:
-        return _valid(_NAMESPACE, value, "eduCloud/Instance, eduCloud/Host or Custom/<name>")
+        return _valid(NAMESPACE_ADAPTER, value, "eduCloud/Instance, eduCloud/Host or Custom/<name>")
 
     def validate_metric(self, value: str) -> str:
-        return _valid(_METRIC, value, "a metric name: a letter, then letters, digits and _.- (at most 64)")
+        return _valid(METRIC_NAME_ADAPTER, value, "a metric name: a letter, then letters, digits and _.- (at most 64)")
 
     def validate_dimensions(self, value: dict) -> dict:
         if len(value) > MAX_DIMENSIONS:
             raise serializers.ValidationError(f"{len(value)} dimensions, more than {MAX_DIMENSIONS}")
         for name, dimension in value.items():
-            _valid(_DIMENSION_NAME, name, f"{name!r} is not a dimension name (a letter, then letters and digits)")
-            _valid(_DIMENSION_VALUE, dimension, f"{name}={dimension!r}: a value is letters, digits and _.:- (1 to "
-                                                "128)")
+            _valid(DIMENSION_NAME_ADAPTER, name,
+                   f"{name!r} is not a dimension name (a letter, then letters and digits)")
+            _valid(DIMENSION_VALUE_ADAPTER, dimension,
+                   f"{name}={dimension!r}: a value is letters, digits and _.:- (1 to 128)")
         return value
 
     def validate_threshold(self, value: float) -> float:

@@ -32,30 +32,25 @@ from django.db.models import (
     Value,
 )
 from django.db.models.expressions import ExpressionWrapper
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
+from luhyaapi.metric_params import MAX_LIST
 from luhyaapi.metrics import (
     AGGREGATED_DIMENSIONS,
+    DIMENSION_NAME_ADAPTER,
+    DIMENSION_VALUE_ADAPTER,
     MAX_DATAPOINTS,
     MAX_DIMENSIONS,
+    METRIC_NAME_ADAPTER,
+    NAMESPACE_ADAPTER,
     STATISTICS,
-    DimensionName,
-    DimensionValue,
-    MetricName,
-    Namespace,
     dimensions_key,
 )
 from watch.models import DimensionRollup, MetricPoint, MetricRollup, MetricSeries, RollupPeriod
 from watch.services.store import DAY, dimensions_hash
 
-# The most metrics one page of list_metrics holds (CloudWatch's page is 500).
-MAX_LIST = 500
 RAW_GRANULARITY = 60
 
-_NAMESPACE = TypeAdapter(Namespace)
-_NAME = TypeAdapter(MetricName)
-_DIMENSION_NAME = TypeAdapter(DimensionName)
-_DIMENSION_VALUE = TypeAdapter(DimensionValue)
 
 
 class QueryError(ValueError):
@@ -196,7 +191,7 @@ def _checked_range(start: float, end: float, period: int, statistics: list[str],
 
 def _check_metric(namespace: str | None, name: str | None, *, required: bool = True) -> None:
     """A namespace and metric name as samples may have them (``None`` allowed when not ``required``)."""
-    for field, adapter, value in (("namespace", _NAMESPACE, namespace), ("name", _NAME, name)):
+    for field, adapter, value in (("namespace", NAMESPACE_ADAPTER, namespace), ("name", METRIC_NAME_ADAPTER, name)):
         if value is None and not required:
             continue
         try:
@@ -212,9 +207,9 @@ def _check_dimensions(dimensions: dict, *, allow_any: bool, field: str = "dimens
         raise QueryError(field, f"{len(dimensions)} dimensions, more than {MAX_DIMENSIONS}")
     for name, value in dimensions.items():
         try:
-            _DIMENSION_NAME.validate_python(name)
+            DIMENSION_NAME_ADAPTER.validate_python(name)
             if value is not None or not allow_any:
-                _DIMENSION_VALUE.validate_python(value)
+                DIMENSION_VALUE_ADAPTER.validate_python(value)
         except ValidationError:
             raise QueryError(field, f"{name!r}={value!r} is not a dimension (name: letters and digits, value: "
                                     f"letters, digits and _.:-)") from None
