@@ -96,8 +96,17 @@ def _guest(page: str, cgi: str, **params) -> requests.Response:
 
 
 def _write(page: str, volume_id: str, text: str) -> None:
+    # "in-use" means QEMU has the disk; the guest's kernel finds a hot-plugged disk a moment later.
+    wait_for(f"{volume_id} seen by the guest", lambda: _sees(page, volume_id), 60)
     written = _guest(page, "blockwrite", serial=volume_id, offset=OFFSET, text=text)
     assert written.status_code == 200, written.text
+
+
+def _sees(page: str, volume_id: str) -> bool:
+    try:
+        return _guest(page, "blockread", serial=volume_id, offset=OFFSET, length=1).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def _read(page: str, volume_id: str, length: int) -> str:
