@@ -78,15 +78,19 @@ class ConsoleEndpoint:
 
 @dataclass(frozen=True)
 class VMMetrics:
-    """A sample of a VM's use: counters since it started (bytes, CPU seconds) and whether it is alive."""
+    """A sample of a VM's use: counters since it started (bytes, operations, CPU seconds) and whether it is alive.
+    A disk counter is None when it could not be read this time, and the operation counters always where the driver
+    does not count operations (capability ``disk_ops``)."""
 
     alive: bool
     cpu_seconds: float = 0.0
     memory_bytes: int = 0
-    disk_read_bytes: int = 0
-    disk_write_bytes: int = 0
+    disk_read_bytes: int | None = 0
+    disk_write_bytes: int | None = 0
     net_rx_bytes: int = 0
     net_tx_bytes: int = 0
+    disk_read_ops: int | None = None
+    disk_write_ops: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ class HypervisorDriver(abc.ABC):
     guest's address), ``guest_ready`` (``guest_info`` can say the guest is up), ``snapshot_run``
     (``run_with_snapshot``), ``adopt`` (running VMs survive a node restart), ``grow_disk`` (``grow_disk`` gives a
     clone the VM type's disk size), ``volumes`` (``attach_volume``: an SC's iSCSI volume hot-plugged into a running
-    VM).
+    VM), ``disk_ops`` (``metrics`` counts disk read and write operations).
 
     Readiness. ``start`` returns once the hypervisor runs the VM, which may still be in its BIOS: the node reports
     it ``booting`` and ``nc.services.readiness`` decides when the guest is up from evidence. What a driver gives for

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from pydantic import ValidationError
@@ -29,11 +29,12 @@ logger = logging.getLogger(__name__)
 # What a dimension's value may be (luhyaapi.metrics.DimensionValue).
 DIMENSION_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
-# The counters of VMMetrics sent as per-sample amounts, by metric name. DiskReadOps and DiskWriteOps are metrics of
-# the schema but no driver counts operations yet (VMMetrics has no such field), so they are not sent.
+# The counters of VMMetrics sent as per-sample amounts, by metric name.
 COUNTERS: dict[str, str] = {
     "DiskReadBytes": "disk_read_bytes",
     "DiskWriteBytes": "disk_write_bytes",
+    "DiskReadOps": "disk_read_ops",
+    "DiskWriteOps": "disk_write_ops",
     "NetworkIn": "net_rx_bytes",
     "NetworkOut": "net_tx_bytes",
 }
@@ -96,8 +97,10 @@ class InstanceSampler:
       seen dead: ``MemoryUsed`` and ``Alive`` 1 only. Its counters count everything since the VM started, which
       no sample period holds; they become the base of the next reading's amounts.
     - alive, with a previous reading: also ``CPUUtilization`` (CPU seconds used / (seconds passed * vCPUs) * 100,
-      clamped to 0..100) and the four byte counters' increase; a counter lower than before means the VM started
-      again in between, and counts 0 for that sample.
+      clamped to 0..100) and each counter's increase; a counter lower than before means the VM started again in
+      between, and counts 0 for that sample. A counter the reading lacks (None: not read this time, or not counted
+      by the driver) sends nothing and its previous value is kept as the base of the next increase, which then
+      spans both periods.
     - not alive (the instance should run, its VM does not): ``Alive`` 0 only, and the previous reading is dropped.
     A reading not later than the previous one is taken as a first reading (no time passed to divide by).
     """
@@ -145,9 +148,15 @@ class InstanceSampler:
         before_at, before = previous
         used = (reading.cpu_seconds - before.cpu_seconds) / ((at - before_at) * max(instance.vcpus, 1)) * 100
         samples.append(metric("CPUUtilization", min(100.0, max(0.0, used))))
+        carried = {}
         for name, field in COUNTERS.items():
-            increase = getattr(reading, field) - getattr(before, field)
-            samples.append(metric(name, increase if increase >= 0 else 0))
+            now, then = getattr(reading, field), getattr(before, field)
+            if now is None:
+                carried[field] = then
+            elif then is not None:
+                samples.append(metric(name, now - then if now >= then else 0))
+        if carried:
+            self._previous[insid] = (at, replace(reading, **carried))
         return samples
 
     def forget(self, insid: str) -> None:

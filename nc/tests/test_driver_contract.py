@@ -45,7 +45,7 @@ STOP_TIMEOUT = 60.0
 # The base image is handed to each driver in a format its hypervisor reads (converted with qemu-img).
 BASE_IMAGE_FORMATS = {"virtualbox": "vdi"}
 CAPABILITIES = ("linked_clone", "console_vnc", "console_rdp", "nat_forwards", "bridged", "guest_ip", "guest_ready",
-                "snapshot_run", "adopt", "volumes")  # fmt: skip
+                "snapshot_run", "adopt", "volumes", "disk_ops")  # fmt: skip
 HOSTILE_IDS = {
     "parent-dir": "../x",
     "shell": "ins-;rm -rf /",
@@ -465,6 +465,11 @@ def test_metrics_of_a_running_vm_count_its_cpu_memory_and_disk(driver: Hyperviso
     assert metrics.cpu_seconds > 0
     assert metrics.memory_bytes > 0
     assert metrics.disk_read_bytes > 0
+    if driver.capabilities["disk_ops"]:
+        assert metrics.disk_read_ops > 0, "the guest's boot read its disk"
+        assert metrics.disk_write_ops is not None
+    else:
+        assert (metrics.disk_read_ops, metrics.disk_write_ops) == (None, None)
 
 
 @pytest.fixture(scope="module")

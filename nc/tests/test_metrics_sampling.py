@@ -30,10 +30,10 @@ OTHER = "ins-0000e002"
 GiB = 2**30
 
 
-def vm(cpu: float = 0.0, memory: int = GiB, read: int = 0, write: int = 0, rx: int = 0, tx: int = 0,
-       alive: bool = True) -> VMMetrics:
+def vm(cpu: float = 0.0, memory: int = GiB, read: int | None = 0, write: int | None = 0, rx: int = 0, tx: int = 0,
+       alive: bool = True, read_ops: int | None = None, write_ops: int | None = None) -> VMMetrics:
     return VMMetrics(alive=alive, cpu_seconds=cpu, memory_bytes=memory, disk_read_bytes=read, disk_write_bytes=write,
-                     net_rx_bytes=rx, net_tx_bytes=tx)
+                     net_rx_bytes=rx, net_tx_bytes=tx, disk_read_ops=read_ops, disk_write_ops=write_ops)
 
 
 def target(vcpus: int = 1, insid: str = INSID, labels: InstanceLabels = NO_LABELS) -> SampledInstance:
@@ -84,6 +84,34 @@ def test_the_next_readings_send_each_counters_increase_and_the_memory_as_read():
     assert (third["DiskReadBytes"], third["DiskWriteBytes"], third["NetworkIn"], third["NetworkOut"]) == (
         100, 100, 0, 90)
     assert third["CPUUtilization"] == pytest.approx(10.0)
+
+
+def test_disk_operations_are_sent_as_their_increase_by_a_driver_that_counts_them():
+    sampler = InstanceSampler()
+    sampler.sample(target(), vm(read_ops=100, write_ops=7), 1000.0)
+    second = values(sampler.sample(target(), vm(read_ops=160, write_ops=7), 1060.0))
+    assert (second["DiskReadOps"], second["DiskWriteOps"]) == (60, 0)
+    third = values(sampler.sample(target(), vm(read_ops=5, write_ops=20), 1120.0))  # the VM started again
+    assert (third["DiskReadOps"], third["DiskWriteOps"]) == (0, 13)
+
+
+def test_a_driver_that_counts_no_operations_sends_no_operation_metrics():
+    sampler = InstanceSampler()
+    sampler.sample(target(), vm(read=10), 1000.0)
+    second = values(sampler.sample(target(), vm(read=20), 1060.0))
+    assert second["DiskReadBytes"] == 10
+    assert not {"DiskReadOps", "DiskWriteOps"} & set(second)
+
+
+def test_a_counter_not_read_this_time_sends_nothing_and_the_next_increase_spans_both_periods():
+    sampler = InstanceSampler()
+    sampler.sample(target(), vm(read=1000, write=50, read_ops=10, rx=5), 1000.0)
+    missed = values(sampler.sample(target(), vm(read=None, write=None, rx=8), 1060.0))
+    assert not {"DiskReadBytes", "DiskWriteBytes", "DiskReadOps"} & set(missed), "no made-up amount"
+    assert missed["NetworkIn"] == 3
+    after = values(sampler.sample(target(), vm(read=1600, write=50, read_ops=30, rx=9), 1120.0))
+    assert (after["DiskReadBytes"], after["DiskWriteBytes"], after["DiskReadOps"], after["NetworkIn"]) == (
+        600, 0, 20, 1)
 
 
 def test_a_counter_that_went_back_counts_zero_and_becomes_the_base_of_the_next_increase():

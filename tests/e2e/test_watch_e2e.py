@@ -99,6 +99,7 @@ def test_a_busy_guest_shows_in_its_metrics_an_alarm_stops_it_and_a_stopped_insta
              2 * SAMPLE_SECONDS + 15)
     wait_for("8 MiB written", lambda: sum(p["Sum"] for p in _datapoints(client, insid, "DiskWriteBytes", "Sum", since))
              >= 8 * MIB, 2 * SAMPLE_SECONDS + 15)
+    assert sum(p["Sum"] for p in _datapoints(client, insid, "DiskWriteOps", "Sum", since)) > 0, "QEMU counts them"
     assert time.time() - loaded < 2 * SAMPLE_SECONDS + 20
     assert _peak(client, insid, "Alive", "Minimum", since) == 1
 
