@@ -107,6 +107,8 @@ urlpatterns = [
     path("instances/<insid:insid>/edit/", views_instances.InstanceUpdateView.as_view(), name="instance-edit"),
     path("instances/<insid:insid>/run/", views_instances.InstanceRunView.as_view(), name="instance-run"),
     path("instances/<insid:insid>/stop/", views_instances.InstanceStopView.as_view(), name="instance-stop"),
+    path("instances/<insid:insid>/monitoring/", views_instances.InstanceMonitoringView.as_view(),
+         name="instance-monitoring"),
     path("instances/<insid:insid>/delete/", views_instances.InstanceDeleteView.as_view(), name="instance-delete"),
     path("instances/<insid:insid>/push/", views_instances.InstancePushView.as_view(), name="instance-push"),
     path("pools/", views_pools.PoolListView.as_view(), name="pools"),

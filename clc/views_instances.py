@@ -20,8 +20,10 @@ from clc.services.instances import (
     change_instance,
     define_instance,
     delete_instance,
+    on_a_node,
     run_instance,
     stop_instance,
+    switch_watching,
 )
 from clc.services.portal import console_password
 from clc.services.push import PushRefused, push_desktop, push_targets, validate_push_hosts
@@ -151,6 +153,7 @@ class InstanceDetailView(AuthorizedMixin, DetailView):
             "reach": reach(instance),
             "console_password": console_password(self.actor, instance),
             "task": task,
+            "may_write": authz.may(self.actor, "write", instance),
             # Its volumes the person may read (attached, or going with its next run); one may read the instance
             # and not volumes.
             "volumes": authz.readable(self.actor, instance.volumes.order_by("name")),
@@ -229,6 +232,32 @@ class InstanceStopView(AuthorizedMixin, View):
             messages.error(request, f"{instance.name} was not stopped: {exc}")
         else:
             messages.success(request, f"{instance.name} is stopping.")
+        return redirect(instance)
+
+
+class InstanceMonitoringView(AuthorizedMixin, View):
+    """Turn monitoring on or off on POST (``monitoring`` on or off), in any state: the node of a run at work is told
+    at once."""
+
+    resource_type, action = Type.INSTANCE, "write"
+    SWITCH = {"on": True, "off": False}
+
+    def post(self, request, insid: str):
+        instance = self.authorized(Instance.objects.all(), instance_id=insid)
+        wanted = self.SWITCH.get(request.POST.get("monitoring", ""))
+        if wanted is None:
+            messages.error(request, "Monitoring not switched: monitoring must be on or off.")
+            return redirect(instance)
+        word = "on" if wanted else "off"
+        if wanted == instance.monitoring:
+            messages.info(request, f"Monitoring of {instance.name} is {word} already.")
+        elif switch_watching(instance, monitoring=wanted):
+            messages.success(request, f"Monitoring of {instance.name} is {word}; node {instance.node} is told at once.")
+        elif on_a_node(instance):
+            messages.warning(request, f"Monitoring of {instance.name} is {word} from its next start: its node could "
+                                      "not be told now (see the system status page).")
+        else:
+            messages.success(request, f"Monitoring of {instance.name} is {word}.")
         return redirect(instance)
 
 

@@ -47,6 +47,7 @@ KINDS: dict[str, CommandKind] = {kind.op: kind for kind in (
     CommandKind("instance/stop", "nc.instance_stop", 15 * MINUTE),
     CommandKind("instance/delete", "nc.instance_delete", 15 * MINUTE),
     CommandKind("instance/submit", "nc.instance_submit", 6 * HOUR),
+    CommandKind("instance/monitoring", "nc.instance_monitoring", MINUTE),
     CommandKind("host/poweroff", "nc.host_poweroff", 5 * MINUTE),
     # A hot-plug logs in to the SC's target within seconds; a detach waits up to a minute for the guest.
     CommandKind("volume/attach", "nc.volume_attach", 5 * MINUTE),

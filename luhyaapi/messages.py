@@ -308,3 +308,16 @@ class InstanceRunRequest(BaseModel):
     owner_group: Annotated[str, Field(pattern=r"^$|" + OWNER_PATH_RE.pattern, max_length=255)] = Field(
         default="", description="the instance's owner-group path, the OwnerGroup dimension of its metrics")
     monitoring: bool = Field(default=True, description="whether its node samples its metrics for the watch role")
+
+
+class MonitoringSwitch(BaseModel):
+    """The paras of the node command ``instance/monitoring``: the CLC switched monitoring of run ``run`` of
+    instance ``insid`` to ``monitoring`` at ``at`` (its clock, milliseconds), for the node that runs it to apply at
+    once (a later run carries the switch in its own command)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    insid: Annotated[str, Field(pattern=r"^ins-[0-9a-f]{8}$")]
+    run: int = Field(ge=1, le=INT_MAX)
+    monitoring: bool
+    at: int = Field(ge=0, le=BIGINT_MAX)

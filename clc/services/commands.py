@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 # has an API of its own that keeps the CLC's records in step with the node (a stop sent past the instance's record
 # would leave it "running" on the console).
 DIRECT_OPS = frozenset({"status/report"})
-OWN_API = {"instance/": "instances/<id>/run/, stop/ or DELETE instances/<id>/",
+OWN_API = {"instance/": "instances/<id>/run/, stop/, DELETE instances/<id>/ or PATCH its monitoring",
            "image/": "images/<id>/prepare/", "host/": "hosts/<mac>/poweroff/ or servers/nc/<name>/poweroff/"}
 
 

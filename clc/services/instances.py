@@ -7,6 +7,7 @@ import logging
 import secrets
 import string
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,12 +16,12 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from clc.services.commands import controller_client, online_controllers
+from clc.services.commands import CommandError, controller_client, online_controllers, send_node_command
 from clc.services.data_disks import provide_data_disk
 from clc.services.volumes import release_volumes, volumes_of_run
 from luhyaapi.client import RemoteError
 from luhyaapi.ids import InvalidId, TaskId, new_id
-from luhyaapi.messages import ImageRef, InsStatus, InstanceRunRequest, TaskStatus
+from luhyaapi.messages import ImageRef, InsStatus, InstanceRunRequest, MonitoringSwitch, TaskStatus
 from luhyaapi.validators import MAX_SERVICE_PORTS
 from luhyaapi.vmspec import RDP_PORT
 from luhyaapi.volumes import parse_volume_task_id
@@ -90,21 +91,52 @@ def change_instance(instance: Instance, **fields) -> bool:
 
 
 # What the monitoring switch does, said on the API's field and the console's form.
-MONITORING_HELP = ("its node samples its CPU, memory, disk, network and liveness for the watch role; a change "
-                   "applies from its next start")
+MONITORING_HELP = ("its node samples its CPU, memory, disk, network and liveness for the watch role; switched on a "
+                   "running instance, its node is told at once (if it cannot be reached, the switch applies from "
+                   "the next start)")
 
 
-# What may change on an instance in any state, as it changes nothing of a run at work: monitoring (its run command
-# tells its node, so a change applies from its next start) and the watchdog's switch (read when the watchdog fires).
+# What may change on an instance in any state, as it changes nothing of a run at work: monitoring (each run command
+# carries it, and the node of a run at work is told) and the watchdog's switch (read when the watchdog fires).
 WATCH_SWITCHES = frozenset({"monitoring", "restart_when_dead"})
 
+# The states of a run at work, whose node (once a cluster placed it) is told of a monitoring switch.
+AT_WORK = (State.SCHEDULED, State.PREPARING, State.BOOTING, State.RUNNING)
 
-def switch_watching(instance: Instance, **switches: bool) -> None:
-    """Set ``WATCH_SWITCHES`` of ``instance`` in any state (a running instance goes on as it was started)."""
+
+def on_a_node(instance: Instance) -> bool:
+    """Whether a run of the instance is at work on a node: placed by a cluster, not ended."""
+    return instance.state in AT_WORK and bool(instance.node) and not instance.placing
+
+
+def switch_watching(instance: Instance, **switches: bool) -> bool:
+    """Set ``WATCH_SWITCHES`` of ``instance`` in any state; a monitoring switch of a run on a node is sent to that
+    node too (``tell_node_monitoring``). Whether a node was told."""
     unknown = switches.keys() - WATCH_SWITCHES
     if unknown:
         raise ValueError(f"not a switch of watching: {', '.join(sorted(unknown))}")
     Instance.objects.filter(pk=instance.pk).update(**switches, updated=timezone.now())
+    if "monitoring" in switches and switches["monitoring"] != instance.monitoring:
+        return tell_node_monitoring(Instance.objects.get(pk=instance.pk))
+    return False
+
+
+def tell_node_monitoring(instance: Instance) -> bool:
+    """Send the node of the instance's run at work its monitoring switch (``instance/monitoring``, the run's number
+    and the time of the switch, so the node skips it for a later run and applies the newest of two); whether it was
+    sent. Nothing is sent for a run on no node; one that cannot be sent (no CC online, node untrusted) is logged and
+    the next run's command carries the switch."""
+    if not on_a_node(instance):
+        return False
+    switch = MonitoringSwitch(insid=instance.instance_id, run=instance.runs, monitoring=instance.monitoring,
+                              at=time.time_ns() // 1_000_000)
+    try:
+        send_node_command(instance.node, "instance/monitoring", switch.model_dump())
+    except CommandError as exc:
+        logger.warning("instances: monitoring switch of %s not sent to %s (applies from its next start): %s",
+                       instance.instance_id, instance.node, exc)
+        return False
+    return True
 
 
 def guest_services(instance: Instance) -> list[int]:

@@ -1,6 +1,7 @@
 """What the cloud tells a node about an instance's metrics (issue 17): its image, owner group and monitoring switch
 go with each run (CLC -> CC, a real REST call, -> the node's ``instance/run`` command as ``labels``); the switch is
-set through the API (on its own at any time, applying from the next start) and the console's forms."""
+set through the API (on its own at any time: the node of a run at work is told at once with ``instance/monitoring``)
+and the console's forms."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from cc.models import ClusterInstance
-from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, VMType
+from luhyadb.models import Image, ImageVersion, Instance, OwnerGroup, Server, VMType
 from tests.commands import queued
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
@@ -65,19 +66,54 @@ def test_monitoring_is_switched_alone_while_it_runs_and_goes_with_the_next_run(a
     assert run_labels(api_client, insid)["monitoring"] is False
 
 
+def switch(api_client, insid: str, monitoring: bool) -> None:
+    response = api_client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": monitoring})
+    assert response.status_code == 200, response.json()
+    assert response.json()["monitoring"] is monitoring
+
+
+def test_switching_a_run_at_work_tells_its_node_at_once_naming_the_run(api_client, one_node_cloud, records):
+    insid = define(api_client)["instance_id"]
+    run_labels(api_client, insid)
+    switch(api_client, insid, False)
+    [command] = queued("nc-1")
+    assert command.op == "instance/monitoring"
+    assert command.paras | {"at": 0} == {"insid": insid, "run": 1, "monitoring": False, "at": 0}
+    switch(api_client, insid, False)
+    assert queued("nc-1") == [], "no change, nothing sent"
+    switch(api_client, insid, True)
+    [again] = queued("nc-1")
+    assert again.paras["monitoring"] is True and again.paras["at"] >= command.paras["at"]
+
+
+def test_a_stopped_instance_or_an_unreachable_node_is_sent_nothing_and_the_next_run_carries_the_switch(
+        api_client, one_node_cloud, records):
+    insid = define(api_client)["instance_id"]
+    switch(api_client, insid, False)  # defined: no run anywhere
+    assert queued("nc-1") == []
+    run_labels(api_client, insid)
+    Server.objects.filter(role="cc").update(state="offline")
+    switch(api_client, insid, True)  # saved, though its cluster's controller cannot pass it on
+    assert queued("nc-1") == []
+    Server.objects.filter(role="cc").update(state="online")
+    Instance.objects.filter(instance_id=insid).update(state="stopped")
+    ClusterInstance.objects.filter(instance_id=insid).update(state="stopped")
+    assert run_labels(api_client, insid)["monitoring"] is True
+
+
 def test_a_monitoring_value_that_is_not_a_boolean_is_a_400_naming_it(api_client, one_node_cloud, records):
     insid = define(api_client)["instance_id"]
     response = api_client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": "sometimes"})
     assert response.status_code == 400 and "monitoring" in response.json()
     schema = api_client.get("/clc/api/1.0/schema/")
-    assert schema.status_code == 200 and "applies from its next start" in schema.content.decode()
+    assert schema.status_code == 200 and "its node is told at once" in schema.content.decode()
 
 
 def test_the_console_forms_define_and_change_the_monitoring_switch(client, records):
     client.force_login(get_user_model().objects.create_user("boss", is_staff=True, is_superuser=True))
     group = OwnerGroup.objects.get(path="edu.school1.class2")
     page = client.get("/clc/instances/new/").content.decode()
-    assert 'name="monitoring"' in page and "applies from its next start" in page
+    assert 'name="monitoring"' in page and "its node is told at once" in page
     response = client.post("/clc/instances/new/", {
         "name": "Quiet", "kind": "vs", "image": records["image"].pk, "vm_type": records["tiny"].pk,
         "owner_group": group.pk, "services": "", "pinned_node": ""})  # a checkbox left unticked is not sent
@@ -88,3 +124,23 @@ def test_the_console_forms_define_and_change_the_monitoring_switch(client, recor
         "name": "Quiet", "vm_type": records["tiny"].pk, "monitoring": "on"})
     assert response.status_code == 302
     assert Instance.objects.get(pk=instance.pk).monitoring is True
+
+
+def test_the_instance_page_shows_the_switches_and_turns_monitoring_off_telling_the_node(
+        client, api_client, one_node_cloud, records):
+    client.force_login(get_user_model().objects.create_user("boss", is_staff=True, is_superuser=True))
+    insid = define(api_client, restart_when_dead=True)["instance_id"]
+    run_labels(api_client, insid)
+    page = client.get(f"/clc/instances/{insid}/").content.decode()
+    assert "on: its node samples it" in page and "Turn off" in page and "starts it again" in page
+    response = client.post(f"/clc/instances/{insid}/monitoring/", {"monitoring": "off"}, follow=True)
+    assert "is off; node nc-1 is told at once" in response.content.decode()
+    [command] = queued("nc-1")
+    assert (command.op, command.paras["monitoring"]) == ("instance/monitoring", False)
+    assert "Turn on" in response.content.decode()
+    response = client.post(f"/clc/instances/{insid}/monitoring/", {"monitoring": "off"}, follow=True)
+    assert "is off already" in response.content.decode() and queued("nc-1") == []
+
+    response = client.post(f"/clc/instances/{insid}/monitoring/", {"monitoring": "maybe"}, follow=True)
+    assert "monitoring must be on or off" in response.content.decode()
+    assert Instance.objects.get(instance_id=insid).monitoring is False and queued("nc-1") == []

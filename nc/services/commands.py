@@ -26,7 +26,7 @@ from luhyaapi.messages import Command, Message
 from luhyaapi.queues import node_commands
 from luhyaapi.wording import with_article
 from nc.models import CommandRecord
-from nc.services import power, volumes
+from nc.services import metrics, power, volumes
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ HANDLERS: dict[str, Handler] = {
     "instance/stop": Handler(_instance_op("stop_instance"), validate=_instance_id_of),
     "instance/delete": Handler(_instance_op("delete_instance"), validate=_instance_id_of),
     "instance/submit": Handler(_instance_op("submit_instance"), validate=_instance_id_of),
+    "instance/monitoring": Handler(metrics.switch_monitoring, validate=metrics.parse_switch),
     "host/poweroff": Handler(power.power_off, validate=power.check_power_off),
     "volume/attach": Handler(_instance_op("attach_volume"), validate=_volume_command(volumes.parse_attach)),
     "volume/detach": Handler(_instance_op("detach_volume"), validate=_volume_command(volumes.parse_detach)),

@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from django.conf import settings
 from pydantic import ValidationError
 
+from luhyaapi.bus import RetryLater
 from luhyaapi.hostmetrics import HostSampler, ProcFormatError
-from luhyaapi.messages import MetricsReport
+from luhyaapi.messages import Command, MetricsReport, MonitoringSwitch
 from luhyaapi.metrics import INSTANCE_METRICS, INSTANCE_NAMESPACE, MAX_SAMPLES, MetricSample
 from nc.drivers.base import DriverError, VMMetrics, VMNotFound
 from nc.models import NodeInstance
@@ -68,6 +69,35 @@ class InstanceLabels:
 
 
 NO_LABELS = InstanceLabels()
+
+# Switches are read, compared and written one at a time (the node's worker runs commands in threads of one process).
+_switching = threading.Lock()
+
+
+def parse_switch(command: Command) -> MonitoringSwitch:
+    """The ``instance/monitoring`` command's switch; ValidationError naming the field otherwise."""
+    return MonitoringSwitch.model_validate(command.paras)
+
+
+def switch_monitoring(command: Command, _reporter: object) -> None:
+    """``instance/monitoring``: the CLC switched monitoring of a run of an instance; from the next sweep on its
+    samples go or stop (``sample_instances`` reads the switch from the instance's labels each time). The switch
+    names its run: a run this node has not got yet (no record, or an earlier run's) is RetryLater, as its run
+    command may be on its way or at work; a later run's record took the CLC's switch in its own command, so this
+    one is stale and skipped; of two switches of one run the later ``at`` wins whatever order they arrive in."""
+    switch = parse_switch(command)
+    with _switching:
+        record = NodeInstance.objects.filter(instance_id=switch.insid).first()
+        if record is None or record.seq < switch.run:
+            raise RetryLater(f"{switch.insid}: its run {switch.run} is not on this node yet")
+        labels = dict(record.labels) if isinstance(record.labels, dict) else {}
+        if record.seq > switch.run or labels.get("monitoring_at", -1) >= switch.at:
+            logger.info("metrics: monitoring switch of %s run %s at %s is stale; skipped", switch.insid, switch.run,
+                        switch.at)
+            return
+        labels |= {"monitoring": switch.monitoring, "monitoring_at": switch.at}
+        NodeInstance.objects.filter(pk=record.pk, seq=switch.run).update(labels=labels)
+    logger.info("metrics: monitoring of %s %s", switch.insid, "on" if switch.monitoring else "off")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Monitoring end to end on one host running every role (CLC, walrus, CC, NC with real QEMU, watch), samples every
 10 s, driven through the CLC's API only, as the console's charts and Monitoring page read it: a test VM's guest
-keeps its CPU busy and writes to its disk, and within two sample periods its CPU and disk-write metrics rise; an
-alarm on its CPU with the stop action stops it; once stopped it sends no more points. And the guest watchdog: a
+keeps its CPU busy and writes to its disk, and within two sample periods its CPU and disk-write metrics rise;
+monitoring switched off while it runs stops its samples until switched on again; an alarm on its CPU with the stop
+action stops it; once stopped it sends no more points. And the guest watchdog: a
 guest that powers itself off raises its built-in alarm, the CLC says what happened on the instance, and an
 instance defined to be restarted runs again."""
 
@@ -102,6 +103,15 @@ def test_a_busy_guest_shows_in_its_metrics_an_alarm_stops_it_and_a_stopped_insta
     assert sum(p["Sum"] for p in _datapoints(client, insid, "DiskWriteOps", "Sum", since)) > 0, "QEMU counts them"
     assert time.time() - loaded < 2 * SAMPLE_SECONDS + 20
     assert _peak(client, insid, "Alive", "Minimum", since) == 1
+
+    # Monitoring switched off while it runs: its node is told at once and sends nothing more until it is on again.
+    client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": False})
+    time.sleep(SAMPLE_SECONDS + 2)
+    counted = _samples(client, insid, since)
+    time.sleep(2 * SAMPLE_SECONDS)
+    assert _samples(client, insid, since) == counted, "monitoring is off, yet samples still come"
+    client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": True})
+    wait_for("samples again", lambda: _samples(client, insid, since) > counted, 3 * SAMPLE_SECONDS)
 
     # An alarm with the stop action: the watch evaluates it every minute, the CLC stops the instance.
     alarm = client.post("/clc/api/1.0/alarms/", {
