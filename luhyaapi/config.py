@@ -82,6 +82,7 @@ SETTINGS: dict[tuple[str, str], str | None] = {
     ("watch", "rollup_5m_days"): "15",
     ("watch", "rollup_1h_days"): "455",
     ("watch", "sample_seconds"): "60",
+    ("watch", "evaluate_seconds"): "60",
     ("watch", "prometheus_token"): "",
 }
 # Settings of earlier versions, with what replaced them (a file that still has one says so instead of starting).
@@ -174,6 +175,9 @@ class Config:
     watch_rollup_5m_days: float = 15.0
     watch_rollup_1h_days: float = 455.0
     watch_sample_seconds: int = 60
+    # How often the watch's alarms are evaluated: the first schedule of the "Evaluate alarms" job, made by the CLC's
+    # host (a super administrator may change it later on the jobs' admin page).
+    watch_evaluate_seconds: int = 60
     # The bearer token a Prometheus scraper sends to the watch role's text endpoint ("": the endpoint is off).
     watch_prometheus_token: str = field(default="", repr=False)
     source: str = field(default="")
@@ -501,6 +505,8 @@ def load_config(environ: os._Environ | dict | None = None) -> Config:
         watch_rollup_5m_days=rollup_5m_days,
         watch_rollup_1h_days=rollup_1h_days,
         watch_sample_seconds=int(_parse_number("watch", "sample_seconds", get("watch", "sample_seconds"), int, 10)),
+        watch_evaluate_seconds=int(_parse_number("watch", "evaluate_seconds", get("watch", "evaluate_seconds"), int,
+                                                 10)),
         watch_prometheus_token=prometheus_token,
         source=source,
     )

@@ -19,6 +19,8 @@ class Job:
     role: str  # whose hosts run it
     every: int  # seconds between runs, the first schedule (the administrator may change it)
     description: str
+    # The host setting (an EducloudConfig field) that gives the first schedule instead of ``every``, if any.
+    setting: str = ""
 
     @property
     def queue(self) -> str:
@@ -38,7 +40,7 @@ JOBS: tuple[Job, ...] = (
         "watch.rollup_1h_days."),
     Job("Evaluate alarms", "watch.evaluate_alarms", "watch", MINUTE,
         "Evaluates every alarm on its metric's latest periods, records each change of state and runs its actions; "
-        "the guest watchdog among them."),
+        "the guest watchdog among them.", setting="watch_evaluate_seconds"),
 )
 
 ROLES_WITH_JOBS = frozenset(job.role for job in JOBS)

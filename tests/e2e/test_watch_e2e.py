@@ -23,8 +23,11 @@ MIB = 2**20
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
+    # Alarms evaluated every sample period: a minute's alarm acts within seconds of the minute's end, not up to a
+    # minute later.
     with allinone_host(tmp_path_factory.mktemp("watch"), ports=20, stop_timeout=20,
-                       watch={"sample_seconds": str(SAMPLE_SECONDS)}) as (aio, image):
+                       watch={"sample_seconds": str(SAMPLE_SECONDS),
+                              "evaluate_seconds": str(SAMPLE_SECONDS)}) as (aio, image):
         yield aio, image
 
 
@@ -113,7 +116,7 @@ def test_a_busy_guest_shows_in_its_metrics_an_alarm_stops_it_and_a_stopped_insta
     client.request("PATCH", f"/clc/api/1.0/instances/{insid}/", {"monitoring": True})
     wait_for("samples again", lambda: _samples(client, insid, since) > counted, 3 * SAMPLE_SECONDS)
 
-    # An alarm with the stop action: the watch evaluates it every minute, the CLC stops the instance.
+    # An alarm with the stop action: the watch evaluates it every 10 s, the CLC stops the instance.
     alarm = client.post("/clc/api/1.0/alarms/", {
         "name": f"busy-{insid}", "namespace": "eduCloud/Instance", "metric": "CPUUtilization",
         "dimensions": {"InstanceId": insid}, "statistic": "Maximum", "comparison": "GreaterThanThreshold",
@@ -127,7 +130,7 @@ def test_a_busy_guest_shows_in_its_metrics_an_alarm_stops_it_and_a_stopped_insta
     # Points in flight when it stopped have arrived after a period; then nothing more comes.
     time.sleep(SAMPLE_SECONDS + 2)
     counted = _samples(client, insid, since)
-    time.sleep(3 * SAMPLE_SECONDS)
+    time.sleep(2 * SAMPLE_SECONDS)
     assert _samples(client, insid, since) == counted, "a stopped instance still sends samples"
     client.request("DELETE", f"/clc/api/1.0/instances/{insid}/")
 

@@ -5,6 +5,7 @@ schedule to ``jobs.walrus``, and the host's worker (``celery-worker``) running i
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -32,6 +33,15 @@ def test_each_job_gets_its_first_schedule_once_and_an_administrators_change_is_k
     PeriodicTask.objects.filter(name=EXPIRY.name).update(enabled=False)
     assert ensure_job_schedules() == []
     assert PeriodicTask.objects.get(name=EXPIRY.name).enabled is False
+
+
+def test_a_job_with_a_host_setting_gets_its_first_schedule_from_it(settings):
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, watch_evaluate_seconds=10)
+    ensure_job_schedules()
+    alarms = next(job for job in JOBS if job.task == "watch.evaluate_alarms")
+    assert alarms.setting == "watch_evaluate_seconds"
+    assert PeriodicTask.objects.get(name=alarms.name).interval.every == 10
+    assert PeriodicTask.objects.get(name=EXPIRY.name).interval.every == EXPIRY.every
 
 
 def test_beat_sends_the_upload_expiry_on_its_schedule_and_the_walrus_hosts_worker_runs_it(settings):
