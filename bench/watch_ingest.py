@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import array
 import contextlib
-import hashlib
 import json
 import math
 import multiprocessing as mp
@@ -64,14 +63,15 @@ from pathlib import Path
 
 from databases import database_server_process, scratch_mysql_database
 from status_fanin import (
-    KEY_SEED,
     Processes,
     QueueDepth,
     base_env,
     cpu_seconds,
     die_with_parent,
     find_rabbitmq,
+    host_key,
     log,
+    paced,
     percentile,
     run_manage,
     wait_for_line,
@@ -85,7 +85,6 @@ if str(ROOT) not in sys.path:
 CLUSTERS = 4  # bench/watch_store.py's fill counts instance n in cluster c<n % 4>
 DAEMONS = "watch-metrics"
 HOST_NAME = "benchwatch"
-SLACK_SECONDS = 0.005
 GOAL_MS = 200.0
 # What a node sends of each instance: the instance metrics but the operation counts, which the VirtualBox driver does
 # not read (a QEMU node sends those two too: 9/7 of these points; docs/watch.md, "Sampling"). The figures in
@@ -104,15 +103,6 @@ def cc_name(cluster: int) -> str:
 
 def node_name(node: int) -> str:
     return f"bench-nc{node:04d}"
-
-
-def bench_key(name: str):
-    """Host ``name``'s key pair, made from its name (as ``status_fanin.node_key`` makes a node's)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from luhyaapi.keys import HostKey
-
-    return HostKey(name, Ed25519PrivateKey.from_private_bytes(hashlib.sha256(KEY_SEED + name.encode()).digest()))
 
 
 @dataclass(frozen=True)
@@ -157,29 +147,18 @@ def _publish_thread(nodes: list[int], layout: Layout, interval: float, t0: float
     from luhyaapi.messages import MetricsReport
 
     bus = RabbitMQBus(bus_url, publish_retry_seconds=10.0)
-    keys = {cluster: bench_key(cc_name(cluster)) for cluster in range(CLUSTERS)}
+    keys = {cluster: host_key(cc_name(cluster)) for cluster in range(CLUSTERS)}
     rng = random.Random(nodes[0])
     # One record per publish: when it was due (its samples' time), when the publish returned, how many samples.
     due_log, end_log, count_log = array.array("d"), array.array("d"), array.array("q")
     offsets = [t0 + interval * node / layout.nodes for node in nodes]
-    rounds = 0
     try:
-        while not stop.is_set():
-            for node, offset in zip(nodes, offsets, strict=True):
-                due = offset + rounds * interval
-                if due >= t_end or stop.is_set():
-                    return
-                while (wait := due - time.time()) > SLACK_SECONDS:
-                    time.sleep(min(wait, 0.25))
-                    if stop.is_set():
-                        return
-                samples = layout.samples(node, due, rng)
-                bus.publish(queue, MetricsReport(host=node_name(node), samples=tuple(samples)),
-                            key=keys[node % CLUSTERS])
-                due_log.append(due)
-                end_log.append(time.time())
-                count_log.append(len(samples))
-            rounds += 1
+        for node, due, _round in paced(nodes, offsets, interval, t_end, stop):
+            samples = layout.samples(node, due, rng)
+            bus.publish(queue, MetricsReport(host=node_name(node), samples=tuple(samples)), key=keys[node % CLUSTERS])
+            due_log.append(due)
+            end_log.append(time.time())
+            count_log.append(len(samples))
     except Exception as exc:  # reported to the parent, which prints it
         errors.append(f"{type(exc).__name__}: {exc}")
     finally:
@@ -223,7 +202,7 @@ def enrol_hosts(layout: Layout) -> None:
     hosts += [(node_name(k), "nc", f"c{k % CLUSTERS}") for k in range(layout.nodes)]
     rows = []
     for name, role, cluster in hosts:
-        key = bench_key(name).public_key
+        key = host_key(name).public_key
         rows.append(HostCredential(name=name, kind="server", roles=role, cluster=cluster, public_key=key,
                                    fingerprint=fingerprint(key), state="active", requested_at=now, approved_at=now,
                                    approved_by="bench"))

@@ -19,7 +19,7 @@ class Job:
     role: str  # whose hosts run it
     every: int  # seconds between runs, the first schedule (the administrator may change it)
     description: str
-    # The host setting (an EducloudConfig field) that gives the first schedule instead of ``every``, if any.
+    # The host setting (a field of ``luhyaapi.config.Config``) that gives the first schedule instead of ``every``.
     setting: str = ""
 
     @property

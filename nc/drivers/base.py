@@ -139,7 +139,8 @@ class HypervisorDriver(abc.ABC):
     guest's address), ``guest_ready`` (``guest_info`` can say the guest is up), ``snapshot_run``
     (``run_with_snapshot``), ``adopt`` (running VMs survive a node restart), ``grow_disk`` (``grow_disk`` gives a
     clone the VM type's disk size), ``volumes`` (``attach_volume``: an SC's iSCSI volume hot-plugged into a running
-    VM), ``disk_ops`` (``metrics`` counts disk read and write operations).
+    VM), ``disk_ops`` (``metrics`` counts disk read and write operations), ``guest_panic`` (a guest whose kernel
+    panics, with a pvpanic driver, ends its VM as a power-off would).
 
     Readiness. ``start`` returns once the hypervisor runs the VM, which may still be in its BIOS: the node reports
     it ``booting`` and ``nc.services.readiness`` decides when the guest is up from evidence. What a driver gives for

@@ -129,6 +129,9 @@ def qemu_argv(spec: VMSpec, vm_dir: Path, formats: list[str], accelerator: str) 
         # No obsolete system calls, no changing of scheduling or CPU affinity by a compromised QEMU. (Denying
         # "spawn" or "elevateprivileges" would stop -daemonize from forking and calling setsid.)
         "-sandbox", "on,obsolete=deny,resourcecontrol=deny",
+        # A guest whose kernel panics says so through the pvpanic device and QEMU ends as at a power-off: the node
+        # sees the run end on its own (the guest watchdog's evidence), not a hung guest that reads alive.
+        "-device", "pvpanic", "-action", "panic=shutdown",
         "-pidfile", str(pid_file), "-daemonize",
     ]  # fmt: skip
     if spec.console.password:
@@ -214,6 +217,7 @@ class QemuDriver(HypervisorDriver):
         "adopt": True,
         "grow_disk": True,
         "disk_ops": True,
+        "guest_panic": True,
         "volumes": True,
     }
 

@@ -188,6 +188,8 @@ class VirtualBoxDriver(HypervisorDriver):
         # Its public statistics count bytes per storage port; operation counters were not checked on a real
         # VirtualBox (none on our test machines), so none are read.
         "disk_ops": False,
+        # VirtualBox has no pvpanic device: a panicked guest's VM runs on, and reads alive.
+        "guest_panic": False,
     })
 
     def __init__(self, root: Path, *, runner: Runner | None = None, clock: Callable[[], float] = time.monotonic,

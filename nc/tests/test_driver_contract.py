@@ -45,7 +45,7 @@ STOP_TIMEOUT = 60.0
 # The base image is handed to each driver in a format its hypervisor reads (converted with qemu-img).
 BASE_IMAGE_FORMATS = {"virtualbox": "vdi"}
 CAPABILITIES = ("linked_clone", "console_vnc", "console_rdp", "nat_forwards", "bridged", "guest_ip", "guest_ready",
-                "snapshot_run", "adopt", "volumes", "disk_ops")  # fmt: skip
+                "snapshot_run", "adopt", "volumes", "disk_ops", "guest_panic")  # fmt: skip
 HOSTILE_IDS = {
     "parent-dir": "../x",
     "shell": "ins-;rm -rf /",
@@ -544,6 +544,17 @@ def test_a_flattened_disk_stands_alone_and_holds_the_guests_writes(
 def test_stop_lets_the_guest_shut_down_by_itself(driver: HypervisorDriver, running_vm: VM, processes_of):
     assert driver.stop(running_vm.insid, timeout=STOP_TIMEOUT) is True
     assert driver.state(running_vm.insid) is VMState.STOPPED
+    assert processes_of(running_vm.insid) == []
+    assert driver.metrics(running_vm.insid).alive is False
+
+
+def test_a_guest_whose_kernel_panics_ends_its_vm_as_a_power_off_would(driver: HypervisorDriver, running_vm: VM,
+                                                                       processes_of):
+    """The node's watcher then ends the run as for a guest that powered itself off: the guest watchdog's case."""
+    needs(driver, "guest_panic")
+    answer = guest_get(running_vm, "/cgi-bin/panic")
+    assert answer is not None and answer.status_code == 200, answer
+    wait_for(lambda: driver.state(running_vm.insid) is VMState.STOPPED, 60, "end of the panicked guest's VM")
     assert processes_of(running_vm.insid) == []
     assert driver.metrics(running_vm.insid).alive is False
 

@@ -97,6 +97,7 @@ def test_the_command_line_runs_a_named_daemon_with_its_pid_file_qmp_socket_seria
     assert f"socket,id=qmp,path={vm_dir / QMP_SOCKET},server=on,wait=off" in option_after(argv, "-chardev")
     assert f"file,id=serial0,path={vm_dir / SERIAL_LOG}" in option_after(argv, "-chardev")
     assert "-snapshot" not in argv
+    assert "pvpanic" in option_after(argv, "-device") and option_after(argv, "-action") == ["panic=shutdown"]
 
 
 def test_a_console_password_is_read_from_a_file_in_the_vm_directory_never_from_the_command_line():

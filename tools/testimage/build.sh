@@ -13,10 +13,10 @@ IMAGE="$OUT/educloud-test.qcow2"
 META="$OUT/educloud-test.json"
 DISK_MIB=64
 LABEL=EDUCLOUD
-# Drivers for the disks, NICs and power button QEMU offers, and the file systems of /data; their dependencies
-# come from the kernel's own modules.dep.
+# Drivers for the disks, NICs, power button and panic device (pvpanic) QEMU offers, and the file systems of /data;
+# their dependencies come from the kernel's own modules.dep.
 MODULES=(ata_piix ahci sd_mod virtio_pci virtio_blk e1000 virtio_net vfat nls_cp437 nls_ascii nls_iso8859_1
-  nls_utf8 button evdev)
+  nls_utf8 button evdev pvpanic_mmio)
 VERSION_PATTERN='^[A-Za-z0-9.+~:-]+$'
 PACKAGE_PATTERN='^[a-z0-9][a-z0-9.+-]+$'
 
