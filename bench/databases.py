@@ -1,10 +1,15 @@
 """What the benchmarks that run against MariaDB share: running statements on the server of a database URL outside
-Django (making and dropping a benchmark's own database)."""
+Django (making and dropping a benchmark's own database), and a benchmark's child process on a fresh database."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from urllib.parse import urlsplit
 
 
@@ -43,3 +48,17 @@ def database_server_process():
         if proc.info["name"] in ("mariadbd", "mysqld"):
             return proc
     return None
+
+
+def run_child(script: str, kind: str, mysql_url: str, options: list[str]) -> dict:
+    """Run ``script --child URL DATA_DIR *options`` on a fresh database of ``kind`` (sqlite: a file in a temporary
+    data dir; mysql: a scratch database on ``mysql_url``'s server) in a process of its own, as Django binds its
+    database at start; the JSON object the child printed last."""
+    with tempfile.TemporaryDirectory(prefix="educloud-bench-") as data_dir:
+        name = f"bench_{os.path.basename(script).removesuffix('.py')}_{os.getpid()}"
+        database = (scratch_mysql_database(mysql_url, name) if kind == "mysql"
+                    else nullcontext(f"sqlite:///{data_dir}/educloud.sqlite3"))
+        with database as url:
+            output = subprocess.run([sys.executable, script, "--child", url, data_dir, *options], check=True,
+                                    stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])

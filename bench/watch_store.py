@@ -28,13 +28,11 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from databases import run_mysql
+from databases import run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -161,22 +159,9 @@ def _query(ids, instances) -> dict:
 # --- the parent: a child per database, then the table ------------------------------------------------------------
 
 def run_database(kind: str, args) -> dict:
-    with tempfile.TemporaryDirectory(prefix="educloud-bench-watch-") as data_dir:
-        db_name = f"bench_watch_{os.getpid()}"
-        if kind == "mysql":
-            url = f"{args.mysql_url.rstrip('/')}/{db_name}"
-            run_mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`",
-                   f"CREATE DATABASE `{db_name}` CHARACTER SET utf8mb4")
-        else:
-            url = f"sqlite:///{data_dir}/educloud.sqlite3"
-        try:
-            argv = [sys.executable, __file__, "--child", url, data_dir, "--instances", str(args.instances),
-                    "--minutes", str(args.minutes), "--batch", str(args.batch), *(["--query"] if args.query else [])]
-            output = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
-        finally:
-            if kind == "mysql":
-                run_mysql(args.mysql_url, f"DROP DATABASE IF EXISTS `{db_name}`")
-    return json.loads(output.strip().splitlines()[-1])
+    return run_child(__file__, kind, args.mysql_url, [
+        "--instances", str(args.instances), "--minutes", str(args.minutes), "--batch", str(args.batch),
+        *(["--query"] if args.query else [])])
 
 
 def report(result: dict) -> None:

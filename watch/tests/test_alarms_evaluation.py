@@ -7,7 +7,9 @@ recorded, not raised), one change however many evaluators, and the guest watchdo
 from __future__ import annotations
 
 import json
+import random
 import threading
+from dataclasses import replace
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
@@ -17,7 +19,15 @@ from luhyaapi.signing import canonical_host, canonical_path, verify
 from luhyaapi.trust import own_key
 from watch.models import Alarm, AlarmHistory, AlarmHistoryKind, AlarmState
 from watch.services import alarm_hooks
-from watch.services.alarms import change_state, decide, evaluate_alarms, read_window, rule_of
+from watch.services.alarms import (
+    change_state,
+    decide,
+    evaluate_alarms,
+    read_window,
+    rule_of,
+    sync_watchdog_alarms,
+    watchdog_windows,
+)
 from watch.services.store import store
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
@@ -316,6 +326,49 @@ def test_a_watchdog_goes_when_its_instance_has_sent_nothing_for_the_raw_days(clc
     store([alive(int(settings.EDUCLOUD.watch_raw_days * 1440) + 5, 1.0)])  # only INS later on
     evaluate_alarms(at(int(settings.EDUCLOUD.watch_raw_days * 1440) + 6))
     assert set(Alarm.objects.filter(builtin=True).values_list("name", flat=True)) == {f"watchdog-{INS}"}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_watchdogs_window_read_at_once_is_what_its_own_query_reads(clc, seed):
+    """Random Alive points of 12 instances over 8 minutes, some instances with two series (their labels changed),
+    some silent lately: at each minute, every watchdog's window from ``watchdog_windows`` (one query for all) is the
+    window ``read_window`` reads for that alarm alone through the query API."""
+    rng = random.Random(seed)
+    instances = [f"ins-0000{n:04x}" for n in range(12)]
+    samples = []
+    for minute in range(8):
+        for number, instance in enumerate(instances):
+            if rng.random() < 0.7:
+                extra = {"ImageId": "img-0000000b"} if number % 4 == 0 and rng.random() < 0.5 else {}
+                samples.append(alive(minute, rng.choice([0.0, 1.0]), instance).model_copy(update={
+                    "timestamp": T0 + minute * 60 + rng.uniform(0, 59.9),
+                    "dimensions": DIMENSIONS | {"InstanceId": instance} | extra}))
+    samples.append(cpu(3, 50.0))  # another metric of an instance: not the watchdog's
+    store(samples)
+    sync_watchdog_alarms(at(8))
+    watchdogs = list(Alarm.objects.filter(builtin=True))
+    assert len(watchdogs) == len({sample.dimensions["InstanceId"] for sample in samples if sample.name == "Alive"})
+    for minute in range(1, 10):
+        together = watchdog_windows(at(minute))
+        for watchdog in watchdogs:
+            assert read_window(watchdog, at(minute), together) == read_window(watchdog, at(minute)), (
+                watchdog.name, minute)
+
+
+def test_an_alarm_of_a_person_on_alive_is_read_alone_not_as_a_watchdog(clc):
+    store([alive(0, 0.0), alive(0, 1.0, "ins-0000beef")])
+    mine = cpu_alarm(name="any-dead", metric="Alive", dimensions={"Cluster": "c1"}, statistic="Minimum",
+                     comparison="LessThanThreshold", threshold=1.0, evaluation_periods=1, actions=["notify"])
+    evaluate_alarms(at(1))
+    mine.refresh_from_db()
+    assert mine.state == AlarmState.ALARM, "the cluster's minimum over both instances' series"
+    assert Alarm.objects.get(name=f"watchdog-{INS}").state == AlarmState.ALARM
+    assert Alarm.objects.get(name="watchdog-ins-0000beef").state == AlarmState.OK
+
+
+def test_watchdogs_are_read_one_by_one_where_raw_points_are_not_kept_that_long(clc, settings):
+    settings.EDUCLOUD = replace(settings.EDUCLOUD, watch_raw_days=0.001)  # 86 s: shorter than the window
+    assert watchdog_windows(at(5)) is None
 
 
 def test_evaluating_again_makes_no_second_watchdog(clc):
