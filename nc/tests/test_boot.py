@@ -19,7 +19,7 @@ from nc.models import NodeInstance
 from nc.services.instances import delete_instance, disk_dir, node_driver, run_instance, watch_instances
 from tests.nodevm import Reporter, qemu_node, serves
 
-pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.database, pytest.mark.guest, pytest.mark.django_db(transaction=True)]
 
 INSID = "ins-0000b007"
 TID = f"img-0000abcd:img-0000abcd:{INSID}"

@@ -30,7 +30,7 @@ from nc.models import NodeInstance
 from nc.services import boot_queue
 from nc.services.instances import delete_instance, disk_dir, node_driver, run_instance, stop_instance, watch_instances
 
-pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.database, pytest.mark.guest, pytest.mark.django_db(transaction=True)]
 
 IMAGE = {"image_id": "img-0000abcd", "version": 1, "sha256": "0" * 64, "size": 1}
 CLASS = [f"ins-0000b5{n:02x}" for n in range(8)]

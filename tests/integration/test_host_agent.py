@@ -37,7 +37,7 @@ from nc.services.instances import vm_infos
 from nc.tests.kiosk import PC_MAC, PC_NAME, make_school, reset_kiosk, school_group
 from tests.services import ARTIFACTS, build_test_image, kill_vms_under, processes_mentioning, wait_for
 
-pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.database, pytest.mark.guest, pytest.mark.django_db(transaction=True)]
 
 DESKTOPS = "/nc/kiosk/desktops/"
 MATHS = "ins-0000a001"

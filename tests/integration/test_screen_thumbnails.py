@@ -16,7 +16,7 @@ from luhyadb.models import Image, Instance, OwnerGroup, VMType
 from tests.integration.conftest import VM_PASSWORD
 from tests.services import ARTIFACTS, free_port_block
 
-pytestmark = [pytest.mark.database, pytest.mark.django_db]
+pytestmark = [pytest.mark.database, pytest.mark.guest, pytest.mark.django_db]
 
 
 def running(port: int, password: str = VM_PASSWORD) -> Instance:

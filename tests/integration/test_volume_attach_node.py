@@ -36,7 +36,8 @@ from tests.commands import run_queued
 from tests.nodevm import Reporter, guest_get, qemu_node, serves, wait_for
 from tests.services import build_test_image, free_port_block, free_tgt_control_port
 
-pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.database, pytest.mark.guest, pytest.mark.django_db(transaction=True),
+              pytest.mark.timeout(900)]
 
 NODE = "nc-vol"
 INSID = "ins-0000d001"
