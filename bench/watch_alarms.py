@@ -20,16 +20,13 @@ its period. Run from the repository root:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from databases import run_child
+from databases import django_child, per_database_parser, run_each, serve_child
 from watch_store import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,13 +38,7 @@ BATCH = 1000
 
 
 def child(database_url: str, data_dir: str, instances: int, minutes: int, passes: int) -> dict:
-    os.environ.update({"EDUCLOUD_HOST_NAME": "bench-watch", "EDUCLOUD_ROLES": "watch",
-                       "EDUCLOUD_HOST_DATA_DIR": data_dir, "EDUCLOUD_DATABASE_URL": database_url,
-                       "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent", "DJANGO_SETTINGS_MODULE": "educloud.settings"})
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    django_child(database_url, data_dir)
     from django.db.models import Min
 
     from luhyaapi.metrics import INSTANCE_METRICS, INSTANCE_NAMESPACE, MetricSample
@@ -55,7 +46,6 @@ def child(database_url: str, data_dir: str, instances: int, minutes: int, passes
     from watch.services.alarms import WATCHDOG_LOOKBACK_PERIODS, WATCHDOG_METRIC, evaluate_alarms, sync_watchdog_alarms
     from watch.services.store import store
 
-    call_command("migrate", verbosity=0)
     rng = random.Random(17)
     # Half a minute into a minute, so that the last whole minute holds every instance's newest sample.
     now = time.time() // 60 * 60 + 30
@@ -117,32 +107,15 @@ def report(result: dict) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--child", nargs=2)
-        parser.add_argument("--instances", type=int)
-        parser.add_argument("--minutes", type=int)
-        parser.add_argument("--passes", type=int)
-        args = parser.parse_args()
-        print(json.dumps(child(*args.child, args.instances, args.minutes, args.passes)))
+    if serve_child(child):
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database", choices=("sqlite", "mysql", "both"), default="both")
-    parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306")
-    parser.add_argument("--instances", type=int, default=10_000)
+    parser = per_database_parser(__doc__)
     parser.add_argument("--minutes", type=int, default=5, help="minutes of Alive samples before the passes")
     parser.add_argument("--passes", type=int, default=5)
-    parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.instances < 1 or args.minutes < 1 or args.passes < 1:
         parser.error("--instances, --minutes and --passes: at least 1")
-    results = [run_child(__file__, kind, args.mysql_url, ["--instances", str(args.instances), "--minutes",
-                                                          str(args.minutes), "--passes", str(args.passes)])
-               for kind in (("sqlite", "mysql") if args.database == "both" else (args.database,))]
-    for result in results:
-        report(result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    run_each(__file__, args, {"instances": args.instances, "minutes": args.minutes, "passes": args.passes}, report)
 
 
 if __name__ == "__main__":

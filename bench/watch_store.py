@@ -23,16 +23,13 @@ and the headroom over the load. Run from the repository root:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from databases import run_child
+from databases import django_child, per_database_parser, run_each, serve_child
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -49,20 +46,13 @@ def percentile(values: list[float], share: float) -> float:
 # --- the child: one database ---------------------------------------------------------------------------------------
 
 def child(database_url: str, data_dir: str, instances: int, minutes: int, batch: int, query: bool) -> dict:
-    os.environ.update({"EDUCLOUD_HOST_NAME": "bench-watch", "EDUCLOUD_ROLES": "watch",
-                       "EDUCLOUD_HOST_DATA_DIR": data_dir, "EDUCLOUD_DATABASE_URL": database_url,
-                       "EDUCLOUD_HOST_PEER_CONFIG_DIR": "/nonexistent", "DJANGO_SETTINGS_MODULE": "educloud.settings"})
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    django_child(database_url, data_dir)
     from django.db import transaction
 
     from luhyaapi.metrics import INSTANCE_METRICS, INSTANCE_NAMESPACE, MetricSample
     from watch.models import MetricPoint, MetricSeries
     from watch.services.store import store
 
-    call_command("migrate", verbosity=0)
     rng = random.Random(17)
     dimensions = [{"InstanceId": f"ins-{n:08x}", "Cluster": f"c{n % 4}", "NodeName": f"nc-{n % 200:03d}",
                    "ImageId": f"img-{n % 20:08x}", "OwnerGroup": f"edu.s{n % 50}.c{n % 7}"} for n in range(instances)]
@@ -158,12 +148,6 @@ def _query(ids, instances) -> dict:
 
 # --- the parent: a child per database, then the table ------------------------------------------------------------
 
-def run_database(kind: str, args) -> dict:
-    return run_child(__file__, kind, args.mysql_url, [
-        "--instances", str(args.instances), "--minutes", str(args.minutes), "--batch", str(args.batch),
-        *(["--query"] if args.query else [])])
-
-
 def report(result: dict) -> None:
     print(f"\n{result['database']}: {result['instances']} instances, {result['series']} series, load "
           f"{result['load_points_per_s']:.0f} points/s; {result['batches']} batches of {result['batch']}")
@@ -183,31 +167,15 @@ def report(result: dict) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--child", nargs=2)
-        parser.add_argument("--instances", type=int)
-        parser.add_argument("--minutes", type=int)
-        parser.add_argument("--batch", type=int)
-        parser.add_argument("--query", action="store_true")
-        args = parser.parse_args()
-        print(json.dumps(child(*args.child, args.instances, args.minutes, args.batch, args.query)))
+    if serve_child(child):
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database", choices=("sqlite", "mysql", "both"), default="both")
-    parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306")
-    parser.add_argument("--instances", type=int, default=10_000)
+    parser = per_database_parser(__doc__)
     parser.add_argument("--minutes", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--query", action="store_true")
-    parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    results = [run_database(kind, args) for kind in (("sqlite", "mysql") if args.database == "both"
-                                                      else (args.database,))]
-    for result in results:
-        report(result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    run_each(__file__, args, {"instances": args.instances, "minutes": args.minutes, "batch": args.batch,
+                              "query": args.query}, report)
 
 
 if __name__ == "__main__":
