@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from rest_framework import serializers
 
 from luhyaapi.metrics import (
@@ -23,6 +23,7 @@ from luhyaapi.metrics import (
     METRIC_NAME_ADAPTER,
     NAMESPACE_ADAPTER,
     STATISTICS,
+    conforms,
 )
 
 # The last second of year 9999: times past it are no use and would overflow the store's arithmetic.
@@ -32,7 +33,6 @@ MAX_PERIOD = 366 * 86400
 MAX_OFFSET = 10**9
 DEFAULT_LIST = 100
 MAX_LIST = 500
-
 
 
 def parse_dimensions(text: str, *, any_value: bool) -> dict[str, str | None]:
@@ -47,7 +47,7 @@ def parse_dimensions(text: str, *, any_value: bool) -> dict[str, str | None]:
     dimensions: dict[str, str | None] = {}
     for part in parts:
         name, equals, value = part.partition("=")
-        if not _valid(DIMENSION_NAME_ADAPTER, name):
+        if not conforms(DIMENSION_NAME_ADAPTER, name):
             raise serializers.ValidationError(f"{name[:40]!r} is not a dimension name (a letter, then letters and "
                                               "digits, at most 32)")
         if name in dimensions:
@@ -55,7 +55,7 @@ def parse_dimensions(text: str, *, any_value: bool) -> dict[str, str | None]:
         if not equals and any_value:
             dimensions[name] = None
             continue
-        if not _valid(DIMENSION_VALUE_ADAPTER, value):
+        if not conforms(DIMENSION_VALUE_ADAPTER, value):
             raise serializers.ValidationError(f"{name}={value[:40]!r}: a dimension value is 1 to 128 letters, digits "
                                               "and _.:-")
         dimensions[name] = value
@@ -80,14 +80,6 @@ def parse_time(text: str) -> float:
     if not math.isfinite(seconds) or not 0 <= seconds <= MAX_TIME:
         raise serializers.ValidationError(f"{text[:40]!r} is not a time from 1970 to 9999")
     return seconds
-
-
-def _valid(adapter: TypeAdapter, value: str) -> bool:
-    try:
-        adapter.validate_python(value)
-    except ValidationError:
-        return False
-    return True
 
 
 class DimensionsField(serializers.CharField):
@@ -120,7 +112,7 @@ class PatternField(serializers.CharField):
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        if not _valid(self.adapter, value):
+        if not conforms(self.adapter, value):
             raise serializers.ValidationError(f"{value[:80]!r} is not a {self.what}")
         return value
 

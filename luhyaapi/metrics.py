@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 INSTANCE_NAMESPACE = "eduCloud/Instance"
 HOST_NAMESPACE = "eduCloud/Host"
@@ -55,6 +55,15 @@ NAMESPACE_ADAPTER = TypeAdapter(Namespace)
 METRIC_NAME_ADAPTER = TypeAdapter(MetricName)
 DIMENSION_NAME_ADAPTER = TypeAdapter(DimensionName)
 DIMENSION_VALUE_ADAPTER = TypeAdapter(DimensionValue)
+
+
+def conforms(adapter: TypeAdapter, value: object) -> bool:
+    """Whether ``value`` passes ``adapter`` (one of the adapters above)."""
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _finite(value: float) -> float:

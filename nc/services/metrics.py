@@ -7,7 +7,6 @@ the host's own samples as ``metrics`` messages on the cluster's status queue; se
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,16 +18,20 @@ from pydantic import ValidationError
 from luhyaapi.bus import RetryLater
 from luhyaapi.hostmetrics import HostSampler, ProcFormatError
 from luhyaapi.messages import Command, MetricsReport, MonitoringSwitch
-from luhyaapi.metrics import INSTANCE_METRICS, INSTANCE_NAMESPACE, MAX_SAMPLES, MetricSample
+from luhyaapi.metrics import (
+    DIMENSION_VALUE_ADAPTER,
+    INSTANCE_METRICS,
+    INSTANCE_NAMESPACE,
+    MAX_SAMPLES,
+    MetricSample,
+    conforms,
+)
 from nc.drivers.base import DriverError, VMMetrics, VMNotFound
 from nc.models import NodeInstance
 from nc.services import instances
 from nc.services.kiosk import TID_PREFIX as KIOSK_TID_PREFIX
 
 logger = logging.getLogger(__name__)
-
-# What a dimension's value may be (luhyaapi.metrics.DimensionValue).
-DIMENSION_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 # The counters of VMMetrics sent as per-sample amounts, by metric name.
 COUNTERS: dict[str, str] = {
@@ -60,7 +63,7 @@ class InstanceLabels:
         values = {}
         for key in ("image_id", "owner_group"):
             value = kept.get(key)
-            if isinstance(value, str) and DIMENSION_VALUE_RE.fullmatch(value):
+            if isinstance(value, str) and conforms(DIMENSION_VALUE_ADAPTER, value):
                 values[key] = value
             elif value:
                 logger.warning("metrics: %s of %s is no dimension value, left out: %r", key, record.instance_id,

@@ -37,7 +37,6 @@ MAX_EVALUATION_PERIODS = 100
 INSTANCE_ACTIONS = ("stop", "reboot")
 
 
-
 def _valid(adapter: TypeAdapter, value, message: str):
     try:
         return adapter.validate_python(value)

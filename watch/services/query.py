@@ -52,7 +52,6 @@ from watch.services.store import DAY, dimensions_hash
 RAW_GRANULARITY = 60
 
 
-
 class QueryError(ValueError):
     """A query the store cannot answer as asked; ``field`` names the argument at fault (the API's 400)."""
 
